@@ -1,0 +1,1016 @@
+//! Configuration: one TOML file deserialised into typed sections, with defaults equal to
+//! the design's thresholds, `GF_<SECTION>__<KEY>` environment overrides and validation
+//! that names the offending key and value.
+//!
+//! `fixtures/config/default.toml` is the documented example; every key there is optional.
+//!
+//! ```
+//! use gf_core::config::Config;
+//! let cfg = Config::from_toml_str("[halt]\nmax_total_drawdown_pct = 12\n").unwrap();
+//! assert_eq!(cfg.halt.max_total_drawdown_pct.to_string(), "12");
+//! assert_eq!(cfg.halt.max_daily_drawdown_pct.to_string(), "2");
+//! assert!(Config::from_toml_str("[halt]\nmax_total_drawdown_pct = -1\n").is_err());
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::types::Pair;
+
+/// Prefix of environment overrides; `GF_API__BIND=0.0.0.0:9000` sets `api.bind`.
+pub const ENV_PREFIX: &str = "GF_";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// The file name, or `<string>`.
+        origin: String,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment override {var}: {reason}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config key `{key}` = {value}: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `halt.max_daily_drawdown_pct`.
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl std::fmt::Display, reason: &str) -> Self {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            value: value.to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Paper or live trading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Replayed or live market data, simulated fills. No credentials needed.
+    #[default]
+    Paper,
+    /// Real orders on Kraken.
+    Live,
+}
+
+/// What a halt does beyond closing the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltBehaviour {
+    /// Cancel all open orders.
+    CancelOnly,
+    /// Cancel all open orders, then flatten every position with reduce-only market orders.
+    #[default]
+    ClosePositions,
+    /// Close the gate, touch nothing else.
+    Hold,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Process-wide settings.
+    pub general: GeneralConfig,
+    /// Market data.
+    pub market: MarketConfig,
+    /// Exchange access.
+    pub exchange: ExchangeConfig,
+    /// Pre-trade risk limits.
+    pub risk: RiskConfig,
+    /// Halt conditions and behaviour.
+    pub halt: HaltConfig,
+    /// The HTTP/WebSocket API.
+    pub api: ApiConfig,
+    /// Where credentials come from.
+    pub secrets: SecretsConfig,
+    /// Metrics, alerts and health checks.
+    pub monitor: MonitorConfig,
+}
+
+/// `[general]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// Paper or live.
+    pub mode: Mode,
+    /// Where the SQLite database and generated tokens live.
+    pub data_dir: PathBuf,
+    /// Log format: `auto` (human on a TTY, JSON otherwise), `human` or `json`.
+    pub log_format: String,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Paper,
+            data_dir: PathBuf::from("./data"),
+            log_format: "auto".into(),
+        }
+    }
+}
+
+/// `[market]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// Kraken WebSocket v2 public endpoint.
+    pub ws_url: String,
+    /// Pairs traded and watched.
+    pub pairs: Vec<Pair>,
+    /// Book depth subscribed: 10, 25, 100, 500 or 1000.
+    pub book_depth: u32,
+    /// A pair is stale after this many seconds without a message.
+    pub staleness_secs: u64,
+    /// Seconds without any message (heartbeats included) before reconnecting.
+    pub heartbeat_timeout_secs: u64,
+    /// Reconnect backoff: first delay, milliseconds.
+    pub reconnect_initial_ms: u64,
+    /// Reconnect backoff: cap, milliseconds.
+    pub reconnect_max_ms: u64,
+    /// In paper mode: the recording replayed (JSON lines); empty means the bundled one.
+    pub replay_file: Option<PathBuf>,
+    /// Replay pace: `0` full speed, `1.0` real time, `10` ten times faster.
+    pub replay_speed: Decimal,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            ws_url: "wss://ws.kraken.com/v2".into(),
+            pairs: vec![
+                Pair::new("XRP/USD").expect("valid literal"),
+                Pair::new("DOGE/USD").expect("valid literal"),
+            ],
+            book_depth: 10,
+            staleness_secs: 60,
+            heartbeat_timeout_secs: 10,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 30_000,
+            replay_file: None,
+            replay_speed: Decimal::ONE,
+        }
+    }
+}
+
+/// `[exchange]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// Kraken REST base URL.
+    pub rest_url: String,
+    /// Kraken verification tier (`starter`, `intermediate`, `pro`), for the rate limiter.
+    pub tier: String,
+    /// Per-call timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// Dead man's switch (`CancelAllOrdersAfter`) timeout, seconds; 0 disables.
+    pub dead_man_switch_secs: u64,
+    /// Disarm the dead man's switch on clean shutdown (otherwise it fires and cancels).
+    pub disarm_on_shutdown: bool,
+    /// Paper exchange taker fee, percent.
+    pub paper_taker_fee_pct: Decimal,
+    /// Paper exchange maker fee, percent.
+    pub paper_maker_fee_pct: Decimal,
+    /// Paper exchange starting balances per asset.
+    pub paper_balances: BTreeMap<String, Decimal>,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            rest_url: "https://api.kraken.com".into(),
+            tier: "starter".into(),
+            timeout_ms: 5_000,
+            dead_man_switch_secs: 60,
+            disarm_on_shutdown: false,
+            paper_taker_fee_pct: Decimal::new(40, 2),
+            paper_maker_fee_pct: Decimal::new(25, 2),
+            paper_balances: BTreeMap::from([("USD".to_owned(), Decimal::new(100_000, 0))]),
+        }
+    }
+}
+
+/// Per-pair overrides under `[risk.pairs."XRP/USD"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PairRiskConfig {
+    /// Maximum position notional for this pair, quote currency.
+    pub max_position_notional: Option<Decimal>,
+    /// Lot size (quantity step) for sizing.
+    pub lot_size: Option<Decimal>,
+}
+
+/// `[risk]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Equity risked per trade, percent.
+    pub risk_per_trade_pct: Decimal,
+    /// Reject limit prices further than this from the market, percent.
+    pub price_collar_pct: Decimal,
+    /// Maximum notional of one order, quote currency.
+    pub max_order_notional: Decimal,
+    /// Maximum notional of one position, quote currency.
+    pub max_position_notional: Decimal,
+    /// Maximum resting orders.
+    pub max_open_orders: u32,
+    /// Order-rate throttle: at most this many orders …
+    pub max_orders_per_window: u32,
+    /// … per this many seconds.
+    pub order_window_secs: u64,
+    /// Market prices older than this are stale for pre-trade checks, seconds.
+    pub max_price_age_secs: u64,
+    /// Default lot size when a pair has none.
+    pub lot_size: Decimal,
+    /// Per-pair overrides; keys must be configured pairs.
+    pub pairs: BTreeMap<Pair, PairRiskConfig>,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            risk_per_trade_pct: Decimal::new(5, 1),
+            price_collar_pct: Decimal::new(5, 0),
+            max_order_notional: Decimal::new(25_000, 0),
+            max_position_notional: Decimal::new(50_000, 0),
+            max_open_orders: 20,
+            max_orders_per_window: 10,
+            order_window_secs: 60,
+            max_price_age_secs: 10,
+            lot_size: Decimal::ONE,
+            pairs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Per-condition overrides under `[halt.conditions.<id>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionConfig {
+    /// Set to `false` to disable the condition.
+    pub enabled: Option<bool>,
+    /// Behaviour for this condition instead of the global one.
+    pub behaviour: Option<HaltBehaviour>,
+}
+
+/// Condition ids known to `[halt.conditions]`.
+pub const CONDITION_IDS: &[&str] = &[
+    "max_total_drawdown",
+    "max_daily_drawdown",
+    "max_consecutive_losses",
+    "market_volatility",
+    "api_error_rate",
+    "market_data_staleness",
+    "position_risk",
+];
+
+/// `[halt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaltConfig {
+    /// Total drawdown from peak equity, percent.
+    pub max_total_drawdown_pct: Decimal,
+    /// Drawdown from the start-of-UTC-day equity, percent.
+    pub max_daily_drawdown_pct: Decimal,
+    /// Consecutive losing round trips.
+    pub max_consecutive_losses: u32,
+    /// Rolling volatility per pair, percent.
+    pub max_volatility_pct: Decimal,
+    /// Volatility window, minutes of 1-minute closes.
+    pub volatility_window_mins: u32,
+    /// API errors per rolling minute.
+    pub max_api_errors_per_min: u32,
+    /// Market-data staleness, seconds.
+    pub max_staleness_secs: u64,
+    /// Total open exposure, quote currency.
+    pub max_exposure_notional: Decimal,
+    /// What a halt does.
+    pub behaviour: HaltBehaviour,
+    /// Closure attempts before giving up and alerting.
+    pub closure_max_attempts: u32,
+    /// First closure retry delay, milliseconds (doubles each attempt).
+    pub closure_backoff_ms: u64,
+    /// The operator confirming resume must differ from the one who completed the rest.
+    pub two_person_rule: bool,
+    /// Per-condition overrides, keyed by condition id.
+    pub conditions: BTreeMap<String, ConditionConfig>,
+}
+
+impl Default for HaltConfig {
+    fn default() -> Self {
+        Self {
+            max_total_drawdown_pct: Decimal::new(15, 0),
+            max_daily_drawdown_pct: Decimal::new(2, 0),
+            max_consecutive_losses: 5,
+            max_volatility_pct: Decimal::new(5, 0),
+            volatility_window_mins: 60,
+            max_api_errors_per_min: 10,
+            max_staleness_secs: 60,
+            max_exposure_notional: Decimal::new(100_000, 0),
+            behaviour: HaltBehaviour::ClosePositions,
+            closure_max_attempts: 10,
+            closure_backoff_ms: 200,
+            two_person_rule: false,
+            conditions: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address. Loopback by default.
+    pub bind: SocketAddr,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Which secret provider is used, chosen explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretProviderKind {
+    /// No credentials (paper mode).
+    #[default]
+    None,
+    /// `KRAKEN_API_KEY` / `KRAKEN_API_SECRET`.
+    Env,
+    /// An age-encrypted file.
+    File,
+    /// HashiCorp Vault KV v2.
+    Vault,
+    /// AWS Secrets Manager.
+    Aws,
+}
+
+/// `[secrets]`. Provider-specific settings live in their own tables and are
+/// validated by gf-secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// The provider.
+    pub provider: SecretProviderKind,
+    /// Name of the secret set holding the exchange keys.
+    pub set: String,
+    /// How often the rotation watcher polls, seconds; 0 disables.
+    pub rotation_poll_secs: u64,
+    /// `file` provider: path to the age file.
+    pub file_path: Option<PathBuf>,
+    /// `file` provider: X25519 identity file instead of a passphrase.
+    pub file_identity: Option<PathBuf>,
+    /// `vault` provider: server address.
+    pub vault_addr: Option<String>,
+    /// `vault` provider: namespace.
+    pub vault_namespace: Option<String>,
+    /// `vault` provider: KV v2 mount.
+    pub vault_mount: String,
+    /// `vault` provider: path under the mount.
+    pub vault_path: Option<String>,
+    /// `vault` provider: `token` or `approle`.
+    pub vault_auth: String,
+    /// `aws` provider: region.
+    pub aws_region: Option<String>,
+    /// `aws` provider: endpoint override (for emulators).
+    pub aws_endpoint: Option<String>,
+    /// `aws` provider: secret id.
+    pub aws_secret_id: Option<String>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            provider: SecretProviderKind::None,
+            set: "kraken".into(),
+            rotation_poll_secs: 300,
+            file_path: None,
+            file_identity: None,
+            vault_addr: None,
+            vault_namespace: None,
+            vault_mount: "secret".into(),
+            vault_path: None,
+            vault_auth: "token".into(),
+            aws_region: None,
+            aws_endpoint: None,
+            aws_secret_id: None,
+        }
+    }
+}
+
+/// `[monitor]`. Alert channels live in `[[monitor.channels]]` tables validated by
+/// gf-monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Dashboard push interval, milliseconds.
+    pub dashboard_interval_ms: u64,
+    /// Alert when drawdown exceeds this percent (warning before the halt limit).
+    pub alert_drawdown_pct: Decimal,
+    /// Alert when API errors per minute exceed this.
+    pub alert_api_errors_per_min: u32,
+    /// Alert when average latency exceeds this, milliseconds.
+    pub alert_latency_ms: u64,
+    /// Resident-memory threshold for the health check, MiB.
+    pub max_memory_mib: u64,
+    /// Free-disk threshold of the data directory for the health check, MiB.
+    pub min_disk_free_mib: u64,
+    /// Alert channels.
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            dashboard_interval_ms: 1_000,
+            alert_drawdown_pct: Decimal::new(10, 0),
+            alert_api_errors_per_min: 5,
+            alert_latency_ms: 500,
+            max_memory_mib: 512,
+            min_disk_free_mib: 500,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// One alert channel: `kind` is `log`, `email`, `webhook`, `slack`, `discord`,
+/// `telegram` or `sms`; the remaining keys are the channel's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    /// A name for logs and errors.
+    pub name: String,
+    /// Channel type.
+    pub kind: String,
+    /// Lowest severity delivered: `info`, `warning`, `critical`.
+    #[serde(default)]
+    pub min_severity: Option<String>,
+    /// Channel-specific settings (URL, SMTP host, …).
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+impl Config {
+    /// Loads a file, applies environment overrides and validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key and value.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// The embedded default (every key at its default), with environment overrides.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when an override is invalid.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_toml_with_env("", "<default>", std::env::vars())
+    }
+
+    /// Parses and validates TOML without looking at the environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key and value.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, "<string>", std::iter::empty())
+    }
+
+    /// Parses TOML, applies `GF_SECTION__KEY` overrides from `vars`, and validates.
+    ///
+    /// Override values are read as TOML values when they parse as one (`12`, `true`,
+    /// `["XRP/USD"]`) and as strings otherwise.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key and value.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: origin.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
+        for (var, value) in vars {
+            let Some(path) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !path.contains("__") {
+                continue; // GF_TOKEN, GF_MASTER_PASSWORD …: not config overrides.
+            }
+            apply_override(&mut table, &var, path, &value)?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: origin.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-references.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let pct = |key: &str, v: Decimal, allow_zero: bool| {
+            if v < Decimal::ZERO || (!allow_zero && v.is_zero()) || v > Decimal::ONE_HUNDRED {
+                Err(ConfigError::invalid(
+                    key,
+                    v,
+                    if allow_zero {
+                        "must be a percentage between 0 and 100"
+                    } else {
+                        "must be a percentage above 0 and at most 100"
+                    },
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let positive = |key: &str, v: Decimal| {
+            if v <= Decimal::ZERO {
+                Err(ConfigError::invalid(key, v, "must be positive"))
+            } else {
+                Ok(())
+            }
+        };
+        let nonzero = |key: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::invalid(key, v, "must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+
+        // [general]
+        if !["auto", "human", "json"].contains(&self.general.log_format.as_str()) {
+            return Err(ConfigError::invalid(
+                "general.log_format",
+                &self.general.log_format,
+                "must be auto, human or json",
+            ));
+        }
+
+        // [market]
+        let m = &self.market;
+        if m.pairs.is_empty() {
+            return Err(ConfigError::invalid(
+                "market.pairs",
+                "[]",
+                "at least one pair is needed",
+            ));
+        }
+        for (i, p) in m.pairs.iter().enumerate() {
+            if m.pairs[..i].contains(p) {
+                return Err(ConfigError::invalid("market.pairs", p, "listed twice"));
+            }
+        }
+        if ![10, 25, 100, 500, 1000].contains(&m.book_depth) {
+            return Err(ConfigError::invalid(
+                "market.book_depth",
+                m.book_depth,
+                "must be one of 10, 25, 100, 500, 1000",
+            ));
+        }
+        url_scheme("market.ws_url", &m.ws_url, &["ws://", "wss://"])?;
+        nonzero("market.staleness_secs", m.staleness_secs)?;
+        nonzero("market.heartbeat_timeout_secs", m.heartbeat_timeout_secs)?;
+        nonzero("market.reconnect_initial_ms", m.reconnect_initial_ms)?;
+        if m.reconnect_max_ms < m.reconnect_initial_ms {
+            return Err(ConfigError::invalid(
+                "market.reconnect_max_ms",
+                m.reconnect_max_ms,
+                "must be at least market.reconnect_initial_ms",
+            ));
+        }
+        if m.replay_speed < Decimal::ZERO {
+            return Err(ConfigError::invalid(
+                "market.replay_speed",
+                m.replay_speed,
+                "must be 0 (full speed) or positive",
+            ));
+        }
+
+        // [exchange]
+        let e = &self.exchange;
+        url_scheme("exchange.rest_url", &e.rest_url, &["http://", "https://"])?;
+        if !["starter", "intermediate", "pro"].contains(&e.tier.as_str()) {
+            return Err(ConfigError::invalid(
+                "exchange.tier",
+                &e.tier,
+                "must be starter, intermediate or pro",
+            ));
+        }
+        nonzero("exchange.timeout_ms", e.timeout_ms)?;
+        pct("exchange.paper_taker_fee_pct", e.paper_taker_fee_pct, true)?;
+        pct("exchange.paper_maker_fee_pct", e.paper_maker_fee_pct, true)?;
+        for (asset, amount) in &e.paper_balances {
+            if *amount < Decimal::ZERO {
+                return Err(ConfigError::invalid(
+                    &format!("exchange.paper_balances.{asset}"),
+                    amount,
+                    "must not be negative",
+                ));
+            }
+        }
+
+        // [risk]
+        let r = &self.risk;
+        pct("risk.risk_per_trade_pct", r.risk_per_trade_pct, false)?;
+        pct("risk.price_collar_pct", r.price_collar_pct, false)?;
+        positive("risk.max_order_notional", r.max_order_notional)?;
+        positive("risk.max_position_notional", r.max_position_notional)?;
+        nonzero("risk.max_open_orders", r.max_open_orders.into())?;
+        nonzero("risk.max_orders_per_window", r.max_orders_per_window.into())?;
+        nonzero("risk.order_window_secs", r.order_window_secs)?;
+        nonzero("risk.max_price_age_secs", r.max_price_age_secs)?;
+        positive("risk.lot_size", r.lot_size)?;
+        for (pair, over) in &r.pairs {
+            if !m.pairs.contains(pair) {
+                return Err(ConfigError::invalid(
+                    &format!("risk.pairs.\"{pair}\""),
+                    pair,
+                    "unknown pair: not listed in market.pairs",
+                ));
+            }
+            if let Some(v) = over.max_position_notional {
+                positive(&format!("risk.pairs.\"{pair}\".max_position_notional"), v)?;
+            }
+            if let Some(v) = over.lot_size {
+                positive(&format!("risk.pairs.\"{pair}\".lot_size"), v)?;
+            }
+        }
+
+        // [halt]
+        let h = &self.halt;
+        pct(
+            "halt.max_total_drawdown_pct",
+            h.max_total_drawdown_pct,
+            false,
+        )?;
+        pct(
+            "halt.max_daily_drawdown_pct",
+            h.max_daily_drawdown_pct,
+            false,
+        )?;
+        nonzero(
+            "halt.max_consecutive_losses",
+            h.max_consecutive_losses.into(),
+        )?;
+        pct("halt.max_volatility_pct", h.max_volatility_pct, false)?;
+        if h.volatility_window_mins < 2 {
+            return Err(ConfigError::invalid(
+                "halt.volatility_window_mins",
+                h.volatility_window_mins,
+                "must be at least 2 (a deviation needs two returns)",
+            ));
+        }
+        nonzero(
+            "halt.max_api_errors_per_min",
+            h.max_api_errors_per_min.into(),
+        )?;
+        nonzero("halt.max_staleness_secs", h.max_staleness_secs)?;
+        positive("halt.max_exposure_notional", h.max_exposure_notional)?;
+        nonzero("halt.closure_max_attempts", h.closure_max_attempts.into())?;
+        for id in h.conditions.keys() {
+            if !CONDITION_IDS.contains(&id.as_str()) {
+                return Err(ConfigError::invalid(
+                    &format!("halt.conditions.{id}"),
+                    id,
+                    &format!("unknown condition; known: {}", CONDITION_IDS.join(", ")),
+                ));
+            }
+        }
+
+        // [api]
+        if self.api.max_body_bytes < 256 {
+            return Err(ConfigError::invalid(
+                "api.max_body_bytes",
+                self.api.max_body_bytes,
+                "must be at least 256",
+            ));
+        }
+
+        // [secrets]
+        let s = &self.secrets;
+        if self.general.mode == Mode::Live && s.provider == SecretProviderKind::None {
+            return Err(ConfigError::invalid(
+                "secrets.provider",
+                "none",
+                "live mode needs a secret provider (env, file, vault or aws)",
+            ));
+        }
+        let need = |key: &str, present: bool, provider: &str| {
+            if present {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    key,
+                    "<missing>",
+                    &format!("required by the {provider} provider"),
+                ))
+            }
+        };
+        match s.provider {
+            SecretProviderKind::File => need("secrets.file_path", s.file_path.is_some(), "file")?,
+            SecretProviderKind::Vault => {
+                need("secrets.vault_addr", s.vault_addr.is_some(), "vault")?;
+                need("secrets.vault_path", s.vault_path.is_some(), "vault")?;
+                if !["token", "approle"].contains(&s.vault_auth.as_str()) {
+                    return Err(ConfigError::invalid(
+                        "secrets.vault_auth",
+                        &s.vault_auth,
+                        "must be token or approle",
+                    ));
+                }
+            }
+            SecretProviderKind::Aws => {
+                need("secrets.aws_region", s.aws_region.is_some(), "aws")?;
+                need("secrets.aws_secret_id", s.aws_secret_id.is_some(), "aws")?;
+            }
+            SecretProviderKind::None | SecretProviderKind::Env => {}
+        }
+
+        // [monitor]
+        let mo = &self.monitor;
+        nonzero("monitor.dashboard_interval_ms", mo.dashboard_interval_ms)?;
+        pct("monitor.alert_drawdown_pct", mo.alert_drawdown_pct, false)?;
+        const KINDS: &[&str] = &[
+            "log", "email", "webhook", "slack", "discord", "telegram", "sms",
+        ];
+        for (i, ch) in mo.channels.iter().enumerate() {
+            if !KINDS.contains(&ch.kind.as_str()) {
+                return Err(ConfigError::invalid(
+                    &format!("monitor.channels[{i}].kind"),
+                    &ch.kind,
+                    &format!("unknown channel kind; known: {}", KINDS.join(", ")),
+                ));
+            }
+            if let Some(sev) = &ch.min_severity
+                && !["info", "warning", "critical"].contains(&sev.as_str())
+            {
+                return Err(ConfigError::invalid(
+                    &format!("monitor.channels[{i}].min_severity"),
+                    sev,
+                    "must be info, warning or critical",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises to TOML (for `config check` and docs).
+    ///
+    /// # Errors
+    /// Never in practice; propagated from the serialiser.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            origin: "<serialise>".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn url_scheme(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    if schemes
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+    {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            url,
+            &format!("must be a URL starting with {}", schemes.join(" or ")),
+        ))
+    }
+}
+
+fn apply_override(
+    table: &mut toml::Table,
+    var: &str,
+    path: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if keys.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.to_owned(),
+            reason: "empty key segment (use GF_SECTION__KEY)".into(),
+        });
+    }
+    let value = parse_env_value(raw);
+    let (last, parents) = keys.split_last().expect("split on a non-empty string");
+    let mut node = table;
+    for key in parents {
+        let entry = node
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.to_owned(),
+            reason: format!("`{key}` is not a table"),
+        })?;
+    }
+    node.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // Parse as the right-hand side of a TOML assignment; fall back to a plain string.
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::from_toml_str("").unwrap();
+        assert_eq!(c.halt.max_total_drawdown_pct, Decimal::new(15, 0));
+        assert_eq!(c.halt.max_daily_drawdown_pct, Decimal::new(2, 0));
+        assert_eq!(c.halt.max_consecutive_losses, 5);
+        assert_eq!(c.halt.max_volatility_pct, Decimal::new(5, 0));
+        assert_eq!(c.halt.max_api_errors_per_min, 10);
+        assert_eq!(c.halt.max_staleness_secs, 60);
+        assert_eq!(c.api.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.general.mode, Mode::Paper);
+        assert_eq!(c.market.pairs.len(), 2);
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let c = Config::from_toml_with_env(
+            "[api]\nbind = \"127.0.0.1:1\"\n",
+            "t",
+            env(&[
+                ("GF_API__BIND", "127.0.0.1:9000"),
+                ("GF_HALT__MAX_DAILY_DRAWDOWN_PCT", "3.5"),
+                ("GF_MARKET__PAIRS", "[\"XRP/USD\"]"),
+                ("GF_TOKEN", "ignored"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.bind.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.halt.max_daily_drawdown_pct, Decimal::new(35, 1));
+        assert_eq!(c.market.pairs, vec![Pair::new("XRP/USD").unwrap()]);
+    }
+
+    #[test]
+    fn env_override_with_unknown_key_is_an_error() {
+        let err = Config::from_toml_with_env("", "t", env(&[("GF_API__BINDD", "x")])).unwrap_err();
+        assert!(err.to_string().contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn invalid_cases_name_the_key() {
+        struct Case {
+            toml: &'static str,
+            key: &'static str,
+        }
+        let cases = [
+            Case {
+                toml: "[halt]\nmax_total_drawdown_pct = -5",
+                key: "halt.max_total_drawdown_pct",
+            },
+            Case {
+                toml: "[halt]\nmax_daily_drawdown_pct = 150",
+                key: "halt.max_daily_drawdown_pct",
+            },
+            Case {
+                toml: "[halt]\nmax_consecutive_losses = 0",
+                key: "halt.max_consecutive_losses",
+            },
+            Case {
+                toml: "[halt]\nmax_staleness_secs = 0",
+                key: "halt.max_staleness_secs",
+            },
+            Case {
+                toml: "[halt]\nmax_drawdown = 5",
+                key: "max_drawdown",
+            },
+            Case {
+                toml: "[halt.conditions.bogus]\nenabled = false",
+                key: "halt.conditions.bogus",
+            },
+            Case {
+                toml: "[risk]\nprice_collar_pct = 0",
+                key: "risk.price_collar_pct",
+            },
+            Case {
+                toml: "[risk.pairs.\"ETH/USD\"]\nlot_size = 1",
+                key: "risk.pairs.\"ETH/USD\"",
+            },
+            Case {
+                toml: "[market]\npairs = [\"XRPUSD\"]",
+                key: "XRPUSD",
+            },
+            Case {
+                toml: "[market]\nbook_depth = 50",
+                key: "market.book_depth",
+            },
+            Case {
+                toml: "[market]\nws_url = \"http://x\"",
+                key: "market.ws_url",
+            },
+            Case {
+                toml: "[exchange]\ntier = \"gold\"",
+                key: "exchange.tier",
+            },
+            Case {
+                toml: "[general]\nmode = \"live\"",
+                key: "secrets.provider",
+            },
+            Case {
+                toml: "[secrets]\nprovider = \"vault\"",
+                key: "secrets.vault_addr",
+            },
+            Case {
+                toml: "[[monitor.channels]]\nname = \"x\"\nkind = \"pager\"",
+                key: "monitor.channels[0].kind",
+            },
+            Case {
+                toml: "[nonsense]\nx = 1",
+                key: "nonsense",
+            },
+            Case {
+                toml: "[api]\nbind = \"localhost\"",
+                key: "bind",
+            },
+            Case {
+                toml: "[halt\n",
+                key: "<string>",
+            },
+        ];
+        for case in cases {
+            let err = Config::from_toml_str(case.toml).unwrap_err().to_string();
+            assert!(err.contains(case.key), "{:?} → {err}", case.toml);
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::from_toml_str("").unwrap();
+        let text = c.to_toml().unwrap();
+        assert_eq!(Config::from_toml_str(&text).unwrap(), c);
+    }
+}

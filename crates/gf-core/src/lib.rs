@@ -1,0 +1,50 @@
+//! Gal-Friday's core: the vocabulary every other crate speaks.
+//!
+//! - [`types`]: pairs, sides, orders, fills, positions; money is [`rust_decimal::Decimal`].
+//! - [`event`]: the [`Event`] enum-of-everything and its stable JSON form.
+//! - [`bus`]: the publish/subscribe [`EventBus`] (see its guarantees).
+//! - [`clock`]: [`Clock`] with [`SystemClock`] and [`ManualClock`].
+//! - [`config`]: the TOML configuration with defaults, env overrides and validation.
+//! - [`gate`]: the [`TradingGate`] that gf-halt closes and gf-exec consults.
+//!
+//! This crate is an **API boundary**: research code depends on it directly.
+//!
+//! ```
+//! use gf_core::{Event, EventBus, KindSet, ManualClock, Clock, Payload, Source, Pair, Side};
+//! use rust_decimal::Decimal;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let clock = ManualClock::default();
+//! let bus = EventBus::new(1024);
+//! let mut sub = bus.subscribe(KindSet::market_data());
+//! bus.publish(Event::new(clock.now(), Source::Replay, Payload::Trade {
+//!     pair: "XRP/USD".parse::<Pair>().unwrap(),
+//!     side: Side::Buy,
+//!     price: Decimal::new(5000, 4),
+//!     qty: Decimal::new(100, 0),
+//!     trade_id: 1,
+//! }));
+//! assert_eq!(sub.recv().await.unwrap().ts, clock.now());
+//! # });
+//! ```
+
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod gate;
+pub mod types;
+
+pub use bus::{EventBus, RecvError, Subscription, TryRecvError};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use config::{Config, ConfigError, HaltBehaviour, Mode};
+pub use error::Error;
+pub use event::{
+    AlertStatus, ApiErrorKind, BookSnapshot, BookUpdate, ConnectionState, Event, EventKind,
+    HaltSource, HaltState, HealthStatus, KindSet, Payload, Severity, Source,
+};
+pub use gate::{GatePermit, TradingGate};
+pub use types::{
+    ClientOrderId, Fill, Level, OrderId, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair,
+    Position, Price, Qty, Side, TimeInForce,
+};

@@ -1,0 +1,550 @@
+//! Domain types shared by every crate: pairs, sides, orders, fills and positions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+
+/// A price in quote currency. Always exact: never `f64`.
+pub type Price = Decimal;
+/// A quantity in base currency. Always exact: never `f64`.
+pub type Qty = Decimal;
+
+/// Maximum length of one side of a pair (`"1INCH"`, `"USDT"`, …).
+const MAX_ASSET_LEN: usize = 16;
+
+/// A spot pair in Kraken's WebSocket v2 form, `BASE/QUOTE` (e.g. `XRP/USD`).
+///
+/// Each asset is 1–16 characters of ASCII upper-case letters or digits and contains at
+/// least one letter. Lower case, spaces, a missing or doubled `/` are rejected.
+///
+/// ```
+/// use gf_core::Pair;
+/// let pair: Pair = "XRP/USD".parse().unwrap();
+/// assert_eq!(pair.base(), "XRP");
+/// assert_eq!(pair.quote(), "USD");
+/// assert!("xrp/usd".parse::<Pair>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pair {
+    symbol: String,
+    slash: usize,
+}
+
+impl Pair {
+    /// Parses and validates a pair.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPair`] naming the text and what is wrong with it.
+    pub fn new(text: &str) -> Result<Self, Error> {
+        let invalid = |why: &str| Error::InvalidPair {
+            text: text.to_owned(),
+            reason: why.to_owned(),
+        };
+        let mut parts = text.split('/');
+        let (Some(base), Some(quote), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid("expected exactly one '/' as in \"XRP/USD\""));
+        };
+        for (name, asset) in [("base", base), ("quote", quote)] {
+            if asset.is_empty() || asset.len() > MAX_ASSET_LEN {
+                return Err(invalid(&format!(
+                    "{name} asset must be 1 to {MAX_ASSET_LEN} characters"
+                )));
+            }
+            if !asset
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                return Err(invalid(&format!(
+                    "{name} asset must be upper-case letters and digits"
+                )));
+            }
+            if !asset.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(invalid(&format!("{name} asset must contain a letter")));
+            }
+        }
+        if base == quote {
+            return Err(invalid("base and quote must differ"));
+        }
+        Ok(Self {
+            symbol: text.to_owned(),
+            slash: base.len(),
+        })
+    }
+
+    /// The base asset (`XRP` in `XRP/USD`).
+    #[must_use]
+    pub fn base(&self) -> &str {
+        &self.symbol[..self.slash]
+    }
+
+    /// The quote asset (`USD` in `XRP/USD`).
+    #[must_use]
+    pub fn quote(&self) -> &str {
+        &self.symbol[self.slash + 1..]
+    }
+
+    /// The full symbol, `BASE/QUOTE`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.symbol
+    }
+}
+
+impl FromStr for Pair {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.symbol)
+    }
+}
+
+impl fmt::Debug for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pair({})", self.symbol)
+    }
+}
+
+impl Serialize for Pair {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.symbol)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pair {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Pair::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buy the base asset.
+    Buy,
+    /// Sell the base asset.
+    Sell,
+}
+
+impl Side {
+    /// The other side.
+    #[must_use]
+    pub fn opposite(self) -> Self {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// `+1` for buy, `-1` for sell: multiplies a quantity into a signed position change.
+    #[must_use]
+    pub fn sign(self) -> Decimal {
+        match self {
+            Side::Buy => Decimal::ONE,
+            Side::Sell => Decimal::NEGATIVE_ONE,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        })
+    }
+}
+
+/// The order types Gal-Friday submits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    /// Execute immediately against the book.
+    Market,
+    /// Rest at a limit price until filled or cancelled.
+    Limit,
+}
+
+/// How long a limit order rests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeInForce {
+    /// Good till cancelled.
+    #[default]
+    Gtc,
+    /// Immediate or cancel.
+    Ioc,
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// Wraps an identifier.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+            /// The identifier text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The exchange's identifier of an order (Kraken's `txid`, e.g. `OQCLML-BW3P3-BUCMWZ`).
+    OrderId
+);
+string_id!(
+    /// Our identifier of an order, chosen before submission; it makes retries idempotent
+    /// (Kraken's `cl_ord_id`).
+    ClientOrderId
+);
+
+/// What the order is for. Only [`OrderPurpose::HaltClosure`] passes a closed gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderPurpose {
+    /// An ordinary order from a strategy or an operator.
+    #[default]
+    Normal,
+    /// A reduce-only order placed by the halt coordinator to flatten a position.
+    HaltClosure,
+}
+
+/// A request to place an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// Our id; the exchange echoes it back.
+    pub client_order_id: ClientOrderId,
+    /// The pair traded.
+    pub pair: Pair,
+    /// Buy or sell.
+    pub side: Side,
+    /// Market or limit.
+    pub order_type: OrderType,
+    /// Quantity in base currency; strictly positive.
+    pub qty: Qty,
+    /// Limit price; required for limit orders, absent for market orders.
+    pub limit_price: Option<Price>,
+    /// Time in force for limit orders.
+    #[serde(default)]
+    pub time_in_force: TimeInForce,
+    /// Only reduce an existing position, never open or grow one.
+    #[serde(default)]
+    pub reduce_only: bool,
+    /// Kraken's numeric `userref`, for grouping orders.
+    #[serde(default)]
+    pub user_ref: Option<i32>,
+    /// Normal or halt-closure.
+    #[serde(default)]
+    pub purpose: OrderPurpose,
+}
+
+impl OrderRequest {
+    /// Checks the request is self-consistent (positive quantity, a positive limit price
+    /// exactly when the type is limit).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOrder`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &str, why: String| Error::InvalidOrder {
+            client_order_id: self.client_order_id.0.clone(),
+            field: field.to_owned(),
+            reason: why,
+        };
+        if self.qty <= Decimal::ZERO {
+            return Err(bad("qty", format!("must be positive, got {}", self.qty)));
+        }
+        match (self.order_type, self.limit_price) {
+            (OrderType::Limit, None) => {
+                return Err(bad("limit_price", "a limit order needs a price".into()));
+            }
+            (OrderType::Limit, Some(p)) if p <= Decimal::ZERO => {
+                return Err(bad("limit_price", format!("must be positive, got {p}")));
+            }
+            (OrderType::Market, Some(p)) => {
+                return Err(bad(
+                    "limit_price",
+                    format!("a market order takes no price, got {p}"),
+                ));
+            }
+            _ => {}
+        }
+        if self.client_order_id.0.is_empty() {
+            return Err(bad("client_order_id", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// `true` for a halt-closure order.
+    #[must_use]
+    pub fn is_closure(&self) -> bool {
+        self.purpose == OrderPurpose::HaltClosure
+    }
+}
+
+/// The lifecycle of an order at the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Sent, not yet acknowledged.
+    Pending,
+    /// Acknowledged and resting (or about to execute).
+    Open,
+    /// Some quantity filled, the rest still open.
+    PartiallyFilled,
+    /// Completely filled.
+    Filled,
+    /// Cancelled (by us, the exchange or the dead man's switch).
+    Cancelled,
+    /// Refused by our gate, our risk checks or the exchange.
+    Rejected,
+    /// Expired by time in force.
+    Expired,
+}
+
+impl OrderStatus {
+    /// `true` once the order can no longer change.
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled
+                | OrderStatus::Cancelled
+                | OrderStatus::Rejected
+                | OrderStatus::Expired
+        )
+    }
+}
+
+/// One execution of (part of) an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    /// The exchange's trade id.
+    pub trade_id: String,
+    /// The order that filled.
+    pub order_id: OrderId,
+    /// Our id of that order.
+    pub client_order_id: Option<ClientOrderId>,
+    /// The pair.
+    pub pair: Pair,
+    /// The side of our order.
+    pub side: Side,
+    /// Quantity executed, positive.
+    pub qty: Qty,
+    /// Execution price.
+    pub price: Price,
+    /// Fee charged, in quote currency.
+    pub fee: Decimal,
+    /// When the exchange executed it.
+    pub ts: DateTime<Utc>,
+    /// Whether the order was a halt-closure order.
+    #[serde(default)]
+    pub purpose: OrderPurpose,
+}
+
+impl Fill {
+    /// Price × quantity.
+    #[must_use]
+    pub fn notional(&self) -> Decimal {
+        self.price * self.qty
+    }
+}
+
+/// An open position in one pair. `qty` is signed: positive long, negative short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The pair.
+    pub pair: Pair,
+    /// Signed quantity: > 0 long, < 0 short, 0 flat.
+    pub qty: Qty,
+    /// Volume-weighted average entry price of the open quantity.
+    pub avg_entry: Price,
+    /// Latest mark price, if any.
+    pub mark: Option<Price>,
+    /// Realised P&L in quote currency, before fees.
+    pub realised_pnl: Decimal,
+    /// Unrealised P&L at `mark`.
+    pub unrealised_pnl: Decimal,
+    /// Fees paid in quote currency.
+    pub fees: Decimal,
+}
+
+impl Position {
+    /// A flat position.
+    #[must_use]
+    pub fn flat(pair: Pair) -> Self {
+        Self {
+            pair,
+            qty: Decimal::ZERO,
+            avg_entry: Decimal::ZERO,
+            mark: None,
+            realised_pnl: Decimal::ZERO,
+            unrealised_pnl: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        }
+    }
+
+    /// The side of the open quantity, `None` when flat.
+    #[must_use]
+    pub fn side(&self) -> Option<Side> {
+        if self.qty > Decimal::ZERO {
+            Some(Side::Buy)
+        } else if self.qty < Decimal::ZERO {
+            Some(Side::Sell)
+        } else {
+            None
+        }
+    }
+
+    /// Absolute quantity × mark (or entry when unmarked).
+    #[must_use]
+    pub fn exposure(&self) -> Decimal {
+        self.qty.abs() * self.mark.unwrap_or(self.avg_entry)
+    }
+}
+
+/// One price level of an order book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Level {
+    /// Price.
+    pub price: Price,
+    /// Quantity resting at that price; zero in an update means "remove".
+    pub qty: Qty,
+}
+
+impl Level {
+    /// A level.
+    #[must_use]
+    pub fn new(price: Price, qty: Qty) -> Self {
+        Self { price, qty }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_accepts_kraken_forms() {
+        for ok in ["XRP/USD", "DOGE/USD", "1INCH/EUR", "USDT/USD", "XBT/USDC"] {
+            let pair = Pair::new(ok).unwrap();
+            assert_eq!(pair.as_str(), ok);
+            assert_eq!(format!("{}/{}", pair.base(), pair.quote()), ok);
+        }
+    }
+
+    #[test]
+    fn pair_rejects_bad_forms_with_reason() {
+        struct Case {
+            input: &'static str,
+            reason: &'static str,
+        }
+        let cases = [
+            Case {
+                input: "XRPUSD",
+                reason: "exactly one '/'",
+            },
+            Case {
+                input: "XRP/USD/EUR",
+                reason: "exactly one '/'",
+            },
+            Case {
+                input: "xrp/usd",
+                reason: "upper-case",
+            },
+            Case {
+                input: "/USD",
+                reason: "1 to 16",
+            },
+            Case {
+                input: "XRP/",
+                reason: "1 to 16",
+            },
+            Case {
+                input: "XRP-USD",
+                reason: "exactly one '/'",
+            },
+            Case {
+                input: "XRP/ USD",
+                reason: "upper-case",
+            },
+            Case {
+                input: "123/USD",
+                reason: "contain a letter",
+            },
+            Case {
+                input: "USD/USD",
+                reason: "differ",
+            },
+        ];
+        for case in cases {
+            let err = Pair::new(case.input).unwrap_err().to_string();
+            assert!(err.contains(case.reason), "{}: {err}", case.input);
+            assert!(err.contains(case.input), "{}: {err}", case.input);
+        }
+    }
+
+    #[test]
+    fn order_validation_names_the_field() {
+        let mut order = OrderRequest {
+            client_order_id: ClientOrderId::new("c1"),
+            pair: Pair::new("XRP/USD").unwrap(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            qty: Decimal::ONE,
+            limit_price: None,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+        };
+        assert!(
+            order
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("limit_price")
+        );
+        order.limit_price = Some(Decimal::new(5, 1));
+        order.validate().unwrap();
+        order.qty = Decimal::ZERO;
+        assert!(order.validate().unwrap_err().to_string().contains("qty"));
+    }
+
+    #[test]
+    fn position_side_and_exposure() {
+        let mut p = Position::flat(Pair::new("XRP/USD").unwrap());
+        assert_eq!(p.side(), None);
+        p.qty = Decimal::new(-10, 0);
+        p.avg_entry = Decimal::new(5, 1);
+        assert_eq!(p.side(), Some(Side::Sell));
+        assert_eq!(p.exposure(), Decimal::new(5, 0));
+        p.mark = Some(Decimal::new(6, 1));
+        assert_eq!(p.exposure(), Decimal::new(6, 0));
+    }
+}
