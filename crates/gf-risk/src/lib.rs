@@ -1,3 +1,8 @@
-//! Portfolio, P&L, drawdown, volatility, pre-trade checks and trading statistics.
-//!
-//! This crate is being built under its own issue; it has no public items yet.
+//! gf-risk knows how much money is at stake: portfolio and P&L, drawdown (total, daily),
+//! consecutive losses, volatility, pre-trade checks and trading statistics.
+
+pub mod view;
+
+#[cfg(any(test, feature = "mocks"))]
+pub use view::MockPortfolioView;
+pub use view::PortfolioView;

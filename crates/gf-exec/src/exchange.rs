@@ -1,0 +1,133 @@
+//! The `Exchange` trait: everything Gal-Friday asks of an exchange, implemented by the Kraken
+//! REST client, the paper exchange and (in tests) a mockall mock.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use gf_core::{
+    ClientOrderId, OrderId, OrderRequest, OrderStatus, OrderType, Pair, Position, Price, Qty, Side,
+};
+
+use crate::Error;
+
+/// Names an order either by the exchange's id or by ours.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderRef {
+    /// The exchange's id (Kraken `txid`).
+    Exchange(OrderId),
+    /// Our client order id (Kraken `cl_ord_id`).
+    Client(ClientOrderId),
+}
+
+/// The exchange's acknowledgement of a placed order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAck {
+    /// The exchange's id.
+    pub order_id: OrderId,
+    /// Our id, echoed.
+    pub client_order_id: ClientOrderId,
+    /// Status right after placement (market orders may already be filled).
+    pub status: OrderStatus,
+}
+
+/// What the exchange knows of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderInfo {
+    /// The exchange's id.
+    pub order_id: OrderId,
+    /// Our id, when the order carried one.
+    pub client_order_id: Option<ClientOrderId>,
+    /// The pair.
+    pub pair: Pair,
+    /// Side.
+    pub side: Side,
+    /// Market or limit.
+    pub order_type: OrderType,
+    /// Ordered quantity.
+    pub qty: Qty,
+    /// Filled quantity.
+    pub filled_qty: Qty,
+    /// Limit price, for limit orders.
+    pub limit_price: Option<Price>,
+    /// Average fill price, when anything filled.
+    pub avg_price: Option<Price>,
+    /// Status.
+    pub status: OrderStatus,
+    /// Reduce-only flag.
+    pub reduce_only: bool,
+    /// When the exchange opened it.
+    pub opened_at: Option<DateTime<Utc>>,
+}
+
+/// State of the exchange-side dead man's switch after an arm/refresh/disarm call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadManStatus {
+    /// When the exchange will cancel everything; `None` when disarmed.
+    pub trigger_at: Option<DateTime<Utc>>,
+}
+
+/// An exchange. Implementations must be cancellation-safe per call: dropping a future may
+/// leave an order placed, which is why [`OrderRequest::client_order_id`] makes placement
+/// idempotent and callers reconcile by it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Exchange: Send + Sync {
+    /// Places an order (after the gate, which wrappers enforce).
+    ///
+    /// # Errors
+    /// [`Error`]: refused by the gate, rejected by the exchange, or transport failure.
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error>;
+
+    /// Cancels one order.
+    ///
+    /// # Errors
+    /// [`Error`], e.g. unknown order.
+    async fn cancel_order(&self, order: &OrderRef) -> Result<(), Error>;
+
+    /// Cancels every open order; returns how many were cancelled.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn cancel_all(&self) -> Result<u32, Error>;
+
+    /// Arms or refreshes the dead man's switch (`CancelAllOrdersAfter`); `0` disarms.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, Error>;
+
+    /// Open orders.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn open_orders(&self) -> Result<Vec<OrderInfo>, Error>;
+
+    /// One order's state.
+    ///
+    /// # Errors
+    /// [`Error`], e.g. unknown order.
+    async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, Error>;
+
+    /// Balances per asset.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error>;
+
+    /// Open positions. On spot, the non-quote balances of the configured pairs.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn open_positions(&self) -> Result<Vec<Position>, Error>;
+
+    /// A cheap authenticated call proving credentials and connectivity work.
+    ///
+    /// # Errors
+    /// [`Error`].
+    async fn check(&self) -> Result<(), Error>;
+}

@@ -1,0 +1,27 @@
+//! `PortfolioView`: the read-only numbers gf-halt and gf-monitor read from gf-risk.
+
+use rust_decimal::Decimal;
+
+use gf_core::{Pair, Position};
+
+/// A read-only view of the portfolio and its risk figures. Percentages are percent
+/// (`15` means 15 %). Implementations answer from memory: no I/O, no waiting.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait PortfolioView: Send + Sync {
+    /// Equity in quote currency: cash plus positions marked to market.
+    fn equity(&self) -> Decimal;
+    /// Highest equity seen.
+    fn peak_equity(&self) -> Decimal;
+    /// Drawdown from peak equity, percent, in `[0, 100]`.
+    fn total_drawdown_pct(&self) -> Decimal;
+    /// Drawdown from the equity at the start of the current UTC day, percent, in `[0, 100]`.
+    fn daily_drawdown_pct(&self) -> Decimal;
+    /// Consecutive losing round trips (a win resets it).
+    fn consecutive_losses(&self) -> u32;
+    /// Open positions (non-flat).
+    fn positions(&self) -> Vec<Position>;
+    /// Sum of absolute position notionals at the latest marks, quote currency.
+    fn exposure(&self) -> Decimal;
+    /// Rolling volatility of a pair, percent; `None` until the window has enough data.
+    fn volatility_pct(&self, pair: &Pair) -> Option<Decimal>;
+}
