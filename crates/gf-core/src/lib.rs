@@ -5,6 +5,7 @@
 //! - [`bus`]: the publish/subscribe [`EventBus`] (see its guarantees).
 //! - [`clock`]: [`Clock`] with [`SystemClock`] and [`ManualClock`].
 //! - [`config`]: the TOML configuration with defaults, env overrides and validation.
+//! - [`credentials`]: [`CredentialHandle`], the seam between gf-secrets and gf-exec.
 //! - [`gate`]: the [`TradingGate`] that gf-halt closes and gf-exec consults.
 //!
 //! This crate is an **API boundary**: research code depends on it directly.
@@ -30,6 +31,7 @@
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod gate;
@@ -38,6 +40,7 @@ pub mod types;
 pub use bus::{EventBus, RecvError, Subscription, TryRecvError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError, HaltBehaviour, Mode};
+pub use credentials::CredentialHandle;
 pub use error::Error;
 pub use event::{
     AlertStatus, ApiErrorKind, BookSnapshot, BookUpdate, ConnectionState, Event, EventKind,
