@@ -4,6 +4,8 @@ use rust_decimal::Decimal;
 
 use gf_core::{Pair, Position};
 
+use crate::stats::TradingStats;
+
 /// A read-only view of the portfolio and its risk figures. Percentages are percent
 /// (`15` means 15 %). Implementations answer from memory: no I/O, no waiting.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -24,4 +26,9 @@ pub trait PortfolioView: Send + Sync {
     fn exposure(&self) -> Decimal;
     /// Rolling volatility of a pair, percent; `None` until the window has enough data.
     fn volatility_pct(&self, pair: &Pair) -> Option<Decimal>;
+    /// Trading statistics over closed round trips. Added after the first eight methods;
+    /// the default (for views without trade history) is empty statistics.
+    fn trading_stats(&self) -> TradingStats {
+        TradingStats::default()
+    }
 }
