@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,6 +24,8 @@ const COUNT: u64 = CLOSED - 1;
 #[derive(Debug)]
 struct Inner {
     state: AtomicU64,
+    /// Tasks inside [`TradingGate::drained`]; permits only notify when someone waits.
+    waiters: AtomicU32,
     drained: Notify,
 }
 
@@ -68,6 +70,7 @@ impl TradingGate {
         Self {
             inner: Arc::new(Inner {
                 state: AtomicU64::new(state),
+                waiters: AtomicU32::new(0),
                 drained: Notify::new(),
             }),
         }
@@ -103,9 +106,9 @@ impl TradingGate {
     /// # Errors
     /// [`Error::GateClosed`] when the gate is closed and the order is not a closure order.
     #[inline]
-    pub fn enter(&self, purpose: OrderPurpose) -> Result<GatePermit, Error> {
+    pub fn enter(&self, purpose: OrderPurpose) -> Result<GatePermit<'_>, Error> {
         let state = &self.inner.state;
-        let mut current = state.load(Ordering::Acquire);
+        let mut current = state.load(Ordering::SeqCst);
         loop {
             if current & CLOSED != 0 && purpose != OrderPurpose::HaltClosure {
                 return Err(Error::GateClosed);
@@ -113,14 +116,10 @@ impl TradingGate {
             match state.compare_exchange_weak(
                 current,
                 current + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
-                Ok(_) => {
-                    return Ok(GatePermit {
-                        inner: Arc::clone(&self.inner),
-                    });
-                }
+                Ok(_) => return Ok(GatePermit { inner: &self.inner }),
                 Err(actual) => current = actual,
             }
         }
@@ -130,10 +129,19 @@ impl TradingGate {
     /// handed to the transport), or `timeout` elapses. Returns `true` when drained.
     /// Cancellation-safe.
     pub async fn drained(&self, timeout: Duration) -> bool {
+        struct Waiting<'a>(&'a AtomicU32);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.inner.waiters);
         let wait = async {
             loop {
+                // Registered before the check: a permit dropped after the check wakes it.
                 let notified = self.inner.drained.notified();
-                if self.in_flight() == 0 {
+                if self.inner.state.load(Ordering::SeqCst) & COUNT == 0 {
                     return;
                 }
                 notified.await;
@@ -144,17 +152,17 @@ impl TradingGate {
 }
 
 /// Proof that an order passed the gate. Drop it once the order is on the wire (or failed
-/// before reaching it).
+/// before reaching it). It borrows the gate, so it cannot outlive the handle it came from.
 #[derive(Debug)]
 #[must_use = "the permit is the right to submit one order; drop it after submission"]
-pub struct GatePermit {
-    inner: Arc<Inner>,
+pub struct GatePermit<'a> {
+    inner: &'a Inner,
 }
 
-impl Drop for GatePermit {
+impl Drop for GatePermit<'_> {
     fn drop(&mut self) {
-        let previous = self.inner.state.fetch_sub(1, Ordering::AcqRel);
-        if previous & COUNT == 1 {
+        let previous = self.inner.state.fetch_sub(1, Ordering::SeqCst);
+        if previous & COUNT == 1 && self.inner.waiters.load(Ordering::SeqCst) > 0 {
             self.inner.drained.notify_waiters();
         }
     }
