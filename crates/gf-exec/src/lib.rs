@@ -3,9 +3,15 @@
 //! server.
 
 mod error;
+pub mod events;
 pub mod exchange;
+pub mod gated;
+pub mod ratelimit;
+pub mod sign;
+pub mod wire;
 
 pub use error::Error;
 #[cfg(any(test, feature = "mocks"))]
 pub use exchange::MockExchange;
 pub use exchange::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef};
+pub use gated::GatedExchange;
