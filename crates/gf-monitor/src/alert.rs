@@ -1,0 +1,722 @@
+//! The embedded alert manager: rules evaluated on bus events, with Alertmanager's good
+//! ideas — de-duplication by key, repeat interval (cooldown), grouping, inhibition,
+//! silences with an end time, and one "resolved" notice when the condition clears.
+//!
+//! All time comes from the [`Clock`](gf_core::Clock), so cooldowns and silences are
+//! testable with a [`ManualClock`](gf_core::ManualClock).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use gf_core::config::MonitorConfig;
+use gf_core::{
+    AlertStatus, Event, EventBus, HaltState, Payload, Severity, SharedClock, Source,
+};
+use gf_risk::PortfolioView;
+
+use crate::channel::{Dispatcher, Notice};
+use crate::{Error, Metrics};
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Total drawdown above `threshold_pct` percent (from `ConditionValue` events of
+    /// `max_total_drawdown`, or from [`AlertManager::observe_portfolio`]).
+    Drawdown {
+        /// Percent.
+        threshold_pct: Decimal,
+    },
+    /// More than `per_minute` API errors in the last 60 s.
+    ApiErrorRate {
+        /// Errors per minute.
+        per_minute: u32,
+    },
+    /// Mean latency of `stage` over the last `window_secs` above `threshold_ms`.
+    AverageLatency {
+        /// Latency stage.
+        stage: String,
+        /// Milliseconds.
+        threshold_ms: u64,
+        /// Averaging window, seconds.
+        window_secs: u64,
+    },
+    /// A halt was triggered; resolves when trading resumes.
+    HaltTriggered,
+    /// A pair's market data went stale; one alert per pair.
+    DataStale,
+    /// A pair's book failed its checksum; resolves with the next verified snapshot.
+    ChecksumMismatch,
+    /// A credential rotation failed; resolves with the next successful rotation.
+    CredentialRotationFailed,
+}
+
+/// An alert rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRule {
+    /// Rule name (also the group key).
+    pub name: String,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Labels added to every alert of the rule.
+    pub labels: BTreeMap<String, String>,
+    /// Channel names to notify; empty means every channel.
+    pub channels: Vec<String>,
+    /// Minimum time between two notices for the same alert key (cooldown).
+    pub repeat_interval_secs: u64,
+    /// Alerts of this rule that start within this many seconds of a notice of the same
+    /// rule are folded into the next notice instead of sending their own.
+    pub group_interval_secs: u64,
+    /// What it watches.
+    pub kind: RuleKind,
+}
+
+impl AlertRule {
+    fn new(name: &str, severity: Severity, kind: RuleKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            severity,
+            labels: BTreeMap::new(),
+            channels: Vec::new(),
+            repeat_interval_secs: 3_600,
+            group_interval_secs: group_interval_default(),
+            kind,
+        }
+    }
+}
+
+/// A source alert that, while firing, suppresses notices of the target rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inhibition {
+    /// The rule whose alerts inhibit.
+    pub source_rule: String,
+    /// Rules whose notices are suppressed meanwhile.
+    pub target_rules: Vec<String>,
+}
+
+/// The default rules: drawdown over the alert threshold (critical), API errors per
+/// minute (warning), mean order-ack latency (warning), halt triggered (critical), stale
+/// market data (warning), checksum mismatches (warning), credential rotation failed
+/// (critical). A halt inhibits the drawdown and API-error alerts that usually cause it.
+#[must_use]
+pub fn default_rules(config: &MonitorConfig) -> (Vec<AlertRule>, Vec<Inhibition>) {
+    let mut rules = vec![
+        AlertRule::new(
+            "drawdown",
+            Severity::Critical,
+            RuleKind::Drawdown {
+                threshold_pct: config.alert_drawdown_pct,
+            },
+        ),
+        AlertRule::new(
+            "api_errors",
+            Severity::Warning,
+            RuleKind::ApiErrorRate {
+                per_minute: config.alert_api_errors_per_min,
+            },
+        ),
+        AlertRule::new(
+            "latency",
+            Severity::Warning,
+            RuleKind::AverageLatency {
+                stage: "order_ack".into(),
+                threshold_ms: config.alert_latency_ms,
+                window_secs: 60,
+            },
+        ),
+        AlertRule::new("halt", Severity::Critical, RuleKind::HaltTriggered),
+        AlertRule::new("data_stale", Severity::Warning, RuleKind::DataStale),
+        AlertRule::new("checksum_mismatch", Severity::Warning, RuleKind::ChecksumMismatch),
+        AlertRule::new(
+            "credential_rotation_failed",
+            Severity::Critical,
+            RuleKind::CredentialRotationFailed,
+        ),
+    ];
+    for r in &mut rules {
+        if r.severity == Severity::Critical {
+            r.repeat_interval_secs = 900;
+        }
+    }
+    let inhibitions = vec![Inhibition {
+        source_rule: "halt".into(),
+        target_rules: vec!["drawdown".into(), "api_errors".into()],
+    }];
+    (rules, inhibitions)
+}
+
+const fn group_interval_default() -> u64 {
+    30
+}
+
+/// A silence: matching alerts are not sent to channels until `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Id for expiring it early.
+    pub id: u64,
+    /// Matches a rule name exactly, or an alert key exactly or by prefix (`stale:` …).
+    pub matcher: String,
+    /// When it stops applying.
+    pub ends_at: DateTime<Utc>,
+    /// Who set it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+}
+
+impl Silence {
+    fn matches(&self, rule: &str, key: &str) -> bool {
+        self.matcher == rule || key.starts_with(&self.matcher)
+    }
+}
+
+/// An alert that is firing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    /// De-duplication key.
+    pub key: String,
+    /// Rule name.
+    pub rule: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Latest summary.
+    pub summary: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When a firing notice last went to the channels (directly or in a group).
+    pub last_notified: Option<DateTime<Utc>>,
+    /// Why the last evaluation sent nothing, if it did not.
+    pub suppressed: Option<Suppression>,
+}
+
+/// Why a notice was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppression {
+    /// Within the repeat interval of the previous notice.
+    Cooldown,
+    /// Folded into a notice of the same group.
+    Grouped,
+    /// An inhibiting alert is firing.
+    Inhibited,
+    /// A silence matches.
+    Silenced,
+}
+
+/// What one evaluation decided for one alert key (returned for tests and audit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A firing notice went to the channels.
+    Notified(Notice),
+    /// A resolved notice went to the channels.
+    Resolved(Notice),
+    /// The alert is firing but nothing was sent.
+    Suppressed {
+        /// Alert key.
+        key: String,
+        /// Why.
+        why: Suppression,
+    },
+    /// It cleared without a notice (it had never been notified, or is silenced).
+    ClearedQuietly {
+        /// Alert key.
+        key: String,
+    },
+}
+
+enum Signal {
+    Fire {
+        rule: usize,
+        key: String,
+        summary: String,
+        labels: BTreeMap<String, String>,
+    },
+    Resolve {
+        key: String,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    active: BTreeMap<String, ActiveAlert>,
+    silences: Vec<Silence>,
+    next_silence: u64,
+    api_errors: VecDeque<DateTime<Utc>>,
+    latency: BTreeMap<usize, VecDeque<(DateTime<Utc>, u64)>>,
+    halted: bool,
+}
+
+/// The alert manager. Evaluate with [`Self::on_event`] (and [`Self::tick`] once a
+/// second for rules that clear with time); notices go to the [`Dispatcher`] and alerts
+/// are published on the bus as `Payload::Alert` with `Source::Monitor`.
+pub struct AlertManager {
+    rules: Vec<AlertRule>,
+    inhibitions: Vec<Inhibition>,
+    state: Mutex<State>,
+    dispatcher: Dispatcher,
+    bus: Option<EventBus>,
+    clock: SharedClock,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AlertManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertManager")
+            .field("rules", &self.rules.len())
+            .field("active", &self.state.lock().active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlertManager {
+    /// A manager with the given rules.
+    ///
+    /// # Errors
+    /// [`Error::Rule`] when a rule names an unknown channel, two rules share a name, or
+    /// an inhibition names an unknown rule.
+    pub fn new(
+        rules: Vec<AlertRule>,
+        inhibitions: Vec<Inhibition>,
+        dispatcher: Dispatcher,
+        bus: Option<EventBus>,
+        clock: SharedClock,
+        metrics: Metrics,
+    ) -> Result<Self, Error> {
+        let names = dispatcher.channel_names();
+        for (i, r) in rules.iter().enumerate() {
+            if rules[..i].iter().any(|o| o.name == r.name) {
+                return Err(rule_err(&r.name, "defined twice"));
+            }
+            if let Some(c) = r.channels.iter().find(|c| !names.contains(c)) {
+                return Err(rule_err(&r.name, &format!("unknown channel `{c}`")));
+            }
+        }
+        for inh in &inhibitions {
+            for name in std::iter::once(&inh.source_rule).chain(&inh.target_rules) {
+                if !rules.iter().any(|r| &r.name == name) {
+                    return Err(rule_err(name, "named by an inhibition but not defined"));
+                }
+            }
+        }
+        Ok(Self {
+            rules,
+            inhibitions,
+            state: Mutex::new(State::default()),
+            dispatcher,
+            bus,
+            clock,
+            metrics,
+        })
+    }
+
+    /// The rules.
+    #[must_use]
+    pub fn rules(&self) -> &[AlertRule] {
+        &self.rules
+    }
+
+    /// The dispatcher (for flushing deliveries and reading delivery reports).
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Alerts currently firing.
+    #[must_use]
+    pub fn active(&self) -> Vec<ActiveAlert> {
+        self.state.lock().active.values().cloned().collect()
+    }
+
+    /// Silences in force (expired ones are dropped).
+    #[must_use]
+    pub fn silences(&self) -> Vec<Silence> {
+        let now = self.clock.now();
+        let mut st = self.state.lock();
+        st.silences.retain(|s| s.ends_at > now);
+        st.silences.clone()
+    }
+
+    /// Silences alerts whose rule is `matcher` or whose key starts with it, until
+    /// `ends_at`. Returns the silence id.
+    pub fn silence(&self, matcher: &str, ends_at: DateTime<Utc>, created_by: &str, comment: &str) -> u64 {
+        let mut st = self.state.lock();
+        st.next_silence += 1;
+        let id = st.next_silence;
+        st.silences.push(Silence {
+            id,
+            matcher: matcher.to_owned(),
+            ends_at,
+            created_by: created_by.to_owned(),
+            comment: comment.to_owned(),
+        });
+        id
+    }
+
+    /// Ends a silence early; `false` if no such silence.
+    pub fn expire_silence(&self, id: u64) -> bool {
+        let mut st = self.state.lock();
+        let before = st.silences.len();
+        st.silences.retain(|s| s.id != id);
+        st.silences.len() != before
+    }
+
+    /// Evaluates the rules against one event. Returns what was decided per alert key.
+    pub fn on_event(&self, event: &Event) -> Vec<Decision> {
+        let now = self.clock.now();
+        let signals = {
+            let mut st = self.state.lock();
+            self.signals_for(&mut st, event, now)
+        };
+        self.apply(signals, now)
+    }
+
+    /// Re-evaluates time-windowed rules (API error rate, mean latency) so that they
+    /// resolve when the window empties. Call about once a second.
+    pub fn tick(&self) -> Vec<Decision> {
+        let now = self.clock.now();
+        let signals = {
+            let mut st = self.state.lock();
+            let mut out = Vec::new();
+            for idx in 0..self.rules.len() {
+                self.window_signal(&mut st, idx, now, &mut out);
+            }
+            out
+        };
+        self.apply(signals, now)
+    }
+
+    /// Evaluates the drawdown rules against the portfolio.
+    pub fn observe_portfolio(&self, view: &dyn PortfolioView) -> Vec<Decision> {
+        let now = self.clock.now();
+        let dd = view.total_drawdown_pct();
+        let signals = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, r)| match &r.kind {
+                RuleKind::Drawdown { threshold_pct } => Some(drawdown_signal(idx, dd, *threshold_pct)),
+                _ => None,
+            })
+            .collect();
+        self.apply(signals, now)
+    }
+
+    fn signals_for(&self, st: &mut State, event: &Event, now: DateTime<Utc>) -> Vec<Signal> {
+        let mut out = Vec::new();
+        match &event.payload {
+            Payload::ApiError { .. } => st.api_errors.push_back(now),
+            Payload::Latency { stage, micros } => {
+                for (idx, r) in self.rules.iter().enumerate() {
+                    if let RuleKind::AverageLatency { stage: s, .. } = &r.kind
+                        && s == stage
+                    {
+                        st.latency.entry(idx).or_default().push_back((now, *micros));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (idx, rule) in self.rules.iter().enumerate() {
+            match (&rule.kind, &event.payload) {
+                (RuleKind::Drawdown { threshold_pct }, Payload::ConditionValue { id, value, .. })
+                    if id == "max_total_drawdown" =>
+                {
+                    out.push(drawdown_signal(idx, *value, *threshold_pct));
+                }
+                (RuleKind::ApiErrorRate { .. }, Payload::ApiError { .. })
+                | (RuleKind::AverageLatency { .. }, Payload::Latency { .. }) => {
+                    self.window_signal(st, idx, now, &mut out);
+                }
+                (RuleKind::HaltTriggered, Payload::HaltTriggered { source, reason }) => {
+                    st.halted = true;
+                    out.push(fire(idx, "halt", format!("trading halted by {source}: {reason}"), [("source", source.to_string())]));
+                }
+                (RuleKind::HaltTriggered, Payload::HaltStateChanged { to, source, reason, .. }) => match to {
+                    HaltState::Running => {
+                        st.halted = false;
+                        out.push(Signal::Resolve { key: "halt".into() });
+                    }
+                    HaltState::Halting | HaltState::Halted if !st.halted => {
+                        st.halted = true;
+                        out.push(fire(idx, "halt", format!("trading halted by {source}: {reason}"), [("source", source.to_string())]));
+                    }
+                    _ => {}
+                },
+                (RuleKind::HaltTriggered, Payload::Resumed { .. }) => {
+                    st.halted = false;
+                    out.push(Signal::Resolve { key: "halt".into() });
+                }
+                (RuleKind::DataStale, Payload::Staleness { pair, stale, age_ms, threshold_ms }) => {
+                    let key = format!("data_stale:{pair}");
+                    if *stale {
+                        out.push(fire(
+                            idx,
+                            &key,
+                            format!("market data for {pair} is stale: {} s without a message (limit {} s)", age_ms / 1000, threshold_ms / 1000),
+                            [("pair", pair.to_string())],
+                        ));
+                    } else {
+                        out.push(Signal::Resolve { key });
+                    }
+                }
+                (RuleKind::ChecksumMismatch, Payload::BookInvalid { pair, reason }) => {
+                    out.push(fire(idx, &format!("checksum_mismatch:{pair}"), format!("order book for {pair} failed verification: {reason}"), [("pair", pair.to_string())]));
+                }
+                (RuleKind::ChecksumMismatch, Payload::BookSnapshot(snap)) => {
+                    out.push(Signal::Resolve { key: format!("checksum_mismatch:{}", snap.pair) });
+                }
+                (RuleKind::CredentialRotationFailed, Payload::SecretAudit { set, action, outcome, .. })
+                    if action.starts_with("rotat") =>
+                {
+                    let key = format!("credential_rotation_failed:{set}");
+                    if outcome == "ok" {
+                        out.push(Signal::Resolve { key });
+                    } else {
+                        out.push(fire(idx, &key, format!("credential rotation for {set} failed: {outcome}"), [("set", set.clone())]));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn window_signal(&self, st: &mut State, idx: usize, now: DateTime<Utc>, out: &mut Vec<Signal>) {
+        let rule = &self.rules[idx];
+        match &rule.kind {
+            RuleKind::ApiErrorRate { per_minute } => {
+                let since = now - Duration::seconds(60);
+                while st.api_errors.front().is_some_and(|t| *t <= since) {
+                    st.api_errors.pop_front();
+                }
+                let n = st.api_errors.len();
+                if n > *per_minute as usize {
+                    out.push(fire(idx, &rule.name, format!("{n} exchange API errors in the last minute (limit {per_minute})"), []));
+                } else if st.active.contains_key(&rule.name) {
+                    out.push(Signal::Resolve { key: rule.name.clone() });
+                }
+            }
+            RuleKind::AverageLatency { stage, threshold_ms, window_secs } => {
+                let since = now - Duration::seconds(i64::try_from(*window_secs).unwrap_or(i64::MAX));
+                let q = st.latency.entry(idx).or_default();
+                while q.front().is_some_and(|(t, _)| *t <= since) {
+                    q.pop_front();
+                }
+                if q.is_empty() {
+                    if st.active.contains_key(&rule.name) {
+                        out.push(Signal::Resolve { key: rule.name.clone() });
+                    }
+                    return;
+                }
+                let mean_us = q.iter().map(|(_, v)| u128::from(*v)).sum::<u128>() / q.len() as u128;
+                if mean_us > u128::from(*threshold_ms) * 1000 {
+                    out.push(fire(
+                        idx,
+                        &rule.name,
+                        format!("mean {stage} latency {} ms over {window_secs} s (limit {threshold_ms} ms)", mean_us / 1000),
+                        [("stage", stage.clone())],
+                    ));
+                } else if st.active.contains_key(&rule.name) {
+                    out.push(Signal::Resolve { key: rule.name.clone() });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply(&self, signals: Vec<Signal>, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        let mut publish = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.silences.retain(|s| s.ends_at > now);
+            for sig in signals {
+                match sig {
+                    Signal::Fire { rule, key, summary, labels } => {
+                        let d = self.fire_one(&mut st, rule, key, summary, labels, now, &mut publish);
+                        decisions.push(d);
+                    }
+                    Signal::Resolve { key } => {
+                        if let Some(d) = self.resolve_one(&mut st, &key, now, &mut publish) {
+                            decisions.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        for (key, severity, status, summary) in publish {
+            self.metrics.count_alert(severity, status == AlertStatus::Resolved);
+            if let Some(bus) = &self.bus {
+                bus.publish(Event::new(now, Source::Monitor, Payload::Alert { key, severity, status, summary }));
+            }
+        }
+        for d in &decisions {
+            match d {
+                Decision::Notified(n) | Decision::Resolved(n) => {
+                    let rule = self.rules.iter().find(|r| r.name == n.rule);
+                    let only = rule.map(|r| r.channels.as_slice()).unwrap_or_default();
+                    self.dispatcher.dispatch(n, only);
+                }
+                Decision::Suppressed { .. } | Decision::ClearedQuietly { .. } => {}
+            }
+        }
+        decisions
+    }
+
+    fn suppression(&self, st: &State, rule: &AlertRule, key: &str) -> Option<Suppression> {
+        if st.silences.iter().any(|s| s.matches(&rule.name, key)) {
+            return Some(Suppression::Silenced);
+        }
+        let inhibited = self.inhibitions.iter().any(|inh| {
+            inh.target_rules.contains(&rule.name)
+                && st.active.values().any(|a| a.rule == inh.source_rule)
+        });
+        inhibited.then_some(Suppression::Inhibited)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fire_one(
+        &self,
+        st: &mut State,
+        idx: usize,
+        key: String,
+        summary: String,
+        mut labels: BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        publish: &mut Vec<(String, Severity, AlertStatus, String)>,
+    ) -> Decision {
+        let rule = &self.rules[idx];
+        for (k, v) in &rule.labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let suppressed = self.suppression(st, rule, &key);
+        let is_new = !st.active.contains_key(&key);
+        if is_new {
+            publish.push((key.clone(), rule.severity, AlertStatus::Firing, summary.clone()));
+        }
+        // Grouping: a recent notice of the same rule for another key covers this one.
+        let group_cover = is_new
+            && st.active.values().any(|a| {
+                a.rule == rule.name
+                    && a.key != key
+                    && a.last_notified
+                        .is_some_and(|t| now - t < secs(rule.group_interval_secs))
+            });
+        let alert = st.active.entry(key.clone()).or_insert_with(|| ActiveAlert {
+            key: key.clone(),
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            summary: summary.clone(),
+            labels: labels.clone(),
+            started_at: now,
+            last_notified: None,
+            suppressed: None,
+        });
+        alert.summary = summary;
+        alert.labels = labels;
+        let why = suppressed.or_else(|| {
+            if group_cover {
+                Some(Suppression::Grouped)
+            } else if alert
+                .last_notified
+                .is_some_and(|t| now - t < secs(rule.repeat_interval_secs))
+            {
+                Some(Suppression::Cooldown)
+            } else {
+                None
+            }
+        });
+        alert.suppressed = why;
+        if let Some(why) = why {
+            if why == Suppression::Grouped {
+                alert.last_notified = Some(now);
+            }
+            return Decision::Suppressed { key, why };
+        }
+        alert.last_notified = Some(now);
+        let alert = alert.clone();
+        let grouped = st
+            .active
+            .values()
+            .filter(|a| a.rule == rule.name && a.key != key)
+            .map(|a| a.key.clone())
+            .collect();
+        Decision::Notified(Notice {
+            key,
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            status: AlertStatus::Firing,
+            summary: alert.summary,
+            labels: alert.labels,
+            starts_at: alert.started_at,
+            ends_at: None,
+            grouped,
+        })
+    }
+
+    fn resolve_one(
+        &self,
+        st: &mut State,
+        key: &str,
+        now: DateTime<Utc>,
+        publish: &mut Vec<(String, Severity, AlertStatus, String)>,
+    ) -> Option<Decision> {
+        let alert = st.active.remove(key)?;
+        let summary = format!("resolved: {}", alert.summary);
+        publish.push((key.to_owned(), alert.severity, AlertStatus::Resolved, summary.clone()));
+        let silenced = st.silences.iter().any(|s| s.matches(&alert.rule, key));
+        if alert.last_notified.is_none() || silenced {
+            return Some(Decision::ClearedQuietly { key: key.to_owned() });
+        }
+        Some(Decision::Resolved(Notice {
+            key: key.to_owned(),
+            rule: alert.rule,
+            severity: alert.severity,
+            status: AlertStatus::Resolved,
+            summary,
+            labels: alert.labels,
+            starts_at: alert.started_at,
+            ends_at: Some(now),
+            grouped: Vec::new(),
+        }))
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+fn rule_err(rule: &str, reason: &str) -> Error {
+    Error::Rule {
+        rule: rule.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn fire<const N: usize>(rule: usize, key: &str, summary: String, labels: [(&str, String); N]) -> Signal {
+    Signal::Fire {
+        rule,
+        key: key.to_owned(),
+        summary,
+        labels: labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    }
+}
+
+fn drawdown_signal(idx: usize, value: Decimal, threshold: Decimal) -> Signal {
+    if value > threshold {
+        fire(
+            idx,
+            "drawdown",
+            format!("drawdown {}% exceeds {}%", value.round_dp(2), threshold),
+            [],
+        )
+    } else {
+        Signal::Resolve { key: "drawdown".into() }
+    }
+}

@@ -1,0 +1,821 @@
+//! The metrics registry: system, trading, latency, halt and error metrics, rendered in the
+//! OpenMetrics text format that Prometheus scrapes.
+//!
+//! Names follow Prometheus conventions: `gf_` prefix, base units (seconds, bytes, ratios
+//! in `[0, 1]`), `_total` on counters (added by the encoder), real histograms with buckets.
+//! Money stays [`Decimal`] everywhere in the crate; it becomes `f64` only here, when a
+//! gauge is set, because a Prometheus sample is a float by definition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+
+use gf_core::{
+    ApiErrorKind, ConnectionState, Event, HaltState, HealthStatus, Payload, Severity,
+};
+use gf_risk::PortfolioView;
+
+use crate::Error;
+
+/// The `Content-Type` of [`Metrics::render`]'s output (OpenMetrics 1.0 text format, which
+/// Prometheus negotiates and parses natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The latency stages with their own histogram series; any other stage name is counted
+/// under [`OTHER_STAGE`] so that label cardinality stays bounded.
+pub const STAGES: [&str; 8] = [
+    "market_ingest",
+    "book_applied",
+    "decision",
+    "order_sent",
+    "order_ack",
+    "halt_gate_closed",
+    "halt_cancel_sent",
+    "halt_flat",
+];
+
+/// The label for stage names not in [`STAGES`].
+pub const OTHER_STAGE: &str = "other";
+
+/// Histogram buckets for latencies, seconds: 10 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 19] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Samples kept per stage for the dashboard's percentiles.
+const RING: usize = 512;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
+type Labels3 = [(&'static str, String); 3];
+
+/// Trading statistics as gf-risk computes them; the daemon hands them over with
+/// [`Metrics::set_trading_stats`]. Percent values are percent (`15` is 15 %).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradingStats {
+    /// Closed round trips.
+    pub trades: u64,
+    /// Round trips with positive net P&L.
+    pub winners: u64,
+    /// Round trips with negative net P&L.
+    pub losers: u64,
+    /// Winners over trades, percent.
+    pub win_rate_pct: Decimal,
+    /// Mean net P&L of winners, quote currency.
+    pub average_win: Decimal,
+    /// Mean net P&L of losers, quote currency (a positive number).
+    pub average_loss: Decimal,
+    /// Gross profit over gross loss; `None` without losses.
+    pub profit_factor: Option<Decimal>,
+    /// Sharpe ratio of per-trade returns; `None` with fewer than two trades.
+    pub sharpe: Option<Decimal>,
+    /// Largest peak-to-trough drawdown seen, percent.
+    pub max_drawdown_pct: Decimal,
+    /// Net P&L since inception, quote currency.
+    pub total_pnl: Decimal,
+    /// Net P&L since the start of the UTC day, quote currency.
+    pub daily_pnl: Decimal,
+}
+
+/// Latency percentiles of one stage, microseconds, over the most recent samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Samples the figures are computed over.
+    pub samples: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// One stage: its histogram series and a lock-free ring of recent samples.
+struct StageLatency {
+    histogram: Histogram,
+    ring: Box<[AtomicU64]>,
+    next: AtomicUsize,
+}
+
+impl StageLatency {
+    fn new(histogram: Histogram) -> Self {
+        Self {
+            histogram,
+            ring: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline]
+    fn record(&self, micros: u64) {
+        #[allow(clippy::cast_precision_loss)] // micros below 2^53: exact
+        self.histogram.observe(micros as f64 / 1e6);
+        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        self.ring[slot % RING].store(micros, Ordering::Relaxed);
+    }
+
+    fn percentiles(&self) -> Percentiles {
+        let written = self.next.load(Ordering::Relaxed);
+        let n = written.min(RING);
+        if n == 0 {
+            return Percentiles::default();
+        }
+        let mut v: Vec<u64> = self.ring[..n]
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        v.sort_unstable();
+        let at = |q: usize| v[((n - 1) * q) / 100];
+        Percentiles {
+            samples: n as u64,
+            p50: at(50),
+            p90: at(90),
+            p99: at(99),
+            max: v[n - 1],
+        }
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    latency: Vec<StageLatency>,
+    // system
+    cpu_ratio: FloatGauge,
+    resident_bytes: Gauge,
+    open_fds: Gauge,
+    threads: Gauge,
+    disk_free_bytes: Gauge,
+    // trading
+    trades: Gauge,
+    winners: Gauge,
+    losers: Gauge,
+    win_ratio: FloatGauge,
+    average_win: FloatGauge,
+    average_loss: FloatGauge,
+    profit_factor: FloatGauge,
+    sharpe: FloatGauge,
+    drawdown_ratio: Family<Labels1, FloatGauge>,
+    max_drawdown_ratio: FloatGauge,
+    pnl: Family<Labels1, FloatGauge>,
+    equity: FloatGauge,
+    exposure: Family<Labels1, FloatGauge>,
+    exposure_pairs: Mutex<BTreeSet<String>>,
+    fills: Family<Labels2, Counter>,
+    stats: Mutex<Option<TradingStats>>,
+    // halt and conditions
+    halt_state: Family<Labels1, Gauge>,
+    halt_info: Family<Labels3, Gauge>,
+    condition_value: Family<Labels1, FloatGauge>,
+    condition_threshold: Family<Labels1, FloatGauge>,
+    condition_triggered: Family<Labels1, Gauge>,
+    // counters
+    api_errors: Family<Labels1, Counter>,
+    checksum_mismatches: Family<Labels1, Counter>,
+    reconnects: Counter,
+    market_stale: Family<Labels1, Gauge>,
+    alerts: Family<Labels2, Counter>,
+    notifications: Family<Labels2, Counter>,
+    health: Family<Labels1, Gauge>,
+    events: Family<Labels1, Counter>,
+}
+
+/// The metrics registry. Cheap to clone (one `Arc`); every method takes `&self` and is
+/// safe to call from any task.
+///
+/// ```
+/// use gf_monitor::Metrics;
+/// let metrics = Metrics::new();
+/// metrics.record_latency("order_ack", 1_250);
+/// let text = metrics.render().unwrap();
+/// assert!(text.contains("gf_latency_seconds_count{stage=\"order_ack\"} 1"));
+/// ```
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+fn f(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+fn pct_ratio(d: Decimal) -> f64 {
+    f(d / Decimal::ONE_HUNDRED)
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    /// A registry with every metric registered and the fixed series created.
+    #[must_use]
+    #[allow(clippy::too_many_lines)] // one registration per metric, deliberately flat
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        macro_rules! reg {
+            ($name:literal, $help:literal, $m:expr) => {{
+                let m = $m;
+                r.register($name, $help, m.clone());
+                m
+            }};
+            ($name:literal, $help:literal, $unit:expr, $m:expr) => {{
+                let m = $m;
+                r.register_with_unit($name, $help, $unit, m.clone());
+                m
+            }};
+        }
+
+        let latency_family: Family<Labels1, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(histogram);
+        r.register_with_unit(
+            "gf_latency",
+            "Latency per pipeline stage (market ingest to exchange ack; halt trigger to flat)",
+            Unit::Seconds,
+            latency_family.clone(),
+        );
+        let latency = STAGES
+            .iter()
+            .chain(std::iter::once(&OTHER_STAGE))
+            .map(|s| StageLatency::new(latency_family.get_or_create_owned(&[("stage", (*s).to_owned())])))
+            .collect();
+
+        let inner = Inner {
+            latency,
+            cpu_ratio: reg!(
+                "gf_process_cpu_usage",
+                "Process CPU usage as a ratio of one core",
+                Unit::Ratios,
+                FloatGauge::default()
+            ),
+            resident_bytes: reg!(
+                "gf_process_resident_memory",
+                "Resident memory of the process",
+                Unit::Bytes,
+                Gauge::default()
+            ),
+            open_fds: reg!(
+                "gf_process_open_fds",
+                "Open file descriptors of the process",
+                Gauge::default()
+            ),
+            threads: reg!("gf_process_threads", "Threads of the process", Gauge::default()),
+            disk_free_bytes: reg!(
+                "gf_data_dir_disk_free",
+                "Free space on the file system of the data directory",
+                Unit::Bytes,
+                Gauge::default()
+            ),
+            trades: reg!("gf_trading_trades", "Closed round trips", Gauge::default()),
+            winners: reg!("gf_trading_winners", "Winning round trips", Gauge::default()),
+            losers: reg!("gf_trading_losers", "Losing round trips", Gauge::default()),
+            win_ratio: reg!(
+                "gf_trading_win",
+                "Winning round trips over all round trips",
+                Unit::Ratios,
+                FloatGauge::default()
+            ),
+            average_win: reg!(
+                "gf_trading_average_win_quote",
+                "Mean net P&L of winning round trips, quote currency",
+                FloatGauge::default()
+            ),
+            average_loss: reg!(
+                "gf_trading_average_loss_quote",
+                "Mean net loss of losing round trips, quote currency",
+                FloatGauge::default()
+            ),
+            profit_factor: reg!(
+                "gf_trading_profit_factor",
+                "Gross profit over gross loss (NaN without losses)",
+                FloatGauge::default()
+            ),
+            sharpe: reg!(
+                "gf_trading_sharpe",
+                "Sharpe ratio of per-trade returns (NaN below two trades)",
+                FloatGauge::default()
+            ),
+            drawdown_ratio: reg!(
+                "gf_drawdown",
+                "Current drawdown from peak equity (scope=total) or from the UTC day's start (scope=daily)",
+                Unit::Ratios,
+                Family::default()
+            ),
+            max_drawdown_ratio: reg!(
+                "gf_max_drawdown",
+                "Largest drawdown seen",
+                Unit::Ratios,
+                FloatGauge::default()
+            ),
+            pnl: reg!(
+                "gf_pnl_quote",
+                "Net P&L in quote currency, scope=total or daily",
+                Family::default()
+            ),
+            equity: reg!(
+                "gf_equity_quote",
+                "Equity in quote currency, positions marked to market",
+                FloatGauge::default()
+            ),
+            exposure: reg!(
+                "gf_exposure_quote",
+                "Absolute open position notional per pair, quote currency",
+                Family::default()
+            ),
+            exposure_pairs: Mutex::new(BTreeSet::new()),
+            fills: reg!("gf_fills", "Executions by pair and side", Family::default()),
+            stats: Mutex::new(None),
+            halt_state: reg!(
+                "gf_halt_state",
+                "1 for the current halt state, 0 for the others",
+                Family::default()
+            ),
+            halt_info: reg!(
+                "gf_halt",
+                "The latest halt transition: state, source and reason as labels (value 1)",
+                Family::default()
+            ),
+            condition_value: reg!(
+                "gf_condition_value",
+                "Current value of each halt condition",
+                Family::default()
+            ),
+            condition_threshold: reg!(
+                "gf_condition_threshold",
+                "Threshold of each halt condition",
+                Family::default()
+            ),
+            condition_triggered: reg!(
+                "gf_condition_triggered",
+                "1 when the halt condition is breached",
+                Family::default()
+            ),
+            api_errors: reg!(
+                "gf_api_errors",
+                "Exchange API errors by kind",
+                Family::default()
+            ),
+            checksum_mismatches: reg!(
+                "gf_book_checksum_mismatches",
+                "Order books that failed verification, per pair",
+                Family::default()
+            ),
+            reconnects: reg!(
+                "gf_market_reconnects",
+                "Market-data connection attempts after a disconnect",
+                Counter::default()
+            ),
+            market_stale: reg!(
+                "gf_market_data_stale",
+                "1 while a pair's market data is stale",
+                Family::default()
+            ),
+            alerts: reg!(
+                "gf_alerts",
+                "Alert notices raised, by severity and status",
+                Family::default()
+            ),
+            notifications: reg!(
+                "gf_alert_notifications",
+                "Alert deliveries per channel, outcome=sent or failed",
+                Family::default()
+            ),
+            health: reg!(
+                "gf_health_check_status",
+                "Health check outcome: 0 healthy, 1 degraded, 2 unhealthy",
+                Family::default()
+            ),
+            events: reg!("gf_bus_events", "Bus events seen, by kind", Family::default()),
+            registry: Registry::default(),
+        };
+        let mut inner = inner;
+        inner.registry = r;
+        for state in [
+            HaltState::Running,
+            HaltState::Halting,
+            HaltState::Halted,
+            HaltState::Recovering,
+        ] {
+            inner
+                .halt_state
+                .get_or_create(&[("state", state.to_string())])
+                .set(i64::from(state == HaltState::Running));
+        }
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Records one latency sample. Unknown stage names count under `stage="other"`.
+    /// Lock-free apart from the histogram's own short mutex.
+    #[inline]
+    pub fn record_latency(&self, stage: &str, micros: u64) {
+        let idx = STAGES
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or(STAGES.len());
+        self.inner.latency[idx].record(micros);
+    }
+
+    /// Percentiles of the recent samples of every stage that has any, by stage name.
+    #[must_use]
+    pub fn latency_percentiles(&self) -> BTreeMap<String, Percentiles> {
+        STAGES
+            .iter()
+            .chain(std::iter::once(&OTHER_STAGE))
+            .zip(&self.inner.latency)
+            .map(|(name, s)| ((*name).to_owned(), s.percentiles()))
+            .filter(|(_, p)| p.samples > 0)
+            .collect()
+    }
+
+    /// Updates the metrics one bus event implies (latency, API errors, checksum
+    /// mismatches, reconnects, staleness, fills, halt state, condition values, alerts,
+    /// health results). Cheap and non-blocking.
+    pub fn on_event(&self, event: &Event) {
+        let i = &self.inner;
+        i.events
+            .get_or_create(&[("kind", event.kind().name().to_owned())])
+            .inc();
+        match &event.payload {
+            Payload::Latency { stage, micros } => self.record_latency(stage, *micros),
+            Payload::ApiError { kind, .. } => {
+                i.api_errors.get_or_create(&[("kind", api_kind(*kind))]).inc();
+            }
+            Payload::BookInvalid { pair, .. } => {
+                i.checksum_mismatches
+                    .get_or_create(&[("pair", pair.to_string())])
+                    .inc();
+            }
+            Payload::Connection { state, .. } => {
+                if *state == ConnectionState::Connecting {
+                    i.reconnects.inc();
+                }
+            }
+            Payload::Staleness { pair, stale, .. } => {
+                i.market_stale
+                    .get_or_create(&[("pair", pair.to_string())])
+                    .set(i64::from(*stale));
+            }
+            Payload::Fill(fill) => {
+                i.fills
+                    .get_or_create(&[("pair", fill.pair.to_string()), ("side", fill.side.to_string())])
+                    .inc();
+            }
+            Payload::HaltStateChanged {
+                to, source, reason, ..
+            } => self.set_halt_state(*to, &source.to_string(), reason),
+            Payload::Resumed { operator } => {
+                self.set_halt_state(HaltState::Running, &format!("api:{operator}"), "resumed");
+            }
+            Payload::ConditionValue {
+                id,
+                value,
+                threshold,
+                triggered,
+            } => {
+                let l = [("condition", id.clone())];
+                i.condition_value.get_or_create(&l).set(f(*value));
+                i.condition_threshold.get_or_create(&l).set(f(*threshold));
+                i.condition_triggered
+                    .get_or_create(&l)
+                    .set(i64::from(*triggered));
+            }
+            Payload::Health { check, status, .. } => self.set_health(check, *status),
+            _ => {}
+        }
+    }
+
+    /// Sets the halt-state gauges: one series per state, 1 for `state`, and a single
+    /// `gf_halt_info` series carrying the source and reason of the latest transition.
+    pub fn set_halt_state(&self, state: HaltState, source: &str, reason: &str) {
+        let i = &self.inner;
+        for s in [
+            HaltState::Running,
+            HaltState::Halting,
+            HaltState::Halted,
+            HaltState::Recovering,
+        ] {
+            i.halt_state
+                .get_or_create(&[("state", s.to_string())])
+                .set(i64::from(s == state));
+        }
+        // One series only: the reason is free text, so old label sets are dropped.
+        i.halt_info.clear();
+        i.halt_info
+            .get_or_create(&[
+                ("state", state.to_string()),
+                ("source", source.to_owned()),
+                ("reason", truncate(reason, 120)),
+            ])
+            .set(1);
+    }
+
+    /// Records a health check outcome.
+    pub fn set_health(&self, check: &str, status: HealthStatus) {
+        let v = match status {
+            HealthStatus::Healthy => 0,
+            HealthStatus::Degraded => 1,
+            HealthStatus::Unhealthy => 2,
+        };
+        self.inner
+            .health
+            .get_or_create(&[("check", check.to_owned())])
+            .set(v);
+    }
+
+    /// Counts one alert notice (firing or resolved).
+    pub fn count_alert(&self, severity: Severity, resolved: bool) {
+        let sev = match severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        };
+        let status = if resolved { "resolved" } else { "firing" };
+        self.inner
+            .alerts
+            .get_or_create(&[("severity", sev.to_owned()), ("status", status.to_owned())])
+            .inc();
+    }
+
+    /// Counts one alert delivery outcome for a channel.
+    pub fn count_notification(&self, channel: &str, sent: bool) {
+        let outcome = if sent { "sent" } else { "failed" };
+        self.inner
+            .notifications
+            .get_or_create(&[("channel", channel.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// How many deliveries to `channel` ended with `sent` (true) or failed (false).
+    #[must_use]
+    pub fn notifications(&self, channel: &str, sent: bool) -> u64 {
+        let outcome = if sent { "sent" } else { "failed" };
+        self.inner
+            .notifications
+            .get(&[("channel", channel.to_owned()), ("outcome", outcome.to_owned())])
+            .map_or(0, |c| c.get())
+    }
+
+    /// Sets the trading statistics gauges (and keeps a copy for the dashboard).
+    pub fn set_trading_stats(&self, stats: &TradingStats) {
+        let i = &self.inner;
+        i.trades.set(int(stats.trades));
+        i.winners.set(int(stats.winners));
+        i.losers.set(int(stats.losers));
+        i.win_ratio.set(pct_ratio(stats.win_rate_pct));
+        i.average_win.set(f(stats.average_win));
+        i.average_loss.set(f(stats.average_loss));
+        i.profit_factor
+            .set(stats.profit_factor.map_or(f64::NAN, f));
+        i.sharpe.set(stats.sharpe.map_or(f64::NAN, f));
+        i.max_drawdown_ratio.set(pct_ratio(stats.max_drawdown_pct));
+        i.pnl
+            .get_or_create(&[("scope", "total".to_owned())])
+            .set(f(stats.total_pnl));
+        i.pnl
+            .get_or_create(&[("scope", "daily".to_owned())])
+            .set(f(stats.daily_pnl));
+        *i.stats.lock() = Some(stats.clone());
+    }
+
+    /// The trading statistics last given to [`Self::set_trading_stats`].
+    #[must_use]
+    pub fn trading_stats(&self) -> Option<TradingStats> {
+        self.inner.stats.lock().clone()
+    }
+
+    /// Reads the portfolio: equity, total and daily drawdown, exposure per pair.
+    pub fn observe_portfolio(&self, view: &dyn PortfolioView) {
+        let i = &self.inner;
+        i.equity.set(f(view.equity()));
+        i.drawdown_ratio
+            .get_or_create(&[("scope", "total".to_owned())])
+            .set(pct_ratio(view.total_drawdown_pct()));
+        i.drawdown_ratio
+            .get_or_create(&[("scope", "daily".to_owned())])
+            .set(pct_ratio(view.daily_drawdown_pct()));
+        // Pairs that went flat report zero rather than disappearing.
+        let mut known = i.exposure_pairs.lock();
+        for pair in known.iter() {
+            i.exposure.get_or_create(&[("pair", pair.clone())]).set(0.0);
+        }
+        for p in view.positions() {
+            let mark = p.mark.unwrap_or(p.avg_entry);
+            let pair = p.pair.to_string();
+            i.exposure
+                .get_or_create(&[("pair", pair.clone())])
+                .set(f((p.qty * mark).abs()));
+            known.insert(pair);
+        }
+    }
+
+    /// Samples the process and the data directory's file system.
+    pub fn observe_system(&self, sample: &crate::system::SystemSample) {
+        let i = &self.inner;
+        i.cpu_ratio.set(f64::from(sample.cpu_percent) / 100.0);
+        i.resident_bytes.set(int(sample.resident_bytes));
+        i.open_fds.set(int(sample.open_fds));
+        i.threads.set(int(sample.threads));
+        if let Some(free) = sample.disk_free_bytes {
+            i.disk_free_bytes.set(int(free));
+        }
+    }
+
+    /// Renders the whole registry in the OpenMetrics text format (see [`CONTENT_TYPE`]).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if a metric fails to encode (does not happen with the metrics
+    /// registered here).
+    pub fn render(&self) -> Result<String, Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+}
+
+fn api_kind(kind: ApiErrorKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "other".to_owned())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gf_core::{Fill, HaltSource, OrderId, OrderPurpose, Pair, Position, Side, Source};
+    use gf_risk::MockPortfolioView;
+    use rust_decimal_macros::dec;
+
+    fn ev(payload: Payload) -> Event {
+        Event::new(chrono::Utc::now(), Source::Test, payload)
+    }
+
+    #[test]
+    fn unknown_stages_count_as_other() {
+        let m = Metrics::new();
+        m.record_latency("order_ack", 100);
+        m.record_latency("made_up_stage", 5);
+        m.record_latency("another_made_up", 7);
+        let text = m.render().unwrap();
+        assert!(text.contains("gf_latency_seconds_count{stage=\"order_ack\"} 1"), "{text}");
+        assert!(text.contains("gf_latency_seconds_count{stage=\"other\"} 2"), "{text}");
+        assert!(!text.contains("made_up"), "{text}");
+    }
+
+    #[test]
+    fn exposition_has_help_type_units_and_buckets() {
+        let m = Metrics::new();
+        m.record_latency("decision", 30);
+        let text = m.render().unwrap();
+        assert!(text.contains("# TYPE gf_latency_seconds histogram"));
+        assert!(text.contains("# HELP gf_latency_seconds "));
+        assert!(text.contains("gf_latency_seconds_bucket{le=\"0.00005\",stage=\"decision\"} 1")
+            || text.contains("gf_latency_seconds_bucket{stage=\"decision\",le=\"5e-5\"} 1")
+            || text.contains("stage=\"decision\",le=\"0.00005\"} 1"), "{text}");
+        assert!(text.contains("# TYPE gf_api_errors counter"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn events_drive_counters_and_gauges() {
+        let m = Metrics::new();
+        let pair = Pair::new("XRP/USD").unwrap();
+        m.on_event(&ev(Payload::ApiError {
+            endpoint: "AddOrder".into(),
+            kind: ApiErrorKind::RateLimit,
+            message: "EAPI:Rate limit exceeded".into(),
+            retryable: true,
+        }));
+        m.on_event(&ev(Payload::BookInvalid {
+            pair: pair.clone(),
+            reason: "checksum mismatch".into(),
+        }));
+        m.on_event(&ev(Payload::Connection {
+            state: ConnectionState::Connecting,
+            detail: "attempt 2".into(),
+        }));
+        m.on_event(&ev(Payload::HaltStateChanged {
+            from: HaltState::Running,
+            to: HaltState::Halting,
+            source: HaltSource::Auto("max_total_drawdown".into()),
+            reason: "drawdown 16% > 15%".into(),
+        }));
+        m.on_event(&ev(Payload::ConditionValue {
+            id: "max_total_drawdown".into(),
+            value: dec!(16),
+            threshold: dec!(15),
+            triggered: true,
+        }));
+        m.on_event(&ev(Payload::Fill(Fill {
+            trade_id: "T1".into(),
+            order_id: OrderId::new("O1").unwrap(),
+            client_order_id: None,
+            pair: pair.clone(),
+            side: Side::Buy,
+            qty: dec!(10),
+            price: dec!(0.5),
+            fee: dec!(0.01),
+            ts: chrono::Utc::now(),
+            purpose: OrderPurpose::default(),
+        })));
+        let text = m.render().unwrap();
+        for needle in [
+            "gf_api_errors_total{kind=\"rate_limit\"} 1",
+            "gf_book_checksum_mismatches_total{pair=\"XRP/USD\"} 1",
+            "gf_market_reconnects_total 1",
+            "gf_halt_state{state=\"halting\"} 1",
+            "gf_halt_state{state=\"running\"} 0",
+            "reason=\"drawdown 16% > 15%\"",
+            "gf_condition_value{condition=\"max_total_drawdown\"} 16.0",
+            "gf_condition_triggered{condition=\"max_total_drawdown\"} 1",
+            "gf_fills_total{pair=\"XRP/USD\",side=\"buy\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+    }
+
+    #[test]
+    fn portfolio_and_stats_become_gauges() {
+        let m = Metrics::new();
+        let mut view = MockPortfolioView::new();
+        view.expect_equity().return_const(dec!(1000));
+        view.expect_total_drawdown_pct().return_const(dec!(12.5));
+        view.expect_daily_drawdown_pct().return_const(dec!(1));
+        let mut pos = Position::flat(Pair::new("DOGE/USD").unwrap());
+        pos.qty = dec!(-100);
+        pos.avg_entry = dec!(0.2);
+        pos.mark = Some(dec!(0.25));
+        view.expect_positions().return_const(vec![pos]);
+        m.observe_portfolio(&view);
+        m.set_trading_stats(&TradingStats {
+            trades: 4,
+            winners: 3,
+            losers: 1,
+            win_rate_pct: dec!(75),
+            total_pnl: dec!(-12.5),
+            ..TradingStats::default()
+        });
+        let text = m.render().unwrap();
+        for needle in [
+            "gf_equity_quote 1000.0",
+            "gf_drawdown_ratio{scope=\"total\"} 0.125",
+            "gf_exposure_quote{pair=\"DOGE/USD\"} 25.0",
+            "gf_trading_trades 4",
+            "gf_trading_win_ratio 0.75",
+            "gf_pnl_quote{scope=\"total\"} -12.5",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+        assert_eq!(m.trading_stats().unwrap().trades, 4);
+    }
+
+    #[test]
+    fn percentiles_over_recent_samples() {
+        let m = Metrics::new();
+        for v in 1..=100 {
+            m.record_latency("order_ack", v);
+        }
+        let p = m.latency_percentiles()["order_ack"];
+        assert_eq!(p.samples, 100);
+        assert_eq!(p.p50, 50);
+        assert_eq!(p.p99, 99);
+        assert_eq!(p.max, 100);
+        assert!(!m.latency_percentiles().contains_key("decision"));
+    }
+}
