@@ -1,3 +1,12 @@
 //! Secret providers (env, age file, Vault, AWS), validation, rotation and audit.
-//!
-//! This crate is being built under its own issue; it has no public items yet.
+
+pub mod audit;
+pub mod env;
+pub mod error;
+pub mod file;
+pub mod provider;
+pub mod rotation;
+pub mod secret;
+pub mod sigv4;
+
+pub use error::{Error, Result};

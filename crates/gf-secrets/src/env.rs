@@ -1,0 +1,134 @@
+//! The `env` provider (development): `<SET>_API_KEY` / `<SET>_API_SECRET`, e.g.
+//! `KRAKEN_API_KEY` / `KRAKEN_API_SECRET` for the set `kraken`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::provider::SecretProvider;
+use crate::secret::{API_KEY_FIELD, API_SECRET_FIELD, SecretSet};
+
+/// A lookup of environment variables (the process environment, or a map in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment as an [`EnvLookup`].
+#[must_use]
+pub fn process_env() -> EnvLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// A fixed map as an [`EnvLookup`] (tests, embedding).
+#[must_use]
+pub fn env_from_pairs<I, K, V>(pairs: I) -> EnvLookup
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<String>,
+    V: Into<String>,
+{
+    let map: HashMap<String, String> = pairs
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    Arc::new(move |name| map.get(name).cloned())
+}
+
+/// Reads `<SET>_API_KEY` and `<SET>_API_SECRET`. The environment cannot change under a
+/// running process, so the version is always `None` and the watcher never rotates it.
+#[derive(Clone)]
+pub struct EnvProvider {
+    lookup: EnvLookup,
+}
+
+impl fmt::Debug for EnvProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvProvider").finish_non_exhaustive()
+    }
+}
+
+impl EnvProvider {
+    /// A provider over the given lookup.
+    #[must_use]
+    pub fn new(lookup: EnvLookup) -> Self {
+        Self { lookup }
+    }
+
+    /// A provider over the process environment.
+    #[must_use]
+    pub fn from_process() -> Self {
+        Self::new(process_env())
+    }
+
+    /// The variable names used for `set`.
+    #[must_use]
+    pub fn var_names(set: &str) -> (String, String) {
+        let prefix: String = set
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        (format!("{prefix}_API_KEY"), format!("{prefix}_API_SECRET"))
+    }
+}
+
+#[async_trait]
+impl SecretProvider for EnvProvider {
+    fn kind(&self) -> &'static str {
+        "env"
+    }
+
+    async fn fetch(&self, set: &str) -> Result<SecretSet> {
+        let (key_var, secret_var) = Self::var_names(set);
+        let mut out = SecretSet::new(set, "env", None);
+        for (var, field) in [(key_var, API_KEY_FIELD), (secret_var, API_SECRET_FIELD)] {
+            let value = (self.lookup)(&var).ok_or(Error::MissingEnv { var })?;
+            out.insert(field, value);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Credentials;
+    use crate::secret::tests::sample_pair;
+
+    #[tokio::test]
+    async fn reads_kraken_vars() {
+        let (key, secret) = sample_pair(2);
+        let p = EnvProvider::new(env_from_pairs([
+            ("KRAKEN_API_KEY", key.as_str()),
+            ("KRAKEN_API_SECRET", secret.as_str()),
+        ]));
+        let set = p.fetch("kraken").await.unwrap();
+        assert_eq!(set.provider(), "env");
+        assert_eq!(set.version(), None);
+        Credentials::from_set(&set).unwrap();
+    }
+
+    #[tokio::test]
+    async fn missing_var_is_named() {
+        let p = EnvProvider::new(env_from_pairs([("KRAKEN_API_KEY", "x")]));
+        let err = p.fetch("kraken").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable `KRAKEN_API_SECRET` is not set"
+        );
+    }
+
+    #[test]
+    fn var_names_follow_the_set() {
+        assert_eq!(
+            EnvProvider::var_names("kraken-sub"),
+            ("KRAKEN_SUB_API_KEY".into(), "KRAKEN_SUB_API_SECRET".into())
+        );
+    }
+}
