@@ -1,0 +1,12 @@
+//! The Gal-Friday daemon as a library: the composition of every crate into the program an
+//! operator runs (`launch`), its HTTP/WebSocket API, the CLI clients, and the [`Strategy`]
+//! seam through which research code plugs its own signals into the daemon.
+//!
+//! The `gf-daemon` binary only parses arguments and calls into this crate.
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod strategy;
+
+pub use strategy::{EmaCross, Signal, Strategy};
