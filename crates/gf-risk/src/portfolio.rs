@@ -937,3 +937,554 @@ impl PortfolioView for Portfolio {
         self.statistics()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Builders shared by the unit and property tests.
+    use super::*;
+    use chrono::TimeZone;
+    use gf_core::{ManualClock, OrderId, OrderPurpose};
+    use std::sync::Arc;
+
+    pub fn xrp() -> Pair {
+        Pair::new("XRP/USD").unwrap()
+    }
+
+    pub fn doge() -> Pair {
+        Pair::new("DOGE/USD").unwrap()
+    }
+
+    pub fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
+    }
+
+    pub fn portfolio(cash: Decimal) -> (Portfolio, ManualClock) {
+        let clock = ManualClock::new(t0());
+        let p = Portfolio::new(
+            PortfolioConfig {
+                pairs: vec![xrp(), doge()],
+                initial_cash: cash,
+                volatility_window: 3,
+            },
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        (p, clock)
+    }
+
+    pub fn fill(
+        id: &str,
+        pair: &Pair,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+    ) -> Fill {
+        Fill {
+            trade_id: id.to_owned(),
+            order_id: OrderId::new(format!("O-{id}")),
+            client_order_id: None,
+            pair: pair.clone(),
+            side,
+            qty,
+            price,
+            fee,
+            ts: t0(),
+            purpose: OrderPurpose::Normal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use gf_core::{BookSnapshot, BookUpdate, Clock, Level, Source};
+    use rust_decimal_macros::dec;
+
+    fn identity_holds(p: &Portfolio) {
+        assert_eq!(
+            p.equity() - p.initial_equity(),
+            p.realised_pnl() + p.unrealised_pnl() - p.fees()
+        );
+    }
+
+    #[test]
+    fn fills_open_add_reduce_reverse_and_close() {
+        let (mut p, _clock) = portfolio(dec!(10000));
+        let x = xrp();
+        p.apply_fill(&fill("1", &x, Side::Buy, dec!(100), dec!(1.00), dec!(0.1)))
+            .unwrap();
+        assert_eq!(p.cash(), dec!(9899.9));
+        // Unmarked: valued at cost, no unrealised P&L.
+        assert_eq!(p.equity(), dec!(9999.9));
+        p.mark_price(&x, dec!(1.10), t0()).unwrap();
+        assert_eq!(p.equity(), dec!(10009.9));
+        assert_eq!(p.position(&x).unwrap().unrealised_pnl, dec!(10));
+
+        p.apply_fill(&fill("2", &x, Side::Buy, dec!(100), dec!(1.20), dec!(0.1)))
+            .unwrap();
+        let pos = p.position(&x).unwrap();
+        assert_eq!((pos.qty, pos.avg_entry), (dec!(200), dec!(1.10)));
+        assert_eq!(p.equity(), dec!(9999.8));
+
+        let r = p
+            .apply_fill(&fill("3", &x, Side::Sell, dec!(50), dec!(1.30), dec!(0.05)))
+            .unwrap();
+        assert_eq!(
+            (r.qty_before, r.qty_after, r.realised),
+            (dec!(200), dec!(150), dec!(10))
+        );
+        assert!(r.closed.is_none());
+        assert_eq!(p.cash(), dec!(9844.75));
+        assert_eq!(p.equity(), dec!(10009.75));
+        identity_holds(&p);
+
+        // Sell 250: closes 150 at a loss and opens a 100 short.
+        let r = p
+            .apply_fill(&fill(
+                "4",
+                &x,
+                Side::Sell,
+                dec!(250),
+                dec!(1.00),
+                dec!(0.25),
+            ))
+            .unwrap();
+        assert_eq!(r.realised, dec!(-15));
+        let trip = r.closed.unwrap();
+        assert_eq!(trip.side, Side::Buy);
+        assert_eq!(trip.qty, dec!(200));
+        assert_eq!(trip.avg_entry, dec!(1.10));
+        assert_eq!(trip.avg_exit, dec!(1.075)); // (50 × 1.30 + 150 × 1.00) / 200
+        assert_eq!(trip.realised_pnl, dec!(-5));
+        assert_eq!(trip.fees, dec!(0.40));
+        assert_eq!(trip.net_pnl, dec!(-5.40));
+        assert_eq!(p.consecutive_losses(), 1);
+        let pos = p.position(&x).unwrap();
+        assert_eq!((pos.qty, pos.avg_entry), (dec!(-100), dec!(1.00)));
+        assert_eq!(pos.side(), Some(Side::Sell));
+        assert_eq!(p.equity(), dec!(9984.5));
+        identity_holds(&p);
+
+        // Buy back the short at a profit: a win resets the loss streak.
+        let r = p
+            .apply_fill(&fill("5", &x, Side::Buy, dec!(100), dec!(0.90), dec!(0.1)))
+            .unwrap();
+        let trip = r.closed.unwrap();
+        assert_eq!((trip.side, trip.net_pnl), (Side::Sell, dec!(9.8)));
+        assert_eq!(p.consecutive_losses(), 0);
+        assert_eq!(p.equity(), dec!(10004.4));
+        assert!(p.positions().is_empty());
+        assert_eq!(p.exposure(), Decimal::ZERO);
+        identity_holds(&p);
+        let stats = p.statistics();
+        assert_eq!((stats.count, stats.winners, stats.losers), (2, 1, 1));
+        assert_eq!(stats.total_pnl, dec!(4.4));
+        assert_eq!(p.recent_trades().count(), 2);
+        assert_eq!(p.balances()["USD"], dec!(10004.4));
+        assert_eq!(p.balances()["XRP"], Decimal::ZERO);
+    }
+
+    #[test]
+    fn consecutive_losses_count_and_reset() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let x = xrp();
+        let mut id = 0;
+        let mut trip = |p: &mut Portfolio, exit: Decimal| {
+            id += 2;
+            p.apply_fill(&fill(
+                &id.to_string(),
+                &x,
+                Side::Buy,
+                dec!(1),
+                dec!(10),
+                dec!(0),
+            ))
+            .unwrap();
+            p.apply_fill(&fill(
+                &(id + 1).to_string(),
+                &x,
+                Side::Sell,
+                dec!(1),
+                exit,
+                dec!(0),
+            ))
+            .unwrap();
+        };
+        trip(&mut p, dec!(9));
+        trip(&mut p, dec!(8));
+        assert_eq!(p.consecutive_losses(), 2);
+        trip(&mut p, dec!(10)); // break-even: neither a loss nor a win
+        assert_eq!(p.consecutive_losses(), 2);
+        trip(&mut p, dec!(7));
+        assert_eq!(p.consecutive_losses(), 3);
+        trip(&mut p, dec!(11));
+        assert_eq!(p.consecutive_losses(), 0);
+    }
+
+    #[test]
+    fn bad_fills_are_typed_errors_and_change_nothing() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.apply_fill(&fill("ok", &x, Side::Buy, dec!(1), dec!(1), dec!(0)))
+            .unwrap();
+        let before = p.snapshot();
+        struct Case {
+            fill: Fill,
+            expect: &'static str,
+        }
+        let eth = Pair::new("ETH/USD").unwrap();
+        let cases = [
+            Case {
+                fill: fill("a", &eth, Side::Buy, dec!(1), dec!(1), dec!(0)),
+                expect: "unknown pair ETH/USD",
+            },
+            Case {
+                fill: fill("b", &x, Side::Buy, dec!(-3), dec!(1), dec!(0)),
+                expect: "invalid fill b: field `qty` = -3: must be positive",
+            },
+            Case {
+                fill: fill("c", &x, Side::Sell, dec!(0), dec!(1), dec!(0)),
+                expect: "field `qty` = 0",
+            },
+            Case {
+                fill: fill("d", &x, Side::Buy, dec!(1), dec!(0), dec!(0)),
+                expect: "invalid fill d: field `price` = 0: must be positive",
+            },
+            Case {
+                fill: fill("e", &x, Side::Buy, dec!(1), dec!(1), dec!(-0.5)),
+                expect: "field `fee` = -0.5: must not be negative",
+            },
+            Case {
+                fill: fill("ok", &x, Side::Buy, dec!(1), dec!(1), dec!(0)),
+                expect: "duplicate fill ok for XRP/USD",
+            },
+            Case {
+                fill: fill("f", &x, Side::Buy, Decimal::MAX, dec!(2), dec!(0)),
+                expect: "arithmetic overflow computing fill notional for XRP/USD",
+            },
+        ];
+        for case in cases {
+            let err = p.apply_fill(&case.fill).unwrap_err().to_string();
+            assert!(err.contains(case.expect), "{err} ⊅ {}", case.expect);
+            assert_eq!(p.snapshot(), before);
+        }
+    }
+
+    #[test]
+    fn bad_marks_are_typed_errors() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let err = p.mark_price(&xrp(), dec!(0), t0()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidPrice {
+                pair: xrp(),
+                price: dec!(0)
+            }
+        );
+        assert!(err.to_string().contains("invalid price 0 for XRP/USD"));
+        let eth = Pair::new("ETH/USD").unwrap();
+        assert_eq!(
+            p.mark_price(&eth, dec!(1), t0()).unwrap_err(),
+            Error::UnknownPair { pair: eth }
+        );
+        // A position too large to value at an absurd price.
+        p.apply_fill(&fill(
+            "1",
+            &xrp(),
+            Side::Buy,
+            dec!(1000000),
+            dec!(0.001),
+            dec!(0),
+        ))
+        .unwrap();
+        let err = p.mark_price(&xrp(), Decimal::MAX, t0()).unwrap_err();
+        assert!(matches!(err, Error::Overflow { .. }), "{err}");
+        assert_eq!(p.mark(&xrp()), None);
+    }
+
+    #[test]
+    fn market_data_events_mark_to_mid_or_last() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.apply_fill(&fill("1", &x, Side::Buy, dec!(10), dec!(1), dec!(0)))
+            .unwrap();
+        let ev = |secs: i64, payload: Payload| {
+            Event::new(t0() + Duration::seconds(secs), Source::Market, payload)
+        };
+        let lvl = |p: Decimal| Level::new(p, dec!(5));
+        let snapshot = ev(
+            1,
+            Payload::BookSnapshot(BookSnapshot {
+                pair: x.clone(),
+                bids: vec![lvl(dec!(1.10)), lvl(dec!(1.00))],
+                asks: vec![lvl(dec!(1.20)), lvl(dec!(1.30))],
+                checksum: 0,
+            }),
+        );
+        assert_eq!(
+            p.apply_event(&snapshot).unwrap(),
+            Applied::Marked {
+                pair: x.clone(),
+                price: dec!(1.15)
+            }
+        );
+        assert_eq!(p.equity(), dec!(1001.5));
+        let one_sided = ev(
+            2,
+            Payload::BookSnapshot(BookSnapshot {
+                pair: x.clone(),
+                bids: vec![],
+                asks: vec![lvl(dec!(1.20))],
+                checksum: 0,
+            }),
+        );
+        assert_eq!(p.apply_event(&one_sided).unwrap(), Applied::NotMarked);
+        let update = ev(
+            3,
+            Payload::BookUpdate(BookUpdate {
+                pair: x.clone(),
+                bids: vec![],
+                asks: vec![],
+                checksum: 0,
+                best_bid: Some(lvl(dec!(1.20))),
+                best_ask: Some(lvl(dec!(1.24))),
+            }),
+        );
+        p.apply_event(&update).unwrap();
+        assert_eq!(p.mark(&x).unwrap().price, dec!(1.22));
+        let no_best = ev(
+            3,
+            Payload::BookUpdate(BookUpdate {
+                pair: x.clone(),
+                bids: vec![],
+                asks: vec![],
+                checksum: 0,
+                best_bid: None,
+                best_ask: Some(lvl(dec!(1.24))),
+            }),
+        );
+        assert_eq!(p.apply_event(&no_best).unwrap(), Applied::NotMarked);
+        let trade = ev(
+            4,
+            Payload::Trade {
+                pair: x.clone(),
+                side: Side::Sell,
+                price: dec!(1.05),
+                qty: dec!(3),
+                trade_id: 9,
+            },
+        );
+        p.apply_event(&trade).unwrap();
+        assert_eq!(p.mark(&x).unwrap().price, dec!(1.05));
+        let ticker = ev(
+            5,
+            Payload::Ticker {
+                pair: x.clone(),
+                bid: dec!(0.9),
+                ask: dec!(1.1),
+                last: dec!(0.95),
+                volume: dec!(1),
+            },
+        );
+        p.apply_event(&ticker).unwrap();
+        let mark = p.mark(&x).unwrap();
+        assert_eq!(
+            (mark.price, mark.ts),
+            (dec!(0.95), t0() + Duration::seconds(5))
+        );
+        // Older data does not move the mark back.
+        assert_eq!(p.apply_event(&trade).unwrap(), Applied::NotMarked);
+        assert_eq!(p.mark(&x).unwrap().price, dec!(0.95));
+        // A fill event goes through apply_fill.
+        let f = ev(
+            6,
+            Payload::Fill(fill("2", &x, Side::Sell, dec!(10), dec!(1), dec!(0))),
+        );
+        assert!(matches!(p.apply_event(&f).unwrap(), Applied::Fill(r) if r.qty_after.is_zero()));
+        let other = ev(
+            7,
+            Payload::Resumed {
+                operator: "alice".into(),
+            },
+        );
+        assert_eq!(p.apply_event(&other).unwrap(), Applied::Ignored);
+        let unknown = ev(
+            8,
+            Payload::BookSnapshot(BookSnapshot {
+                pair: Pair::new("ETH/USD").unwrap(),
+                bids: vec![],
+                asks: vec![],
+                checksum: 0,
+            }),
+        );
+        assert!(matches!(
+            p.apply_event(&unknown),
+            Err(Error::UnknownPair { .. })
+        ));
+    }
+
+    #[test]
+    fn daily_drawdown_resets_at_utc_midnight() {
+        let clock = gf_core::ManualClock::at_ymd_hms(2026, 1, 1, 10, 0, 0);
+        let mut p = Portfolio::new(
+            PortfolioConfig {
+                pairs: vec![xrp()],
+                initial_cash: dec!(1000),
+                volatility_window: 60,
+            },
+            std::sync::Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let x = xrp();
+        p.apply_fill(&fill("1", &x, Side::Buy, dec!(1000), dec!(1), dec!(0)))
+            .unwrap();
+        p.mark_price(&x, dec!(1.2), clock.now()).unwrap();
+        p.mark_price(&x, dec!(0.9), clock.now()).unwrap();
+        assert_eq!(p.peak_equity(), dec!(1200));
+        assert_eq!(p.total_drawdown_pct(), dec!(25));
+        assert_eq!(p.daily_drawdown_pct(), dec!(10)); // from 1000 at the day's start
+
+        clock.set(Utc.with_ymd_and_hms(2026, 1, 1, 23, 59, 59).unwrap());
+        assert_eq!(p.daily_drawdown_pct(), dec!(10));
+        clock.advance(Duration::seconds(1)); // 2026-01-02T00:00:00Z
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.total_drawdown_pct(), dec!(25));
+
+        // The new day starts at 900: a fall to 810 is 10 % today, 32.5 % overall.
+        p.mark_price(&x, dec!(0.81), clock.now()).unwrap();
+        assert_eq!(p.daily_drawdown_pct(), dec!(10));
+        assert_eq!(p.total_drawdown_pct(), dec!(32.5));
+        assert_eq!(p.max_drawdown_pct(), dec!(32.5));
+        // Recovering above the day's start is no drawdown.
+        p.mark_price(&x, dec!(1.0), clock.now()).unwrap();
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.max_drawdown_pct(), dec!(32.5));
+    }
+
+    #[test]
+    fn restored_snapshot_yields_identical_numbers() {
+        let (mut p, clock) = portfolio(dec!(5000));
+        let (x, d) = (xrp(), doge());
+        for i in 0..6i64 {
+            let ts = t0() + Duration::minutes(i);
+            p.mark_price(&x, dec!(0.5) + Decimal::new(i, 2), ts)
+                .unwrap();
+            p.mark_price(&d, dec!(0.1) - Decimal::new(i, 3), ts)
+                .unwrap();
+        }
+        p.apply_fill(&fill("1", &x, Side::Buy, dec!(1000), dec!(0.52), dec!(0.4)))
+            .unwrap();
+        p.apply_fill(&fill(
+            "2",
+            &d,
+            Side::Sell,
+            dec!(3000),
+            dec!(0.097),
+            dec!(0.3),
+        ))
+        .unwrap();
+        p.apply_fill(&fill("3", &x, Side::Sell, dec!(400), dec!(0.56), dec!(0.2)))
+            .unwrap();
+        p.apply_fill(&fill("4", &x, Side::Sell, dec!(600), dec!(0.50), dec!(0.2)))
+            .unwrap();
+        clock.advance(Duration::days(1));
+        p.mark_price(&d, dec!(0.11), clock.now()).unwrap();
+
+        let json = p.snapshot_json().unwrap();
+        let q = Portfolio::restore_json(&json, std::sync::Arc::new(clock.clone())).unwrap();
+        assert_eq!(q.equity(), p.equity());
+        assert_eq!(q.peak_equity(), p.peak_equity());
+        assert_eq!(q.total_drawdown_pct(), p.total_drawdown_pct());
+        assert_eq!(q.daily_drawdown_pct(), p.daily_drawdown_pct());
+        assert_eq!(q.consecutive_losses(), p.consecutive_losses());
+        assert_eq!(q.positions(), p.positions());
+        assert_eq!(q.exposure(), p.exposure());
+        assert_eq!(q.volatility_pct(&x), p.volatility_pct(&x));
+        assert!(q.volatility_pct(&x).is_some());
+        assert_eq!(q.statistics(), p.statistics());
+        assert_eq!(q.max_drawdown_pct(), p.max_drawdown_pct());
+        assert_eq!(q.snapshot(), p.snapshot());
+        assert_eq!(q.snapshot_json().unwrap(), json);
+        // Duplicate detection survives the restart.
+        let mut q = q;
+        assert!(matches!(
+            q.apply_fill(&fill("4", &x, Side::Sell, dec!(1), dec!(0.5), dec!(0))),
+            Err(Error::DuplicateFill { .. })
+        ));
+    }
+
+    #[test]
+    fn restore_rejects_inconsistent_snapshots() {
+        let (p, clock) = portfolio(dec!(100));
+        let arc = || -> SharedClock { std::sync::Arc::new(clock.clone()) };
+        let mut s = p.snapshot();
+        s.version = 99;
+        let err = Portfolio::restore(s, arc()).unwrap_err();
+        assert!(err.to_string().contains("version 99"), "{err}");
+        let mut s = p.snapshot();
+        s.quote = "EUR".into();
+        let err = Portfolio::restore(s, arc()).unwrap_err();
+        assert!(err.to_string().contains("not quoted in EUR"), "{err}");
+        let mut s = p.snapshot();
+        s.positions.clear();
+        assert!(Portfolio::restore(s, arc()).is_err());
+        let err = Portfolio::restore_json("{\"version\":1", arc()).unwrap_err();
+        assert!(matches!(err, Error::SnapshotJson(_)), "{err}");
+        let err = Portfolio::restore_json("[]", arc()).unwrap_err();
+        assert!(err.to_string().starts_with("snapshot json:"), "{err}");
+    }
+
+    #[test]
+    fn construction_validates_its_inputs() {
+        let clock: SharedClock = std::sync::Arc::new(gf_core::ManualClock::default());
+        let cfg = |pairs: Vec<Pair>, cash: Decimal, window: usize| PortfolioConfig {
+            pairs,
+            initial_cash: cash,
+            volatility_window: window,
+        };
+        assert_eq!(
+            Portfolio::new(cfg(vec![], dec!(1), 60), clock.clone()).unwrap_err(),
+            Error::NoPairs
+        );
+        let eur = Pair::new("XRP/EUR").unwrap();
+        let err = Portfolio::new(cfg(vec![xrp(), eur], dec!(1), 60), clock.clone()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pair XRP/EUR is quoted in EUR, but the portfolio is in USD"
+        );
+        let err = Portfolio::new(cfg(vec![xrp()], dec!(-5), 60), clock.clone()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid initial cash -5: must not be negative"
+        );
+        let err = Portfolio::new(cfg(vec![xrp()], dec!(5), 1), clock.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("halt.volatility_window_mins"),
+            "{err}"
+        );
+
+        let config = Config::default();
+        let p = Portfolio::from_config(&config, clock).unwrap();
+        assert_eq!(p.equity(), dec!(100000));
+        assert_eq!(p.quote(), "USD");
+        assert_eq!(p.pairs().count(), 2);
+        assert!(format!("{p:?}").contains("equity: 100000"));
+    }
+
+    #[test]
+    fn drawdown_of_a_wiped_out_account_is_capped() {
+        let (mut p, _clock) = portfolio(dec!(100));
+        let x = xrp();
+        p.apply_fill(&fill("1", &x, Side::Sell, dec!(100), dec!(1), dec!(0)))
+            .unwrap();
+        p.mark_price(&x, dec!(5), t0()).unwrap(); // short squeezed: equity -300
+        assert_eq!(p.equity(), dec!(-300));
+        assert_eq!(p.total_drawdown_pct(), dec!(100));
+        assert_eq!(p.daily_drawdown_pct(), dec!(100));
+        assert_eq!(p.max_drawdown_pct(), dec!(100));
+        assert_eq!(p.exposure(), dec!(500));
+    }
+}
