@@ -1,0 +1,541 @@
+//! Halt actions against the exchange: cancel-all with retry, and position closure with
+//! reduce-only market orders, retried with backoff until flat or out of attempts.
+//!
+//! Closure orders are idempotent: the client order id of the order for `pair` in round `r`
+//! of halt `h` is `gfh-<h>-<BASEQUOTE>-<r>`. An order whose fate is unknown (timeout,
+//! network error, still open) is reconciled by `order_status(OrderRef::Client(..))` before
+//! anything more is placed for that pair, and a still-working order is cancelled first, so
+//! a retry never doubles a close. The quantity closed is tracked from the exchange's own
+//! `filled_qty` of each of our orders, never re-read from a possibly lagging portfolio.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use gf_core::config::HaltConfig;
+use gf_core::{
+    ClientOrderId, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Position, Qty, Side,
+    TimeInForce,
+};
+use gf_exec::{Exchange, OrderRef};
+
+/// Longest wait between two closure rounds.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Retry policy for cancel-all and closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Rounds (attempts) at most; at least 1.
+    pub max_attempts: u32,
+    /// Wait after the first failed round; doubles each round up to [`MAX_BACKOFF`].
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// From `halt.closure_max_attempts` and `halt.closure_backoff_ms`.
+    #[must_use]
+    pub fn from_config(cfg: &HaltConfig) -> Self {
+        Self {
+            max_attempts: cfg.closure_max_attempts.max(1),
+            backoff: Duration::from_millis(cfg.closure_backoff_ms),
+        }
+    }
+
+    /// The wait after round `round` (1-based).
+    #[must_use]
+    pub fn delay(&self, round: u32) -> Duration {
+        let factor = 1_u32
+            .checked_shl(round.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
+/// What cancel-all achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOutcome {
+    /// Orders the exchange reported cancelled (summed over calls), when a call succeeded.
+    pub cancelled: Option<u32>,
+    /// Calls made.
+    pub attempts: u32,
+    /// The last error, when no call succeeded.
+    pub error: Option<String>,
+}
+
+/// The closure of one position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairClosure {
+    /// The pair.
+    pub pair: Pair,
+    /// Side of the closing orders (opposite the position).
+    pub side: Side,
+    /// Quantity to close (|position|).
+    pub target: Qty,
+    /// Quantity the exchange reports filled on our closure orders.
+    pub filled: Qty,
+    /// Client order ids used, in order.
+    pub orders: Vec<ClientOrderId>,
+    /// Orders whose final fill is still unknown.
+    pub unresolved: Vec<ClientOrderId>,
+    /// The last error or rejection, if any.
+    pub last_error: Option<String>,
+}
+
+impl PairClosure {
+    /// Quantity still open (never negative).
+    #[must_use]
+    pub fn remaining(&self) -> Qty {
+        (self.target - self.filled).max(Decimal::ZERO)
+    }
+
+    /// Closed for certain: nothing remaining, nothing unresolved.
+    #[must_use]
+    pub fn is_flat(&self) -> bool {
+        self.remaining().is_zero() && self.unresolved.is_empty()
+    }
+}
+
+/// The outcome of a halt's actions, journaled and published as `ClosureResult`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosureReport {
+    /// Every position closed (vacuously true when there was nothing to close, or the
+    /// behaviour does not close).
+    pub flat: bool,
+    /// Cancel-all, unless the behaviour is `hold`.
+    pub cancel: Option<CancelOutcome>,
+    /// Closure rounds used.
+    pub rounds: u32,
+    /// Per position.
+    pub pairs: Vec<PairClosure>,
+}
+
+impl ClosureReport {
+    /// One line per position still open, and the cancel failure if any.
+    #[must_use]
+    pub fn detail(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(CancelOutcome {
+            cancelled: None,
+            error: Some(e),
+            ..
+        }) = &self.cancel
+        {
+            parts.push(format!("cancel-all failed: {e}"));
+        }
+        for p in self.pairs.iter().filter(|p| !p.is_flat()) {
+            let why = p.last_error.as_deref().unwrap_or("no fill confirmed");
+            let unresolved = if p.unresolved.is_empty() {
+                String::new()
+            } else {
+                format!(", {} order(s) unresolved", p.unresolved.len())
+            };
+            parts.push(format!(
+                "{} {} remaining of {}{unresolved}: {why}",
+                p.pair,
+                p.remaining(),
+                p.target
+            ));
+        }
+        if parts.is_empty() {
+            if self.pairs.is_empty() {
+                "nothing to close".to_owned()
+            } else {
+                format!("{} position(s) closed", self.pairs.len())
+            }
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// The deterministic client order id of a closure order.
+#[must_use]
+pub fn closure_client_id(halt_id: u64, pair: &Pair, round: u32) -> ClientOrderId {
+    ClientOrderId::new(format!(
+        "gfh-{halt_id}-{}{}-{round}",
+        pair.base(),
+        pair.quote()
+    ))
+}
+
+/// A reduce-only market order closing `qty` of a position whose signed quantity has the
+/// sign of `position_qty`.
+#[must_use]
+pub fn closure_order(
+    halt_id: u64,
+    pair: &Pair,
+    position_qty: Qty,
+    qty: Qty,
+    round: u32,
+) -> OrderRequest {
+    let side = if position_qty > Decimal::ZERO {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    OrderRequest {
+        client_order_id: closure_client_id(halt_id, pair, round),
+        pair: pair.clone(),
+        side,
+        order_type: OrderType::Market,
+        qty,
+        limit_price: None,
+        time_in_force: TimeInForce::Gtc,
+        reduce_only: true,
+        user_ref: None,
+        purpose: OrderPurpose::HaltClosure,
+    }
+}
+
+/// Calls `cancel_all` until it succeeds, a non-retryable error, or the attempts run out.
+/// Cancellation-safe (dropping it stops between calls).
+pub async fn cancel_all_with_retry(exchange: &dyn Exchange, policy: RetryPolicy) -> CancelOutcome {
+    let mut outcome = CancelOutcome {
+        cancelled: None,
+        attempts: 0,
+        error: None,
+    };
+    for round in 1..=policy.max_attempts {
+        outcome.attempts = round;
+        match exchange.cancel_all().await {
+            Ok(n) => {
+                outcome.cancelled = Some(n);
+                outcome.error = None;
+                return outcome;
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, attempt = round, "halt cancel-all failed");
+                let retry = e.is_retryable();
+                outcome.error = Some(e.to_string());
+                if !retry {
+                    return outcome;
+                }
+            }
+        }
+        if round < policy.max_attempts {
+            tokio::time::sleep(policy.delay(round)).await;
+        }
+    }
+    outcome
+}
+
+struct Work {
+    closure: PairClosure,
+    position_qty: Qty,
+    fills: BTreeMap<ClientOrderId, Qty>,
+}
+
+impl Work {
+    fn refresh_filled(&mut self) {
+        self.closure.filled = self.fills.values().copied().sum();
+    }
+}
+
+/// Reconciles the unresolved orders of one pair. Returns `true` when it is safe to place
+/// another order (no earlier order can still fill).
+async fn reconcile(exchange: &dyn Exchange, w: &mut Work) -> bool {
+    let mut safe = true;
+    let pending = std::mem::take(&mut w.closure.unresolved);
+    for id in pending {
+        let r = OrderRef::Client(id.clone());
+        match exchange.order_status(&r).await {
+            Ok(info) => {
+                w.fills.insert(id.clone(), info.filled_qty);
+                if !info.status.is_terminal() {
+                    safe = false;
+                    if let Err(e) = exchange.cancel_order(&r).await {
+                        w.closure.last_error = Some(format!("cancel {id}: {e}"));
+                    }
+                    w.closure.unresolved.push(id);
+                }
+            }
+            Err(gf_exec::Error::UnknownOrder(_)) => {
+                // Never reached the exchange: nothing filled, nothing can.
+                w.fills.insert(id, Decimal::ZERO);
+            }
+            Err(e) => {
+                safe = false;
+                w.closure.last_error = Some(format!("status of {id}: {e}"));
+                w.closure.unresolved.push(id);
+            }
+        }
+    }
+    w.refresh_filled();
+    safe
+}
+
+async fn place(exchange: &dyn Exchange, halt_id: u64, w: &mut Work, round: u32) {
+    let order = closure_order(
+        halt_id,
+        &w.closure.pair,
+        w.position_qty,
+        w.closure.remaining(),
+        round,
+    );
+    let id = order.client_order_id.clone();
+    w.closure.orders.push(id.clone());
+    match exchange.place_order(&order).await {
+        Ok(ack) => match ack.status {
+            OrderStatus::Filled => {
+                w.fills.insert(id, order.qty);
+            }
+            OrderStatus::Rejected => {
+                w.fills.insert(id.clone(), Decimal::ZERO);
+                w.closure.last_error = Some(format!("{id} rejected by the exchange"));
+            }
+            _ => w.closure.unresolved.push(id),
+        },
+        Err(e) => {
+            tracing::warn!(cause = %e, pair = %w.closure.pair, order = %id, "closure order failed");
+            w.closure.last_error = Some(e.to_string());
+            if e.is_retryable() {
+                // It may have been placed: reconcile before anything else.
+                w.closure.unresolved.push(id);
+            } else {
+                w.fills.insert(id, Decimal::ZERO);
+            }
+        }
+    }
+    w.refresh_filled();
+}
+
+/// Flattens `positions` (flat ones are skipped) with reduce-only market orders.
+/// Returns the per-pair outcome and the rounds used. Cancellation-safe between calls.
+pub async fn close_positions(
+    exchange: &dyn Exchange,
+    halt_id: u64,
+    positions: &[Position],
+    policy: RetryPolicy,
+) -> (Vec<PairClosure>, u32) {
+    let mut work: Vec<Work> = positions
+        .iter()
+        .filter(|p| !p.qty.is_zero())
+        .map(|p| Work {
+            closure: PairClosure {
+                pair: p.pair.clone(),
+                side: if p.qty > Decimal::ZERO {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                target: p.qty.abs(),
+                filled: Decimal::ZERO,
+                orders: Vec::new(),
+                unresolved: Vec::new(),
+                last_error: None,
+            },
+            position_qty: p.qty,
+            fills: BTreeMap::new(),
+        })
+        .collect();
+    let mut rounds = 0;
+    for round in 1..=policy.max_attempts {
+        if work.iter().all(|w| w.closure.is_flat()) {
+            break;
+        }
+        rounds = round;
+        for w in work.iter_mut().filter(|w| !w.closure.is_flat()) {
+            if reconcile(exchange, w).await && !w.closure.remaining().is_zero() {
+                place(exchange, halt_id, w, round).await;
+            }
+        }
+        if work.iter().all(|w| w.closure.is_flat()) {
+            break;
+        }
+        if round < policy.max_attempts {
+            tokio::time::sleep(policy.delay(round)).await;
+        }
+    }
+    // A last look at orders still unresolved, so the report says what really happened.
+    for w in work.iter_mut().filter(|w| !w.closure.unresolved.is_empty()) {
+        reconcile(exchange, w).await;
+    }
+    (work.into_iter().map(|w| w.closure).collect(), rounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gf_exec::{MockExchange, OrderAck, OrderInfo};
+    use rust_decimal_macros::dec;
+
+    fn pair(s: &str) -> Pair {
+        Pair::new(s).unwrap()
+    }
+
+    fn position(p: &str, qty: Decimal) -> Position {
+        let mut pos = Position::flat(pair(p));
+        pos.qty = qty;
+        pos.avg_entry = dec!(0.5);
+        pos
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: Duration::from_millis(10),
+        }
+    }
+
+    fn info(id: &ClientOrderId, status: OrderStatus, filled: Decimal) -> OrderInfo {
+        OrderInfo {
+            order_id: gf_core::OrderId::new("O"),
+            client_order_id: Some(id.clone()),
+            pair: pair("XRP/USD"),
+            side: Side::Sell,
+            order_type: OrderType::Market,
+            qty: dec!(100),
+            filled_qty: filled,
+            limit_price: None,
+            avg_price: None,
+            status,
+            reduce_only: true,
+            opened_at: None,
+        }
+    }
+
+    #[test]
+    fn ids_and_orders_are_deterministic() {
+        let id = closure_client_id(7, &pair("XRP/USD"), 2);
+        assert_eq!(id.as_str(), "gfh-7-XRPUSD-2");
+        let o = closure_order(7, &pair("DOGE/USD"), dec!(-50), dec!(50), 1);
+        assert_eq!(o.side, Side::Buy);
+        assert!(o.reduce_only && o.is_closure());
+        assert_eq!(o.order_type, OrderType::Market);
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            max_attempts: 40,
+            backoff: Duration::from_millis(200),
+        };
+        assert_eq!(p.delay(1), Duration::from_millis(200));
+        assert_eq!(p.delay(3), Duration::from_millis(800));
+        assert_eq!(p.delay(39), MAX_BACKOFF);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_all_retries_retryable_and_stops_on_fatal() {
+        let mut ex = MockExchange::new();
+        let mut calls = 0;
+        ex.expect_cancel_all().times(3).returning(move || {
+            calls += 1;
+            if calls < 3 {
+                Err(gf_exec::Error::Timeout {
+                    endpoint: "CancelAll".into(),
+                    millis: 5,
+                })
+            } else {
+                Ok(4)
+            }
+        });
+        let out = cancel_all_with_retry(&ex, policy()).await;
+        assert_eq!(out.cancelled, Some(4));
+        assert_eq!(out.attempts, 3);
+
+        let mut ex = MockExchange::new();
+        ex.expect_cancel_all()
+            .times(1)
+            .returning(|| Err(gf_exec::Error::Halted));
+        let out = cancel_all_with_retry(&ex, policy()).await;
+        assert_eq!(out.cancelled, None);
+        assert!(out.error.unwrap().contains("halted"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_then_reconcile_never_doubles() {
+        // Round 1: place times out, but the exchange did fill it. Round 2 must find that
+        // out by client id and place nothing more.
+        let mut ex = MockExchange::new();
+        ex.expect_place_order().times(1).returning(|_| {
+            Err(gf_exec::Error::Timeout {
+                endpoint: "AddOrder".into(),
+                millis: 5,
+            })
+        });
+        ex.expect_order_status().times(1).returning(|r| match r {
+            OrderRef::Client(id) => Ok(info(id, OrderStatus::Filled, dec!(100))),
+            OrderRef::Exchange(_) => Err(gf_exec::Error::UnknownOrder("x".into())),
+        });
+        let (pairs, rounds) =
+            close_positions(&ex, 1, &[position("XRP/USD", dec!(100))], policy()).await;
+        assert_eq!(rounds, 2);
+        assert!(pairs[0].is_flat(), "{pairs:?}");
+        assert_eq!(pairs[0].orders.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_fill_then_rest_in_next_round() {
+        let mut ex = MockExchange::new();
+        let mut n = 0;
+        ex.expect_place_order().times(2).returning(move |o| {
+            n += 1;
+            if n == 1 {
+                assert_eq!(o.qty, dec!(100));
+                Ok(OrderAck {
+                    order_id: gf_core::OrderId::new("O1"),
+                    client_order_id: o.client_order_id.clone(),
+                    status: OrderStatus::Open,
+                })
+            } else {
+                assert_eq!(o.qty, dec!(40), "only the remainder");
+                assert_eq!(o.client_order_id.as_str(), "gfh-1-XRPUSD-3");
+                Ok(OrderAck {
+                    order_id: gf_core::OrderId::new("O2"),
+                    client_order_id: o.client_order_id.clone(),
+                    status: OrderStatus::Filled,
+                })
+            }
+        });
+        let mut status_calls = 0;
+        ex.expect_order_status().returning(move |r| {
+            status_calls += 1;
+            let OrderRef::Client(id) = r else {
+                return Err(gf_exec::Error::UnknownOrder("x".into()));
+            };
+            // First look: still open with 60 filled; second: cancelled at 60.
+            if status_calls == 1 {
+                Ok(info(id, OrderStatus::PartiallyFilled, dec!(60)))
+            } else {
+                Ok(info(id, OrderStatus::Cancelled, dec!(60)))
+            }
+        });
+        ex.expect_cancel_order().times(1).returning(|_| Ok(()));
+        let (pairs, _) = close_positions(&ex, 1, &[position("XRP/USD", dec!(100))], policy()).await;
+        assert!(pairs[0].is_flat(), "{pairs:?}");
+        assert_eq!(pairs[0].filled, dec!(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejections_are_retried_then_reported() {
+        let mut ex = MockExchange::new();
+        ex.expect_place_order().times(3).returning(|_| {
+            Err(gf_exec::Error::Api {
+                endpoint: "AddOrder".into(),
+                kind: gf_core::ApiErrorKind::InsufficientFunds,
+                message: "EOrder:Insufficient funds".into(),
+            })
+        });
+        let (pairs, rounds) =
+            close_positions(&ex, 3, &[position("DOGE/USD", dec!(-20))], policy()).await;
+        assert_eq!(rounds, 3);
+        assert!(!pairs[0].is_flat());
+        assert_eq!(pairs[0].remaining(), dec!(20));
+        let report = ClosureReport {
+            flat: false,
+            cancel: None,
+            rounds,
+            pairs,
+        };
+        assert!(
+            report.detail().contains("DOGE/USD 20 remaining of 20"),
+            "{}",
+            report.detail()
+        );
+        assert!(report.detail().contains("Insufficient funds"));
+    }
+}

@@ -1,0 +1,905 @@
+//! The halt coordinator: closes the gate, runs the halt behaviour, keeps the state machine
+//! and the checklist, evaluates conditions on events, journals and publishes everything.
+//!
+//! Ordering on a trigger (the architecture invariant "gf-halt never waits on the network
+//! before closing the gate"):
+//! 1. [`TradingGate::close`], before any lock, I/O or allocation of note;
+//! 2. the state machine moves to Halting (in memory: a halt is applied fail-safe first);
+//! 3. a task issues cancel-all at once, then, if orders were in flight at the close,
+//!    waits for the gate to drain and cancels again, then closes positions per behaviour;
+//! 4. meanwhile the trigger is journaled (durably) and only then published and returned.
+//!
+//! Every other transition is write-ahead: prepared on a copy of the machine, journaled,
+//! then applied and published. Operations are serialised by an async lock; a trigger
+//! arriving while one is being journaled wins, and the operation returns
+//! [`Error::Interrupted`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use gf_core::config::HaltConfig;
+use gf_core::{
+    AlertStatus, Event, EventBus, HaltBehaviour, HaltSource, HaltState, KindSet, Pair, Payload,
+    RecvError, Severity, SharedClock, Source, Subscription, TradingGate,
+};
+use gf_exec::Exchange;
+use gf_risk::PortfolioView;
+
+use crate::checklist::{Checklist, ChecklistItem, ItemSpec};
+use crate::closure::{
+    CancelOutcome, ClosureReport, PairClosure, RetryPolicy, cancel_all_with_retry, close_positions,
+};
+use crate::condition::{Breach, ConditionSet, ConditionStatus, EvalContext};
+use crate::error::{Error, ResumeRefusal, validate_operator};
+use crate::journal::{Journal, JournalRecord};
+use crate::machine::{HaltInfo, Machine, Snapshot, Trigger, TriggerEffect};
+
+/// Journal record kinds written by the coordinator.
+pub mod kinds {
+    /// A trigger that started a halt.
+    pub const HALT_TRIGGERED: &str = "halt_triggered";
+    /// A trigger recorded on a halt already in force.
+    pub const TRIGGER_RECORDED: &str = "trigger_recorded";
+    /// A state machine transition (carries the snapshot).
+    pub const STATE_CHANGED: &str = "state_changed";
+    /// The outcome of cancel-all and closure.
+    pub const CLOSURE_RESULT: &str = "closure_result";
+    /// A checklist item completed (carries the snapshot).
+    pub const CHECKLIST_STEP: &str = "checklist_step";
+    /// A refused resume attempt.
+    pub const RESUME_REFUSED: &str = "resume_refused";
+    /// The state restored on start (carries the snapshot).
+    pub const RESTORED: &str = "restored";
+}
+
+/// How long the halt waits for orders that were in flight at the close before the second
+/// cancel-all.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often [`HaltCoordinator::run`] sweeps the time-based conditions.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The condition id used when the journal fails verification on start.
+pub const JOURNAL_INTEGRITY: &str = "journal_integrity";
+
+/// What [`HaltCoordinator::halt`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltOutcome {
+    /// The halt in force.
+    pub halt_id: u64,
+    /// `true` when this trigger started the halt; `false` when one was already in force
+    /// and the trigger was recorded on it.
+    pub started: bool,
+    /// State right after the trigger (Halting, or Halted when recorded).
+    pub state: HaltState,
+    /// Set when the journal write failed; the halt is in force regardless.
+    pub journal_error: Option<String>,
+}
+
+/// Everything the status endpoint shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltStatus {
+    /// State.
+    pub state: HaltState,
+    /// Whether non-closure orders may pass.
+    pub gate_open: bool,
+    /// The current (or last) halt.
+    pub halt: Option<HaltInfo>,
+    /// Checklist items still missing.
+    pub checklist_missing: Vec<String>,
+    /// Who resumed last.
+    pub resumed_by: Option<String>,
+    /// A journal verification or write problem, if any.
+    pub journal_problem: Option<String>,
+}
+
+struct Shared {
+    cfg: HaltConfig,
+    policy: RetryPolicy,
+    gate: TradingGate,
+    exchange: Arc<dyn Exchange>,
+    portfolio: Arc<dyn PortfolioView>,
+    bus: EventBus,
+    clock: SharedClock,
+    journal: Arc<Journal>,
+    machine: Mutex<Machine>,
+    conditions: Mutex<ConditionSet>,
+    op: tokio::sync::Mutex<()>,
+    state_tx: watch::Sender<HaltState>,
+    journal_problem: Mutex<Option<String>>,
+}
+
+/// The halt coordinator. Cheap to clone (an `Arc` inside) and safe to call from
+/// concurrent API handlers.
+#[derive(Clone)]
+pub struct HaltCoordinator {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for HaltCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaltCoordinator")
+            .field("state", &self.state())
+            .field("gate", &self.shared.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Rec {
+    kind: &'static str,
+    actor: String,
+    detail: serde_json::Value,
+}
+
+fn rec(kind: &'static str, actor: impl Into<String>, detail: serde_json::Value) -> Rec {
+    Rec {
+        kind,
+        actor: actor.into(),
+        detail,
+    }
+}
+
+fn snapshot_json(snap: &Snapshot) -> Result<String, Error> {
+    serde_json::to_string(snap).map_err(|e| Error::Json {
+        record_id: 0,
+        message: e.to_string(),
+    })
+}
+
+impl HaltCoordinator {
+    /// Opens the journal at `db_path` (`:memory:` for an in-memory one) and restores.
+    ///
+    /// The gate is closed first. If the journal verifies and its last state was Running,
+    /// the coordinator starts Running and opens the gate; if the last state was anything
+    /// else it starts Halted with the checklist as it was; if the journal fails
+    /// verification it starts Halted with a halt `auto:journal_integrity` naming the
+    /// record, and [`HaltStatus::journal_problem`] says which.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when the database cannot be opened, read or written.
+    pub fn open(
+        cfg: &HaltConfig,
+        db_path: &Path,
+        gate: TradingGate,
+        exchange: Arc<dyn Exchange>,
+        portfolio: Arc<dyn PortfolioView>,
+        bus: EventBus,
+        clock: SharedClock,
+    ) -> Result<Self, Error> {
+        gate.close();
+        let journal = Arc::new(Journal::open(db_path, clock.clone())?);
+        let now = clock.now();
+        let mut problem = match journal.verify() {
+            Ok(_) => None,
+            Err(Error::Tampered { record_id, reason }) => Some(format!(
+                "journal record {record_id} failed verification: {reason}"
+            )),
+            Err(e) => return Err(e),
+        };
+        let mut snapshot = Snapshot::default();
+        if let Some((id, text)) = journal.last_snapshot()? {
+            match serde_json::from_str::<Snapshot>(&text) {
+                Ok(s) => snapshot = s,
+                Err(e) => {
+                    problem.get_or_insert(format!("journal record {id}: unreadable snapshot: {e}"));
+                }
+            }
+        }
+        let mut machine = Machine::from_snapshot(snapshot);
+        let before = machine.state();
+        if let Some(p) = &problem {
+            tracing::error!(problem = %p, "journal failed verification; starting halted");
+            machine.restore_halted(Trigger {
+                source: HaltSource::Auto(JOURNAL_INTEGRITY.into()),
+                reason: p.clone(),
+                behaviour: HaltBehaviour::Hold,
+                condition: Some(JOURNAL_INTEGRITY.into()),
+                items: vec![ItemSpec::new(
+                    "review_journal_integrity",
+                    "Review the journal: archive the tampered database before trusting it",
+                )],
+                at: now,
+            });
+        } else if before != HaltState::Running {
+            machine.restore_halted(Trigger {
+                source: HaltSource::Auto("restart".into()),
+                reason: format!("restarted while {before}"),
+                behaviour: HaltBehaviour::Hold,
+                condition: None,
+                items: Vec::new(),
+                at: now,
+            });
+        }
+        let after = machine.state();
+        if after != before || problem.is_some() {
+            journal.append_with_snapshot(
+                kinds::RESTORED,
+                "system",
+                &json!({ "from": before, "to": after, "problem": problem }),
+                Some(&snapshot_json(machine.snapshot())?),
+            )?;
+        }
+        if after == HaltState::Running {
+            gate.open();
+        }
+        let (state_tx, _) = watch::channel(after);
+        let coordinator = Self {
+            shared: Arc::new(Shared {
+                policy: RetryPolicy::from_config(cfg),
+                conditions: Mutex::new(ConditionSet::from_config(cfg)),
+                cfg: cfg.clone(),
+                gate,
+                exchange,
+                portfolio,
+                bus,
+                clock,
+                journal,
+                machine: Mutex::new(machine),
+                op: tokio::sync::Mutex::new(()),
+                state_tx,
+                journal_problem: Mutex::new(problem),
+            }),
+        };
+        if after != before {
+            let (source, reason) = coordinator.halt_source_reason();
+            coordinator.publish(Payload::HaltStateChanged {
+                from: before,
+                to: after,
+                source,
+                reason,
+            });
+        }
+        Ok(coordinator)
+    }
+
+    /// Replaces the condition set (e.g. to add a custom [`crate::Condition`]).
+    pub fn set_conditions(&self, set: ConditionSet) {
+        *self.shared.conditions.lock() = set;
+    }
+
+    /// Starts measuring market-data staleness for these pairs from now, so a pair that
+    /// never delivers data becomes stale.
+    pub fn watch_pairs(&self, pairs: &[Pair]) {
+        let now = self.shared.clock.now();
+        let mut set = self.shared.conditions.lock();
+        for p in pairs {
+            set.watch_pair(p, now);
+        }
+    }
+
+    fn publish(&self, payload: Payload) {
+        self.shared
+            .bus
+            .publish(Event::new(self.shared.clock.now(), Source::Halt, payload));
+    }
+
+    fn halt_source_reason(&self) -> (HaltSource, String) {
+        let m = self.shared.machine.lock();
+        m.snapshot().halt.as_ref().map_or_else(
+            || (HaltSource::Cli, String::new()),
+            |h| (h.source.clone(), h.reason.clone()),
+        )
+    }
+
+    async fn write(
+        &self,
+        records: Vec<Rec>,
+        snapshot: Option<String>,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        let journal = Arc::clone(&self.shared.journal);
+        let result = tokio::task::spawn_blocking(move || {
+            let last = records.len().saturating_sub(1);
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let snap = if i == last { snapshot.as_deref() } else { None };
+                    journal.append_with_snapshot(r.kind, &r.actor, &r.detail, snap)
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = &result {
+            tracing::error!(cause = %e, "journal write failed");
+            self.shared
+                .journal_problem
+                .lock()
+                .get_or_insert_with(|| format!("journal write failed: {e}"));
+        }
+        result
+    }
+
+    /// Halts: closes the gate first, then runs the behaviour configured for the source
+    /// (per condition for `auto:<id>`, else global) in a background task, journals the
+    /// trigger and publishes it. A halt always takes effect, even when the journal write
+    /// fails ([`HaltOutcome::journal_error`]). A trigger while a halt is in force is
+    /// recorded on it. Needs a Tokio runtime.
+    pub async fn halt(&self, source: HaltSource, reason: &str) -> HaltOutcome {
+        let started_at = Instant::now();
+        self.shared.gate.close();
+        let (behaviour, condition, items) = match &source {
+            HaltSource::Auto(id) => (
+                self.shared
+                    .cfg
+                    .conditions
+                    .get(id)
+                    .and_then(|c| c.behaviour)
+                    .unwrap_or(self.shared.cfg.behaviour),
+                Some(id.clone()),
+                self.shared.conditions.lock().recovery_items(id),
+            ),
+            _ => (self.shared.cfg.behaviour, None, Vec::new()),
+        };
+        self.trigger(
+            started_at,
+            Trigger {
+                source,
+                reason: reason.to_owned(),
+                behaviour,
+                condition,
+                items,
+                at: self.shared.clock.now(),
+            },
+        )
+        .await
+    }
+
+    async fn trigger(&self, started_at: Instant, t: Trigger) -> HaltOutcome {
+        let s = &self.shared;
+        s.gate.close();
+        let in_flight = s.gate.in_flight();
+        let source = t.source.clone();
+        let reason = t.reason.clone();
+        let behaviour = t.behaviour;
+        let effect = {
+            let mut m = s.machine.lock();
+            // Again under the lock: a resume racing this trigger cannot leave it open.
+            s.gate.close();
+            m.trigger(t)
+        };
+        match effect {
+            TriggerEffect::Started { halt_id, from } => {
+                s.state_tx.send_replace(HaltState::Halting);
+                let (journaled_tx, journaled_rx) = oneshot::channel();
+                let task = self.clone();
+                tokio::spawn(async move {
+                    task.halting(halt_id, behaviour, in_flight, started_at, journaled_rx)
+                        .await;
+                });
+                let op = s.op.lock().await;
+                let snap = snapshot_json(s.machine.lock().snapshot());
+                let records = vec![
+                    rec(
+                        kinds::HALT_TRIGGERED,
+                        source.to_string(),
+                        json!({ "halt_id": halt_id, "source": source, "reason": reason,
+                                "behaviour": behaviour }),
+                    ),
+                    rec(
+                        kinds::STATE_CHANGED,
+                        source.to_string(),
+                        json!({ "halt_id": halt_id, "from": from, "to": HaltState::Halting }),
+                    ),
+                ];
+                let journal_error = match snap {
+                    Ok(snap) => self.write(records, Some(snap)).await.err(),
+                    Err(e) => Some(e),
+                }
+                .map(|e| e.to_string());
+                self.publish(Payload::HaltTriggered {
+                    source: source.clone(),
+                    reason: reason.clone(),
+                });
+                self.publish(Payload::HaltStateChanged {
+                    from,
+                    to: HaltState::Halting,
+                    source,
+                    reason,
+                });
+                drop(op);
+                // The receiver is gone only if the task already ended; nothing to tell.
+                let _ = journaled_tx.send(());
+                HaltOutcome {
+                    halt_id,
+                    started: true,
+                    state: HaltState::Halting,
+                    journal_error,
+                }
+            }
+            TriggerEffect::Recorded { halt_id } => {
+                let _op = s.op.lock().await;
+                let (snap, state) = {
+                    let m = s.machine.lock();
+                    (snapshot_json(m.snapshot()), m.state())
+                };
+                let records = vec![rec(
+                    kinds::TRIGGER_RECORDED,
+                    source.to_string(),
+                    json!({ "halt_id": halt_id, "source": source, "reason": reason }),
+                )];
+                let journal_error = match snap {
+                    Ok(snap) => self.write(records, Some(snap)).await.err(),
+                    Err(e) => Some(e),
+                }
+                .map(|e| e.to_string());
+                self.publish(Payload::HaltTriggered { source, reason });
+                HaltOutcome {
+                    halt_id,
+                    started: false,
+                    state,
+                    journal_error,
+                }
+            }
+        }
+    }
+
+    async fn halting(
+        &self,
+        halt_id: u64,
+        behaviour: HaltBehaviour,
+        in_flight: u64,
+        started_at: Instant,
+        journaled: oneshot::Receiver<()>,
+    ) {
+        let s = &self.shared;
+        let mut cancel: Option<CancelOutcome> = None;
+        if behaviour != HaltBehaviour::Hold {
+            let issued = started_at.elapsed();
+            let mut outcome = cancel_all_with_retry(&*s.exchange, s.policy).await;
+            self.publish(Payload::Latency {
+                stage: "halt_cancel_issued".into(),
+                micros: u64::try_from(issued.as_micros()).unwrap_or(u64::MAX),
+            });
+            if in_flight > 0 {
+                if !s.gate.drained(DRAIN_TIMEOUT).await {
+                    tracing::warn!(in_flight, "orders still in flight after the drain timeout");
+                }
+                let second = cancel_all_with_retry(&*s.exchange, s.policy).await;
+                outcome.attempts += second.attempts;
+                outcome.cancelled = match (outcome.cancelled, second.cancelled) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (_, None) => None,
+                    (None, b) => b,
+                };
+                outcome.error = second.error;
+            }
+            cancel = Some(outcome);
+        }
+        let mut report = ClosureReport {
+            flat: true,
+            cancel,
+            rounds: 0,
+            pairs: Vec::new(),
+        };
+        if behaviour == HaltBehaviour::ClosePositions {
+            let positions = s.portfolio.positions();
+            let (pairs, rounds) =
+                close_positions(&*s.exchange, halt_id, &positions, s.policy).await;
+            report.flat = pairs.iter().all(PairClosure::is_flat);
+            report.pairs = pairs;
+            report.rounds = rounds;
+        }
+        let cancel_failed = report
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.cancelled.is_none());
+        let mut items = Vec::new();
+        if !report.flat {
+            items.push(ItemSpec::new(
+                "resolve_open_positions",
+                "Resolve the positions the halt could not close",
+            ));
+        }
+        if cancel_failed {
+            items.push(ItemSpec::new(
+                "confirm_orders_cancelled",
+                "Confirm no order rests on the exchange (cancel-all failed)",
+            ));
+        }
+        // The trigger's record must precede the outcome's. An error means halt() was
+        // dropped before journaling; carry on, the outcome is still worth recording.
+        let _ = journaled.await;
+        let _op = s.op.lock().await;
+        let mut draft = s.machine.lock().clone();
+        if let Err(e) = draft.finish_halting(halt_id, Some(report.clone()), &items) {
+            tracing::error!(cause = %e, halt_id, "halt actions finished in an unexpected state");
+            return;
+        }
+        let detail = report.detail();
+        let report_json = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+        let records = vec![
+            rec(
+                kinds::CLOSURE_RESULT,
+                "system",
+                json!({ "halt_id": halt_id, "flat": report.flat, "detail": detail,
+                        "report": report_json }),
+            ),
+            rec(
+                kinds::STATE_CHANGED,
+                "system",
+                json!({ "halt_id": halt_id, "from": HaltState::Halting, "to": HaltState::Halted }),
+            ),
+        ];
+        if let Ok(snap) = snapshot_json(draft.snapshot()) {
+            // A failed write is recorded in journal_problem by write(); the halt stands.
+            let _ = self.write(records, Some(snap)).await;
+        }
+        {
+            let mut live = s.machine.lock();
+            if let Err(e) = live.finish_halting(halt_id, Some(report.clone()), &items) {
+                tracing::error!(cause = %e, halt_id, "could not apply the halted state");
+                return;
+            }
+        }
+        self.publish(Payload::ClosureResult {
+            flat: report.flat,
+            detail: detail.clone(),
+        });
+        if !report.flat || cancel_failed {
+            self.publish(Payload::Alert {
+                key: format!("halt_{halt_id}_closure"),
+                severity: Severity::Critical,
+                status: AlertStatus::Firing,
+                summary: format!("halt {halt_id}: {detail}"),
+            });
+        }
+        let (source, reason) = self.halt_source_reason();
+        self.publish(Payload::HaltStateChanged {
+            from: HaltState::Halting,
+            to: HaltState::Halted,
+            source,
+            reason,
+        });
+        s.state_tx.send_replace(HaltState::Halted);
+    }
+
+    /// Prepares `f` on a copy of the machine, journals the result with `describe`, then
+    /// applies it unless a trigger intervened. Opens the gate when the result is Running.
+    async fn mutate<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&mut Machine) -> Result<T, Error>,
+        describe: impl FnOnce(&T) -> Vec<Rec>,
+    ) -> Result<T, Error> {
+        let s = &self.shared;
+        let _op = s.op.lock().await;
+        let (mut draft, epoch) = {
+            let m = s.machine.lock();
+            (m.clone(), m.epoch())
+        };
+        let out = f(&mut draft)?;
+        let snap = snapshot_json(draft.snapshot())?;
+        self.write(describe(&out), Some(snap)).await?;
+        let mut live = s.machine.lock();
+        if live.epoch() != epoch {
+            return Err(Error::Interrupted { action });
+        }
+        *live = draft;
+        if live.state() == HaltState::Running {
+            s.gate.open();
+        }
+        s.state_tx.send_replace(live.state());
+        Ok(out)
+    }
+
+    /// Halted → Recovering: the operator opens the checklist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOperator`]; [`Error::IllegalTransition`] unless Halted (in
+    /// particular while the halt actions are still running); journal errors;
+    /// [`Error::Interrupted`].
+    pub async fn begin_recovery(&self, operator: &str) -> Result<(), Error> {
+        let actor = operator.to_owned();
+        self.mutate(
+            "begin_recovery",
+            |m| m.begin_recovery(operator),
+            |()| {
+                vec![rec(
+                    kinds::STATE_CHANGED,
+                    actor,
+                    json!({ "from": HaltState::Halted, "to": HaltState::Recovering }),
+                )]
+            },
+        )
+        .await?;
+        self.publish(Payload::HaltStateChanged {
+            from: HaltState::Halted,
+            to: HaltState::Recovering,
+            source: HaltSource::Api(operator.to_owned()),
+            reason: format!("recovery started by {operator}"),
+        });
+        Ok(())
+    }
+
+    /// Completes a checklist item; returns it with who and when.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] unless Recovering; [`Error::UnknownItem`],
+    /// [`Error::AlreadyCompleted`], [`Error::OutOfOrder`], [`Error::InvalidOperator`];
+    /// journal errors; [`Error::Interrupted`].
+    pub async fn complete_item(
+        &self,
+        item_id: &str,
+        operator: &str,
+        note: Option<&str>,
+    ) -> Result<ChecklistItem, Error> {
+        let now = self.shared.clock.now();
+        let done = self
+            .mutate(
+                "complete_item",
+                |m| m.complete(item_id, operator, note, now),
+                |item: &ChecklistItem| {
+                    vec![rec(
+                        kinds::CHECKLIST_STEP,
+                        operator,
+                        json!({ "item": item.id, "note": item.note }),
+                    )]
+                },
+            )
+            .await?;
+        self.publish(Payload::ChecklistStep {
+            item: done.id.clone(),
+            operator: operator.to_owned(),
+            note: done.note.clone(),
+        });
+        Ok(done)
+    }
+
+    /// Re-samples every condition now and returns the ids of those breached.
+    pub fn breached_now(&self) -> Vec<String> {
+        let now = self.shared.clock.now();
+        let ctx = EvalContext {
+            now,
+            portfolio: &*self.shared.portfolio,
+        };
+        let bus = &self.shared.bus;
+        let mut set = self.shared.conditions.lock();
+        // Edges found here are not halts: the caller is asking, not trading.
+        let _ = set.sweep(&ctx, &mut |st| publish_condition(bus, now, st));
+        set.breached()
+    }
+
+    /// Recovering → Running: opens the gate. Refused, with everything outstanding, until
+    /// every checklist item is complete, no condition is breached now (all of them, not
+    /// only those behind the halt: a condition still breached at resume would never fire
+    /// again), and the two-person rule (if configured) holds. Refusals are journaled.
+    ///
+    /// # Errors
+    /// [`Error::ResumeRefused`]; [`Error::IllegalTransition`] unless Recovering;
+    /// [`Error::InvalidOperator`]; journal errors; [`Error::Interrupted`].
+    pub async fn resume(&self, operator: &str) -> Result<(), Error> {
+        validate_operator(operator)?;
+        let breached = self.breached_now();
+        let two = self.shared.cfg.two_person_rule;
+        let refusal: ResumeRefusal = {
+            let m = self.shared.machine.lock();
+            if m.state() != HaltState::Recovering {
+                return Err(Error::IllegalTransition {
+                    from: m.state(),
+                    to: HaltState::Running,
+                });
+            }
+            m.resume_refusal(operator, breached.clone(), two)
+        };
+        if !refusal.is_clear() {
+            let detail = serde_json::to_value(&refusal).unwrap_or(serde_json::Value::Null);
+            self.write(vec![rec(kinds::RESUME_REFUSED, operator, detail)], None)
+                .await?;
+            return Err(Error::ResumeRefused(refusal));
+        }
+        self.mutate(
+            "resume",
+            |m| m.resume(operator, breached, two),
+            |()| {
+                vec![rec(
+                    kinds::STATE_CHANGED,
+                    operator,
+                    json!({ "from": HaltState::Recovering, "to": HaltState::Running }),
+                )]
+            },
+        )
+        .await?;
+        self.publish(Payload::Resumed {
+            operator: operator.to_owned(),
+        });
+        self.publish(Payload::HaltStateChanged {
+            from: HaltState::Recovering,
+            to: HaltState::Running,
+            source: HaltSource::Api(operator.to_owned()),
+            reason: format!("resumed by {operator}"),
+        });
+        Ok(())
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> HaltState {
+        self.shared.machine.lock().state()
+    }
+
+    /// The full status.
+    #[must_use]
+    pub fn status(&self) -> HaltStatus {
+        let m = self.shared.machine.lock();
+        let snap = m.snapshot();
+        HaltStatus {
+            state: snap.state,
+            gate_open: self.shared.gate.is_open(),
+            halt: snap.halt.clone(),
+            checklist_missing: if snap.state == HaltState::Running {
+                Vec::new()
+            } else {
+                snap.checklist
+                    .as_ref()
+                    .map(Checklist::missing)
+                    .unwrap_or_default()
+            },
+            resumed_by: snap.resumed_by.clone(),
+            journal_problem: self.shared.journal_problem.lock().clone(),
+        }
+    }
+
+    /// The checklist of the current (or last) halt.
+    #[must_use]
+    pub fn checklist(&self) -> Option<Checklist> {
+        self.shared.machine.lock().snapshot().checklist.clone()
+    }
+
+    /// Every condition's status.
+    #[must_use]
+    pub fn conditions(&self) -> Vec<ConditionStatus> {
+        self.shared.conditions.lock().statuses()
+    }
+
+    /// The event kinds [`HaltCoordinator::on_event`] cares about (subscribe with these).
+    #[must_use]
+    pub fn subscription_kinds(&self) -> KindSet {
+        self.shared.conditions.lock().kinds()
+    }
+
+    /// A receiver that sees every state change.
+    #[must_use]
+    pub fn watch_state(&self) -> watch::Receiver<HaltState> {
+        self.shared.state_tx.subscribe()
+    }
+
+    /// The gate this coordinator controls.
+    #[must_use]
+    pub fn gate(&self) -> &TradingGate {
+        &self.shared.gate
+    }
+
+    /// The journal, for API mutations (`append`), the console (`records`) and `verify`.
+    #[must_use]
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.shared.journal
+    }
+
+    /// Persists gf-risk's snapshot alongside the journal.
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::Worker`].
+    pub async fn save_risk_snapshot(&self, data: serde_json::Value) -> Result<(), Error> {
+        let journal = Arc::clone(&self.shared.journal);
+        tokio::task::spawn_blocking(move || journal.save_risk_snapshot(&data))
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?
+    }
+
+    /// The persisted gf-risk snapshot, if any.
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::Json`].
+    pub fn load_risk_snapshot(&self) -> Result<Option<serde_json::Value>, Error> {
+        self.shared.journal.load_risk_snapshot()
+    }
+
+    /// Evaluates the conditions that listen to this event's kind; returns the new
+    /// breaches without acting on them. Publishes `ConditionValue` on changes (at most
+    /// once a second per condition unless its flag flips). Cheap: a table lookup and one
+    /// call per interested condition.
+    pub fn evaluate(&self, event: &Event) -> Vec<Breach> {
+        let now = self.shared.clock.now();
+        let ctx = EvalContext {
+            now,
+            portfolio: &*self.shared.portfolio,
+        };
+        let bus = &self.shared.bus;
+        self.shared
+            .conditions
+            .lock()
+            .observe(event, &ctx, &mut |st| publish_condition(bus, now, st))
+    }
+
+    async fn act_on(&self, breaches: Vec<Breach>) -> Vec<HaltOutcome> {
+        let mut out = Vec::with_capacity(breaches.len());
+        for b in breaches {
+            let started_at = Instant::now();
+            self.shared.gate.close();
+            let t = Trigger {
+                source: HaltSource::Auto(b.id.clone()),
+                reason: b.reason,
+                behaviour: b.behaviour,
+                condition: Some(b.id),
+                items: b.recovery_items,
+                at: self.shared.clock.now(),
+            };
+            out.push(self.trigger(started_at, t).await);
+        }
+        out
+    }
+
+    /// Evaluates an event and halts on a breach (further breaches are recorded on the
+    /// same halt). Returns the outcome of the first breach, if any.
+    pub async fn on_event(&self, event: &Event) -> Option<HaltOutcome> {
+        let breaches = self.evaluate(event);
+        if breaches.is_empty() {
+            return None;
+        }
+        self.act_on(breaches).await.into_iter().next()
+    }
+
+    /// Re-samples every condition (time-based ones in particular) and halts on a breach.
+    pub async fn sweep(&self) -> Vec<HaltOutcome> {
+        let now = self.shared.clock.now();
+        let ctx = EvalContext {
+            now,
+            portfolio: &*self.shared.portfolio,
+        };
+        let bus = &self.shared.bus;
+        let breaches = self
+            .shared
+            .conditions
+            .lock()
+            .sweep(&ctx, &mut |st| publish_condition(bus, now, st));
+        self.act_on(breaches).await
+    }
+
+    /// Feeds events from `events` to [`HaltCoordinator::on_event`] and sweeps every
+    /// [`SWEEP_INTERVAL`], until `shutdown` fires or the bus closes. A lagging
+    /// subscription triggers an immediate sweep (the portfolio figures are re-read).
+    pub async fn run(&self, mut events: Subscription, mut shutdown: broadcast::Receiver<()>) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.recv() => break,
+                _ = tick.tick() => {
+                    self.sweep().await;
+                }
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        self.on_event(&ev).await;
+                    }
+                    Err(RecvError::Lagged { missed }) => {
+                        tracing::warn!(missed, "halt coordinator lagged behind the bus");
+                        self.sweep().await;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+}
+
+fn publish_condition(bus: &EventBus, now: chrono::DateTime<chrono::Utc>, st: &ConditionStatus) {
+    bus.publish(Event::new(
+        now,
+        Source::Halt,
+        Payload::ConditionValue {
+            id: st.id.clone(),
+            value: st.value,
+            threshold: st.threshold,
+            triggered: st.triggered,
+        },
+    ));
+}
