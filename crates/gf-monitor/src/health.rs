@@ -10,7 +10,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -428,7 +430,7 @@ impl HealthRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gf_core::ManualClock;
+    use gf_core::{Clock, ManualClock};
 
     fn clock() -> (ManualClock, SharedClock) {
         let c = ManualClock::default();

@@ -221,6 +221,10 @@ impl Default for Metrics {
     }
 }
 
+fn ratio() -> Unit {
+    Unit::Other("ratio".to_owned())
+}
+
 fn histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -275,7 +279,7 @@ impl Metrics {
             cpu_ratio: reg!(
                 "gf_process_cpu_usage",
                 "Process CPU usage as a ratio of one core",
-                Unit::Ratios,
+                ratio(),
                 FloatGauge::default()
             ),
             resident_bytes: reg!(
@@ -302,7 +306,7 @@ impl Metrics {
             win_ratio: reg!(
                 "gf_trading_win",
                 "Winning round trips over all round trips",
-                Unit::Ratios,
+                ratio(),
                 FloatGauge::default()
             ),
             average_win: reg!(
@@ -328,13 +332,13 @@ impl Metrics {
             drawdown_ratio: reg!(
                 "gf_drawdown",
                 "Current drawdown from peak equity (scope=total) or from the UTC day's start (scope=daily)",
-                Unit::Ratios,
+                ratio(),
                 Family::default()
             ),
             max_drawdown_ratio: reg!(
                 "gf_max_drawdown",
                 "Largest drawdown seen",
-                Unit::Ratios,
+                ratio(),
                 FloatGauge::default()
             ),
             pnl: reg!(
@@ -420,6 +424,23 @@ impl Metrics {
         };
         let mut inner = inner;
         inner.registry = r;
+        // Every error kind exists from the start, so `rate()` sees zeros, not gaps.
+        for kind in [
+            ApiErrorKind::InvalidNonce,
+            ApiErrorKind::Authentication,
+            ApiErrorKind::PermissionDenied,
+            ApiErrorKind::InsufficientFunds,
+            ApiErrorKind::RateLimit,
+            ApiErrorKind::ServiceUnavailable,
+            ApiErrorKind::InvalidArguments,
+            ApiErrorKind::UnknownOrder,
+            ApiErrorKind::Timeout,
+            ApiErrorKind::Network,
+            ApiErrorKind::MalformedResponse,
+            ApiErrorKind::Other,
+        ] {
+            drop(inner.api_errors.get_or_create(&[("kind", api_kind(kind))]));
+        }
         for state in [
             HaltState::Running,
             HaltState::Halting,
@@ -744,7 +765,7 @@ mod tests {
         }));
         m.on_event(&ev(Payload::Fill(Fill {
             trade_id: "T1".into(),
-            order_id: OrderId::new("O1").unwrap(),
+            order_id: OrderId::new("O1"),
             client_order_id: None,
             pair: pair.clone(),
             side: Side::Buy,
