@@ -14,8 +14,8 @@
 //! ```
 //!
 //! Reducing a position releases the cost basis pro rata (all of it when the position is
-//! closed), so the identity holds to the last decimal whatever the rounding of the
-//! pro-rata share; a fill that crosses zero closes the position and opens the rest on the
+//! closed; the share is rounded to [`SHARE_DP`] places), so the identity holds to the last
+//! decimal whatever the rounding of the share; a fill that crosses zero closes the position and opens the rest on the
 //! other side at the fill price. The average entry shown is `cost basis / qty`.
 //!
 //! # Drawdowns
@@ -42,6 +42,11 @@ use crate::volatility::RollingVolatility;
 
 /// Snapshot format version written by this crate.
 pub const SNAPSHOT_VERSION: u32 = 1;
+/// Decimal places of a pro-rata share of cost basis or fee. Kraken quantities have at
+/// most 8 places and prices at most 10, so notionals are exact; rounding shares to 16
+/// places keeps every sum within Decimal's 28 digits, hence exact, for accounts below
+/// about 10^12 in the quote currency.
+pub const SHARE_DP: u32 = 16;
 /// Closed round trips kept in the snapshot for display (statistics cover all of them).
 pub const RECENT_TRADES: usize = 200;
 /// Trade ids remembered to refuse a fill delivered twice.
@@ -696,7 +701,8 @@ impl Portfolio {
                 c(
                     fill.fee
                         .checked_mul(close_qty)
-                        .and_then(|v| v.checked_div(fill.qty)),
+                        .and_then(|v| v.checked_div(fill.qty))
+                        .map(|v| v.round_dp(SHARE_DP)),
                     "fee split",
                 )?
             };
@@ -706,7 +712,8 @@ impl Portfolio {
             } else {
                 c(
                     cost.checked_mul(close_qty)
-                        .and_then(|v| v.checked_div(held)),
+                        .and_then(|v| v.checked_div(held))
+                        .map(|v| v.round_dp(SHARE_DP)),
                     "cost basis",
                 )?
             };
@@ -1486,5 +1493,154 @@ mod tests {
         assert_eq!(p.daily_drawdown_pct(), dec!(100));
         assert_eq!(p.max_drawdown_pct(), dec!(100));
         assert_eq!(p.exposure(), dec!(500));
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::test_support::*;
+    use super::*;
+    use chrono::Duration;
+    use gf_core::{Clock, ManualClock};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Fill {
+            doge: bool,
+            buy: bool,
+            qty: i64,
+            price: i64,
+            fee: i64,
+        },
+        Mark {
+            doge: bool,
+            price: i64,
+        },
+        Wait {
+            minutes: i64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (any::<bool>(), any::<bool>(), 1i64..100_000, 1i64..50_000, 0i64..500).prop_map(
+                |(doge, buy, qty, price, fee)| Op::Fill { doge, buy, qty, price, fee }
+            ),
+            3 => (any::<bool>(), 1i64..50_000).prop_map(|(doge, price)| Op::Mark { doge, price }),
+            1 => (0i64..2000).prop_map(|minutes| Op::Wait { minutes }),
+        ]
+    }
+
+    /// Applies `ops`, calling `check` after each one.
+    fn run(ops: &[Op], mut check: impl FnMut(&Portfolio)) -> (Portfolio, ManualClock) {
+        let (mut p, clock) = portfolio(Decimal::new(1_000_000, 0));
+        for (i, op) in ops.iter().enumerate() {
+            let pair = |doge: bool| if doge { doge_pair() } else { xrp() };
+            match *op {
+                Op::Fill {
+                    doge,
+                    buy,
+                    qty,
+                    price,
+                    fee,
+                } => {
+                    let side = if buy { Side::Buy } else { Side::Sell };
+                    let mut f = fill(
+                        &i.to_string(),
+                        &pair(doge),
+                        side,
+                        Decimal::new(qty, 2),
+                        Decimal::new(price, 4),
+                        Decimal::new(fee, 2),
+                    );
+                    f.ts = clock.now();
+                    p.apply_fill(&f).unwrap();
+                }
+                Op::Mark { doge, price } => {
+                    p.mark_price(&pair(doge), Decimal::new(price, 4), clock.now())
+                        .unwrap();
+                }
+                Op::Wait { minutes } => clock.advance(Duration::minutes(minutes)),
+            }
+            check(&p);
+        }
+        (p, clock)
+    }
+
+    fn doge_pair() -> Pair {
+        doge()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_pnl_conservation(ops in prop::collection::vec(op(), 1..60)) {
+            run(&ops, |p| {
+                let change = p.equity() - p.initial_equity();
+                assert_eq!(change, p.realised_pnl() + p.unrealised_pnl() - p.fees());
+                let from_positions: Decimal = p
+                    .positions()
+                    .iter()
+                    .map(|pos| pos.realised_pnl + pos.unrealised_pnl - pos.fees)
+                    .sum();
+                let flat: Decimal = p
+                    .pairs()
+                    .filter_map(|pair| p.position(pair))
+                    .filter(|pos| pos.qty.is_zero())
+                    .map(|pos| pos.realised_pnl - pos.fees)
+                    .sum();
+                assert_eq!(change, from_positions + flat);
+                let stats = p.statistics();
+                assert_eq!(stats.count, stats.winners + stats.losers
+                    + p.recent_trades().filter(|t| t.net_pnl.is_zero()).count() as u64);
+            });
+        }
+
+        #[test]
+        fn prop_drawdown_stays_within_0_and_100(ops in prop::collection::vec(op(), 1..60)) {
+            run(&ops, |p| {
+                for dd in [p.total_drawdown_pct(), p.daily_drawdown_pct(), p.max_drawdown_pct()] {
+                    assert!(dd >= Decimal::ZERO && dd <= Decimal::ONE_HUNDRED, "{dd}");
+                }
+                assert!(p.max_drawdown_pct() >= p.total_drawdown_pct());
+                assert!(p.peak_equity() >= p.equity());
+            });
+        }
+
+        #[test]
+        fn prop_restored_snapshot_is_identical(ops in prop::collection::vec(op(), 1..60)) {
+            let (p, clock) = run(&ops, |_| {});
+            let json = p.snapshot_json().unwrap();
+            let q = Portfolio::restore_json(&json, Arc::new(clock)).unwrap();
+            prop_assert_eq!(q.equity(), p.equity());
+            prop_assert_eq!(q.total_drawdown_pct(), p.total_drawdown_pct());
+            prop_assert_eq!(q.daily_drawdown_pct(), p.daily_drawdown_pct());
+            prop_assert_eq!(q.exposure(), p.exposure());
+            prop_assert_eq!(q.positions(), p.positions());
+            prop_assert_eq!(q.volatility_pct(&xrp()), p.volatility_pct(&xrp()));
+            prop_assert_eq!(q.statistics(), p.statistics());
+            prop_assert_eq!(q.snapshot(), p.snapshot());
+        }
+
+        #[test]
+        fn prop_exposure_is_sum_of_position_notionals(ops in prop::collection::vec(op(), 1..60)) {
+            run(&ops, |p| {
+                // Unmarked positions are valued at cost, which `Position::exposure`
+                // approximates as |qty| × avg_entry (a rounded quotient).
+                let sum: Decimal = p.positions().iter().map(Position::exposure).sum();
+                let tolerance = Decimal::new(1, 18);
+                assert!((p.exposure() - sum).abs() < tolerance, "{} vs {sum}", p.exposure());
+                let marked: Decimal = p
+                    .positions()
+                    .iter()
+                    .filter_map(|pos| pos.mark.map(|m| pos.qty.abs() * m))
+                    .sum();
+                let all_marked = p.positions().iter().all(|pos| pos.mark.is_some());
+                if all_marked {
+                    assert_eq!(p.exposure(), marked);
+                }
+            });
+        }
     }
 }
