@@ -1,3 +1,76 @@
-//! Kraken WebSocket v2 market data: checksummed L2 book, trades, ticker, reconnect, staleness, replay.
+//! Kraken WebSocket v2 market data for Gal-Friday: a checksummed L2 book, trades, ticker,
+//! reconnect, staleness and replay.
 //!
-//! This crate is being built under its own issue; it has no public items yet.
+//! This crate is an **API boundary**: research code may depend on it (the [`Book`], the
+//! [`FeedProcessor`], [`ReplaySource`] and the verifier are meant for backtests).
+//!
+//! - [`Book`]: an L2 book at a fixed depth, with best bid/ask, mid, spread, top-N and
+//!   Kraken's CRC32 [`checksum`](checksum::checksum) (top 10 asks then bids).
+//! - [`FeedProcessor`]: raw v2 text → verified books → gf-core events. A
+//!   [`Payload::BookSnapshot`](gf_core::Payload::BookSnapshot) or
+//!   [`Payload::BookUpdate`](gf_core::Payload::BookUpdate) is published only after its
+//!   checksum verified; a mismatch publishes
+//!   [`Payload::BookInvalid`](gf_core::Payload::BookInvalid) and resyncs the pair.
+//! - [`MarketSource`]: the seam; [`KrakenClient`] (live, `Source::Market`) and
+//!   [`ReplaySource`] (a recording, `Source::Replay`) implement it. Both also publish
+//!   `Trade`, `Ticker`, `Staleness` and (live) `Connection` events.
+//! - [`verify::verify_recording`] (for `gf-daemon market verify FILE`): replays a
+//!   recording through the books and reports, per pair, messages, verified updates and
+//!   mismatches, plus unparseable lines by number; [`VerifyReport`] prints as a table and
+//!   [`VerifyReport::passed`] says whether to exit zero.
+//! - [`record::record`] (for `gf-daemon market record --pairs … --out FILE`): writes the
+//!   live feed, one raw text message per line.
+//! - [`fixtures`]: the seeded generator behind `cargo xtask gen-fixtures` and the
+//!   recordings under `fixtures/market/`.
+//! - `sim` (feature `sim`): a WebSocket server that serves a recording over a real socket
+//!   and drops, stalls, corrupts checksums or sends garbage on command.
+//!
+//! Replaying a recording onto the bus, as the daemon's paper mode does:
+//!
+//! ```
+//! use gf_core::{EventBus, EventKind, KindSet, Payload, SystemClock};
+//! use gf_market::{MarketSource, ReplaySource};
+//! use rust_decimal::Decimal;
+//! use std::sync::Arc;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let recording = gf_market::fixtures::generate(gf_market::fixtures::Scenario::Paper);
+//! let bus = EventBus::new(1 << 16);
+//! let mut updates = bus.subscribe(KindSet::of(&[EventKind::BookUpdate]));
+//! let mut replay = ReplaySource::from_bytes(recording, Decimal::ZERO).unwrap(); // full speed
+//! let stats = replay
+//!     .run(bus.clone(), Arc::new(SystemClock), Default::default())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(stats.mismatches(), 0);
+//! let event = updates.recv().await.unwrap();
+//! let Payload::BookUpdate(update) = &event.payload else { unreachable!() };
+//! assert!(update.best_bid.unwrap().price < update.best_ask.unwrap().price);
+//! # });
+//! ```
+
+pub mod book;
+pub mod checksum;
+pub mod client;
+pub mod error;
+pub mod feed;
+pub mod fixtures;
+pub mod message;
+pub mod num;
+pub mod record;
+pub mod replay;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod source;
+pub mod staleness;
+pub mod verify;
+
+pub use book::{Book, BookSide, Precision};
+pub use client::{Backoff, ClientConfig, KrakenClient};
+pub use error::Error;
+pub use feed::{FeedProcessor, FeedStats, Ingest, PairStats};
+pub use replay::{EventTime, ReplaySource};
+#[cfg(any(test, feature = "mocks"))]
+pub use source::MockMarketSource;
+pub use source::MarketSource;
+pub use staleness::StalenessTracker;
+pub use verify::VerifyReport;

@@ -1,0 +1,580 @@
+//! The feed processor: turns raw v2 text messages into verified books and gf-core market
+//! events. Shared by the live client, the replay source and the recording verifier, so
+//! all three behave identically.
+//!
+//! Rules:
+//! - a book snapshot or update is published only after its checksum verified;
+//! - on a mismatch the pair's book is marked invalid, [`Payload::BookInvalid`] is
+//!   published, and a resync (fresh snapshot) is requested; updates are then ignored
+//!   (counted) until a snapshot verifies;
+//! - bad input (malformed JSON, unknown channel, negative quantity, update before
+//!   snapshot, unknown pair) is logged with the offending text, truncated, and counted;
+//!   it never panics.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use gf_core::{BookSnapshot, BookUpdate, Pair, Payload};
+use tracing::{debug, warn};
+
+use crate::book::{Book, BookSide, Precision};
+use crate::error::{Error, excerpt};
+use crate::message::{self, BookData, DataKind, Message};
+
+/// Counters of one pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairStats {
+    /// Data messages (book, trade, ticker) for the pair.
+    pub messages: u64,
+    /// Snapshots whose checksum verified.
+    pub snapshots_verified: u64,
+    /// Updates whose checksum verified.
+    pub updates_verified: u64,
+    /// Checksum mismatches (snapshots or updates).
+    pub mismatches: u64,
+    /// Updates ignored because the book was not valid (before a snapshot, after a
+    /// mismatch, before the resync arrived).
+    pub updates_skipped: u64,
+    /// Trades published.
+    pub trades: u64,
+    /// Tickers published.
+    pub tickers: u64,
+}
+
+/// Counters of the whole feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Text messages processed.
+    pub messages: u64,
+    /// Messages that did not parse (malformed JSON, bad numbers, negative quantities …).
+    pub malformed: u64,
+    /// Messages of channels or methods we do not handle.
+    pub unknown: u64,
+    /// Data for pairs we are not configured for.
+    pub unknown_pairs: u64,
+    /// Heartbeats.
+    pub heartbeats: u64,
+    /// Resyncs requested.
+    pub resyncs: u64,
+    /// Subscription requests the server refused.
+    pub subscribe_errors: u64,
+    /// Per pair.
+    pub pairs: BTreeMap<Pair, PairStats>,
+}
+
+impl FeedStats {
+    /// Checksum mismatches over all pairs.
+    #[must_use]
+    pub fn mismatches(&self) -> u64 {
+        self.pairs.values().map(|p| p.mismatches).sum()
+    }
+
+    /// Verified updates over all pairs.
+    #[must_use]
+    pub fn updates_verified(&self) -> u64 {
+        self.pairs.values().map(|p| p.updates_verified).sum()
+    }
+}
+
+/// What one message amounted to, for the caller's bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingest {
+    /// Pairs that received book or trade data (they are fresh now).
+    pub touched: Vec<Pair>,
+    /// The latest exchange timestamp in the message, if it had one.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct PairBook {
+    book: Book,
+    valid: bool,
+    resync_pending: bool,
+}
+
+/// Applies messages to per-pair books and emits market events.
+///
+/// ```
+/// use gf_market::FeedProcessor;
+/// use gf_core::Payload;
+/// let mut feed = FeedProcessor::new(10, None);
+/// let mut events = Vec::new();
+/// let snapshot = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",
+///   "bids":[{"price":45283.5,"qty":0.10000000}],"asks":[{"price":45285.2,"qty":0.00100000}],
+///   "checksum":2383917627}]}"#;
+/// feed.process(snapshot, &mut events).unwrap();
+/// assert!(matches!(events[0], Payload::BookSnapshot(_)));
+/// assert_eq!(feed.stats().mismatches(), 0);
+/// ```
+#[derive(Debug)]
+pub struct FeedProcessor {
+    depth: usize,
+    auto_depth: bool,
+    allowed: Option<HashSet<Pair>>,
+    books: HashMap<Pair, PairBook>,
+    precision: HashMap<Pair, Precision>,
+    resyncs: Vec<Pair>,
+    stats: FeedStats,
+}
+
+impl FeedProcessor {
+    /// A processor keeping books at `depth`; `pairs` restricts which pairs are accepted
+    /// (`None`: every pair, as when verifying a recording).
+    #[must_use]
+    pub fn new(depth: usize, pairs: Option<&[Pair]>) -> Self {
+        Self {
+            depth: depth.max(1),
+            auto_depth: false,
+            allowed: pairs.map(|p| p.iter().cloned().collect()),
+            books: HashMap::new(),
+            precision: HashMap::new(),
+            resyncs: Vec::new(),
+            stats: FeedStats::default(),
+        }
+    }
+
+    /// A processor that learns the depth from the recording itself: from the `book`
+    /// subscription acknowledgement (`"result":{"depth":25,…}`) or, failing that, from
+    /// the size of the first snapshot (rounded up to a depth Kraken offers). For
+    /// verifying and replaying recordings whose depth is not known in advance.
+    #[must_use]
+    pub fn with_auto_depth(pairs: Option<&[Pair]>) -> Self {
+        let mut feed = Self::new(crate::book::VALID_DEPTHS[0] as usize, pairs);
+        feed.auto_depth = true;
+        feed
+    }
+
+    /// The depth books are kept at.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> &FeedStats {
+        &self.stats
+    }
+
+    /// The pair's book, only while it is valid (its last checksum verified).
+    #[must_use]
+    pub fn book(&self, pair: &Pair) -> Option<&Book> {
+        self.books.get(pair).filter(|b| b.valid).map(|b| &b.book)
+    }
+
+    /// The precision learnt from the `instrument` channel.
+    #[must_use]
+    pub fn precision(&self, pair: &Pair) -> Option<Precision> {
+        self.precision.get(pair).copied()
+    }
+
+    /// Pairs whose book must be resubscribed; drains the list.
+    pub fn take_resyncs(&mut self) -> Vec<Pair> {
+        std::mem::take(&mut self.resyncs)
+    }
+
+    /// Marks every valid book invalid (e.g. the connection dropped), publishing
+    /// [`Payload::BookInvalid`] for each.
+    pub fn invalidate_all(&mut self, reason: &str, out: &mut Vec<Payload>) {
+        let mut pairs: Vec<&Pair> = self.books.keys().collect();
+        pairs.sort();
+        for pair in pairs {
+            let state = &self.books[pair];
+            if state.valid {
+                out.push(Payload::BookInvalid {
+                    pair: pair.clone(),
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+        for state in self.books.values_mut() {
+            state.valid = false;
+            state.resync_pending = false;
+            state.book.clear();
+        }
+    }
+
+    fn accepts(&mut self, pair: &Pair, what: &str) -> bool {
+        let ok = self.allowed.as_ref().is_none_or(|a| a.contains(pair));
+        if !ok {
+            self.stats.unknown_pairs += 1;
+            debug!(pair = %pair, what, "data for a pair not configured; ignored");
+        }
+        ok
+    }
+
+    /// Processes one text message, appending the events it yields to `out`.
+    ///
+    /// # Errors
+    /// The parse error for a message that is not a valid v2 message (it is also counted
+    /// and logged). A negative quantity or bad number in a book message invalidates that
+    /// pair's book and requests a resync.
+    pub fn process(&mut self, text: &str, out: &mut Vec<Payload>) -> Result<Ingest, Error> {
+        self.stats.messages += 1;
+        let msg = match message::parse(text) {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.stats.malformed += 1;
+                warn!(cause = %err, "unparseable market-data message");
+                self.invalidate_named_book(text, &err, out);
+                return Err(err);
+            }
+        };
+        let mut ingest = Ingest::default();
+        match msg {
+            Message::Book(kind, books) => {
+                for data in books {
+                    if !self.accepts(&data.pair, "book") {
+                        continue;
+                    }
+                    note(&mut ingest, &data.pair, data.timestamp);
+                    self.on_book(kind, data, out);
+                }
+            }
+            Message::Trade(kind, trades) => {
+                for t in trades {
+                    if !self.accepts(&t.pair, "trade") {
+                        continue;
+                    }
+                    note(&mut ingest, &t.pair, t.timestamp);
+                    let stats = self.stats.pairs.entry(t.pair.clone()).or_default();
+                    stats.messages += 1;
+                    // A trade snapshot is history (the last 50 trades), not news.
+                    if kind == DataKind::Update {
+                        stats.trades += 1;
+                        out.push(Payload::Trade {
+                            pair: t.pair,
+                            side: t.side,
+                            price: t.price,
+                            qty: t.qty,
+                            trade_id: t.trade_id,
+                        });
+                    }
+                }
+            }
+            Message::Ticker(tickers) => {
+                for t in tickers {
+                    if !self.accepts(&t.pair, "ticker") {
+                        continue;
+                    }
+                    if let Some(ts) = t.timestamp {
+                        ingest.timestamp = ingest.timestamp.max(Some(ts));
+                    }
+                    let stats = self.stats.pairs.entry(t.pair.clone()).or_default();
+                    stats.messages += 1;
+                    stats.tickers += 1;
+                    out.push(Payload::Ticker {
+                        pair: t.pair,
+                        bid: t.bid,
+                        ask: t.ask,
+                        last: t.last,
+                        volume: t.volume,
+                    });
+                }
+            }
+            Message::Instrument(pairs) => {
+                for p in pairs {
+                    if self.allowed.as_ref().is_some_and(|a| !a.contains(&p.pair)) {
+                        continue;
+                    }
+                    if let Some(state) = self.books.get_mut(&p.pair) {
+                        state.book.set_precision(Some(p.precision));
+                    }
+                    self.precision.insert(p.pair, p.precision);
+                }
+            }
+            Message::Heartbeat => self.stats.heartbeats += 1,
+            Message::Status | Message::Pong => {}
+            Message::Ack {
+                success: false,
+                method,
+                error,
+                ..
+            } => {
+                self.stats.subscribe_errors += 1;
+                warn!(method, error = ?error, "request refused by the server");
+            }
+            Message::Ack {
+                channel: Some(channel),
+                depth: Some(depth),
+                ..
+            } if channel == "book" && self.auto_depth => {
+                if let Ok(depth) = crate::book::validate_depth(depth) {
+                    self.depth = depth;
+                    self.auto_depth = false;
+                }
+            }
+            Message::Ack { .. } => {}
+            Message::Unknown(what) => {
+                self.stats.unknown += 1;
+                debug!(what, text = %excerpt(text), "unhandled message");
+            }
+        }
+        Ok(ingest)
+    }
+
+    /// A book message that failed validation (e.g. a negative quantity) still names its
+    /// pair: the book has missed an update, so it is invalid until a resync.
+    fn invalidate_named_book(&mut self, text: &str, err: &Error, out: &mut Vec<Payload>) {
+        let Error::InvalidLevel { pair, .. } = err else {
+            return;
+        };
+        let Ok(pair) = pair.parse::<Pair>() else {
+            return;
+        };
+        if !text.contains("\"book\"") {
+            return;
+        }
+        if let Some(state) = self.books.get_mut(&pair) {
+            let was_valid = state.valid;
+            state.valid = false;
+            if was_valid {
+                out.push(Payload::BookInvalid {
+                    pair: pair.clone(),
+                    reason: format!("rejected book message: {err}"),
+                });
+            }
+            self.request_resync(&pair);
+        }
+    }
+
+    fn request_resync(&mut self, pair: &Pair) {
+        if let Some(state) = self.books.get_mut(pair)
+            && !state.resync_pending
+        {
+            state.resync_pending = true;
+            self.stats.resyncs += 1;
+            self.resyncs.push(pair.clone());
+        }
+    }
+
+    fn on_book(&mut self, kind: DataKind, data: BookData, out: &mut Vec<Payload>) {
+        if self.auto_depth && kind == DataKind::Snapshot {
+            let levels = data.bids.len().max(data.asks.len());
+            self.depth = crate::book::VALID_DEPTHS
+                .iter()
+                .map(|d| *d as usize)
+                .find(|d| *d >= levels)
+                .unwrap_or(self.depth);
+            self.auto_depth = false;
+        }
+        let depth = self.depth;
+        let precision = self.precision.get(&data.pair).copied();
+        let state = self
+            .books
+            .entry(data.pair.clone())
+            .or_insert_with(|| PairBook {
+                book: Book::new(depth),
+                valid: false,
+                resync_pending: false,
+            });
+        state.book.set_precision(precision);
+        let stats = self.stats.pairs.entry(data.pair.clone()).or_default();
+        stats.messages += 1;
+        match kind {
+            DataKind::Snapshot => {
+                state.book.apply_snapshot(&data.bids, &data.asks);
+                state.resync_pending = false;
+                let computed = state.book.checksum();
+                if computed == data.checksum {
+                    state.valid = true;
+                    stats.snapshots_verified += 1;
+                    out.push(Payload::BookSnapshot(BookSnapshot {
+                        bids: state.book.top(BookSide::Bid, depth),
+                        asks: state.book.top(BookSide::Ask, depth),
+                        checksum: computed,
+                        pair: data.pair,
+                    }));
+                } else {
+                    state.valid = false;
+                    stats.mismatches += 1;
+                    self.mismatch(data.pair, "snapshot", data.checksum, computed, out);
+                }
+            }
+            DataKind::Update => {
+                if !state.valid {
+                    stats.updates_skipped += 1;
+                    if !state.resync_pending {
+                        warn!(pair = %data.pair, "book update before a valid snapshot");
+                        self.request_resync(&data.pair);
+                    }
+                    return;
+                }
+                state.book.apply_update(&data.bids, &data.asks);
+                let computed = state.book.checksum();
+                if computed == data.checksum {
+                    stats.updates_verified += 1;
+                    out.push(Payload::BookUpdate(BookUpdate {
+                        best_bid: state.book.best_bid(),
+                        best_ask: state.book.best_ask(),
+                        checksum: computed,
+                        bids: data.bids,
+                        asks: data.asks,
+                        pair: data.pair,
+                    }));
+                } else {
+                    state.valid = false;
+                    stats.mismatches += 1;
+                    self.mismatch(data.pair, "update", data.checksum, computed, out);
+                }
+            }
+        }
+    }
+
+    fn mismatch(
+        &mut self,
+        pair: Pair,
+        what: &str,
+        expected: u32,
+        computed: u32,
+        out: &mut Vec<Payload>,
+    ) {
+        let reason =
+            format!("checksum mismatch on {what}: expected {expected}, computed {computed}");
+        warn!(pair = %pair, reason, "book invalid; resyncing");
+        self.request_resync(&pair);
+        out.push(Payload::BookInvalid { pair, reason });
+    }
+}
+
+fn note(ingest: &mut Ingest, pair: &Pair, ts: Option<DateTime<Utc>>) {
+    if !ingest.touched.contains(pair) {
+        ingest.touched.push(pair.clone());
+    }
+    if ts.is_some() {
+        ingest.timestamp = ingest.timestamp.max(ts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAP: &str = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.10000000},{"price":45283.4,"qty":1.54582015},{"price":45282.1,"qty":0.10000000},{"price":45281.0,"qty":0.10000000},{"price":45280.3,"qty":1.54592586},{"price":45279.0,"qty":0.07990000},{"price":45277.6,"qty":0.03310103},{"price":45277.5,"qty":0.30000000},{"price":45277.3,"qty":1.54602737},{"price":45276.6,"qty":0.15445238}],"asks":[{"price":45285.2,"qty":0.00100000},{"price":45286.4,"qty":1.54571953},{"price":45286.6,"qty":1.54571109},{"price":45289.6,"qty":1.54560911},{"price":45290.2,"qty":0.15890660},{"price":45291.8,"qty":1.54553491},{"price":45294.7,"qty":0.04454749},{"price":45296.1,"qty":0.35380000},{"price":45297.5,"qty":0.09945542},{"price":45299.5,"qty":0.18772827}],"checksum":3310070434}]}"#;
+
+    fn btc() -> Pair {
+        "BTC/USD".parse().unwrap()
+    }
+
+    /// An update removing the best ask, with the checksum the book then has.
+    fn update_removing_best_ask(feed: &FeedProcessor, corrupt: u32) -> String {
+        let mut book = feed.book(&btc()).unwrap().clone();
+        book.apply_update(&[], &[gf_core::Level { price: "45285.2".parse().unwrap(), qty: rust_decimal::Decimal::ZERO }]);
+        format!(
+            r#"{{"channel":"book","type":"update","data":[{{"symbol":"BTC/USD","bids":[],"asks":[{{"price":45285.2,"qty":0}}],"checksum":{},"timestamp":"2023-10-06T17:35:55.440295Z"}}]}}"#,
+            book.checksum().wrapping_add(corrupt)
+        )
+    }
+
+    #[test]
+    fn verified_snapshot_and_update_are_published() {
+        let mut feed = FeedProcessor::new(10, Some(&[btc()]));
+        let mut out = Vec::new();
+        let ingest = feed.process(SNAP, &mut out).unwrap();
+        assert_eq!(ingest.touched, vec![btc()]);
+        let Payload::BookSnapshot(s) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(s.checksum, 3_310_070_434);
+        assert_eq!(s.bids.len(), 10);
+        let upd = update_removing_best_ask(&feed, 0);
+        out.clear();
+        let ingest = feed.process(&upd, &mut out).unwrap();
+        assert!(ingest.timestamp.is_some());
+        let Payload::BookUpdate(u) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(u.best_ask.unwrap().price, "45286.4".parse().unwrap());
+        assert_eq!(u.best_bid.unwrap().price, "45283.5".parse().unwrap());
+        let stats = feed.stats().pairs[&btc()];
+        assert_eq!((stats.snapshots_verified, stats.updates_verified, stats.mismatches), (1, 1, 0));
+    }
+
+    #[test]
+    fn mismatch_invalidates_publishes_and_requests_one_resync() {
+        let mut feed = FeedProcessor::new(10, None);
+        let mut out = Vec::new();
+        feed.process(SNAP, &mut out).unwrap();
+        let bad = update_removing_best_ask(&feed, 1);
+        out.clear();
+        feed.process(&bad, &mut out).unwrap();
+        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("checksum mismatch on update")));
+        assert!(feed.book(&btc()).is_none());
+        assert_eq!(feed.take_resyncs(), vec![btc()]);
+        // Further updates are skipped without another resync request.
+        out.clear();
+        feed.process(&bad, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert!(feed.take_resyncs().is_empty());
+        assert_eq!(feed.stats().pairs[&btc()].updates_skipped, 1);
+        // A fresh snapshot makes the book valid again.
+        feed.process(SNAP, &mut out).unwrap();
+        assert!(feed.book(&btc()).is_some());
+        assert_eq!(feed.stats().mismatches(), 1);
+        assert_eq!(feed.stats().resyncs, 1);
+    }
+
+    #[test]
+    fn corrupted_snapshot_is_never_published_as_valid() {
+        let mut feed = FeedProcessor::new(10, None);
+        let mut out = Vec::new();
+        feed.process(&SNAP.replace("3310070434", "3310070435"), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Payload::BookInvalid { .. }));
+        assert!(feed.book(&btc()).is_none());
+        assert_eq!(feed.take_resyncs(), vec![btc()]);
+    }
+
+    #[test]
+    fn bad_input_is_counted_and_keeps_books_consistent() {
+        let mut feed = FeedProcessor::new(10, Some(&[btc()]));
+        let mut out = Vec::new();
+        // Update before any snapshot: skipped, resync requested.
+        let early = r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":0}]}"#;
+        feed.process(early, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(feed.take_resyncs(), vec![btc()]);
+        // Garbage and unknown channels.
+        assert!(feed.process("}{ garbage", &mut out).is_err());
+        feed.process(r#"{"channel":"spread","type":"update","data":[]}"#, &mut out).unwrap();
+        // Unknown pair.
+        feed.process(&SNAP.replace("BTC/USD", "ETH/USD"), &mut out).unwrap();
+        feed.process(SNAP, &mut out).unwrap();
+        out.clear();
+        // Negative quantity in a book message: the book is invalidated and resynced.
+        let negative = r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":-1}],"asks":[],"checksum":0}]}"#;
+        assert!(feed.process(negative, &mut out).is_err());
+        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("negative quantity")));
+        assert!(feed.book(&btc()).is_none());
+        assert_eq!(feed.take_resyncs(), vec![btc()]);
+        let s = feed.stats();
+        assert_eq!((s.malformed, s.unknown, s.unknown_pairs), (2, 1, 1));
+    }
+
+    #[test]
+    fn instrument_precision_applies_and_trades_tickers_publish() {
+        let mut feed = FeedProcessor::new(10, None);
+        let mut out = Vec::new();
+        // Trimmed numbers (45281 instead of 45281.0): only verifies with the precision.
+        let trimmed = SNAP.replace("45281.0", "45281").replace("0.10000000", "0.1");
+        feed.process(&trimmed, &mut out).unwrap();
+        assert!(matches!(&out[0], Payload::BookInvalid { .. }));
+        feed.process(r#"{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":"BTC/USD","price_precision":1,"qty_precision":8}]}}"#, &mut out).unwrap();
+        assert_eq!(feed.precision(&btc()), Some(Precision { price: 1, qty: 8 }));
+        out.clear();
+        feed.process(&trimmed, &mut out).unwrap();
+        assert!(matches!(&out[0], Payload::BookSnapshot(_)), "{out:?}");
+        out.clear();
+        feed.process(r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":45285.2,"qty":0.001,"ord_type":"market","trade_id":7,"timestamp":"2023-10-06T17:35:56Z"}]}"#, &mut out).unwrap();
+        feed.process(r#"{"channel":"trade","type":"snapshot","data":[{"symbol":"BTC/USD","side":"buy","price":1,"qty":1,"ord_type":"market","trade_id":6}]}"#, &mut out).unwrap();
+        feed.process(r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":45283.5,"bid_qty":1,"ask":45285.2,"ask_qty":1,"last":45285.2,"volume":100.5,"vwap":1,"low":1,"high":1,"change":0,"change_pct":0}]}"#, &mut out).unwrap();
+        feed.process(r#"{"channel":"heartbeat"}"#, &mut out).unwrap();
+        feed.process(r#"{"error":"Currency pair not supported","method":"subscribe","success":false}"#, &mut out).unwrap();
+        assert!(matches!(&out[0], Payload::Trade { trade_id: 7, .. }));
+        assert!(matches!(&out[1], Payload::Ticker { .. }));
+        assert_eq!(out.len(), 2);
+        let s = feed.stats();
+        assert_eq!((s.heartbeats, s.subscribe_errors), (1, 1));
+        assert_eq!(s.pairs[&btc()].trades, 1);
+        out.clear();
+        feed.invalidate_all("connection lost", &mut out);
+        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason == "connection lost"));
+        assert!(feed.book(&btc()).is_none());
+    }
+}

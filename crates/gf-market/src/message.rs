@@ -1,0 +1,612 @@
+//! Kraken WebSocket v2 messages: parsing what the server sends, rendering what we send.
+//!
+//! Shapes follow docs.kraken.com ("Spot WebSocket v2": `book`, `trade`, `ticker`,
+//! `instrument`, `heartbeat`, `status`, `ping`, `subscribe`). Every message is an object
+//! with either a `channel` (data) or a `method` (a response to a request). Numbers are
+//! kept as raw text and parsed exactly (see [`crate::num`]).
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use gf_core::{Level, Pair, Price, Qty, Side};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::book::Precision;
+use crate::error::Error;
+use crate::num::parse_decimal;
+
+/// Whether a data message is a full snapshot or an incremental update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// `"type":"snapshot"`.
+    Snapshot,
+    /// `"type":"update"`.
+    Update,
+}
+
+/// One pair's part of a `book` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookData {
+    /// The pair.
+    pub pair: Pair,
+    /// Bid levels as sent.
+    pub bids: Vec<Level>,
+    /// Ask levels as sent.
+    pub asks: Vec<Level>,
+    /// Kraken's CRC32 of the resulting top of book.
+    pub checksum: u32,
+    /// Exchange timestamp, when present.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// One public trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeData {
+    /// The pair.
+    pub pair: Pair,
+    /// Taker side.
+    pub side: Side,
+    /// Price.
+    pub price: Price,
+    /// Quantity.
+    pub qty: Qty,
+    /// Kraken's sequential trade id.
+    pub trade_id: u64,
+    /// Exchange timestamp.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// One ticker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickerData {
+    /// The pair.
+    pub pair: Pair,
+    /// Best bid.
+    pub bid: Price,
+    /// Best ask.
+    pub ask: Price,
+    /// Last trade price.
+    pub last: Price,
+    /// 24h volume, base currency.
+    pub volume: Qty,
+    /// Exchange timestamp, when present.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// A pair's reference data from the `instrument` channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstrumentData {
+    /// The pair.
+    pub pair: Pair,
+    /// Price and quantity precisions.
+    pub precision: Precision,
+}
+
+/// A message from Kraken's v2 public feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// `book` snapshot or update.
+    Book(DataKind, Vec<BookData>),
+    /// `trade` snapshot or update.
+    Trade(DataKind, Vec<TradeData>),
+    /// `ticker` snapshot or update.
+    Ticker(Vec<TickerData>),
+    /// `instrument` snapshot or update (pairs only).
+    Instrument(Vec<InstrumentData>),
+    /// `heartbeat`.
+    Heartbeat,
+    /// `status` (system status on connect).
+    Status,
+    /// `pong`, the answer to our `ping`.
+    Pong,
+    /// The answer to a `subscribe` / `unsubscribe`.
+    Ack {
+        /// `subscribe` or `unsubscribe`.
+        method: String,
+        /// Whether it worked.
+        success: bool,
+        /// The channel in the result, if any.
+        channel: Option<String>,
+        /// The symbol in the result, if any.
+        symbol: Option<String>,
+        /// The book depth in the result, if any.
+        depth: Option<u32>,
+        /// The error text when it failed.
+        error: Option<String>,
+    },
+    /// A channel or method we do not handle (logged and counted by the caller).
+    Unknown(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    result: Option<AckResult>,
+}
+
+#[derive(Deserialize)]
+struct AckResult {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawLevel<'a> {
+    #[serde(borrow)]
+    price: &'a RawValue,
+    #[serde(borrow)]
+    qty: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct RawBook<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(borrow, default)]
+    bids: Vec<RawLevel<'a>>,
+    #[serde(borrow, default)]
+    asks: Vec<RawLevel<'a>>,
+    checksum: u32,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawTrade<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(borrow)]
+    side: Cow<'a, str>,
+    #[serde(borrow)]
+    price: &'a RawValue,
+    #[serde(borrow)]
+    qty: &'a RawValue,
+    trade_id: u64,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawTicker<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(borrow)]
+    bid: &'a RawValue,
+    #[serde(borrow)]
+    ask: &'a RawValue,
+    #[serde(borrow)]
+    last: &'a RawValue,
+    #[serde(borrow)]
+    volume: &'a RawValue,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawInstrumentData<'a> {
+    #[serde(borrow, default)]
+    pairs: Vec<RawInstrumentPair<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawInstrumentPair<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    price_precision: u32,
+    qty_precision: u32,
+}
+
+fn pair(symbol: &str, text: &str) -> Result<Pair, Error> {
+    Pair::new(symbol).map_err(|e| Error::malformed(e.to_string(), text))
+}
+
+fn timestamp(ts: Option<&str>, text: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    ts.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| Error::malformed(format!("invalid timestamp {t:?}: {e}"), text))
+    })
+    .transpose()
+}
+
+fn levels(raw: &[RawLevel<'_>], pair: &Pair) -> Result<Vec<Level>, Error> {
+    raw.iter()
+        .map(|l| {
+            let price = parse_decimal(l.price.get(), "price")?;
+            let qty = parse_decimal(l.qty.get(), "qty")?;
+            if qty.is_sign_negative() && !qty.is_zero() {
+                return Err(Error::InvalidLevel {
+                    pair: pair.to_string(),
+                    reason: format!("negative quantity {qty} at price {price}"),
+                });
+            }
+            if price <= rust_decimal::Decimal::ZERO {
+                return Err(Error::InvalidLevel {
+                    pair: pair.to_string(),
+                    reason: format!("non-positive price {price}"),
+                });
+            }
+            Ok(Level { price, qty })
+        })
+        .collect()
+}
+
+fn data<'a, T: Deserialize<'a>>(env: &Envelope<'a>, text: &str) -> Result<T, Error> {
+    let raw = env
+        .data
+        .ok_or_else(|| Error::malformed("data message without `data`", text))?;
+    serde_json::from_str(raw.get()).map_err(|e| Error::malformed(e.to_string(), text))
+}
+
+fn data_kind(env: &Envelope<'_>, text: &str) -> Result<DataKind, Error> {
+    match env.kind.as_deref() {
+        Some("snapshot") => Ok(DataKind::Snapshot),
+        Some("update") => Ok(DataKind::Update),
+        other => Err(Error::malformed(
+            format!("unknown message type {other:?}"),
+            text,
+        )),
+    }
+}
+
+/// Parses one text message from the feed.
+///
+/// # Errors
+/// [`Error::Malformed`] for text that is not a v2 message, [`Error::InvalidNumber`] for a
+/// number that is not exact, [`Error::InvalidLevel`] for a negative quantity or a
+/// non-positive price. Never panics.
+pub fn parse(text: &str) -> Result<Message, Error> {
+    let env: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| Error::malformed(e.to_string(), text))?;
+    if let Some(channel) = env.channel.as_deref() {
+        return match channel {
+            "book" => {
+                let kind = data_kind(&env, text)?;
+                let raw: Vec<RawBook<'_>> = data(&env, text)?;
+                let books = raw
+                    .iter()
+                    .map(|b| {
+                        let pair = pair(&b.symbol, text)?;
+                        Ok(BookData {
+                            bids: levels(&b.bids, &pair)?,
+                            asks: levels(&b.asks, &pair)?,
+                            checksum: b.checksum,
+                            timestamp: timestamp(b.timestamp.as_deref(), text)?,
+                            pair,
+                        })
+                    })
+                    .collect::<Result<_, Error>>()?;
+                Ok(Message::Book(kind, books))
+            }
+            "trade" => {
+                let kind = data_kind(&env, text)?;
+                let raw: Vec<RawTrade<'_>> = data(&env, text)?;
+                let trades = raw
+                    .iter()
+                    .map(|t| {
+                        let side = match t.side.as_ref() {
+                            "buy" => Side::Buy,
+                            "sell" => Side::Sell,
+                            other => {
+                                return Err(Error::malformed(
+                                    format!("unknown trade side {other:?}"),
+                                    text,
+                                ));
+                            }
+                        };
+                        let pair = pair(&t.symbol, text)?;
+                        let price = parse_decimal(t.price.get(), "price")?;
+                        let qty = parse_decimal(t.qty.get(), "qty")?;
+                        if price.is_sign_negative() || qty.is_sign_negative() {
+                            return Err(Error::InvalidLevel {
+                                pair: pair.to_string(),
+                                reason: format!("negative trade price {price} or qty {qty}"),
+                            });
+                        }
+                        Ok(TradeData {
+                            pair,
+                            side,
+                            price,
+                            qty,
+                            trade_id: t.trade_id,
+                            timestamp: timestamp(t.timestamp.as_deref(), text)?,
+                        })
+                    })
+                    .collect::<Result<_, Error>>()?;
+                Ok(Message::Trade(kind, trades))
+            }
+            "ticker" => {
+                data_kind(&env, text)?;
+                let raw: Vec<RawTicker<'_>> = data(&env, text)?;
+                let tickers = raw
+                    .iter()
+                    .map(|t| {
+                        Ok(TickerData {
+                            pair: pair(&t.symbol, text)?,
+                            bid: parse_decimal(t.bid.get(), "bid")?,
+                            ask: parse_decimal(t.ask.get(), "ask")?,
+                            last: parse_decimal(t.last.get(), "last")?,
+                            volume: parse_decimal(t.volume.get(), "volume")?,
+                            timestamp: timestamp(t.timestamp.as_deref(), text)?,
+                        })
+                    })
+                    .collect::<Result<_, Error>>()?;
+                Ok(Message::Ticker(tickers))
+            }
+            "instrument" => {
+                data_kind(&env, text)?;
+                let raw: RawInstrumentData<'_> = data(&env, text)?;
+                let pairs = raw
+                    .pairs
+                    .iter()
+                    .filter_map(|p| {
+                        // The instrument channel lists every pair on the exchange; a
+                        // symbol we cannot represent is not ours, so skip it.
+                        Pair::new(&p.symbol).ok().map(|pair| InstrumentData {
+                            pair,
+                            precision: Precision {
+                                price: p.price_precision,
+                                qty: p.qty_precision,
+                            },
+                        })
+                    })
+                    .collect();
+                Ok(Message::Instrument(pairs))
+            }
+            "heartbeat" => Ok(Message::Heartbeat),
+            "status" => Ok(Message::Status),
+            other => Ok(Message::Unknown(format!("channel {other}"))),
+        };
+    }
+    match env.method.as_deref() {
+        Some("pong") => Ok(Message::Pong),
+        Some(method @ ("subscribe" | "unsubscribe")) => Ok(Message::Ack {
+            method: method.to_owned(),
+            success: env.success.unwrap_or(false),
+            channel: env.result.as_ref().and_then(|r| r.channel.clone()),
+            symbol: env.result.as_ref().and_then(|r| r.symbol.clone()),
+            depth: env.result.as_ref().and_then(|r| r.depth),
+            error: env.error,
+        }),
+        Some(other) => Ok(Message::Unknown(format!("method {other}"))),
+        None => Err(Error::malformed("neither `channel` nor `method`", text)),
+    }
+}
+
+/// A request we send: `subscribe` / `unsubscribe` to one channel for some pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `subscribe` or `unsubscribe`.
+    pub method: &'static str,
+    /// Channel name.
+    pub channel: &'static str,
+    /// Pairs (empty for `instrument`).
+    pub pairs: Vec<Pair>,
+    /// Book depth, for `book`.
+    pub depth: Option<u32>,
+    /// Whether to ask for a snapshot (`book`, `trade`, `ticker`, `instrument`).
+    pub snapshot: Option<bool>,
+    /// Our request id.
+    pub req_id: u64,
+}
+
+impl Request {
+    /// The JSON text of the request.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut params = serde_json::Map::new();
+        params.insert("channel".into(), self.channel.into());
+        if !self.pairs.is_empty() {
+            params.insert(
+                "symbol".into(),
+                self.pairs.iter().map(|p| p.as_str()).collect::<Vec<_>>().into(),
+            );
+        }
+        if let Some(depth) = self.depth {
+            params.insert("depth".into(), depth.into());
+        }
+        if let Some(snapshot) = self.snapshot {
+            params.insert("snapshot".into(), snapshot.into());
+        }
+        serde_json::json!({"method": self.method, "params": params, "req_id": self.req_id})
+            .to_string()
+    }
+}
+
+/// The application-level ping (`{"method":"ping","req_id":N}`).
+#[must_use]
+pub fn ping(req_id: u64) -> String {
+    format!(r#"{{"method":"ping","req_id":{req_id}}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_book_snapshot_and_update_exactly() {
+        let snap = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"MATIC/USD","bids":[{"price":0.5666,"qty":4831.75496356}],"asks":[{"price":0.5668,"qty":4410.79769741}],"checksum":2439117997}]}"#;
+        let Message::Book(DataKind::Snapshot, books) = parse(snap).unwrap() else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(books[0].pair.as_str(), "MATIC/USD");
+        assert_eq!(books[0].bids[0].qty.to_string(), "4831.75496356");
+        assert_eq!(books[0].checksum, 2_439_117_997);
+        assert_eq!(books[0].timestamp, None);
+        let upd = r#"{"channel":"book","type":"update","data":[{"symbol":"MATIC/USD","bids":[{"price":0.5657,"qty":1098.3947558}],"asks":[],"checksum":2114181697,"timestamp":"2023-10-06T17:35:55.440295Z"}]}"#;
+        let Message::Book(DataKind::Update, books) = parse(upd).unwrap() else {
+            panic!("not an update");
+        };
+        assert_eq!(books[0].bids[0].price, d("0.5657"));
+        assert_eq!(
+            books[0].timestamp.unwrap().to_rfc3339(),
+            "2023-10-06T17:35:55.440295+00:00"
+        );
+    }
+
+    #[test]
+    fn parses_trade_ticker_instrument_and_control_messages() {
+        let trade = r#"{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}"#;
+        let Message::Trade(DataKind::Update, trades) = parse(trade).unwrap() else {
+            panic!("not a trade");
+        };
+        assert_eq!(trades[0].side, Side::Sell);
+        assert_eq!(trades[0].qty.to_string(), "40.0");
+        assert_eq!(trades[0].trade_id, 4_665_906);
+
+        let ticker = r#"{"channel":"ticker","type":"snapshot","data":[{"symbol":"ALGO/USD","bid":0.10025,"bid_qty":740.0,"ask":0.10036,"ask_qty":1361.44813783,"last":0.10035,"volume":997038.98383185,"vwap":0.10148,"low":0.09979,"high":0.10285,"change":-0.00017,"change_pct":-0.17,"timestamp":"2023-09-25T09:04:31.742648Z"}]}"#;
+        let Message::Ticker(t) = parse(ticker).unwrap() else {
+            panic!("not a ticker");
+        };
+        assert_eq!(t[0].volume, d("997038.98383185"));
+
+        let instrument = r#"{"channel":"instrument","type":"snapshot","data":{"assets":[{"id":"USD","status":"enabled","precision":4}],"pairs":[{"symbol":"BTC/USD","base":"BTC","quote":"USD","status":"online","qty_precision":8,"qty_increment":1e-08,"price_precision":1,"cost_precision":5,"price_increment":0.1,"qty_min":0.0001},{"symbol":"weird pair","price_precision":1,"qty_precision":1}]}}"#;
+        let Message::Instrument(pairs) = parse(instrument).unwrap() else {
+            panic!("not an instrument");
+        };
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].precision, Precision { price: 1, qty: 8 });
+
+        assert_eq!(parse(r#"{"channel":"heartbeat"}"#).unwrap(), Message::Heartbeat);
+        assert_eq!(
+            parse(r#"{"channel":"status","type":"update","data":[{"system":"online"}]}"#).unwrap(),
+            Message::Status
+        );
+        assert_eq!(
+            parse(r#"{"method":"pong","req_id":1,"time_in":"x","time_out":"y"}"#).unwrap(),
+            Message::Pong
+        );
+        let ack = r#"{"method":"subscribe","result":{"channel":"book","depth":10,"snapshot":true,"symbol":"ALGO/USD"},"success":true,"time_in":"2023-10-06T17:35:55.219022Z","time_out":"2023-10-06T17:35:55.219067Z"}"#;
+        assert_eq!(
+            parse(ack).unwrap(),
+            Message::Ack {
+                method: "subscribe".into(),
+                success: true,
+                channel: Some("book".into()),
+                symbol: Some("ALGO/USD".into()),
+                depth: Some(10),
+                error: None
+            }
+        );
+        let nack = r#"{"error":"Already subscribed","method":"subscribe","success":false}"#;
+        assert!(matches!(parse(nack).unwrap(), Message::Ack { success: false, error: Some(_), .. }));
+        assert_eq!(
+            parse(r#"{"channel":"ohlc","type":"update","data":[]}"#).unwrap(),
+            Message::Unknown("channel ohlc".into())
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_never_a_panic() {
+        struct Case {
+            input: &'static str,
+            expected: &'static str,
+        }
+        let cases = [
+            Case { input: "", expected: "malformed" },
+            Case { input: "not json", expected: "malformed" },
+            Case { input: "[1,2,3]", expected: "malformed" },
+            Case { input: "{}", expected: "neither" },
+            Case { input: r#"{"channel":"book","type":"update"}"#, expected: "without `data`" },
+            Case { input: r#"{"channel":"book","type":"delta","data":[]}"#, expected: "unknown message type" },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":0.5,"qty":-1}],"asks":[],"checksum":1}]}"#,
+                expected: "negative quantity",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":0,"qty":1}],"asks":[],"checksum":1}]}"#,
+                expected: "non-positive price",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":"abc","qty":1}],"asks":[],"checksum":1}]}"#,
+                expected: "invalid number",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"xrp-usd","bids":[],"asks":[],"checksum":1}]}"#,
+                expected: "invalid pair",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[],"asks":[],"checksum":99999999999}]}"#,
+                expected: "malformed",
+            },
+            Case {
+                input: r#"{"channel":"trade","type":"update","data":[{"symbol":"XRP/USD","side":"up","price":1,"qty":1,"trade_id":1}]}"#,
+                expected: "unknown trade side",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[],"asks":[],"checksum":1,"timestamp":"yesterday"}]}"#,
+                expected: "invalid timestamp",
+            },
+        ];
+        for case in cases {
+            let err = parse(case.input).unwrap_err().to_string();
+            assert!(err.contains(case.expected), "{:?}: {err}", case.input);
+        }
+    }
+
+    #[test]
+    fn renders_requests() {
+        let req = Request {
+            method: "subscribe",
+            channel: "book",
+            pairs: vec!["XRP/USD".parse().unwrap(), "DOGE/USD".parse().unwrap()],
+            depth: Some(25),
+            snapshot: Some(true),
+            req_id: 7,
+        };
+        let v: serde_json::Value = serde_json::from_str(&req.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"method":"subscribe","params":{"channel":"book","symbol":["XRP/USD","DOGE/USD"],"depth":25,"snapshot":true},"req_id":7})
+        );
+        assert_eq!(ping(3), r#"{"method":"ping","req_id":3}"#);
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_parse_never_panics_on_arbitrary_text(s in ".{0,200}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn prop_parse_never_panics_on_mutated_book_messages(
+            cut in 0usize..200, byte in any::<u8>(), at in 0usize..200,
+        ) {
+            let base = r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":0.52,"qty":10.5}],"asks":[],"checksum":123,"timestamp":"2026-01-01T00:00:00Z"}]}"#;
+            let mut bytes = base.as_bytes().to_vec();
+            let at = at.min(bytes.len() - 1);
+            bytes[at] = byte;
+            bytes.truncate(cut.max(1).min(bytes.len()));
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse(&text);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Exact decimal numbers from Kraken's JSON text, and their checksum digits.
+//!
+//! Kraken v2 puts prices and quantities on the wire as JSON *numbers* with full precision
+//! (`"qty":0.00100000`). Going through `f64` would lose digits (and the trailing zeros the
+//! checksum needs), so the parser keeps each number as raw text
+//! ([`serde_json::value::RawValue`]) and parses it here with
+//! [`Decimal::from_str_exact`]; exponent forms (`1e-08`) go through
+//! [`Decimal::from_scientific`]. Quoted decimals (`"0.5"`) are accepted too.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use crate::error::{Error, excerpt};
+
+/// Parses the raw JSON text of a number (or a quoted decimal) into an exact [`Decimal`].
+///
+/// The scale is kept as written: `0.10000000` has scale 8.
+///
+/// # Errors
+/// [`Error::InvalidNumber`] naming `field` when the text is not a decimal number that fits
+/// a [`Decimal`] exactly.
+pub fn parse_decimal(raw: &str, field: &'static str) -> Result<Decimal, Error> {
+    let invalid = || Error::InvalidNumber {
+        field,
+        text: excerpt(raw),
+    };
+    let text = raw.trim();
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    if !is_json_number(text) {
+        return Err(invalid());
+    }
+    if text.bytes().any(|b| b == b'e' || b == b'E') {
+        Decimal::from_scientific(text).map_err(|_| invalid())
+    } else {
+        Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_str(text))
+            .map_err(|_| invalid())
+            .and_then(|d| {
+                // `from_str` may round a number with more than 28 fractional digits;
+                // that is not exact, so refuse it.
+                if d.scale() as usize == fraction_digits(text) {
+                    Ok(d)
+                } else {
+                    Err(invalid())
+                }
+            })
+    }
+}
+
+fn fraction_digits(text: &str) -> usize {
+    text.split_once('.').map_or(0, |(_, f)| f.len())
+}
+
+/// `-?digits(.digits)?([eE][+-]?digits)?`, as JSON numbers are (leading zeros tolerated).
+fn is_json_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == int_start {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let frac_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == frac_start {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == exp_start {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Maximum digits of a `u128`.
+pub(crate) const MAX_DIGITS: usize = 39;
+
+/// Writes the checksum form of `value` into `buf` and returns the number of bytes: the
+/// decimal rendered with at least `precision` fractional digits, the `.` removed and
+/// leading zeros stripped (`0.00100000` → `100000`). Zero renders as nothing, as the
+/// string rule implies. When the value has more fractional digits than `precision`, or
+/// padding would overflow, the value is rendered as written.
+pub(crate) fn checksum_digits(value: Decimal, precision: Option<u32>, buf: &mut [u8]) -> usize {
+    let mut mantissa = value.mantissa().unsigned_abs();
+    if let Some(p) = precision
+        && p > value.scale()
+        && let Some(scaled) = 10u128
+            .checked_pow(p - value.scale())
+            .and_then(|f| mantissa.checked_mul(f))
+    {
+        mantissa = scaled;
+    }
+    write_u128(mantissa, buf)
+}
+
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal without leading zeros (nothing for zero) at the start of `buf`.
+fn write_u128(mut n: u128, buf: &mut [u8]) -> usize {
+    let mut tmp = [0u8; MAX_DIGITS + 1];
+    let mut pos = tmp.len();
+    while n > u128::from(u64::MAX) {
+        let d = (n % 10) as u8;
+        n /= 10;
+        pos -= 1;
+        tmp[pos] = b'0' + d;
+    }
+    let mut m = n as u64;
+    while m >= 100 {
+        let d = (m % 100) as usize * 2;
+        m /= 100;
+        pos -= 2;
+        tmp[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if m >= 10 {
+        let d = m as usize * 2;
+        pos -= 2;
+        tmp[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else if m > 0 {
+        pos -= 1;
+        tmp[pos] = b'0' + m as u8;
+    }
+    let len = tmp.len() - pos;
+    buf[..len].copy_from_slice(&tmp[pos..]);
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digits(v: &str, p: Option<u32>) -> String {
+        let mut buf = [0u8; 80];
+        let n = checksum_digits(parse_decimal(v, "t").unwrap(), p, &mut buf);
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn parses_exactly_keeping_scale() {
+        struct Case {
+            input: &'static str,
+            expected: &'static str,
+        }
+        let cases = [
+            Case { input: "0.00100000", expected: "0.00100000" },
+            Case { input: "45283.5", expected: "45283.5" },
+            Case { input: "45281.0", expected: "45281.0" },
+            Case { input: "\"0.5666\"", expected: "0.5666" },
+            Case { input: "1e-08", expected: "0.00000001" },
+            Case { input: "2.5E+2", expected: "250" },
+            Case { input: "-0.17", expected: "-0.17" },
+            Case { input: " 7 ", expected: "7" },
+            Case { input: "0.00001234", expected: "0.00001234" },
+        ];
+        for case in cases {
+            assert_eq!(
+                parse_decimal(case.input, "price").unwrap().to_string(),
+                case.expected,
+                "{}",
+                case.input
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_numbers_naming_field_and_text() {
+        for bad in [
+            "", "abc", "1.", ".5", "1e", "--1", "0x10", "\"1_000\"", "NaN", "1.2.3",
+            "0.00000000000000000000000000000001",
+        ] {
+            let err = parse_decimal(bad, "qty").unwrap_err().to_string();
+            assert!(err.contains("`qty`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn checksum_digits_follow_kraken_rules() {
+        assert_eq!(digits("45285.2", None), "452852");
+        assert_eq!(digits("0.00100000", None), "100000");
+        assert_eq!(digits("0.05000", None), "5000");
+        assert_eq!(digits("0.00001234", None), "1234");
+        // Precision pads trimmed wire numbers back to the pair's precision.
+        assert_eq!(digits("0.566", Some(4)), "5660");
+        assert_eq!(digits("740.0", Some(8)), "74000000000");
+        assert_eq!(digits("2", Some(5)), "200000");
+        // More digits than the precision: rendered as written.
+        assert_eq!(digits("0.123456", Some(2)), "123456");
+        assert_eq!(digits("0", None), "");
+        let mut buf = [0u8; 80];
+        let n = checksum_digits(Decimal::MAX, Some(28), &mut buf);
+        assert_eq!(&buf[..n], Decimal::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn write_u128_handles_extremes() {
+        let mut buf = [0u8; 40];
+        let n = write_u128(u128::MAX, &mut buf);
+        assert_eq!(&buf[..n], u128::MAX.to_string().as_bytes());
+        for v in [1u128, 9, 10, 99, 100, 101, 12345, u128::from(u64::MAX) + 1] {
+            let n = write_u128(v, &mut buf);
+            assert_eq!(&buf[..n], v.to_string().as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_round_trips_any_decimal_text(m in any::<i64>(), scale in 0u32..=18) {
+            let d = Decimal::new(m, scale);
+            let text = d.to_string();
+            let back = parse_decimal(&text, "x").unwrap();
+            prop_assert_eq!(back, d);
+            prop_assert_eq!(back.scale(), d.scale());
+        }
+
+        #[test]
+        fn prop_checksum_digits_equal_string_rule(m in 0i64..i64::MAX, scale in 0u32..=12) {
+            let d = Decimal::new(m, scale);
+            let text = d.to_string();
+            let expected: String = text.replace('.', "").trim_start_matches('0').to_owned();
+            let mut buf = [0u8; 80];
+            let n = checksum_digits(d, None, &mut buf);
+            prop_assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), expected);
+        }
+
+        #[test]
+        fn prop_never_panics_on_arbitrary_text(s in ".{0,40}") {
+            let _ = parse_decimal(&s, "x");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! WebSocket test server (in progress).
