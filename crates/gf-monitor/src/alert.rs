@@ -720,3 +720,240 @@ fn drawdown_signal(idx: usize, value: Decimal, threshold: Decimal) -> Signal {
         Signal::Resolve { key: "drawdown".into() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use gf_core::{Clock, HaltSource, KindSet, ManualClock, Pair};
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::channel::{Channel, ChannelEntry, RetryPolicy};
+
+    #[derive(Debug, Default, Clone)]
+    struct Recorder {
+        got: Arc<Mutex<Vec<Notice>>>,
+    }
+
+    #[async_trait]
+    impl Channel for Recorder {
+        fn name(&self) -> &str {
+            "rec"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn send(&self, notice: &Notice) -> Result<(), Error> {
+            self.got.lock().push(notice.clone());
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        clock: ManualClock,
+        bus: EventBus,
+        rec: Recorder,
+        am: AlertManager,
+    }
+
+    fn fixture() -> Fixture {
+        let clock = ManualClock::default();
+        let shared: SharedClock = Arc::new(clock.clone());
+        let rec = Recorder::default();
+        let metrics = Metrics::new();
+        let dispatcher = Dispatcher::new(
+            vec![ChannelEntry {
+                channel: Arc::new(rec.clone()),
+                min_severity: Severity::Info,
+                policy: RetryPolicy::default(),
+            }],
+            metrics.clone(),
+            shared.clone(),
+        );
+        let bus = EventBus::new(256);
+        let (rules, inh) = default_rules(&MonitorConfig::default());
+        let am = AlertManager::new(rules, inh, dispatcher, Some(bus.clone()), shared, metrics).unwrap();
+        Fixture { clock, bus, rec, am }
+    }
+
+    impl Fixture {
+        fn ev(&self, payload: Payload) -> Vec<Decision> {
+            self.am.on_event(&Event::new(self.clock.now(), Source::Test, payload))
+        }
+        fn advance_secs(&self, s: i64) {
+            self.clock.advance(Duration::seconds(s));
+        }
+        async fn delivered(&self) -> Vec<Notice> {
+            self.am.dispatcher().flush().await;
+            self.rec.got.lock().clone()
+        }
+    }
+
+    fn stale(pair: &str, stale: bool) -> Payload {
+        Payload::Staleness { pair: Pair::new(pair).unwrap(), stale, age_ms: 61_000, threshold_ms: 60_000 }
+    }
+
+    fn kinds(ds: &[Decision]) -> Vec<String> {
+        ds.iter()
+            .map(|d| match d {
+                Decision::Notified(n) => format!("notified {}", n.key),
+                Decision::Resolved(n) => format!("resolved {}", n.key),
+                Decision::Suppressed { key, why } => format!("suppressed {key} {why:?}"),
+                Decision::ClearedQuietly { key } => format!("cleared {key}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn cooldown_suppresses_a_repeat_within_the_window_and_allows_it_after() {
+        let f = fixture();
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        f.advance_secs(600);
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Cooldown"]);
+        f.advance_secs(2_999);
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Cooldown"]);
+        f.advance_secs(1);
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        let got = f.delivered().await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|n| n.status == AlertStatus::Firing));
+        assert_eq!(got[1].starts_at, got[0].starts_at, "a repeat keeps the start time");
+    }
+
+    #[tokio::test]
+    async fn the_resolved_notice_is_sent_once_and_published_on_the_bus() {
+        let f = fixture();
+        let mut sub = f.bus.subscribe(KindSet::of(&[gf_core::EventKind::Alert]));
+        f.ev(stale("XRP/USD", true));
+        f.advance_secs(5);
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", false))), ["resolved data_stale:XRP/USD"]);
+        assert!(f.ev(stale("XRP/USD", false)).is_empty());
+        assert!(f.ev(stale("XRP/USD", false)).is_empty());
+        let got = f.delivered().await;
+        assert_eq!(got.iter().filter(|n| n.status == AlertStatus::Resolved).count(), 1);
+        assert_eq!(got[1].ends_at, Some(f.clock.now()));
+        let first = sub.try_recv().unwrap();
+        assert_eq!(first.source, Source::Monitor);
+        assert!(matches!(&first.payload, Payload::Alert { status: AlertStatus::Firing, key, .. } if key == "data_stale:XRP/USD"));
+        assert!(matches!(&sub.try_recv().unwrap().payload, Payload::Alert { status: AlertStatus::Resolved, .. }));
+        assert!(sub.try_recv().is_err(), "no further alert events");
+        assert!(f.am.active().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_burst_for_one_cause_is_one_notice() {
+        let f = fixture();
+        f.ev(stale("XRP/USD", true));
+        f.advance_secs(2);
+        assert_eq!(kinds(&f.ev(stale("DOGE/USD", true))), ["suppressed data_stale:DOGE/USD Grouped"]);
+        assert_eq!(f.delivered().await.len(), 1);
+        assert_eq!(f.am.active().len(), 2, "both alerts are tracked");
+        // Outside the group interval a new key gets its own notice, naming the group.
+        f.advance_secs(60);
+        let d = f.ev(stale("ETH/USD", true));
+        let Decision::Notified(n) = &d[0] else { panic!("{d:?}") };
+        assert_eq!(n.grouped, ["data_stale:DOGE/USD", "data_stale:XRP/USD"]);
+    }
+
+    #[tokio::test]
+    async fn a_halt_inhibits_the_drawdown_alert_that_caused_it() {
+        let f = fixture();
+        let dd = |v| Payload::ConditionValue { id: "max_total_drawdown".into(), value: v, threshold: dec!(15), triggered: false };
+        assert_eq!(kinds(&f.ev(dd(dec!(11)))), ["notified drawdown"]);
+        f.ev(Payload::HaltTriggered { source: HaltSource::Auto("max_total_drawdown".into()), reason: "drawdown 15.2% > 15%".into() });
+        f.advance_secs(3_600);
+        assert_eq!(kinds(&f.ev(dd(dec!(16)))), ["suppressed drawdown Inhibited"]);
+        // Once trading resumes, the inhibition lifts.
+        assert_eq!(kinds(&f.ev(Payload::Resumed { operator: "alice".into() })), ["resolved halt"]);
+        assert_eq!(kinds(&f.ev(dd(dec!(16)))), ["notified drawdown"]);
+        let got = f.delivered().await;
+        let rules: Vec<_> = got.iter().map(|n| (n.rule.as_str(), n.status)).collect();
+        assert_eq!(
+            rules,
+            [
+                ("drawdown", AlertStatus::Firing),
+                ("halt", AlertStatus::Firing),
+                ("halt", AlertStatus::Resolved),
+                ("drawdown", AlertStatus::Firing)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn silences_apply_until_their_end_time() {
+        let f = fixture();
+        let until = f.clock.now() + Duration::minutes(10);
+        let id = f.am.silence("data_stale", until, "alice", "exchange maintenance");
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Silenced"]);
+        f.advance_secs(601);
+        assert!(f.am.silences().is_empty());
+        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        assert!(!f.am.expire_silence(id), "already expired");
+        let id2 = f.am.silence("data_stale:XRP", until + Duration::hours(1), "bob", "");
+        assert!(f.am.expire_silence(id2));
+        assert_eq!(f.delivered().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn api_error_rate_fires_above_the_limit_and_resolves_when_the_minute_passes() {
+        let f = fixture();
+        let err = || Payload::ApiError { endpoint: "AddOrder".into(), kind: gf_core::ApiErrorKind::ServiceUnavailable, message: "EService:Unavailable".into(), retryable: true };
+        for _ in 0..5 {
+            assert!(f.ev(err()).is_empty());
+            f.advance_secs(1);
+        }
+        assert_eq!(kinds(&f.ev(err())), ["notified api_errors"]);
+        f.advance_secs(30);
+        assert_eq!(kinds(&f.am.tick()), ["suppressed api_errors Cooldown"], "still 6 in the window");
+        f.advance_secs(30);
+        assert_eq!(kinds(&f.am.tick()), ["resolved api_errors"]);
+    }
+
+    #[tokio::test]
+    async fn mean_latency_over_the_limit_fires_and_clears() {
+        let f = fixture();
+        let lat = |ms: u64| Payload::Latency { stage: "order_ack".into(), micros: ms * 1000 };
+        assert!(f.ev(lat(400)).is_empty());
+        assert!(f.ev(Payload::Latency { stage: "decision".into(), micros: 9_000_000 }).is_empty(), "other stages do not count");
+        assert_eq!(kinds(&f.ev(lat(700))), ["notified latency"]);
+        assert_eq!(kinds(&f.ev(lat(100))), ["resolved latency"]);
+        assert_eq!(kinds(&f.ev(lat(2_000))), ["notified latency"]);
+        f.advance_secs(61);
+        assert_eq!(kinds(&f.am.tick()), ["resolved latency"]);
+    }
+
+    #[tokio::test]
+    async fn checksum_rotation_and_halt_state_rules() {
+        let f = fixture();
+        let pair = Pair::new("XRP/USD").unwrap();
+        assert_eq!(kinds(&f.ev(Payload::BookInvalid { pair: pair.clone(), reason: "checksum mismatch".into() })), ["notified checksum_mismatch:XRP/USD"]);
+        let snap = gf_core::BookSnapshot { pair, bids: vec![], asks: vec![], checksum: 1 };
+        assert_eq!(kinds(&f.ev(Payload::BookSnapshot(snap))), ["resolved checksum_mismatch:XRP/USD"]);
+        let audit = |outcome: &str| Payload::SecretAudit { set: "kraken".into(), provider: "vault".into(), version: Some("7".into()), action: "rotate".into(), outcome: outcome.into() };
+        assert_eq!(kinds(&f.ev(audit("exchange rejected the new key"))), ["notified credential_rotation_failed:kraken"]);
+        assert_eq!(kinds(&f.ev(audit("ok"))), ["resolved credential_rotation_failed:kraken"]);
+        let change = |to| Payload::HaltStateChanged { from: HaltState::Running, to, source: HaltSource::Cli, reason: "operator".into() };
+        assert_eq!(kinds(&f.ev(change(HaltState::Halting))), ["notified halt"]);
+        assert!(f.ev(change(HaltState::Halted)).is_empty());
+        assert_eq!(kinds(&f.ev(change(HaltState::Running))), ["resolved halt"]);
+        let sent = f.delivered().await;
+        assert_eq!(sent.len(), 6);
+        assert_eq!(sent[4].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn rules_naming_unknown_channels_or_rules_are_refused() {
+        let clock: SharedClock = Arc::new(ManualClock::default());
+        let d = Dispatcher::new(vec![], Metrics::new(), clock.clone());
+        let (mut rules, inh) = default_rules(&MonitorConfig::default());
+        rules[0].channels = vec!["pager".into()];
+        let err = AlertManager::new(rules, inh.clone(), d.clone(), None, clock.clone(), Metrics::new()).unwrap_err();
+        assert_eq!(err.to_string(), "alert rule `drawdown`: unknown channel `pager`");
+        let (mut rules, _) = default_rules(&MonitorConfig::default());
+        rules.retain(|r| r.name != "halt");
+        let err = AlertManager::new(rules, inh, d, None, clock, Metrics::new()).unwrap_err();
+        assert!(err.to_string().contains("`halt`"), "{err}");
+    }
+}
