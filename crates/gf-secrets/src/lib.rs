@@ -4,9 +4,11 @@ pub mod audit;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod http;
 pub mod provider;
 pub mod rotation;
 pub mod secret;
 pub mod sigv4;
+pub mod vault;
 
 pub use error::{Error, Result};
