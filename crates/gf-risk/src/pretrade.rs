@@ -613,7 +613,8 @@ impl PreTradeChecker {
                     .abs()
                     .checked_div(mark.price)
                     .and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED))
-                    .ok_or_else(|| overflow("price deviation"))?;
+                    .ok_or_else(|| overflow("price deviation"))?
+                    .normalize();
                 if deviation > self.limits.cfg.price_collar_pct {
                     return Err(Refusal::PriceCollar {
                         limit,
@@ -667,5 +668,637 @@ impl PreTradeChecker {
             });
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portfolio::test_support::*;
+    use chrono::Duration;
+    use gf_core::config::PairRiskConfig;
+    use gf_core::{Clock, ManualClock, OrderPurpose, TimeInForce};
+    use rust_decimal_macros::dec;
+
+    fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new(id),
+            pair: xrp(),
+            side,
+            order_type: if limit.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
+            qty,
+            limit_price: limit,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+        }
+    }
+
+    /// 100 000 USD, XRP marked at 0.5000 at t0, default limits.
+    fn setup() -> (Portfolio, ManualClock, PreTradeChecker) {
+        let (mut p, clock) = portfolio(dec!(100000));
+        p.mark_price(&xrp(), dec!(0.5000), t0()).unwrap();
+        let checker =
+            PreTradeChecker::new(RiskLimits::from_config(&RiskConfig::default()).unwrap());
+        (p, clock, checker)
+    }
+
+    #[test]
+    fn worked_case_sizing_is_exactly_50000_units() {
+        let (p, _clock, checker) = setup();
+        assert_eq!(p.equity(), dec!(100000));
+        assert_eq!(checker.limits().config().risk_per_trade_pct, dec!(0.5));
+        let qty = checker
+            .size(&p, &xrp(), Side::Buy, dec!(0.5000), dec!(0.4900))
+            .unwrap();
+        assert_eq!(qty, dec!(50000));
+        // The same risk on the short side.
+        let qty = checker
+            .size(&p, &xrp(), Side::Sell, dec!(0.5000), dec!(0.5100))
+            .unwrap();
+        assert_eq!(qty, dec!(50000));
+    }
+
+    #[test]
+    fn worked_case_collar_refuses_0_6000_against_0_5000() {
+        let (p, clock, mut checker) = setup();
+        let verdict = checker.check(
+            order("c1", Side::Buy, dec!(100), Some(dec!(0.6000))),
+            &p,
+            clock.now(),
+        );
+        match verdict.refusal() {
+            Some(Refusal::PriceCollar {
+                limit,
+                market,
+                deviation_pct,
+                collar_pct,
+            }) => {
+                assert_eq!(
+                    (*limit, *market, *deviation_pct, *collar_pct),
+                    (dec!(0.6), dec!(0.5), dec!(20), dec!(5))
+                );
+            }
+            other => panic!("expected a collar refusal, got {other:?}"),
+        }
+        assert_eq!(
+            verdict.refusal().unwrap().to_string(),
+            "limit price 0.6000 is 20% from market 0.5000 (collar 5%)"
+        );
+        assert_eq!(checker.open_orders(), 0);
+        // Exactly at the collar passes; just beyond it does not.
+        let at = checker.check(
+            order("c2", Side::Sell, dec!(100), Some(dec!(0.4750))),
+            &p,
+            clock.now(),
+        );
+        assert!(at.is_approved(), "{at:?}");
+        let beyond = checker.check(
+            order("c3", Side::Sell, dec!(100), Some(dec!(0.4749))),
+            &p,
+            clock.now(),
+        );
+        assert_eq!(beyond.refusal().unwrap().code(), "price_collar");
+    }
+
+    #[test]
+    fn sizing_refusals_and_caps() {
+        let (p, _clock, checker) = setup();
+        let x = xrp();
+        let size = |side, entry, stop| checker.size(&p, &x, side, entry, stop);
+        assert_eq!(
+            size(Side::Buy, dec!(0.5), dec!(0.51)),
+            Err(Refusal::StopOnWrongSide {
+                side: Side::Buy,
+                entry: dec!(0.5),
+                stop: dec!(0.51)
+            })
+        );
+        assert_eq!(
+            size(Side::Sell, dec!(0.5), dec!(0.49)).unwrap_err().code(),
+            "stop_on_wrong_side"
+        );
+        assert_eq!(
+            size(Side::Buy, dec!(0.5), dec!(0.5))
+                .unwrap_err()
+                .to_string(),
+            "stop 0.5 is on the wrong side of entry 0.5 for a buy"
+        );
+        assert_eq!(
+            size(Side::Buy, dec!(0), dec!(0.5)).unwrap_err().to_string(),
+            "sizing input `entry` = 0: must be positive"
+        );
+        assert_eq!(
+            size(Side::Buy, dec!(0.5), dec!(-1)).unwrap_err().code(),
+            "invalid_sizing_input"
+        );
+        // A stop 0.1 % away: raw size 1 000 000 is capped at the order notional
+        // (25 000 / 0.5 = 50 000).
+        assert_eq!(size(Side::Buy, dec!(0.5), dec!(0.4995)), Ok(dec!(50000)));
+        let eth = Pair::new("ETH/USD").unwrap();
+        assert_eq!(
+            checker.size(&p, &eth, Side::Buy, dec!(1), dec!(0.9)),
+            Err(Refusal::UnknownPair { pair: eth })
+        );
+    }
+
+    #[test]
+    fn sizing_rounds_to_lot_and_respects_position_headroom() {
+        let (mut p, _clock, _) = setup();
+        let mut cfg = RiskConfig::default();
+        cfg.pairs.insert(
+            xrp(),
+            PairRiskConfig {
+                max_position_notional: Some(dec!(30000)),
+                lot_size: Some(dec!(7)),
+            },
+        );
+        let checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+        // 50 000 rounded down to a multiple of 7.
+        let qty = checker
+            .size(&p, &xrp(), Side::Buy, dec!(0.5), dec!(0.49))
+            .unwrap();
+        assert_eq!(qty, dec!(49994));
+        // Holding 40 000 XRP (20 000 at 0.5): only 20 000 more fit under 30 000.
+        p.apply_fill(&fill(
+            "1",
+            &xrp(),
+            Side::Buy,
+            dec!(40000),
+            dec!(0.5),
+            dec!(0),
+        ))
+        .unwrap();
+        let qty = checker
+            .size(&p, &xrp(), Side::Buy, dec!(0.5), dec!(0.49))
+            .unwrap();
+        assert_eq!(qty, dec!(19999)); // 20 000 rounded down to a multiple of 7
+        // Short side: the long position is room to reverse into.
+        let qty = checker
+            .size(&p, &xrp(), Side::Sell, dec!(0.5), dec!(0.51))
+            .unwrap();
+        assert_eq!(qty, dec!(49994));
+        // A full position leaves less than a lot.
+        p.apply_fill(&fill(
+            "2",
+            &xrp(),
+            Side::Buy,
+            dec!(20000),
+            dec!(0.5),
+            dec!(0),
+        ))
+        .unwrap();
+        assert_eq!(
+            checker
+                .size(&p, &xrp(), Side::Buy, dec!(0.5), dec!(0.49))
+                .unwrap_err()
+                .code(),
+            "below_lot_size"
+        );
+        // No equity, no size.
+        let (empty, _) = portfolio(dec!(0));
+        assert_eq!(
+            checker
+                .size(&empty, &xrp(), Side::Buy, dec!(0.5), dec!(0.49))
+                .unwrap_err()
+                .to_string(),
+            "sizing input `equity` = 0: must be positive"
+        );
+    }
+
+    #[test]
+    fn each_check_refuses_with_its_reason() {
+        struct Case {
+            name: &'static str,
+            order: OrderRequest,
+            code: &'static str,
+        }
+        let (mut p, clock, mut checker) = setup();
+        p.apply_fill(&fill(
+            "1",
+            &xrp(),
+            Side::Buy,
+            dec!(60000),
+            dec!(0.5),
+            dec!(0),
+        ))
+        .unwrap();
+        let mut reduce_only = order("r", Side::Buy, dec!(10), None);
+        reduce_only.reduce_only = true;
+        let mut too_much_closure = order("z", Side::Sell, dec!(60001), None);
+        too_much_closure.purpose = OrderPurpose::HaltClosure;
+        let mut doge_order = order("d", Side::Buy, dec!(10), None);
+        doge_order.pair = doge();
+        let mut eth_order = order("e", Side::Buy, dec!(10), None);
+        eth_order.pair = Pair::new("ETH/USD").unwrap();
+        let cases = [
+            Case {
+                name: "zero qty",
+                order: order("a", Side::Buy, dec!(0), None),
+                code: "invalid_order",
+            },
+            Case {
+                name: "unknown pair",
+                order: eth_order,
+                code: "unknown_pair",
+            },
+            Case {
+                name: "reduce-only that adds",
+                order: reduce_only,
+                code: "would_not_reduce",
+            },
+            Case {
+                name: "closure larger than the position",
+                order: too_much_closure,
+                code: "would_not_reduce",
+            },
+            Case {
+                name: "never marked",
+                order: doge_order,
+                code: "no_market_price",
+            },
+            Case {
+                name: "order notional 30 000 > 25 000",
+                order: order("b", Side::Sell, dec!(60000), Some(dec!(0.5))),
+                code: "order_notional",
+            },
+            Case {
+                name: "position 60 000 + 50 000 at 0.5 > 50 000",
+                order: order("c", Side::Buy, dec!(50000), None),
+                code: "position_notional",
+            },
+        ];
+        for case in cases {
+            let v = checker.check(case.order, &p, clock.now());
+            assert_eq!(
+                v.refusal().map(Refusal::code),
+                Some(case.code),
+                "{}",
+                case.name
+            );
+        }
+        // Shrinking the oversized position is fine, and so is a closure (not counted).
+        assert!(
+            checker
+                .check(order("s", Side::Sell, dec!(100), None), &p, clock.now())
+                .is_approved()
+        );
+        let mut closure = order("h", Side::Sell, dec!(60000), None);
+        closure.purpose = OrderPurpose::HaltClosure;
+        clock.advance(Duration::hours(1)); // even with a stale price
+        assert!(checker.check(closure, &p, clock.now()).is_approved());
+        assert_eq!(checker.open_orders(), 1);
+        let stale = checker.check(order("t", Side::Sell, dec!(100), None), &p, clock.now());
+        assert_eq!(
+            stale.refusal().unwrap().to_string(),
+            "market price for XRP/USD is 3600000 ms old (limit 10000 ms)"
+        );
+        clock.advance(Duration::hours(-1));
+        let dup = checker.check(order("s", Side::Sell, dec!(100), None), &p, clock.now());
+        assert_eq!(dup.refusal().unwrap().code(), "duplicate_order_id");
+        assert_eq!(dup.order().client_order_id.as_str(), "s");
+    }
+
+    #[test]
+    fn open_orders_and_throttle_limit_and_recover() {
+        let (p, clock, _) = setup();
+        let cfg = RiskConfig {
+            max_open_orders: 3,
+            max_orders_per_window: 4,
+            order_window_secs: 60,
+            ..RiskConfig::default()
+        };
+        let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+        for i in 0..3 {
+            let v = checker.check(
+                order(&format!("o{i}"), Side::Buy, dec!(10), None),
+                &p,
+                clock.now(),
+            );
+            assert!(v.is_approved(), "{v:?}");
+        }
+        let v = checker.check(order("o3", Side::Buy, dec!(10), None), &p, clock.now());
+        assert_eq!(
+            v.refusal(),
+            Some(&Refusal::TooManyOpenOrders { open: 3, max: 3 })
+        );
+        checker.on_order_update(&ClientOrderId::new("o0"), OrderStatus::Open);
+        assert_eq!(checker.open_orders(), 3);
+        checker.on_order_update(&ClientOrderId::new("o0"), OrderStatus::Filled);
+        assert!(checker.release(&ClientOrderId::new("o1")));
+        assert!(!checker.release(&ClientOrderId::new("o1")));
+        assert_eq!(checker.open_orders(), 1);
+        assert!(
+            checker
+                .check(order("o4", Side::Buy, dec!(10), None), &p, clock.now())
+                .is_approved()
+        );
+        // Four approvals in the window: the fifth is throttled …
+        let v = checker.check(order("o5", Side::Buy, dec!(10), None), &p, clock.now());
+        assert_eq!(
+            v.refusal().unwrap().to_string(),
+            "4 orders in the last 60 s (limit 4)"
+        );
+        assert_eq!(checker.orders_in_window(clock.now()), 4);
+        // … until the window slides past them (the price is refreshed to stay fresh).
+        clock.advance(Duration::seconds(61));
+        let mut p = p;
+        p.mark_price(&xrp(), dec!(0.5), clock.now()).unwrap();
+        assert_eq!(checker.orders_in_window(clock.now()), 0);
+        assert!(
+            checker
+                .check(order("o5", Side::Buy, dec!(10), None), &p, clock.now())
+                .is_approved()
+        );
+    }
+
+    #[test]
+    fn invalid_limits_name_the_key_and_value() {
+        struct Case {
+            cfg: RiskConfig,
+            expect: &'static str,
+        }
+        let base = RiskConfig::default;
+        let mut pair_override = base();
+        pair_override.pairs.insert(
+            xrp(),
+            PairRiskConfig {
+                max_position_notional: Some(dec!(-1)),
+                lot_size: None,
+            },
+        );
+        let mut pair_lot = base();
+        pair_lot.pairs.insert(
+            xrp(),
+            PairRiskConfig {
+                max_position_notional: None,
+                lot_size: Some(dec!(0)),
+            },
+        );
+        let cases = [
+            Case {
+                cfg: RiskConfig {
+                    max_order_notional: dec!(-100),
+                    ..base()
+                },
+                expect: "invalid risk limit `risk.max_order_notional` = -100: must be positive",
+            },
+            Case {
+                cfg: RiskConfig {
+                    max_position_notional: dec!(0),
+                    ..base()
+                },
+                expect: "`risk.max_position_notional` = 0: must be positive",
+            },
+            Case {
+                cfg: RiskConfig {
+                    risk_per_trade_pct: dec!(-0.5),
+                    ..base()
+                },
+                expect: "`risk.risk_per_trade_pct` = -0.5: must be a percent in (0, 100]",
+            },
+            Case {
+                cfg: RiskConfig {
+                    price_collar_pct: dec!(101),
+                    ..base()
+                },
+                expect: "`risk.price_collar_pct` = 101",
+            },
+            Case {
+                cfg: RiskConfig {
+                    lot_size: dec!(-1),
+                    ..base()
+                },
+                expect: "`risk.lot_size` = -1",
+            },
+            Case {
+                cfg: RiskConfig {
+                    max_open_orders: 0,
+                    ..base()
+                },
+                expect: "`risk.max_open_orders` = 0: must be at least 1",
+            },
+            Case {
+                cfg: RiskConfig {
+                    max_orders_per_window: 0,
+                    ..base()
+                },
+                expect: "`risk.max_orders_per_window` = 0",
+            },
+            Case {
+                cfg: RiskConfig {
+                    order_window_secs: 0,
+                    ..base()
+                },
+                expect: "`risk.order_window_secs` = 0",
+            },
+            Case {
+                cfg: RiskConfig {
+                    max_price_age_secs: u64::MAX,
+                    ..base()
+                },
+                expect: "`risk.max_price_age_secs` = 18446744073709551615: is too large",
+            },
+            Case {
+                cfg: pair_override,
+                expect: "`risk.pairs.\"XRP/USD\".max_position_notional` = -1",
+            },
+            Case {
+                cfg: pair_lot,
+                expect: "`risk.pairs.\"XRP/USD\".lot_size` = 0",
+            },
+        ];
+        for case in cases {
+            let err = RiskLimits::from_config(&case.cfg).unwrap_err();
+            assert!(matches!(err, Error::InvalidLimit { .. }));
+            assert!(
+                err.to_string().contains(case.expect),
+                "{err} ⊅ {}",
+                case.expect
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_serialise_with_a_stable_code() {
+        let r = Refusal::Throttled {
+            recent: 10,
+            max: 10,
+            window_secs: 60,
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["code"], r.code());
+        let back: Refusal = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        let all = [
+            Refusal::InvalidOrder { reason: "x".into() },
+            Refusal::UnknownPair { pair: xrp() },
+            Refusal::DuplicateOrderId {
+                client_order_id: ClientOrderId::new("a"),
+            },
+            Refusal::WouldNotReduce {
+                position: dec!(1),
+                side: Side::Buy,
+                qty: dec!(1),
+            },
+            Refusal::NoMarketPrice { pair: xrp() },
+            Refusal::StalePrice {
+                pair: xrp(),
+                age_ms: 1,
+                max_age_ms: 0,
+            },
+            Refusal::PriceCollar {
+                limit: dec!(1),
+                market: dec!(2),
+                deviation_pct: dec!(50),
+                collar_pct: dec!(5),
+            },
+            Refusal::OrderNotional {
+                notional: dec!(2),
+                max: dec!(1),
+            },
+            Refusal::PositionNotional {
+                notional: dec!(2),
+                max: dec!(1),
+            },
+            Refusal::TooManyOpenOrders { open: 2, max: 1 },
+            r,
+            Refusal::StopOnWrongSide {
+                side: Side::Sell,
+                entry: dec!(1),
+                stop: dec!(1),
+            },
+            Refusal::InvalidSizingInput {
+                field: "entry".into(),
+                value: dec!(0),
+            },
+            Refusal::BelowLotSize {
+                qty: dec!(0.5),
+                lot: dec!(1),
+            },
+            Refusal::Overflow {
+                what: "size".into(),
+            },
+        ];
+        for refusal in all {
+            let json = serde_json::to_value(&refusal).unwrap();
+            assert_eq!(json["code"], refusal.code(), "{refusal}");
+            assert!(!refusal.to_string().is_empty());
+            assert_eq!(refusal.to_string(), refusal.to_string().trim());
+        }
+    }
+
+    #[test]
+    fn mock_stands_in_for_the_checker() {
+        let mut mock = MockPreTradeCheck::new();
+        mock.expect_check().returning(|order| Verdict::Refused {
+            order,
+            reason: Refusal::NoMarketPrice { pair: xrp() },
+        });
+        mock.expect_size().returning(|_, _, _, _| Ok(dec!(42)));
+        let checker: &dyn PreTradeCheck = &mock;
+        let v = checker.check(order("m", Side::Buy, dec!(1), None));
+        assert!(!v.is_approved());
+        assert_eq!(
+            checker.size(&xrp(), Side::Buy, dec!(1), dec!(0.9)),
+            Ok(dec!(42))
+        );
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use crate::portfolio::test_support::*;
+    use chrono::Duration;
+    use gf_core::{Clock, OrderPurpose, TimeInForce};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_sizing_never_exceeds_max_position(
+            equity in 1i64..100_000_000,
+            risk_bp in 1i64..10_000,
+            entry in 1i64..1_000_000,
+            stop_off in 1i64..999_999,
+            current in -2_000_000i64..2_000_000,
+            lot_exp in 0u32..4,
+            max_pos in 1i64..1_000_000,
+            max_order in 1i64..1_000_000,
+            buy in any::<bool>(),
+        ) {
+            let cfg = RiskConfig {
+                risk_per_trade_pct: Decimal::new(risk_bp, 2).min(Decimal::ONE_HUNDRED),
+                max_position_notional: Decimal::new(max_pos, 0),
+                max_order_notional: Decimal::new(max_order, 0),
+                lot_size: Decimal::new(1, lot_exp),
+                ..RiskConfig::default()
+            };
+            let limits = RiskLimits::from_config(&cfg).unwrap();
+            let entry = Decimal::new(entry, 4);
+            let off = Decimal::new(stop_off.min(999_999), 4).min(entry - Decimal::new(1, 4));
+            let (side, stop) = if buy {
+                (Side::Buy, entry - off)
+            } else {
+                (Side::Sell, entry + off)
+            };
+            let current = Decimal::new(current, 1);
+            if let Ok(qty) = limits.size(&xrp(), side, entry, stop, Decimal::new(equity, 0), current) {
+                prop_assert!(qty > Decimal::ZERO);
+                let after = (current + side.sign() * qty).abs();
+                // Either within the limit, or an order shrinking an oversized position.
+                prop_assert!(after * entry <= cfg.max_position_notional || after < current.abs(),
+                    "position {after} × {entry} > {}", cfg.max_position_notional);
+                prop_assert!(qty * entry <= cfg.max_order_notional);
+                prop_assert!((qty / cfg.lot_size).fract().is_zero());
+            }
+        }
+
+        #[test]
+        fn prop_refused_order_never_changes_state(
+            orders in prop::collection::vec(
+                (any::<bool>(), 1i64..200_000, prop::option::of(1i64..10_000), any::<bool>(), 0i64..30, 0u8..6),
+                1..40,
+            )
+        ) {
+            let (mut p, clock) = portfolio(Decimal::new(100_000, 0));
+            p.mark_price(&xrp(), Decimal::new(5000, 4), t0()).unwrap();
+            p.apply_fill(&fill("f", &xrp(), Side::Buy, Decimal::new(1000, 0), Decimal::new(5, 1), Decimal::ZERO)).unwrap();
+            let cfg = RiskConfig { max_open_orders: 5, max_orders_per_window: 4, ..RiskConfig::default() };
+            let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+            for (i, (buy, qty, limit, reduce, wait, id)) in orders.into_iter().enumerate() {
+                clock.advance(Duration::seconds(wait));
+                let order = OrderRequest {
+                    client_order_id: ClientOrderId::new(format!("c{id}")),
+                    pair: if i % 7 == 6 { doge() } else { xrp() },
+                    side: if buy { Side::Buy } else { Side::Sell },
+                    order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+                    qty: Decimal::new(qty, 1),
+                    limit_price: limit.map(|l| Decimal::new(l, 4)),
+                    time_in_force: TimeInForce::Gtc,
+                    reduce_only: reduce,
+                    user_ref: None,
+                    purpose: OrderPurpose::Normal,
+                };
+                let before = checker.clone();
+                let portfolio_before = p.snapshot();
+                let verdict = checker.check(order.clone(), &p, clock.now());
+                prop_assert_eq!(verdict.order(), &order);
+                if verdict.is_approved() {
+                    prop_assert_eq!(checker.open_orders(), before.open_orders() + 1);
+                } else {
+                    prop_assert_eq!(&checker, &before);
+                }
+                prop_assert_eq!(p.snapshot(), portfolio_before);
+                if i % 5 == 4 {
+                    checker.release(&ClientOrderId::new(format!("c{id}")));
+                }
+            }
+        }
     }
 }
