@@ -132,6 +132,11 @@ pub(crate) fn check_response(channel: &str, res: Result<reqwest::Response, reqwe
                 retryable: st.is_server_error() || st.as_u16() == 429 || st.as_u16() == 408,
             })
         }
+        Err(e) if e.is_timeout() => Err(Error::Delivery {
+            channel: channel.to_owned(),
+            reason: "http request timed out".into(),
+            retryable: true,
+        }),
         Err(e) => Err(Error::Delivery {
             channel: channel.to_owned(),
             reason: format!("http request failed: {e}"),
