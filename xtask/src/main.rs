@@ -5,6 +5,10 @@
 //! - `cargo xtask coverage [--min PCT]` runs the workspace tests under `cargo-llvm-cov`
 //!   (installing it and `llvm-tools-preview` when missing), prints a per-crate table,
 //!   writes an HTML report to `target/coverage/html`, and fails under the threshold.
+//! - `cargo xtask gen-fixtures` regenerates the market-data recordings under
+//!   `fixtures/market/` with gf-market's seeded generator (`gf_market::fixtures`); the
+//!   output is reproducible byte for byte, and gf-market's tests check the committed
+//!   files against it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +37,9 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("coverage") => coverage(&args[1..]),
+        Some("gen-fixtures") => gen_fixtures(),
         Some("help" | "--help" | "-h") | None => {
-            println!("usage: cargo xtask <ci | coverage [--min PCT]>");
+            println!("usage: cargo xtask <ci | coverage [--min PCT] | gen-fixtures>");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
@@ -74,6 +79,26 @@ fn ci() -> Result<()> {
         "warnings",
     ])?;
     cargo(TEST_COMMAND)
+}
+
+fn gen_fixtures() -> Result<()> {
+    let dir = root().join("fixtures/market");
+    for path in gf_market::fixtures::write_all(&dir)? {
+        let report = gf_market::verify::verify_recording(&path)?;
+        anyhow::ensure!(
+            report.passed(),
+            "{} does not verify:\n{report}",
+            path.display()
+        );
+        let bytes = std::fs::metadata(&path)?.len();
+        println!(
+            "{}: {bytes} bytes, {} lines, {} updates verified",
+            path.display(),
+            report.lines,
+            report.updates_verified()
+        );
+    }
+    Ok(())
 }
 
 fn coverage(args: &[String]) -> Result<()> {
