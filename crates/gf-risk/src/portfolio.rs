@@ -206,7 +206,7 @@ pub struct FillReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// A fill changed a position.
-    Fill(FillReport),
+    Fill(Box<FillReport>),
     /// A pair was marked at this price.
     Marked {
         /// The pair.
@@ -541,7 +541,9 @@ impl Portfolio {
     /// unchanged when an error is returned.
     pub fn apply_event(&mut self, event: &Event) -> Result<Applied, Error> {
         let (pair, price) = match &event.payload {
-            Payload::Fill(fill) => return self.apply_fill(fill).map(Applied::Fill),
+            Payload::Fill(fill) => {
+                return self.apply_fill(fill).map(|r| Applied::Fill(Box::new(r)));
+            }
             Payload::BookSnapshot(b) => match (b.bids.first(), b.asks.first()) {
                 (Some(bid), Some(ask)) => (&b.pair, mid(bid.price, ask.price)),
                 _ => return self.known(&b.pair).map(|()| Applied::NotMarked),
@@ -756,7 +758,7 @@ impl Portfolio {
             let open_notional = c(opening_qty.checked_mul(fill.price), "fill notional")?;
             cost = c(cost.checked_add(dir * open_notional), "cost basis")?;
             qty = c(qty.checked_add(dir * opening_qty), "position qty")?;
-            let t = trip.get_or_insert_with(|| OpenTrip {
+            let t = trip.get_or_insert(OpenTrip {
                 side: fill.side,
                 opened_at: fill.ts,
                 entry_qty: Decimal::ZERO,

@@ -200,3 +200,165 @@ impl PreTradeCheck for SharedPortfolio {
         checker.size(&portfolio, pair, side, entry, stop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portfolio::test_support::*;
+    use gf_core::config::RiskConfig;
+    use gf_core::{
+        ClientOrderId, EventBus, OrderPurpose, OrderStatus, OrderType, Source, TimeInForce,
+    };
+    use rust_decimal_macros::dec;
+
+    fn shared() -> SharedPortfolio {
+        let (p, _clock) = portfolio(dec!(100000));
+        SharedPortfolio::new(p, RiskLimits::from_config(&RiskConfig::default()).unwrap())
+    }
+
+    fn market_order(id: &str) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new(id),
+            pair: xrp(),
+            side: Side::Buy,
+            order_type: OrderType::Market,
+            qty: dec!(100),
+            limit_price: None,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+        }
+    }
+
+    fn trade(price: Decimal) -> Event {
+        Event::new(
+            t0(),
+            Source::Market,
+            Payload::Trade {
+                pair: xrp(),
+                side: Side::Buy,
+                price,
+                qty: dec!(1),
+                trade_id: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn view_and_checks_through_the_handle() {
+        let risk = shared();
+        let reader = risk.clone();
+        // No price yet: refuse, never guess.
+        let v = risk.check(market_order("a"));
+        assert_eq!(v.refusal().unwrap().code(), "no_market_price");
+        risk.apply_event(&trade(dec!(0.5))).unwrap();
+        assert!(risk.check(market_order("a")).is_approved());
+        assert_eq!(risk.open_orders(), 1);
+        let update = Event::new(
+            t0(),
+            Source::Exec,
+            Payload::OrderUpdate {
+                client_order_id: ClientOrderId::new("a"),
+                order_id: None,
+                pair: xrp(),
+                status: OrderStatus::Cancelled,
+                filled_qty: Decimal::ZERO,
+                reason: None,
+            },
+        );
+        assert_eq!(risk.apply_event(&update).unwrap(), Applied::Ignored);
+        assert_eq!(risk.open_orders(), 0);
+        assert!(risk.check(market_order("b")).is_approved());
+        assert!(risk.release(&ClientOrderId::new("b")));
+
+        let f = fill("1", &xrp(), Side::Buy, dec!(1000), dec!(0.5), dec!(1));
+        risk.write(|p| p.apply_fill(&f)).unwrap();
+        risk.apply_event(&trade(dec!(0.6))).unwrap();
+        let view: &dyn PortfolioView = &reader;
+        assert_eq!(view.equity(), dec!(100099));
+        assert_eq!(view.peak_equity(), dec!(100099));
+        assert_eq!(view.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(view.daily_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(view.consecutive_losses(), 0);
+        assert_eq!(view.positions().len(), 1);
+        assert_eq!(view.exposure(), dec!(600));
+        assert_eq!(view.volatility_pct(&xrp()), None);
+        assert_eq!(view.trading_stats().count, 0);
+        assert_eq!(
+            reader.size(&xrp(), Side::Buy, dec!(0.6), dec!(0.5)),
+            Ok(dec!(5004))
+        );
+        assert_eq!(reader.snapshot(), reader.read(Portfolio::snapshot));
+        assert!(format!("{reader:?}").contains("open_orders: 0"));
+    }
+
+    #[test]
+    fn readers_on_other_threads_see_consistent_figures() {
+        let risk = shared();
+        risk.write(|p| p.apply_fill(&fill("1", &xrp(), Side::Buy, dec!(1000), dec!(1), dec!(0))))
+            .unwrap();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let r = risk.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        r.read(|p| {
+                            assert_eq!(
+                                p.equity() - p.initial_equity(),
+                                p.realised_pnl() + p.unrealised_pnl() - p.fees()
+                            );
+                        });
+                        assert!(r.total_drawdown_pct() <= Decimal::ONE_HUNDRED);
+                    }
+                })
+            })
+            .collect();
+        for i in 1..500i64 {
+            risk.apply_event(&trade(Decimal::new(500 + (i % 37) * 10, 3)))
+                .unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn run_stops_on_shutdown_and_on_bus_close() {
+        let bus = EventBus::new(64);
+        let risk = shared();
+        let (tx, rx) = broadcast::channel(1);
+        let task = tokio::spawn(
+            risk.clone()
+                .run(bus.subscribe(SharedPortfolio::kinds()), rx),
+        );
+        tx.send(()).unwrap();
+        let report = task.await.unwrap();
+        assert_eq!(report, RunReport::default());
+
+        let (_tx, rx) = broadcast::channel(1);
+        let sub = bus.subscribe(SharedPortfolio::kinds());
+        bus.publish(trade(dec!(0.5)));
+        bus.publish(trade(dec!(-1)));
+        drop(bus);
+        let report = risk.clone().run(sub, rx).await;
+        assert_eq!((report.applied, report.errors, report.lagged), (1, 1, 0));
+        assert_eq!(risk.read(|p| p.mark(&xrp())).unwrap().price, dec!(0.5));
+    }
+
+    #[tokio::test]
+    async fn run_counts_lagged_events() {
+        let bus = EventBus::new(2);
+        let risk = shared();
+        let (_tx, rx) = broadcast::channel(1);
+        let sub = bus.subscribe(SharedPortfolio::kinds());
+        for i in 1..=5 {
+            bus.publish(trade(Decimal::new(i, 1)));
+        }
+        drop(bus);
+        let report = risk.clone().run(sub, rx).await;
+        assert_eq!(report.lagged, 3);
+        assert_eq!(report.applied, 2);
+        assert_eq!(risk.read(|p| p.mark(&xrp())).unwrap().price, dec!(0.5));
+    }
+}
