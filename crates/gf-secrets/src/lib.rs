@@ -1,6 +1,7 @@
 //! Secret providers (env, age file, Vault, AWS), validation, rotation and audit.
 
 pub mod audit;
+pub mod aws;
 pub mod env;
 pub mod error;
 pub mod file;
