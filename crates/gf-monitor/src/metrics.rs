@@ -365,7 +365,7 @@ impl Metrics {
                 Family::default()
             ),
             halt_info: reg!(
-                "gf_halt",
+                "gf_halt_info",
                 "The latest halt transition: state, source and reason as labels (value 1)",
                 Family::default()
             ),
