@@ -303,7 +303,10 @@ mod tests {
     fn snapshot_sorts_and_truncates() {
         let mut book = Book::new(10);
         let bids: Vec<Level> = (0..15).map(|i| lvl(&format!("1.{i:02}"), "1")).collect();
-        let asks: Vec<Level> = (0..15).rev().map(|i| lvl(&format!("2.{i:02}"), "1")).collect();
+        let asks: Vec<Level> = (0..15)
+            .rev()
+            .map(|i| lvl(&format!("2.{i:02}"), "1"))
+            .collect();
         book.apply_snapshot(&bids, &asks);
         assert_eq!(book.len(BookSide::Bid), 10);
         assert_eq!(book.len(BookSide::Ask), 10);
@@ -324,10 +327,16 @@ mod tests {
         // must survive because truncation happens after the whole message.
         book.apply_update(&[lvl("1.95", "2"), lvl("1.95", "0")], &[]);
         assert_eq!(book.len(BookSide::Bid), 10);
-        assert_eq!(book.qty_at(BookSide::Bid, "1.00".parse().unwrap()), Some("1".parse().unwrap()));
+        assert_eq!(
+            book.qty_at(BookSide::Bid, "1.00".parse().unwrap()),
+            Some("1".parse().unwrap())
+        );
         // Replace a level, remove one, remove an absent price (no-op).
         book.apply_update(&[lvl("1.50", "7"), lvl("1.90", "0"), lvl("0.01", "0")], &[]);
-        assert_eq!(book.qty_at(BookSide::Bid, "1.5".parse().unwrap()), Some("7".parse().unwrap()));
+        assert_eq!(
+            book.qty_at(BookSide::Bid, "1.5".parse().unwrap()),
+            Some("7".parse().unwrap())
+        );
         assert_eq!(book.best_bid().unwrap().price, "1.80".parse().unwrap());
         assert_eq!(book.len(BookSide::Bid), 9);
         assert_eq!(book.mid(), None);
@@ -399,10 +408,17 @@ mod property_tests {
             }
         }
         fn bids(&self) -> Vec<Level> {
-            self.bids.iter().rev().map(|(p, q)| Level { price: *p, qty: *q }).collect()
+            self.bids
+                .iter()
+                .rev()
+                .map(|(p, q)| Level { price: *p, qty: *q })
+                .collect()
         }
         fn asks(&self) -> Vec<Level> {
-            self.asks.iter().map(|(p, q)| Level { price: *p, qty: *q }).collect()
+            self.asks
+                .iter()
+                .map(|(p, q)| Level { price: *p, qty: *q })
+                .collect()
         }
     }
 

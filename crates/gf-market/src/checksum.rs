@@ -106,7 +106,10 @@ pub(crate) mod tests {
         let (asks, bids) = kraken_doc_example();
         let trim = |v: &[Level]| -> Vec<Level> {
             v.iter()
-                .map(|l| Level { price: l.price.normalize(), qty: l.qty.normalize() })
+                .map(|l| Level {
+                    price: l.price.normalize(),
+                    qty: l.qty.normalize(),
+                })
                 .collect()
         };
         let (ta, tb) = (trim(&asks), trim(&bids));
@@ -119,14 +122,23 @@ pub(crate) mod tests {
     fn edge_cases_small_prices_trailing_zeros_and_short_books() {
         // Hand-computed strings: asks then bids, price then qty, '.' removed,
         // leading zeros stripped.
-        let asks = levels(&[("0.00001234", "1500.00000000"), ("0.00001240", "0.50000000")]);
+        let asks = levels(&[
+            ("0.00001234", "1500.00000000"),
+            ("0.00001240", "0.50000000"),
+        ]);
         let bids = levels(&[("0.00001230", "10.10000000")]);
         let asks_text = concat!("1234", "150000000000", "1240", "50000000");
         let bids_text = concat!("1230", "1010000000");
         let expected = format!("{asks_text}{bids_text}");
-        assert_eq!(checksum(&asks, &bids, None), crc32fast::hash(expected.as_bytes()));
+        assert_eq!(
+            checksum(&asks, &bids, None),
+            crc32fast::hash(expected.as_bytes())
+        );
         // Fewer than 10 levels, one side empty.
-        assert_eq!(checksum(&asks, &[], None), crc32fast::hash(asks_text.as_bytes()));
+        assert_eq!(
+            checksum(&asks, &[], None),
+            crc32fast::hash(asks_text.as_bytes())
+        );
         assert_eq!(checksum(&[], &[], None), crc32fast::hash(b""));
     }
 
@@ -134,9 +146,15 @@ pub(crate) mod tests {
     fn only_the_top_ten_levels_count() {
         let (asks, bids) = kraken_doc_example();
         let mut more_asks = asks.clone();
-        more_asks.push(Level { price: parse_decimal("45300.0", "p").unwrap(), qty: parse_decimal("9.9", "q").unwrap() });
+        more_asks.push(Level {
+            price: parse_decimal("45300.0", "p").unwrap(),
+            qty: parse_decimal("9.9", "q").unwrap(),
+        });
         let mut more_bids = bids.clone();
-        more_bids.push(Level { price: parse_decimal("45200.0", "p").unwrap(), qty: parse_decimal("9.9", "q").unwrap() });
+        more_bids.push(Level {
+            price: parse_decimal("45200.0", "p").unwrap(),
+            qty: parse_decimal("9.9", "q").unwrap(),
+        });
         assert_eq!(checksum(&more_asks, &more_bids, None), 3_310_070_434);
     }
 }

@@ -176,9 +176,8 @@ pub struct KrakenClient {
     req_id: u64,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Ctx<'a> {
     bus: &'a EventBus,
@@ -311,9 +310,7 @@ impl KrakenClient {
     }
 
     async fn send(&self, ws: &mut Ws, text: String) -> Result<(), String> {
-        match tokio::time::timeout(self.cfg.connect_timeout, ws.send(WsMessage::text(text)))
-            .await
-        {
+        match tokio::time::timeout(self.cfg.connect_timeout, ws.send(WsMessage::text(text))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("send failed: {e}")),
             Err(_) => Err("send timed out".into()),
@@ -478,7 +475,10 @@ impl MarketSource for KrakenClient {
             let reason = match result {
                 Ok(Ok((mut ws, _response))) => {
                     info!(url, attempt, "market data connected");
-                    match self.session(&mut ws, &mut ctx, &mut backoff, &shutdown).await? {
+                    match self
+                        .session(&mut ws, &mut ctx, &mut backoff, &shutdown)
+                        .await?
+                    {
                         SessionEnd::Shutdown => break 'outer,
                         SessionEnd::Lost(reason) => reason,
                     }
@@ -531,7 +531,10 @@ mod tests {
             assert!(d <= ceiling, "{d:?} > {ceiling:?}");
             ceilings.push(ceiling.as_millis());
         }
-        assert_eq!(ceilings, vec![100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000]);
+        assert_eq!(
+            ceilings,
+            vec![100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000]
+        );
         b.reset();
         assert_eq!(b.ceiling(), Duration::from_millis(100));
         // Jitter: delays are not all equal.
@@ -557,7 +560,10 @@ mod tests {
         cfg.validate().unwrap();
         let mut bad = cfg.clone();
         bad.depth = 7;
-        assert!(matches!(KrakenClient::new(bad), Err(Error::InvalidDepth(7))));
+        assert!(matches!(
+            KrakenClient::new(bad),
+            Err(Error::InvalidDepth(7))
+        ));
         let mut bad = cfg;
         bad.url = "http://x".into();
         assert!(bad.validate().unwrap_err().to_string().contains("http://x"));
@@ -570,7 +576,11 @@ mod tests {
             vec!["XRP/USD".parse().unwrap()],
         ))
         .unwrap();
-        let subs: Vec<_> = client.subscriptions().into_iter().map(|r| r.channel).collect();
+        let subs: Vec<_> = client
+            .subscriptions()
+            .into_iter()
+            .map(|r| r.channel)
+            .collect();
         assert_eq!(subs, vec!["instrument", "book", "trade", "ticker"]);
         let [u, s] = client.resync_requests(&"XRP/USD".parse().unwrap());
         assert_eq!((u.method, s.method), ("unsubscribe", "subscribe"));

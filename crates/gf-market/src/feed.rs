@@ -459,7 +459,13 @@ mod tests {
     /// An update removing the best ask, with the checksum the book then has.
     fn update_removing_best_ask(feed: &FeedProcessor, corrupt: u32) -> String {
         let mut book = feed.book(&btc()).unwrap().clone();
-        book.apply_update(&[], &[gf_core::Level { price: "45285.2".parse().unwrap(), qty: rust_decimal::Decimal::ZERO }]);
+        book.apply_update(
+            &[],
+            &[gf_core::Level {
+                price: "45285.2".parse().unwrap(),
+                qty: rust_decimal::Decimal::ZERO,
+            }],
+        );
         format!(
             r#"{{"channel":"book","type":"update","data":[{{"symbol":"BTC/USD","bids":[],"asks":[{{"price":45285.2,"qty":0}}],"checksum":{},"timestamp":"2023-10-06T17:35:55.440295Z"}}]}}"#,
             book.checksum().wrapping_add(corrupt)
@@ -472,18 +478,29 @@ mod tests {
         let mut out = Vec::new();
         let ingest = feed.process(SNAP, &mut out).unwrap();
         assert_eq!(ingest.touched, vec![btc()]);
-        let Payload::BookSnapshot(s) = &out[0] else { panic!("{out:?}") };
+        let Payload::BookSnapshot(s) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(s.checksum, 3_310_070_434);
         assert_eq!(s.bids.len(), 10);
         let upd = update_removing_best_ask(&feed, 0);
         out.clear();
         let ingest = feed.process(&upd, &mut out).unwrap();
         assert!(ingest.timestamp.is_some());
-        let Payload::BookUpdate(u) = &out[0] else { panic!("{out:?}") };
+        let Payload::BookUpdate(u) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(u.best_ask.unwrap().price, "45286.4".parse().unwrap());
         assert_eq!(u.best_bid.unwrap().price, "45283.5".parse().unwrap());
         let stats = feed.stats().pairs[&btc()];
-        assert_eq!((stats.snapshots_verified, stats.updates_verified, stats.mismatches), (1, 1, 0));
+        assert_eq!(
+            (
+                stats.snapshots_verified,
+                stats.updates_verified,
+                stats.mismatches
+            ),
+            (1, 1, 0)
+        );
     }
 
     #[test]
@@ -494,7 +511,9 @@ mod tests {
         let bad = update_removing_best_ask(&feed, 1);
         out.clear();
         feed.process(&bad, &mut out).unwrap();
-        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("checksum mismatch on update")));
+        assert!(
+            matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("checksum mismatch on update"))
+        );
         assert!(feed.book(&btc()).is_none());
         assert_eq!(feed.take_resyncs(), vec![btc()]);
         // Further updates are skipped without another resync request.
@@ -514,7 +533,8 @@ mod tests {
     fn corrupted_snapshot_is_never_published_as_valid() {
         let mut feed = FeedProcessor::new(10, None);
         let mut out = Vec::new();
-        feed.process(&SNAP.replace("3310070434", "3310070435"), &mut out).unwrap();
+        feed.process(&SNAP.replace("3310070434", "3310070435"), &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert!(matches!(&out[0], Payload::BookInvalid { .. }));
         assert!(feed.book(&btc()).is_none());
@@ -532,15 +552,22 @@ mod tests {
         assert_eq!(feed.take_resyncs(), vec![btc()]);
         // Garbage and unknown channels.
         assert!(feed.process("}{ garbage", &mut out).is_err());
-        feed.process(r#"{"channel":"spread","type":"update","data":[]}"#, &mut out).unwrap();
+        feed.process(
+            r#"{"channel":"spread","type":"update","data":[]}"#,
+            &mut out,
+        )
+        .unwrap();
         // Unknown pair.
-        feed.process(&SNAP.replace("BTC/USD", "ETH/USD"), &mut out).unwrap();
+        feed.process(&SNAP.replace("BTC/USD", "ETH/USD"), &mut out)
+            .unwrap();
         feed.process(SNAP, &mut out).unwrap();
         out.clear();
         // Negative quantity in a book message: the book is invalidated and resynced.
         let negative = r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":-1}],"asks":[],"checksum":0}]}"#;
         assert!(feed.process(negative, &mut out).is_err());
-        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("negative quantity")));
+        assert!(
+            matches!(&out[0], Payload::BookInvalid { reason, .. } if reason.contains("negative quantity"))
+        );
         assert!(feed.book(&btc()).is_none());
         assert_eq!(feed.take_resyncs(), vec![btc()]);
         let s = feed.stats();
@@ -552,7 +579,9 @@ mod tests {
         let mut feed = FeedProcessor::new(10, None);
         let mut out = Vec::new();
         // Trimmed numbers (45281 instead of 45281.0): only verifies with the precision.
-        let trimmed = SNAP.replace("45281.0", "45281").replace("0.10000000", "0.1");
+        let trimmed = SNAP
+            .replace("45281.0", "45281")
+            .replace("0.10000000", "0.1");
         feed.process(&trimmed, &mut out).unwrap();
         assert!(matches!(&out[0], Payload::BookInvalid { .. }));
         feed.process(r#"{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":"BTC/USD","price_precision":1,"qty_precision":8}]}}"#, &mut out).unwrap();
@@ -564,8 +593,13 @@ mod tests {
         feed.process(r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":45285.2,"qty":0.001,"ord_type":"market","trade_id":7,"timestamp":"2023-10-06T17:35:56Z"}]}"#, &mut out).unwrap();
         feed.process(r#"{"channel":"trade","type":"snapshot","data":[{"symbol":"BTC/USD","side":"buy","price":1,"qty":1,"ord_type":"market","trade_id":6}]}"#, &mut out).unwrap();
         feed.process(r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":45283.5,"bid_qty":1,"ask":45285.2,"ask_qty":1,"last":45285.2,"volume":100.5,"vwap":1,"low":1,"high":1,"change":0,"change_pct":0}]}"#, &mut out).unwrap();
-        feed.process(r#"{"channel":"heartbeat"}"#, &mut out).unwrap();
-        feed.process(r#"{"error":"Currency pair not supported","method":"subscribe","success":false}"#, &mut out).unwrap();
+        feed.process(r#"{"channel":"heartbeat"}"#, &mut out)
+            .unwrap();
+        feed.process(
+            r#"{"error":"Currency pair not supported","method":"subscribe","success":false}"#,
+            &mut out,
+        )
+        .unwrap();
         assert!(matches!(&out[0], Payload::Trade { trade_id: 7, .. }));
         assert!(matches!(&out[1], Payload::Ticker { .. }));
         assert_eq!(out.len(), 2);
@@ -574,7 +608,9 @@ mod tests {
         assert_eq!(s.pairs[&btc()].trades, 1);
         out.clear();
         feed.invalidate_all("connection lost", &mut out);
-        assert!(matches!(&out[0], Payload::BookInvalid { reason, .. } if reason == "connection lost"));
+        assert!(
+            matches!(&out[0], Payload::BookInvalid { reason, .. } if reason == "connection lost")
+        );
         assert!(feed.book(&btc()).is_none());
     }
 }

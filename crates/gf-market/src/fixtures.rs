@@ -133,7 +133,14 @@ struct PairSim {
 }
 
 impl PairSim {
-    fn new(symbol: &'static str, base: &'static str, precision: Precision, fair: i64, spacing: i64, lot: i64) -> Self {
+    fn new(
+        symbol: &'static str,
+        base: &'static str,
+        precision: Precision,
+        fair: i64,
+        spacing: i64,
+        lot: i64,
+    ) -> Self {
         Self {
             symbol,
             base,
@@ -165,38 +172,72 @@ impl PairSim {
 
     fn view(&self) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
         (
-            self.bids.iter().rev().take(DEPTH).map(|(p, q)| (*p, *q)).collect(),
-            self.asks.iter().take(DEPTH).map(|(p, q)| (*p, *q)).collect(),
+            self.bids
+                .iter()
+                .rev()
+                .take(DEPTH)
+                .map(|(p, q)| (*p, *q))
+                .collect(),
+            self.asks
+                .iter()
+                .take(DEPTH)
+                .map(|(p, q)| (*p, *q))
+                .collect(),
         )
     }
 
     fn levels(&self, side: &[(i64, i64)]) -> Vec<Level> {
         side.iter()
-            .map(|(p, q)| Level { price: self.price(*p), qty: self.qty(*q) })
+            .map(|(p, q)| Level {
+                price: self.price(*p),
+                qty: self.qty(*q),
+            })
             .collect()
     }
 
     fn checksum_of(&self, view: &(Vec<(i64, i64)>, Vec<(i64, i64)>)) -> u32 {
-        checksum(&self.levels(&view.1), &self.levels(&view.0), Some(self.precision))
+        checksum(
+            &self.levels(&view.1),
+            &self.levels(&view.0),
+            Some(self.precision),
+        )
     }
 
     fn random_size(&self, rng: &mut Rng) -> i64 {
         // Mostly modest sizes, sometimes a large resting order; whole lots often.
         let base = rng.range(self.lot / 20, self.lot * 3);
-        let size = if rng.chance(8) { base * rng.range(5, 20) } else { base };
-        if rng.chance(40) { size - size % 100_000_000 + 100_000_000 } else { size }
+        let size = if rng.chance(8) {
+            base * rng.range(5, 20)
+        } else {
+            base
+        };
+        if rng.chance(40) {
+            size - size % 100_000_000 + 100_000_000
+        } else {
+            size
+        }
     }
 
     /// Refills both sides to the exchange's depth, away from the touch.
     fn refill(&mut self, rng: &mut Rng) {
         while self.bids.len() < DEEP {
-            let worst = self.bids.keys().next().copied().unwrap_or(self.fair - self.half_spread);
+            let worst = self
+                .bids
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(self.fair - self.half_spread);
             let p = worst - rng.range(1, self.spacing * 2);
             let q = self.random_size(rng);
             self.bids.insert(p, q);
         }
         while self.asks.len() < DEEP {
-            let worst = self.asks.keys().next_back().copied().unwrap_or(self.fair + self.half_spread);
+            let worst = self
+                .asks
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(self.fair + self.half_spread);
             let p = worst + rng.range(1, self.spacing * 2);
             let q = self.random_size(rng);
             self.asks.insert(p, q);
@@ -244,7 +285,11 @@ fn levels_json(sim: &PairSim, side: &[(i64, i64)]) -> String {
             s.push(',');
         }
         // Removals are written `"qty":0`, as in Kraken's documentation.
-        let qty = if *q == 0 { "0".to_owned() } else { num(sim.qty(*q)) };
+        let qty = if *q == 0 {
+            "0".to_owned()
+        } else {
+            num(sim.qty(*q))
+        };
         let _ = write!(s, r#"{{"price":{},"qty":{qty}}}"#, num(sim.price(*p)));
     }
     s.push(']');
@@ -252,7 +297,11 @@ fn levels_json(sim: &PairSim, side: &[(i64, i64)]) -> String {
 }
 
 /// Changes from `before` to `after` on one side, given the exchange's full side.
-fn side_diff(before: &[(i64, i64)], after: &[(i64, i64)], full: &BTreeMap<i64, i64>) -> Vec<(i64, i64)> {
+fn side_diff(
+    before: &[(i64, i64)],
+    after: &[(i64, i64)],
+    full: &BTreeMap<i64, i64>,
+) -> Vec<(i64, i64)> {
     let mut changes: Vec<(i64, i64)> = Vec::new();
     for (p, q) in after {
         if !before.iter().any(|(bp, bq)| bp == p && bq == q) {
@@ -310,10 +359,13 @@ fn header(w: &mut Writer, sims: &[PairSim]) {
 
 fn ticker(w: &mut Writer, sim: &PairSim, us: i64, snapshot: bool) {
     let (bids, asks) = sim.view();
-    let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else { return };
+    let (Some(bid), Some(ask)) = (bids.first(), asks.first()) else {
+        return;
+    };
     let open = sim.notional_open;
     let change = sim.last - open;
-    let change_pct = (Decimal::from(change) * Decimal::ONE_HUNDRED / Decimal::from(open)).round_dp(2);
+    let change_pct =
+        (Decimal::from(change) * Decimal::ONE_HUNDRED / Decimal::from(open)).round_dp(2);
     let vwap = sim.price((sim.low + sim.high + sim.last) / 3);
     w.line(&format!(
         r#"{{"channel":"ticker","type":"{}","data":[{{"symbol":"{}","bid":{},"bid_qty":{},"ask":{},"ask_qty":{},"last":{},"volume":{},"vwap":{},"low":{},"high":{},"change":{},"change_pct":{},"timestamp":"{}"}}]}}"#,
@@ -336,7 +388,12 @@ fn ticker(w: &mut Writer, sim: &PairSim, us: i64, snapshot: bool) {
 
 /// One simulated step of one pair: move the fair price, trade through crossed levels,
 /// churn the top of the book; returns the trades `(side, price, qty)` executed.
-fn step(sim: &mut PairSim, rng: &mut Rng, scenario: Scenario, us: i64) -> Vec<(&'static str, i64, i64)> {
+fn step(
+    sim: &mut PairSim,
+    rng: &mut Rng,
+    scenario: Scenario,
+    us: i64,
+) -> Vec<(&'static str, i64, i64)> {
     let vol = (sim.start_fair / 20_000).max(2);
     sim.fair += rng.range(-vol, vol);
     if scenario == Scenario::Crash && (CRASH_START_US..CRASH_END_US).contains(&us) {
@@ -369,17 +426,27 @@ fn step(sim: &mut PairSim, rng: &mut Rng, scenario: Scenario, us: i64) -> Vec<(&
     let best_bid = sim.bids.keys().next_back().copied();
     if best_bid.is_none_or(|b| b < sim.fair - sim.spacing * 3) {
         let q = sim.random_size(rng);
-        sim.bids.insert(sim.fair - sim.half_spread - rng.range(0, sim.spacing / 2), q);
+        sim.bids.insert(
+            sim.fair - sim.half_spread - rng.range(0, sim.spacing / 2),
+            q,
+        );
     }
     let best_ask = sim.asks.keys().next().copied();
     if best_ask.is_none_or(|a| a > sim.fair + sim.spacing * 3) {
         let q = sim.random_size(rng);
-        sim.asks.insert(sim.fair + sim.half_spread + rng.range(0, sim.spacing / 2), q);
+        sim.asks.insert(
+            sim.fair + sim.half_spread + rng.range(0, sim.spacing / 2),
+            q,
+        );
     }
     // Churn: a taker trade, a size change, a new level or a cancellation near the top.
     let bid_side = rng.chance(50);
     let roll = rng.range(0, 99);
-    let side = if bid_side { &mut sim.bids } else { &mut sim.asks };
+    let side = if bid_side {
+        &mut sim.bids
+    } else {
+        &mut sim.asks
+    };
     let top: Vec<i64> = if bid_side {
         side.keys().rev().take(DEPTH).copied().collect()
     } else {
@@ -389,11 +456,16 @@ fn step(sim: &mut PairSim, rng: &mut Rng, scenario: Scenario, us: i64) -> Vec<(&
         sim.refill(rng);
         return trades;
     }
-    let pick = top[usize::try_from(rng.range(0, i64::try_from(top.len()).unwrap_or(1) - 1)).unwrap_or(0)];
+    let pick =
+        top[usize::try_from(rng.range(0, i64::try_from(top.len()).unwrap_or(1) - 1)).unwrap_or(0)];
     if roll < 12 {
         // A taker hits the best level of this side.
         let (p, q) = (top[0], side[&top[0]]);
-        let take = if rng.chance(30) { q } else { (q * rng.range(5, 60) / 100).max(1) };
+        let take = if rng.chance(30) {
+            q
+        } else {
+            (q * rng.range(5, 60) / 100).max(1)
+        };
         if take >= q {
             side.remove(&p);
         } else {
@@ -407,11 +479,23 @@ fn step(sim: &mut PairSim, rng: &mut Rng, scenario: Scenario, us: i64) -> Vec<(&
     } else if roll < 82 {
         let q = {
             let base = rng.range(sim.lot / 20, sim.lot * 3);
-            if rng.chance(40) { base - base % 100_000_000 + 100_000_000 } else { base }
+            if rng.chance(40) {
+                base - base % 100_000_000 + 100_000_000
+            } else {
+                base
+            }
         };
-        let side = if bid_side { &mut sim.bids } else { &mut sim.asks };
+        let side = if bid_side {
+            &mut sim.bids
+        } else {
+            &mut sim.asks
+        };
         let offset = rng.range(1, sim.spacing);
-        let p = if bid_side { pick + offset } else { pick - offset };
+        let p = if bid_side {
+            pick + offset
+        } else {
+            pick - offset
+        };
         let limit_ok = if bid_side { p < sim.fair } else { p > sim.fair };
         if limit_ok {
             side.insert(p, q);
@@ -465,12 +549,29 @@ fn book_update(w: &mut Writer, sim: &mut PairSim, us: i64) {
 pub fn generate(scenario: Scenario) -> Vec<u8> {
     let mut rng = Rng(SEED);
     let mut sims = vec![
-        PairSim::new("XRP/USD", "XRP", Precision { price: 5, qty: 8 }, 218_450, 4, 80_000_000_000),
-        PairSim::new("DOGE/USD", "DOGE", Precision { price: 7, qty: 8 }, 1_723_410, 12, 900_000_000_000),
+        PairSim::new(
+            "XRP/USD",
+            "XRP",
+            Precision { price: 5, qty: 8 },
+            218_450,
+            4,
+            80_000_000_000,
+        ),
+        PairSim::new(
+            "DOGE/USD",
+            "DOGE",
+            Precision { price: 7, qty: 8 },
+            1_723_410,
+            12,
+            900_000_000_000,
+        ),
     ];
     let mut w = Writer {
         out: String::with_capacity(2 << 20),
-        start: Utc.with_ymd_and_hms(2026, 3, 2, 14, 0, 0).single().unwrap_or_default(),
+        start: Utc
+            .with_ymd_and_hms(2026, 3, 2, 14, 0, 0)
+            .single()
+            .unwrap_or_default(),
     };
     header(&mut w, &sims);
     let mut us: i64 = 1_500;
@@ -495,7 +596,9 @@ pub fn generate(scenario: Scenario) -> Vec<u8> {
         // Kraken sends a heartbeat after about a second without other traffic.
         while us - last_sent > 1_000_000 {
             last_sent += 1_000_000;
-            if scenario != Scenario::Gap || !(GAP_START_US..GAP_END_US + 1_000_000).contains(&last_sent) {
+            if scenario != Scenario::Gap
+                || !(GAP_START_US..GAP_END_US + 1_000_000).contains(&last_sent)
+            {
                 w.line(r#"{"channel":"heartbeat"}"#);
             }
         }
@@ -512,12 +615,18 @@ pub fn generate(scenario: Scenario) -> Vec<u8> {
                     sim.symbol,
                     num(sim.price(*p)),
                     num(sim.qty(*q)),
-                    if trades.len() > 1 || rng.chance(70) { "market" } else { "limit" },
+                    if trades.len() > 1 || rng.chance(70) {
+                        "market"
+                    } else {
+                        "limit"
+                    },
                     sim.trade_id,
                     w.ts(us),
                 );
             }
-            w.line(&format!(r#"{{"channel":"trade","type":"update","data":[{data}]}}"#));
+            w.line(&format!(
+                r#"{{"channel":"trade","type":"update","data":[{data}]}}"#
+            ));
         }
         book_update(&mut w, sim, us + 37);
         if !trades.is_empty() {

@@ -69,8 +69,8 @@ pub use client::{Backoff, ClientConfig, KrakenClient};
 pub use error::Error;
 pub use feed::{FeedProcessor, FeedStats, Ingest, PairStats};
 pub use replay::{EventTime, ReplaySource};
+pub use source::MarketSource;
 #[cfg(any(test, feature = "mocks"))]
 pub use source::MockMarketSource;
-pub use source::MarketSource;
 pub use staleness::StalenessTracker;
 pub use verify::VerifyReport;

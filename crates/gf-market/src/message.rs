@@ -416,7 +416,11 @@ impl Request {
         if !self.pairs.is_empty() {
             params.insert(
                 "symbol".into(),
-                self.pairs.iter().map(|p| p.as_str()).collect::<Vec<_>>().into(),
+                self.pairs
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .into(),
             );
         }
         if let Some(depth) = self.depth {
@@ -489,7 +493,10 @@ mod tests {
         assert_eq!(pairs.len(), 1);
         assert_eq!(pairs[0].precision, Precision { price: 1, qty: 8 });
 
-        assert_eq!(parse(r#"{"channel":"heartbeat"}"#).unwrap(), Message::Heartbeat);
+        assert_eq!(
+            parse(r#"{"channel":"heartbeat"}"#).unwrap(),
+            Message::Heartbeat
+        );
         assert_eq!(
             parse(r#"{"channel":"status","type":"update","data":[{"system":"online"}]}"#).unwrap(),
             Message::Status
@@ -511,7 +518,14 @@ mod tests {
             }
         );
         let nack = r#"{"error":"Already subscribed","method":"subscribe","success":false}"#;
-        assert!(matches!(parse(nack).unwrap(), Message::Ack { success: false, error: Some(_), .. }));
+        assert!(matches!(
+            parse(nack).unwrap(),
+            Message::Ack {
+                success: false,
+                error: Some(_),
+                ..
+            }
+        ));
         assert_eq!(
             parse(r#"{"channel":"ohlc","type":"update","data":[]}"#).unwrap(),
             Message::Unknown("channel ohlc".into())
@@ -525,12 +539,30 @@ mod tests {
             expected: &'static str,
         }
         let cases = [
-            Case { input: "", expected: "malformed" },
-            Case { input: "not json", expected: "malformed" },
-            Case { input: "[1,2,3]", expected: "malformed" },
-            Case { input: "{}", expected: "neither" },
-            Case { input: r#"{"channel":"book","type":"update"}"#, expected: "without `data`" },
-            Case { input: r#"{"channel":"book","type":"delta","data":[]}"#, expected: "unknown message type" },
+            Case {
+                input: "",
+                expected: "malformed",
+            },
+            Case {
+                input: "not json",
+                expected: "malformed",
+            },
+            Case {
+                input: "[1,2,3]",
+                expected: "malformed",
+            },
+            Case {
+                input: "{}",
+                expected: "neither",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"update"}"#,
+                expected: "without `data`",
+            },
+            Case {
+                input: r#"{"channel":"book","type":"delta","data":[]}"#,
+                expected: "unknown message type",
+            },
             Case {
                 input: r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":0.5,"qty":-1}],"asks":[],"checksum":1}]}"#,
                 expected: "negative quantity",

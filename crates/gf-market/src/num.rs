@@ -169,15 +169,42 @@ mod tests {
             expected: &'static str,
         }
         let cases = [
-            Case { input: "0.00100000", expected: "0.00100000" },
-            Case { input: "45283.5", expected: "45283.5" },
-            Case { input: "45281.0", expected: "45281.0" },
-            Case { input: "\"0.5666\"", expected: "0.5666" },
-            Case { input: "1e-08", expected: "0.00000001" },
-            Case { input: "2.5E+2", expected: "250" },
-            Case { input: "-0.17", expected: "-0.17" },
-            Case { input: " 7 ", expected: "7" },
-            Case { input: "0.00001234", expected: "0.00001234" },
+            Case {
+                input: "0.00100000",
+                expected: "0.00100000",
+            },
+            Case {
+                input: "45283.5",
+                expected: "45283.5",
+            },
+            Case {
+                input: "45281.0",
+                expected: "45281.0",
+            },
+            Case {
+                input: "\"0.5666\"",
+                expected: "0.5666",
+            },
+            Case {
+                input: "1e-08",
+                expected: "0.00000001",
+            },
+            Case {
+                input: "2.5E+2",
+                expected: "250",
+            },
+            Case {
+                input: "-0.17",
+                expected: "-0.17",
+            },
+            Case {
+                input: " 7 ",
+                expected: "7",
+            },
+            Case {
+                input: "0.00001234",
+                expected: "0.00001234",
+            },
         ];
         for case in cases {
             assert_eq!(
@@ -192,7 +219,16 @@ mod tests {
     #[test]
     fn rejects_non_numbers_naming_field_and_text() {
         for bad in [
-            "", "abc", "1.", ".5", "1e", "--1", "0x10", "\"1_000\"", "NaN", "1.2.3",
+            "",
+            "abc",
+            "1.",
+            ".5",
+            "1e",
+            "--1",
+            "0x10",
+            "\"1_000\"",
+            "NaN",
+            "1.2.3",
             "0.00000000000000000000000000000001",
         ] {
             let err = parse_decimal(bad, "qty").unwrap_err().to_string();

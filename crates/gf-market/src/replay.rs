@@ -166,6 +166,9 @@ impl Pace {
 
     /// The real instant at which recorded time `t` is due.
     fn due(&self, t: DateTime<Utc>) -> Option<Instant> {
+        if !self.paced() {
+            return None;
+        }
         let (t0, r0) = self.anchor?;
         let nanos = (t - t0).num_nanoseconds()?.max(0);
         let real = (Decimal::from(nanos) / self.speed).to_u64()?;
@@ -258,10 +261,12 @@ impl MarketSource for ReplaySource {
                     pace.anchor = Some((t, Instant::now()));
                 }
                 // Wait until the message is due, waking for staleness deadlines.
-                if let Some(due) = pace.due(t).filter(|_| pace.paced()) {
+                if let Some(due) = pace.due(t) {
                     loop {
                         let deadline = tracker.next_deadline().filter(|d| *d < t);
-                        let wake = deadline.and_then(|d| pace.due(d)).map_or(due, |w| w.min(due));
+                        let wake = deadline
+                            .and_then(|d| pace.due(d))
+                            .map_or(due, |w| w.min(due));
                         tokio::select! {
                             biased;
                             () = shutdown.cancelled() => return Ok(feed.stats().clone()),

@@ -48,7 +48,9 @@ mod parking_lot_free {
             Self(std::sync::Mutex::new(v))
         }
         pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 }
@@ -201,10 +203,14 @@ impl SimServer {
     pub async fn start(recording: &[u8], cfg: SimConfig) -> Result<Self, Error> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|source| Error::Socket { what: "binding the sim server", source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| Error::Socket { what: "reading the sim server address", source })?;
+            .map_err(|source| Error::Socket {
+                what: "binding the sim server",
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Socket {
+            what: "reading the sim server address",
+            source,
+        })?;
         let (shared, initial) = load(recording, cfg);
         let shared = Arc::new(shared);
         {
@@ -320,7 +326,12 @@ fn corrupt(text: &str) -> String {
     };
     let end = start + text[start..].bytes().take_while(u8::is_ascii_digit).count();
     let value: u32 = text[start..end].parse().unwrap_or(0);
-    format!("{}{}{}", &text[..start], value.wrapping_add(1), &text[end..])
+    format!(
+        "{}{}{}",
+        &text[..start],
+        value.wrapping_add(1),
+        &text[end..]
+    )
 }
 
 async fn market_loop(shared: Arc<Shared>) {
@@ -354,7 +365,8 @@ async fn market_loop(shared: Arc<Shared>) {
         let mut market = shared.market.lock();
         let mut sink = Vec::new();
         let _ = market.process(text, &mut sink);
-        let text = if *channel == Channel::Book && shared.corrupt_next.swap(false, Ordering::SeqCst) {
+        let text = if *channel == Channel::Book && shared.corrupt_next.swap(false, Ordering::SeqCst)
+        {
             corrupt(text)
         } else {
             text.clone()
@@ -383,7 +395,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn now_text() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 struct Session {
@@ -397,14 +411,19 @@ struct Session {
 impl Session {
     fn handle_request(&mut self, shared: &Shared, text: &str) {
         let Ok(req) = serde_json::from_str::<serde_json::Value>(text) else {
-            self.out.push(r#"{"error":"EGeneral:Invalid arguments","success":false}"#.into());
+            self.out
+                .push(r#"{"error":"EGeneral:Invalid arguments","success":false}"#.into());
             return;
         };
         let method = req["method"].as_str().unwrap_or_default().to_owned();
         let channel = req["params"]["channel"].as_str().map(str::to_owned);
         let symbols: Vec<String> = req["params"]["symbol"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let req_id = req["req_id"].as_u64();
         shared.requests.lock().push(SimRequest {
@@ -413,7 +432,9 @@ impl Session {
             channel: channel.clone(),
             symbols: symbols.clone(),
         });
-        let id = req_id.map(|r| format!(r#""req_id":{r},"#)).unwrap_or_default();
+        let id = req_id
+            .map(|r| format!(r#""req_id":{r},"#))
+            .unwrap_or_default();
         let times = format!(r#""time_in":"{}","time_out":"{}""#, now_text(), now_text());
         match (method.as_str(), channel.as_deref()) {
             ("ping", _) => self.out.push(format!(r#"{{"method":"pong",{id}{times}}}"#)),
@@ -574,7 +595,10 @@ mod tests {
     #[test]
     fn corrupt_changes_only_the_checksum() {
         let text = r#"{"channel":"book","data":[{"checksum":41,"x":1}]}"#;
-        assert_eq!(corrupt(text), r#"{"channel":"book","data":[{"checksum":42,"x":1}]}"#);
+        assert_eq!(
+            corrupt(text),
+            r#"{"channel":"book","data":[{"checksum":42,"x":1}]}"#
+        );
         assert_eq!(corrupt("no checksum"), "no checksum");
     }
 }

@@ -164,13 +164,21 @@ mod tests {
         clock.advance(chrono::Duration::milliseconds(29_999));
         t.check(clock.now(), &mut out);
         assert!(out.is_empty());
-        assert_eq!(t.next_deadline(), Some(clock.now() + chrono::Duration::milliseconds(1)));
+        assert_eq!(
+            t.next_deadline(),
+            Some(clock.now() + chrono::Duration::milliseconds(1))
+        );
         clock.advance(chrono::Duration::milliseconds(1));
         t.check(clock.now(), &mut out);
         t.check(clock.now(), &mut out);
         assert_eq!(
             out,
-            vec![Payload::Staleness { pair: xrp.clone(), stale: true, age_ms: 60_000, threshold_ms: 60_000 }]
+            vec![Payload::Staleness {
+                pair: xrp.clone(),
+                stale: true,
+                age_ms: 60_000,
+                threshold_ms: 60_000
+            }]
         );
         assert!(t.is_stale(&xrp));
         assert!(!t.is_stale(&doge));
@@ -179,7 +187,12 @@ mod tests {
         t.touch(&xrp, clock.now(), &mut out);
         assert_eq!(
             out,
-            vec![Payload::Staleness { pair: xrp.clone(), stale: false, age_ms: 70_000, threshold_ms: 60_000 }]
+            vec![Payload::Staleness {
+                pair: xrp.clone(),
+                stale: false,
+                age_ms: 70_000,
+                threshold_ms: 60_000
+            }]
         );
         assert_eq!(t.age(&xrp, clock.now()), Some(Duration::ZERO));
         assert_eq!(t.threshold(), Duration::from_secs(60));

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(report.lines, 5);
         assert!(!report.passed());
         let btc = &report.pairs[&"BTC/USD".parse::<Pair>().unwrap()];
-        assert_eq!((btc.messages, btc.snapshots_verified, btc.mismatches), (2, 1, 1));
+        assert_eq!(
+            (btc.messages, btc.snapshots_verified, btc.mismatches),
+            (2, 1, 1)
+        );
         assert_eq!(report.mismatch_lines, vec![5]);
         let lines: Vec<u64> = report.unparseable.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![4, 6]);
