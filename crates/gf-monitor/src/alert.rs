@@ -13,9 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use gf_core::config::MonitorConfig;
-use gf_core::{
-    AlertStatus, Event, EventBus, HaltState, Payload, Severity, SharedClock, Source,
-};
+use gf_core::{AlertStatus, Event, EventBus, HaltState, Payload, Severity, SharedClock, Source};
 use gf_risk::PortfolioView;
 
 use crate::channel::{Dispatcher, Notice};
@@ -130,7 +128,11 @@ pub fn default_rules(config: &MonitorConfig) -> (Vec<AlertRule>, Vec<Inhibition>
         ),
         AlertRule::new("halt", Severity::Critical, RuleKind::HaltTriggered),
         AlertRule::new("data_stale", Severity::Warning, RuleKind::DataStale),
-        AlertRule::new("checksum_mismatch", Severity::Warning, RuleKind::ChecksumMismatch),
+        AlertRule::new(
+            "checksum_mismatch",
+            Severity::Warning,
+            RuleKind::ChecksumMismatch,
+        ),
         AlertRule::new(
             "credential_rotation_failed",
             Severity::Critical,
@@ -344,7 +346,13 @@ impl AlertManager {
 
     /// Silences alerts whose rule is `matcher` or whose key starts with it, until
     /// `ends_at`. Returns the silence id.
-    pub fn silence(&self, matcher: &str, ends_at: DateTime<Utc>, created_by: &str, comment: &str) -> u64 {
+    pub fn silence(
+        &self,
+        matcher: &str,
+        ends_at: DateTime<Utc>,
+        created_by: &str,
+        comment: &str,
+    ) -> u64 {
         let mut st = self.state.lock();
         st.next_silence += 1;
         let id = st.next_silence;
@@ -400,7 +408,9 @@ impl AlertManager {
             .iter()
             .enumerate()
             .filter_map(|(idx, r)| match &r.kind {
-                RuleKind::Drawdown { threshold_pct } => Some(drawdown_signal(idx, dd, *threshold_pct)),
+                RuleKind::Drawdown { threshold_pct } => {
+                    Some(drawdown_signal(idx, dd, *threshold_pct))
+                }
                 _ => None,
             })
             .collect();
@@ -424,9 +434,10 @@ impl AlertManager {
         }
         for (idx, rule) in self.rules.iter().enumerate() {
             match (&rule.kind, &event.payload) {
-                (RuleKind::Drawdown { threshold_pct }, Payload::ConditionValue { id, value, .. })
-                    if id == "max_total_drawdown" =>
-                {
+                (
+                    RuleKind::Drawdown { threshold_pct },
+                    Payload::ConditionValue { id, value, .. },
+                ) if id == "max_total_drawdown" => {
                     out.push(drawdown_signal(idx, *value, *threshold_pct));
                 }
                 (RuleKind::ApiErrorRate { .. }, Payload::ApiError { .. })
@@ -435,16 +446,31 @@ impl AlertManager {
                 }
                 (RuleKind::HaltTriggered, Payload::HaltTriggered { source, reason }) => {
                     st.halted = true;
-                    out.push(fire(idx, "halt", format!("trading halted by {source}: {reason}"), [("source", source.to_string())]));
+                    out.push(fire(
+                        idx,
+                        "halt",
+                        format!("trading halted by {source}: {reason}"),
+                        [("source", source.to_string())],
+                    ));
                 }
-                (RuleKind::HaltTriggered, Payload::HaltStateChanged { to, source, reason, .. }) => match to {
+                (
+                    RuleKind::HaltTriggered,
+                    Payload::HaltStateChanged {
+                        to, source, reason, ..
+                    },
+                ) => match to {
                     HaltState::Running => {
                         st.halted = false;
                         out.push(Signal::Resolve { key: "halt".into() });
                     }
                     HaltState::Halting | HaltState::Halted if !st.halted => {
                         st.halted = true;
-                        out.push(fire(idx, "halt", format!("trading halted by {source}: {reason}"), [("source", source.to_string())]));
+                        out.push(fire(
+                            idx,
+                            "halt",
+                            format!("trading halted by {source}: {reason}"),
+                            [("source", source.to_string())],
+                        ));
                     }
                     _ => {}
                 },
@@ -452,7 +478,15 @@ impl AlertManager {
                     st.halted = false;
                     out.push(Signal::Resolve { key: "halt".into() });
                 }
-                (RuleKind::DataStale, Payload::Staleness { pair, stale, age_ms, threshold_ms }) => {
+                (
+                    RuleKind::DataStale,
+                    Payload::Staleness {
+                        pair,
+                        stale,
+                        age_ms,
+                        threshold_ms,
+                    },
+                ) => {
                     let key = format!("data_stale:{pair}");
                     if *stale {
                         out.push(fire(
@@ -466,19 +500,37 @@ impl AlertManager {
                     }
                 }
                 (RuleKind::ChecksumMismatch, Payload::BookInvalid { pair, reason }) => {
-                    out.push(fire(idx, &format!("checksum_mismatch:{pair}"), format!("order book for {pair} failed verification: {reason}"), [("pair", pair.to_string())]));
+                    out.push(fire(
+                        idx,
+                        &format!("checksum_mismatch:{pair}"),
+                        format!("order book for {pair} failed verification: {reason}"),
+                        [("pair", pair.to_string())],
+                    ));
                 }
                 (RuleKind::ChecksumMismatch, Payload::BookSnapshot(snap)) => {
-                    out.push(Signal::Resolve { key: format!("checksum_mismatch:{}", snap.pair) });
+                    out.push(Signal::Resolve {
+                        key: format!("checksum_mismatch:{}", snap.pair),
+                    });
                 }
-                (RuleKind::CredentialRotationFailed, Payload::SecretAudit { set, action, outcome, .. })
-                    if action.starts_with("rotat") =>
-                {
+                (
+                    RuleKind::CredentialRotationFailed,
+                    Payload::SecretAudit {
+                        set,
+                        action,
+                        outcome,
+                        ..
+                    },
+                ) if action.starts_with("rotat") => {
                     let key = format!("credential_rotation_failed:{set}");
                     if outcome == "ok" {
                         out.push(Signal::Resolve { key });
                     } else {
-                        out.push(fire(idx, &key, format!("credential rotation for {set} failed: {outcome}"), [("set", set.clone())]));
+                        out.push(fire(
+                            idx,
+                            &key,
+                            format!("credential rotation for {set} failed: {outcome}"),
+                            [("set", set.clone())],
+                        ));
                     }
                 }
                 _ => {}
@@ -497,20 +549,34 @@ impl AlertManager {
                 }
                 let n = st.api_errors.len();
                 if n > *per_minute as usize {
-                    out.push(fire(idx, &rule.name, format!("{n} exchange API errors in the last minute (limit {per_minute})"), []));
+                    out.push(fire(
+                        idx,
+                        &rule.name,
+                        format!("{n} exchange API errors in the last minute (limit {per_minute})"),
+                        [],
+                    ));
                 } else if st.active.contains_key(&rule.name) {
-                    out.push(Signal::Resolve { key: rule.name.clone() });
+                    out.push(Signal::Resolve {
+                        key: rule.name.clone(),
+                    });
                 }
             }
-            RuleKind::AverageLatency { stage, threshold_ms, window_secs } => {
-                let since = now - Duration::seconds(i64::try_from(*window_secs).unwrap_or(i64::MAX));
+            RuleKind::AverageLatency {
+                stage,
+                threshold_ms,
+                window_secs,
+            } => {
+                let since =
+                    now - Duration::seconds(i64::try_from(*window_secs).unwrap_or(i64::MAX));
                 let q = st.latency.entry(idx).or_default();
                 while q.front().is_some_and(|(t, _)| *t <= since) {
                     q.pop_front();
                 }
                 if q.is_empty() {
                     if st.active.contains_key(&rule.name) {
-                        out.push(Signal::Resolve { key: rule.name.clone() });
+                        out.push(Signal::Resolve {
+                            key: rule.name.clone(),
+                        });
                     }
                     return;
                 }
@@ -523,7 +589,9 @@ impl AlertManager {
                         [("stage", stage.clone())],
                     ));
                 } else if st.active.contains_key(&rule.name) {
-                    out.push(Signal::Resolve { key: rule.name.clone() });
+                    out.push(Signal::Resolve {
+                        key: rule.name.clone(),
+                    });
                 }
             }
             _ => {}
@@ -538,8 +606,14 @@ impl AlertManager {
             st.silences.retain(|s| s.ends_at > now);
             for sig in signals {
                 match sig {
-                    Signal::Fire { rule, key, summary, labels } => {
-                        let d = self.fire_one(&mut st, rule, key, summary, labels, now, &mut publish);
+                    Signal::Fire {
+                        rule,
+                        key,
+                        summary,
+                        labels,
+                    } => {
+                        let d =
+                            self.fire_one(&mut st, rule, key, summary, labels, now, &mut publish);
                         decisions.push(d);
                     }
                     Signal::Resolve { key } => {
@@ -551,9 +625,19 @@ impl AlertManager {
             }
         }
         for (key, severity, status, summary) in publish {
-            self.metrics.count_alert(severity, status == AlertStatus::Resolved);
+            self.metrics
+                .count_alert(severity, status == AlertStatus::Resolved);
             if let Some(bus) = &self.bus {
-                bus.publish(Event::new(now, Source::Monitor, Payload::Alert { key, severity, status, summary }));
+                bus.publish(Event::new(
+                    now,
+                    Source::Monitor,
+                    Payload::Alert {
+                        key,
+                        severity,
+                        status,
+                        summary,
+                    },
+                ));
             }
         }
         for d in &decisions {
@@ -598,7 +682,12 @@ impl AlertManager {
         let suppressed = self.suppression(st, rule, &key);
         let is_new = !st.active.contains_key(&key);
         if is_new {
-            publish.push((key.clone(), rule.severity, AlertStatus::Firing, summary.clone()));
+            publish.push((
+                key.clone(),
+                rule.severity,
+                AlertStatus::Firing,
+                summary.clone(),
+            ));
         }
         // Grouping: a recent notice of the same rule for another key covers this one.
         let group_cover = is_new
@@ -669,10 +758,17 @@ impl AlertManager {
     ) -> Option<Decision> {
         let alert = st.active.remove(key)?;
         let summary = format!("resolved: {}", alert.summary);
-        publish.push((key.to_owned(), alert.severity, AlertStatus::Resolved, summary.clone()));
+        publish.push((
+            key.to_owned(),
+            alert.severity,
+            AlertStatus::Resolved,
+            summary.clone(),
+        ));
         let silenced = st.silences.iter().any(|s| s.matches(&alert.rule, key));
         if alert.last_notified.is_none() || silenced {
-            return Some(Decision::ClearedQuietly { key: key.to_owned() });
+            return Some(Decision::ClearedQuietly {
+                key: key.to_owned(),
+            });
         }
         Some(Decision::Resolved(Notice {
             key: key.to_owned(),
@@ -699,7 +795,12 @@ fn rule_err(rule: &str, reason: &str) -> Error {
     }
 }
 
-fn fire<const N: usize>(rule: usize, key: &str, summary: String, labels: [(&str, String); N]) -> Signal {
+fn fire<const N: usize>(
+    rule: usize,
+    key: &str,
+    summary: String,
+    labels: [(&str, String); N],
+) -> Signal {
     Signal::Fire {
         rule,
         key: key.to_owned(),
@@ -717,7 +818,9 @@ fn drawdown_signal(idx: usize, value: Decimal, threshold: Decimal) -> Signal {
             [],
         )
     } else {
-        Signal::Resolve { key: "drawdown".into() }
+        Signal::Resolve {
+            key: "drawdown".into(),
+        }
     }
 }
 
@@ -774,13 +877,20 @@ mod tests {
         );
         let bus = EventBus::new(256);
         let (rules, inh) = default_rules(&MonitorConfig::default());
-        let am = AlertManager::new(rules, inh, dispatcher, Some(bus.clone()), shared, metrics).unwrap();
-        Fixture { clock, bus, rec, am }
+        let am =
+            AlertManager::new(rules, inh, dispatcher, Some(bus.clone()), shared, metrics).unwrap();
+        Fixture {
+            clock,
+            bus,
+            rec,
+            am,
+        }
     }
 
     impl Fixture {
         fn ev(&self, payload: Payload) -> Vec<Decision> {
-            self.am.on_event(&Event::new(self.clock.now(), Source::Test, payload))
+            self.am
+                .on_event(&Event::new(self.clock.now(), Source::Test, payload))
         }
         fn advance_secs(&self, s: i64) {
             self.clock.advance(Duration::seconds(s));
@@ -792,7 +902,12 @@ mod tests {
     }
 
     fn stale(pair: &str, stale: bool) -> Payload {
-        Payload::Staleness { pair: Pair::new(pair).unwrap(), stale, age_ms: 61_000, threshold_ms: 60_000 }
+        Payload::Staleness {
+            pair: Pair::new(pair).unwrap(),
+            stale,
+            age_ms: 61_000,
+            threshold_ms: 60_000,
+        }
     }
 
     fn kinds(ds: &[Decision]) -> Vec<String> {
@@ -809,17 +924,32 @@ mod tests {
     #[tokio::test]
     async fn cooldown_suppresses_a_repeat_within_the_window_and_allows_it_after() {
         let f = fixture();
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["notified data_stale:XRP/USD"]
+        );
         f.advance_secs(600);
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Cooldown"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["suppressed data_stale:XRP/USD Cooldown"]
+        );
         f.advance_secs(2_999);
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Cooldown"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["suppressed data_stale:XRP/USD Cooldown"]
+        );
         f.advance_secs(1);
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["notified data_stale:XRP/USD"]
+        );
         let got = f.delivered().await;
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|n| n.status == AlertStatus::Firing));
-        assert_eq!(got[1].starts_at, got[0].starts_at, "a repeat keeps the start time");
+        assert_eq!(
+            got[1].starts_at, got[0].starts_at,
+            "a repeat keeps the start time"
+        );
     }
 
     #[tokio::test]
@@ -828,16 +958,32 @@ mod tests {
         let mut sub = f.bus.subscribe(KindSet::of(&[gf_core::EventKind::Alert]));
         f.ev(stale("XRP/USD", true));
         f.advance_secs(5);
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", false))), ["resolved data_stale:XRP/USD"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", false))),
+            ["resolved data_stale:XRP/USD"]
+        );
         assert!(f.ev(stale("XRP/USD", false)).is_empty());
         assert!(f.ev(stale("XRP/USD", false)).is_empty());
         let got = f.delivered().await;
-        assert_eq!(got.iter().filter(|n| n.status == AlertStatus::Resolved).count(), 1);
+        assert_eq!(
+            got.iter()
+                .filter(|n| n.status == AlertStatus::Resolved)
+                .count(),
+            1
+        );
         assert_eq!(got[1].ends_at, Some(f.clock.now()));
         let first = sub.try_recv().unwrap();
         assert_eq!(first.source, Source::Monitor);
-        assert!(matches!(&first.payload, Payload::Alert { status: AlertStatus::Firing, key, .. } if key == "data_stale:XRP/USD"));
-        assert!(matches!(&sub.try_recv().unwrap().payload, Payload::Alert { status: AlertStatus::Resolved, .. }));
+        assert!(
+            matches!(&first.payload, Payload::Alert { status: AlertStatus::Firing, key, .. } if key == "data_stale:XRP/USD")
+        );
+        assert!(matches!(
+            &sub.try_recv().unwrap().payload,
+            Payload::Alert {
+                status: AlertStatus::Resolved,
+                ..
+            }
+        ));
         assert!(sub.try_recv().is_err(), "no further alert events");
         assert!(f.am.active().is_empty());
     }
@@ -847,26 +993,47 @@ mod tests {
         let f = fixture();
         f.ev(stale("XRP/USD", true));
         f.advance_secs(2);
-        assert_eq!(kinds(&f.ev(stale("DOGE/USD", true))), ["suppressed data_stale:DOGE/USD Grouped"]);
+        assert_eq!(
+            kinds(&f.ev(stale("DOGE/USD", true))),
+            ["suppressed data_stale:DOGE/USD Grouped"]
+        );
         assert_eq!(f.delivered().await.len(), 1);
         assert_eq!(f.am.active().len(), 2, "both alerts are tracked");
         // Outside the group interval a new key gets its own notice, naming the group.
         f.advance_secs(60);
         let d = f.ev(stale("ETH/USD", true));
-        let Decision::Notified(n) = &d[0] else { panic!("{d:?}") };
+        let Decision::Notified(n) = &d[0] else {
+            panic!("{d:?}")
+        };
         assert_eq!(n.grouped, ["data_stale:DOGE/USD", "data_stale:XRP/USD"]);
     }
 
     #[tokio::test]
     async fn a_halt_inhibits_the_drawdown_alert_that_caused_it() {
         let f = fixture();
-        let dd = |v| Payload::ConditionValue { id: "max_total_drawdown".into(), value: v, threshold: dec!(15), triggered: false };
+        let dd = |v| Payload::ConditionValue {
+            id: "max_total_drawdown".into(),
+            value: v,
+            threshold: dec!(15),
+            triggered: false,
+        };
         assert_eq!(kinds(&f.ev(dd(dec!(11)))), ["notified drawdown"]);
-        f.ev(Payload::HaltTriggered { source: HaltSource::Auto("max_total_drawdown".into()), reason: "drawdown 15.2% > 15%".into() });
+        f.ev(Payload::HaltTriggered {
+            source: HaltSource::Auto("max_total_drawdown".into()),
+            reason: "drawdown 15.2% > 15%".into(),
+        });
         f.advance_secs(3_600);
-        assert_eq!(kinds(&f.ev(dd(dec!(16)))), ["suppressed drawdown Inhibited"]);
+        assert_eq!(
+            kinds(&f.ev(dd(dec!(16)))),
+            ["suppressed drawdown Inhibited"]
+        );
         // Once trading resumes, the inhibition lifts.
-        assert_eq!(kinds(&f.ev(Payload::Resumed { operator: "alice".into() })), ["resolved halt"]);
+        assert_eq!(
+            kinds(&f.ev(Payload::Resumed {
+                operator: "alice".into()
+            })),
+            ["resolved halt"]
+        );
         assert_eq!(kinds(&f.ev(dd(dec!(16)))), ["notified drawdown"]);
         let got = f.delivered().await;
         let rules: Vec<_> = got.iter().map(|n| (n.rule.as_str(), n.status)).collect();
@@ -885,13 +1052,21 @@ mod tests {
     async fn silences_apply_until_their_end_time() {
         let f = fixture();
         let until = f.clock.now() + Duration::minutes(10);
-        let id = f.am.silence("data_stale", until, "alice", "exchange maintenance");
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["suppressed data_stale:XRP/USD Silenced"]);
+        let id =
+            f.am.silence("data_stale", until, "alice", "exchange maintenance");
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["suppressed data_stale:XRP/USD Silenced"]
+        );
         f.advance_secs(601);
         assert!(f.am.silences().is_empty());
-        assert_eq!(kinds(&f.ev(stale("XRP/USD", true))), ["notified data_stale:XRP/USD"]);
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["notified data_stale:XRP/USD"]
+        );
         assert!(!f.am.expire_silence(id), "already expired");
-        let id2 = f.am.silence("data_stale:XRP", until + Duration::hours(1), "bob", "");
+        let id2 =
+            f.am.silence("data_stale:XRP", until + Duration::hours(1), "bob", "");
         assert!(f.am.expire_silence(id2));
         assert_eq!(f.delivered().await.len(), 1);
     }
@@ -899,14 +1074,23 @@ mod tests {
     #[tokio::test]
     async fn api_error_rate_fires_above_the_limit_and_resolves_when_the_minute_passes() {
         let f = fixture();
-        let err = || Payload::ApiError { endpoint: "AddOrder".into(), kind: gf_core::ApiErrorKind::ServiceUnavailable, message: "EService:Unavailable".into(), retryable: true };
+        let err = || Payload::ApiError {
+            endpoint: "AddOrder".into(),
+            kind: gf_core::ApiErrorKind::ServiceUnavailable,
+            message: "EService:Unavailable".into(),
+            retryable: true,
+        };
         for _ in 0..5 {
             assert!(f.ev(err()).is_empty());
             f.advance_secs(1);
         }
         assert_eq!(kinds(&f.ev(err())), ["notified api_errors"]);
         f.advance_secs(30);
-        assert_eq!(kinds(&f.am.tick()), ["suppressed api_errors Cooldown"], "still 6 in the window");
+        assert_eq!(
+            kinds(&f.am.tick()),
+            ["suppressed api_errors Cooldown"],
+            "still 6 in the window"
+        );
         f.advance_secs(30);
         assert_eq!(kinds(&f.am.tick()), ["resolved api_errors"]);
     }
@@ -914,9 +1098,19 @@ mod tests {
     #[tokio::test]
     async fn mean_latency_over_the_limit_fires_and_clears() {
         let f = fixture();
-        let lat = |ms: u64| Payload::Latency { stage: "order_ack".into(), micros: ms * 1000 };
+        let lat = |ms: u64| Payload::Latency {
+            stage: "order_ack".into(),
+            micros: ms * 1000,
+        };
         assert!(f.ev(lat(400)).is_empty());
-        assert!(f.ev(Payload::Latency { stage: "decision".into(), micros: 9_000_000 }).is_empty(), "other stages do not count");
+        assert!(
+            f.ev(Payload::Latency {
+                stage: "decision".into(),
+                micros: 9_000_000
+            })
+            .is_empty(),
+            "other stages do not count"
+        );
         assert_eq!(kinds(&f.ev(lat(700))), ["notified latency"]);
         assert_eq!(kinds(&f.ev(lat(100))), ["resolved latency"]);
         assert_eq!(kinds(&f.ev(lat(2_000))), ["notified latency"]);
@@ -928,13 +1122,44 @@ mod tests {
     async fn checksum_rotation_and_halt_state_rules() {
         let f = fixture();
         let pair = Pair::new("XRP/USD").unwrap();
-        assert_eq!(kinds(&f.ev(Payload::BookInvalid { pair: pair.clone(), reason: "checksum mismatch".into() })), ["notified checksum_mismatch:XRP/USD"]);
-        let snap = gf_core::BookSnapshot { pair, bids: vec![], asks: vec![], checksum: 1 };
-        assert_eq!(kinds(&f.ev(Payload::BookSnapshot(snap))), ["resolved checksum_mismatch:XRP/USD"]);
-        let audit = |outcome: &str| Payload::SecretAudit { set: "kraken".into(), provider: "vault".into(), version: Some("7".into()), action: "rotate".into(), outcome: outcome.into() };
-        assert_eq!(kinds(&f.ev(audit("exchange rejected the new key"))), ["notified credential_rotation_failed:kraken"]);
-        assert_eq!(kinds(&f.ev(audit("ok"))), ["resolved credential_rotation_failed:kraken"]);
-        let change = |to| Payload::HaltStateChanged { from: HaltState::Running, to, source: HaltSource::Cli, reason: "operator".into() };
+        assert_eq!(
+            kinds(&f.ev(Payload::BookInvalid {
+                pair: pair.clone(),
+                reason: "checksum mismatch".into()
+            })),
+            ["notified checksum_mismatch:XRP/USD"]
+        );
+        let snap = gf_core::BookSnapshot {
+            pair,
+            bids: vec![],
+            asks: vec![],
+            checksum: 1,
+        };
+        assert_eq!(
+            kinds(&f.ev(Payload::BookSnapshot(snap))),
+            ["resolved checksum_mismatch:XRP/USD"]
+        );
+        let audit = |outcome: &str| Payload::SecretAudit {
+            set: "kraken".into(),
+            provider: "vault".into(),
+            version: Some("7".into()),
+            action: "rotate".into(),
+            outcome: outcome.into(),
+        };
+        assert_eq!(
+            kinds(&f.ev(audit("exchange rejected the new key"))),
+            ["notified credential_rotation_failed:kraken"]
+        );
+        assert_eq!(
+            kinds(&f.ev(audit("ok"))),
+            ["resolved credential_rotation_failed:kraken"]
+        );
+        let change = |to| Payload::HaltStateChanged {
+            from: HaltState::Running,
+            to,
+            source: HaltSource::Cli,
+            reason: "operator".into(),
+        };
         assert_eq!(kinds(&f.ev(change(HaltState::Halting))), ["notified halt"]);
         assert!(f.ev(change(HaltState::Halted)).is_empty());
         assert_eq!(kinds(&f.ev(change(HaltState::Running))), ["resolved halt"]);
@@ -949,8 +1174,19 @@ mod tests {
         let d = Dispatcher::new(vec![], Metrics::new(), clock.clone());
         let (mut rules, inh) = default_rules(&MonitorConfig::default());
         rules[0].channels = vec!["pager".into()];
-        let err = AlertManager::new(rules, inh.clone(), d.clone(), None, clock.clone(), Metrics::new()).unwrap_err();
-        assert_eq!(err.to_string(), "alert rule `drawdown`: unknown channel `pager`");
+        let err = AlertManager::new(
+            rules,
+            inh.clone(),
+            d.clone(),
+            None,
+            clock.clone(),
+            Metrics::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alert rule `drawdown`: unknown channel `pager`"
+        );
         let (mut rules, _) = default_rules(&MonitorConfig::default());
         rules.retain(|r| r.name != "halt");
         let err = AlertManager::new(rules, inh, d, None, clock, Metrics::new()).unwrap_err();

@@ -36,17 +36,26 @@ impl CheckOutcome {
     /// Healthy.
     #[must_use]
     pub fn healthy(message: impl Into<String>) -> Self {
-        Self { status: HealthStatus::Healthy, message: message.into() }
+        Self {
+            status: HealthStatus::Healthy,
+            message: message.into(),
+        }
     }
     /// Degraded.
     #[must_use]
     pub fn degraded(message: impl Into<String>) -> Self {
-        Self { status: HealthStatus::Degraded, message: message.into() }
+        Self {
+            status: HealthStatus::Degraded,
+            message: message.into(),
+        }
     }
     /// Unhealthy.
     #[must_use]
     pub fn unhealthy(message: impl Into<String>) -> Self {
-        Self { status: HealthStatus::Unhealthy, message: message.into() }
+        Self {
+            status: HealthStatus::Unhealthy,
+            message: message.into(),
+        }
     }
 }
 
@@ -73,7 +82,8 @@ pub trait HealthCheck: Send + Sync + std::fmt::Debug {
     async fn check(&self) -> CheckOutcome;
 }
 
-type BoxedCheckFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = CheckOutcome> + Send>> + Send + Sync>;
+type BoxedCheckFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = CheckOutcome> + Send>> + Send + Sync>;
 
 /// A check from an async closure.
 ///
@@ -91,7 +101,9 @@ pub struct FnCheck {
 
 impl std::fmt::Debug for FnCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnCheck").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnCheck")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,7 +149,12 @@ impl HttpCheck {
             .timeout(timeout)
             .build()
             .unwrap_or_default();
-        Self { name: name.to_owned(), url: url.to_owned(), slow_after, client }
+        Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            slow_after,
+            client,
+        }
     }
 }
 
@@ -154,7 +171,11 @@ impl HealthCheck for HttpCheck {
                 if took > self.slow_after {
                     CheckOutcome::degraded(format!("answered in {} ms", took.as_millis()))
                 } else {
-                    CheckOutcome::healthy(format!("answered {} in {} ms", r.status(), took.as_millis()))
+                    CheckOutcome::healthy(format!(
+                        "answered {} in {} ms",
+                        r.status(),
+                        took.as_millis()
+                    ))
                 }
             }
             Ok(r) => CheckOutcome::unhealthy(format!("http status {}", r.status())),
@@ -174,7 +195,10 @@ impl WritableDirCheck {
     /// A check of `dir`.
     #[must_use]
     pub fn new(name: &str, dir: impl Into<PathBuf>) -> Self {
-        Self { name: name.to_owned(), dir: dir.into() }
+        Self {
+            name: name.to_owned(),
+            dir: dir.into(),
+        }
     }
 }
 
@@ -195,7 +219,9 @@ impl HealthCheck for WritableDirCheck {
         .await;
         match res {
             Ok(Ok(())) => CheckOutcome::healthy(format!("{} is writable", self.dir.display())),
-            Ok(Err(e)) => CheckOutcome::unhealthy(format!("{} is not writable: {e}", self.dir.display())),
+            Ok(Err(e)) => {
+                CheckOutcome::unhealthy(format!("{} is not writable: {e}", self.dir.display()))
+            }
             Err(e) => CheckOutcome::unhealthy(format!("probe task failed: {e}")),
         }
     }
@@ -212,13 +238,19 @@ impl MemoryCheck {
     /// A check against `max_mib` MiB.
     #[must_use]
     pub fn new(max_mib: u64) -> Self {
-        Self { max_bytes: max_mib.saturating_mul(1024 * 1024), sampler: Mutex::new(SystemSampler::new(".")) }
+        Self {
+            max_bytes: max_mib.saturating_mul(1024 * 1024),
+            sampler: Mutex::new(SystemSampler::new(".")),
+        }
     }
 }
 
 fn grade(value: u64, limit: u64, higher_is_worse: bool) -> HealthStatus {
     let (bad, warn) = if higher_is_worse {
-        (value > limit, value.saturating_mul(5) > limit.saturating_mul(4))
+        (
+            value > limit,
+            value.saturating_mul(5) > limit.saturating_mul(4),
+        )
     } else {
         (value < limit, value < limit.saturating_mul(2))
     };
@@ -241,7 +273,11 @@ impl HealthCheck for MemoryCheck {
         let mib = |b: u64| b / (1024 * 1024);
         CheckOutcome {
             status: grade(rss, self.max_bytes, true),
-            message: format!("resident {} MiB of {} MiB allowed", mib(rss), mib(self.max_bytes)),
+            message: format!(
+                "resident {} MiB of {} MiB allowed",
+                mib(rss),
+                mib(self.max_bytes)
+            ),
         }
     }
 }
@@ -257,7 +293,10 @@ impl DiskCheck {
     /// A check of the file system holding `dir`, requiring `min_free_mib` MiB.
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>, min_free_mib: u64) -> Self {
-        Self { min_free_bytes: min_free_mib.saturating_mul(1024 * 1024), sampler: Mutex::new(SystemSampler::new(dir)) }
+        Self {
+            min_free_bytes: min_free_mib.saturating_mul(1024 * 1024),
+            sampler: Mutex::new(SystemSampler::new(dir)),
+        }
     }
 }
 
@@ -270,7 +309,11 @@ impl HealthCheck for DiskCheck {
         match self.sampler.lock().sample().disk_free_bytes {
             Some(free) => CheckOutcome {
                 status: grade(free, self.min_free_bytes, false),
-                message: format!("{} MiB free, {} MiB required", free / (1024 * 1024), self.min_free_bytes / (1024 * 1024)),
+                message: format!(
+                    "{} MiB free, {} MiB required",
+                    free / (1024 * 1024),
+                    self.min_free_bytes / (1024 * 1024)
+                ),
             },
             None => CheckOutcome::degraded("free space of the data directory is unknown"),
         }
@@ -329,7 +372,9 @@ impl HealthCheck for FreshnessCheck {
             .iter()
             .filter_map(|p| match last.get(p) {
                 None => Some(format!("{p}: no data yet")),
-                Some(t) if now - *t > self.max_age => Some(format!("{p}: {} s old", (now - *t).num_seconds())),
+                Some(t) if now - *t > self.max_age => {
+                    Some(format!("{p}: {} s old", (now - *t).num_seconds()))
+                }
                 Some(_) => None,
             })
             .collect();
@@ -374,7 +419,11 @@ impl HealthRegistry {
     /// An empty registry; each check gets `timeout`.
     #[must_use]
     pub fn new(timeout: Duration, clock: SharedClock) -> Self {
-        Self { checks: Vec::new(), timeout, clock }
+        Self {
+            checks: Vec::new(),
+            timeout,
+            clock,
+        }
     }
 
     /// Adds a check.
@@ -399,9 +448,22 @@ impl HealthRegistry {
                 let started = Instant::now();
                 let outcome = tokio::time::timeout(timeout, c.check())
                     .await
-                    .unwrap_or_else(|_| CheckOutcome::unhealthy(format!("timed out after {} ms", timeout.as_millis())));
+                    .unwrap_or_else(|_| {
+                        CheckOutcome::unhealthy(format!(
+                            "timed out after {} ms",
+                            timeout.as_millis()
+                        ))
+                    });
                 let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                (i, CheckResult { name: c.name().to_owned(), status: outcome.status, message: outcome.message, latency_micros: latency })
+                (
+                    i,
+                    CheckResult {
+                        name: c.name().to_owned(),
+                        status: outcome.status,
+                        message: outcome.message,
+                        latency_micros: latency,
+                    },
+                )
             });
         }
         let mut results: Vec<Option<CheckResult>> = vec![None; self.checks.len()];
@@ -422,8 +484,17 @@ impl HealthRegistry {
                 })
             })
             .collect();
-        let status = checks.iter().map(|c| c.status).max().unwrap_or(HealthStatus::Healthy);
-        Readiness { ready: status != HealthStatus::Unhealthy, status, checks, checked_at: self.clock.now() }
+        let status = checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(HealthStatus::Healthy);
+        Readiness {
+            ready: status != HealthStatus::Unhealthy,
+            status,
+            checks,
+            checked_at: self.clock.now(),
+        }
     }
 }
 
@@ -441,16 +512,25 @@ mod tests {
     async fn one_unhealthy_check_makes_the_aggregate_not_ready() {
         let (_, shared) = clock();
         let mut reg = HealthRegistry::new(Duration::from_secs(1), shared);
-        reg.register(Arc::new(FnCheck::new("exchange", || async { CheckOutcome::healthy("ok") })));
-        reg.register(Arc::new(FnCheck::new("slowish", || async { CheckOutcome::degraded("slow") })));
+        reg.register(Arc::new(FnCheck::new("exchange", || async {
+            CheckOutcome::healthy("ok")
+        })));
+        reg.register(Arc::new(FnCheck::new("slowish", || async {
+            CheckOutcome::degraded("slow")
+        })));
         let r = reg.run().await;
         assert!(r.ready);
         assert_eq!(r.status, HealthStatus::Degraded);
-        reg.register(Arc::new(FnCheck::new("database", || async { CheckOutcome::unhealthy("locked") })));
+        reg.register(Arc::new(FnCheck::new("database", || async {
+            CheckOutcome::unhealthy("locked")
+        })));
         let r = reg.run().await;
         assert!(!r.ready);
         assert_eq!(r.http_status(), 503);
-        assert_eq!(r.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["exchange", "slowish", "database"]);
+        assert_eq!(
+            r.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["exchange", "slowish", "database"]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -459,13 +539,20 @@ mod tests {
         let mut reg = HealthRegistry::new(Duration::from_millis(200), shared);
         let mut quick = MockHealthCheck::new();
         quick.expect_name().return_const("quick".to_owned());
-        quick.expect_check().times(1).returning(|| CheckOutcome::healthy("fine"));
+        quick
+            .expect_check()
+            .times(1)
+            .returning(|| CheckOutcome::healthy("fine"));
         reg.register(Arc::new(quick));
         reg.register(Arc::new(FnCheck::new("hang", std::future::pending)));
         let r = reg.run().await;
         assert!(!r.ready);
         assert_eq!(r.checks[0].status, HealthStatus::Healthy);
-        assert!(r.checks[1].message.contains("timed out after 200 ms"), "{:?}", r.checks);
+        assert!(
+            r.checks[1].message.contains("timed out after 200 ms"),
+            "{:?}",
+            r.checks
+        );
         assert!(r.checks[1].latency_micros >= 200_000);
     }
 
@@ -474,7 +561,11 @@ mod tests {
         let (manual, shared) = clock();
         let xrp = Pair::new("XRP/USD").unwrap();
         let doge = Pair::new("DOGE/USD").unwrap();
-        let check = FreshnessCheck::new(vec![xrp.clone(), doge.clone()], Duration::from_secs(60), shared);
+        let check = FreshnessCheck::new(
+            vec![xrp.clone(), doge.clone()],
+            Duration::from_secs(60),
+            shared,
+        );
         assert_eq!(check.check().await.status, HealthStatus::Unhealthy);
         check.note(&xrp, manual.now());
         check.note(&doge, manual.now());
@@ -484,19 +575,50 @@ mod tests {
         manual.advance(chrono::Duration::seconds(31));
         let out = check.check().await;
         assert_eq!(out.status, HealthStatus::Unhealthy);
-        assert!(out.message.contains("DOGE/USD: 61 s old") && !out.message.contains("XRP"), "{}", out.message);
+        assert!(
+            out.message.contains("DOGE/USD: 61 s old") && !out.message.contains("XRP"),
+            "{}",
+            out.message
+        );
     }
 
     #[tokio::test]
     async fn writable_dir_memory_and_disk() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(WritableDirCheck::new("database", dir.path()).check().await.status, HealthStatus::Healthy);
+        assert_eq!(
+            WritableDirCheck::new("database", dir.path())
+                .check()
+                .await
+                .status,
+            HealthStatus::Healthy
+        );
         let missing = dir.path().join("nope");
-        assert_eq!(WritableDirCheck::new("database", &missing).check().await.status, HealthStatus::Unhealthy);
-        assert_eq!(MemoryCheck::new(1).check().await.status, HealthStatus::Unhealthy);
-        assert_eq!(MemoryCheck::new(1 << 30).check().await.status, HealthStatus::Healthy);
-        assert_eq!(DiskCheck::new(dir.path(), 1).check().await.status, HealthStatus::Healthy);
-        assert_eq!(DiskCheck::new(dir.path(), u64::MAX / (1 << 21)).check().await.status, HealthStatus::Unhealthy);
+        assert_eq!(
+            WritableDirCheck::new("database", &missing)
+                .check()
+                .await
+                .status,
+            HealthStatus::Unhealthy
+        );
+        assert_eq!(
+            MemoryCheck::new(1).check().await.status,
+            HealthStatus::Unhealthy
+        );
+        assert_eq!(
+            MemoryCheck::new(1 << 30).check().await.status,
+            HealthStatus::Healthy
+        );
+        assert_eq!(
+            DiskCheck::new(dir.path(), 1).check().await.status,
+            HealthStatus::Healthy
+        );
+        assert_eq!(
+            DiskCheck::new(dir.path(), u64::MAX / (1 << 21))
+                .check()
+                .await
+                .status,
+            HealthStatus::Unhealthy
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ async fn livez() -> Response {
     axum::Json(json!({ "status": "alive" })).into_response()
 }
 
-async fn readyz(State(m): State<Arc<Monitor>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn readyz(
+    State(m): State<Arc<Monitor>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let r = m.readiness().await;
     let code = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let body = if q.contains_key("verbose") {

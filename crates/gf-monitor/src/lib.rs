@@ -9,7 +9,7 @@
 //! - [`channel`]: log, e-mail (SMTP), webhook (generic, Slack, Discord, Telegram) and SMS
 //!   (Twilio-compatible) channels and the [`Dispatcher`].
 //! - [`health`]: the [`HealthCheck`] trait, built-in checks and the aggregate.
-//! - [`dashboard`]: [`DashboardSnapshot`].
+//! - [`dashboard`]: the [`DashboardSnapshot`] pushed to the dashboard WebSocket.
 //! - [`monitor`]: [`Monitor`], which the daemon feeds with every bus event.
 //! - [`http`]: axum routes for `/metrics`, `/livez`, `/readyz`.
 //!
@@ -51,7 +51,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod system;
 
-pub use alert::{AlertManager, AlertRule, Decision, Inhibition, RuleKind, Suppression, default_rules};
+pub use alert::{
+    AlertManager, AlertRule, Decision, Inhibition, RuleKind, Suppression, default_rules,
+};
 pub use channel::{Channel, Dispatcher, Notice};
 pub use dashboard::DashboardSnapshot;
 pub use error::Error;

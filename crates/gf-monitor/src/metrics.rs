@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
@@ -21,9 +21,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
-use gf_core::{
-    ApiErrorKind, ConnectionState, Event, HaltState, HealthStatus, Payload, Severity,
-};
+use gf_core::{ApiErrorKind, ConnectionState, Event, HaltState, HealthStatus, Payload, Severity};
 use gf_risk::PortfolioView;
 
 use crate::Error;
@@ -50,8 +48,8 @@ pub const OTHER_STAGE: &str = "other";
 
 /// Histogram buckets for latencies, seconds: 10 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 19] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Samples kept per stage for the dashboard's percentiles.
@@ -187,6 +185,7 @@ struct Inner {
     api_errors: Family<Labels1, Counter>,
     checksum_mismatches: Family<Labels1, Counter>,
     reconnects: Counter,
+    disconnected: AtomicBool,
     market_stale: Family<Labels1, Gauge>,
     alerts: Family<Labels2, Counter>,
     notifications: Family<Labels2, Counter>,
@@ -271,7 +270,9 @@ impl Metrics {
         let latency = STAGES
             .iter()
             .chain(std::iter::once(&OTHER_STAGE))
-            .map(|s| StageLatency::new(latency_family.get_or_create_owned(&[("stage", (*s).to_owned())])))
+            .map(|s| {
+                StageLatency::new(latency_family.get_or_create_owned(&[("stage", (*s).to_owned())]))
+            })
             .collect();
 
         let inner = Inner {
@@ -293,7 +294,11 @@ impl Metrics {
                 "Open file descriptors of the process",
                 Gauge::default()
             ),
-            threads: reg!("gf_process_threads", "Threads of the process", Gauge::default()),
+            threads: reg!(
+                "gf_process_threads",
+                "Threads of the process",
+                Gauge::default()
+            ),
             disk_free_bytes: reg!(
                 "gf_data_dir_disk_free",
                 "Free space on the file system of the data directory",
@@ -301,7 +306,11 @@ impl Metrics {
                 Gauge::default()
             ),
             trades: reg!("gf_trading_trades", "Closed round trips", Gauge::default()),
-            winners: reg!("gf_trading_winners", "Winning round trips", Gauge::default()),
+            winners: reg!(
+                "gf_trading_winners",
+                "Winning round trips",
+                Gauge::default()
+            ),
             losers: reg!("gf_trading_losers", "Losing round trips", Gauge::default()),
             win_ratio: reg!(
                 "gf_trading_win",
@@ -399,6 +408,7 @@ impl Metrics {
                 "Market-data connection attempts after a disconnect",
                 Counter::default()
             ),
+            disconnected: AtomicBool::new(false),
             market_stale: reg!(
                 "gf_market_data_stale",
                 "1 while a pair's market data is stale",
@@ -419,7 +429,11 @@ impl Metrics {
                 "Health check outcome: 0 healthy, 1 degraded, 2 unhealthy",
                 Family::default()
             ),
-            events: reg!("gf_bus_events", "Bus events seen, by kind", Family::default()),
+            events: reg!(
+                "gf_bus_events",
+                "Bus events seen, by kind",
+                Family::default()
+            ),
             registry: Registry::default(),
         };
         let mut inner = inner;
@@ -491,18 +505,22 @@ impl Metrics {
         match &event.payload {
             Payload::Latency { stage, micros } => self.record_latency(stage, *micros),
             Payload::ApiError { kind, .. } => {
-                i.api_errors.get_or_create(&[("kind", api_kind(*kind))]).inc();
+                i.api_errors
+                    .get_or_create(&[("kind", api_kind(*kind))])
+                    .inc();
             }
             Payload::BookInvalid { pair, .. } => {
                 i.checksum_mismatches
                     .get_or_create(&[("pair", pair.to_string())])
                     .inc();
             }
-            Payload::Connection { state, .. } => {
-                if *state == ConnectionState::Connecting {
+            Payload::Connection { state, .. } => match state {
+                ConnectionState::Disconnected => i.disconnected.store(true, Ordering::Relaxed),
+                ConnectionState::Connecting if i.disconnected.swap(false, Ordering::Relaxed) => {
                     i.reconnects.inc();
                 }
-            }
+                ConnectionState::Connecting | ConnectionState::Connected => {}
+            },
             Payload::Staleness { pair, stale, .. } => {
                 i.market_stale
                     .get_or_create(&[("pair", pair.to_string())])
@@ -510,7 +528,10 @@ impl Metrics {
             }
             Payload::Fill(fill) => {
                 i.fills
-                    .get_or_create(&[("pair", fill.pair.to_string()), ("side", fill.side.to_string())])
+                    .get_or_create(&[
+                        ("pair", fill.pair.to_string()),
+                        ("side", fill.side.to_string()),
+                    ])
                     .inc();
             }
             Payload::HaltStateChanged {
@@ -594,7 +615,10 @@ impl Metrics {
         let outcome = if sent { "sent" } else { "failed" };
         self.inner
             .notifications
-            .get_or_create(&[("channel", channel.to_owned()), ("outcome", outcome.to_owned())])
+            .get_or_create(&[
+                ("channel", channel.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 
@@ -604,7 +628,10 @@ impl Metrics {
         let outcome = if sent { "sent" } else { "failed" };
         self.inner
             .notifications
-            .get(&[("channel", channel.to_owned()), ("outcome", outcome.to_owned())])
+            .get(&[
+                ("channel", channel.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .map_or(0, |c| c.get())
     }
 
@@ -617,8 +644,7 @@ impl Metrics {
         i.win_ratio.set(pct_ratio(stats.win_rate_pct));
         i.average_win.set(f(stats.average_win));
         i.average_loss.set(f(stats.average_loss));
-        i.profit_factor
-            .set(stats.profit_factor.map_or(f64::NAN, f));
+        i.profit_factor.set(stats.profit_factor.map_or(f64::NAN, f));
         i.sharpe.set(stats.sharpe.map_or(f64::NAN, f));
         i.max_drawdown_ratio.set(pct_ratio(stats.max_drawdown_pct));
         i.pnl
@@ -714,8 +740,14 @@ mod tests {
         m.record_latency("made_up_stage", 5);
         m.record_latency("another_made_up", 7);
         let text = m.render().unwrap();
-        assert!(text.contains("gf_latency_seconds_count{stage=\"order_ack\"} 1"), "{text}");
-        assert!(text.contains("gf_latency_seconds_count{stage=\"other\"} 2"), "{text}");
+        assert!(
+            text.contains("gf_latency_seconds_count{stage=\"order_ack\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gf_latency_seconds_count{stage=\"other\"} 2"),
+            "{text}"
+        );
         assert!(!text.contains("made_up"), "{text}");
     }
 
@@ -726,9 +758,12 @@ mod tests {
         let text = m.render().unwrap();
         assert!(text.contains("# TYPE gf_latency_seconds histogram"));
         assert!(text.contains("# HELP gf_latency_seconds "));
-        assert!(text.contains("gf_latency_seconds_bucket{le=\"0.00005\",stage=\"decision\"} 1")
-            || text.contains("gf_latency_seconds_bucket{stage=\"decision\",le=\"5e-5\"} 1")
-            || text.contains("stage=\"decision\",le=\"0.00005\"} 1"), "{text}");
+        assert!(
+            text.contains("gf_latency_seconds_bucket{le=\"0.00005\",stage=\"decision\"} 1")
+                || text.contains("gf_latency_seconds_bucket{stage=\"decision\",le=\"5e-5\"} 1")
+                || text.contains("stage=\"decision\",le=\"0.00005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE gf_api_errors counter"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
@@ -747,10 +782,17 @@ mod tests {
             pair: pair.clone(),
             reason: "checksum mismatch".into(),
         }));
-        m.on_event(&ev(Payload::Connection {
-            state: ConnectionState::Connecting,
-            detail: "attempt 2".into(),
-        }));
+        for state in [
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Disconnected,
+            ConnectionState::Connecting,
+        ] {
+            m.on_event(&ev(Payload::Connection {
+                state,
+                detail: "attempt".into(),
+            }));
+        }
         m.on_event(&ev(Payload::HaltStateChanged {
             from: HaltState::Running,
             to: HaltState::Halting,

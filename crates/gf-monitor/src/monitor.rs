@@ -43,7 +43,9 @@ pub struct MonitorBuilder {
 
 impl std::fmt::Debug for MonitorBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MonitorBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("MonitorBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,15 +134,23 @@ impl MonitorBuilder {
         let channels = build_channels(&self.config.channels, &*self.env)?;
         let dispatcher = Dispatcher::new(channels, metrics.clone(), self.clock.clone());
         let (rules, inhibitions) = self.rules.unwrap_or_else(|| default_rules(&self.config));
-        let alerts = AlertManager::new(rules, inhibitions, dispatcher, self.bus.clone(), self.clock.clone(), metrics.clone())?;
+        let alerts = AlertManager::new(
+            rules,
+            inhibitions,
+            dispatcher,
+            self.bus.clone(),
+            self.clock.clone(),
+            metrics.clone(),
+        )?;
         let mut health = HealthRegistry::new(self.check_timeout, self.clock.clone());
         health.register(Arc::new(MemoryCheck::new(self.config.max_memory_mib)));
         if let Some(dir) = &self.data_dir {
             health.register(Arc::new(WritableDirCheck::new("data_dir", dir)));
             health.register(Arc::new(DiskCheck::new(dir, self.config.min_disk_free_mib)));
         }
-        let freshness = (!self.pairs.is_empty())
-            .then(|| FreshnessCheck::new(self.pairs.clone(), self.max_staleness, self.clock.clone()));
+        let freshness = (!self.pairs.is_empty()).then(|| {
+            FreshnessCheck::new(self.pairs.clone(), self.max_staleness, self.clock.clone())
+        });
         if let Some(f) = &freshness {
             health.register(Arc::new(f.clone()));
         }
@@ -148,7 +158,9 @@ impl MonitorBuilder {
             health.register(c);
         }
         Ok(Monitor {
-            sampler: Mutex::new(SystemSampler::new(self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")))),
+            sampler: Mutex::new(SystemSampler::new(
+                self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+            )),
             metrics,
             alerts,
             health,
@@ -230,7 +242,9 @@ impl Monitor {
             f.note(pair, event.ts);
         }
         match &event.payload {
-            Payload::HaltStateChanged { to, source, reason, .. } => {
+            Payload::HaltStateChanged {
+                to, source, reason, ..
+            } => {
                 let mut d = self.dash.lock();
                 d.halt_state = Some(*to);
                 d.halt_source = Some(source.to_string());
@@ -242,10 +256,21 @@ impl Monitor {
                 d.halt_source = Some(operator.clone());
                 d.halt_reason = Some("resumed".into());
             }
-            Payload::ConditionValue { id, value, threshold, triggered } => {
+            Payload::ConditionValue {
+                id,
+                value,
+                threshold,
+                triggered,
+            } => {
                 self.dash.lock().conditions.insert(
                     id.clone(),
-                    ConditionView { id: id.clone(), value: *value, threshold: *threshold, triggered: *triggered, updated_at: event.ts },
+                    ConditionView {
+                        id: id.clone(),
+                        value: *value,
+                        threshold: *threshold,
+                        triggered: *triggered,
+                        updated_at: event.ts,
+                    },
                 );
             }
             _ => {}

@@ -33,10 +33,32 @@ fn env(k: &str) -> Option<String> {
 async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
     let server = CaptureServer::start().await;
     let configs = vec![
-        channel("hook", "webhook", &format!("url = \"{}\"\nbearer_token_env = \"GF_TEST_HOOK_TOKEN\"", server.url("/generic"))),
-        channel("slack", "slack", &format!("url = \"{}\"", server.url("/services/T0/B0/x"))),
-        channel("discord", "discord", &format!("url = \"{}\"", server.url("/api/webhooks/1/abc"))),
-        channel("tg", "telegram", &format!("url = \"{}\"\nchat_id = \"-1001\"", server.url("/bot123:abc/sendMessage"))),
+        channel(
+            "hook",
+            "webhook",
+            &format!(
+                "url = \"{}\"\nbearer_token_env = \"GF_TEST_HOOK_TOKEN\"",
+                server.url("/generic")
+            ),
+        ),
+        channel(
+            "slack",
+            "slack",
+            &format!("url = \"{}\"", server.url("/services/T0/B0/x")),
+        ),
+        channel(
+            "discord",
+            "discord",
+            &format!("url = \"{}\"", server.url("/api/webhooks/1/abc")),
+        ),
+        channel(
+            "tg",
+            "telegram",
+            &format!(
+                "url = \"{}\"\nchat_id = \"-1001\"",
+                server.url("/bot123:abc/sendMessage")
+            ),
+        ),
         channel(
             "sms",
             "sms",
@@ -47,13 +69,25 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
         ),
     ];
     let metrics = Metrics::new();
-    let d = Dispatcher::new(build_channels(&configs, &env).unwrap(), metrics.clone(), clock());
+    let d = Dispatcher::new(
+        build_channels(&configs, &env).unwrap(),
+        metrics.clone(),
+        clock(),
+    );
     assert_eq!(d.dispatch(&notice(), &[]), 5);
     let reports = d.flush().await;
-    assert!(reports.iter().all(|r| r.delivered() && r.attempts == 1), "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r.delivered() && r.attempts == 1),
+        "{reports:?}"
+    );
 
     let reqs = server.requests();
-    let by_path = |p: &str| reqs.iter().filter(|r| r.path == p).cloned().collect::<Vec<_>>();
+    let by_path = |p: &str| {
+        reqs.iter()
+            .filter(|r| r.path == p)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
 
     let generic = &by_path("/generic")[0];
     assert_eq!(generic.header("authorization"), "Bearer s3cret");
@@ -65,10 +99,19 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
     assert_eq!(body["labels"]["source"], "cli");
 
     let slack = by_path("/services/T0/B0/x")[0].json();
-    assert!(slack["text"].as_str().unwrap().starts_with("[CRITICAL] FIRING halt: trading halted by cli"), "{slack}");
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[CRITICAL] FIRING halt: trading halted by cli"),
+        "{slack}"
+    );
 
     let discord = by_path("/api/webhooks/1/abc")[0].json();
-    assert!(discord["content"].as_str().unwrap().contains("key: halt"), "{discord}");
+    assert!(
+        discord["content"].as_str().unwrap().contains("key: halt"),
+        "{discord}"
+    );
 
     let tg = by_path("/bot123:abc/sendMessage")[0].json();
     assert_eq!(tg["chat_id"], "-1001");
@@ -79,7 +122,10 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
     for (req, to) in sms.iter().zip(["%2B15550001", "%2B15550002"]) {
         assert_eq!(req.method, "POST");
         assert_eq!(req.header("authorization"), "Basic QUMxMjM6dG9r");
-        assert_eq!(req.header("content-type"), "application/x-www-form-urlencoded");
+        assert_eq!(
+            req.header("content-type"),
+            "application/x-www-form-urlencoded"
+        );
         let form = String::from_utf8(req.body.to_vec()).unwrap();
         assert!(form.contains(&format!("To={to}")), "{form}");
         assert!(form.contains("From=%2B15559999"), "{form}");
@@ -93,22 +139,47 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_until_delivered() {
     let server = CaptureServer::scripted(vec![503, 502]).await;
-    let cfg = channel("hook", "webhook", &format!("url = \"{}\"\nattempts = 3\nbackoff_ms = 50", server.url("/h")));
-    let d = Dispatcher::new(vec![build_channel(&cfg, &env).unwrap()], Metrics::new(), clock());
+    let cfg = channel(
+        "hook",
+        "webhook",
+        &format!(
+            "url = \"{}\"\nattempts = 3\nbackoff_ms = 50",
+            server.url("/h")
+        ),
+    );
+    let d = Dispatcher::new(
+        vec![build_channel(&cfg, &env).unwrap()],
+        Metrics::new(),
+        clock(),
+    );
     let started = Instant::now();
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
     assert!(r.delivered(), "{r:?}");
     assert_eq!(r.attempts, 3);
     assert_eq!(server.requests().len(), 3);
-    assert!(started.elapsed() >= Duration::from_millis(150), "50 ms then 100 ms of backoff");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "50 ms then 100 ms of backoff"
+    );
 }
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let server = CaptureServer::scripted(vec![400]).await;
-    let cfg = channel("hook", "slack", &format!("url = \"{}\"\nattempts = 5\nbackoff_ms = 1", server.url("/h")));
-    let d = Dispatcher::new(vec![build_channel(&cfg, &env).unwrap()], Metrics::new(), clock());
+    let cfg = channel(
+        "hook",
+        "slack",
+        &format!(
+            "url = \"{}\"\nattempts = 5\nbackoff_ms = 1",
+            server.url("/h")
+        ),
+    );
+    let d = Dispatcher::new(
+        vec![build_channel(&cfg, &env).unwrap()],
+        Metrics::new(),
+        clock(),
+    );
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
     assert_eq!(r.attempts, 1);
@@ -120,31 +191,68 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
     let hanging = CaptureServer::hanging().await;
     let good = CaptureServer::start().await;
     let configs = vec![
-        channel("hang", "webhook", &format!("url = \"{}\"\ntimeout_ms = 400\nattempts = 2\nbackoff_ms = 10", hanging.url("/h"))),
-        channel("down", "discord", &format!("url = \"http://127.0.0.1:{}/x\"\nattempts = 2\nbackoff_ms = 10", closed_port())),
+        channel(
+            "hang",
+            "webhook",
+            &format!(
+                "url = \"{}\"\ntimeout_ms = 400\nattempts = 2\nbackoff_ms = 10",
+                hanging.url("/h")
+            ),
+        ),
+        channel(
+            "down",
+            "discord",
+            &format!(
+                "url = \"http://127.0.0.1:{}/x\"\nattempts = 2\nbackoff_ms = 10",
+                closed_port()
+            ),
+        ),
         channel("good", "slack", &format!("url = \"{}\"", good.url("/ok"))),
     ];
     let metrics = Metrics::new();
-    let d = Dispatcher::new(build_channels(&configs, &env).unwrap(), metrics.clone(), clock());
+    let d = Dispatcher::new(
+        build_channels(&configs, &env).unwrap(),
+        metrics.clone(),
+        clock(),
+    );
     let started = Instant::now();
     d.dispatch(&notice(), &[]);
     // The good channel's request arrives while the hanging one is still waiting.
     while good.requests().is_empty() {
-        assert!(started.elapsed() < Duration::from_millis(350), "good channel held up");
+        assert!(
+            started.elapsed() < Duration::from_millis(350),
+            "good channel held up"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut reports = d.flush().await;
     reports.sort_by(|a, b| a.channel.cmp(&b.channel));
-    let [down, good_r, hang] = &reports[..] else { panic!("{reports:?}") };
+    let [down, good_r, hang] = &reports[..] else {
+        panic!("{reports:?}")
+    };
     assert!(good_r.delivered());
     assert_eq!((down.attempts, hang.attempts), (2, 2));
-    assert!(down.error.as_deref().unwrap().contains("http request failed"), "{down:?}");
-    assert!(hang.error.as_deref().unwrap().contains("timed out"), "{hang:?}");
+    assert!(
+        down.error
+            .as_deref()
+            .unwrap()
+            .contains("http request failed"),
+        "{down:?}"
+    );
+    assert!(
+        hang.error.as_deref().unwrap().contains("timed out"),
+        "{hang:?}"
+    );
     assert_eq!(hanging.requests().len(), 2);
     assert_eq!(metrics.notifications("hang", false), 1);
     assert_eq!(metrics.notifications("down", false), 1);
     assert_eq!(metrics.notifications("good", true), 1);
-    assert!(metrics.render().unwrap().contains("gf_alert_notifications_total{channel=\"hang\",outcome=\"failed\"} 1"));
+    assert!(
+        metrics
+            .render()
+            .unwrap()
+            .contains("gf_alert_notifications_total{channel=\"hang\",outcome=\"failed\"} 1")
+    );
 }
 
 /// A real SMTP server: `python3 -m aiosmtpd` with its debugging handler, which prints
@@ -158,7 +266,9 @@ struct SmtpServer {
 impl SmtpServer {
     async fn start() -> Self {
         let python = std::env::var("GF_PYTHON").unwrap_or_else(|_| "python3".into());
-        let probe = std::process::Command::new(&python).args(["-c", "import aiosmtpd"]).output();
+        let probe = std::process::Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .output();
         match probe {
             Ok(o) if o.status.success() => {}
             _ => panic!(
@@ -168,7 +278,14 @@ impl SmtpServer {
         }
         let port = closed_port();
         let mut child = tokio::process::Command::new(&python)
-            .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -186,8 +303,14 @@ impl SmtpServer {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(15);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start listening on {port}");
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { port, child, out }
@@ -200,7 +323,10 @@ impl SmtpServer {
             if text.contains(needle) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "SMTP server never printed {needle:?}; got:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "SMTP server never printed {needle:?}; got:\n{text}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -223,14 +349,28 @@ async fn email_arrives_at_a_real_smtp_server_with_subject_and_body() {
             smtp.port
         ),
     );
-    let d = Dispatcher::new(vec![build_channel(&cfg, &env).unwrap()], Metrics::new(), clock());
+    let d = Dispatcher::new(
+        vec![build_channel(&cfg, &env).unwrap()],
+        Metrics::new(),
+        clock(),
+    );
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
     assert!(r.delivered(), "{r:?}");
     let text = smtp.wait_for("END MESSAGE").await;
-    assert!(text.contains("Subject: [CRITICAL] FIRING halt: trading halted by cli: operator request"), "{text}");
-    assert!(text.contains("From: \"Gal-Friday\" <gf@example.invalid>") || text.contains("From: Gal-Friday <gf@example.invalid>"), "{text}");
-    assert!(text.contains("ops@example.invalid") && text.contains("trader@example.invalid"), "{text}");
+    assert!(
+        text.contains("Subject: [CRITICAL] FIRING halt: trading halted by cli: operator request"),
+        "{text}"
+    );
+    assert!(
+        text.contains("From: \"Gal-Friday\" <gf@example.invalid>")
+            || text.contains("From: Gal-Friday <gf@example.invalid>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ops@example.invalid") && text.contains("trader@example.invalid"),
+        "{text}"
+    );
     assert!(text.contains("key: halt"), "body missing:\n{text}");
     assert!(text.contains("source: cli"), "body missing:\n{text}");
 }
@@ -250,14 +390,25 @@ async fn an_unreachable_smtp_server_is_retried_then_recorded_failed_while_others
         channel("hook", "webhook", &format!("url = \"{}\"", good.url("/ok"))),
     ];
     let metrics = Metrics::new();
-    let d = Dispatcher::new(build_channels(&configs, &env).unwrap(), metrics.clone(), clock());
+    let d = Dispatcher::new(
+        build_channels(&configs, &env).unwrap(),
+        metrics.clone(),
+        clock(),
+    );
     d.dispatch(&notice(), &[]);
     let mut reports = d.flush().await;
     reports.sort_by(|a, b| a.channel.cmp(&b.channel));
     assert!(reports[0].delivered(), "{reports:?}");
     assert_eq!(reports[1].channel, "mail");
     assert_eq!(reports[1].attempts, 3);
-    assert!(reports[1].error.as_deref().unwrap().contains("smtp 127.0.0.1"), "{reports:?}");
+    assert!(
+        reports[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("smtp 127.0.0.1"),
+        "{reports:?}"
+    );
     assert_eq!(metrics.notifications("mail", false), 1);
     assert_eq!(d.recent().len(), 2);
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use gf_core::config::MonitorConfig;
 use gf_core::{
-    AlertStatus, Clock, Event, EventBus, EventKind, HaltSource, HaltState, KindSet, ManualClock, Pair, Payload,
-    Position, Source,
+    AlertStatus, Clock, Event, EventBus, EventKind, HaltSource, HaltState, KindSet, ManualClock,
+    Pair, Payload, Position, Source,
 };
 use gf_monitor::health::{CheckOutcome, FnCheck};
 use gf_monitor::{CONTENT_TYPE, Error, MonitorBuilder};
@@ -28,11 +28,17 @@ async fn one_unhealthy_check_makes_readyz_say_not_ready() {
     let dir = tempfile::tempdir().unwrap();
     let monitor = MonitorBuilder::new(&MonitorConfig::default(), Arc::new(ManualClock::default()))
         .data_dir(dir.path())
-        .check(Arc::new(FnCheck::new("exchange", || async { CheckOutcome::healthy("SystemStatus online") })))
+        .check(Arc::new(FnCheck::new("exchange", || async {
+            CheckOutcome::healthy("SystemStatus online")
+        })))
         .check(Arc::new(FnCheck::new("database", move || {
             let ok = flag.load(Ordering::SeqCst);
             async move {
-                if ok { CheckOutcome::healthy("journal writable") } else { CheckOutcome::unhealthy("database is locked") }
+                if ok {
+                    CheckOutcome::healthy("journal writable")
+                } else {
+                    CheckOutcome::unhealthy("database is locked")
+                }
             }
         })))
         .build()
@@ -41,7 +47,13 @@ async fn one_unhealthy_check_makes_readyz_say_not_ready() {
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let client = client.clone();
-        async move { client.get(format!("http://{addr}{path}")).send().await.unwrap() }
+        async move {
+            client
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap()
+        }
     };
 
     let r = get("/readyz").await;
@@ -59,7 +71,10 @@ async fn one_unhealthy_check_makes_readyz_say_not_ready() {
     let body: Value = get("/readyz?verbose").await.json().await.unwrap();
     let checks = body["checks"].as_array().unwrap();
     let names: Vec<_> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["memory", "data_dir", "disk", "exchange", "database"]);
+    assert_eq!(
+        names,
+        ["memory", "data_dir", "disk", "exchange", "database"]
+    );
     let db = &checks[4];
     assert_eq!(db["status"], "unhealthy");
     assert_eq!(db["message"], "database is locked");
@@ -71,15 +86,24 @@ async fn one_unhealthy_check_makes_readyz_say_not_ready() {
     let r = get("/metrics").await;
     assert_eq!(r.headers()["content-type"], CONTENT_TYPE);
     let text = r.text().await.unwrap();
-    assert!(text.contains("gf_health_check_status{check=\"database\"} 2"), "{text}");
+    assert!(
+        text.contains("gf_health_check_status{check=\"database\"} 2"),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
 }
 
 #[tokio::test]
 async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
     let hook = CaptureServer::start().await;
-    let mut config = MonitorConfig::default();
-    config.channels = vec![channel("ops", "webhook", &format!("url = \"{}\"", hook.url("/alerts")))];
+    let config = MonitorConfig {
+        channels: vec![channel(
+            "ops",
+            "webhook",
+            &format!("url = \"{}\"", hook.url("/alerts")),
+        )],
+        ..MonitorConfig::default()
+    };
     let bus = EventBus::new(1024);
     let monitor = Arc::new(
         MonitorBuilder::new(&config, Arc::new(gf_core::SystemClock))
@@ -98,37 +122,107 @@ async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
     ));
 
     let now = chrono::Utc::now();
-    bus.publish(Event::new(now, Source::Halt, Payload::HaltTriggered { source: HaltSource::Signal, reason: "SIGUSR1".into() }));
-    let ev = tokio::time::timeout(Duration::from_secs(5), alerts.recv()).await.unwrap().unwrap();
+    bus.publish(Event::new(
+        now,
+        Source::Halt,
+        Payload::HaltTriggered {
+            source: HaltSource::Signal,
+            reason: "SIGUSR1".into(),
+        },
+    ));
+    let ev = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.source, Source::Monitor);
-    let Payload::Alert { key, severity, status, summary } = &ev.payload else { panic!("{ev:?}") };
-    assert_eq!((key.as_str(), *severity, *status), ("halt", gf_core::Severity::Critical, AlertStatus::Firing));
+    let Payload::Alert {
+        key,
+        severity,
+        status,
+        summary,
+    } = &ev.payload
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (key.as_str(), *severity, *status),
+        ("halt", gf_core::Severity::Critical, AlertStatus::Firing)
+    );
     assert!(summary.contains("SIGUSR1"), "{summary}");
 
-    bus.publish(Event::new(now, Source::Halt, Payload::Resumed { operator: "alice".into() }));
-    let ev = tokio::time::timeout(Duration::from_secs(5), alerts.recv()).await.unwrap().unwrap();
-    assert!(matches!(&ev.payload, Payload::Alert { status: AlertStatus::Resolved, .. }), "{ev:?}");
+    bus.publish(Event::new(
+        now,
+        Source::Halt,
+        Payload::Resumed {
+            operator: "alice".into(),
+        },
+    ));
+    let ev = tokio::time::timeout(Duration::from_secs(5), alerts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            &ev.payload,
+            Payload::Alert {
+                status: AlertStatus::Resolved,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
 
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
     let got = hook.requests();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].json()["status"], "firing");
     assert_eq!(got[1].json()["status"], "resolved");
-    assert!(monitor.render_metrics().unwrap().contains("gf_alerts_total{severity=\"critical\",status=\"firing\"} 1"));
+    assert!(
+        monitor
+            .render_metrics()
+            .unwrap()
+            .contains("gf_alerts_total{severity=\"critical\",status=\"firing\"} 1")
+    );
 }
 
 #[test]
 fn an_invalid_channel_is_a_startup_error_naming_it() {
-    let mut config = MonitorConfig::default();
-    config.channels = vec![channel("log", "log", ""), channel("team-slack", "slack", "")];
-    let err = MonitorBuilder::new(&config, Arc::new(ManualClock::default())).build().unwrap_err();
-    assert!(matches!(&err, Error::ChannelConfig { channel, key, .. } if channel == "team-slack" && key == "url"), "{err}");
-    assert_eq!(err.to_string(), "channel `team-slack`: invalid `url`: missing");
+    let mut config = MonitorConfig {
+        channels: vec![
+            channel("log", "log", ""),
+            channel("team-slack", "slack", ""),
+        ],
+        ..MonitorConfig::default()
+    };
+    let err = MonitorBuilder::new(&config, Arc::new(ManualClock::default()))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ChannelConfig { channel, key, .. } if channel == "team-slack" && key == "url"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "channel `team-slack`: invalid `url`: missing"
+    );
 
-    config.channels = vec![channel("mail", "email", "host = \"smtp.example.invalid\"\nfrom = \"gf@example.invalid\"\nto = \"nobody\"")];
-    let err = MonitorBuilder::new(&config, Arc::new(ManualClock::default())).build().unwrap_err();
-    assert!(err.to_string().starts_with("channel `mail`: invalid `to`: \"nobody\" is not an e-mail address"), "{err}");
+    config.channels = vec![channel(
+        "mail",
+        "email",
+        "host = \"smtp.example.invalid\"\nfrom = \"gf@example.invalid\"\nto = \"nobody\"",
+    )];
+    let err = MonitorBuilder::new(&config, Arc::new(ManualClock::default()))
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("channel `mail`: invalid `to`: \"nobody\" is not an e-mail address"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -151,11 +245,29 @@ async fn the_dashboard_snapshot_carries_state_conditions_positions_latency_and_a
         .build()
         .unwrap();
     let ev = |p| Event::new(clock.now(), Source::Test, p);
-    monitor.on_event(&ev(Payload::HaltStateChanged { from: HaltState::Running, to: HaltState::Halted, source: HaltSource::Api("bob".into()), reason: "manual".into() }));
-    monitor.on_event(&ev(Payload::ConditionValue { id: "max_daily_drawdown".into(), value: dec!(1.5), threshold: dec!(2), triggered: false }));
-    monitor.on_event(&ev(Payload::Staleness { pair: xrp.clone(), stale: true, age_ms: 70_000, threshold_ms: 60_000 }));
+    monitor.on_event(&ev(Payload::HaltStateChanged {
+        from: HaltState::Running,
+        to: HaltState::Halted,
+        source: HaltSource::Api("bob".into()),
+        reason: "manual".into(),
+    }));
+    monitor.on_event(&ev(Payload::ConditionValue {
+        id: "max_daily_drawdown".into(),
+        value: dec!(1.5),
+        threshold: dec!(2),
+        triggered: false,
+    }));
+    monitor.on_event(&ev(Payload::Staleness {
+        pair: xrp.clone(),
+        stale: true,
+        age_ms: 70_000,
+        threshold_ms: 60_000,
+    }));
     for m in [100, 200, 300] {
-        monitor.on_event(&ev(Payload::Latency { stage: "market_ingest".into(), micros: m }));
+        monitor.on_event(&ev(Payload::Latency {
+            stage: "market_ingest".into(),
+            micros: m,
+        }));
     }
     monitor.tick();
     let readiness = monitor.readiness().await;
@@ -169,7 +281,12 @@ async fn the_dashboard_snapshot_carries_state_conditions_positions_latency_and_a
     assert_eq!(json["portfolio"]["equity"], "9800");
     assert_eq!(json["portfolio"]["positions"][0]["pair"], "XRP/USD");
     assert_eq!(json["latency"]["market_ingest"]["p50"], 200);
-    let keys: Vec<_> = json["alerts"].as_array().unwrap().iter().map(|a| a["key"].as_str().unwrap().to_owned()).collect();
+    let keys: Vec<_> = json["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(keys, ["data_stale:XRP/USD", "halt"]);
     assert_eq!(json["health"]["ready"], false);
     assert!(json["system"]["resident_bytes"].as_u64().unwrap() > 0);

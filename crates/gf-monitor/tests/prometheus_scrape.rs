@@ -8,20 +8,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gf_core::config::MonitorConfig;
-use gf_core::{ApiErrorKind, Clock, Event, HaltSource, HaltState, ManualClock, Pair, Payload, Position, Source};
+use gf_core::{
+    ApiErrorKind, Clock, Event, HaltSource, HaltState, ManualClock, Pair, Payload, Position, Source,
+};
 use gf_monitor::{MonitorBuilder, TradingStats};
 use gf_risk::MockPortfolioView;
 use rust_decimal_macros::dec;
 use serde_json::Value;
 
 fn prometheus_binary() -> String {
-    let candidates = [std::env::var("GF_PROMETHEUS").ok(), Some("/usr/bin/prometheus".into())];
+    let candidates = [
+        std::env::var("GF_PROMETHEUS").ok(),
+        Some("/usr/bin/prometheus".into()),
+    ];
     for c in candidates.into_iter().flatten() {
         if std::path::Path::new(&c).exists() {
             return c;
         }
     }
-    panic!("the Prometheus server is missing: install it with `apt-get install -y prometheus` (or set GF_PROMETHEUS to its path)");
+    panic!(
+        "the Prometheus server is missing: install it with `apt-get install -y prometheus` (or set GF_PROMETHEUS to its path)"
+    );
 }
 
 async fn query(client: &reqwest::Client, port: u16, q: &str) -> Vec<Value> {
@@ -31,9 +38,19 @@ async fn query(client: &reqwest::Client, port: u16, q: &str) -> Vec<Value> {
         .send()
         .await;
     let Ok(res) = res else { return Vec::new() };
-    let Ok(body) = res.json::<Value>().await else { return Vec::new() };
+    let Ok(body) = res.json::<Value>().await else {
+        return Vec::new();
+    };
     assert_ne!(body["status"], "error", "query {q} failed: {body}");
-    body["data"]["result"].as_array().cloned().unwrap_or_default()
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The sample's value exactly as Prometheus printed it.
+fn raw(sample: &Value) -> &str {
+    sample["value"][1].as_str().unwrap()
 }
 
 fn value(sample: &Value) -> f64 {
@@ -64,13 +81,38 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
     );
     let ev = |p| Event::new(clock.now(), Source::Test, p);
     for micros in [120, 480, 2_500] {
-        monitor.on_event(&ev(Payload::Latency { stage: "order_ack".into(), micros }));
+        monitor.on_event(&ev(Payload::Latency {
+            stage: "order_ack".into(),
+            micros,
+        }));
     }
-    monitor.on_event(&ev(Payload::Latency { stage: "halt_gate_closed".into(), micros: 3 }));
-    monitor.on_event(&ev(Payload::ApiError { endpoint: "AddOrder".into(), kind: ApiErrorKind::RateLimit, message: "EAPI:Rate limit exceeded".into(), retryable: true }));
-    monitor.on_event(&ev(Payload::HaltStateChanged { from: HaltState::Running, to: HaltState::Halted, source: HaltSource::Cli, reason: "operator request".into() }));
-    monitor.on_event(&ev(Payload::BookInvalid { pair: xrp.clone(), reason: "checksum mismatch".into() }));
-    monitor.metrics().set_trading_stats(&TradingStats { trades: 7, winners: 4, losers: 3, win_rate_pct: dec!(57.14), ..TradingStats::default() });
+    monitor.on_event(&ev(Payload::Latency {
+        stage: "halt_gate_closed".into(),
+        micros: 3,
+    }));
+    monitor.on_event(&ev(Payload::ApiError {
+        endpoint: "AddOrder".into(),
+        kind: ApiErrorKind::RateLimit,
+        message: "EAPI:Rate limit exceeded".into(),
+        retryable: true,
+    }));
+    monitor.on_event(&ev(Payload::HaltStateChanged {
+        from: HaltState::Running,
+        to: HaltState::Halted,
+        source: HaltSource::Cli,
+        reason: "operator request".into(),
+    }));
+    monitor.on_event(&ev(Payload::BookInvalid {
+        pair: xrp.clone(),
+        reason: "checksum mismatch".into(),
+    }));
+    monitor.metrics().set_trading_stats(&TradingStats {
+        trades: 7,
+        winners: 4,
+        losers: 3,
+        win_rate_pct: dec!(57.14),
+        ..TradingStats::default()
+    });
     monitor.tick();
 
     let (addr, _server) = common::serve(gf_monitor::http::router(monitor.clone())).await;
@@ -96,30 +138,52 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
         .spawn()
         .expect("start prometheus");
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let acks = loop {
-        let r = query(&client, prom_port, "gf_latency_seconds_count{stage=\"order_ack\"}").await;
+        let r = query(
+            &client,
+            prom_port,
+            "gf_latency_seconds_count{stage=\"order_ack\"}",
+        )
+        .await;
         if !r.is_empty() {
             break r;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             panic!("prometheus exited with {status}:\n{log}");
         }
-        assert!(Instant::now() < deadline, "prometheus never returned the samples");
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never returned the samples"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert_eq!(value(&acks[0]), 3.0);
+    assert_eq!(raw(&acks[0]), "3");
     assert_eq!(acks[0]["metric"]["job"], "gf");
 
     let up = query(&client, prom_port, "up{job=\"gf\"}").await;
-    assert_eq!(value(&up[0]), 1.0, "the scrape succeeded");
+    assert_eq!(raw(&up[0]), "1", "the scrape succeeded");
 
     // A real histogram: bucket series with `le`, usable by histogram_quantile.
-    let buckets = query(&client, prom_port, "gf_latency_seconds_bucket{stage=\"order_ack\",le=\"0.0005\"}").await;
-    assert_eq!(value(&buckets[0]), 2.0, "120 µs and 480 µs are under 0.5 ms");
-    let q = query(&client, prom_port, "histogram_quantile(0.5, gf_latency_seconds_bucket{stage=\"order_ack\"})").await;
+    let buckets = query(
+        &client,
+        prom_port,
+        "gf_latency_seconds_bucket{stage=\"order_ack\",le=\"0.0005\"}",
+    )
+    .await;
+    assert_eq!(raw(&buckets[0]), "2", "120 µs and 480 µs are under 0.5 ms");
+    let q = query(
+        &client,
+        prom_port,
+        "histogram_quantile(0.5, gf_latency_seconds_bucket{stage=\"order_ack\"})",
+    )
+    .await;
     assert!(value(&q[0]) > 0.0 && value(&q[0]) <= 0.0005, "{q:?}");
 
     let checks: [(&str, f64); 9] = [

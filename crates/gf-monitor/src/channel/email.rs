@@ -52,7 +52,10 @@ impl EmailChannel {
             Some("tls") => SmtpSecurity::Tls,
             Some("none") => SmtpSecurity::None,
             Some(other) => {
-                return Err(s.invalid("security", format!("{other:?}: must be starttls, tls or none")));
+                return Err(s.invalid(
+                    "security",
+                    format!("{other:?}: must be starttls, tls or none"),
+                ));
             }
         };
         let default_port = match security {
@@ -65,14 +68,18 @@ impl EmailChannel {
             .filter(|p| *p != 0)
             .ok_or_else(|| s.invalid("port", "must be 1 to 65535".into()))?;
         let from_raw = s.req_str("from")?;
-        let from: Mailbox = from_raw
-            .parse()
-            .map_err(|e| s.invalid("from", format!("{from_raw:?} is not an e-mail address: {e}")))?;
+        let from: Mailbox = from_raw.parse().map_err(|e| {
+            s.invalid(
+                "from",
+                format!("{from_raw:?} is not an e-mail address: {e}"),
+            )
+        })?;
         let mut to = Vec::new();
         for raw in s.req_strings("to")? {
             to.push(
-                raw.parse::<Mailbox>()
-                    .map_err(|e| s.invalid("to", format!("{raw:?} is not an e-mail address: {e}")))?,
+                raw.parse::<Mailbox>().map_err(|e| {
+                    s.invalid("to", format!("{raw:?} is not an e-mail address: {e}"))
+                })?,
             );
         }
         let username = s.opt_str("username")?;
@@ -80,8 +87,12 @@ impl EmailChannel {
         let credentials = match (username, password) {
             (Some(u), Some(p)) => Some(Credentials::new(u, p)),
             (None, None) => None,
-            (Some(_), None) => return Err(s.invalid("password_env", "required with username".into())),
-            (None, Some(_)) => return Err(s.invalid("username", "required with password_env".into())),
+            (Some(_), None) => {
+                return Err(s.invalid("password_env", "required with username".into()));
+            }
+            (None, Some(_)) => {
+                return Err(s.invalid("username", "required with password_env".into()));
+            }
         };
         let mut builder = match security {
             SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
@@ -132,11 +143,15 @@ impl Channel for EmailChannel {
 
     async fn send(&self, notice: &Notice) -> Result<(), Error> {
         let msg = self.message(notice)?;
-        self.transport.send(msg).await.map(|_| ()).map_err(|e| Error::Delivery {
-            channel: self.name.clone(),
-            reason: format!("smtp {}: {e}", self.endpoint),
-            // Permanent SMTP rejections (5xx) will not change on retry.
-            retryable: !e.is_permanent(),
-        })
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Delivery {
+                channel: self.name.clone(),
+                reason: format!("smtp {}: {e}", self.endpoint),
+                // Permanent SMTP rejections (5xx) will not change on retry.
+                retryable: !e.is_permanent(),
+            })
     }
 }

@@ -17,7 +17,9 @@ impl LogChannel {
     /// A log channel called `name`.
     #[must_use]
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned() }
+        Self {
+            name: name.to_owned(),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use gf_core::config::ChannelConfig;
-use gf_core::{AlertStatus, SharedClock, Severity};
+use gf_core::{AlertStatus, Severity, SharedClock};
 
 use crate::{Error, Metrics};
 
@@ -77,7 +77,12 @@ impl Notice {
     pub fn body(&self) -> String {
         use std::fmt::Write as _;
         let mut s = self.subject();
-        let _ = write!(s, "\nkey: {}\nsince: {}", self.key, self.starts_at.to_rfc3339());
+        let _ = write!(
+            s,
+            "\nkey: {}\nsince: {}",
+            self.key,
+            self.starts_at.to_rfc3339()
+        );
         if let Some(end) = self.ends_at {
             let _ = write!(s, "\nresolved: {}", end.to_rfc3339());
         }
@@ -162,10 +167,26 @@ pub fn build_channel(config: &ChannelConfig, env: &EnvLookup) -> Result<ChannelE
     let channel: Arc<dyn Channel> = match config.kind.as_str() {
         "log" => Arc::new(LogChannel::new(&config.name)),
         "email" => Arc::new(EmailChannel::from_settings(&mut s, policy.timeout)?),
-        "webhook" => Arc::new(WebhookChannel::from_settings(&mut s, WebhookShape::Generic, policy.timeout)?),
-        "slack" => Arc::new(WebhookChannel::from_settings(&mut s, WebhookShape::Slack, policy.timeout)?),
-        "discord" => Arc::new(WebhookChannel::from_settings(&mut s, WebhookShape::Discord, policy.timeout)?),
-        "telegram" => Arc::new(WebhookChannel::from_settings(&mut s, WebhookShape::Telegram, policy.timeout)?),
+        "webhook" => Arc::new(WebhookChannel::from_settings(
+            &mut s,
+            WebhookShape::Generic,
+            policy.timeout,
+        )?),
+        "slack" => Arc::new(WebhookChannel::from_settings(
+            &mut s,
+            WebhookShape::Slack,
+            policy.timeout,
+        )?),
+        "discord" => Arc::new(WebhookChannel::from_settings(
+            &mut s,
+            WebhookShape::Discord,
+            policy.timeout,
+        )?),
+        "telegram" => Arc::new(WebhookChannel::from_settings(
+            &mut s,
+            WebhookShape::Telegram,
+            policy.timeout,
+        )?),
         "sms" => Arc::new(SmsChannel::from_settings(&mut s, policy.timeout)?),
         other => return Err(s.invalid("kind", format!("unknown channel kind {other:?}"))),
     };
@@ -181,7 +202,10 @@ pub fn build_channel(config: &ChannelConfig, env: &EnvLookup) -> Result<ChannelE
 ///
 /// # Errors
 /// The first invalid channel, or [`Error::DuplicateChannel`].
-pub fn build_channels(configs: &[ChannelConfig], env: &EnvLookup) -> Result<Vec<ChannelEntry>, Error> {
+pub fn build_channels(
+    configs: &[ChannelConfig],
+    env: &EnvLookup,
+) -> Result<Vec<ChannelEntry>, Error> {
     let mut out: Vec<ChannelEntry> = Vec::with_capacity(configs.len());
     for c in configs {
         if out.iter().any(|e| e.channel.name() == c.name) {
@@ -247,7 +271,10 @@ impl Dispatcher {
     /// The channels' names.
     #[must_use]
     pub fn channel_names(&self) -> Vec<String> {
-        self.channels.iter().map(|c| c.channel.name().to_owned()).collect()
+        self.channels
+            .iter()
+            .map(|c| c.channel.name().to_owned())
+            .collect()
     }
 
     /// Starts delivering `notice` to every channel whose severity floor it meets and,
@@ -264,7 +291,10 @@ impl Dispatcher {
             }
             started += 1;
             let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                tracing::error!(channel = entry.channel.name(), "no tokio runtime: alert not delivered");
+                tracing::error!(
+                    channel = entry.channel.name(),
+                    "no tokio runtime: alert not delivered"
+                );
                 self.metrics.count_notification(entry.channel.name(), false);
                 continue;
             };
@@ -314,13 +344,14 @@ async fn deliver(
     let mut backoff = entry.policy.backoff;
     let result = loop {
         attempts += 1;
-        let res = match tokio::time::timeout(entry.policy.timeout, entry.channel.send(&notice)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                channel: name.clone(),
-                millis: u64::try_from(entry.policy.timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
-        };
+        let res =
+            match tokio::time::timeout(entry.policy.timeout, entry.channel.send(&notice)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout {
+                    channel: name.clone(),
+                    millis: u64::try_from(entry.policy.timeout.as_millis()).unwrap_or(u64::MAX),
+                }),
+            };
         match res {
             Ok(()) => break Ok(()),
             Err(e) if e.is_retryable() && attempts < entry.policy.attempts => {
@@ -402,23 +433,82 @@ mod tests {
             key: &'static str,
         }
         let cases = [
-            Case { kind: "webhook", toml: "", key: "url" },
-            Case { kind: "slack", toml: "url = \"ftp://x\"", key: "url" },
-            Case { kind: "discord", toml: "url = 5", key: "url" },
-            Case { kind: "telegram", toml: "url = \"http://127.0.0.1:1/x\"", key: "chat_id" },
-            Case { kind: "email", toml: "host = \"h\"\nfrom = \"not an address\"\nto = \"a@b.c\"", key: "from" },
-            Case { kind: "email", toml: "host = \"h\"\nfrom = \"a@b.c\"", key: "to" },
-            Case { kind: "email", toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = [\"ok@x.y\", \"bad\"]", key: "to" },
-            Case { kind: "email", toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nsecurity = \"ssl3\"", key: "security" },
-            Case { kind: "email", toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nusername = \"u\"\npassword_env = \"GF_TEST_NOPE\"", key: "password_env" },
-            Case { kind: "sms", toml: "url = \"http://127.0.0.1:1/\"\naccount_sid = \"AC1\"\nfrom = \"+1\"\nto = \"+2\"", key: "auth_token_env" },
-            Case { kind: "webhook", toml: "url = \"http://x/\"\nurll = 1", key: "urll" },
-            Case { kind: "log", toml: "timeout_ms = 0", key: "timeout_ms" },
-            Case { kind: "log", toml: "min_severity = \"loud\"", key: "min_severity" },
+            Case {
+                kind: "webhook",
+                toml: "",
+                key: "url",
+            },
+            Case {
+                kind: "slack",
+                toml: "url = \"ftp://x\"",
+                key: "url",
+            },
+            Case {
+                kind: "discord",
+                toml: "url = 5",
+                key: "url",
+            },
+            Case {
+                kind: "telegram",
+                toml: "url = \"http://127.0.0.1:1/x\"",
+                key: "chat_id",
+            },
+            Case {
+                kind: "email",
+                toml: "host = \"h\"\nfrom = \"not an address\"\nto = \"a@b.c\"",
+                key: "from",
+            },
+            Case {
+                kind: "email",
+                toml: "host = \"h\"\nfrom = \"a@b.c\"",
+                key: "to",
+            },
+            Case {
+                kind: "email",
+                toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = [\"ok@x.y\", \"bad\"]",
+                key: "to",
+            },
+            Case {
+                kind: "email",
+                toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nsecurity = \"ssl3\"",
+                key: "security",
+            },
+            Case {
+                kind: "email",
+                toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nusername = \"u\"\npassword_env = \"GF_TEST_NOPE\"",
+                key: "password_env",
+            },
+            Case {
+                kind: "sms",
+                toml: "url = \"http://127.0.0.1:1/\"\naccount_sid = \"AC1\"\nfrom = \"+1\"\nto = \"+2\"",
+                key: "auth_token_env",
+            },
+            Case {
+                kind: "webhook",
+                toml: "url = \"http://x/\"\nurll = 1",
+                key: "urll",
+            },
+            Case {
+                kind: "log",
+                toml: "timeout_ms = 0",
+                key: "timeout_ms",
+            },
+            Case {
+                kind: "log",
+                toml: "min_severity = \"loud\"",
+                key: "min_severity",
+            },
         ];
         for case in cases {
-            let err = build_channel(&cfg(case.kind, case.toml), &no_env).unwrap_err().to_string();
-            assert!(err.contains("`ops`") && err.contains(case.key), "{} {:?} → {err}", case.kind, case.toml);
+            let err = build_channel(&cfg(case.kind, case.toml), &no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`ops`") && err.contains(case.key),
+                "{} {:?} → {err}",
+                case.kind,
+                case.toml
+            );
         }
     }
 
@@ -426,13 +516,19 @@ mod tests {
     fn duplicate_names_are_refused() {
         let a = cfg("log", "");
         let err = build_channels(&[a.clone(), a], &no_env).unwrap_err();
-        assert!(matches!(err, Error::DuplicateChannel(ref n) if n == "ops"), "{err}");
+        assert!(
+            matches!(err, Error::DuplicateChannel(ref n) if n == "ops"),
+            "{err}"
+        );
     }
 
     #[test]
     fn subject_and_body_carry_the_details() {
         let n = notice(Severity::Critical);
-        assert_eq!(n.subject(), "[CRITICAL] FIRING halt_triggered: trading halted");
+        assert_eq!(
+            n.subject(),
+            "[CRITICAL] FIRING halt_triggered: trading halted"
+        );
         assert!(n.body().contains("source: cli"));
     }
 
@@ -441,18 +537,34 @@ mod tests {
         let mut failing = MockChannel::new();
         failing.expect_name().return_const("bad".to_owned());
         failing.expect_send().times(3).returning(|_| {
-            Err(Error::Delivery { channel: "bad".into(), reason: "503".into(), retryable: true })
+            Err(Error::Delivery {
+                channel: "bad".into(),
+                reason: "503".into(),
+                retryable: true,
+            })
         });
         let mut good = MockChannel::new();
         good.expect_name().return_const("good".to_owned());
         good.expect_send().times(1).returning(|_| Ok(()));
-        let policy = RetryPolicy { timeout: Duration::from_secs(1), attempts: 3, backoff: Duration::from_millis(100) };
+        let policy = RetryPolicy {
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+        };
         let metrics = Metrics::new();
         let clock: SharedClock = Arc::new(ManualClock::default());
         let d = Dispatcher::new(
             vec![
-                ChannelEntry { channel: Arc::new(failing), min_severity: Severity::Info, policy },
-                ChannelEntry { channel: Arc::new(good), min_severity: Severity::Info, policy },
+                ChannelEntry {
+                    channel: Arc::new(failing),
+                    min_severity: Severity::Info,
+                    policy,
+                },
+                ChannelEntry {
+                    channel: Arc::new(good),
+                    min_severity: Severity::Info,
+                    policy,
+                },
             ],
             metrics.clone(),
             clock,
@@ -491,13 +603,29 @@ mod tests {
         let mut refused = MockChannel::new();
         refused.expect_name().return_const("refused".to_owned());
         refused.expect_send().times(1).returning(|_| {
-            Err(Error::Delivery { channel: "refused".into(), reason: "400".into(), retryable: false })
+            Err(Error::Delivery {
+                channel: "refused".into(),
+                reason: "400".into(),
+                retryable: false,
+            })
         });
-        let policy = RetryPolicy { timeout: Duration::from_millis(50), attempts: 2, backoff: Duration::from_millis(10) };
+        let policy = RetryPolicy {
+            timeout: Duration::from_millis(50),
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+        };
         let d = Dispatcher::new(
             vec![
-                ChannelEntry { channel: Arc::new(Hang), min_severity: Severity::Info, policy },
-                ChannelEntry { channel: Arc::new(refused), min_severity: Severity::Info, policy },
+                ChannelEntry {
+                    channel: Arc::new(Hang),
+                    min_severity: Severity::Info,
+                    policy,
+                },
+                ChannelEntry {
+                    channel: Arc::new(refused),
+                    min_severity: Severity::Info,
+                    policy,
+                },
             ],
             Metrics::new(),
             Arc::new(ManualClock::default()),
@@ -521,14 +649,25 @@ mod tests {
         let p = RetryPolicy::default();
         let d = Dispatcher::new(
             vec![
-                ChannelEntry { channel: Arc::new(crit), min_severity: Severity::Critical, policy: p },
-                ChannelEntry { channel: Arc::new(all), min_severity: Severity::Info, policy: p },
+                ChannelEntry {
+                    channel: Arc::new(crit),
+                    min_severity: Severity::Critical,
+                    policy: p,
+                },
+                ChannelEntry {
+                    channel: Arc::new(all),
+                    min_severity: Severity::Info,
+                    policy: p,
+                },
             ],
             Metrics::new(),
             Arc::new(ManualClock::default()),
         );
         assert_eq!(d.dispatch(&notice(Severity::Warning), &[]), 1);
-        assert_eq!(d.dispatch(&notice(Severity::Critical), &["pager".to_owned()]), 1);
+        assert_eq!(
+            d.dispatch(&notice(Severity::Critical), &["pager".to_owned()]),
+            1
+        );
         assert_eq!(d.flush().await.len(), 2);
     }
 }

@@ -50,7 +50,9 @@ impl<'a> Settings<'a> {
             None => Ok(None),
             Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
             Some(toml::Value::String(_)) => Err(self.invalid(key, "must not be empty".into())),
-            Some(other) => Err(self.invalid(key, format!("must be a string, found {}", other.type_str()))),
+            Some(other) => {
+                Err(self.invalid(key, format!("must be a string, found {}", other.type_str())))
+            }
         }
     }
 
@@ -86,17 +88,20 @@ impl<'a> Settings<'a> {
     pub(crate) fn u64_or(&mut self, key: &'static str, default: u64) -> Result<u64, Error> {
         match self.get(key) {
             None => Ok(default),
-            Some(toml::Value::Integer(i)) => {
-                u64::try_from(*i).map_err(|_| self.invalid(key, format!("must not be negative, found {i}")))
-            }
-            Some(other) => Err(self.invalid(key, format!("must be an integer, found {}", other.type_str()))),
+            Some(toml::Value::Integer(i)) => u64::try_from(*i)
+                .map_err(|_| self.invalid(key, format!("must not be negative, found {i}"))),
+            Some(other) => Err(self.invalid(
+                key,
+                format!("must be an integer, found {}", other.type_str()),
+            )),
         }
     }
 
     /// An `http://` or `https://` URL.
     pub(crate) fn url(&mut self, key: &'static str) -> Result<reqwest::Url, Error> {
         let raw = self.req_str(key)?;
-        let url = reqwest::Url::parse(&raw).map_err(|e| self.invalid(key, format!("not a URL: {e}")))?;
+        let url =
+            reqwest::Url::parse(&raw).map_err(|e| self.invalid(key, format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(self.invalid(key, "must be an http:// or https:// URL with a host".into()));
         }
@@ -115,8 +120,12 @@ impl<'a> Settings<'a> {
     }
 
     pub(crate) fn req_secret(&mut self, key: &'static str) -> Result<String, Error> {
-        self.secret(key)?
-            .ok_or_else(|| self.invalid(key, "missing (name the environment variable holding it)".into()))
+        self.secret(key)?.ok_or_else(|| {
+            self.invalid(
+                key,
+                "missing (name the environment variable holding it)".into(),
+            )
+        })
     }
 
     pub(crate) fn reject_unused(&self) -> Result<(), Error> {

@@ -74,7 +74,11 @@ impl Channel for SmsChannel {
     async fn send(&self, notice: &Notice) -> Result<(), Error> {
         let body: String = notice.subject().chars().take(MAX_BODY).collect();
         for to in &self.to {
-            let form = [("To", to.as_str()), ("From", self.from.as_str()), ("Body", body.as_str())];
+            let form = [
+                ("To", to.as_str()),
+                ("From", self.from.as_str()),
+                ("Body", body.as_str()),
+            ];
             let res = self
                 .client
                 .post(self.url.clone())

@@ -65,16 +65,23 @@ impl WebhookChannel {
         })
     }
 
-    pub(crate) fn from_settings(s: &mut Settings<'_>, shape: WebhookShape, timeout: Duration) -> Result<Self, Error> {
+    pub(crate) fn from_settings(
+        s: &mut Settings<'_>,
+        shape: WebhookShape,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         let (url, chat_id) = if shape == WebhookShape::Telegram {
             let chat_id = s.req_str("chat_id")?;
             // Either the full sendMessage URL, or an API base plus a bot token from the
             // environment (the token is part of the URL path, so it is a secret).
             let url = match s.secret("bot_token_env")? {
                 Some(token) => {
-                    let base = s.opt_str("api_base")?.unwrap_or_else(|| "https://api.telegram.org".into());
+                    let base = s
+                        .opt_str("api_base")?
+                        .unwrap_or_else(|| "https://api.telegram.org".into());
                     let raw = format!("{}/bot{token}/sendMessage", base.trim_end_matches('/'));
-                    reqwest::Url::parse(&raw).map_err(|e| s.invalid("api_base", format!("not a URL: {e}")))?
+                    reqwest::Url::parse(&raw)
+                        .map_err(|e| s.invalid("api_base", format!("not a URL: {e}")))?
                 }
                 None => s.url("url")?,
             };
@@ -82,7 +89,11 @@ impl WebhookChannel {
         } else {
             (s.url("url")?, None)
         };
-        let bearer = if shape == WebhookShape::Generic { s.secret("bearer_token_env")? } else { None };
+        let bearer = if shape == WebhookShape::Generic {
+            s.secret("bearer_token_env")?
+        } else {
+            None
+        };
         let mut ch = Self::new(s.name(), shape, url, chat_id, timeout)?;
         ch.bearer = bearer;
         Ok(ch)
@@ -121,7 +132,10 @@ fn clip(s: &str, max_chars: usize) -> String {
 
 /// Maps an HTTP outcome to a delivery result: 2xx is success, 408/429/5xx and transport
 /// errors may be retried, other statuses are final.
-pub(crate) fn check_response(channel: &str, res: Result<reqwest::Response, reqwest::Error>) -> Result<(), Error> {
+pub(crate) fn check_response(
+    channel: &str,
+    res: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(), Error> {
     match res {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
@@ -190,7 +204,12 @@ mod tests {
     fn shapes() {
         let mut n = notice(Severity::Critical);
         assert_eq!(ch(WebhookShape::Generic).body(&n)["key"], "halt");
-        assert!(ch(WebhookShape::Slack).body(&n)["text"].as_str().unwrap().starts_with("[CRITICAL]"));
+        assert!(
+            ch(WebhookShape::Slack).body(&n)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[CRITICAL]")
+        );
         let t = ch(WebhookShape::Telegram).body(&n);
         assert_eq!(t["chat_id"], "-100");
         n.summary = "x".repeat(5000);

@@ -68,8 +68,14 @@ impl CaptureServer {
     }
 
     async fn start_with(statuses: Vec<u16>, hang: bool) -> Self {
-        let state = CaptureState { script: Arc::new(Mutex::new(statuses.into())), hang, ..Default::default() };
-        let app = Router::new().fallback(any(capture)).with_state(state.clone());
+        let state = CaptureState {
+            script: Arc::new(Mutex::new(statuses.into())),
+            hang,
+            ..Default::default()
+        };
+        let app = Router::new()
+            .fallback(any(capture))
+            .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -93,8 +99,19 @@ impl Drop for CaptureServer {
     }
 }
 
-async fn capture(State(st): State<CaptureState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    st.got.lock().push(Captured { method, path: uri.to_string(), headers, body });
+async fn capture(
+    State(st): State<CaptureState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    st.got.lock().push(Captured {
+        method,
+        path: uri.to_string(),
+        headers,
+        body,
+    });
     if st.hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
@@ -121,7 +138,12 @@ pub fn closed_port() -> u16 {
 /// A `[[monitor.channels]]` table from TOML text.
 pub fn channel(name: &str, kind: &str, settings: &str) -> gf_core::config::ChannelConfig {
     let settings = toml::from_str(settings).unwrap();
-    gf_core::config::ChannelConfig { name: name.into(), kind: kind.into(), min_severity: None, settings }
+    gf_core::config::ChannelConfig {
+        name: name.into(),
+        kind: kind.into(),
+        min_severity: None,
+        settings,
+    }
 }
 
 /// A firing notice.
@@ -133,7 +155,9 @@ pub fn notice() -> gf_monitor::Notice {
         status: gf_core::AlertStatus::Firing,
         summary: "trading halted by cli: operator request".into(),
         labels: [("source".to_owned(), "cli".to_owned())].into(),
-        starts_at: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().into(),
+        starts_at: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .into(),
         ends_at: None,
         grouped: vec![],
     }
