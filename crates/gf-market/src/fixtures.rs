@@ -107,6 +107,11 @@ impl Rng {
     }
 }
 
+/// One side as `(price ticks, qty lots)`, best first.
+type Side = Vec<(i64, i64)>;
+/// The client's view: (bids, asks).
+type View = (Side, Side);
+
 struct PairSim {
     symbol: &'static str,
     base: &'static str,
@@ -123,7 +128,7 @@ struct PairSim {
     bids: BTreeMap<i64, i64>,
     asks: BTreeMap<i64, i64>,
     /// The client's view as last sent: (bids best first, asks best first).
-    sent: (Vec<(i64, i64)>, Vec<(i64, i64)>),
+    sent: View,
     trade_id: u64,
     volume: i64,
     notional_open: i64,
@@ -170,7 +175,7 @@ impl PairSim {
         Decimal::new(lots, self.precision.qty)
     }
 
-    fn view(&self) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+    fn view(&self) -> View {
         (
             self.bids
                 .iter()
@@ -195,7 +200,7 @@ impl PairSim {
             .collect()
     }
 
-    fn checksum_of(&self, view: &(Vec<(i64, i64)>, Vec<(i64, i64)>)) -> u32 {
+    fn checksum_of(&self, view: &View) -> u32 {
         checksum(
             &self.levels(&view.1),
             &self.levels(&view.0),

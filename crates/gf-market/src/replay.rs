@@ -287,7 +287,7 @@ impl MarketSource for ReplaySource {
                         tracker.check(d, &mut events);
                         out.publish(Some(d), &mut events);
                     }
-                    if count % 256 == 0 {
+                    if count.is_multiple_of(256) {
                         tokio::task::yield_now().await;
                     }
                 }
