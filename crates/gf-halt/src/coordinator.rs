@@ -374,6 +374,8 @@ impl HaltCoordinator {
                     task.halting(halt_id, behaviour, in_flight, started_at, journaled_rx)
                         .await;
                 });
+                // Let the task issue cancel-all before this one spends time journaling.
+                tokio::task::yield_now().await;
                 let op = s.op.lock().await;
                 let snap = snapshot_json(s.machine.lock().snapshot());
                 let records = vec![
