@@ -12,15 +12,17 @@
 //! The figure is the sample standard deviation (divisor `n - 1`) of the returns in the
 //! window, times 100, not annualised. It is `None` until the window is full.
 //!
-//! Everything is `Decimal` (`ln` and `sqrt` come from rust_decimal's `maths` feature).
-//! Each return and its square are rounded to 18 decimal places before they enter the
-//! sums, so adding and later subtracting the same value is exact and the running sums
-//! never drift from a recomputation.
+//! Volatility is a statistic, not money: the price ratio is taken in `Decimal`, and only
+//! its logarithm and the final square root use `f64` (a `Decimal` logarithm costs about
+//! 15 µs, `f64` some 20 ns). Each return and its square are then rounded to 18 decimal
+//! places of `Decimal` before they enter the sums, so adding and later subtracting the
+//! same value is exact and the running sums never drift from a recomputation.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::{Decimal, MathematicalOps};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use serde::{Deserialize, Serialize};
 
 /// Decimal places kept for each return and squared return.
@@ -167,8 +169,8 @@ impl RollingVolatility {
         let n = Decimal::from(self.returns.len());
         let mean_sq = self.sum.checked_mul(self.sum)?.checked_div(n)?;
         let var = (self.sum_sq - mean_sq).checked_div(n - Decimal::ONE)?;
-        let var = var.max(Decimal::ZERO);
-        Some((var.sqrt()? * Decimal::ONE_HUNDRED).round_dp(RETURN_DP))
+        let sd = var.max(Decimal::ZERO).to_f64()?.sqrt();
+        Some((Decimal::from_f64(sd)? * Decimal::ONE_HUNDRED).round_dp(RETURN_DP))
     }
 }
 
@@ -179,7 +181,9 @@ fn square(r: Decimal) -> Decimal {
 fn log_return(close: Decimal, prev: Decimal) -> Decimal {
     close
         .checked_div(prev)
-        .and_then(|ratio| ratio.checked_ln())
+        .and_then(|ratio| ratio.to_f64())
+        .filter(|ratio| *ratio > 0.0)
+        .and_then(|ratio| Decimal::from_f64(ratio.ln()))
         .unwrap_or(Decimal::ZERO)
         .round_dp(RETURN_DP)
 }
@@ -188,6 +192,7 @@ fn log_return(close: Decimal, prev: Decimal) -> Decimal {
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
+    use rust_decimal::MathematicalOps;
     use rust_decimal_macros::dec;
 
     fn t0() -> DateTime<Utc> {
