@@ -987,6 +987,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn absurd_staleness_report_does_not_panic() {
+        let clock = ManualClock::default();
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        let view = View::default();
+        let report = Event::new(
+            clock.now(),
+            Source::Market,
+            Payload::Staleness {
+                pair: pair("XRP/USD"),
+                stale: true,
+                age_ms: u64::MAX,
+                threshold_ms: 0,
+            },
+        );
+        let b = observe(&mut set, &view, &clock, &report);
+        assert_eq!(b[0].id, "market_data_staleness");
+        assert!(b[0].value > dec!(1000000));
+    }
+
+    #[test]
     fn volatility_reports_the_worst_pair() {
         let clock = ManualClock::default();
         let mut set = ConditionSet::from_config(&HaltConfig::default());

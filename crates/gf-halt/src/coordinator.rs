@@ -132,14 +132,14 @@ impl std::fmt::Debug for HaltCoordinator {
 }
 
 struct Rec {
-    kind: &'static str,
+    kind: String,
     actor: String,
     detail: serde_json::Value,
 }
 
-fn rec(kind: &'static str, actor: impl Into<String>, detail: serde_json::Value) -> Rec {
+fn rec(kind: impl Into<String>, actor: impl Into<String>, detail: serde_json::Value) -> Rec {
     Rec {
-        kind,
+        kind: kind.into(),
         actor: actor.into(),
         detail,
     }
@@ -207,12 +207,27 @@ impl HaltCoordinator {
                 at: now,
             });
         } else if before != HaltState::Running {
+            // A crash while Halting may have left orders resting and positions open.
+            let items = if before == HaltState::Halting {
+                vec![
+                    ItemSpec::new(
+                        "confirm_orders_cancelled",
+                        "Confirm no order rests on the exchange (restarted while halting)",
+                    ),
+                    ItemSpec::new(
+                        "resolve_open_positions",
+                        "Check positions: closure may not have finished before the restart",
+                    ),
+                ]
+            } else {
+                Vec::new()
+            };
             machine.restore_halted(Trigger {
                 source: HaltSource::Auto("restart".into()),
                 reason: format!("restarted while {before}"),
                 behaviour: HaltBehaviour::Hold,
                 condition: None,
-                items: Vec::new(),
+                items,
                 at: now,
             });
         }
@@ -300,7 +315,7 @@ impl HaltCoordinator {
                 .enumerate()
                 .map(|(i, r)| {
                     let snap = if i == last { snapshot.as_deref() } else { None };
-                    journal.append_with_snapshot(r.kind, &r.actor, &r.detail, snap)
+                    journal.append_with_snapshot(&r.kind, &r.actor, &r.detail, snap)
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })
@@ -655,20 +670,6 @@ impl HaltCoordinator {
         Ok(done)
     }
 
-    /// Re-samples every condition now and returns the ids of those breached.
-    pub fn breached_now(&self) -> Vec<String> {
-        let now = self.shared.clock.now();
-        let ctx = EvalContext {
-            now,
-            portfolio: &*self.shared.portfolio,
-        };
-        let bus = &self.shared.bus;
-        let mut set = self.shared.conditions.lock();
-        // Edges found here are not halts: the caller is asking, not trading.
-        let _ = set.sweep(&ctx, &mut |st| publish_condition(bus, now, st));
-        set.breached()
-    }
-
     /// Recovering → Running: opens the gate. Refused, with everything outstanding, until
     /// every checklist item is complete, no condition is breached now (all of them, not
     /// only those behind the halt: a condition still breached at resume would never fire
@@ -679,11 +680,20 @@ impl HaltCoordinator {
     /// [`Error::InvalidOperator`]; journal errors; [`Error::Interrupted`].
     pub async fn resume(&self, operator: &str) -> Result<(), Error> {
         validate_operator(operator)?;
-        let breached = self.breached_now();
+        if self.state() != HaltState::Recovering {
+            return Err(Error::IllegalTransition {
+                from: self.state(),
+                to: HaltState::Running,
+            });
+        }
+        // Look at every condition now. A fresh breach is a trigger like any other: during
+        // recovery it starts a new halt, and this resume is refused.
+        let rehalted = !self.sweep().await.is_empty();
+        let breached = self.shared.conditions.lock().breached();
         let two = self.shared.cfg.two_person_rule;
         let refusal: ResumeRefusal = {
             let m = self.shared.machine.lock();
-            if m.state() != HaltState::Recovering {
+            if m.state() != HaltState::Recovering && !rehalted {
                 return Err(Error::IllegalTransition {
                     from: m.state(),
                     to: HaltState::Running,
@@ -783,6 +793,22 @@ impl HaltCoordinator {
     #[must_use]
     pub fn journal(&self) -> &Arc<Journal> {
         &self.shared.journal
+    }
+
+    /// Journals an API mutation (or any other record) without blocking the runtime.
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::Worker`].
+    pub async fn record(
+        &self,
+        kind: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<JournalRecord, Error> {
+        let mut written = self.write(vec![rec(kind, actor, detail)], None).await?;
+        written
+            .pop()
+            .ok_or_else(|| Error::Worker("the journal wrote nothing".into()))
     }
 
     /// Persists gf-risk's snapshot alongside the journal.

@@ -763,3 +763,92 @@ async fn conditions_are_listed_with_values_for_the_api() {
     let json = serde_json::to_value(&conditions).unwrap();
     assert_eq!(json[6]["id"], "position_risk");
 }
+
+#[tokio::test]
+async fn restart_while_halting_comes_back_halted_with_extra_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gf.sqlite");
+    {
+        let env = Env::open(&fast_cfg(), &db);
+        env.exchange.hang_cancel_all.store(true, Ordering::SeqCst);
+        let outcome = env
+            .coordinator
+            .halt(HaltSource::Cli, "crash mid-halt")
+            .await;
+        assert_eq!(outcome.state, HaltState::Halting);
+        assert_eq!(env.coordinator.state(), HaltState::Halting);
+        assert!(matches!(
+            env.coordinator.begin_recovery("alice").await,
+            Err(Error::IllegalTransition {
+                from: HaltState::Halting,
+                ..
+            })
+        ));
+    }
+    let env = Env::open(&fast_cfg(), &db);
+    assert_eq!(env.coordinator.state(), HaltState::Halted);
+    assert!(!env.gate.is_open());
+    let missing = env.coordinator.checklist().unwrap().missing();
+    assert!(missing.contains(&"confirm_orders_cancelled".to_owned()));
+    assert!(missing.contains(&"resolve_open_positions".to_owned()));
+    let restored = env.coordinator.journal().records(1).unwrap().pop().unwrap();
+    assert_eq!(restored.kind, kinds::RESTORED);
+    assert_eq!(restored.detail["from"], "halting");
+    env.coordinator.journal().verify().unwrap();
+}
+
+#[tokio::test]
+async fn fresh_breach_at_resume_returns_to_halted() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    env.coordinator.halt(HaltSource::Cli, "drill").await;
+    halted(&env.coordinator).await;
+    env.coordinator.begin_recovery("alice").await.unwrap();
+    complete_everything(&env.coordinator, "alice", "alice").await;
+    *env.view.exposure.lock() = dec!(250000);
+    match env.coordinator.resume("alice").await {
+        Err(Error::ResumeRefused(r)) => {
+            assert_eq!(r.breached_conditions, vec!["position_risk"]);
+            assert!(
+                r.missing_items
+                    .contains(&"review_exposure_limits".to_owned())
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    halted(&env.coordinator).await;
+    let halt = env.coordinator.status().halt.unwrap();
+    assert_eq!(halt.id, 2);
+    assert_eq!(halt.source, HaltSource::Auto("position_risk".into()));
+    assert!(!env.gate.is_open());
+}
+
+#[tokio::test]
+async fn api_mutations_are_journaled_and_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    let a = env
+        .coordinator
+        .record(
+            "api_token_created",
+            "admin",
+            serde_json::json!({"role": "viewer"}),
+        )
+        .await
+        .unwrap();
+    let b = env
+        .coordinator
+        .record(
+            "secret_rotated",
+            "system",
+            serde_json::json!({"version": "7"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.prev_hash, a.hash);
+    assert_eq!(env.coordinator.journal().verify().unwrap().records, 2);
+    // The coordinator's state is unaffected by records without a snapshot.
+    drop(env);
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    assert_eq!(env.coordinator.state(), HaltState::Running);
+}

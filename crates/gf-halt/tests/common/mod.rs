@@ -41,6 +41,8 @@ pub struct FakeExchange {
     pub reject_closures: AtomicBool,
     /// Fail cancel-all with a non-retryable error.
     pub fail_cancel_all: AtomicBool,
+    /// Never answer cancel-all (a hung exchange).
+    pub hang_cancel_all: AtomicBool,
     /// When the first cancel-all arrived.
     pub first_cancel_at: Mutex<Option<Instant>>,
     pub cancel_seen: Notify,
@@ -143,6 +145,9 @@ impl Exchange for FakeExchange {
         }
         self.record(Call::CancelAll);
         self.cancel_seen.notify_waiters();
+        if self.hang_cancel_all.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.fail_cancel_all.load(Ordering::SeqCst) {
             return Err(gf_exec::Error::Api {
                 endpoint: "CancelAll".into(),
