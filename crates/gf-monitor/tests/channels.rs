@@ -264,7 +264,46 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
+    /// `python3 -m aiosmtpd` with its debugging handler, no TLS, no auth.
     async fn start() -> Self {
+        let port = closed_port();
+        Self::spawn(
+            vec![
+                "-u".into(),
+                "-m".into(),
+                "aiosmtpd".into(),
+                "-n".into(),
+                "-l".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+            port,
+        )
+        .await
+    }
+
+    /// Our peer script: aiosmtpd requiring STARTTLS and AUTH.
+    async fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        let port = closed_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_tls_peer.py");
+        let args = vec![
+            "-u".into(),
+            script.into(),
+            "127.0.0.1".into(),
+            port.to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+            user.into(),
+            password.into(),
+        ];
+        Self::spawn(args, port).await
+    }
+
+    async fn spawn(args: Vec<String>, port: u16) -> Self {
         let python = std::env::var("GF_PYTHON").unwrap_or_else(|_| "python3".into());
         let probe = std::process::Command::new(&python)
             .args(["-c", "import aiosmtpd"])
@@ -276,21 +315,13 @@ impl SmtpServer {
                  (or point GF_PYTHON at a python that has it)"
             ),
         }
-        let port = closed_port();
         let mut child = tokio::process::Command::new(&python)
-            .args([
-                "-u",
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("start aiosmtpd");
+            .expect("start the SMTP peer");
         let out = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().unwrap();
         let sink = out.clone();
@@ -411,4 +442,123 @@ async fn an_unreachable_smtp_server_is_retried_then_recorded_failed_while_others
     );
     assert_eq!(metrics.notifications("mail", false), 1);
     assert_eq!(d.recent().len(), 2);
+}
+
+/// A private CA and a leaf certificate for 127.0.0.1, made with the `openssl` command.
+fn make_certs(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("the `openssl` command is needed to make test certificates (apt-get install -y openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gf test ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+fn smtp_env(k: &str) -> Option<String> {
+    (k == "GF_TEST_SMTP_PASSWORD").then(|| "hunter2".to_owned())
+}
+
+#[tokio::test]
+async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let smtp = SmtpServer::start_tls(&cert, &key, "gf-alerts", "hunter2").await;
+    smtp.wait_for("READY").await;
+    let settings = |password_env: &str| {
+        format!(
+            "host = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\nusername = \"gf-alerts\"\npassword_env = \"{password_env}\"\nca_file = \"{}\"\nfrom = \"gf@example.invalid\"\nto = \"ops@example.invalid\"\nbackoff_ms = 10",
+            smtp.port,
+            ca.display()
+        )
+    };
+    let good = build_channel(
+        &channel("mail", "email", &settings("GF_TEST_SMTP_PASSWORD")),
+        &smtp_env,
+    )
+    .unwrap();
+    let d = Dispatcher::new(vec![good], Metrics::new(), clock());
+    d.dispatch(&notice(), &[]);
+    let r = d.flush().await.remove(0);
+    assert!(r.delivered(), "{r:?}");
+    let text = smtp.wait_for("END MESSAGE").await;
+    assert!(text.contains("TLS True"), "{text}");
+    assert!(text.contains("AUTH gf-alerts"), "{text}");
+    assert!(text.contains("RCPT ops@example.invalid"), "{text}");
+    assert!(text.contains("Subject: [CRITICAL] FIRING halt"), "{text}");
+
+    // A wrong password is a permanent SMTP error: recorded as failed, not retried.
+    let wrong = |k: &str| (k == "GF_TEST_SMTP_PASSWORD").then(|| "wrong".to_owned());
+    let bad = build_channel(
+        &channel("mail", "email", &settings("GF_TEST_SMTP_PASSWORD")),
+        &wrong,
+    )
+    .unwrap();
+    let d = Dispatcher::new(vec![bad], Metrics::new(), clock());
+    d.dispatch(&notice(), &[]);
+    let r = d.flush().await.remove(0);
+    assert!(!r.delivered());
+    assert_eq!(r.attempts, 1, "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("535"), "{r:?}");
+
+    // Without the private CA the server's certificate is not trusted.
+    let no_ca =
+        settings("GF_TEST_SMTP_PASSWORD").replace(&format!("ca_file = \"{}\"\n", ca.display()), "");
+    let untrusting = build_channel(&channel("mail", "email", &no_ca), &smtp_env).unwrap();
+    let d = Dispatcher::new(vec![untrusting], Metrics::new(), clock());
+    d.dispatch(&notice(), &[]);
+    let r = d.flush().await.remove(0);
+    assert!(!r.delivered(), "{r:?}");
 }

@@ -1,5 +1,5 @@
-//! E-mail over SMTP with `lettre`: STARTTLS (default), implicit TLS or plain, with
-//! optional authentication.
+//! E-mail over SMTP with `lettre`: STARTTLS (default, required), implicit TLS or plain,
+//! with optional authentication and an optional private CA (`ca_file`).
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::settings::Settings;
@@ -94,15 +95,38 @@ impl EmailChannel {
                 return Err(s.invalid("username", "required with password_env".into()));
             }
         };
-        let mut builder = match security {
-            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-                .map_err(|e| s.invalid("host", format!("{host:?}: {e}")))?,
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-                .map_err(|e| s.invalid("host", format!("{host:?}: {e}")))?,
-            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
-        }
-        .port(port)
-        .timeout(Some(timeout));
+        // A private CA (an internal relay's) can be trusted in addition to the web roots.
+        let ca = match s.opt_str("ca_file")? {
+            Some(path) => {
+                let pem = std::fs::read(&path)
+                    .map_err(|e| s.invalid("ca_file", format!("cannot read {path}: {e}")))?;
+                Some(Certificate::from_pem(&pem).map_err(|e| {
+                    s.invalid("ca_file", format!("{path} is not a PEM certificate: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        let tls = match security {
+            SmtpSecurity::None => Tls::None,
+            SmtpSecurity::StartTls | SmtpSecurity::Tls => {
+                let mut params = TlsParameters::builder(host.clone());
+                if let Some(ca) = ca {
+                    params = params.add_root_certificate(ca);
+                }
+                let params = params
+                    .build_rustls()
+                    .map_err(|e| s.invalid("host", format!("{host:?}: tls setup: {e}")))?;
+                if security == SmtpSecurity::StartTls {
+                    Tls::Required(params)
+                } else {
+                    Tls::Wrapper(params)
+                }
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+            .port(port)
+            .tls(tls)
+            .timeout(Some(timeout));
         if let Some(c) = credentials {
             builder = builder.credentials(c);
         }
