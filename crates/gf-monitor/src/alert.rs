@@ -409,7 +409,7 @@ impl AlertManager {
             .enumerate()
             .filter_map(|(idx, r)| match &r.kind {
                 RuleKind::Drawdown { threshold_pct } => {
-                    Some(drawdown_signal(idx, dd, *threshold_pct))
+                    Some(drawdown_signal(idx, &r.name, dd, *threshold_pct))
                 }
                 _ => None,
             })
@@ -438,7 +438,7 @@ impl AlertManager {
                     RuleKind::Drawdown { threshold_pct },
                     Payload::ConditionValue { id, value, .. },
                 ) if id == "max_total_drawdown" => {
-                    out.push(drawdown_signal(idx, *value, *threshold_pct));
+                    out.push(drawdown_signal(idx, &rule.name, *value, *threshold_pct));
                 }
                 (RuleKind::ApiErrorRate { .. }, Payload::ApiError { .. })
                 | (RuleKind::AverageLatency { .. }, Payload::Latency { .. }) => {
@@ -809,17 +809,17 @@ fn fire<const N: usize>(
     }
 }
 
-fn drawdown_signal(idx: usize, value: Decimal, threshold: Decimal) -> Signal {
+fn drawdown_signal(idx: usize, key: &str, value: Decimal, threshold: Decimal) -> Signal {
     if value > threshold {
         fire(
             idx,
-            "drawdown",
+            key,
             format!("drawdown {}% exceeds {}%", value.round_dp(2), threshold),
             [],
         )
     } else {
         Signal::Resolve {
-            key: "drawdown".into(),
+            key: key.to_owned(),
         }
     }
 }

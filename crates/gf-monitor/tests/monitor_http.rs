@@ -291,3 +291,50 @@ async fn the_dashboard_snapshot_carries_state_conditions_positions_latency_and_a
     assert_eq!(json["health"]["ready"], false);
     assert!(json["system"]["resident_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn channels_from_a_config_file_build() {
+    let text = r#"
+[[monitor.channels]]
+name = "ops-mail"
+kind = "email"
+min_severity = "warning"
+host = "smtp.example.com"
+username = "gal-friday"
+password_env = "GF_SMTP_PASSWORD"
+from = "Gal-Friday <gf@example.com>"
+to = ["oncall@example.com"]
+
+[[monitor.channels]]
+name = "team"
+kind = "slack"
+url = "https://hooks.slack.invalid/services/T0/B0/x"
+timeout_ms = 2000
+
+[[monitor.channels]]
+name = "pager"
+kind = "sms"
+min_severity = "critical"
+url = "https://api.twilio.invalid/2010-04-01/Accounts/AC1/Messages.json"
+account_sid = "AC1"
+auth_token_env = "GF_TWILIO_TOKEN"
+from = "+15550000"
+to = "+15551111"
+"#;
+    let config = gf_core::Config::from_toml_str(text).unwrap();
+    let env = |k: &str| matches!(k, "GF_SMTP_PASSWORD" | "GF_TWILIO_TOKEN").then(|| "x".to_owned());
+    let monitor = MonitorBuilder::new(&config.monitor, Arc::new(ManualClock::default()))
+        .env(env)
+        .build()
+        .unwrap();
+    assert_eq!(monitor.alerts().dispatcher().channel_names(), ["ops-mail", "team", "pager"]);
+    // Without the secret in the environment, startup names the channel and the key.
+    let err = MonitorBuilder::new(&config.monitor, Arc::new(ManualClock::default()))
+        .env(|_| None)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "channel `ops-mail`: invalid `password_env`: environment variable GF_SMTP_PASSWORD is not set"
+    );
+}

@@ -2,7 +2,31 @@
 //! dispatcher that delivers a notice to each of them independently.
 //!
 //! Each channel is built from one `[[monitor.channels]]` table. Credentials never sit in
-//! the table: keys ending in `_env` name the environment variable holding them.
+//! the table: keys ending in `_env` name the environment variable holding them. Unknown
+//! keys are errors, so a typo is caught at startup.
+//!
+//! | kind | settings |
+//! |---|---|
+//! | every kind | `timeout_ms` (5000), `attempts` (3), `backoff_ms` (500, doubles per retry), `min_severity` |
+//! | `log` | — |
+//! | `email` | `host`, `port` (587/465/25), `security` = `starttls` (default, required) \| `tls` \| `none`, `username` + `password_env`, `ca_file` (PEM of a private CA), `from`, `to` (one or a list) |
+//! | `webhook` | `url`, `bearer_token_env`; body: the [`Notice`] as JSON |
+//! | `slack` | `url` (incoming webhook); body `{"text"}` |
+//! | `discord` | `url`; body `{"content"}` (≤ 2000 characters) |
+//! | `telegram` | `chat_id`, and `url` (the full `sendMessage` URL) or `bot_token_env` + `api_base` |
+//! | `sms` | `url` (Twilio-compatible `Messages` endpoint), `account_sid`, `auth_token_env`, `from`, `to` |
+//!
+//! ```toml
+//! [[monitor.channels]]
+//! name = "ops-mail"
+//! kind = "email"
+//! min_severity = "warning"
+//! host = "smtp.example.com"
+//! username = "gal-friday"
+//! password_env = "GF_SMTP_PASSWORD"
+//! from = "Gal-Friday <gf@example.com>"
+//! to = ["oncall@example.com"]
+//! ```
 
 mod email;
 mod log;
