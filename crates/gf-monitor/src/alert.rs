@@ -67,7 +67,8 @@ pub struct AlertRule {
     /// Minimum time between two notices for the same alert key (cooldown).
     pub repeat_interval_secs: u64,
     /// Alerts of this rule that start within this many seconds of a notice of the same
-    /// rule are folded into the next notice instead of sending their own.
+    /// rule wait and are announced together in one notice when the interval has passed
+    /// (Alertmanager's `group_interval`).
     pub group_interval_secs: u64,
     /// What it watches.
     pub kind: RuleKind,
@@ -195,6 +196,9 @@ pub struct ActiveAlert {
     pub last_notified: Option<DateTime<Utc>>,
     /// Why the last evaluation sent nothing, if it did not.
     pub suppressed: Option<Suppression>,
+    /// Started within the group interval of a notice of its rule: it will be announced
+    /// in the group's next notice.
+    pub awaiting_group: bool,
 }
 
 /// Why a notice was not sent.
@@ -203,7 +207,7 @@ pub struct ActiveAlert {
 pub enum Suppression {
     /// Within the repeat interval of the previous notice.
     Cooldown,
-    /// Folded into a notice of the same group.
+    /// Waits for the next notice of its group (sent at most once per group interval).
     Grouped,
     /// An inhibiting alert is firing.
     Inhibited,
@@ -252,6 +256,8 @@ struct State {
     api_errors: VecDeque<DateTime<Utc>>,
     latency: BTreeMap<usize, VecDeque<(DateTime<Utc>, u64)>>,
     halted: bool,
+    /// Rule name → when its group last had a firing notice, and the keys it announced.
+    group_notice: BTreeMap<String, (DateTime<Utc>, Vec<String>)>,
 }
 
 /// The alert manager. Evaluate with [`Self::on_event`] (and [`Self::tick`] once a
@@ -623,6 +629,7 @@ impl AlertManager {
                     }
                 }
             }
+            self.flush_groups(&mut st, now, &mut decisions);
         }
         for (key, severity, status, summary) in publish {
             self.metrics
@@ -689,13 +696,12 @@ impl AlertManager {
                 summary.clone(),
             ));
         }
-        // Grouping: a recent notice of the same rule for another key covers this one.
+        // Grouping: within the group interval of a notice of the same rule, a new alert
+        // waits for the group's next notice instead of sending its own.
+        // (An alert that resolved and fires again is not part of a burst of others.)
         let group_cover = is_new
-            && st.active.values().any(|a| {
-                a.rule == rule.name
-                    && a.key != key
-                    && a.last_notified
-                        .is_some_and(|t| now - t < secs(rule.group_interval_secs))
+            && st.group_notice.get(&rule.name).is_some_and(|(t, keys)| {
+                now - *t < secs(rule.group_interval_secs) && !keys.contains(&key)
             });
         let alert = st.active.entry(key.clone()).or_insert_with(|| ActiveAlert {
             key: key.clone(),
@@ -706,11 +712,12 @@ impl AlertManager {
             started_at: now,
             last_notified: None,
             suppressed: None,
+            awaiting_group: group_cover,
         });
         alert.summary = summary;
         alert.labels = labels;
         let why = suppressed.or_else(|| {
-            if group_cover {
+            if alert.awaiting_group {
                 Some(Suppression::Grouped)
             } else if alert
                 .last_notified
@@ -723,17 +730,16 @@ impl AlertManager {
         });
         alert.suppressed = why;
         if let Some(why) = why {
-            if why == Suppression::Grouped {
-                alert.last_notified = Some(now);
-            }
             return Decision::Suppressed { key, why };
         }
         alert.last_notified = Some(now);
         let alert = alert.clone();
+        st.group_notice
+            .insert(rule.name.clone(), (now, vec![key.clone()]));
         let grouped = st
             .active
             .values()
-            .filter(|a| a.rule == rule.name && a.key != key)
+            .filter(|a| a.rule == rule.name && a.key != key && !a.awaiting_group)
             .map(|a| a.key.clone())
             .collect();
         Decision::Notified(Notice {
@@ -747,6 +753,59 @@ impl AlertManager {
             ends_at: None,
             grouped,
         })
+    }
+
+    /// Sends one notice per group whose waiting alerts are due: the notice's key is the
+    /// rule name and `grouped` lists the alerts it announces.
+    fn flush_groups(&self, st: &mut State, now: DateTime<Utc>, out: &mut Vec<Decision>) {
+        for rule in &self.rules {
+            let due = st
+                .group_notice
+                .get(&rule.name)
+                .is_none_or(|(t, _)| now - *t >= secs(rule.group_interval_secs));
+            if !due {
+                continue;
+            }
+            let waiting: Vec<String> = st
+                .active
+                .values()
+                .filter(|a| a.rule == rule.name && a.awaiting_group)
+                .filter(|a| self.suppression(st, rule, &a.key).is_none())
+                .map(|a| a.key.clone())
+                .collect();
+            if waiting.is_empty() {
+                continue;
+            }
+            let mut starts_at = now;
+            let mut lines = Vec::with_capacity(waiting.len());
+            for key in &waiting {
+                if let Some(a) = st.active.get_mut(key) {
+                    a.awaiting_group = false;
+                    a.suppressed = None;
+                    a.last_notified = Some(now);
+                    starts_at = starts_at.min(a.started_at);
+                    lines.push(a.summary.clone());
+                }
+            }
+            st.group_notice
+                .insert(rule.name.clone(), (now, waiting.clone()));
+            out.push(Decision::Notified(Notice {
+                key: rule.name.clone(),
+                rule: rule.name.clone(),
+                severity: rule.severity,
+                status: AlertStatus::Firing,
+                summary: format!(
+                    "{} more {} alerts: {}",
+                    waiting.len(),
+                    rule.name,
+                    lines.join("; ")
+                ),
+                labels: rule.labels.clone(),
+                starts_at,
+                ends_at: None,
+                grouped: waiting,
+            }));
+        }
     }
 
     fn resolve_one(
@@ -991,21 +1050,63 @@ mod tests {
     #[tokio::test]
     async fn a_burst_for_one_cause_is_one_notice() {
         let f = fixture();
-        f.ev(stale("XRP/USD", true));
+        assert_eq!(
+            kinds(&f.ev(stale("XRP/USD", true))),
+            ["notified data_stale:XRP/USD"]
+        );
         f.advance_secs(2);
         assert_eq!(
             kinds(&f.ev(stale("DOGE/USD", true))),
             ["suppressed data_stale:DOGE/USD Grouped"]
         );
-        assert_eq!(f.delivered().await.len(), 1);
-        assert_eq!(f.am.active().len(), 2, "both alerts are tracked");
-        // Outside the group interval a new key gets its own notice, naming the group.
+        f.advance_secs(3);
+        assert_eq!(
+            kinds(&f.ev(stale("ETH/USD", true))),
+            ["suppressed data_stale:ETH/USD Grouped"]
+        );
+        assert_eq!(
+            kinds(&f.ev(stale("ETH/USD", true))),
+            ["suppressed data_stale:ETH/USD Grouped"]
+        );
+        f.advance_secs(24);
+        assert!(
+            f.am.tick().is_empty(),
+            "the group interval (30 s) has not passed"
+        );
+        f.advance_secs(1);
+        // One notice announces the rest of the burst.
+        let d = f.am.tick();
+        let [Decision::Notified(n)] = &d[..] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(n.key, "data_stale");
+        assert_eq!(n.grouped, ["data_stale:DOGE/USD", "data_stale:ETH/USD"]);
+        assert!(
+            n.summary
+                .starts_with("2 more data_stale alerts: market data for DOGE/USD"),
+            "{}",
+            n.summary
+        );
+        assert_eq!(f.delivered().await.len(), 2, "three alerts, two notices");
+        assert!(f.am.tick().is_empty(), "announced once");
+        // Announced members get their own resolved notice; a member that resolves while
+        // still waiting clears quietly.
+        assert_eq!(
+            kinds(&f.ev(stale("DOGE/USD", false))),
+            ["resolved data_stale:DOGE/USD"]
+        );
+        f.ev(stale("ADA/USD", true));
+        assert_eq!(
+            kinds(&f.ev(stale("ADA/USD", false))),
+            ["cleared data_stale:ADA/USD"]
+        );
+        // A new key outside the group interval gets its own notice, naming the others.
         f.advance_secs(60);
-        let d = f.ev(stale("ETH/USD", true));
+        let d = f.ev(stale("SOL/USD", true));
         let Decision::Notified(n) = &d[0] else {
             panic!("{d:?}")
         };
-        assert_eq!(n.grouped, ["data_stale:DOGE/USD", "data_stale:XRP/USD"]);
+        assert_eq!(n.grouped, ["data_stale:ETH/USD", "data_stale:XRP/USD"]);
     }
 
     #[tokio::test]
@@ -1191,5 +1292,91 @@ mod tests {
         rules.retain(|r| r.name != "halt");
         let err = AlertManager::new(rules, inh, d, None, clock, Metrics::new()).unwrap_err();
         assert!(err.to_string().contains("`halt`"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use gf_core::{Clock, ManualClock, Pair};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Stale(usize, bool),
+        Advance(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..3, any::<bool>()).prop_map(|(p, s)| Op::Stale(p, s)),
+            (0i64..5_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sequence of events and time steps: a resolved notice follows a
+        /// firing notice of the same key (never two in a row, never for a key that was
+        /// not notified), and two firing notices of one episode are a repeat interval apart.
+        #[test]
+        fn prop_notices_respect_cooldown_and_resolve_once(ops in prop::collection::vec(op(), 1..80)) {
+            let clock = ManualClock::default();
+            let shared: SharedClock = Arc::new(clock.clone());
+            let d = Dispatcher::new(vec![], Metrics::new(), shared.clone());
+            let (rules, inh) = default_rules(&MonitorConfig::default());
+            let repeat = rules.iter().find(|r| r.name == "data_stale").unwrap().repeat_interval_secs;
+            let am = AlertManager::new(rules, inh, d, None, shared, Metrics::new()).unwrap();
+            let pairs = ["XRP/USD", "DOGE/USD", "ETH/USD"];
+            // key → time of the last firing notice of the current episode
+            let mut notified: HashMap<String, DateTime<Utc>> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Advance(s) => clock.advance(Duration::seconds(s)),
+                    Op::Stale(p, stale) => {
+                        let payload = Payload::Staleness {
+                            pair: Pair::new(pairs[p]).unwrap(),
+                            stale,
+                            age_ms: 0,
+                            threshold_ms: 60_000,
+                        };
+                        let now = clock.now();
+                        for dec in am.on_event(&Event::new(now, Source::Test, payload)) {
+                            match dec {
+                                Decision::Notified(n) if n.key == "data_stale" => {
+                                    for k in n.grouped {
+                                        prop_assert!(!notified.contains_key(&k), "announced twice: {}", k);
+                                        notified.insert(k, now);
+                                    }
+                                }
+                                Decision::Notified(n) => {
+                                    if let Some(prev) = notified.get(&n.key) {
+                                        prop_assert!(now - *prev >= Duration::seconds(i64::try_from(repeat).unwrap()));
+                                    }
+                                    notified.insert(n.key, now);
+                                }
+                                Decision::Resolved(n) => {
+                                    prop_assert!(notified.remove(&n.key).is_some(), "resolved without firing: {}", n.key);
+                                }
+                                Decision::ClearedQuietly { key } => {
+                                    prop_assert!(!notified.contains_key(&key));
+                                }
+                                Decision::Suppressed { key, why } => {
+                                    prop_assert!(am.active().iter().any(|a| a.key == key));
+                                    if why == Suppression::Cooldown {
+                                        prop_assert!(notified.contains_key(&key));
+                                    }
+                                }
+                            }
+                        }
+                        let key = format!("data_stale:{}", pairs[p]);
+                        prop_assert_eq!(am.active().iter().any(|a| a.key == key), stale);
+                    }
+                }
+            }
+        }
     }
 }

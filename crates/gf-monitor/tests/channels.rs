@@ -318,21 +318,28 @@ impl SmtpServer {
         let mut child = tokio::process::Command::new(&python)
             .args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start the SMTP peer");
         let out = Arc::new(Mutex::new(String::new()));
+        // Both streams go to one buffer: assertion messages then show the peer's errors.
         let stdout = child.stdout.take().unwrap();
-        let sink = out.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut s = sink.lock();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let stderr = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            Box::new(stderr),
+        ] {
+            let sink = out.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut s = sink.lock();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
         let deadline = Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

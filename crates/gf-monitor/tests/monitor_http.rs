@@ -327,7 +327,10 @@ to = "+15551111"
         .env(env)
         .build()
         .unwrap();
-    assert_eq!(monitor.alerts().dispatcher().channel_names(), ["ops-mail", "team", "pager"]);
+    assert_eq!(
+        monitor.alerts().dispatcher().channel_names(),
+        ["ops-mail", "team", "pager"]
+    );
     // Without the secret in the environment, startup names the channel and the key.
     let err = MonitorBuilder::new(&config.monitor, Arc::new(ManualClock::default()))
         .env(|_| None)
