@@ -380,6 +380,8 @@ impl HaltCoordinator {
             s.gate.close();
             m.trigger(t)
         };
+        // The journaling runs in its own task so that dropping this future (a client that
+        // disconnects) cannot lose the trigger's record.
         match effect {
             TriggerEffect::Started { halt_id, from } => {
                 s.state_tx.send_replace(HaltState::Halting);
@@ -389,72 +391,116 @@ impl HaltCoordinator {
                     task.halting(halt_id, behaviour, in_flight, started_at, journaled_rx)
                         .await;
                 });
-                // Let the task issue cancel-all before this one spends time journaling.
-                tokio::task::yield_now().await;
-                let op = s.op.lock().await;
-                let snap = snapshot_json(s.machine.lock().snapshot());
-                let records = vec![
-                    rec(
-                        kinds::HALT_TRIGGERED,
-                        source.to_string(),
-                        json!({ "halt_id": halt_id, "source": source, "reason": reason,
-                                "behaviour": behaviour }),
-                    ),
-                    rec(
-                        kinds::STATE_CHANGED,
-                        source.to_string(),
-                        json!({ "halt_id": halt_id, "from": from, "to": HaltState::Halting }),
-                    ),
-                ];
-                let journal_error = match snap {
-                    Ok(snap) => self.write(records, Some(snap)).await.err(),
-                    Err(e) => Some(e),
-                }
-                .map(|e| e.to_string());
-                self.publish(Payload::HaltTriggered {
-                    source: source.clone(),
-                    reason: reason.clone(),
+                let task = self.clone();
+                let journaling = tokio::spawn(async move {
+                    // Let the halt task issue cancel-all before this one spends time here.
+                    tokio::task::yield_now().await;
+                    let error = task
+                        .journal_started(halt_id, from, source, reason, behaviour)
+                        .await;
+                    // The receiver is gone only if the halt task already ended.
+                    let _ = journaled_tx.send(());
+                    error
                 });
-                self.publish(Payload::HaltStateChanged {
-                    from,
-                    to: HaltState::Halting,
-                    source,
-                    reason,
-                });
-                drop(op);
-                // The receiver is gone only if the task already ended; nothing to tell.
-                let _ = journaled_tx.send(());
                 HaltOutcome {
                     halt_id,
                     started: true,
                     state: HaltState::Halting,
-                    journal_error,
+                    journal_error: journaling
+                        .await
+                        .unwrap_or_else(|e| Some(format!("journal task failed: {e}"))),
                 }
             }
             TriggerEffect::Recorded { halt_id } => {
-                let _op = s.op.lock().await;
-                let (snap, state) = {
-                    let m = s.machine.lock();
-                    (snapshot_json(m.snapshot()), m.state())
-                };
-                let records = vec![rec(
-                    kinds::TRIGGER_RECORDED,
-                    source.to_string(),
-                    json!({ "halt_id": halt_id, "source": source, "reason": reason }),
-                )];
-                let journal_error = match snap {
-                    Ok(snap) => self.write(records, Some(snap)).await.err(),
-                    Err(e) => Some(e),
-                }
-                .map(|e| e.to_string());
-                self.publish(Payload::HaltTriggered { source, reason });
-                HaltOutcome {
-                    halt_id,
-                    started: false,
-                    state,
-                    journal_error,
+                let task = self.clone();
+                let journaling =
+                    tokio::spawn(
+                        async move { task.journal_recorded(halt_id, source, reason).await },
+                    );
+                let state = self.state();
+                match journaling.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => HaltOutcome {
+                        halt_id,
+                        started: false,
+                        state,
+                        journal_error: Some(format!("journal task failed: {e}")),
+                    },
                 }
             }
+        }
+    }
+
+    async fn journal_started(
+        &self,
+        halt_id: u64,
+        from: HaltState,
+        source: HaltSource,
+        reason: String,
+        behaviour: HaltBehaviour,
+    ) -> Option<String> {
+        let s = &self.shared;
+        let _op = s.op.lock().await;
+        let snap = snapshot_json(s.machine.lock().snapshot());
+        let records = vec![
+            rec(
+                kinds::HALT_TRIGGERED,
+                source.to_string(),
+                json!({ "halt_id": halt_id, "source": source, "reason": reason,
+                        "behaviour": behaviour }),
+            ),
+            rec(
+                kinds::STATE_CHANGED,
+                source.to_string(),
+                json!({ "halt_id": halt_id, "from": from, "to": HaltState::Halting }),
+            ),
+        ];
+        let journal_error = match snap {
+            Ok(snap) => self.write(records, Some(snap)).await.err(),
+            Err(e) => Some(e),
+        }
+        .map(|e| e.to_string());
+        self.publish(Payload::HaltTriggered {
+            source: source.clone(),
+            reason: reason.clone(),
+        });
+        self.publish(Payload::HaltStateChanged {
+            from,
+            to: HaltState::Halting,
+            source,
+            reason,
+        });
+        journal_error
+    }
+
+    async fn journal_recorded(
+        &self,
+        halt_id: u64,
+        source: HaltSource,
+        reason: String,
+    ) -> HaltOutcome {
+        let s = &self.shared;
+        let _op = s.op.lock().await;
+        let (snap, state) = {
+            let m = s.machine.lock();
+            (snapshot_json(m.snapshot()), m.state())
+        };
+        let records = vec![rec(
+            kinds::TRIGGER_RECORDED,
+            source.to_string(),
+            json!({ "halt_id": halt_id, "source": source, "reason": reason }),
+        )];
+        let journal_error = match snap {
+            Ok(snap) => self.write(records, Some(snap)).await.err(),
+            Err(e) => Some(e),
+        }
+        .map(|e| e.to_string());
+        self.publish(Payload::HaltTriggered { source, reason });
+        HaltOutcome {
+            halt_id,
+            started: false,
+            state,
+            journal_error,
         }
     }
 
@@ -580,11 +626,25 @@ impl HaltCoordinator {
 
     /// Prepares `f` on a copy of the machine, journals the result with `describe`, then
     /// applies it unless a trigger intervened. Opens the gate when the result is Running.
-    async fn mutate<T>(
+    async fn mutate<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&mut Machine) -> Result<T, Error> + Send + 'static,
+        describe: impl FnOnce(&T) -> (Vec<Rec>, Vec<Payload>) + Send + 'static,
+    ) -> Result<T, Error> {
+        // In its own task: a caller that gives up half-way cannot leave the journal ahead
+        // of the state (the write and the apply happen together or not at all).
+        let task = self.clone();
+        tokio::spawn(async move { task.mutate_now(action, f, describe).await })
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?
+    }
+
+    async fn mutate_now<T>(
         &self,
         action: &'static str,
         f: impl FnOnce(&mut Machine) -> Result<T, Error>,
-        describe: impl FnOnce(&T) -> Vec<Rec>,
+        describe: impl FnOnce(&T) -> (Vec<Rec>, Vec<Payload>),
     ) -> Result<T, Error> {
         let s = &self.shared;
         let _op = s.op.lock().await;
@@ -594,16 +654,22 @@ impl HaltCoordinator {
         };
         let out = f(&mut draft)?;
         let snap = snapshot_json(draft.snapshot())?;
-        self.write(describe(&out), Some(snap)).await?;
-        let mut live = s.machine.lock();
-        if live.epoch() != epoch {
-            return Err(Error::Interrupted { action });
+        let (records, events) = describe(&out);
+        self.write(records, Some(snap)).await?;
+        {
+            let mut live = s.machine.lock();
+            if live.epoch() != epoch {
+                return Err(Error::Interrupted { action });
+            }
+            *live = draft;
+            if live.state() == HaltState::Running {
+                s.gate.open();
+            }
+            s.state_tx.send_replace(live.state());
         }
-        *live = draft;
-        if live.state() == HaltState::Running {
-            s.gate.open();
+        for payload in events {
+            self.publish(payload);
         }
-        s.state_tx.send_replace(live.state());
         Ok(out)
     }
 
@@ -614,26 +680,28 @@ impl HaltCoordinator {
     /// particular while the halt actions are still running); journal errors;
     /// [`Error::Interrupted`].
     pub async fn begin_recovery(&self, operator: &str) -> Result<(), Error> {
-        let actor = operator.to_owned();
+        let op = operator.to_owned();
+        let actor = op.clone();
         self.mutate(
             "begin_recovery",
-            |m| m.begin_recovery(operator),
-            |()| {
-                vec![rec(
-                    kinds::STATE_CHANGED,
-                    actor,
-                    json!({ "from": HaltState::Halted, "to": HaltState::Recovering }),
-                )]
+            move |m| m.begin_recovery(&op),
+            move |()| {
+                (
+                    vec![rec(
+                        kinds::STATE_CHANGED,
+                        actor.clone(),
+                        json!({ "from": HaltState::Halted, "to": HaltState::Recovering }),
+                    )],
+                    vec![Payload::HaltStateChanged {
+                        from: HaltState::Halted,
+                        to: HaltState::Recovering,
+                        reason: format!("recovery started by {actor}"),
+                        source: HaltSource::Api(actor),
+                    }],
+                )
             },
         )
-        .await?;
-        self.publish(Payload::HaltStateChanged {
-            from: HaltState::Halted,
-            to: HaltState::Recovering,
-            source: HaltSource::Api(operator.to_owned()),
-            reason: format!("recovery started by {operator}"),
-        });
-        Ok(())
+        .await
     }
 
     /// Completes a checklist item; returns it with who and when.
@@ -649,25 +717,31 @@ impl HaltCoordinator {
         note: Option<&str>,
     ) -> Result<ChecklistItem, Error> {
         let now = self.shared.clock.now();
-        let done = self
-            .mutate(
-                "complete_item",
-                |m| m.complete(item_id, operator, note, now),
-                |item: &ChecklistItem| {
+        let (item_id, op, note) = (
+            item_id.to_owned(),
+            operator.to_owned(),
+            note.map(str::to_owned),
+        );
+        let actor = op.clone();
+        self.mutate(
+            "complete_item",
+            move |m| m.complete(&item_id, &op, note.as_deref(), now),
+            move |item: &ChecklistItem| {
+                (
                     vec![rec(
                         kinds::CHECKLIST_STEP,
-                        operator,
+                        actor.clone(),
                         json!({ "item": item.id, "note": item.note }),
-                    )]
-                },
-            )
-            .await?;
-        self.publish(Payload::ChecklistStep {
-            item: done.id.clone(),
-            operator: operator.to_owned(),
-            note: done.note.clone(),
-        });
-        Ok(done)
+                    )],
+                    vec![Payload::ChecklistStep {
+                        item: item.id.clone(),
+                        operator: actor,
+                        note: item.note.clone(),
+                    }],
+                )
+            },
+        )
+        .await
     }
 
     /// Recovering → Running: opens the gate. Refused, with everything outstanding, until
@@ -707,28 +781,33 @@ impl HaltCoordinator {
                 .await?;
             return Err(Error::ResumeRefused(refusal));
         }
+        let op = operator.to_owned();
+        let actor = op.clone();
         self.mutate(
             "resume",
-            |m| m.resume(operator, breached, two),
-            |()| {
-                vec![rec(
-                    kinds::STATE_CHANGED,
-                    operator,
-                    json!({ "from": HaltState::Recovering, "to": HaltState::Running }),
-                )]
+            move |m| m.resume(&op, breached, two),
+            move |()| {
+                (
+                    vec![rec(
+                        kinds::STATE_CHANGED,
+                        actor.clone(),
+                        json!({ "from": HaltState::Recovering, "to": HaltState::Running }),
+                    )],
+                    vec![
+                        Payload::Resumed {
+                            operator: actor.clone(),
+                        },
+                        Payload::HaltStateChanged {
+                            from: HaltState::Recovering,
+                            to: HaltState::Running,
+                            reason: format!("resumed by {actor}"),
+                            source: HaltSource::Api(actor),
+                        },
+                    ],
+                )
             },
         )
-        .await?;
-        self.publish(Payload::Resumed {
-            operator: operator.to_owned(),
-        });
-        self.publish(Payload::HaltStateChanged {
-            from: HaltState::Recovering,
-            to: HaltState::Running,
-            source: HaltSource::Api(operator.to_owned()),
-            reason: format!("resumed by {operator}"),
-        });
-        Ok(())
+        .await
     }
 
     /// The current state.

@@ -852,3 +852,36 @@ async fn api_mutations_are_journaled_and_chained() {
     let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
     assert_eq!(env.coordinator.state(), HaltState::Running);
 }
+
+#[tokio::test]
+async fn a_halt_whose_caller_gives_up_is_still_in_force_and_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    // Poll halt() once, then drop it (a client that disconnected).
+    let gave_up = tokio::time::timeout(
+        Duration::from_nanos(1),
+        env.coordinator
+            .halt(HaltSource::Api("alice".into()), "impatient"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "halt() was still journaling when dropped");
+    assert!(!env.gate.is_open(), "the gate closed on the first poll");
+    halted(&env.coordinator).await;
+    let kinds_written: Vec<String> = env
+        .coordinator
+        .journal()
+        .records(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds_written,
+        [
+            kinds::HALT_TRIGGERED,
+            kinds::STATE_CHANGED,
+            kinds::CLOSURE_RESULT,
+            kinds::STATE_CHANGED
+        ]
+    );
+}
