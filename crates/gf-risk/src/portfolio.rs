@@ -50,7 +50,7 @@ pub const SHARE_DP: u32 = 16;
 /// Closed round trips kept in the snapshot for display (statistics cover all of them).
 pub const RECENT_TRADES: usize = 200;
 /// Trade ids remembered to refuse a fill delivered twice.
-pub const RECENT_FILL_IDS: usize = 4096;
+pub const RECENT_FILL_IDS: usize = 1024;
 
 /// How to build a [`Portfolio`].
 #[derive(Debug, Clone, PartialEq, Eq)]

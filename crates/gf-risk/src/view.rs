@@ -32,3 +32,56 @@ pub trait PortfolioView: Send + Sync {
         TradingStats::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view with no trade history, relying on the default `trading_stats`.
+    struct Flat;
+
+    impl PortfolioView for Flat {
+        fn equity(&self) -> Decimal {
+            Decimal::ONE_HUNDRED
+        }
+        fn peak_equity(&self) -> Decimal {
+            Decimal::ONE_HUNDRED
+        }
+        fn total_drawdown_pct(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn daily_drawdown_pct(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn consecutive_losses(&self) -> u32 {
+            0
+        }
+        fn positions(&self) -> Vec<Position> {
+            Vec::new()
+        }
+        fn exposure(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn volatility_pct(&self, _pair: &Pair) -> Option<Decimal> {
+            None
+        }
+    }
+
+    #[test]
+    fn default_trading_stats_are_empty() {
+        let view: &dyn PortfolioView = &Flat;
+        assert_eq!(view.trading_stats(), TradingStats::default());
+        assert_eq!(view.trading_stats().win_rate_pct, None);
+    }
+
+    #[test]
+    fn mock_answers_what_it_is_told() {
+        let mut mock = MockPortfolioView::new();
+        mock.expect_total_drawdown_pct()
+            .return_const(Decimal::new(16, 0));
+        mock.expect_consecutive_losses().return_const(5u32);
+        let view: &dyn PortfolioView = &mock;
+        assert_eq!(view.total_drawdown_pct(), Decimal::new(16, 0));
+        assert_eq!(view.consecutive_losses(), 5);
+    }
+}
