@@ -47,15 +47,6 @@ pub enum Error {
     /// Encoding the metrics exposition failed.
     #[error("metrics encoding failed: {0}")]
     Encode(#[from] std::fmt::Error),
-    /// An I/O operation (probe file, /proc) failed.
-    #[error("i/o error on `{path}`: {source}")]
-    Io {
-        /// The path involved.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
@@ -64,7 +55,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Delivery { retryable, .. } => *retryable,
-            Error::Timeout { .. } | Error::Io { .. } => true,
+            Error::Timeout { .. } => true,
             Error::ChannelConfig { .. }
             | Error::DuplicateChannel(_)
             | Error::Rule { .. }

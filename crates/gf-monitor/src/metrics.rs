@@ -538,7 +538,7 @@ impl Metrics {
                 to, source, reason, ..
             } => self.set_halt_state(*to, &source.to_string(), reason),
             Payload::Resumed { operator } => {
-                self.set_halt_state(HaltState::Running, &format!("api:{operator}"), "resumed");
+                self.set_halt_state(HaltState::Running, operator, "resumed");
             }
             Payload::ConditionValue {
                 id,

@@ -341,3 +341,80 @@ to = "+15551111"
         "channel `ops-mail`: invalid `password_env`: environment variable GF_SMTP_PASSWORD is not set"
     );
 }
+
+#[tokio::test]
+async fn the_exchange_reachability_check_over_http() {
+    use gf_core::HealthStatus;
+    use gf_monitor::HealthCheck;
+    use gf_monitor::health::HttpCheck;
+
+    let up = CaptureServer::start().await;
+    let check = HttpCheck::new(
+        "exchange",
+        &up.url("/0/public/SystemStatus"),
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    );
+    let out = check.check().await;
+    assert_eq!(out.status, HealthStatus::Healthy, "{out:?}");
+    assert_eq!(up.requests()[0].path, "/0/public/SystemStatus");
+
+    let failing = CaptureServer::scripted(vec![503]).await;
+    let out = HttpCheck::new(
+        "exchange",
+        &failing.url("/s"),
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    )
+    .check()
+    .await;
+    assert_eq!(out.status, HealthStatus::Unhealthy);
+    assert!(out.message.contains("503"), "{out:?}");
+
+    let down = format!("http://127.0.0.1:{}/s", common::closed_port());
+    let out = HttpCheck::new(
+        "exchange",
+        &down,
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    )
+    .check()
+    .await;
+    assert_eq!(out.status, HealthStatus::Unhealthy);
+    assert!(out.message.starts_with("unreachable"), "{out:?}");
+
+    let hanging = CaptureServer::hanging().await;
+    let out = HttpCheck::new(
+        "exchange",
+        &hanging.url("/s"),
+        Duration::from_millis(200),
+        Duration::from_millis(100),
+    )
+    .check()
+    .await;
+    assert_eq!(out.status, HealthStatus::Unhealthy, "{out:?}");
+}
+
+#[tokio::test]
+async fn the_log_channel_delivers() {
+    let config = MonitorConfig {
+        channels: vec![channel("log", "log", "")],
+        ..MonitorConfig::default()
+    };
+    let clock = ManualClock::default();
+    let monitor = MonitorBuilder::new(&config, Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    monitor.on_event(&Event::new(
+        clock.now(),
+        Source::Halt,
+        Payload::HaltTriggered {
+            source: HaltSource::Cli,
+            reason: "drill".into(),
+        },
+    ));
+    let reports = monitor.alerts().dispatcher().flush().await;
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].delivered());
+    assert_eq!(monitor.metrics().notifications("log", true), 1);
+}
