@@ -118,6 +118,30 @@ impl SharedPortfolio {
     /// dropped) or the bus closes. Errors and lags are logged and counted, never fatal.
     /// Subscribe with [`SharedPortfolio::kinds`]. Cancellation-safe: dropping the future
     /// loses at most the event being received, which the bus keeps for the next receive.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use gf_core::config::{Config, RiskConfig};
+    /// # use gf_core::{Event, EventBus, ManualClock, Payload, Side, Source, Clock};
+    /// # use gf_risk::{Portfolio, PortfolioView, RiskLimits, SharedPortfolio};
+    /// # use rust_decimal::Decimal;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = Arc::new(ManualClock::default());
+    /// let portfolio = Portfolio::from_config(&Config::default(), clock.clone()).unwrap();
+    /// let risk = SharedPortfolio::new(portfolio, RiskLimits::from_config(&RiskConfig::default()).unwrap());
+    /// let bus = EventBus::new(1024);
+    /// let (shutdown, shutdown_rx) = tokio::sync::broadcast::channel(1);
+    /// let task = tokio::spawn(risk.clone().run(bus.subscribe(SharedPortfolio::kinds()), shutdown_rx));
+    /// bus.publish(Event::new(clock.now(), Source::Market, Payload::Trade {
+    ///     pair: "XRP/USD".parse().unwrap(), side: Side::Buy,
+    ///     price: Decimal::new(5, 1), qty: Decimal::ONE, trade_id: 1 }));
+    /// drop(bus); // or: shutdown.send(())
+    /// let report = task.await.unwrap();
+    /// assert_eq!(report.applied, 1);
+    /// assert_eq!(risk.equity(), Decimal::new(100_000, 0));
+    /// # drop(shutdown);
+    /// # });
+    /// ```
     pub async fn run(
         self,
         mut subscription: Subscription,
