@@ -39,7 +39,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
@@ -51,7 +56,11 @@ fn bench(c: &mut Criterion) {
     let samples: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut group = c.benchmark_group("halt_trigger_to_cancel");
     group.sample_size(20);
-    for (name, file) in [("memory_journal", false), ("file_journal", true)] {
+    for (name, file, rt) in [
+        ("memory_journal", false, &current),
+        ("file_journal", true, &current),
+        ("memory_journal_multi_thread", false, &multi),
+    ] {
         samples.lock().clear();
         let counter = std::sync::atomic::AtomicU64::new(0);
         group.bench_function(name, |b| {
@@ -74,21 +83,29 @@ fn bench(c: &mut Criterion) {
                         ManualClock::default(),
                     );
                     let event = breaching_trade(&env);
-                    let took = rt.block_on(async {
-                        let start = Instant::now();
-                        let outcome = env.coordinator.on_event(&event).await;
-                        assert!(outcome.is_some_and(|o| o.started));
-                        assert!(!env.gate.is_open());
-                        loop {
-                            let seen = *env.exchange.first_cancel_at.lock();
-                            if let Some(at) = seen {
-                                break at.saturating_duration_since(start);
+                    let coordinator = env.coordinator.clone();
+                    let exchange = env.exchange.clone();
+                    let gate = env.gate.clone();
+                    // Measured inside a task, as in the daemon (where the bus loop is one).
+                    let took = rt.block_on(async move {
+                        tokio::spawn(async move {
+                            let start = Instant::now();
+                            let outcome = coordinator.on_event(&event).await;
+                            assert!(outcome.is_some_and(|o| o.started));
+                            assert!(!gate.is_open());
+                            loop {
+                                let seen = *exchange.first_cancel_at.lock();
+                                if let Some(at) = seen {
+                                    break at.saturating_duration_since(start);
+                                }
+                                let notified = exchange.cancel_seen.notified();
+                                if exchange.first_cancel_at.lock().is_none() {
+                                    notified.await;
+                                }
                             }
-                            let notified = env.exchange.cancel_seen.notified();
-                            if env.exchange.first_cancel_at.lock().is_none() {
-                                notified.await;
-                            }
-                        }
+                        })
+                        .await
+                        .unwrap()
                     });
                     rt.block_on(async {
                         let mut rx = env.coordinator.watch_state();

@@ -337,6 +337,10 @@ impl HaltCoordinator {
     /// trigger and publishes it. A halt always takes effect, even when the journal write
     /// fails ([`HaltOutcome::journal_error`]). A trigger while a halt is in force is
     /// recorded on it. Needs a Tokio runtime.
+    ///
+    /// Cancellation-safe: from its first poll the gate is closed and the halt is in force;
+    /// the journaling and the halt actions run in their own tasks and complete even if
+    /// this future is dropped.
     pub async fn halt(&self, source: HaltSource, reason: &str) -> HaltOutcome {
         let started_at = Instant::now();
         self.shared.gate.close();
@@ -674,6 +678,9 @@ impl HaltCoordinator {
     }
 
     /// Halted → Recovering: the operator opens the checklist.
+    ///
+    /// Like every operator operation, cancellation-safe: it runs in its own task and is
+    /// journaled and applied as a whole, or not at all.
     ///
     /// # Errors
     /// [`Error::InvalidOperator`]; [`Error::IllegalTransition`] unless Halted (in
