@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod cli;
 pub mod env;
 pub mod error;
 pub mod file;

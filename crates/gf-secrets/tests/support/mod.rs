@@ -2,6 +2,8 @@
 //! ports (killed by a drop guard), a Kraken-like credential check server, log capture.
 #![allow(dead_code)]
 
+pub mod bao;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
