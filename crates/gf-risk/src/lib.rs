@@ -68,7 +68,8 @@ pub mod volatility;
 
 pub use error::Error;
 pub use portfolio::{
-    Applied, FillReport, Mark, Portfolio, PortfolioConfig, PortfolioSnapshot, SNAPSHOT_VERSION,
+    Applied, DailyEquity, FillReport, Mark, Portfolio, PortfolioConfig, PortfolioSnapshot,
+    SNAPSHOT_VERSION,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use pretrade::MockPreTradeCheck;

@@ -1,4 +1,4 @@
-//! The portfolio: positions, cash, marks, equity, drawdowns, consecutive losses,
+//! The portfolio: positions, cash, marks, equity and its daily curve, drawdowns, consecutive losses,
 //! volatility and closed round trips, with a serialisable snapshot.
 //!
 //! # Accounting
@@ -49,6 +49,8 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub const SHARE_DP: u32 = 16;
 /// Closed round trips kept in the snapshot for display (statistics cover all of them).
 pub const RECENT_TRADES: usize = 200;
+/// Days of the daily equity curve kept in the snapshot (two years).
+pub const EQUITY_CURVE_DAYS: usize = 730;
 /// Trade ids remembered to refuse a fill delivered twice.
 pub const RECENT_FILL_IDS: usize = 1024;
 
@@ -96,6 +98,34 @@ pub struct Mark {
     pub price: Decimal,
     /// When the market data was produced.
     pub ts: DateTime<Utc>,
+}
+
+/// One UTC day of the equity curve: equity at the day's start, its extremes, and its
+/// latest value (the close, once the day is over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyEquity {
+    /// The UTC day.
+    pub date: NaiveDate,
+    /// Equity at the start of the day.
+    pub open: Decimal,
+    /// Highest equity of the day.
+    pub high: Decimal,
+    /// Lowest equity of the day.
+    pub low: Decimal,
+    /// Latest equity of the day.
+    pub close: Decimal,
+}
+
+impl DailyEquity {
+    fn start(date: NaiveDate, equity: Decimal) -> Self {
+        Self {
+            date,
+            open: equity,
+            high: equity,
+            low: equity,
+            close: equity,
+        }
+    }
 }
 
 /// A round trip still open.
@@ -181,6 +211,9 @@ pub struct PortfolioSnapshot {
     pub recent_trades: VecDeque<ClosedTrade>,
     /// Recently applied trade ids, oldest first, at most [`RECENT_FILL_IDS`].
     pub recent_fill_ids: VecDeque<String>,
+    /// The daily equity curve, oldest first, at most [`EQUITY_CURVE_DAYS`] days.
+    #[serde(default)]
+    pub equity_curve: VecDeque<DailyEquity>,
     #[serde(rename = "pairs")]
     positions: BTreeMap<Pair, PairState>,
 }
@@ -313,6 +346,7 @@ impl Portfolio {
             stats: StatsAccumulator::new(cash),
             recent_trades: VecDeque::new(),
             recent_fill_ids: VecDeque::new(),
+            equity_curve: VecDeque::from([DailyEquity::start(now.date_naive(), cash)]),
             positions,
         };
         Ok(Self {
@@ -500,6 +534,11 @@ impl Portfolio {
         self.s.positions.get(pair).map(|st| to_position(pair, st))
     }
 
+    /// The daily equity curve, oldest first (days with no change are absent).
+    pub fn equity_curve(&self) -> impl Iterator<Item = &DailyEquity> {
+        self.s.equity_curve.iter()
+    }
+
     /// The latest closed round trips, oldest first.
     pub fn recent_trades(&self) -> impl Iterator<Item = &ClosedTrade> {
         self.s.recent_trades.iter()
@@ -516,12 +555,23 @@ impl Portfolio {
         if today != self.s.day {
             self.s.day = today;
             self.s.day_start_equity = self.equity;
+            self.s
+                .equity_curve
+                .push_back(DailyEquity::start(today, self.equity));
+            while self.s.equity_curve.len() > EQUITY_CURVE_DAYS {
+                self.s.equity_curve.pop_front();
+            }
         }
     }
 
     /// Moves equity after a change and updates the peak and maximum drawdown.
     fn set_equity(&mut self, equity: Decimal) {
         self.equity = equity;
+        if let Some(day) = self.s.equity_curve.back_mut() {
+            day.close = equity;
+            day.high = day.high.max(equity);
+            day.low = day.low.min(equity);
+        }
         if equity > self.s.peak_equity {
             self.s.peak_equity = equity;
         } else {
@@ -1371,6 +1421,28 @@ mod tests {
         p.mark_price(&x, dec!(1.0), clock.now()).unwrap();
         assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
         assert_eq!(p.max_drawdown_pct(), dec!(32.5));
+
+        let curve: Vec<_> = p.equity_curve().copied().collect();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 1, d).unwrap();
+        assert_eq!(
+            curve,
+            vec![
+                DailyEquity {
+                    date: day(1),
+                    open: dec!(1000),
+                    high: dec!(1200),
+                    low: dec!(900),
+                    close: dec!(900)
+                },
+                DailyEquity {
+                    date: day(2),
+                    open: dec!(900),
+                    high: dec!(1000),
+                    low: dec!(810),
+                    close: dec!(1000)
+                },
+            ]
+        );
     }
 
     #[test]
