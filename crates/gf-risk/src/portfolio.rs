@@ -1,5 +1,5 @@
-//! The portfolio: positions, cash, marks, equity and its daily curve, drawdowns, consecutive losses,
-//! volatility and closed round trips, with a serialisable snapshot.
+//! The portfolio: positions, cash, marks, equity and its daily curve, drawdowns,
+//! consecutive losses, volatility and closed round trips, with a serialisable snapshot.
 //!
 //! # Accounting
 //!
