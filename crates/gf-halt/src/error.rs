@@ -126,6 +126,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable machine-readable code for API error bodies (`resume_refused`, …).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::IllegalTransition { .. } => "illegal_transition",
+            Error::NotAllowed { .. } => "not_allowed",
+            Error::UnknownItem(_) => "unknown_item",
+            Error::AlreadyCompleted { .. } => "already_completed",
+            Error::OutOfOrder { .. } => "out_of_order",
+            Error::InvalidOperator(_) => "invalid_operator",
+            Error::ResumeRefused(_) => "resume_refused",
+            Error::Interrupted { .. } => "interrupted",
+            Error::Database(_) => "journal_database",
+            Error::Tampered { .. } => "journal_tampered",
+            Error::Json { .. } => "journal_json",
+            Error::Worker(_) => "journal_worker",
+        }
+    }
+
     /// Whether the same call may succeed when tried again.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
@@ -189,6 +208,55 @@ mod tests {
         for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
             let err = validate_operator(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidOperator(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes_are_stable_and_distinct() {
+        let errors = [
+            Error::IllegalTransition {
+                from: HaltState::Running,
+                to: HaltState::Recovering,
+            },
+            Error::NotAllowed {
+                action: "x",
+                state: HaltState::Running,
+            },
+            Error::UnknownItem("x".into()),
+            Error::AlreadyCompleted {
+                item: "x".into(),
+                by: "a".into(),
+            },
+            Error::OutOfOrder {
+                item: "x".into(),
+                missing: "y".into(),
+            },
+            Error::InvalidOperator(String::new()),
+            Error::ResumeRefused(ResumeRefusal::default()),
+            Error::Interrupted { action: "resume" },
+            Error::Database(rusqlite::Error::InvalidQuery),
+            Error::Tampered {
+                record_id: 1,
+                reason: "x".into(),
+            },
+            Error::Json {
+                record_id: 1,
+                message: "x".into(),
+            },
+            Error::Worker("x".into()),
+        ];
+        let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();
+        assert_eq!(codes[6], "resume_refused");
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), errors.len());
+        for e in &errors {
+            let text = e.to_string();
+            assert_eq!(
+                text.chars().next(),
+                text.chars().next().map(|c| c.to_ascii_lowercase()),
+                "{text}"
+            );
         }
     }
 
