@@ -94,6 +94,9 @@ fn bench(c: &mut Criterion) {
             });
         });
         assert_eq!(feed.stats().mismatches(), 0);
+        group.bench_function(format!("parse_only/depth_{depth}"), |b| {
+            b.iter(|| black_box(gf_market::message::parse(black_box(&updates[0])).is_ok()));
+        });
         let book = feed.book(&"XRP/USD".parse().unwrap()).unwrap().clone();
         group.bench_function(format!("checksum/depth_{depth}"), |b| {
             b.iter(|| black_box(&book).checksum());

@@ -212,16 +212,20 @@ impl Book {
     /// Kraken's CRC32 over the top 10 asks then the top 10 bids.
     #[must_use]
     pub fn checksum(&self) -> u32 {
-        let mut hasher = crc32fast::Hasher::new();
+        // One contiguous buffer and one CRC call: much faster than 20 small updates.
+        let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 2 * MAX_DIGITS];
+        let mut len = 0;
         for e in self
             .asks
             .iter()
             .take(CHECKSUM_LEVELS)
             .chain(self.bids.iter().take(CHECKSUM_LEVELS))
         {
-            hasher.update(e.digits());
+            let d = e.digits();
+            buf[len..len + d.len()].copy_from_slice(d);
+            len += d.len();
         }
-        hasher.finalize()
+        crc32fast::hash(&buf[..len])
     }
 
     /// The best (highest) bid.

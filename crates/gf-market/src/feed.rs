@@ -90,6 +90,7 @@ struct PairBook {
     book: Book,
     valid: bool,
     resync_pending: bool,
+    stats: PairStats,
 }
 
 /// Applies messages to per-pair books and emits market events.
@@ -152,8 +153,32 @@ impl FeedProcessor {
 
     /// The counters so far.
     #[must_use]
-    pub fn stats(&self) -> &FeedStats {
-        &self.stats
+    pub fn stats(&self) -> FeedStats {
+        let mut stats = self.stats.clone();
+        stats.pairs = self
+            .books
+            .iter()
+            .map(|(pair, state)| (pair.clone(), state.stats))
+            .collect();
+        stats
+    }
+
+    /// The pair's state, created on first use (the lookup does not clone the pair).
+    fn state(&mut self, pair: &Pair) -> Option<&mut PairBook> {
+        if !self.books.contains_key(pair) {
+            let mut book = Book::new(self.depth);
+            book.set_precision(self.precision.get(pair).copied());
+            self.books.insert(
+                pair.clone(),
+                PairBook {
+                    book,
+                    valid: false,
+                    resync_pending: false,
+                    stats: PairStats::default(),
+                },
+            );
+        }
+        self.books.get_mut(pair)
     }
 
     /// The pair's book, only while it is valid (its last checksum verified).
@@ -237,7 +262,10 @@ impl FeedProcessor {
                         continue;
                     }
                     note(&mut ingest, &t.pair, t.timestamp);
-                    let stats = self.stats.pairs.entry(t.pair.clone()).or_default();
+                    let Some(state) = self.state(&t.pair) else {
+                        continue;
+                    };
+                    let stats = &mut state.stats;
                     stats.messages += 1;
                     // A trade snapshot is history (the last 50 trades), not news.
                     if kind == DataKind::Update {
@@ -260,9 +288,11 @@ impl FeedProcessor {
                     if let Some(ts) = t.timestamp {
                         ingest.timestamp = ingest.timestamp.max(Some(ts));
                     }
-                    let stats = self.stats.pairs.entry(t.pair.clone()).or_default();
-                    stats.messages += 1;
-                    stats.tickers += 1;
+                    let Some(state) = self.state(&t.pair) else {
+                        continue;
+                    };
+                    state.stats.messages += 1;
+                    state.stats.tickers += 1;
                     out.push(Payload::Ticker {
                         pair: t.pair,
                         bid: t.bid,
@@ -359,17 +389,10 @@ impl FeedProcessor {
             self.auto_depth = false;
         }
         let depth = self.depth;
-        let precision = self.precision.get(&data.pair).copied();
-        let state = self
-            .books
-            .entry(data.pair.clone())
-            .or_insert_with(|| PairBook {
-                book: Book::new(depth),
-                valid: false,
-                resync_pending: false,
-            });
-        state.book.set_precision(precision);
-        let stats = self.stats.pairs.entry(data.pair.clone()).or_default();
+        let Some(state) = self.state(&data.pair) else {
+            return;
+        };
+        let stats = &mut state.stats;
         stats.messages += 1;
         match kind {
             DataKind::Snapshot => {

@@ -30,6 +30,9 @@ pub fn parse_decimal(raw: &str, field: &'static str) -> Result<Decimal, Error> {
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
+    if let Some(d) = parse_plain(text) {
+        return Ok(d);
+    }
     if !is_json_number(text) {
         return Err(invalid());
     }
@@ -49,6 +52,44 @@ pub fn parse_decimal(raw: &str, field: &'static str) -> Result<Decimal, Error> {
                 }
             })
     }
+}
+
+/// The fast path: `-?digits(.digits)?` with at most 18 significant digits in all, which
+/// fits an `i64` mantissa exactly. Anything else returns `None` (and takes the general
+/// path).
+fn parse_plain(text: &str) -> Option<Decimal> {
+    let b = text.as_bytes();
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    let mut scale: Option<u32> = None;
+    let mut count = 0u32;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                if count == 18 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + i64::from(c - b'0');
+                count += 1;
+                if let Some(s) = scale.as_mut() {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() && i > 0 && i + 1 < digits.len() => scale = Some(0),
+            _ => return None,
+        }
+    }
+    let mut d = Decimal::new(mantissa, scale.unwrap_or(0));
+    if neg && mantissa != 0 {
+        d.set_sign_negative(true);
+    }
+    Some(d)
 }
 
 fn fraction_digits(text: &str) -> usize {
@@ -249,6 +290,14 @@ mod tests {
         // More digits than the precision: rendered as written.
         assert_eq!(digits("0.123456", Some(2)), "123456");
         assert_eq!(digits("0", None), "");
+        // 19 digits leave the fast path without overflowing it.
+        assert_eq!(
+            parse_decimal("9999999999999999999", "q")
+                .unwrap()
+                .to_string(),
+            "9999999999999999999"
+        );
+        assert_eq!(parse_decimal("-0.5", "q").unwrap().to_string(), "-0.5");
         let mut buf = [0u8; 80];
         let n = checksum_digits(Decimal::MAX, Some(28), &mut buf);
         assert_eq!(&buf[..n], Decimal::MAX.to_string().as_bytes());
@@ -289,6 +338,19 @@ mod property_tests {
             let mut buf = [0u8; 80];
             let n = checksum_digits(d, None, &mut buf);
             prop_assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), expected);
+        }
+
+        #[test]
+        fn prop_fast_path_equals_general_parser(s in "-?[0-9]{1,10}(\\.[0-9]{1,10})?") {
+            let general = Decimal::from_str_exact(&s).unwrap();
+            let Some(fast) = parse_plain(&s) else {
+                // Only long texts leave the fast path.
+                prop_assert!(s.trim_start_matches('-').len() > 19, "{}", s);
+                return Ok(());
+            };
+            prop_assert_eq!(fast, general);
+            prop_assert_eq!(fast.scale(), general.scale());
+            prop_assert_eq!(fast.to_string(), general.to_string());
         }
 
         #[test]
