@@ -5,8 +5,10 @@
 //! The `gf-daemon` binary only parses arguments and calls into this crate.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod client;
+pub mod logging;
 pub mod strategy;
 
-pub use strategy::{EmaCross, Signal, Strategy};
+pub use strategy::{EmaCross, HoldLong, Signal, Strategy};

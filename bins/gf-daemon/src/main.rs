@@ -1,10 +1,18 @@
-//! `gf-daemon`: the program an operator runs. Thin: parses arguments and calls library code.
+//! `gf-daemon`: the program an operator runs. Thin: parses arguments, sets up logging and
+//! calls library code; errors are one line on stderr and a non-zero exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use gf_core::Config;
+use gf_daemon::app::{LaunchOptions, Scenario};
+use gf_daemon::auth::{Role, TokenStore};
+use gf_daemon::client::{ApiClient, resolve_token};
+use gf_daemon::logging::{LogFormat, init_logging};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// Gal-Friday daemon.
 #[derive(Debug, Parser)]
@@ -14,23 +22,131 @@ use clap::{Parser, Subcommand};
     about = "Gal-Friday: the safety layer of a Kraken trading bot"
 )]
 struct Cli {
+    /// Log format: auto (human on a TTY, JSON otherwise), human or json.
+    #[arg(long, global = true, default_value = "auto")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    /// The daemon's API.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GF_URL")]
+    url: String,
+    /// API token (else --token-file, else GF_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// File holding the API token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> Result<ApiClient> {
+        let token = resolve_token(self.token.as_deref(), self.token_file.as_deref())?;
+        Ok(ApiClient::new(&self.url, &token))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the daemon (paper trading on the bundled recording unless configured).
+    Launch {
+        /// Configuration file (TOML); without it the embedded default runs.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Bundled paper scenario.
+        #[arg(long, value_enum, default_value = "normal")]
+        scenario: Scenario,
+        /// Data directory (overrides general.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// API listen address (overrides api.bind).
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// Replay speed factor (overrides market.replay_speed; 0 = full speed).
+        #[arg(long)]
+        speed: Option<rust_decimal::Decimal>,
+        /// Trade live on Kraken (needs credentials from a secret provider).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Shows the halt state.
+    Status(ClientArgs),
+    /// Halts trading now.
+    Halt {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Why (journaled).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resumes trading (refused until the checklist is complete).
+    Resume(ClientArgs),
+    /// Shows the recovery checklist, or completes an item.
+    Checklist {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: Option<ChecklistAction>,
+    },
+    /// Journal tools.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Market-data tools.
+    Market {
+        #[command(subcommand)]
+        command: MarketCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChecklistAction {
+    /// Completes one item.
+    Complete {
+        /// Item id (see `gf-daemon checklist`).
+        item: String,
+        /// Optional note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Verifies the hash chain of the journal.
+    Verify {
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MarketCommand {
+    /// Replays a recording through the book, verifying every checksum.
+    Verify {
+        /// JSON-lines recording.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Loads and validates a config file (with GF_* environment overrides) and prints the
-    /// effective configuration.
+    /// Validates a config file (with GF_* overrides) and prints the effective config.
     Check {
         /// The TOML file.
         file: PathBuf,
@@ -39,10 +155,34 @@ enum ConfigCommand {
     Default,
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates a token (printed once; only its hash is stored).
+    Create {
+        /// Operator name, journaled with every mutation made with the token.
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gf-daemon: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("gf-daemon: error: {err:#}");
             ExitCode::FAILURE
@@ -50,22 +190,220 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Launch {
+            config,
+            scenario,
+            data_dir,
+            bind,
+            speed,
+            live,
+        } => {
+            let mut cfg = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::embedded_default()?,
+            };
+            if let Some(d) = data_dir {
+                cfg.general.data_dir = d;
+            }
+            if let Some(b) = bind {
+                cfg.api.bind = b;
+            }
+            if let Some(s) = speed {
+                cfg.market.replay_speed = s;
+            }
+            if live {
+                cfg.general.mode = gf_core::Mode::Live;
+            }
+            cfg.validate()?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(shutdown_on_signals(shutdown.clone()));
+            gf_daemon::app::launch(
+                LaunchOptions {
+                    config: cfg,
+                    scenario,
+                    banner: true,
+                },
+                shutdown,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(c) => {
+            let s = c.client()?.get("/api/v1/halt/status").await?;
+            print_status(&s);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Halt { client, reason } => {
+            let v = client
+                .client()?
+                .post("/api/v1/halt", &json!({ "reason": reason }))
+                .await?;
+            print_status(&v["status"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume(c) => {
+            let v = c.client()?.post("/api/v1/resume", &json!({})).await?;
+            print_status(&v["status"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checklist {
+            client,
+            action: None,
+        } => {
+            let v = client.client()?.get("/api/v1/recovery/checklist").await?;
+            print_checklist(&v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checklist {
+            client,
+            action: Some(ChecklistAction::Complete { item, note }),
+        } => {
+            let path = format!("/api/v1/recovery/checklist/{item}/complete");
+            let v = client
+                .client()?
+                .post(&path, &json!({ "note": note }))
+                .await?;
+            println!(
+                "completed {item} by {}",
+                v["item"]["completed_by"].as_str().unwrap_or("?")
+            );
+            let missing: Vec<&str> = v["missing"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!(
+                "missing: {}",
+                if missing.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    missing.join(", ")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Journal {
+            command: JournalCommand::Verify { data_dir },
+        } => {
+            let path = gf_daemon::app::journal_path(&data_dir);
+            if !path.exists() {
+                bail!("no journal at {}", path.display());
+            }
+            let journal = gf_halt::Journal::open(&path, std::sync::Arc::new(gf_core::SystemClock))?;
+            let summary = journal
+                .verify()
+                .with_context(|| format!("journal {}", path.display()))?;
+            println!("{}: ok, {summary:?}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Market {
+            command: MarketCommand::Verify { file },
+        } => {
+            let report = gf_market::verify::verify_recording(&file)?;
+            print!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
-            let config = gf_core::Config::load(&file)?;
+            let config = Config::load(&file)?;
             print!("{}", config.to_toml()?);
             eprintln!("{}: ok", file.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Default,
         } => {
-            let config = gf_core::Config::embedded_default().context("embedded default")?;
-            print!("{}", config.to_toml()?);
-            Ok(())
+            print!("{}", Config::embedded_default()?.to_toml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    name,
+                    role,
+                    data_dir,
+                },
+        } => {
+            let role: Role = role.parse()?;
+            let mut store = TokenStore::open(&data_dir)?;
+            let token = store.create(&name, role, &chrono::Utc::now().to_rfc3339())?;
+            println!("{token}");
+            eprintln!(
+                "created {role} token for {name} in {} (only its hash is stored)",
+                data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_status(s: &Value) {
+    println!("state: {}", s["state"].as_str().unwrap_or("?"));
+    println!(
+        "gate: {}",
+        if s["gate_open"].as_bool() == Some(true) {
+            "open"
+        } else {
+            "closed"
+        }
+    );
+    if let Some(h) = s["halt"].as_object() {
+        println!(
+            "halt #{}: {} — {} (at {})",
+            h.get("id").and_then(Value::as_u64).unwrap_or(0),
+            h.get("source").and_then(Value::as_str).unwrap_or("?"),
+            h.get("reason").and_then(Value::as_str).unwrap_or("?"),
+            h.get("triggered_at").and_then(Value::as_str).unwrap_or("?"),
+        );
+    }
+    if let Some(missing) = s["checklist_missing"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+        println!("checklist missing: {}", names.join(", "));
+    }
+}
+
+fn print_checklist(v: &Value) {
+    println!("state: {}", v["state"].as_str().unwrap_or("?"));
+    match v["checklist"]["items"].as_array() {
+        None => println!("no checklist: nothing to recover from"),
+        Some(items) => {
+            for item in items {
+                let done = item["completed_by"].as_str();
+                println!(
+                    "[{}] {:<28} {}{}",
+                    if done.is_some() { "x" } else { " " },
+                    item["id"].as_str().unwrap_or("?"),
+                    item["title"].as_str().unwrap_or(""),
+                    done.map(|by| format!(" (by {by})")).unwrap_or_default(),
+                );
+            }
+        }
+    }
+}
+
+async fn shutdown_on_signals(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("gf-daemon: shutting down (press ctrl-c again to force)");
+    token.cancel();
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("gf-daemon: forced exit");
+    std::process::exit(130);
 }

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, Utc};
 use gf_core::{Event, Pair, Payload, Price, Qty, Side};
 use rust_decimal::Decimal;
 
@@ -36,8 +35,8 @@ pub trait Strategy: Send {
 
 /// Long-only moving-average crossover on the mid price.
 ///
-/// The mid is sampled at most once per `sample_every` (event time, so replay at any speed
-/// gives the same signals). Two exponential moving averages with periods `fast` and `slow`
+/// The mid is sampled once every `sample_every` book messages of the pair (a count, not a
+/// duration, so a replay gives the same signals at any speed). Two exponential moving averages with periods `fast` and `slow`
 /// samples (α = 2 / (n + 1)); when the fast one crosses above the slow one while flat, it
 /// signals a buy with a stop `stop_pct` % below the mid; when it crosses below while long,
 /// a sell of the position. It needs `slow` samples before it signals anything.
@@ -51,14 +50,14 @@ pub trait Strategy: Send {
 pub struct EmaCross {
     fast: u32,
     slow: u32,
-    sample_every: Duration,
+    sample_every: u32,
     stop_pct: Decimal,
     state: HashMap<Pair, PairState>,
 }
 
 #[derive(Debug, Clone)]
 struct PairState {
-    last_sample: DateTime<Utc>,
+    since_sample: u32,
     samples: u32,
     fast: Decimal,
     slow: Decimal,
@@ -67,18 +66,20 @@ struct PairState {
 
 impl Default for EmaCross {
     fn default() -> Self {
-        Self::new(5, 20, Duration::seconds(2), Decimal::ONE)
+        Self::new(5, 20, 8, Decimal::ONE)
     }
 }
 
 impl EmaCross {
-    /// A crossover with the given periods (samples), sampling interval and stop distance (%).
+    /// A crossover with the given periods (samples), sampling interval (book messages)
+    /// and stop distance (%).
     ///
     /// # Panics
-    /// If `fast` is zero or not below `slow` (a programming error).
+    /// If `fast` is zero or not below `slow`, or `sample_every` is zero (programming errors).
     #[must_use]
-    pub fn new(fast: u32, slow: u32, sample_every: Duration, stop_pct: Decimal) -> Self {
+    pub fn new(fast: u32, slow: u32, sample_every: u32, stop_pct: Decimal) -> Self {
         assert!(fast > 0 && fast < slow, "need 0 < fast < slow");
+        assert!(sample_every > 0, "need sample_every > 0");
         Self {
             fast,
             slow,
@@ -115,17 +116,19 @@ impl Strategy for EmaCross {
     fn on_market(&mut self, event: &Event, position: Qty) -> Option<Signal> {
         let (pair, price) = mid(&event.payload)?;
         let (fast_a, slow_a) = (Self::alpha(self.fast), Self::alpha(self.slow));
+        let every = self.sample_every;
         let st = self.state.entry(pair.clone()).or_insert_with(|| PairState {
-            last_sample: event.ts - self.sample_every,
+            since_sample: every - 1,
             samples: 0,
             fast: price,
             slow: price,
             above: None,
         });
-        if event.ts - st.last_sample < self.sample_every {
+        st.since_sample += 1;
+        if st.since_sample < every {
             return None;
         }
-        st.last_sample = event.ts;
+        st.since_sample = 0;
         st.samples += 1;
         st.fast += fast_a * (price - st.fast);
         st.slow += slow_a * (price - st.slow);
@@ -159,9 +162,52 @@ impl Strategy for EmaCross {
     }
 }
 
+/// Buys each pair once, after a warm-up of `warm_up` book messages, and holds: the `crash` scenario's
+/// strategy, showing what a slide does to an unprotected position (the daily-drawdown
+/// condition halts and flattens it). Sized like any opening signal, with a stop
+/// `stop_pct` % below entry.
+#[derive(Debug, Clone)]
+pub struct HoldLong {
+    stop_pct: Decimal,
+    warm_up: u32,
+    seen: HashMap<Pair, u32>,
+}
+
+impl Default for HoldLong {
+    fn default() -> Self {
+        Self {
+            stop_pct: Decimal::ONE,
+            warm_up: 20,
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl Strategy for HoldLong {
+    fn name(&self) -> &str {
+        "hold_long"
+    }
+
+    fn on_market(&mut self, event: &Event, position: Qty) -> Option<Signal> {
+        let (pair, price) = mid(&event.payload)?;
+        let seen = self.seen.entry(pair.clone()).or_default();
+        *seen = seen.saturating_add(1);
+        if *seen != self.warm_up || !position.is_zero() {
+            return None;
+        }
+        Some(Signal {
+            pair: pair.clone(),
+            side: Side::Buy,
+            entry: price,
+            stop: Some(price * (Decimal::ONE - self.stop_pct / Decimal::ONE_HUNDRED)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use gf_core::{BookUpdate, Level, Source};
 
     fn update(pair: &Pair, secs: i64, mid: Decimal) -> Event {
@@ -183,7 +229,7 @@ mod tests {
     #[test]
     fn buys_on_up_cross_when_flat_and_sells_on_down_cross_when_long() {
         let pair: Pair = "XRP/USD".parse().unwrap();
-        let mut s = EmaCross::new(2, 4, Duration::seconds(1), Decimal::ONE);
+        let mut s = EmaCross::new(2, 4, 1, Decimal::ONE);
         let mut signals = Vec::new();
         let mut position = Decimal::ZERO;
         // Falling, then rising, then falling.
@@ -211,14 +257,52 @@ mod tests {
     }
 
     #[test]
-    fn samples_by_event_time_not_by_message_count() {
-        let pair: Pair = "DOGE/USD".parse().unwrap();
-        let mut a = EmaCross::new(2, 4, Duration::seconds(10), Decimal::ONE);
-        // 1000 messages within 5 s produce one sample only: no signal, no panic.
-        for i in 0..1000 {
-            let ev = update(&pair, i / 200, Decimal::new(100 + (i % 7), 2));
-            assert!(a.on_market(&ev, Decimal::ZERO).is_none());
+    fn hold_long_buys_each_pair_once() {
+        let xrp: Pair = "XRP/USD".parse().unwrap();
+        let doge: Pair = "DOGE/USD".parse().unwrap();
+        let mut s = HoldLong::default();
+        for i in 0..19 {
+            assert!(
+                s.on_market(&update(&xrp, i, Decimal::new(50, 2)), Decimal::ZERO)
+                    .is_none()
+            );
         }
-        assert_eq!(a.state[&pair].samples, 1);
+        let first = s
+            .on_market(&update(&xrp, 19, Decimal::new(50, 2)), Decimal::ZERO)
+            .unwrap();
+        assert_eq!(
+            (first.side, first.stop),
+            (Side::Buy, Some(Decimal::new(495, 3)))
+        );
+        assert!(
+            s.on_market(&update(&xrp, 20, Decimal::new(50, 2)), Decimal::ZERO)
+                .is_none()
+        );
+        for i in 0..19 {
+            assert!(
+                s.on_market(&update(&doge, i, Decimal::new(10, 2)), Decimal::ZERO)
+                    .is_none()
+            );
+        }
+        // Already holding: no signal.
+        assert!(
+            s.on_market(&update(&doge, 19, Decimal::new(10, 2)), Decimal::ONE)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn samples_every_nth_message_of_the_pair() {
+        let pair: Pair = "DOGE/USD".parse().unwrap();
+        let other: Pair = "XRP/USD".parse().unwrap();
+        let mut a = EmaCross::new(2, 50, 10, Decimal::ONE);
+        for i in 0..95 {
+            let ev = update(&pair, i, Decimal::new(100 + (i % 7), 2));
+            assert!(a.on_market(&ev, Decimal::ZERO).is_none());
+            // Another pair's messages do not count towards this pair's samples.
+            a.on_market(&update(&other, i, Decimal::ONE), Decimal::ZERO);
+        }
+        // The first message samples, then every tenth: 0, 10, …, 90.
+        assert_eq!(a.state[&pair].samples, 10);
     }
 }

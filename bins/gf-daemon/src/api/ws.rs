@@ -1,0 +1,134 @@
+//! The two WebSockets: `/ws/halt-status` pushes the status on connect and on every
+//! halt-family event; `/ws/dashboard` pushes a dashboard frame every
+//! `monitor.dashboard_interval_ms` (1 s by default).
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use gf_core::{KindSet, RecvError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, authorize};
+use crate::app::Daemon;
+use crate::auth::Role;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WsQuery {
+    token: Option<String>,
+}
+
+pub(super) async fn halt_status(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    authorize(&d, &headers, q.token.as_deref(), Role::Viewer)?;
+    Ok(ws.on_upgrade(move |socket| halt_status_loop(d, socket)))
+}
+
+fn status_frame(d: &Daemon, event: Option<&gf_core::Event>) -> String {
+    json!({
+        "type": "status",
+        "status": d.halt.status(),
+        "checklist": d.halt.checklist(),
+        "event": event,
+    })
+    .to_string()
+}
+
+async fn halt_status_loop(d: Daemon, mut socket: WebSocket) {
+    // Subscribe before the first frame so no transition falls between them.
+    let mut sub = d.bus.subscribe(KindSet::critical());
+    if socket
+        .send(Message::Text(status_frame(&d, None).into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            () = d.shutdown.cancelled() => break,
+            ev = sub.recv() => match ev {
+                Ok(ev) => {
+                    if socket.send(Message::Text(status_frame(&d, Some(&ev)).into())).await.is_err() {
+                        break;
+                    }
+                }
+                // Critical events are never dropped; resend the status to be safe.
+                Err(RecvError::Lagged { .. }) => {
+                    if socket.send(Message::Text(status_frame(&d, None).into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+pub(super) async fn dashboard(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    authorize(&d, &headers, q.token.as_deref(), Role::Viewer)?;
+    Ok(ws.on_upgrade(move |socket| dashboard_loop(d, socket)))
+}
+
+/// One dashboard frame: the monitor's snapshot plus the halt status, checklist and
+/// positions.
+#[must_use]
+pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
+    use gf_risk::PortfolioView;
+    let positions = d.portfolio.read(|p| {
+        json!({
+            "positions": p.positions(),
+            "equity": p.equity(),
+            "realised_pnl": p.realised_pnl(),
+            "unrealised_pnl": p.unrealised_pnl(),
+            "total_drawdown_pct": p.total_drawdown_pct(),
+            "daily_drawdown_pct": p.daily_drawdown_pct(),
+        })
+    });
+    json!({
+        "type": "dashboard",
+        "snapshot": d.monitor.dashboard_snapshot(),
+        "status": d.halt.status(),
+        "checklist": d.halt.checklist(),
+        "portfolio": positions,
+    })
+}
+
+async fn dashboard_loop(d: Daemon, mut socket: WebSocket) {
+    let every = Duration::from_millis(d.config.monitor.dashboard_interval_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            () = d.shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let frame = dashboard_frame(&d).to_string();
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

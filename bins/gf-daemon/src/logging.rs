@@ -1,0 +1,51 @@
+//! One `init_logging` for the daemon: tracing with an `EnvFilter` (`RUST_LOG`, default
+//! `info`), human format on a TTY and JSON lines otherwise, or as chosen.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human on a TTY, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Human,
+    /// JSON lines.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(LogFormat::Auto),
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?}: expected auto, human or json"
+            )),
+        }
+    }
+}
+
+/// Installs the global subscriber, writing to stderr. Safe to call more than once (later
+/// calls are no-ops).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
