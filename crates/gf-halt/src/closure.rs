@@ -24,6 +24,10 @@ use gf_exec::{Exchange, OrderRef};
 /// Longest wait between two closure rounds.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Longest the halt waits for one exchange call before treating it as timed out (and
+/// retrying, or reconciling a placement by its client order id).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Retry policy for cancel-all and closure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -31,16 +35,39 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Wait after the first failed round; doubles each round up to [`MAX_BACKOFF`].
     pub backoff: Duration,
+    /// Bound on every exchange call.
+    pub call_timeout: Duration,
 }
 
 impl RetryPolicy {
-    /// From `halt.closure_max_attempts` and `halt.closure_backoff_ms`.
+    /// From `halt.closure_max_attempts` and `halt.closure_backoff_ms`, with [`CALL_TIMEOUT`].
     #[must_use]
     pub fn from_config(cfg: &HaltConfig) -> Self {
         Self {
             max_attempts: cfg.closure_max_attempts.max(1),
             backoff: Duration::from_millis(cfg.closure_backoff_ms),
+            call_timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// Runs one exchange call under [`RetryPolicy::call_timeout`]; a call that does not
+    /// answer in time becomes [`gf_exec::Error::Timeout`] (retryable).
+    ///
+    /// # Errors
+    /// The call's own error, or the timeout.
+    pub async fn bounded<T>(
+        &self,
+        endpoint: &str,
+        call: impl Future<Output = Result<T, gf_exec::Error>>,
+    ) -> Result<T, gf_exec::Error> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(gf_exec::Error::Timeout {
+                    endpoint: endpoint.to_owned(),
+                    millis: u64::try_from(self.call_timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+            })
     }
 
     /// The wait after round `round` (1-based).
@@ -199,7 +226,7 @@ pub async fn cancel_all_with_retry(exchange: &dyn Exchange, policy: RetryPolicy)
     };
     for round in 1..=policy.max_attempts {
         outcome.attempts = round;
-        match exchange.cancel_all().await {
+        match policy.bounded("CancelAll", exchange.cancel_all()).await {
             Ok(n) => {
                 outcome.cancelled = Some(n);
                 outcome.error = None;
@@ -235,17 +262,23 @@ impl Work {
 
 /// Reconciles the unresolved orders of one pair. Returns `true` when it is safe to place
 /// another order (no earlier order can still fill).
-async fn reconcile(exchange: &dyn Exchange, w: &mut Work) -> bool {
+async fn reconcile(exchange: &dyn Exchange, policy: RetryPolicy, w: &mut Work) -> bool {
     let mut safe = true;
     let pending = std::mem::take(&mut w.closure.unresolved);
     for id in pending {
         let r = OrderRef::Client(id.clone());
-        match exchange.order_status(&r).await {
+        match policy
+            .bounded("QueryOrders", exchange.order_status(&r))
+            .await
+        {
             Ok(info) => {
                 w.fills.insert(id.clone(), info.filled_qty);
                 if !info.status.is_terminal() {
                     safe = false;
-                    if let Err(e) = exchange.cancel_order(&r).await {
+                    if let Err(e) = policy
+                        .bounded("CancelOrder", exchange.cancel_order(&r))
+                        .await
+                    {
                         w.closure.last_error = Some(format!("cancel {id}: {e}"));
                     }
                     w.closure.unresolved.push(id);
@@ -266,7 +299,13 @@ async fn reconcile(exchange: &dyn Exchange, w: &mut Work) -> bool {
     safe
 }
 
-async fn place(exchange: &dyn Exchange, halt_id: u64, w: &mut Work, round: u32) {
+async fn place(
+    exchange: &dyn Exchange,
+    policy: RetryPolicy,
+    halt_id: u64,
+    w: &mut Work,
+    round: u32,
+) {
     let order = closure_order(
         halt_id,
         &w.closure.pair,
@@ -276,7 +315,10 @@ async fn place(exchange: &dyn Exchange, halt_id: u64, w: &mut Work, round: u32) 
     );
     let id = order.client_order_id.clone();
     w.closure.orders.push(id.clone());
-    match exchange.place_order(&order).await {
+    match policy
+        .bounded("AddOrder", exchange.place_order(&order))
+        .await
+    {
         Ok(ack) => match ack.status {
             OrderStatus::Filled => {
                 w.fills.insert(id, order.qty);
@@ -337,8 +379,8 @@ pub async fn close_positions(
         }
         rounds = round;
         for w in work.iter_mut().filter(|w| !w.closure.is_flat()) {
-            if reconcile(exchange, w).await && !w.closure.remaining().is_zero() {
-                place(exchange, halt_id, w, round).await;
+            if reconcile(exchange, policy, w).await && !w.closure.remaining().is_zero() {
+                place(exchange, policy, halt_id, w, round).await;
             }
         }
         if work.iter().all(|w| w.closure.is_flat()) {
@@ -350,7 +392,7 @@ pub async fn close_positions(
     }
     // A last look at orders still unresolved, so the report says what really happened.
     for w in work.iter_mut().filter(|w| !w.closure.unresolved.is_empty()) {
-        reconcile(exchange, w).await;
+        reconcile(exchange, policy, w).await;
     }
     (work.into_iter().map(|w| w.closure).collect(), rounds)
 }
@@ -376,6 +418,7 @@ mod tests {
         RetryPolicy {
             max_attempts: 3,
             backoff: Duration::from_millis(10),
+            call_timeout: CALL_TIMEOUT,
         }
     }
 
@@ -412,10 +455,28 @@ mod tests {
         let p = RetryPolicy {
             max_attempts: 40,
             backoff: Duration::from_millis(200),
+            call_timeout: CALL_TIMEOUT,
         };
         assert_eq!(p.delay(1), Duration::from_millis(200));
         assert_eq!(p.delay(3), Duration::from_millis(800));
         assert_eq!(p.delay(39), MAX_BACKOFF);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_answers_times_out() {
+        let p = policy();
+        let hung = p
+            .bounded(
+                "CancelAll",
+                std::future::pending::<Result<u32, gf_exec::Error>>(),
+            )
+            .await;
+        assert!(matches!(
+            hung,
+            Err(gf_exec::Error::Timeout { ref endpoint, millis: 10_000 }) if endpoint == "CancelAll"
+        ));
+        assert!(hung.unwrap_err().is_retryable());
+        assert_eq!(p.bounded("X", async { Ok(3) }).await.unwrap(), 3);
     }
 
     #[tokio::test(start_paused = true)]

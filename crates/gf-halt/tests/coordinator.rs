@@ -885,3 +885,33 @@ async fn a_halt_whose_caller_gives_up_is_still_in_force_and_journaled() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_exchange_cannot_keep_the_halt_in_halting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    env.exchange.hang_cancel_all.store(true, Ordering::SeqCst);
+    env.coordinator.halt(HaltSource::Cli, "exchange down").await;
+    assert_eq!(env.coordinator.state(), HaltState::Halting);
+    // Each cancel-all call times out after 10 s; three attempts, then Halted.
+    let mut rx = env.coordinator.watch_state();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        rx.wait_for(|s| *s == HaltState::Halted),
+    )
+    .await
+    .expect("halted once the calls timed out")
+    .unwrap();
+    assert_eq!(env.exchange.cancel_all_count(), 3);
+    let report = env.coordinator.status().halt.unwrap().closure.unwrap();
+    let cancel = report.cancel.unwrap();
+    assert_eq!(cancel.cancelled, None);
+    assert!(cancel.error.unwrap().contains("timed out"));
+    assert!(
+        env.coordinator
+            .checklist()
+            .unwrap()
+            .missing()
+            .contains(&"confirm_orders_cancelled".to_owned())
+    );
+}
