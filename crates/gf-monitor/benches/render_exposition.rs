@@ -7,8 +7,9 @@ use gf_core::{
     ApiErrorKind, ConnectionState, Event, HaltSource, HaltState, HealthStatus, Pair, Payload,
     Source,
 };
+use gf_monitor::Metrics;
 use gf_monitor::metrics::STAGES;
-use gf_monitor::{Metrics, TradingStats};
+use gf_risk::TradingStats;
 use rust_decimal::Decimal;
 
 const PAIRS: [&str; 10] = [
@@ -82,11 +83,13 @@ fn populated() -> Metrics {
         reason: "test".into(),
     }));
     m.set_trading_stats(&TradingStats {
-        trades: 10,
+        count: 10,
         winners: 6,
         losers: 4,
+        win_rate_pct: Some(Decimal::new(60, 0)),
         ..TradingStats::default()
     });
+    m.set_daily_pnl(Decimal::new(-125, 1));
     m
 }
 

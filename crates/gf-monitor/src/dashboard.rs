@@ -11,7 +11,9 @@ use gf_core::{HaltState, Position};
 
 use crate::alert::ActiveAlert;
 use crate::health::Readiness;
-use crate::metrics::{Percentiles, TradingStats};
+use gf_risk::TradingStats;
+
+use crate::metrics::Percentiles;
 use crate::system::SystemSample;
 
 /// A halt condition as last reported by gf-halt.
@@ -40,6 +42,11 @@ pub struct PortfolioFigures {
     pub daily_drawdown_pct: Decimal,
     /// Sum of absolute position notionals, quote currency.
     pub exposure: Decimal,
+    /// Unrealised P&L of the open positions, quote currency.
+    pub unrealised_pnl: Decimal,
+    /// Equity now minus equity when the UTC day began (or when monitoring started,
+    /// if later), quote currency.
+    pub daily_pnl: Decimal,
     /// Open positions.
     pub positions: Vec<Position>,
 }
@@ -59,7 +66,7 @@ pub struct DashboardSnapshot {
     pub conditions: Vec<ConditionView>,
     /// Portfolio, when a portfolio view is attached.
     pub portfolio: Option<PortfolioFigures>,
-    /// Trading statistics, when provided.
+    /// Trading statistics (from the portfolio view, or as last set on the metrics).
     pub stats: Option<TradingStats>,
     /// Latency percentiles per stage, microseconds.
     pub latency: BTreeMap<String, Percentiles>,

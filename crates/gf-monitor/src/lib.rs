@@ -58,5 +58,5 @@ pub use channel::{Channel, Dispatcher, Notice};
 pub use dashboard::DashboardSnapshot;
 pub use error::Error;
 pub use health::{CheckOutcome, HealthCheck, HealthRegistry, Readiness};
-pub use metrics::{CONTENT_TYPE, Metrics, STAGES, TradingStats};
+pub use metrics::{CONTENT_TYPE, Metrics, STAGES};
 pub use monitor::{Monitor, MonitorBuilder};

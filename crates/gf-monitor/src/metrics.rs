@@ -22,7 +22,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use gf_core::{ApiErrorKind, ConnectionState, Event, HaltState, HealthStatus, Payload, Severity};
-use gf_risk::PortfolioView;
+use gf_risk::{PortfolioView, TradingStats};
 
 use crate::Error;
 
@@ -59,34 +59,6 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 type Labels1 = [(&'static str, String); 1];
 type Labels2 = [(&'static str, String); 2];
 type Labels3 = [(&'static str, String); 3];
-
-/// Trading statistics as gf-risk computes them; the daemon hands them over with
-/// [`Metrics::set_trading_stats`]. Percent values are percent (`15` is 15 %).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TradingStats {
-    /// Closed round trips.
-    pub trades: u64,
-    /// Round trips with positive net P&L.
-    pub winners: u64,
-    /// Round trips with negative net P&L.
-    pub losers: u64,
-    /// Winners over trades, percent.
-    pub win_rate_pct: Decimal,
-    /// Mean net P&L of winners, quote currency.
-    pub average_win: Decimal,
-    /// Mean net P&L of losers, quote currency (a positive number).
-    pub average_loss: Decimal,
-    /// Gross profit over gross loss; `None` without losses.
-    pub profit_factor: Option<Decimal>,
-    /// Sharpe ratio of per-trade returns; `None` with fewer than two trades.
-    pub sharpe: Option<Decimal>,
-    /// Largest peak-to-trough drawdown seen, percent.
-    pub max_drawdown_pct: Decimal,
-    /// Net P&L since inception, quote currency.
-    pub total_pnl: Decimal,
-    /// Net P&L since the start of the UTC day, quote currency.
-    pub daily_pnl: Decimal,
-}
 
 /// Latency percentiles of one stage, microseconds, over the most recent samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +141,7 @@ struct Inner {
     sharpe: FloatGauge,
     drawdown_ratio: Family<Labels1, FloatGauge>,
     max_drawdown_ratio: FloatGauge,
+    max_drawdown_quote: FloatGauge,
     pnl: Family<Labels1, FloatGauge>,
     equity: FloatGauge,
     exposure: Family<Labels1, FloatGauge>,
@@ -314,18 +287,18 @@ impl Metrics {
             losers: reg!("gf_trading_losers", "Losing round trips", Gauge::default()),
             win_ratio: reg!(
                 "gf_trading_win",
-                "Winning round trips over all round trips",
+                "Winning round trips over all round trips (NaN before the first)",
                 ratio(),
                 FloatGauge::default()
             ),
             average_win: reg!(
                 "gf_trading_average_win_quote",
-                "Mean net P&L of winning round trips, quote currency",
+                "Mean net P&L of winning round trips, quote currency (NaN before the first)",
                 FloatGauge::default()
             ),
             average_loss: reg!(
                 "gf_trading_average_loss_quote",
-                "Mean net loss of losing round trips, quote currency",
+                "Mean net P&L of losing round trips, quote currency, negative (NaN before the first)",
                 FloatGauge::default()
             ),
             profit_factor: reg!(
@@ -335,7 +308,7 @@ impl Metrics {
             ),
             sharpe: reg!(
                 "gf_trading_sharpe",
-                "Sharpe ratio of per-trade returns (NaN below two trades)",
+                "Annualised Sharpe ratio of daily returns (NaN below two days)",
                 FloatGauge::default()
             ),
             drawdown_ratio: reg!(
@@ -350,9 +323,14 @@ impl Metrics {
                 ratio(),
                 FloatGauge::default()
             ),
+            max_drawdown_quote: reg!(
+                "gf_max_drawdown_quote",
+                "Largest fall of the realised equity curve, quote currency",
+                FloatGauge::default()
+            ),
             pnl: reg!(
                 "gf_pnl_quote",
-                "Net P&L in quote currency, scope=total or daily",
+                "P&L in quote currency: scope=realised (net, closed round trips), unrealised (open positions), daily (equity change since the UTC day began)",
                 Family::default()
             ),
             equity: reg!(
@@ -636,35 +614,48 @@ impl Metrics {
     }
 
     /// Sets the trading statistics gauges (and keeps a copy for the dashboard).
+    /// [`Self::observe_portfolio`] does this from the view; call it directly when the
+    /// statistics come from elsewhere (a backtest report).
     pub fn set_trading_stats(&self, stats: &TradingStats) {
         let i = &self.inner;
-        i.trades.set(int(stats.trades));
+        let opt = |d: Option<Decimal>| d.map_or(f64::NAN, f);
+        i.trades.set(int(stats.count));
         i.winners.set(int(stats.winners));
         i.losers.set(int(stats.losers));
-        i.win_ratio.set(pct_ratio(stats.win_rate_pct));
-        i.average_win.set(f(stats.average_win));
-        i.average_loss.set(f(stats.average_loss));
-        i.profit_factor.set(stats.profit_factor.map_or(f64::NAN, f));
-        i.sharpe.set(stats.sharpe.map_or(f64::NAN, f));
+        i.win_ratio
+            .set(stats.win_rate_pct.map_or(f64::NAN, pct_ratio));
+        i.average_win.set(opt(stats.avg_win));
+        i.average_loss.set(opt(stats.avg_loss));
+        i.profit_factor.set(opt(stats.profit_factor));
+        i.sharpe.set(opt(stats.sharpe));
         i.max_drawdown_ratio.set(pct_ratio(stats.max_drawdown_pct));
+        i.max_drawdown_quote.set(f(stats.max_drawdown));
         i.pnl
-            .get_or_create(&[("scope", "total".to_owned())])
+            .get_or_create(&[("scope", "realised".to_owned())])
             .set(f(stats.total_pnl));
-        i.pnl
-            .get_or_create(&[("scope", "daily".to_owned())])
-            .set(f(stats.daily_pnl));
         *i.stats.lock() = Some(stats.clone());
     }
 
-    /// The trading statistics last given to [`Self::set_trading_stats`].
+    /// Sets the daily P&L (equity now minus equity when the UTC day began), which the
+    /// [`crate::Monitor`] tracks with its clock.
+    pub fn set_daily_pnl(&self, pnl: Decimal) {
+        self.inner
+            .pnl
+            .get_or_create(&[("scope", "daily".to_owned())])
+            .set(f(pnl));
+    }
+
+    /// The trading statistics last set.
     #[must_use]
     pub fn trading_stats(&self) -> Option<TradingStats> {
         self.inner.stats.lock().clone()
     }
 
-    /// Reads the portfolio: equity, total and daily drawdown, exposure per pair.
+    /// Reads the portfolio: equity, total and daily drawdown, exposure per pair,
+    /// unrealised P&L and the trading statistics.
     pub fn observe_portfolio(&self, view: &dyn PortfolioView) {
         let i = &self.inner;
+        self.set_trading_stats(&view.trading_stats());
         i.equity.set(f(view.equity()));
         i.drawdown_ratio
             .get_or_create(&[("scope", "total".to_owned())])
@@ -677,7 +668,12 @@ impl Metrics {
         for pair in known.iter() {
             i.exposure.get_or_create(&[("pair", pair.clone())]).set(0.0);
         }
-        for p in view.positions() {
+        let positions = view.positions();
+        let unrealised: Decimal = positions.iter().map(|p| p.unrealised_pnl).sum();
+        i.pnl
+            .get_or_create(&[("scope", "unrealised".to_owned())])
+            .set(f(unrealised));
+        for p in positions {
             let mark = p.mark.unwrap_or(p.avg_entry);
             let pair = p.pair.to_string();
             i.exposure
@@ -844,16 +840,19 @@ mod tests {
         pos.qty = dec!(-100);
         pos.avg_entry = dec!(0.2);
         pos.mark = Some(dec!(0.25));
+        pos.unrealised_pnl = dec!(-5);
         view.expect_positions().return_const(vec![pos]);
-        m.observe_portfolio(&view);
-        m.set_trading_stats(&TradingStats {
-            trades: 4,
+        view.expect_trading_stats().return_const(TradingStats {
+            count: 4,
             winners: 3,
             losers: 1,
-            win_rate_pct: dec!(75),
+            win_rate_pct: Some(dec!(75)),
+            avg_loss: Some(dec!(-2.5)),
             total_pnl: dec!(-12.5),
             ..TradingStats::default()
         });
+        m.observe_portfolio(&view);
+        m.set_daily_pnl(dec!(3.25));
         let text = m.render().unwrap();
         for needle in [
             "gf_equity_quote 1000.0",
@@ -861,11 +860,29 @@ mod tests {
             "gf_exposure_quote{pair=\"DOGE/USD\"} 25.0",
             "gf_trading_trades 4",
             "gf_trading_win_ratio 0.75",
-            "gf_pnl_quote{scope=\"total\"} -12.5",
+            "gf_trading_average_loss_quote -2.5",
+            "gf_trading_profit_factor NaN",
+            "gf_pnl_quote{scope=\"realised\"} -12.5",
+            "gf_pnl_quote{scope=\"unrealised\"} -5.0",
+            "gf_pnl_quote{scope=\"daily\"} 3.25",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
         }
-        assert_eq!(m.trading_stats().unwrap().trades, 4);
+        assert_eq!(m.trading_stats().unwrap().count, 4);
+        // A pair that went flat reads zero rather than keeping its old exposure.
+        let mut flat = MockPortfolioView::new();
+        flat.expect_equity().return_const(dec!(1000));
+        flat.expect_total_drawdown_pct().return_const(dec!(0));
+        flat.expect_daily_drawdown_pct().return_const(dec!(0));
+        flat.expect_positions().return_const(Vec::<Position>::new());
+        flat.expect_trading_stats()
+            .return_const(TradingStats::default());
+        m.observe_portfolio(&flat);
+        assert!(
+            m.render()
+                .unwrap()
+                .contains("gf_exposure_quote{pair=\"DOGE/USD\"} 0.0")
+        );
     }
 
     #[test]

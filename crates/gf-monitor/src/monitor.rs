@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rust_decimal::Decimal;
 
 use gf_core::config::MonitorConfig;
 use gf_core::{
@@ -181,6 +182,9 @@ struct DashState {
     conditions: BTreeMap<String, ConditionView>,
     readiness: Option<Readiness>,
     system: Option<SystemSample>,
+    /// The UTC day and the equity when it began (or when monitoring started).
+    day_start: Option<(chrono::NaiveDate, Decimal)>,
+    daily_pnl: Decimal,
 }
 
 /// Metrics, alerts, health and dashboard in one place.
@@ -280,8 +284,9 @@ impl Monitor {
         }
     }
 
-    /// Periodic work (about once a second): process sample, portfolio figures, and the
-    /// time-windowed alert rules.
+    /// Periodic work (about once a second): process sample, portfolio figures (with the
+    /// daily P&L: equity now minus equity when the UTC day began, by the monitor's
+    /// clock), and the time-windowed alert rules.
     pub fn tick(&self) {
         let sample = self.sampler.lock().sample();
         self.metrics.observe_system(&sample);
@@ -289,6 +294,18 @@ impl Monitor {
         if let Some(view) = &self.portfolio {
             self.metrics.observe_portfolio(view.as_ref());
             self.alerts.observe_portfolio(view.as_ref());
+            let equity = view.equity();
+            let today = self.clock.now().date_naive();
+            let mut d = self.dash.lock();
+            let start = match d.day_start {
+                Some((day, start)) if day == today => start,
+                _ => {
+                    d.day_start = Some((today, equity));
+                    equity
+                }
+            };
+            d.daily_pnl = equity - start;
+            self.metrics.set_daily_pnl(d.daily_pnl);
         }
         self.alerts.tick();
     }
@@ -332,13 +349,23 @@ impl Monitor {
     /// A snapshot for the dashboard WebSocket.
     #[must_use]
     pub fn dashboard_snapshot(&self) -> DashboardSnapshot {
-        let portfolio = self.portfolio.as_ref().map(|v| PortfolioFigures {
-            equity: v.equity(),
-            total_drawdown_pct: v.total_drawdown_pct(),
-            daily_drawdown_pct: v.daily_drawdown_pct(),
-            exposure: v.exposure(),
-            positions: v.positions(),
+        let daily_pnl = self.dash.lock().daily_pnl;
+        let portfolio = self.portfolio.as_ref().map(|v| {
+            let positions = v.positions();
+            PortfolioFigures {
+                equity: v.equity(),
+                total_drawdown_pct: v.total_drawdown_pct(),
+                daily_drawdown_pct: v.daily_drawdown_pct(),
+                exposure: v.exposure(),
+                unrealised_pnl: positions.iter().map(|p| p.unrealised_pnl).sum(),
+                daily_pnl,
+                positions,
+            }
         });
+        let stats = match &self.portfolio {
+            Some(v) => Some(v.trading_stats()),
+            None => self.metrics.trading_stats(),
+        };
         let d = self.dash.lock();
         DashboardSnapshot {
             ts: self.clock.now(),
@@ -347,7 +374,7 @@ impl Monitor {
             halt_reason: d.halt_reason.clone(),
             conditions: d.conditions.values().cloned().collect(),
             portfolio,
-            stats: self.metrics.trading_stats(),
+            stats,
             latency: self.metrics.latency_percentiles(),
             alerts: self.alerts.active(),
             health: d.readiness.clone(),

@@ -234,6 +234,11 @@ async fn the_dashboard_snapshot_carries_state_conditions_positions_latency_and_a
     view.expect_total_drawdown_pct().return_const(dec!(2));
     view.expect_daily_drawdown_pct().return_const(dec!(1.5));
     view.expect_exposure().return_const(dec!(510));
+    view.expect_trading_stats()
+        .return_const(gf_risk::TradingStats {
+            count: 2,
+            ..Default::default()
+        });
     let mut pos = Position::flat(xrp.clone());
     pos.qty = dec!(1000);
     pos.avg_entry = dec!(0.5);
@@ -417,4 +422,75 @@ async fn the_log_channel_delivers() {
     assert_eq!(reports.len(), 1);
     assert!(reports[0].delivered());
     assert_eq!(monitor.metrics().notifications("log", true), 1);
+}
+
+/// A portfolio whose equity the test sets.
+#[derive(Default)]
+struct FakeView {
+    equity: parking_lot::Mutex<rust_decimal::Decimal>,
+}
+
+impl gf_risk::PortfolioView for FakeView {
+    fn equity(&self) -> rust_decimal::Decimal {
+        *self.equity.lock()
+    }
+    fn peak_equity(&self) -> rust_decimal::Decimal {
+        *self.equity.lock()
+    }
+    fn total_drawdown_pct(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::ZERO
+    }
+    fn daily_drawdown_pct(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::ZERO
+    }
+    fn consecutive_losses(&self) -> u32 {
+        0
+    }
+    fn positions(&self) -> Vec<Position> {
+        Vec::new()
+    }
+    fn exposure(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::ZERO
+    }
+    fn volatility_pct(&self, _: &Pair) -> Option<rust_decimal::Decimal> {
+        None
+    }
+}
+
+#[test]
+fn daily_pnl_restarts_when_the_utc_day_changes_on_the_clock() {
+    let clock = ManualClock::at_ymd_hms(2026, 3, 1, 23, 0, 0);
+    let view = Arc::new(FakeView {
+        equity: parking_lot::Mutex::new(dec!(10000)),
+    });
+    let monitor = MonitorBuilder::new(&MonitorConfig::default(), Arc::new(clock.clone()))
+        .portfolio(view.clone())
+        .build()
+        .unwrap();
+    let daily = |m: &gf_monitor::Monitor| m.dashboard_snapshot().portfolio.unwrap().daily_pnl;
+    monitor.tick();
+    assert_eq!(daily(&monitor), dec!(0));
+    *view.equity.lock() = dec!(10100.25);
+    monitor.tick();
+    assert_eq!(daily(&monitor), dec!(100.25));
+    clock.advance(chrono::Duration::hours(1));
+    monitor.tick();
+    assert_eq!(
+        daily(&monitor),
+        dec!(0),
+        "a new UTC day starts from the current equity"
+    );
+    *view.equity.lock() = dec!(10050);
+    monitor.tick();
+    assert_eq!(daily(&monitor), dec!(-50.25));
+    let text = monitor.render_metrics().unwrap();
+    assert!(
+        text.contains("gf_pnl_quote{scope=\"daily\"} -50.25"),
+        "{text}"
+    );
+    assert_eq!(
+        monitor.dashboard_snapshot().stats.unwrap().count,
+        0,
+        "the view's default statistics"
+    );
 }

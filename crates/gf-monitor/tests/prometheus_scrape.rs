@@ -11,8 +11,9 @@ use gf_core::config::MonitorConfig;
 use gf_core::{
     ApiErrorKind, Clock, Event, HaltSource, HaltState, ManualClock, Pair, Payload, Position, Source,
 };
-use gf_monitor::{MonitorBuilder, TradingStats};
+use gf_monitor::MonitorBuilder;
 use gf_risk::MockPortfolioView;
+use gf_risk::TradingStats;
 use rust_decimal_macros::dec;
 use serde_json::Value;
 
@@ -71,6 +72,14 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
     pos.avg_entry = dec!(0.5);
     pos.mark = Some(dec!(0.52));
     view.expect_positions().return_const(vec![pos]);
+    view.expect_trading_stats().return_const(TradingStats {
+        count: 7,
+        winners: 4,
+        losers: 3,
+        win_rate_pct: Some(dec!(57.14)),
+        total_pnl: dec!(42.5),
+        ..TradingStats::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let monitor = Arc::new(
         MonitorBuilder::new(&MonitorConfig::default(), Arc::new(clock.clone()))
@@ -106,13 +115,6 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
         pair: xrp.clone(),
         reason: "checksum mismatch".into(),
     }));
-    monitor.metrics().set_trading_stats(&TradingStats {
-        trades: 7,
-        winners: 4,
-        losers: 3,
-        win_rate_pct: dec!(57.14),
-        ..TradingStats::default()
-    });
     monitor.tick();
 
     let (addr, _server) = common::serve(gf_monitor::http::router(monitor.clone())).await;
@@ -186,7 +188,7 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
     .await;
     assert!(value(&q[0]) > 0.0 && value(&q[0]) <= 0.0005, "{q:?}");
 
-    let checks: [(&str, f64); 9] = [
+    let checks: [(&str, f64); 11] = [
         ("gf_api_errors_total{kind=\"rate_limit\"}", 1.0),
         ("gf_api_errors_total{kind=\"timeout\"}", 0.0),
         ("gf_halt_state{state=\"halted\"}", 1.0),
@@ -196,6 +198,8 @@ async fn a_real_prometheus_scrapes_the_registry_and_its_api_returns_the_samples(
         ("gf_exposure_quote{pair=\"XRP/USD\"}", 520.0),
         ("gf_drawdown_ratio{scope=\"total\"}", 0.035),
         ("gf_equity_quote", 10250.5),
+        ("gf_pnl_quote{scope=\"realised\"}", 42.5),
+        ("gf_trading_win_ratio", 0.5714),
     ];
     for (q, expected) in checks {
         let r = query(&client, prom_port, q).await;
