@@ -137,7 +137,11 @@ impl AwsProvider {
         if let Some(t) = &token {
             signed.push(("x-amz-security-token", t));
         }
-        let path = if self.url.path().is_empty() { "/" } else { self.url.path() };
+        let path = if self.url.path().is_empty() {
+            "/"
+        } else {
+            self.url.path()
+        };
         let auth = sigv4::authorization(
             &self.settings.credentials,
             &self.settings.region,
@@ -374,9 +378,23 @@ mod tests {
 
     #[test]
     fn classification() {
-        let nf = classify(reqwest::StatusCode::BAD_REQUEST, Some(AwsError { code: "ResourceNotFoundException".into(), message: String::new() }), "x");
+        let nf = classify(
+            reqwest::StatusCode::BAD_REQUEST,
+            Some(AwsError {
+                code: "ResourceNotFoundException".into(),
+                message: String::new(),
+            }),
+            "x",
+        );
         assert_eq!(nf.to_string(), "aws: secret x not found");
-        let auth = classify(reqwest::StatusCode::FORBIDDEN, Some(AwsError { code: "InvalidClientTokenId".into(), message: "bad".into() }), "x");
+        let auth = classify(
+            reqwest::StatusCode::FORBIDDEN,
+            Some(AwsError {
+                code: "InvalidClientTokenId".into(),
+                message: "bad".into(),
+            }),
+            "x",
+        );
         assert!(matches!(auth, Error::Auth { .. }));
         let other = classify(reqwest::StatusCode::BAD_GATEWAY, None, "x");
         assert!(other.is_retryable());
@@ -396,15 +414,25 @@ mod tests {
             }
         }
         let p = AwsProvider::new(settings("eu-west-1", None), clock).unwrap();
-        assert_eq!(p.url.as_str(), "https://secretsmanager.eu-west-1.amazonaws.com/");
+        assert_eq!(
+            p.url.as_str(),
+            "https://secretsmanager.eu-west-1.amazonaws.com/"
+        );
         let text = format!("{p:?}");
-        assert!(!text.contains("EXAMPLEKEY") && !text.contains("session-token-123"), "{text}");
+        assert!(
+            !text.contains("EXAMPLEKEY") && !text.contains("session-token-123"),
+            "{text}"
+        );
     }
 
     #[test]
     fn requests_are_signed_with_the_clock_and_the_endpoint_host() {
         let clock = ManualClock::at_ymd_hms(2026, 3, 4, 5, 6, 7);
-        let p = AwsProvider::new(settings("us-east-1", Some("http://127.0.0.1:4566")), Arc::new(clock)).unwrap();
+        let p = AwsProvider::new(
+            settings("us-east-1", Some("http://127.0.0.1:4566")),
+            Arc::new(clock),
+        )
+        .unwrap();
         let body = br#"{"SecretId":"gal-friday/kraken"}"#;
         let h = p.request_headers(body).unwrap();
         assert_eq!(h["x-amz-date"], "20260304T050607Z");

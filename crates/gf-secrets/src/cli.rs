@@ -98,7 +98,9 @@ where
 fn env_var(env: &EnvLookup, var: &str) -> Result<String> {
     env(var)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::MissingEnv { var: var.to_owned() })
+        .ok_or_else(|| Error::MissingEnv {
+            var: var.to_owned(),
+        })
 }
 
 /// Builds the provider chosen in `[secrets]`.
@@ -238,7 +240,14 @@ pub async fn check(
             return Err(e);
         }
     };
-    auditor.record(actor, set, provider.kind(), fetched.version(), "fetch", "ok");
+    auditor.record(
+        actor,
+        set,
+        provider.kind(),
+        fetched.version(),
+        "fetch",
+        "ok",
+    );
     let validation = Credentials::from_set(&fetched)
         .map(drop)
         .map_err(|e| e.to_string());
@@ -304,15 +313,42 @@ mod tests {
         let mut file = cfg(SecretProviderKind::File);
         file.file_path = Some("/nonexistent/k.age".into());
         for case in [
-            Case { cfg: cfg(SecretProviderKind::None), message: "secrets config: `secrets.provider` is `none`" },
-            Case { cfg: cfg(SecretProviderKind::File), message: "`secrets.file_path` is required by provider `file`" },
-            Case { cfg: cfg(SecretProviderKind::Vault), message: "`secrets.vault_addr` is required by provider `vault`" },
-            Case { cfg: vault, message: "environment variable `VAULT_TOKEN` is not set" },
-            Case { cfg: approle, message: "environment variable `VAULT_ROLE_ID` is not set" },
-            Case { cfg: weird, message: "`secrets.vault_auth` must be `token` or `approle`" },
-            Case { cfg: cfg(SecretProviderKind::Aws), message: "`secrets.aws_region` is required by provider `aws`" },
-            Case { cfg: aws, message: "environment variable `AWS_ACCESS_KEY_ID` is not set" },
-            Case { cfg: file, message: "no passphrase: set GF_MASTER_PASSWORD" },
+            Case {
+                cfg: cfg(SecretProviderKind::None),
+                message: "secrets config: `secrets.provider` is `none`",
+            },
+            Case {
+                cfg: cfg(SecretProviderKind::File),
+                message: "`secrets.file_path` is required by provider `file`",
+            },
+            Case {
+                cfg: cfg(SecretProviderKind::Vault),
+                message: "`secrets.vault_addr` is required by provider `vault`",
+            },
+            Case {
+                cfg: vault,
+                message: "environment variable `VAULT_TOKEN` is not set",
+            },
+            Case {
+                cfg: approle,
+                message: "environment variable `VAULT_ROLE_ID` is not set",
+            },
+            Case {
+                cfg: weird,
+                message: "`secrets.vault_auth` must be `token` or `approle`",
+            },
+            Case {
+                cfg: cfg(SecretProviderKind::Aws),
+                message: "`secrets.aws_region` is required by provider `aws`",
+            },
+            Case {
+                cfg: aws,
+                message: "environment variable `AWS_ACCESS_KEY_ID` is not set",
+            },
+            Case {
+                cfg: file,
+                message: "no passphrase: set GF_MASTER_PASSWORD",
+            },
         ] {
             let msg = build_err(&case.cfg, &none);
             assert!(msg.contains(case.message), "{msg}");
@@ -335,7 +371,12 @@ mod tests {
         aws.aws_secret_id = Some("kraken".into());
         let mut file = cfg(SecretProviderKind::File);
         file.file_path = Some("/tmp/k.age".into());
-        for (c, kind) in [(cfg(SecretProviderKind::Env), "env"), (vault, "vault"), (aws, "aws"), (file, "file")] {
+        for (c, kind) in [
+            (cfg(SecretProviderKind::Env), "env"),
+            (vault, "vault"),
+            (aws, "aws"),
+            (file, "file"),
+        ] {
             let p = provider_from_config(&c, &env, clock(), Prompt::Never).unwrap();
             assert_eq!(p.kind(), kind);
             assert!(!format!("{p:?}").contains("pw\""));
@@ -345,10 +386,23 @@ mod tests {
     #[test]
     fn passphrase_comes_from_the_environment_or_not_at_all() {
         let env = env_from_pairs([(MASTER_PASSWORD_VAR, "hunter2")]);
-        assert_eq!(master_passphrase(&env, Prompt::Never).unwrap().expose_secret(), "hunter2");
-        assert_eq!(new_master_passphrase(&env, Prompt::IfTerminal).unwrap().expose_secret(), "hunter2");
+        assert_eq!(
+            master_passphrase(&env, Prompt::Never)
+                .unwrap()
+                .expose_secret(),
+            "hunter2"
+        );
+        assert_eq!(
+            new_master_passphrase(&env, Prompt::IfTerminal)
+                .unwrap()
+                .expose_secret(),
+            "hunter2"
+        );
         let empty = env_from_pairs([(MASTER_PASSWORD_VAR, "")]);
-        assert!(matches!(master_passphrase(&empty, Prompt::Never), Err(Error::NoPassphrase)));
+        assert!(matches!(
+            master_passphrase(&empty, Prompt::Never),
+            Err(Error::NoPassphrase)
+        ));
     }
 
     #[tokio::test]
@@ -356,27 +410,50 @@ mod tests {
         let (key, secret) = sample_pair(8);
         let sink = Arc::new(MemoryAuditSink::new());
         let auditor = Auditor::new(clock()).with_sink(sink.clone());
-        let good = EnvProvider::new(env_from_pairs([("KRAKEN_API_KEY", key.as_str()), ("KRAKEN_API_SECRET", secret.as_str())]));
+        let good = EnvProvider::new(env_from_pairs([
+            ("KRAKEN_API_KEY", key.as_str()),
+            ("KRAKEN_API_SECRET", secret.as_str()),
+        ]));
         let report = check(&good, "kraken", &auditor, "cli").await.unwrap();
         assert!(report.is_ok());
         let text = report.to_string();
-        assert_eq!(text, "provider:   env\nset:        kraken\nversion:    -\nfields:     api_key, api_secret\nvalidation: ok\n");
+        assert_eq!(
+            text,
+            "provider:   env\nset:        kraken\nversion:    -\nfields:     api_key, api_secret\nvalidation: ok\n"
+        );
 
-        let bad = EnvProvider::new(env_from_pairs([("KRAKEN_API_KEY", key.as_str()), ("KRAKEN_API_SECRET", "bm90LTY0LWJ5dGVz")]));
+        let bad = EnvProvider::new(env_from_pairs([
+            ("KRAKEN_API_KEY", key.as_str()),
+            ("KRAKEN_API_SECRET", "bm90LTY0LWJ5dGVz"),
+        ]));
         let report = check(&bad, "kraken", &auditor, "cli").await.unwrap();
         assert!(!report.is_ok());
         let text = report.to_string();
-        assert!(text.contains("validation: FAILED: secret set `kraken`: field `api_secret` decodes to 12 bytes"), "{text}");
+        assert!(
+            text.contains(
+                "validation: FAILED: secret set `kraken`: field `api_secret` decodes to 12 bytes"
+            ),
+            "{text}"
+        );
         assert!(!text.contains(&key) && !text.contains("bm90LTY0LWJ5dGVz"));
 
         let missing = EnvProvider::new(env_from_pairs::<_, String, String>([]));
-        assert!(matches!(check(&missing, "kraken", &auditor, "cli").await, Err(Error::MissingEnv { .. })));
-        let outcomes: Vec<_> = sink.records().into_iter().map(|r| (r.action, r.outcome.starts_with("ok"))).collect();
+        assert!(matches!(
+            check(&missing, "kraken", &auditor, "cli").await,
+            Err(Error::MissingEnv { .. })
+        ));
+        let outcomes: Vec<_> = sink
+            .records()
+            .into_iter()
+            .map(|r| (r.action, r.outcome.starts_with("ok")))
+            .collect();
         assert_eq!(
             outcomes,
             [
-                ("fetch".to_string(), true), ("validate".to_string(), true),
-                ("fetch".to_string(), true), ("validate".to_string(), false),
+                ("fetch".to_string(), true),
+                ("validate".to_string(), true),
+                ("fetch".to_string(), true),
+                ("validate".to_string(), false),
                 ("fetch".to_string(), false),
             ]
         );

@@ -85,9 +85,7 @@ pub enum Error {
         reason: String,
     },
     /// No passphrase is available.
-    #[error(
-        "no passphrase: set GF_MASTER_PASSWORD or run interactively (stdin is not a terminal)"
-    )]
+    #[error("no passphrase: set GF_MASTER_PASSWORD or run interactively (stdin is not a terminal)")]
     NoPassphrase,
     /// The provider could not be reached or did not answer in time.
     #[error("{provider}: {operation} failed: {reason}")]

@@ -184,7 +184,9 @@ fn decrypt(path: &Path, ciphertext: &[u8], unlock: &Unlock) -> Result<Zeroizing<
         reason,
     };
     let start = ciphertext.trim_ascii_start();
-    if !start.starts_with(b"age-encryption.org/") && !start.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
+    if !start.starts_with(b"age-encryption.org/")
+        && !start.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    {
         return Err(fail("not an age file (no age header)".into()));
     }
     let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(ciphertext))
@@ -221,9 +223,15 @@ fn decrypt(path: &Path, ciphertext: &[u8], unlock: &Unlock) -> Result<Zeroizing<
     (&mut reader)
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut plain)
-        .map_err(|e| fail(format!("the payload does not authenticate (truncated or modified file): {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "the payload does not authenticate (truncated or modified file): {e}"
+            ))
+        })?;
     if plain.len() as u64 > MAX_FILE_BYTES {
-        return Err(fail(format!("plaintext larger than {MAX_FILE_BYTES} bytes")));
+        return Err(fail(format!(
+            "plaintext larger than {MAX_FILE_BYTES} bytes"
+        )));
     }
     Ok(plain)
 }
@@ -232,15 +240,17 @@ fn describe_decrypt_error(e: &age::DecryptError, unlock: &Unlock) -> String {
     match e {
         age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed => match unlock {
             Unlock::Passphrase(_) => "wrong passphrase".into(),
-            Unlock::IdentityFile(_) => "no identity in the identity file matches the file's recipients".into(),
+            Unlock::IdentityFile(_) => {
+                "no identity in the identity file matches the file's recipients".into()
+            }
         },
         age::DecryptError::KeyDecryptionFailed => "wrong passphrase or identity".into(),
         age::DecryptError::InvalidHeader => "not an age file, or its header is damaged".into(),
         age::DecryptError::InvalidMac => "the header was modified (MAC mismatch)".into(),
         age::DecryptError::UnknownFormat => "unknown age format version".into(),
-        age::DecryptError::ExcessiveWork { required, target } => format!(
-            "the passphrase work factor {required} is far above this machine's {target}"
-        ),
+        age::DecryptError::ExcessiveWork { required, target } => {
+            format!("the passphrase work factor {required} is far above this machine's {target}")
+        }
         age::DecryptError::Io(io) => format!("truncated or unreadable file ({})", io.kind()),
         other => format!("{other}"),
     }
@@ -271,8 +281,9 @@ pub fn encrypt_file(plain: &Path, out: &Path, to: &EncryptTo) -> Result<()> {
             if passphrase.expose_secret().is_empty() {
                 return Err(fail("the passphrase is empty".into()));
             }
-            let mut recipient =
-                age::scrypt::Recipient::new(SecretString::from(passphrase.expose_secret().to_owned()));
+            let mut recipient = age::scrypt::Recipient::new(SecretString::from(
+                passphrase.expose_secret().to_owned(),
+            ));
             if let Some(n) = work_factor {
                 if !(1..=30).contains(n) {
                     return Err(fail(format!("work factor {n} outside 1..=30")));
@@ -290,9 +301,9 @@ pub fn encrypt_file(plain: &Path, out: &Path, to: &EncryptTo) -> Result<()> {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    r.trim()
-                        .parse::<age::x25519::Recipient>()
-                        .map_err(|_| fail(format!("recipient #{} is not an age1… X25519 key", i + 1)))
+                    r.trim().parse::<age::x25519::Recipient>().map_err(|_| {
+                        fail(format!("recipient #{} is not an age1… X25519 key", i + 1))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
@@ -300,11 +311,18 @@ pub fn encrypt_file(plain: &Path, out: &Path, to: &EncryptTo) -> Result<()> {
         }
     };
 
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = out
         .file_name()
         .ok_or_else(|| fail("the output path has no file name".into()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> Result<()> {
         let file = fs::OpenOptions::new()
             .write(true)
@@ -318,7 +336,8 @@ pub fn encrypt_file(plain: &Path, out: &Path, to: &EncryptTo) -> Result<()> {
         writer.write_all(&text).map_err(|e| Error::io(&tmp, e))?;
         let file = writer.finish().map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&tmp, e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
     })();
     if result.is_err() {
@@ -357,7 +376,8 @@ pub fn shred_file(path: &Path) -> Result<()> {
     let mut left = len;
     while left > 0 {
         let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
-        file.write_all(&zeros[..n]).map_err(|e| Error::io(path, e))?;
+        file.write_all(&zeros[..n])
+            .map_err(|e| Error::io(path, e))?;
         left -= n as u64;
     }
     file.sync_all().map_err(|e| Error::io(path, e))?;
@@ -394,10 +414,16 @@ mod tests {
         encrypt_file(
             &plain,
             &out,
-            &EncryptTo::Passphrase { passphrase: pass("correct horse"), work_factor: Some(10) },
+            &EncryptTo::Passphrase {
+                passphrase: pass("correct horse"),
+                work_factor: Some(10),
+            },
         )
         .unwrap();
-        assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let p = AgeFileProvider::new(&out, Unlock::Passphrase(pass("correct horse")));
         let set = p.fetch("kraken").await.unwrap();
@@ -406,7 +432,10 @@ mod tests {
 
         let wrong = AgeFileProvider::new(&out, Unlock::Passphrase(pass("battery staple")));
         let err = wrong.fetch("kraken").await.unwrap_err();
-        assert_eq!(err.to_string(), format!("{}: cannot decrypt: wrong passphrase", out.display()));
+        assert_eq!(
+            err.to_string(),
+            format!("{}: cannot decrypt: wrong passphrase", out.display())
+        );
     }
 
     #[tokio::test]
@@ -414,10 +443,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plain = write_plain(dir.path(), &doc(2));
         let out = dir.path().join("k.age");
-        encrypt_file(&plain, &out, &EncryptTo::Passphrase { passphrase: pass("pw"), work_factor: Some(10) }).unwrap();
+        encrypt_file(
+            &plain,
+            &out,
+            &EncryptTo::Passphrase {
+                passphrase: pass("pw"),
+                work_factor: Some(10),
+            },
+        )
+        .unwrap();
         fs::set_permissions(&out, fs::Permissions::from_mode(0o640)).unwrap();
-        let err = AgeFileProvider::new(&out, Unlock::Passphrase(pass("pw"))).fetch("kraken").await.unwrap_err();
-        assert!(matches!(err, Error::InsecurePermissions { mode: 0o640, .. }), "{err}");
+        let err = AgeFileProvider::new(&out, Unlock::Passphrase(pass("pw")))
+            .fetch("kraken")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InsecurePermissions { mode: 0o640, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
     }
 
@@ -426,7 +469,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plain = write_plain(dir.path(), &doc(3));
         let out = dir.path().join("k.age");
-        encrypt_file(&plain, &out, &EncryptTo::Passphrase { passphrase: pass("pw"), work_factor: Some(10) }).unwrap();
+        encrypt_file(
+            &plain,
+            &out,
+            &EncryptTo::Passphrase {
+                passphrase: pass("pw"),
+                work_factor: Some(10),
+            },
+        )
+        .unwrap();
         let good = fs::read(&out).unwrap();
 
         struct Case {
@@ -440,12 +491,36 @@ mod tests {
         let mut flipped_header = good.clone();
         flipped_header[40] ^= 0x01;
         let cases = [
-            Case { name: "truncated payload", bytes: good[..good.len() - 10].to_vec(), reason: "truncated or modified" },
-            Case { name: "truncated header", bytes: good[..30].to_vec(), reason: "cannot decrypt" },
-            Case { name: "flipped payload", bytes: flipped_payload, reason: "truncated or modified" },
-            Case { name: "flipped header", bytes: flipped_header, reason: "cannot decrypt" },
-            Case { name: "empty", bytes: Vec::new(), reason: "cannot decrypt" },
-            Case { name: "garbage", bytes: b"not an age file at all\n".to_vec(), reason: "not an age file" },
+            Case {
+                name: "truncated payload",
+                bytes: good[..good.len() - 10].to_vec(),
+                reason: "truncated or modified",
+            },
+            Case {
+                name: "truncated header",
+                bytes: good[..30].to_vec(),
+                reason: "cannot decrypt",
+            },
+            Case {
+                name: "flipped payload",
+                bytes: flipped_payload,
+                reason: "truncated or modified",
+            },
+            Case {
+                name: "flipped header",
+                bytes: flipped_header,
+                reason: "cannot decrypt",
+            },
+            Case {
+                name: "empty",
+                bytes: Vec::new(),
+                reason: "cannot decrypt",
+            },
+            Case {
+                name: "garbage",
+                bytes: b"not an age file at all\n".to_vec(),
+                reason: "not an age file",
+            },
         ];
         for case in cases {
             let path = dir.path().join("bad.age");
@@ -456,7 +531,11 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::Decrypt { .. }), "{}: {err}", case.name);
-            assert!(err.to_string().contains(case.reason), "{}: {err}", case.name);
+            assert!(
+                err.to_string().contains(case.reason),
+                "{}: {err}",
+                case.name
+            );
         }
     }
 
@@ -465,17 +544,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
         let id_path = dir.path().join("key.txt");
-        fs::write(&id_path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+        fs::write(
+            &id_path,
+            format!("{}\n", identity.to_string().expose_secret()),
+        )
+        .unwrap();
         fs::set_permissions(&id_path, fs::Permissions::from_mode(0o600)).unwrap();
         let plain = write_plain(dir.path(), &doc(4).replace('}', r#","version":"v9"}"#));
         let out = dir.path().join("k.age");
-        encrypt_file(&plain, &out, &EncryptTo::Recipients(vec![identity.to_public().to_string()])).unwrap();
+        encrypt_file(
+            &plain,
+            &out,
+            &EncryptTo::Recipients(vec![identity.to_public().to_string()]),
+        )
+        .unwrap();
         let p = AgeFileProvider::new(&out, Unlock::IdentityFile(id_path.clone()));
         let set = p.fetch("kraken").await.unwrap();
         assert_eq!(set.version(), Some("v9"));
         // A passphrase cannot open a recipients file.
-        let err = AgeFileProvider::new(&out, Unlock::Passphrase(pass("x"))).fetch("kraken").await.unwrap_err();
-        assert!(err.to_string().contains("configure secrets.file_identity"), "{err}");
+        let err = AgeFileProvider::new(&out, Unlock::Passphrase(pass("x")))
+            .fetch("kraken")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("configure secrets.file_identity"),
+            "{err}"
+        );
         // Another identity cannot either.
         let other = age::x25519::Identity::generate();
         fs::write(&id_path, format!("{}\n", other.to_string().expose_secret())).unwrap();
@@ -491,9 +585,18 @@ mod tests {
         let err = encrypt_file(&bad_shape, &out, &EncryptTo::Recipients(vec![])).unwrap_err();
         assert!(err.to_string().contains("field `api_key`"), "{err}");
         let ok = write_plain(dir.path(), &doc(5));
-        let err = encrypt_file(&ok, &out, &EncryptTo::Recipients(vec!["age1nope".into()])).unwrap_err();
+        let err =
+            encrypt_file(&ok, &out, &EncryptTo::Recipients(vec!["age1nope".into()])).unwrap_err();
         assert!(err.to_string().contains("recipient #1"), "{err}");
-        let err = encrypt_file(&ok, &out, &EncryptTo::Passphrase { passphrase: pass(""), work_factor: None }).unwrap_err();
+        let err = encrypt_file(
+            &ok,
+            &out,
+            &EncryptTo::Passphrase {
+                passphrase: pass(""),
+                work_factor: None,
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
         assert!(!out.exists());
     }

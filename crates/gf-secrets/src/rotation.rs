@@ -265,9 +265,10 @@ impl Rotator {
             Err(e) => return Ok(self.reject(actor, version, "validate", e.to_string())),
         };
         drop(fetched);
-        let checked = tokio::time::timeout(self.check_timeout, self.check.check(Arc::clone(&creds)))
-            .await
-            .unwrap_or_else(|_| Err(format!("check timed out after {:?}", self.check_timeout)));
+        let checked =
+            tokio::time::timeout(self.check_timeout, self.check.check(Arc::clone(&creds)))
+                .await
+                .unwrap_or_else(|_| Err(format!("check timed out after {:?}", self.check_timeout)));
         if let Err(reason) = checked {
             return Ok(self.reject(actor, version, "check", reason));
         }
@@ -276,7 +277,9 @@ impl Rotator {
 
         let previous = self.handle.swap(creds);
         *self.rejected.lock() = None;
-        let from = previous.as_ref().and_then(|p| p.version().map(str::to_owned));
+        let from = previous
+            .as_ref()
+            .and_then(|p| p.version().map(str::to_owned));
         let action = if previous.is_some() { "rotate" } else { "load" };
         self.auditor
             .record(actor, &self.set, kind, version.as_deref(), action, "ok");
@@ -292,7 +295,11 @@ impl Rotator {
                 ),
             );
         }
-        tracing::info!(from = show(from.as_deref()), to = show(version.as_deref()), "credentials swapped in");
+        tracing::info!(
+            from = show(from.as_deref()),
+            to = show(version.as_deref()),
+            "credentials swapped in"
+        );
         Ok(if previous.is_some() {
             RotationOutcome::Rotated { from, to: version }
         } else {
@@ -352,7 +359,8 @@ impl Rotator {
     ) -> WatcherGuard {
         let interval = interval.max(Duration::from_millis(10));
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -433,7 +441,11 @@ mod tests {
         Arc::new(FnCheck(move |c: Arc<Credentials>| {
             let bad_key = bad_key.clone();
             Box::pin(async move {
-                if c.lend(|k, _| k == bad_key) { Err("EAPI:Invalid key".to_string()) } else { Ok(()) }
+                if c.lend(|k, _| k == bad_key) {
+                    Err("EAPI:Invalid key".to_string())
+                } else {
+                    Ok(())
+                }
             }) as BoxFuture<'static, Result<(), String>>
         }))
     }
@@ -453,16 +465,41 @@ mod tests {
             Auditor::new(Arc::new(ManualClock::default())).with_bus(bus.clone()),
         );
         assert!(!handle.with_credentials(&mut |_, _| {}));
-        assert_eq!(rotator.load("startup").await.unwrap(), RotationOutcome::Loaded { version: Some("1".into()) });
-        assert_eq!(rotator.rotate_now("watcher", false).await.unwrap(), RotationOutcome::Unchanged { version: Some("1".into()) });
+        assert_eq!(
+            rotator.load("startup").await.unwrap(),
+            RotationOutcome::Loaded {
+                version: Some("1".into())
+            }
+        );
+        assert_eq!(
+            rotator.rotate_now("watcher", false).await.unwrap(),
+            RotationOutcome::Unchanged {
+                version: Some("1".into())
+            }
+        );
 
         versions.lock().push((99, "2"));
         let out = rotator.rotate_now("watcher", false).await.unwrap();
-        assert_eq!(out, RotationOutcome::Rejected { version: Some("2".into()), reason: "EAPI:Invalid key".into() });
-        assert_eq!(handle.current_version().as_deref(), Some("1"), "old credentials kept");
+        assert_eq!(
+            out,
+            RotationOutcome::Rejected {
+                version: Some("2".into()),
+                reason: "EAPI:Invalid key".into()
+            }
+        );
+        assert_eq!(
+            handle.current_version().as_deref(),
+            Some("1"),
+            "old credentials kept"
+        );
         let alert = alerts.recv().await.unwrap();
         match &alert.payload {
-            Payload::Alert { key, severity, status, summary } => {
+            Payload::Alert {
+                key,
+                severity,
+                status,
+                summary,
+            } => {
                 assert_eq!(key, ROTATION_FAILED_ALERT);
                 assert_eq!(*severity, Severity::Critical);
                 assert_eq!(*status, AlertStatus::Firing);
@@ -470,14 +507,25 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(rotator.rotate_now("watcher", false).await.unwrap(), RotationOutcome::StillRejected { version: Some("2".into()) });
-        assert!(matches!(rotator.rotate_now("operator:alice", true).await.unwrap(), RotationOutcome::Rejected { .. }));
+        assert_eq!(
+            rotator.rotate_now("watcher", false).await.unwrap(),
+            RotationOutcome::StillRejected {
+                version: Some("2".into())
+            }
+        );
+        assert!(matches!(
+            rotator.rotate_now("operator:alice", true).await.unwrap(),
+            RotationOutcome::Rejected { .. }
+        ));
         let _second_alert = alerts.recv().await.unwrap();
 
         versions.lock().push((3, "3"));
         assert_eq!(
             rotator.rotate_now("watcher", false).await.unwrap(),
-            RotationOutcome::Rotated { from: Some("1".into()), to: Some("3".into()) }
+            RotationOutcome::Rotated {
+                from: Some("1".into()),
+                to: Some("3".into())
+            }
         );
         let (k3, _) = sample_pair(3);
         assert!(handle.with_credentials(&mut |k, _| assert_eq!(k, k3)));
@@ -487,19 +535,35 @@ mod tests {
         }
         let mut actions = Vec::new();
         while let Ok(ev) = audits.try_recv() {
-            if let Payload::SecretAudit { action, outcome, version, .. } = &ev.payload {
-                actions.push(format!("{action}:{}:{}", version.as_deref().unwrap_or("-"), if outcome == "ok" { "ok" } else { "err" }));
+            if let Payload::SecretAudit {
+                action,
+                outcome,
+                version,
+                ..
+            } = &ev.payload
+            {
+                actions.push(format!(
+                    "{action}:{}:{}",
+                    version.as_deref().unwrap_or("-"),
+                    if outcome == "ok" { "ok" } else { "err" }
+                ));
             }
         }
         assert_eq!(
             actions,
             [
-                "fetch:1:ok", "check:1:ok", "load:1:ok",
                 "fetch:1:ok",
-                "fetch:2:ok", "check:2:err",
+                "check:1:ok",
+                "load:1:ok",
+                "fetch:1:ok",
                 "fetch:2:ok",
-                "fetch:2:ok", "check:2:err",
-                "fetch:3:ok", "check:3:ok", "rotate:3:ok",
+                "check:2:err",
+                "fetch:2:ok",
+                "fetch:2:ok",
+                "check:2:err",
+                "fetch:3:ok",
+                "check:3:ok",
+                "rotate:3:ok",
             ]
         );
     }
@@ -509,7 +573,9 @@ mod tests {
         let mut p = MockSecretProvider::new();
         p.expect_kind().return_const("aws");
         p.expect_fetch().returning(|_| {
-            Ok(SecretSet::new("kraken", "aws", Some("v1".into())).with("api_key", "x").with("api_secret", "y"))
+            Ok(SecretSet::new("kraken", "aws", Some("v1".into()))
+                .with("api_key", "x")
+                .with("api_secret", "y"))
         });
         let calls = Arc::new(AtomicU64::new(0));
         let c2 = calls.clone();
@@ -517,7 +583,13 @@ mod tests {
             c2.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ok(()) }) as BoxFuture<'static, Result<(), String>>
         }));
-        let rotator = Rotator::new(Arc::new(p), "kraken", Arc::new(RotatingCredentials::empty()), check, Auditor::new(Arc::new(ManualClock::default())));
+        let rotator = Rotator::new(
+            Arc::new(p),
+            "kraken",
+            Arc::new(RotatingCredentials::empty()),
+            check,
+            Auditor::new(Arc::new(ManualClock::default())),
+        );
         let err = rotator.load("startup").await.unwrap_err();
         assert!(err.to_string().contains("field `api_key`"), "{err}");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -532,13 +604,29 @@ mod tests {
             if std::mem::take(&mut first) {
                 Ok(set_for(1, "1"))
             } else {
-                Err(Error::Transport { provider: "vault", operation: "read".into(), reason: "connection refused".into() })
+                Err(Error::Transport {
+                    provider: "vault",
+                    operation: "read".into(),
+                    reason: "connection refused".into(),
+                })
             }
         });
         let handle = Arc::new(RotatingCredentials::empty());
-        let rotator = Rotator::new(Arc::new(p), "kraken", handle.clone(), check_rejecting_seed(99), Auditor::new(Arc::new(ManualClock::default())));
+        let rotator = Rotator::new(
+            Arc::new(p),
+            "kraken",
+            handle.clone(),
+            check_rejecting_seed(99),
+            Auditor::new(Arc::new(ManualClock::default())),
+        );
         rotator.load("startup").await.unwrap();
-        assert!(rotator.rotate_now("watcher", false).await.unwrap_err().is_retryable());
+        assert!(
+            rotator
+                .rotate_now("watcher", false)
+                .await
+                .unwrap_err()
+                .is_retryable()
+        );
         assert_eq!(handle.current_version().as_deref(), Some("1"));
     }
 
@@ -548,10 +636,18 @@ mod tests {
         let check = Arc::new(FnCheck(|_c: Arc<Credentials>| {
             Box::pin(std::future::pending()) as BoxFuture<'static, Result<(), String>>
         }));
-        let rotator = Rotator::new(Arc::new(scripted(versions)), "kraken", Arc::new(RotatingCredentials::empty()), check, Auditor::new(Arc::new(ManualClock::default())))
-            .with_check_timeout(Duration::from_secs(5));
+        let rotator = Rotator::new(
+            Arc::new(scripted(versions)),
+            "kraken",
+            Arc::new(RotatingCredentials::empty()),
+            check,
+            Auditor::new(Arc::new(ManualClock::default())),
+        )
+        .with_check_timeout(Duration::from_secs(5));
         match rotator.rotate_now("watcher", false).await.unwrap() {
-            RotationOutcome::Rejected { reason, .. } => assert!(reason.contains("timed out"), "{reason}"),
+            RotationOutcome::Rejected { reason, .. } => {
+                assert!(reason.contains("timed out"), "{reason}")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -580,7 +676,10 @@ mod tests {
         assert_eq!(handle.current_version().as_deref(), Some("4"));
         let mut rotated = false;
         while let Ok(ev) = audits.try_recv() {
-            if let Payload::SecretAudit { action, version, .. } = &ev.payload {
+            if let Payload::SecretAudit {
+                action, version, ..
+            } = &ev.payload
+            {
                 rotated |= action == "rotate" && version.as_deref() == Some("4");
             }
         }

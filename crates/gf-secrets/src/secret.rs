@@ -48,8 +48,7 @@ impl SecretSet {
 
     /// Adds (or replaces) a field. The `String` is moved into a zeroizing box.
     pub fn insert(&mut self, field: impl Into<String>, value: String) {
-        self.fields
-            .insert(field.into(), SecretString::from(value));
+        self.fields.insert(field.into(), SecretString::from(value));
     }
 
     /// Builder form of [`Self::insert`].
@@ -238,7 +237,10 @@ impl Credentials {
     /// Lends the API key and decoded secret to `sign` — the single point where plaintext
     /// credentials leave this crate. Do not keep copies beyond the call.
     pub fn lend<R>(&self, sign: impl FnOnce(&str, &[u8]) -> R) -> R {
-        sign(self.api_key.expose_secret(), self.api_secret.expose_secret())
+        sign(
+            self.api_key.expose_secret(),
+            self.api_secret.expose_secret(),
+        )
     }
 }
 
@@ -306,11 +308,12 @@ pub fn validate_kraken(
     if secret.is_empty() {
         return Err(invalid(API_SECRET_FIELD, "is empty".into()));
     }
-    let decoded = Zeroizing::new(
-        STANDARD
-            .decode(secret.as_bytes())
-            .map_err(|e| invalid(API_SECRET_FIELD, format!("is not valid base64 ({})", base64_reason(&e))))?,
-    );
+    let decoded = Zeroizing::new(STANDARD.decode(secret.as_bytes()).map_err(|e| {
+        invalid(
+            API_SECRET_FIELD,
+            format!("is not valid base64 ({})", base64_reason(&e)),
+        )
+    })?);
     if decoded.len() != KRAKEN_SECRET_LEN {
         return Err(invalid(
             API_SECRET_FIELD,
@@ -351,14 +354,19 @@ pub(crate) mod tests {
         let key: String = (0..KRAKEN_KEY_LEN)
             .map(|i| char::from(b'A' + ((i as u8).wrapping_add(seed) % 26)))
             .collect();
-        let secret = STANDARD.encode((0..KRAKEN_SECRET_LEN as u8).map(|i| i ^ seed).collect::<Vec<_>>());
+        let secret = STANDARD.encode(
+            (0..KRAKEN_SECRET_LEN as u8)
+                .map(|i| i ^ seed)
+                .collect::<Vec<_>>(),
+        );
         (key, secret)
     }
 
     #[test]
     fn validation_accepts_kraken_shape_and_trims() {
         let (key, secret) = sample_pair(3);
-        let (k, s) = validate_kraken("kraken", &format!("{key}\n"), &format!(" {secret}\n")).unwrap();
+        let (k, s) =
+            validate_kraken("kraken", &format!("{key}\n"), &format!(" {secret}\n")).unwrap();
         assert_eq!(k.expose_secret(), key);
         assert_eq!(s.expose_secret().len(), KRAKEN_SECRET_LEN);
     }
@@ -373,12 +381,42 @@ pub(crate) mod tests {
         }
         let (key, secret) = sample_pair(9);
         let cases = [
-            Case { key: String::new(), secret: secret.clone(), field: "api_key", reason: "is empty" },
-            Case { key: "SHORTKEY".into(), secret: secret.clone(), field: "api_key", reason: "has 8 characters" },
-            Case { key: format!("{}!", &key[..55]), secret: secret.clone(), field: "api_key", reason: "outside the base64 alphabet at position 55" },
-            Case { key: key.clone(), secret: "%%%%".into(), field: "api_secret", reason: "not valid base64" },
-            Case { key: key.clone(), secret: STANDARD.encode([1u8; 32]), field: "api_secret", reason: "decodes to 32 bytes, expected 64" },
-            Case { key: key.clone(), secret: "  ".into(), field: "api_secret", reason: "is empty" },
+            Case {
+                key: String::new(),
+                secret: secret.clone(),
+                field: "api_key",
+                reason: "is empty",
+            },
+            Case {
+                key: "SHORTKEY".into(),
+                secret: secret.clone(),
+                field: "api_key",
+                reason: "has 8 characters",
+            },
+            Case {
+                key: format!("{}!", &key[..55]),
+                secret: secret.clone(),
+                field: "api_key",
+                reason: "outside the base64 alphabet at position 55",
+            },
+            Case {
+                key: key.clone(),
+                secret: "%%%%".into(),
+                field: "api_secret",
+                reason: "not valid base64",
+            },
+            Case {
+                key: key.clone(),
+                secret: STANDARD.encode([1u8; 32]),
+                field: "api_secret",
+                reason: "decodes to 32 bytes, expected 64",
+            },
+            Case {
+                key: key.clone(),
+                secret: "  ".into(),
+                field: "api_secret",
+                reason: "is empty",
+            },
         ];
         for case in cases {
             let err = validate_kraken("kraken", &case.key, &case.secret).unwrap_err();
@@ -398,7 +436,10 @@ pub(crate) mod tests {
     fn missing_field_is_named() {
         let set = SecretSet::new("kraken", "env", None).with("api_key", "x");
         let err = Credentials::from_set(&set).unwrap_err();
-        assert_eq!(err.to_string(), "secret set `kraken` has no field `api_secret`");
+        assert_eq!(
+            err.to_string(),
+            "secret set `kraken` has no field `api_secret`"
+        );
     }
 
     #[test]
@@ -408,7 +449,11 @@ pub(crate) mod tests {
             .with("api_key", key.clone())
             .with("api_secret", secret.clone());
         let creds = Credentials::from_set(&set).unwrap();
-        for text in [format!("{set:?}"), format!("{creds:?}"), format!("{creds:#?}")] {
+        for text in [
+            format!("{set:?}"),
+            format!("{creds:?}"),
+            format!("{creds:#?}"),
+        ] {
             assert!(!text.contains(&key) && !text.contains(&secret), "{text}");
         }
         assert!(format!("{creds:?}").contains("[REDACTED]"));
@@ -423,7 +468,9 @@ pub(crate) mod tests {
             .with("api_secret", secret.clone());
         let creds = Credentials::from_set(&set).unwrap();
         let mut seen = None;
-        assert!(creds.with_credentials(&mut |k, s| seen = Some((k.to_owned(), STANDARD.encode(s)))));
+        assert!(
+            creds.with_credentials(&mut |k, s| seen = Some((k.to_owned(), STANDARD.encode(s))))
+        );
         assert_eq!(seen, Some((key, secret)));
     }
 
@@ -432,17 +479,32 @@ pub(crate) mod tests {
         let doc = br#"{"api_key":"k","api_secret":"s","version":4,"note":true}"#;
         let set = SecretSet::from_json("kraken", "file", None, "f", doc).unwrap();
         assert_eq!(set.version(), Some("4"));
-        assert_eq!(set.field_names().collect::<Vec<_>>(), ["api_key", "api_secret", "note"]);
+        assert_eq!(
+            set.field_names().collect::<Vec<_>>(),
+            ["api_key", "api_secret", "note"]
+        );
 
         struct Case {
             doc: &'static [u8],
             reason: &'static str,
         }
         for case in [
-            Case { doc: b"[1,2]", reason: "expected a JSON object" },
-            Case { doc: br#"{"api_key":{"nested":1}}"#, reason: "field `api_key` must be a string" },
-            Case { doc: br#"{"api_key":"hunter2"#, reason: "not valid JSON (unexpected end" },
-            Case { doc: b"\xff\xfe", reason: "not valid JSON" },
+            Case {
+                doc: b"[1,2]",
+                reason: "expected a JSON object",
+            },
+            Case {
+                doc: br#"{"api_key":{"nested":1}}"#,
+                reason: "field `api_key` must be a string",
+            },
+            Case {
+                doc: br#"{"api_key":"hunter2"#,
+                reason: "not valid JSON (unexpected end",
+            },
+            Case {
+                doc: b"\xff\xfe",
+                reason: "not valid JSON",
+            },
         ] {
             let err = SecretSet::from_json("kraken", "file", None, "f", case.doc).unwrap_err();
             let msg = err.to_string();

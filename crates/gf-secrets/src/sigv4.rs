@@ -34,7 +34,10 @@ impl fmt::Debug for AwsCredentials {
         f.debug_struct("AwsCredentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"[REDACTED]")
-            .field("session_token", &self.session_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }
@@ -143,10 +146,8 @@ pub fn authorization(
         "AWS4-HMAC-SHA256\n{amz}\n{scope}\n{}",
         sha256_hex(canonical.as_bytes())
     );
-    let secret = zeroize::Zeroizing::new(format!(
-        "AWS4{}",
-        creds.secret_access_key.expose_secret()
-    ));
+    let secret =
+        zeroize::Zeroizing::new(format!("AWS4{}", creds.secret_access_key.expose_secret()));
     let k_date = zeroize::Zeroizing::new(hmac(secret.as_bytes(), date.as_bytes()));
     let k_region = zeroize::Zeroizing::new(hmac(&k_date, region.as_bytes()));
     let k_service = zeroize::Zeroizing::new(hmac(&k_region, service.as_bytes()));
@@ -185,8 +186,18 @@ mod tests {
     #[test]
     fn aws_test_suite_vectors() {
         let cases = [
-            Case { name: "get-vanilla", method: "GET", query: &[], signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31" },
-            Case { name: "post-vanilla", method: "POST", query: &[], signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b" },
+            Case {
+                name: "get-vanilla",
+                method: "GET",
+                query: &[],
+                signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+            },
+            Case {
+                name: "post-vanilla",
+                method: "POST",
+                query: &[],
+                signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+            },
             Case {
                 name: "get-vanilla-query-order-key-case",
                 method: "GET",
@@ -199,7 +210,10 @@ mod tests {
                 method: case.method,
                 path: "/",
                 query: case.query,
-                headers: &[("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")],
+                headers: &[
+                    ("Host", "example.amazonaws.com"),
+                    ("X-Amz-Date", "20150830T123600Z"),
+                ],
                 payload: b"",
             };
             let auth = authorization(&suite_creds(), "us-east-1", "service", suite_time(), &req);
@@ -229,11 +243,31 @@ mod tests {
             ("x-amz-content-sha256", empty.as_str()),
             ("x-amz-date", "20130524T000000Z"),
         ];
-        let req = SigningRequest { method: "GET", path: "/test.txt", query: &[], headers: &headers, payload: b"" };
+        let req = SigningRequest {
+            method: "GET",
+            path: "/test.txt",
+            query: &[],
+            headers: &headers,
+            payload: b"",
+        };
         let (canonical, _) = canonical_request(&req);
-        assert_eq!(sha256_hex(canonical.as_bytes()), "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972");
-        let auth = authorization(&creds, "us-east-1", "s3", Utc.with_ymd_and_hms(2013, 5, 24, 0, 0, 0).unwrap(), &req);
-        assert!(auth.ends_with("Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"), "{auth}");
+        assert_eq!(
+            sha256_hex(canonical.as_bytes()),
+            "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972"
+        );
+        let auth = authorization(
+            &creds,
+            "us-east-1",
+            "s3",
+            Utc.with_ymd_and_hms(2013, 5, 24, 0, 0, 0).unwrap(),
+            &req,
+        );
+        assert!(
+            auth.ends_with(
+                "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+            ),
+            "{auth}"
+        );
     }
 
     #[test]

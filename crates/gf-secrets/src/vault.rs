@@ -106,7 +106,9 @@ impl fmt::Debug for VaultProvider {
 
 fn check_segment(key: &'static str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
-        && value.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && value
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
@@ -368,12 +370,17 @@ impl VaultProvider {
         Ok(token)
     }
 
-    async fn read(&self, token: &SecretString) -> Result<(StatusCode, zeroize::Zeroizing<Vec<u8>>)> {
+    async fn read(
+        &self,
+        token: &SecretString,
+    ) -> Result<(StatusCode, zeroize::Zeroizing<Vec<u8>>)> {
         let path = self.data_path();
         http::send(
             PROVIDER,
             &format!("read {path}"),
-            self.http.get(self.url(&path)).headers(self.headers(Some(token))?),
+            self.http
+                .get(self.url(&path))
+                .headers(self.headers(Some(token))?),
         )
         .await
     }
@@ -436,7 +443,9 @@ impl SecretProvider for VaultProvider {
         let op = format!("read {path}");
         let token = self.ensure_token().await?;
         let (mut status, mut body) = self.read(&token).await?;
-        if status == StatusCode::FORBIDDEN && matches!(self.settings.auth, VaultAuth::AppRole { .. }) {
+        if status == StatusCode::FORBIDDEN
+            && matches!(self.settings.auth, VaultAuth::AppRole { .. })
+        {
             // The token may have been revoked or expired early: log in once more.
             tracing::info!("vault answered 403; logging in again with approle");
             self.login().await?;
@@ -484,13 +493,36 @@ mod tests {
             key: &'static str,
         }
         for case in [
-            Case { addr: "ftp://x", path: "kraken", key: "secrets.vault_addr" },
-            Case { addr: "not a url", path: "kraken", key: "secrets.vault_addr" },
-            Case { addr: "http://127.0.0.1:1", path: "../sys", key: "secrets.vault_path" },
-            Case { addr: "http://127.0.0.1:1", path: "a?b", key: "secrets.vault_path" },
-            Case { addr: "http://127.0.0.1:1", path: "", key: "secrets.vault_path" },
+            Case {
+                addr: "ftp://x",
+                path: "kraken",
+                key: "secrets.vault_addr",
+            },
+            Case {
+                addr: "not a url",
+                path: "kraken",
+                key: "secrets.vault_addr",
+            },
+            Case {
+                addr: "http://127.0.0.1:1",
+                path: "../sys",
+                key: "secrets.vault_path",
+            },
+            Case {
+                addr: "http://127.0.0.1:1",
+                path: "a?b",
+                key: "secrets.vault_path",
+            },
+            Case {
+                addr: "http://127.0.0.1:1",
+                path: "",
+                key: "secrets.vault_path",
+            },
         ] {
-            match VaultProvider::new(settings(case.addr, case.path), Arc::new(ManualClock::default())) {
+            match VaultProvider::new(
+                settings(case.addr, case.path),
+                Arc::new(ManualClock::default()),
+            ) {
                 Err(Error::Config { key, .. }) => assert_eq!(key, case.key),
                 other => panic!("{}: {other:?}", case.addr),
             }
@@ -499,27 +531,53 @@ mod tests {
 
     #[test]
     fn debug_redacts_tokens() {
-        let p = VaultProvider::new(settings("http://127.0.0.1:1", "kraken"), Arc::new(ManualClock::default())).unwrap();
+        let p = VaultProvider::new(
+            settings("http://127.0.0.1:1", "kraken"),
+            Arc::new(ManualClock::default()),
+        )
+        .unwrap();
         let text = format!("{p:?}");
         assert!(!text.contains("s.root"), "{text}");
-        let approle = VaultAuth::AppRole { mount: "approle".into(), role_id: "r".into(), secret_id: SecretString::from("sid-123") };
+        let approle = VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: "r".into(),
+            secret_id: SecretString::from("sid-123"),
+        };
         assert!(!format!("{approle:?}").contains("sid-123"));
     }
 
     #[tokio::test]
     async fn unreachable_server_is_a_retryable_transport_error() {
         // Bind then drop to find a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let p = VaultProvider::new(settings(&format!("http://127.0.0.1:{port}"), "kraken"), Arc::new(ManualClock::default())).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = VaultProvider::new(
+            settings(&format!("http://127.0.0.1:{port}"), "kraken"),
+            Arc::new(ManualClock::default()),
+        )
+        .unwrap();
         let err = p.fetch("kraken").await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert!(err.to_string().starts_with("vault: token lookup-self failed: cannot connect"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("vault: token lookup-self failed: cannot connect"),
+            "{err}"
+        );
     }
 
     #[test]
     fn error_bodies_are_summarised() {
-        assert_eq!(vault_errors(br#"{"errors":["permission denied"]}"#), "permission denied");
+        assert_eq!(
+            vault_errors(br#"{"errors":["permission denied"]}"#),
+            "permission denied"
+        );
         assert_eq!(vault_errors(br#"{"errors":[]}"#), "no error message");
-        assert_eq!(vault_errors(b"<html>\nbad gateway</html>"), "<html> bad gateway</html>");
+        assert_eq!(
+            vault_errors(b"<html>\nbad gateway</html>"),
+            "<html> bad gateway</html>"
+        );
     }
 }

@@ -20,7 +20,8 @@ use support::{require_tool, sample_pair};
 
 fn plain_doc(dir: &Path, seed: u8) -> (PathBuf, String) {
     let (k, s) = sample_pair(seed);
-    let text = format!("{{\"api_key\":\"{k}\",\"api_secret\":\"{s}\",\"version\":\"cli-{seed}\"}}\n");
+    let text =
+        format!("{{\"api_key\":\"{k}\",\"api_secret\":\"{s}\",\"version\":\"cli-{seed}\"}}\n");
     let p = dir.join("plain.json");
     fs::write(&p, &text).unwrap();
     (p, text)
@@ -35,11 +36,18 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
     let keygen = require_tool("age-keygen", "apt-get install age");
     let key = dir.join("key.txt");
     let out = Command::new(&keygen).arg("-o").arg(&key).output().unwrap();
-    assert!(out.status.success(), "age-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "age-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     chmod600(&key);
     let out = Command::new(&keygen).arg("-y").arg(&key).output().unwrap();
     assert!(out.status.success());
-    (key, String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    (
+        key,
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
 }
 
 #[test]
@@ -54,7 +62,14 @@ fn a_file_the_age_cli_encrypts_to_an_identity_we_decrypt() {
         if armor {
             cmd.arg("-a");
         }
-        let status = cmd.arg("-r").arg(&recipient).arg("-o").arg(&out).arg(&plain).status().unwrap();
+        let status = cmd
+            .arg("-r")
+            .arg(&recipient)
+            .arg("-o")
+            .arg(&out)
+            .arg(&plain)
+            .status()
+            .unwrap();
         assert!(status.success());
         chmod600(&out);
         let set = AgeFileProvider::new(&out, Unlock::IdentityFile(key.clone()))
@@ -73,8 +88,18 @@ fn a_file_we_encrypt_to_a_recipient_the_age_cli_decrypts() {
     let (plain, text) = plain_doc(dir.path(), 2);
     let out = dir.path().join("k.age");
     encrypt_file(&plain, &out, &EncryptTo::Recipients(vec![recipient])).unwrap();
-    let decrypted = Command::new(&age).arg("-d").arg("-i").arg(&key).arg(&out).output().unwrap();
-    assert!(decrypted.status.success(), "age -d: {}", String::from_utf8_lossy(&decrypted.stderr));
+    let decrypted = Command::new(&age)
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        decrypted.status.success(),
+        "age -d: {}",
+        String::from_utf8_lossy(&decrypted.stderr)
+    );
     assert_eq!(String::from_utf8(decrypted.stdout).unwrap(), text);
 }
 
@@ -120,7 +145,9 @@ fn age_on_a_tty(args: &str, passphrase: &str, prompts: usize) -> String {
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("age {args} did not finish: {seen}"),
         }
         while typed < prompts && seen.to_lowercase().matches("passphrase").count() > typed {
-            stdin.write_all(format!("{passphrase}\n").as_bytes()).unwrap();
+            stdin
+                .write_all(format!("{passphrase}\n").as_bytes())
+                .unwrap();
             stdin.flush().unwrap();
             typed += 1;
         }
@@ -138,23 +165,44 @@ fn passphrase_files_interoperate_both_ways_with_the_age_cli() {
     let (plain, text) = plain_doc(dir.path(), 3);
 
     // age -p encrypts, we decrypt.
-    age_on_a_tty(&format!("-p -o {d}/cli.age {}", plain.display()), "tr0ub4dor&3", 2);
+    age_on_a_tty(
+        &format!("-p -o {d}/cli.age {}", plain.display()),
+        "tr0ub4dor&3",
+        2,
+    );
     let cli_file = dir.path().join("cli.age");
     chmod600(&cli_file);
     let pass = |p: &str| Unlock::Passphrase(SecretString::from(p.to_owned()));
-    let set = AgeFileProvider::new(&cli_file, pass("tr0ub4dor&3")).fetch_blocking("kraken").unwrap();
+    let set = AgeFileProvider::new(&cli_file, pass("tr0ub4dor&3"))
+        .fetch_blocking("kraken")
+        .unwrap();
     assert_eq!(set.version(), Some("cli-3"));
-    let err = AgeFileProvider::new(&cli_file, pass("wrong")).fetch_blocking("kraken").unwrap_err();
-    assert!(matches!(err, Error::Decrypt { .. }) && err.to_string().ends_with("wrong passphrase"), "{err}");
+    let err = AgeFileProvider::new(&cli_file, pass("wrong"))
+        .fetch_blocking("kraken")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Decrypt { .. }) && err.to_string().ends_with("wrong passphrase"),
+        "{err}"
+    );
 
     // We encrypt, age -d decrypts.
     let ours = dir.path().join("ours.age");
     encrypt_file(
         &plain,
         &ours,
-        &EncryptTo::Passphrase { passphrase: SecretString::from("correct horse".to_owned()), work_factor: Some(12) },
+        &EncryptTo::Passphrase {
+            passphrase: SecretString::from("correct horse".to_owned()),
+            work_factor: Some(12),
+        },
     )
     .unwrap();
-    age_on_a_tty(&format!("-d -o {d}/back.json {}", ours.display()), "correct horse", 1);
-    assert_eq!(fs::read_to_string(dir.path().join("back.json")).unwrap(), text);
+    age_on_a_tty(
+        &format!("-d -o {d}/back.json {}", ours.display()),
+        "correct horse",
+        1,
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("back.json")).unwrap(),
+        text
+    );
 }

@@ -31,7 +31,10 @@ fn creds(id: &str, secret: &str) -> AwsCredentials {
 
 fn xml_value(text: &str, name: &str) -> String {
     let open = format!("<{name}>");
-    let start = text.find(&open).unwrap_or_else(|| panic!("no <{name}> in {text}")) + open.len();
+    let start = text
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{name}> in {text}"))
+        + open.len();
     let end = text[start..].find(&format!("</{name}>")).unwrap();
     text[start..start + end].to_owned()
 }
@@ -66,7 +69,9 @@ impl Moto {
             http: reqwest::Client::new(),
             key: creds("AKIDBOOTSTRAP", "bootstrap"),
         };
-        let (s, t) = this.iam("Action=CreateUser&UserName=gal-friday&Version=2010-05-08").await;
+        let (s, t) = this
+            .iam("Action=CreateUser&UserName=gal-friday&Version=2010-05-08")
+            .await;
         assert_eq!(s, 200, "{t}");
         let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         let form = format!(
@@ -75,27 +80,59 @@ impl Moto {
         );
         let (s, t) = this.iam(&form).await;
         assert_eq!(s, 200, "{t}");
-        let (s, t) = this.iam("Action=CreateAccessKey&UserName=gal-friday&Version=2010-05-08").await;
+        let (s, t) = this
+            .iam("Action=CreateAccessKey&UserName=gal-friday&Version=2010-05-08")
+            .await;
         assert_eq!(s, 200, "{t}");
-        this.key = creds(&xml_value(&t, "AccessKeyId"), &xml_value(&t, "SecretAccessKey"));
+        this.key = creds(
+            &xml_value(&t, "AccessKeyId"),
+            &xml_value(&t, "SecretAccessKey"),
+        );
         let (s, v) = this
-            .secrets("CreateSecret", &json!({"Name": SECRET_ID, "SecretString": first_secret.to_string()}))
+            .secrets(
+                "CreateSecret",
+                &json!({"Name": SECRET_ID, "SecretString": first_secret.to_string()}),
+            )
             .await;
         assert_eq!(s, 200, "{v}");
         this
     }
 
-    async fn signed(&self, service: &str, content_type: &str, target: Option<&str>, body: &str, key: &AwsCredentials) -> (u16, String) {
+    async fn signed(
+        &self,
+        service: &str,
+        content_type: &str,
+        target: Option<&str>,
+        body: &str,
+        key: &AwsCredentials,
+    ) -> (u16, String) {
         let now = SystemClock.now();
         let amz = sigv4::amz_date(now);
-        let mut headers = vec![("content-type", content_type), ("host", self.host.as_str()), ("x-amz-date", amz.as_str())];
+        let mut headers = vec![
+            ("content-type", content_type),
+            ("host", self.host.as_str()),
+            ("x-amz-date", amz.as_str()),
+        ];
         if let Some(t) = target {
             headers.push(("x-amz-target", t));
         }
-        let auth = sigv4::authorization(key, REGION, service, now, &SigningRequest {
-            method: "POST", path: "/", query: &[], headers: &headers, payload: body.as_bytes(),
-        });
-        let mut req = self.http.post(format!("{}/", self.endpoint)).header("authorization", auth);
+        let auth = sigv4::authorization(
+            key,
+            REGION,
+            service,
+            now,
+            &SigningRequest {
+                method: "POST",
+                path: "/",
+                query: &[],
+                headers: &headers,
+                payload: body.as_bytes(),
+            },
+        );
+        let mut req = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .header("authorization", auth);
         for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
             req = req.header(*k, *v);
         }
@@ -104,12 +141,25 @@ impl Moto {
     }
 
     async fn iam(&self, form: &str) -> (u16, String) {
-        self.signed("iam", "application/x-www-form-urlencoded", None, form, &self.key).await
+        self.signed(
+            "iam",
+            "application/x-www-form-urlencoded",
+            None,
+            form,
+            &self.key,
+        )
+        .await
     }
 
     async fn secrets(&self, op: &str, body: &Value) -> (u16, Value) {
         let (s, t) = self
-            .signed("secretsmanager", "application/x-amz-json-1.1", Some(&format!("secretsmanager.{op}")), &body.to_string(), &self.key)
+            .signed(
+                "secretsmanager",
+                "application/x-amz-json-1.1",
+                Some(&format!("secretsmanager.{op}")),
+                &body.to_string(),
+                &self.key,
+            )
             .await;
         (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
     }
@@ -130,13 +180,22 @@ impl Moto {
     }
 
     fn own_key(&self) -> AwsCredentials {
-        creds(&self.key.access_key_id, secrecy::ExposeSecret::expose_secret(&self.key.secret_access_key))
+        creds(
+            &self.key.access_key_id,
+            secrecy::ExposeSecret::expose_secret(&self.key.secret_access_key),
+        )
     }
 }
 
 fn form_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -174,7 +233,10 @@ async fn get_secret_value_then_put_secret_value_is_picked_up_by_the_watcher() {
     let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
     let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop_rx);
     let (s, put) = moto
-        .secrets("PutSecretValue", &json!({"SecretId": SECRET_ID, "SecretString": doc(2).to_string()}))
+        .secrets(
+            "PutSecretValue",
+            &json!({"SecretId": SECRET_ID, "SecretString": doc(2).to_string()}),
+        )
         .await;
     assert_eq!(s, 200, "{put}");
     let v2 = put["VersionId"].as_str().unwrap().to_owned();
@@ -193,17 +255,27 @@ async fn get_secret_value_then_put_secret_value_is_picked_up_by_the_watcher() {
 async fn wrong_secret_key_unknown_key_and_missing_secret_give_clear_errors() {
     let moto = Moto::start(&doc(3)).await;
 
-    let wrong = moto.provider(creds(&moto.key.access_key_id, "definitely-not-the-secret-key"), SECRET_ID);
+    let wrong = moto.provider(
+        creds(&moto.key.access_key_id, "definitely-not-the-secret-key"),
+        SECRET_ID,
+    );
     let err = wrong.fetch("kraken").await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.starts_with("aws: authentication failed for GetSecretValue: SignatureDoesNotMatch"), "{msg}");
+    assert!(
+        msg.starts_with("aws: authentication failed for GetSecretValue: SignatureDoesNotMatch"),
+        "{msg}"
+    );
     assert!(!msg.contains("definitely-not-the-secret-key"));
 
     let unknown = moto.provider(creds("AKIAUNKNOWNKEY000000", "whatever"), SECRET_ID);
     let err = unknown.fetch("kraken").await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err}");
-    assert!(err.to_string().contains("InvalidClientTokenId") || err.to_string().contains("UnrecognizedClient"), "{err}");
+    assert!(
+        err.to_string().contains("InvalidClientTokenId")
+            || err.to_string().contains("UnrecognizedClient"),
+        "{err}"
+    );
 
     let missing = moto.provider(moto.own_key(), "gal-friday/nope");
     let err = missing.fetch("kraken").await.unwrap_err();

@@ -42,7 +42,11 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
     let bao = Bao::start(ROOT_TOKEN).await;
     bao.write(11, 0).await;
     let clock = Arc::new(ManualClock::default());
-    let provider = Arc::new(bao.provider(VaultAuth::Token(SecretString::from(ROOT_TOKEN)), PATH, clock.clone()));
+    let provider = Arc::new(bao.provider(
+        VaultAuth::Token(SecretString::from(ROOT_TOKEN)),
+        PATH,
+        clock.clone(),
+    ));
     let check_server = CheckServer::start().await;
     for seed in [11, 13] {
         let (k, s) = sample_pair(seed);
@@ -57,7 +61,9 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
         "kraken",
         handle.clone(),
         check_server.check(),
-        Auditor::new(clock.clone()).with_bus(bus.clone()).with_sink(sink.clone()),
+        Auditor::new(clock.clone())
+            .with_bus(bus.clone())
+            .with_sink(sink.clone()),
     ));
     rotator.load("startup").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
@@ -78,9 +84,20 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
     tracing::debug!(?handle, creds = ?handle.current(), "handle state");
     let set = provider.fetch("kraken").await.unwrap();
     tracing::debug!(?set, ?provider, "fetched set");
-    let report = check(provider.as_ref(), "kraken", &Auditor::new(clock.clone()), "cli").await.unwrap();
+    let report = check(
+        provider.as_ref(),
+        "kraken",
+        &Auditor::new(clock.clone()),
+        "cli",
+    )
+    .await
+    .unwrap();
     tracing::info!(%report, "check report");
-    let bad = bao.provider(VaultAuth::Token(SecretString::from("s.bad-token")), PATH, clock.clone());
+    let bad = bao.provider(
+        VaultAuth::Token(SecretString::from("s.bad-token")),
+        PATH,
+        clock.clone(),
+    );
     let err = bad.fetch("kraken").await.unwrap_err();
     tracing::warn!(%err, ?err, "expected failure");
 
@@ -88,9 +105,21 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (k14, s14) = sample_pair(14);
     let plain = dir.path().join("plain.json");
-    fs::write(&plain, format!(r#"{{"api_key":"{k14}","api_secret":"{s14}"}}"#)).unwrap();
+    fs::write(
+        &plain,
+        format!(r#"{{"api_key":"{k14}","api_secret":"{s14}"}}"#),
+    )
+    .unwrap();
     let out = dir.path().join("k.age");
-    encrypt_file(&plain, &out, &EncryptTo::Passphrase { passphrase: SecretString::from(PASSPHRASE), work_factor: Some(10) }).unwrap();
+    encrypt_file(
+        &plain,
+        &out,
+        &EncryptTo::Passphrase {
+            passphrase: SecretString::from(PASSPHRASE),
+            work_factor: Some(10),
+        },
+    )
+    .unwrap();
     let file = AgeFileProvider::new(&out, Unlock::Passphrase(SecretString::from(PASSPHRASE)));
     let fset = file.fetch("kraken").await.unwrap();
     let fcreds = Credentials::from_set(&fset).unwrap();
@@ -103,7 +132,14 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
     let text = logs.text();
     let raw = logs.0.lock().unwrap().clone();
     // The capture really saw the cycle.
-    for expected in ["secret audit", "credentials swapped in", "action=\"rotate\"", "secrets alert", "check report", "permission denied"] {
+    for expected in [
+        "secret audit",
+        "credentials swapped in",
+        "action=\"rotate\"",
+        "secrets alert",
+        "check report",
+        "permission denied",
+    ] {
         assert!(text.contains(expected), "log lacks {expected:?}:\n{text}");
     }
     let mut forbidden: Vec<(String, Vec<u8>)> = vec![
@@ -116,7 +152,10 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
         let bytes = STANDARD.decode(&s).unwrap();
         forbidden.push((format!("api key {seed}"), k.into_bytes()));
         forbidden.push((format!("secret base64 {seed}"), s.into_bytes()));
-        forbidden.push((format!("secret hex {seed}"), hex::encode(&bytes).into_bytes()));
+        forbidden.push((
+            format!("secret hex {seed}"),
+            hex::encode(&bytes).into_bytes(),
+        ));
         forbidden.push((format!("secret bytes {seed}"), bytes[..16].to_vec()));
     }
     for (what, needle) in forbidden {

@@ -6,7 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf_core::{AlertStatus, CredentialHandle, EventBus, EventKind, KindSet, ManualClock, Payload, Severity};
+use gf_core::{
+    AlertStatus, CredentialHandle, EventBus, EventKind, KindSet, ManualClock, Payload, Severity,
+};
 use gf_secrets::Error;
 use gf_secrets::audit::{Auditor, MemoryAuditSink, ROTATION_FAILED_ALERT};
 use gf_secrets::provider::SecretProvider;
@@ -47,7 +49,9 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
         "kraken",
         handle.clone(),
         check.check(),
-        Auditor::new(clock.clone()).with_bus(bus.clone()).with_sink(sink.clone()),
+        Auditor::new(clock.clone())
+            .with_bus(bus.clone())
+            .with_sink(sink.clone()),
     ));
     rotator.load("startup").await.unwrap();
     assert_eq!(handle.version().as_deref(), Some("1"));
@@ -59,7 +63,11 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
     bao.write(2, 1).await;
     // A stale check-and-set is refused by the server: no version 3 appears.
     let (status, _) = bao
-        .call("POST", &format!("secret/data/{PATH}"), Some(json!({"options": {"cas": 1}, "data": {"api_key": "x"}})))
+        .call(
+            "POST",
+            &format!("secret/data/{PATH}"),
+            Some(json!({"options": {"cas": 1}, "data": {"api_key": "x"}})),
+        )
         .await;
     assert_eq!(status, 400);
     wait_event(&mut audits, "rotate to 2", |p| {
@@ -73,13 +81,24 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
 
     // Version 3 has a key the exchange refuses: the watcher keeps 2 and alerts.
     bao.write(3, 2).await;
-    let alert = wait_event(&mut alerts, "rotation failure alert", |p| matches!(p, Payload::Alert { .. })).await;
+    let alert = wait_event(&mut alerts, "rotation failure alert", |p| {
+        matches!(p, Payload::Alert { .. })
+    })
+    .await;
     match &alert.payload {
-        Payload::Alert { key, severity, status, summary } => {
+        Payload::Alert {
+            key,
+            severity,
+            status,
+            summary,
+        } => {
             assert_eq!(key, ROTATION_FAILED_ALERT);
             assert_eq!(*severity, Severity::Critical);
             assert_eq!(*status, AlertStatus::Firing);
-            assert!(summary.contains("version 3") && summary.contains("EAPI:Invalid key"), "{summary}");
+            assert!(
+                summary.contains("version 3") && summary.contains("EAPI:Invalid key"),
+                "{summary}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -88,20 +107,37 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
     stop_tx.send(()).unwrap();
     watcher.join().await;
     let records = sink.records();
-    assert!(records.iter().any(|r| r.action == "check" && r.version.as_deref() == Some("3") && r.outcome.contains("EAPI:Invalid key")));
-    assert!(records.iter().all(|r| r.set == "kraken" && r.provider == "vault"));
+    assert!(records.iter().any(|r| r.action == "check"
+        && r.version.as_deref() == Some("3")
+        && r.outcome.contains("EAPI:Invalid key")));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.set == "kraken" && r.provider == "vault")
+    );
     // A manual rotation by an operator finds nothing newer that passes.
-    assert!(matches!(rotator.rotate_now("operator:alice", true).await.unwrap(), RotationOutcome::Rejected { .. }));
+    assert!(matches!(
+        rotator.rotate_now("operator:alice", true).await.unwrap(),
+        RotationOutcome::Rejected { .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_login_and_token_renewal() {
     let bao = Bao::start("root").await;
     bao.write(5, 0).await;
-    let (s, b) = bao.call("POST", "sys/auth/approle", Some(json!({"type": "approle"}))).await;
+    let (s, b) = bao
+        .call("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
     assert!(s == 204 || s == 200, "enable approle: {b}");
     let policy = format!("path \"secret/data/{PATH}\" {{ capabilities = [\"read\"] }}");
-    let (s, b) = bao.call("PUT", "sys/policies/acl/gf-read", Some(json!({"policy": policy}))).await;
+    let (s, b) = bao
+        .call(
+            "PUT",
+            "sys/policies/acl/gf-read",
+            Some(json!({"policy": policy})),
+        )
+        .await;
     assert!(s == 204 || s == 200, "policy: {b}");
     // Renewable 60 s tokens; a secret id good for exactly one login, so a working
     // fetch after 2/3 of the TTL proves the token was renewed, not re-issued.
@@ -113,12 +149,18 @@ async fn approle_login_and_token_renewal() {
     assert!(s == 204 || s == 200, "role: {b}");
     let (_, b) = bao.call("GET", "auth/approle/role/gf/role-id", None).await;
     let role_id = b["data"]["role_id"].as_str().unwrap().to_owned();
-    let (_, b) = bao.call("POST", "auth/approle/role/gf/secret-id", Some(json!({}))).await;
+    let (_, b) = bao
+        .call("POST", "auth/approle/role/gf/secret-id", Some(json!({})))
+        .await;
     let secret_id = b["data"]["secret_id"].as_str().unwrap().to_owned();
 
     let clock = Arc::new(ManualClock::default());
     let provider = bao.provider(
-        VaultAuth::AppRole { mount: "approle".into(), role_id: role_id.clone(), secret_id: SecretString::from(secret_id.clone()) },
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: role_id.clone(),
+            secret_id: SecretString::from(secret_id.clone()),
+        },
         PATH,
         clock.clone(),
     );
@@ -132,7 +174,11 @@ async fn approle_login_and_token_renewal() {
     clock.advance(chrono::Duration::seconds(45));
     provider.fetch("kraken").await.unwrap();
     let renewed = provider.token_info().await.unwrap();
-    assert_eq!(renewed.since, gf_core::Clock::now(&*clock), "token renewed during fetch");
+    assert_eq!(
+        renewed.since,
+        gf_core::Clock::now(&*clock),
+        "token renewed during fetch"
+    );
     assert_eq!(renewed.ttl, Some(Duration::from_secs(60)));
 
     let explicit = provider.renew_token().await.unwrap();
@@ -140,14 +186,21 @@ async fn approle_login_and_token_renewal() {
 
     // The used-up secret id cannot log in again: a clear authentication error.
     let again = bao.provider(
-        VaultAuth::AppRole { mount: "approle".into(), role_id, secret_id: SecretString::from(secret_id.clone()) },
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id,
+            secret_id: SecretString::from(secret_id.clone()),
+        },
         PATH,
         clock.clone(),
     );
     let err = again.fetch("kraken").await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.starts_with("vault: authentication failed for approle login: 400"), "{msg}");
+    assert!(
+        msg.starts_with("vault: authentication failed for approle login: 400"),
+        "{msg}"
+    );
     assert!(!msg.contains(&secret_id));
 
     // The root token is not renewable: renew-self says so.
@@ -162,16 +215,26 @@ async fn bad_token_is_403_and_missing_path_is_404() {
     bao.write(7, 0).await;
     let clock = Arc::new(ManualClock::default());
 
-    let bad = bao.provider(VaultAuth::Token(SecretString::from("s.not-a-token")), PATH, clock.clone());
+    let bad = bao.provider(
+        VaultAuth::Token(SecretString::from("s.not-a-token")),
+        PATH,
+        clock.clone(),
+    );
     let err = bad.fetch("kraken").await.unwrap_err();
     assert!(matches!(err, Error::Forbidden { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("permission denied") && msg.contains("token is invalid or expired"), "{msg}");
+    assert!(
+        msg.contains("permission denied") && msg.contains("token is invalid or expired"),
+        "{msg}"
+    );
     assert!(!msg.contains("s.not-a-token"));
     assert!(!err.is_retryable());
 
     let missing = bao.provider(root(), "gal-friday/nope", clock);
     let err = missing.fetch("kraken").await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    assert_eq!(err.to_string(), "vault: secret secret/data/gal-friday/nope not found");
+    assert_eq!(
+        err.to_string(),
+        "vault: secret secret/data/gal-friday/nope not found"
+    );
 }

@@ -27,12 +27,22 @@ impl Bao {
         let mut peer = Peer::start(
             "bao",
             &bao,
-            &["server", "-dev", &format!("-dev-root-token-id={root_token}"), &format!("-dev-listen-address={listen}")],
+            &[
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={root_token}"),
+                &format!("-dev-listen-address={listen}"),
+            ],
             &[],
         );
         let addr = format!("http://{listen}");
         peer.wait_http(&format!("{addr}/v1/sys/health")).await;
-        let this = Self { _peer: peer, addr, root: root_token.to_owned(), http: reqwest::Client::new() };
+        let this = Self {
+            _peer: peer,
+            addr,
+            root: root_token.to_owned(),
+            http: reqwest::Client::new(),
+        };
         // The dev server mounts KV v2 at secret/ shortly after it starts listening.
         for _ in 0..100 {
             let (status, _) = this.call("GET", "sys/mounts/secret", None).await;
@@ -90,4 +100,3 @@ impl Bao {
         .unwrap()
     }
 }
-

@@ -122,7 +122,11 @@ pub fn sample_pair(seed: u8) -> (String, String) {
     let key: String = (0..56u8)
         .map(|i| char::from(b'a' + (i.wrapping_mul(7).wrapping_add(seed) % 26)))
         .collect();
-    let secret = STANDARD.encode((0..64u8).map(|i| i.wrapping_mul(31) ^ seed).collect::<Vec<_>>());
+    let secret = STANDARD.encode(
+        (0..64u8)
+            .map(|i| i.wrapping_mul(31) ^ seed)
+            .collect::<Vec<_>>(),
+    );
     (key, secret)
 }
 
@@ -141,9 +145,21 @@ struct CheckState {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-async fn balance(State(st): State<CheckState>, headers: HeaderMap, body: String) -> (StatusCode, String) {
-    let key = headers.get("API-Key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let sign = headers.get("API-Sign").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+async fn balance(
+    State(st): State<CheckState>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let key = headers
+        .get("API-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let sign = headers
+        .get("API-Sign")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     st.seen.lock().unwrap().push(key.clone());
     let secret = st.accepted.lock().unwrap().get(&key).cloned();
     let Some(secret) = secret else {
@@ -152,9 +168,15 @@ async fn balance(State(st): State<CheckState>, headers: HeaderMap, body: String)
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).unwrap();
     mac.update(body.as_bytes());
     if STANDARD.encode(mac.finalize().into_bytes()) == sign {
-        (StatusCode::OK, r#"{"error":[],"result":{"ZUSD":"100.0"}}"#.into())
+        (
+            StatusCode::OK,
+            r#"{"error":[],"result":{"ZUSD":"100.0"}}"#.into(),
+        )
     } else {
-        (StatusCode::OK, r#"{"error":["EAPI:Invalid signature"]}"#.into())
+        (
+            StatusCode::OK,
+            r#"{"error":["EAPI:Invalid signature"]}"#.into(),
+        )
     }
 }
 
@@ -164,13 +186,21 @@ impl CheckServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/0/private/Balance", post(balance))
-            .with_state(CheckState { accepted: accepted.clone(), seen: seen.clone() });
+            .with_state(CheckState {
+                accepted: accepted.clone(),
+                seen: seen.clone(),
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { addr, accepted, seen_keys: seen, task }
+        Self {
+            addr,
+            accepted,
+            seen_keys: seen,
+            task,
+        }
     }
 
     /// Makes the exchange accept this pair.
@@ -184,7 +214,10 @@ impl CheckServer {
     /// A check that signs a Balance request with the candidate credentials.
     pub fn check(&self) -> Arc<dyn CredentialCheck> {
         let url = format!("http://{}/0/private/Balance", self.addr);
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         Arc::new(FnCheck(move |creds: Arc<Credentials>| {
             let url = url.clone();
             let client = client.clone();
