@@ -513,7 +513,7 @@ impl MarketSource for KrakenClient {
         }
         ctx.flush_recorder()?;
         ctx.connection(ConnectionState::Disconnected, "shutdown".into());
-        Ok(ctx.feed.stats().clone())
+        Ok(ctx.feed.stats())
     }
 }
 

@@ -163,6 +163,12 @@ impl FeedProcessor {
         stats
     }
 
+    /// Checksum mismatches so far over all pairs (cheaper than [`Self::stats`]).
+    #[must_use]
+    pub fn mismatches(&self) -> u64 {
+        self.books.values().map(|b| b.stats.mismatches).sum()
+    }
+
     /// The pair's state, created on first use (the lookup does not clone the pair).
     fn state(&mut self, pair: &Pair) -> Option<&mut PairBook> {
         if !self.books.contains_key(pair) {

@@ -269,7 +269,7 @@ impl MarketSource for ReplaySource {
                             .map_or(due, |w| w.min(due));
                         tokio::select! {
                             biased;
-                            () = shutdown.cancelled() => return Ok(feed.stats().clone()),
+                            () = shutdown.cancelled() => return Ok(feed.stats()),
                             () = tokio::time::sleep_until(wake) => {}
                         }
                         if let Some(d) = deadline
@@ -309,7 +309,7 @@ impl MarketSource for ReplaySource {
             out.publish(recorded, &mut events);
         }
         info!(messages = count, "replay finished");
-        Ok(feed.stats().clone())
+        Ok(feed.stats())
     }
 }
 

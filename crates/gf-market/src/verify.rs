@@ -136,7 +136,7 @@ pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifyReport, std::io::
             continue;
         }
         lines += 1;
-        let before = feed.stats().mismatches();
+        let before = feed.mismatches();
         events.clear();
         if let Err(err) = feed.process(text, &mut events) {
             unparseable.push(BadLine {
@@ -144,11 +144,11 @@ pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifyReport, std::io::
                 reason: format!("{err}; text: {}", excerpt(text)),
             });
         }
-        if feed.stats().mismatches() > before {
+        if feed.mismatches() > before {
             mismatch_lines.push(number);
         }
     }
-    let stats = feed.stats().clone();
+    let stats = feed.stats();
     Ok(VerifyReport {
         lines,
         pairs: stats.pairs.clone(),
