@@ -481,7 +481,8 @@ impl Portfolio {
     pub fn balances(&self) -> BTreeMap<String, Decimal> {
         let mut out = BTreeMap::from([(self.s.quote.clone(), self.s.cash)]);
         for (pair, st) in &self.s.positions {
-            *out.entry(pair.base().to_owned()).or_insert(Decimal::ZERO) += st.qty;
+            let held = out.entry(pair.base().to_owned()).or_insert(Decimal::ZERO);
+            *held = held.saturating_add(st.qty);
         }
         out
     }
@@ -501,19 +502,20 @@ impl Portfolio {
     /// Realised P&L of all pairs, before fees.
     #[must_use]
     pub fn realised_pnl(&self) -> Decimal {
-        self.s.positions.values().map(|p| p.realised).sum()
+        saturating_sum(self.s.positions.values().map(|p| p.realised))
     }
 
     /// Unrealised P&L of all pairs at their marks.
     #[must_use]
     pub fn unrealised_pnl(&self) -> Decimal {
-        self.positions_value - self.s.positions.values().map(|p| p.cost).sum::<Decimal>()
+        self.positions_value
+            .saturating_sub(saturating_sum(self.s.positions.values().map(|p| p.cost)))
     }
 
     /// Fees paid on all pairs.
     #[must_use]
     pub fn fees(&self) -> Decimal {
-        self.s.positions.values().map(|p| p.fees).sum()
+        saturating_sum(self.s.positions.values().map(|p| p.fees))
     }
 
     /// The latest mark of a pair.
@@ -575,7 +577,10 @@ impl Portfolio {
         if equity > self.s.peak_equity {
             self.s.peak_equity = equity;
         } else {
-            let dd = pct_of(self.s.peak_equity - equity, self.s.peak_equity);
+            let dd = pct_of(
+                self.s.peak_equity.saturating_sub(equity),
+                self.s.peak_equity,
+            );
             if dd > self.s.max_drawdown_pct {
                 self.s.max_drawdown_pct = dd;
             }
@@ -652,12 +657,16 @@ impl Portfolio {
         }
         let (value, exposure) = checked(st.valuation(Some(price)), "position value", pair)?;
         let positions_value = checked(
-            (self.positions_value - st.value).checked_add(value),
+            self.positions_value
+                .checked_sub(st.value)
+                .and_then(|v| v.checked_add(value)),
             "position value",
             pair,
         )?;
         let total_exposure = checked(
-            (self.exposure - st.exposure).checked_add(exposure),
+            self.exposure
+                .checked_sub(st.exposure)
+                .and_then(|v| v.checked_add(exposure)),
             "exposure",
             pair,
         )?;
@@ -795,7 +804,7 @@ impl Portfolio {
                 realised: Decimal::ZERO,
                 fees: Decimal::ZERO,
             });
-            t.exit_qty += close_qty;
+            t.exit_qty = t.exit_qty.saturating_add(close_qty);
             t.exit_notional = c(t.exit_notional.checked_add(close_notional), "exit notional")?;
             t.realised = c(t.realised.checked_add(realised), "realised")?;
             t.fees = c(t.fees.checked_add(close_fee), "fees")?;
@@ -844,11 +853,15 @@ impl Portfolio {
             pair,
         )?;
         let positions_value = c(
-            (self.positions_value - st.value).checked_add(value),
+            self.positions_value
+                .checked_sub(st.value)
+                .and_then(|v| v.checked_add(value)),
             "position value",
         )?;
         let total_exposure = c(
-            (self.exposure - st.exposure).checked_add(exposure),
+            self.exposure
+                .checked_sub(st.exposure)
+                .and_then(|v| v.checked_add(exposure)),
             "exposure",
         )?;
         let equity = c(cash.checked_add(positions_value), "equity")?;
@@ -907,6 +920,10 @@ impl Portfolio {
     }
 }
 
+fn saturating_sum(values: impl Iterator<Item = Decimal>) -> Decimal {
+    values.fold(Decimal::ZERO, Decimal::saturating_add)
+}
+
 fn mid(bid: Decimal, ask: Decimal) -> Decimal {
     // (bid + ask) / 2 without overflowing for huge prices.
     bid / Decimal::TWO + ask / Decimal::TWO
@@ -935,11 +952,11 @@ fn to_position(pair: &Pair, st: &PairState) -> Position {
         avg_entry: if st.qty.is_zero() {
             Decimal::ZERO
         } else {
-            (st.cost / st.qty).abs()
+            st.cost.checked_div(st.qty).unwrap_or(Decimal::ZERO).abs()
         },
         mark: st.mark.map(|m| m.price),
         realised_pnl: st.realised,
-        unrealised_pnl: st.value - st.cost,
+        unrealised_pnl: st.value.saturating_sub(st.cost),
         fees: st.fees,
     }
 }
@@ -954,7 +971,10 @@ impl PortfolioView for Portfolio {
     }
 
     fn total_drawdown_pct(&self) -> Decimal {
-        pct_of(self.s.peak_equity - self.equity, self.s.peak_equity)
+        pct_of(
+            self.s.peak_equity.saturating_sub(self.equity),
+            self.s.peak_equity,
+        )
     }
 
     fn daily_drawdown_pct(&self) -> Decimal {
@@ -963,7 +983,7 @@ impl PortfolioView for Portfolio {
             return Decimal::ZERO;
         }
         pct_of(
-            self.s.day_start_equity - self.equity,
+            self.s.day_start_equity.saturating_sub(self.equity),
             self.s.day_start_equity,
         )
     }
@@ -1003,6 +1023,7 @@ pub(crate) mod test_support {
     use super::*;
     use chrono::TimeZone;
     use gf_core::{ManualClock, OrderId, OrderPurpose};
+    use proptest::prelude::*;
     use std::sync::Arc;
 
     pub fn xrp() -> Pair {
@@ -1029,6 +1050,17 @@ pub(crate) mod test_support {
         )
         .unwrap();
         (p, clock)
+    }
+
+    /// Any decimal: ordinary values, extremes and the smallest steps.
+    pub fn any_decimal() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            6 => (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => Just(Decimal::MAX),
+            1 => Just(Decimal::MIN),
+            1 => Just(Decimal::new(1, 28)),
+            1 => Just(Decimal::ZERO),
+        ]
     }
 
     pub fn fill(
@@ -1695,6 +1727,29 @@ mod property_tests {
             prop_assert_eq!(q.volatility_pct(&xrp()), p.volatility_pct(&xrp()));
             prop_assert_eq!(q.statistics(), p.statistics());
             prop_assert_eq!(q.snapshot(), p.snapshot());
+        }
+
+        #[test]
+        fn prop_arbitrary_numbers_never_panic(
+            inputs in prop::collection::vec((any_decimal(), any_decimal(), any_decimal(), any::<bool>()), 1..40),
+            garbage in ".{0,200}",
+        ) {
+            let (mut p, clock) = portfolio(Decimal::new(1_000_000, 0));
+            for (i, (qty, price, fee, buy)) in inputs.into_iter().enumerate() {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let before = p.snapshot();
+                if p.apply_fill(&fill(&i.to_string(), &xrp(), side, qty, price, fee)).is_err() {
+                    prop_assert_eq!(p.snapshot(), before);
+                }
+                let before = p.snapshot();
+                if p.mark_price(&xrp(), price, clock.now()).is_err() {
+                    prop_assert_eq!(p.snapshot(), before);
+                }
+                let _ = (p.equity(), p.total_drawdown_pct(), p.daily_drawdown_pct());
+                let _ = (p.positions(), p.statistics(), p.balances(), p.unrealised_pnl());
+                let _ = (p.realised_pnl(), p.fees(), p.volatility_pct(&xrp()));
+            }
+            prop_assert!(Portfolio::restore_json(&garbage, Arc::new(clock)).is_err());
         }
 
         #[test]

@@ -458,7 +458,9 @@ impl RiskLimits {
         let qty = raw.min(order_cap).min(headroom);
         let lot = self.lot_size(pair);
         let sized = if qty > Decimal::ZERO {
-            (qty / lot).floor() * lot
+            qty.checked_div(lot)
+                .and_then(|lots| lots.floor().checked_mul(lot))
+                .ok_or_else(|| overflow("lots"))?
         } else {
             Decimal::ZERO
         };
@@ -503,8 +505,13 @@ impl PreTradeChecker {
     /// Orders approved within the throttle window ending at `now`.
     #[must_use]
     pub fn orders_in_window(&self, now: DateTime<Utc>) -> usize {
-        let cutoff = now - self.limits.order_window;
+        let cutoff = self.window_start(now);
         self.sent.iter().filter(|t| **t > cutoff).count()
+    }
+
+    fn window_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_sub_signed(self.limits.order_window)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// Frees an open order (e.g. gf-exec failed to send it). `true` if it was open.
@@ -550,7 +557,7 @@ impl PreTradeChecker {
             Err(reason) => Verdict::Refused { order, reason },
             Ok(counted) => {
                 if counted {
-                    let cutoff = now - self.limits.order_window;
+                    let cutoff = self.window_start(now);
                     self.sent.retain(|t| *t > cutoff);
                     self.sent.push_back(now);
                     self.open.insert(order.client_order_id.clone());
@@ -1256,6 +1263,40 @@ mod property_tests {
                     "position {after} × {entry} > {}", cfg.max_position_notional);
                 prop_assert!(qty * entry <= cfg.max_order_notional);
                 prop_assert!((qty / cfg.lot_size).fract().is_zero());
+            }
+        }
+
+        #[test]
+        fn prop_arbitrary_numbers_never_panic(
+            inputs in prop::collection::vec(
+                (any_decimal(), any_decimal(), any_decimal(), any_decimal(), any::<bool>(), any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let (mut p, clock) = portfolio(Decimal::new(100_000, 0));
+            p.mark_price(&xrp(), Decimal::new(5, 1), t0()).unwrap();
+            let limits = RiskLimits::from_config(&RiskConfig::default()).unwrap();
+            let mut checker = PreTradeChecker::new(limits.clone());
+            for (i, (qty, limit, entry, stop, buy, is_limit)) in inputs.into_iter().enumerate() {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let _ = checker.size(&p, &xrp(), side, entry, stop);
+                let _ = limits.size(&xrp(), side, entry, stop, qty, limit);
+                let order = OrderRequest {
+                    client_order_id: ClientOrderId::new(format!("a{i}")),
+                    pair: xrp(),
+                    side,
+                    order_type: if is_limit { OrderType::Limit } else { OrderType::Market },
+                    qty,
+                    limit_price: is_limit.then_some(limit),
+                    time_in_force: TimeInForce::Gtc,
+                    reduce_only: false,
+                    user_ref: None,
+                    purpose: OrderPurpose::Normal,
+                };
+                let v = checker.check(order, &p, clock.now());
+                if let Some(reason) = v.refusal() {
+                    prop_assert!(!reason.to_string().is_empty());
+                }
             }
         }
 

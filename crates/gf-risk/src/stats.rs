@@ -151,18 +151,23 @@ impl StatsAccumulator {
             self.gross_loss = self.gross_loss.saturating_add(pnl);
         }
         self.total_pnl = self.total_pnl.saturating_add(pnl);
-        *self
+        let day = self
             .daily_pnl
             .entry(trade.closed_at.date_naive())
-            .or_insert(Decimal::ZERO) += pnl;
+            .or_insert(Decimal::ZERO);
+        *day = day.saturating_add(pnl);
         let equity = self.initial_equity.saturating_add(self.total_pnl);
         if equity > self.peak {
             self.peak = equity;
         }
-        let fall = self.peak - equity;
+        let fall = self.peak.saturating_sub(equity);
         self.max_drawdown = self.max_drawdown.max(fall);
         if self.peak > Decimal::ZERO {
-            let pct = (fall / self.peak * Decimal::ONE_HUNDRED).min(Decimal::ONE_HUNDRED);
+            let pct = fall
+                .checked_div(self.peak)
+                .and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED))
+                .unwrap_or(Decimal::ONE_HUNDRED)
+                .min(Decimal::ONE_HUNDRED);
             self.max_drawdown_pct = self.max_drawdown_pct.max(pct);
         }
     }
@@ -182,7 +187,8 @@ impl StatsAccumulator {
             avg_win: ratio(self.gross_profit, self.winners),
             avg_loss: ratio(self.gross_loss, self.losers),
             profit_factor: (self.gross_loss < Decimal::ZERO)
-                .then(|| self.gross_profit / self.gross_loss.abs()),
+                .then(|| self.gross_profit.checked_div(self.gross_loss.abs()))
+                .flatten(),
             sharpe: self.sharpe(),
             max_drawdown: self.max_drawdown,
             max_drawdown_pct: self.max_drawdown_pct,
