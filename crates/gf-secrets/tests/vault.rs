@@ -238,3 +238,42 @@ async fn bad_token_is_403_and_missing_path_is_404() {
         "vault: secret secret/data/gal-friday/nope not found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_header_reaches_the_namespaced_mount() {
+    let bao = Bao::start("root").await;
+    let (s, b) = bao
+        .call("POST", "sys/namespaces/team", Some(json!({})))
+        .await;
+    assert_eq!(s, 200, "create namespace: {b}");
+    let (s, b) = bao
+        .call_in(
+            Some("team"),
+            "POST",
+            "sys/mounts/kv",
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
+    assert!(s == 200 || s == 204, "mount: {b}");
+    let (k, sec) = sample_pair(21);
+    let (s, b) = bao
+        .call_in(
+            Some("team"),
+            "POST",
+            &format!("kv/data/{PATH}"),
+            Some(json!({"data": {"api_key": k, "api_secret": sec}})),
+        )
+        .await;
+    assert_eq!(s, 200, "write: {b}");
+
+    let clock = Arc::new(ManualClock::default());
+    let inside = bao.provider_in(Some("team"), "kv", root(), PATH, clock.clone());
+    let set = inside.fetch("kraken").await.unwrap();
+    assert_eq!(set.version(), Some("1"));
+    gf_secrets::Credentials::from_set(&set).unwrap();
+
+    // Without the namespace the mount does not exist.
+    let outside = bao.provider_in(None, "kv", root(), PATH, clock);
+    let err = outside.fetch("kraken").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}

@@ -55,13 +55,27 @@ impl Bao {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_in(None, method, path, body).await
+    }
+
+    /// As `call`, inside an OpenBao namespace.
+    pub async fn call_in(
+        &self,
+        namespace: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}/v1/{path}", self.addr);
-        let req = match method {
+        let mut req = match method {
             "GET" => self.http.get(url),
             "PUT" => self.http.put(url),
             _ => self.http.post(url),
         }
         .header("X-Vault-Token", self.root.as_str());
+        if let Some(ns) = namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
         let req = match body {
             Some(b) => req.json(&b),
             None => req,
@@ -86,11 +100,23 @@ impl Bao {
     }
 
     pub fn provider(&self, auth: VaultAuth, path: &str, clock: Arc<ManualClock>) -> VaultProvider {
+        self.provider_in(None, "secret", auth, path, clock)
+    }
+
+    /// A provider for `mount`/`path` inside `namespace`.
+    pub fn provider_in(
+        &self,
+        namespace: Option<&str>,
+        mount: &str,
+        auth: VaultAuth,
+        path: &str,
+        clock: Arc<ManualClock>,
+    ) -> VaultProvider {
         VaultProvider::new(
             VaultSettings {
                 addr: self.addr.clone(),
-                namespace: None,
-                mount: "secret".into(),
+                namespace: namespace.map(str::to_owned),
+                mount: mount.into(),
                 path: path.into(),
                 auth,
                 timeout: Duration::from_secs(5),
