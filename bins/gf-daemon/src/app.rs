@@ -547,43 +547,107 @@ pub async fn halt_on_sigusr1(d: Daemon) {
     }
 }
 
+/// A daemon started in this process (for tests, the console's and dashboard's end-to-end
+/// tests, and research harnesses): API bound, every task running.
+#[derive(Debug)]
+pub struct Running {
+    /// The composed daemon.
+    pub daemon: Daemon,
+    /// Where the API listens.
+    pub addr: std::net::SocketAddr,
+    /// The operator token generated for a fresh data directory.
+    pub operator_token: Option<String>,
+    server: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// `http://<addr>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates a token for `name` with `role` (printed once by the CLI; returned here).
+    ///
+    /// # Errors
+    /// When the token store cannot be written.
+    pub fn create_token(&self, name: &str, role: Role) -> Result<String> {
+        Ok(self
+            .daemon
+            .tokens
+            .write()
+            .create(name, role, &self.daemon.clock.now().to_rfc3339())?)
+    }
+
+    /// Stops every task and the server, and waits for them.
+    pub async fn stop(self) {
+        self.daemon.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Builds and starts a paper daemon on `config.api.bind` (use port 0 for any free port).
+///
+/// # Errors
+/// As [`build`], or when the address cannot be bound.
+pub async fn start(config: Config, scenario: Scenario, clock: SharedClock) -> Result<Running> {
+    let (daemon, operator_token) = build(config, clock)?;
+    let listener = tokio::net::TcpListener::bind(daemon.config.api.bind)
+        .await
+        .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
+    let addr = listener.local_addr()?;
+    let tasks = spawn_tasks(&daemon, scenario, strategy_for(scenario));
+    let router = crate::api::router(daemon.clone());
+    let token = daemon.shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(cause = %e, "API server failed");
+        }
+    });
+    Ok(Running {
+        daemon,
+        addr,
+        operator_token,
+        server,
+        tasks,
+    })
+}
+
 /// Runs the daemon until `shutdown` is cancelled (ctrl-c, SIGTERM, or the caller).
 ///
 /// # Errors
 /// Start-up failures: bad data directory, journal, bind address.
 pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<()> {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let (daemon, new_token) = build(opts.config, clock)?;
-    let listener = tokio::net::TcpListener::bind(daemon.config.api.bind)
-        .await
-        .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
-    let addr = listener.local_addr()?;
+    let running = start(opts.config, opts.scenario, Arc::new(SystemClock)).await?;
+    let d = running.daemon.clone();
     if opts.banner {
-        print_banner(&daemon, addr, new_token.as_deref(), opts.scenario);
+        print_banner(
+            &d,
+            running.addr,
+            running.operator_token.as_deref(),
+            opts.scenario,
+        );
     }
-    let tasks = spawn_tasks(&daemon, opts.scenario, strategy_for(opts.scenario));
     #[cfg(unix)]
-    let usr1 = tokio::spawn(halt_on_sigusr1(daemon.clone()));
-    let d = daemon.clone();
-    let linked = shutdown.clone();
-    tokio::spawn(async move {
-        linked.cancelled().await;
-        d.shutdown.cancel();
-    });
-    let router = crate::api::router(daemon.clone());
-    let serve = axum::serve(listener, router).with_graceful_shutdown({
-        let token = daemon.shutdown.clone();
-        async move { token.cancelled().await }
-    });
-    tracing::info!(%addr, state = %daemon.halt.state(), "gal-friday running");
-    serve.await.context("serving the API")?;
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    let usr1 = tokio::spawn(halt_on_sigusr1(d.clone()));
+    tracing::info!(addr = %running.addr, state = %d.halt.state(), "gal-friday running");
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = d.shutdown.cancelled() => {}
     }
+    running.stop().await;
     #[cfg(unix)]
     usr1.abort();
-    if daemon.config.exchange.disarm_on_shutdown {
-        let _ = daemon.exchange.cancel_all_after(0).await;
+    if d.config.exchange.disarm_on_shutdown {
+        if let Err(e) = d.exchange.cancel_all_after(0).await {
+            tracing::warn!(cause = %e, "disarming the dead man's switch failed");
+        }
     }
     tracing::info!("gal-friday stopped");
     Ok(())
