@@ -21,7 +21,9 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
-use gf_core::{ApiErrorKind, ConnectionState, Event, HaltState, HealthStatus, Payload, Severity};
+use gf_core::{
+    ApiErrorKind, ConnectionState, Event, EventKind, HaltState, HealthStatus, Payload, Severity,
+};
 use gf_risk::{PortfolioView, TradingStats};
 
 use crate::Error;
@@ -163,7 +165,8 @@ struct Inner {
     alerts: Family<Labels2, Counter>,
     notifications: Family<Labels2, Counter>,
     health: Family<Labels1, Gauge>,
-    events: Family<Labels1, Counter>,
+    /// One counter per [`EventKind`], indexed by its discriminant (no map lookup).
+    events: Vec<Counter>,
 }
 
 /// The metrics registry. Cheap to clone (one `Arc`); every method takes `&self` and is
@@ -407,11 +410,19 @@ impl Metrics {
                 "Health check outcome: 0 healthy, 1 degraded, 2 unhealthy",
                 Family::default()
             ),
-            events: reg!(
-                "gf_bus_events",
-                "Bus events seen, by kind",
-                Family::default()
-            ),
+            events: {
+                let family: Family<Labels1, Counter> = reg!(
+                    "gf_bus_events",
+                    "Bus events seen, by kind",
+                    Family::default()
+                );
+                let mut v = vec![Counter::default(); EventKind::ALL.len()];
+                for kind in EventKind::ALL {
+                    v[*kind as usize] =
+                        family.get_or_create_owned(&[("kind", kind.name().to_owned())]);
+                }
+                v
+            },
             registry: Registry::default(),
         };
         let mut inner = inner;
@@ -477,9 +488,9 @@ impl Metrics {
     /// health results). Cheap and non-blocking.
     pub fn on_event(&self, event: &Event) {
         let i = &self.inner;
-        i.events
-            .get_or_create(&[("kind", event.kind().name().to_owned())])
-            .inc();
+        if let Some(c) = i.events.get(event.kind() as usize) {
+            c.inc();
+        }
         match &event.payload {
             Payload::Latency { stage, micros } => self.record_latency(stage, *micros),
             Payload::ApiError { kind, .. } => {
@@ -824,6 +835,9 @@ mod tests {
             "gf_condition_value{condition=\"max_total_drawdown\"} 16.0",
             "gf_condition_triggered{condition=\"max_total_drawdown\"} 1",
             "gf_fills_total{pair=\"XRP/USD\",side=\"buy\"} 1",
+            "gf_bus_events_total{kind=\"api_error\"} 1",
+            "gf_bus_events_total{kind=\"connection\"} 4",
+            "gf_bus_events_total{kind=\"trade\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
         }

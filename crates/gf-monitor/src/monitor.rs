@@ -384,8 +384,10 @@ impl Monitor {
 
     /// Consumes the bus until `shutdown` completes: every event goes to
     /// [`Self::on_event`]; once a second [`Self::tick`]; every `health_every` the health
-    /// checks run. Lagging is logged and counted, never fatal. Shutdown is checked first
-    /// (`biased`).
+    /// checks run. Lagging is logged, never fatal. Shutdown is checked first (`biased`);
+    /// on shutdown it waits for deliveries in flight (each bounded by its channel's
+    /// timeout and retries). Dropping the future instead stops monitoring at once;
+    /// deliveries already started finish in their own tasks.
     pub async fn run(
         self: Arc<Self>,
         mut events: Subscription,

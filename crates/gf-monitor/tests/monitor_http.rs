@@ -494,3 +494,43 @@ fn daily_pnl_restarts_when_the_utc_day_changes_on_the_clock() {
         "the view's default statistics"
     );
 }
+
+#[tokio::test]
+async fn market_data_freshness_is_fed_by_bus_events() {
+    let clock = ManualClock::default();
+    let xrp = Pair::new("XRP/USD").unwrap();
+    let monitor = MonitorBuilder::new(&MonitorConfig::default(), Arc::new(clock.clone()))
+        .market_pairs(vec![xrp.clone()], Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let market = |r: &gf_monitor::Readiness| {
+        r.checks
+            .iter()
+            .find(|c| c.name == "market_data")
+            .unwrap()
+            .status
+    };
+    assert_eq!(
+        market(&monitor.readiness().await),
+        gf_core::HealthStatus::Unhealthy
+    );
+    monitor.on_event(&Event::new(
+        clock.now(),
+        Source::Market,
+        Payload::Trade {
+            pair: xrp,
+            side: gf_core::Side::Buy,
+            price: dec!(0.5),
+            qty: dec!(10),
+            trade_id: 1,
+        },
+    ));
+    assert_eq!(
+        market(&monitor.readiness().await),
+        gf_core::HealthStatus::Healthy
+    );
+    clock.advance(chrono::Duration::seconds(61));
+    let r = monitor.readiness().await;
+    assert_eq!(market(&r), gf_core::HealthStatus::Unhealthy);
+    assert!(!r.ready);
+}

@@ -336,8 +336,9 @@ impl Dispatcher {
         started
     }
 
-    /// Waits for every delivery started so far and returns their reports.
-    /// Cancellation-safe in the sense that dropping it leaves the deliveries running.
+    /// Waits for every delivery started so far and returns their reports. Not
+    /// cancellation-safe for the reports: if dropped midway, the deliveries keep running
+    /// but the reports not yet collected are only in [`Self::recent`].
     pub async fn flush(&self) -> Vec<DeliveryReport> {
         let handles: Vec<_> = std::mem::take(&mut *self.pending.lock());
         let mut out = Vec::with_capacity(handles.len());
