@@ -1005,6 +1005,45 @@ impl HaltCoordinator {
     }
 }
 
+impl HaltCoordinator {
+    /// Keeps the exchange's dead man's switch (`CancelAllOrdersAfter`) armed while
+    /// Running, refreshing it every third of `timeout_secs` (at least every second), so
+    /// resting orders are cancelled by the exchange if this process dies. While a halt is
+    /// in force it is not refreshed (everything is cancelled already) and lapses. Returns
+    /// at once when `timeout_secs` is 0; otherwise runs until `shutdown` fires.
+    pub async fn keep_dead_man_armed(
+        &self,
+        timeout_secs: u32,
+        mut shutdown: broadcast::Receiver<()>,
+    ) {
+        if timeout_secs == 0 {
+            return;
+        }
+        let period = Duration::from_secs(u64::from(timeout_secs / 3).max(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.recv() => break,
+                _ = tick.tick() => {
+                    if self.state() != HaltState::Running {
+                        continue;
+                    }
+                    let s = &self.shared;
+                    let armed = s
+                        .policy
+                        .bounded("CancelAllOrdersAfter", s.exchange.cancel_all_after(timeout_secs))
+                        .await;
+                    if let Err(e) = armed {
+                        tracing::warn!(cause = %e, "could not refresh the dead man's switch");
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn publish_condition(bus: &EventBus, now: chrono::DateTime<chrono::Utc>, st: &ConditionStatus) {
     bus.publish(Event::new(
         now,

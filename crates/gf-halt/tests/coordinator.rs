@@ -915,3 +915,33 @@ async fn a_hung_exchange_cannot_keep_the_halt_in_halting_forever() {
             .contains(&"confirm_orders_cancelled".to_owned())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn dead_man_switch_is_refreshed_only_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+    let arms = |env: &Env| {
+        env.exchange
+            .calls()
+            .iter()
+            .filter(|(_, c)| matches!(c, Call::DeadMan(60)))
+            .count()
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
+    let keeper = {
+        let c = env.coordinator.clone();
+        tokio::spawn(async move { c.keep_dead_man_armed(60, shutdown_rx).await })
+    };
+    // Armed at once, then every 20 s.
+    tokio::time::sleep(Duration::from_secs(41)).await;
+    assert_eq!(arms(&env), 3);
+    env.coordinator.halt(HaltSource::Cli, "stop").await;
+    halted(&env.coordinator).await;
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(arms(&env), 3, "not refreshed while halted");
+    shutdown_tx.send(()).unwrap();
+    keeper.await.unwrap();
+    // Zero disables it.
+    let (_tx, rx) = tokio::sync::broadcast::channel(1);
+    env.coordinator.keep_dead_man_armed(0, rx).await;
+}

@@ -29,6 +29,7 @@ pub enum Call {
     CancelAll,
     CancelOrder(OrderRef),
     Status(OrderRef),
+    DeadMan(u32),
 }
 
 /// A stateful fake exchange: market orders fill at once unless told to reject.
@@ -158,7 +159,8 @@ impl Exchange for FakeExchange {
         Ok(0)
     }
 
-    async fn cancel_all_after(&self, _timeout_secs: u32) -> Result<DeadManStatus, gf_exec::Error> {
+    async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, gf_exec::Error> {
+        self.record(Call::DeadMan(timeout_secs));
         Ok(DeadManStatus { trigger_at: None })
     }
 
