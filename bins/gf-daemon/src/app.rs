@@ -644,10 +644,10 @@ pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<
     running.stop().await;
     #[cfg(unix)]
     usr1.abort();
-    if d.config.exchange.disarm_on_shutdown {
-        if let Err(e) = d.exchange.cancel_all_after(0).await {
-            tracing::warn!(cause = %e, "disarming the dead man's switch failed");
-        }
+    if d.config.exchange.disarm_on_shutdown
+        && let Err(e) = d.exchange.cancel_all_after(0).await
+    {
+        tracing::warn!(cause = %e, "disarming the dead man's switch failed");
     }
     tracing::info!("gal-friday stopped");
     Ok(())
