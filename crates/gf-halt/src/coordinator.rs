@@ -65,6 +65,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often [`HaltCoordinator::run`] sweeps the time-based conditions.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest halt reason kept, in characters; longer ones are cut.
+pub const MAX_REASON_CHARS: usize = 500;
+
 /// The condition id used when the journal fails verification on start.
 pub const JOURNAL_INTEGRITY: &str = "journal_integrity";
 
@@ -361,7 +364,7 @@ impl HaltCoordinator {
             started_at,
             Trigger {
                 source,
-                reason: reason.to_owned(),
+                reason: reason.chars().take(MAX_REASON_CHARS).collect(),
                 behaviour,
                 condition,
                 items,

@@ -347,13 +347,15 @@ async fn second_trigger_while_halted_is_recorded_not_lost() {
     let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
     let first = env.coordinator.halt(HaltSource::Cli, "first").await;
     halted(&env.coordinator).await;
-    let second = env.coordinator.halt(HaltSource::Fleet, "fleet-wide").await;
+    let long = "x".repeat(100_000);
+    let second = env.coordinator.halt(HaltSource::Fleet, &long).await;
     assert!(!second.started);
     assert_eq!(second.halt_id, first.halt_id);
     assert_eq!(second.state, HaltState::Halted);
     let halt = env.coordinator.status().halt.unwrap();
     assert_eq!(halt.later_triggers.len(), 1);
     assert_eq!(halt.later_triggers[0].source, HaltSource::Fleet);
+    assert_eq!(halt.later_triggers[0].reason.len(), 500, "reasons are cut");
     let kinds_written: Vec<String> = env
         .coordinator
         .journal()
