@@ -444,3 +444,24 @@ mod tests {
         assert_eq!(p.host, "127.0.0.1:4566");
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_error_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_error_body(&body);
+        }
+
+        #[test]
+        fn prop_xml_like_bodies_never_panic(code in "[<>/A-Za-z]{0,20}", msg in ".{0,40}") {
+            let body = format!("<Error><Code>{code}</Code><Message>{msg}</Message>");
+            if let Some(e) = parse_error_body(body.as_bytes()) {
+                prop_assert!(e.message.chars().all(|c| !c.is_control()));
+            }
+        }
+    }
+}

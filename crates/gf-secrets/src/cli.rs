@@ -9,7 +9,9 @@
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gf_core::SharedClock;
 use gf_core::config::{SecretProviderKind, SecretsConfig};
@@ -19,7 +21,7 @@ use crate::audit::Auditor;
 use crate::aws::{AwsProvider, AwsSettings};
 use crate::env::{EnvLookup, EnvProvider};
 use crate::error::{Error, Result};
-use crate::file::{AgeFileProvider, Unlock};
+use crate::file::{AgeFileProvider, EncryptTo, Unlock, encrypt_file};
 use crate::http::DEFAULT_TIMEOUT;
 use crate::provider::SecretProvider;
 use crate::secret::Credentials;
@@ -183,6 +185,42 @@ pub fn provider_from_config(
             )?)
         }
     })
+}
+
+/// The rotation watcher's poll interval from `secrets.rotation_poll_secs`; `None` when
+/// 0 (disabled) or when the provider cannot change under a running process (`env`).
+#[must_use]
+pub fn poll_interval(cfg: &SecretsConfig) -> Option<Duration> {
+    match cfg.provider {
+        SecretProviderKind::None | SecretProviderKind::Env => None,
+        _ if cfg.rotation_poll_secs == 0 => None,
+        _ => Some(Duration::from_secs(cfg.rotation_poll_secs)),
+    }
+}
+
+/// `gf-daemon secrets encrypt <plain.json> <out.age> [-r age1…]…`: encrypts to the
+/// given recipients, or — with none — to the master passphrase (`GF_MASTER_PASSWORD`,
+/// else asked twice on the terminal). The output is written 0600; the plaintext is
+/// left for the caller to offer to [`crate::file::shred_file`].
+///
+/// # Errors
+/// As [`encrypt_file`] and [`new_master_passphrase`].
+pub fn encrypt(
+    plain: &Path,
+    out: &Path,
+    recipients: &[String],
+    env: &EnvLookup,
+    prompt: Prompt,
+) -> Result<()> {
+    let to = if recipients.is_empty() {
+        EncryptTo::Passphrase {
+            passphrase: new_master_passphrase(env, prompt)?,
+            work_factor: None,
+        }
+    } else {
+        EncryptTo::Recipients(recipients.to_vec())
+    };
+    encrypt_file(plain, out, &to)
 }
 
 /// What `gf-daemon secrets check` prints: where the secret came from, its version, its
@@ -381,6 +419,42 @@ mod tests {
             assert_eq!(p.kind(), kind);
             assert!(!format!("{p:?}").contains("pw\""));
         }
+    }
+
+    #[test]
+    fn poll_interval_follows_config() {
+        let mut c = cfg(SecretProviderKind::Vault);
+        c.rotation_poll_secs = 60;
+        assert_eq!(poll_interval(&c), Some(Duration::from_secs(60)));
+        c.rotation_poll_secs = 0;
+        assert_eq!(poll_interval(&c), None);
+        let mut e = cfg(SecretProviderKind::Env);
+        e.rotation_poll_secs = 60;
+        assert_eq!(poll_interval(&e), None);
+    }
+
+    #[tokio::test]
+    async fn encrypt_uses_the_master_passphrase_without_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, s) = sample_pair(12);
+        let plain = dir.path().join("plain.json");
+        std::fs::write(&plain, format!(r#"{{"api_key":"{k}","api_secret":"{s}"}}"#)).unwrap();
+        let out = dir.path().join("k.age");
+        let none = env_from_pairs::<_, String, String>([]);
+        assert!(matches!(
+            encrypt(&plain, &out, &[], &none, Prompt::Never),
+            Err(Error::NoPassphrase)
+        ));
+        let env = env_from_pairs([(MASTER_PASSWORD_VAR, "pw-from-env")]);
+        encrypt(&plain, &out, &[], &env, Prompt::Never).unwrap();
+        let mut c = cfg(SecretProviderKind::File);
+        c.file_path = Some(out.clone());
+        let p = provider_from_config(&c, &env, clock(), Prompt::Never).unwrap();
+        let report = check(p.as_ref(), "kraken", &Auditor::new(clock()), "cli")
+            .await
+            .unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert!(report.version.unwrap().starts_with("sha256:"));
     }
 
     #[test]

@@ -610,3 +610,25 @@ mod tests {
         assert!(matches!(shred_file(&p).unwrap_err(), Error::Io { .. }));
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn prop_garbage_never_panics_the_decryptor(
+            prefix in prop_oneof![Just(&b"age-encryption.org/v1\n"[..]), Just(&b"-----BEGIN AGE ENCRYPTED FILE-----\n"[..]), Just(&b""[..])],
+            tail in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut bytes = prefix.to_vec();
+            bytes.extend_from_slice(&tail);
+            let unlock = Unlock::Passphrase(SecretString::from("pw"));
+            let err = decrypt(Path::new("x.age"), &bytes, &unlock).unwrap_err();
+            let is_decrypt = matches!(err, Error::Decrypt { .. });
+            prop_assert!(is_decrypt);
+        }
+    }
+}

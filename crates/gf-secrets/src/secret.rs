@@ -513,3 +513,37 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn prop_validation_never_panics_and_never_echoes(key in ".{0,80}", secret in ".{0,120}") {
+            if let Err(e) = validate_kraken("kraken", &key, &secret) {
+                let msg = e.to_string();
+                if secret.trim().len() >= 8 {
+                    prop_assert!(!msg.contains(secret.trim()));
+                }
+                if key.trim().len() >= 8 {
+                    prop_assert!(!msg.contains(key.trim()));
+                }
+            }
+        }
+
+        #[test]
+        fn prop_well_shaped_pairs_validate(key in "[A-Za-z0-9+/]{56}", bytes in proptest::collection::vec(any::<u8>(), 64)) {
+            let secret = STANDARD.encode(&bytes);
+            let (k, s) = validate_kraken("kraken", &key, &secret).unwrap();
+            prop_assert_eq!(k.expose_secret(), key.as_str());
+            prop_assert_eq!(s.expose_secret(), bytes.as_slice());
+        }
+
+        #[test]
+        fn prop_json_documents_never_panic(doc in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = SecretSet::from_json("kraken", "file", None, "f", &doc);
+        }
+    }
+}
