@@ -70,6 +70,15 @@ mod tests {
     #[test]
     fn default_trading_stats_are_empty() {
         let view: &dyn PortfolioView = &Flat;
+        assert_eq!(view.equity(), view.peak_equity());
+        assert_eq!(
+            view.total_drawdown_pct() + view.daily_drawdown_pct(),
+            Decimal::ZERO
+        );
+        assert_eq!(view.consecutive_losses(), 0);
+        assert!(view.positions().is_empty());
+        assert_eq!(view.exposure(), Decimal::ZERO);
+        assert_eq!(view.volatility_pct(&"XRP/USD".parse().unwrap()), None);
         assert_eq!(view.trading_stats(), TradingStats::default());
         assert_eq!(view.trading_stats().win_rate_pct, None);
     }
