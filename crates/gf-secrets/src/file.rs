@@ -144,11 +144,13 @@ impl SecretProvider for AgeFileProvider {
     }
 }
 
-/// Refuses a file that group or others may read or write; returns its content.
-fn read_private_file(path: &Path) -> Result<Vec<u8>> {
-    check_private(path)?;
+/// Opens `path`, refuses it when group or others have any permission on it (checked
+/// on the opened file, so it cannot be swapped in between), and returns its content.
+fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = Vec::new();
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    refuse_open_modes(path, &meta)?;
+    let mut buf = Zeroizing::new(Vec::new());
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(path, e))?;
@@ -161,13 +163,7 @@ fn read_private_file(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Errors unless `path` is a regular file with no group/other permission bits.
-///
-/// # Errors
-/// [`Error::Io`] when it cannot be inspected, [`Error::InsecurePermissions`] when its
-/// mode has any of `0o077`.
-pub fn check_private(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+fn refuse_open_modes(path: &Path, meta: &fs::Metadata) -> Result<()> {
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(Error::InsecurePermissions {
@@ -176,6 +172,16 @@ pub fn check_private(path: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Errors unless `path` has no group/other permission bits.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be inspected, [`Error::InsecurePermissions`] when its
+/// mode has any of `0o077`.
+pub fn check_private(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    refuse_open_modes(path, &meta)
 }
 
 fn decrypt(path: &Path, ciphertext: &[u8], unlock: &Unlock) -> Result<Zeroizing<Vec<u8>>> {
@@ -203,9 +209,11 @@ fn decrypt(path: &Path, ciphertext: &[u8], unlock: &Unlock) -> Result<Zeroizing<
             vec![Box::new(age::scrypt::Identity::new(copy))]
         }
         Unlock::IdentityFile(id_path) => {
-            check_private(id_path)?;
-            let file = age::IdentityFile::from_file(id_path.display().to_string())
-                .map_err(|e| Error::io(id_path, e))?;
+            let text = read_private_file(id_path)?;
+            let file = age::IdentityFile::from_buffer(&text[..]).map_err(|e| Error::Decrypt {
+                path: id_path.clone(),
+                reason: format!("unreadable identity file: {}", e.kind()),
+            })?;
             file.into_identities()
                 .map_err(|e| Error::Decrypt {
                     path: id_path.clone(),
@@ -570,6 +578,15 @@ mod tests {
             err.to_string().contains("configure secrets.file_identity"),
             "{err}"
         );
+        // A group-readable identity file is refused, naming that file.
+        fs::set_permissions(&id_path, fs::Permissions::from_mode(0o644)).unwrap();
+        match p.fetch("kraken").await.unwrap_err() {
+            Error::InsecurePermissions { path, mode } => {
+                assert_eq!((path, mode), (id_path.clone(), 0o644));
+            }
+            other => panic!("unexpected {other}"),
+        }
+        fs::set_permissions(&id_path, fs::Permissions::from_mode(0o600)).unwrap();
         // Another identity cannot either.
         let other = age::x25519::Identity::generate();
         fs::write(&id_path, format!("{}\n", other.to_string().expose_secret())).unwrap();
