@@ -195,7 +195,7 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
             "hang",
             "webhook",
             &format!(
-                "url = \"{}\"\ntimeout_ms = 400\nattempts = 2\nbackoff_ms = 10",
+                "url = \"{}\"\ntimeout_ms = 2000\nattempts = 2\nbackoff_ms = 10",
                 hanging.url("/h")
             ),
         ),
@@ -220,7 +220,7 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
     // The good channel's request arrives while the hanging one is still waiting.
     while good.requests().is_empty() {
         assert!(
-            started.elapsed() < Duration::from_millis(350),
+            started.elapsed() < Duration::from_millis(1500),
             "good channel held up"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
