@@ -103,6 +103,31 @@ impl ReplaySource {
         Self::new(Input::Bytes(bytes.into()), speed)
     }
 
+    /// The daemon's paper-mode source from the `[market]` section: `replay_file` (or,
+    /// when unset, the bundled paper session from [`crate::fixtures`]), `replay_speed`,
+    /// `staleness_secs` and `pairs`. The book depth is the recording's own.
+    ///
+    /// ```
+    /// let cfg = gf_core::config::MarketConfig::default();
+    /// let replay = gf_market::ReplaySource::from_market_config(&cfg).unwrap();
+    /// # let _ = replay;
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpeed`] for a negative speed.
+    pub fn from_market_config(cfg: &gf_core::config::MarketConfig) -> Result<Self, Error> {
+        let source = match &cfg.replay_file {
+            Some(path) => Self::from_path(path, cfg.replay_speed)?,
+            None => Self::from_bytes(
+                crate::fixtures::generate(crate::fixtures::Scenario::Paper),
+                cfg.replay_speed,
+            )?,
+        };
+        Ok(source
+            .with_pairs(cfg.pairs.clone())
+            .with_staleness(Duration::from_secs(cfg.staleness_secs)))
+    }
+
     /// Keeps books at this depth (default: learnt from the recording).
     #[must_use]
     pub fn with_depth(mut self, depth: usize) -> Self {

@@ -191,3 +191,28 @@ async fn missing_recording_is_an_error_naming_the_path() {
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");
 }
+
+#[tokio::test]
+async fn market_config_replays_the_bundled_session_or_the_configured_file() {
+    let mut cfg = gf_core::config::MarketConfig {
+        replay_speed: Decimal::ZERO,
+        ..Default::default()
+    };
+    let (events, stats) = replay_all(ReplaySource::from_market_config(&cfg).unwrap()).await;
+    assert_eq!(stats.mismatches(), 0);
+    assert_eq!(stats.pairs.len(), 2);
+    assert!(events.len() > 4_000);
+    cfg.replay_file = Some(fixture(Scenario::Crash));
+    cfg.pairs = vec!["DOGE/USD".parse().unwrap()];
+    let (_, stats) = replay_all(ReplaySource::from_market_config(&cfg).unwrap()).await;
+    assert_eq!(
+        stats
+            .pairs
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["DOGE/USD"]
+    );
+    cfg.replay_speed = Decimal::NEGATIVE_ONE;
+    assert!(ReplaySource::from_market_config(&cfg).is_err());
+}
