@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod client;
+pub mod dashboard;
 pub mod logging;
 pub mod strategy;
 

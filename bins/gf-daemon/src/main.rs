@@ -32,13 +32,18 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct ClientArgs {
     /// The daemon's API.
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GF_URL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:8080",
+        env = "GF_URL"
+    )]
     url: String,
     /// API token (else --token-file, else GF_TOKEN).
-    #[arg(long)]
+    #[arg(long, global = true)]
     token: Option<String>,
     /// File holding the API token.
-    #[arg(long)]
+    #[arg(long, global = true)]
     token_file: Option<PathBuf>,
 }
 

@@ -54,6 +54,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(crate::dashboard::page))
         .route("/ws/halt-status", get(ws::halt_status))
         .route("/ws/dashboard", get(ws::dashboard))
         .fallback(not_found)

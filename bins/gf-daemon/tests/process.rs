@@ -1,0 +1,248 @@
+//! The `gf-daemon` binary as an operator runs it: launch, the CLI clients, SIGUSR1,
+//! SIGKILL while halted and a relaunch on the same data directory, and the offline tools.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gf-daemon");
+
+/// A launched daemon process, killed on drop.
+struct Daemon {
+    child: Child,
+    url: String,
+    token: Option<String>,
+    state: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn launch(data_dir: &Path, scenario: &str) -> Daemon {
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "launch",
+            "--bind",
+            "127.0.0.1:0",
+            "--speed",
+            "5",
+        ])
+        .args(["--scenario", scenario, "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gf-daemon");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut url, mut token, mut state) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.trim().strip_prefix("API") {
+            url = rest
+                .trim()
+                .strip_suffix("/api/v1/halt/status")
+                .map(str::to_owned);
+        } else if let Some(rest) = line.trim().strip_prefix("state") {
+            state = Some(rest.trim().to_owned());
+        } else if let Some(rest) = line.trim().strip_prefix("export GF_TOKEN=") {
+            token = Some(rest.to_owned());
+        } else if line.starts_with("Halt:") {
+            break;
+        }
+    }
+    Daemon {
+        child,
+        url: url.expect("banner names the API"),
+        token,
+        state: state.expect("banner names the state"),
+    }
+}
+
+fn cli(url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--url", url])
+        .env("GF_TOKEN", token)
+        .output()
+        .expect("run gf-daemon cli")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_for(url: &str, token: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = stdout(&cli(url, token, &["status"]));
+        if out.contains(&format!("state: {want}")) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "never reached {want}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn halted_daemon_killed_and_relaunched_comes_back_halted_with_its_checklist() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = launch(dir.path(), "normal");
+    assert_eq!(first.state, "running");
+    let token = first
+        .token
+        .clone()
+        .expect("a fresh data dir prints a token");
+
+    let halt = cli(&first.url, &token, &["halt", "--reason", "operator drill"]);
+    assert!(halt.status.success(), "{halt:?}");
+    let out = wait_for(&first.url, &token, "halted");
+    assert!(out.contains("api:operator — operator drill"), "{out}");
+
+    let done = cli(
+        &first.url,
+        &token,
+        &[
+            "checklist",
+            "complete",
+            "review_halt_reason",
+            "--note",
+            "drill",
+        ],
+    );
+    assert!(done.status.success(), "{done:?}");
+    assert!(stdout(&done).contains("completed review_halt_reason by operator"));
+
+    // SIGKILL: no chance to clean up.
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = launch(dir.path(), "normal");
+    assert_eq!(
+        second.state, "halted",
+        "a crashed daemon must come back halted"
+    );
+    assert!(
+        second.token.is_none(),
+        "the token of the data dir stays valid; none is printed"
+    );
+    let list = stdout(&cli(&second.url, &token, &["checklist"]));
+    assert!(list.contains("[x] review_halt_reason"), "{list}");
+    assert!(list.contains("[ ] confirm_resume"), "{list}");
+    let refused = cli(&second.url, &token, &["resume"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("409 resume_refused"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    drop(second);
+
+    let verify = Command::new(BIN)
+        .args(["journal", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(stdout(&verify).contains("ok"));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigusr1_halts_with_source_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = launch(dir.path(), "normal");
+    let token = d.token.clone().unwrap();
+    let kill = Command::new("kill")
+        .args(["-USR1", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = wait_for(&d.url, &token, "halted");
+    assert!(out.contains("signal — SIGUSR1 received"), "{out}");
+}
+
+#[test]
+fn offline_tools_report_one_line_errors_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[halt]\nmax_total_drawdown_pct = -3\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("halt.max_total_drawdown_pct") && err.contains("-3"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/market/paper.jsonl");
+    let ok = Command::new(BIN)
+        .args(["market", "verify"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let report = stdout(&ok);
+    assert!(
+        report.contains("XRP/USD") && report.contains("DOGE/USD"),
+        "{report}"
+    );
+
+    let garbage = dir.path().join("garbage.jsonl");
+    std::fs::write(&garbage, "{\"channel\":\"book\"\nnot json\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["market", "verify"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a bad recording must fail: {out:?}");
+
+    let no_token = Command::new(BIN)
+        .args(["status", "--url", "http://127.0.0.1:9"])
+        .env_remove("GF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!no_token.status.success());
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("no API token"));
+
+    let unreachable = Command::new(BIN)
+        .args(["status", "--url", "http://127.0.0.1:9", "--token", "x"])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the daemon"));
+
+    let token = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "bob",
+            "--role",
+            "viewer",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    assert!(stdout(&token).trim().starts_with("gf_"));
+    let stored = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+    assert!(
+        !stored.contains(stdout(&token).trim()),
+        "token stored in plaintext"
+    );
+}
