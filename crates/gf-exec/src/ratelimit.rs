@@ -195,6 +195,16 @@ impl RateLimiter {
         }
     }
 
+    /// Raises the counter to the normal lane's cap (after the exchange said "rate limit
+    /// exceeded": its counter is fuller than ours), so normal calls wait for decay while
+    /// the priority lane keeps its reserve.
+    pub fn saturate(&self) {
+        let cap = u64::from(self.limits.max - self.limits.priority_reserve) * 1000;
+        let mut s = self.state.lock();
+        self.decay(&mut s, Instant::now());
+        s.counter_milli = s.counter_milli.max(cap);
+    }
+
     /// The current counter, in thousandths of a point.
     #[must_use]
     pub fn level_milli(&self) -> u64 {
@@ -308,6 +318,8 @@ mod tests {
         assert_eq!(rl.level_milli(), 4_000);
         tokio::time::advance(Duration::from_millis(2500)).await;
         assert_eq!(rl.level_milli(), 1_500);
+        rl.saturate();
+        assert_eq!(rl.level_milli(), 4_000);
     }
 }
 

@@ -1,0 +1,846 @@
+//! The Kraken spot REST client: signed private calls, a strictly increasing nonce, the
+//! decaying-counter rate limiter with a priority lane, typed errors, timeouts on every
+//! call, safe retries, and reconciliation by client order id after an ambiguous placement.
+//!
+//! Credentials are read through a [`CredentialHandle`] on every request, so a rotation by
+//! gf-secrets takes effect on the next call; they are never logged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gf_core::{
+    ApiErrorKind, ClientOrderId, Config, CredentialHandle, OrderId, OrderRequest, OrderStatus,
+    OrderType, Pair, Position, Side, TimeInForce,
+};
+use parking_lot::{Mutex, RwLock};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::events::Publisher;
+use crate::ratelimit::{Lane, Limits, RateLimiter, Tier};
+use crate::sign::{NonceSource, api_sign};
+use crate::wire::{self, PairMap};
+use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
+
+/// Settings of the Kraken client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KrakenConfig {
+    /// Base URL, e.g. `https://api.kraken.com` or the mock server's URL.
+    pub base_url: String,
+    /// Timeout of each HTTP call.
+    pub timeout: Duration,
+    /// The REST API counter the client keeps under.
+    pub rest_limits: Limits,
+    /// The matching-engine counter (AddOrder, CancelOrder).
+    pub trading_limits: Limits,
+    /// Retries of a failed call where retrying is safe.
+    pub max_retries: u32,
+    /// First retry delay; doubles per attempt, capped at 5 s.
+    pub retry_backoff: Duration,
+    /// Pairs traded (for pair names and spot positions).
+    pub pairs: Vec<Pair>,
+    /// File holding the nonce high-water mark; `None` keeps it in memory only.
+    pub nonce_file: Option<PathBuf>,
+}
+
+impl KrakenConfig {
+    /// Defaults (starter tier, 5 s timeout, 2 retries) for `base_url`.
+    #[must_use]
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let market = gf_core::config::MarketConfig::default();
+        Self {
+            base_url: base_url.into(),
+            timeout: Duration::from_secs(5),
+            rest_limits: Tier::Starter.rest_limits(),
+            trading_limits: Tier::Starter.trading_limits(),
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(200),
+            pairs: market.pairs,
+            nonce_file: None,
+        }
+    }
+
+    /// From the configuration: `exchange.rest_url`, `exchange.tier`, `exchange.timeout_ms`,
+    /// `market.pairs`; the nonce file is `<general.data_dir>/kraken.nonce`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown tier or a zero timeout.
+    pub fn from_config(cfg: &Config) -> Result<Self, Error> {
+        let tier: Tier = cfg.exchange.tier.parse()?;
+        if cfg.exchange.timeout_ms == 0 {
+            return Err(Error::Config {
+                key: "exchange.timeout_ms".into(),
+                value: "0".into(),
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(Self {
+            base_url: cfg.exchange.rest_url.clone(),
+            timeout: Duration::from_millis(cfg.exchange.timeout_ms),
+            rest_limits: tier.rest_limits(),
+            trading_limits: tier.trading_limits(),
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(200),
+            pairs: cfg.market.pairs.clone(),
+            nonce_file: Some(cfg.general.data_dir.join("kraken.nonce")),
+        })
+    }
+}
+
+/// One pair as `AssetPairs` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetPairInfo {
+    /// The pair.
+    pub pair: Pair,
+    /// Kraken's REST name (`altname`).
+    pub altname: String,
+    /// Price decimals.
+    pub pair_decimals: u32,
+    /// Quantity decimals.
+    pub lot_decimals: u32,
+    /// Minimum order quantity.
+    pub ordermin: Option<Decimal>,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    client_order_id: ClientOrderId,
+    pair: Pair,
+    status: OrderStatus,
+}
+
+/// The Kraken REST client. Put it behind [`crate::GatedExchange`].
+pub struct KrakenClient {
+    http: reqwest::Client,
+    cfg: KrakenConfig,
+    base: String,
+    creds: Arc<dyn CredentialHandle>,
+    nonce: NonceSource,
+    rest: RateLimiter,
+    trading: RateLimiter,
+    pairs: RwLock<PairMap>,
+    known: Mutex<HashMap<OrderId, Known>>,
+    events: Publisher,
+}
+
+impl std::fmt::Debug for KrakenClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KrakenClient")
+            .field("base", &self.base)
+            .field("credentials", &"<handle>")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_trading(endpoint: &str) -> bool {
+    matches!(endpoint, "AddOrder" | "CancelOrder")
+}
+
+fn fmt_dec(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+impl KrakenClient {
+    /// A client. Nothing is sent until the first call.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unusable base URL, [`Error::NonceFile`] when the nonce
+    /// file cannot be read.
+    pub fn new(
+        cfg: KrakenConfig,
+        creds: Arc<dyn CredentialHandle>,
+        events: Publisher,
+    ) -> Result<Self, Error> {
+        let base = cfg.base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Config {
+                key: "exchange.rest_url".into(),
+                value: cfg.base_url.clone(),
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent(concat!("gal-friday/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config {
+                key: "exchange.rest_url".into(),
+                value: cfg.base_url.clone(),
+                reason: format!("cannot build http client: {e}"),
+            })?;
+        let nonce = match &cfg.nonce_file {
+            Some(path) => NonceSource::with_file(events.clock().clone(), path)?,
+            None => NonceSource::new(events.clock().clone()),
+        };
+        Ok(Self {
+            http,
+            base,
+            creds,
+            nonce,
+            rest: RateLimiter::new(cfg.rest_limits),
+            trading: RateLimiter::new(cfg.trading_limits),
+            pairs: RwLock::new(PairMap::new(&cfg.pairs)),
+            known: Mutex::new(HashMap::new()),
+            events,
+            cfg,
+        })
+    }
+
+    /// The REST counter limiter (for metrics and tests).
+    #[must_use]
+    pub fn rest_limiter(&self) -> &RateLimiter {
+        &self.rest
+    }
+
+    /// The last nonce sent.
+    #[must_use]
+    pub fn last_nonce(&self) -> u64 {
+        self.nonce.last()
+    }
+
+    async fn send(
+        &self,
+        endpoint: &str,
+        url: &str,
+        body: Option<String>,
+        auth: Option<(String, String)>,
+    ) -> Result<Value, Error> {
+        let mut req = match body {
+            Some(body) => self
+                .http
+                .post(url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body),
+            None => self.http.get(url),
+        };
+        if let Some((key, sign)) = auth {
+            let header = |text: String| {
+                HeaderValue::from_str(&text).map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+            };
+            let (Ok(key), Ok(sign)) = (header(key), header(sign)) else {
+                return Err(Error::Config {
+                    key: "api_key".into(),
+                    value: "<redacted>".into(),
+                    reason: "not usable in an HTTP header".into(),
+                });
+            };
+            req = req.header("API-Key", key).header("API-Sign", sign);
+        }
+        let millis = u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX);
+        let call = async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, bytes))
+        };
+        match tokio::time::timeout(self.cfg.timeout, call).await {
+            Err(_) => Err(Error::Timeout {
+                endpoint: endpoint.to_owned(),
+                millis,
+            }),
+            Ok(Err(e)) if e.is_timeout() => Err(Error::Timeout {
+                endpoint: endpoint.to_owned(),
+                millis,
+            }),
+            Ok(Err(e)) => Err(Error::Network {
+                endpoint: endpoint.to_owned(),
+                message: e.without_url().to_string(),
+            }),
+            Ok(Ok((status, bytes))) => wire::parse_envelope(endpoint, status, &bytes),
+        }
+    }
+
+    /// One signed private call, without retries. Publishes `ApiError` on failure and a
+    /// `Latency` event either way.
+    async fn private_once(
+        &self,
+        endpoint: &'static str,
+        params: &[(&str, String)],
+        lane: Lane,
+    ) -> Result<Value, Error> {
+        let limiter = if is_trading(endpoint) {
+            &self.trading
+        } else {
+            &self.rest
+        };
+        limiter.acquire(lane, 1).await;
+        let started = Instant::now();
+        let result = self.signed_call(endpoint, params).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.events.latency(&format!("rest:{endpoint}"), micros);
+        if let Err(err) = &result {
+            if err.kind() == ApiErrorKind::RateLimit {
+                // The exchange's counter is fuller than ours: make normal traffic wait.
+                limiter.saturate();
+            }
+            tracing::warn!(endpoint, cause = %err, "kraken call failed");
+            self.events.api_error(endpoint, err);
+        }
+        result
+    }
+
+    async fn signed_call(
+        &self,
+        endpoint: &'static str,
+        params: &[(&str, String)],
+    ) -> Result<Value, Error> {
+        let nonce = self.nonce.next()?;
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(("nonce", nonce.to_string()));
+        all.extend(params.iter().cloned());
+        let body = wire::form_encode(&all);
+        let path = format!("/0/private/{endpoint}");
+        let mut auth = None;
+        let loaded = self.creds.with_credentials(&mut |key, secret| {
+            auth = Some((key.to_owned(), api_sign(&path, nonce, &body, secret)));
+        });
+        let Some(auth) = auth.filter(|_| loaded) else {
+            return Err(Error::NoCredentials {
+                version: self.creds.version(),
+            });
+        };
+        let url = format!("{}{path}", self.base);
+        self.send(endpoint, &url, Some(body), Some(auth)).await
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(10);
+        (self.cfg.retry_backoff * factor).min(Duration::from_secs(5))
+    }
+
+    /// A private call that is safe to repeat: retried on retryable errors.
+    async fn idempotent(
+        &self,
+        endpoint: &'static str,
+        params: &[(&str, String)],
+        lane: Lane,
+    ) -> Result<Value, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.private_once(endpoint, params, lane).await {
+                Err(e) if e.is_retryable() && attempt < self.cfg.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `AssetPairs` (public): pair names, precisions and minimums; learns the names.
+    ///
+    /// # Errors
+    /// [`Error`] from the call or a malformed answer.
+    pub async fn asset_pairs(&self) -> Result<Vec<AssetPairInfo>, Error> {
+        let names: Vec<String> = self.cfg.pairs.iter().map(wire::rest_pair_name).collect();
+        let url = format!("{}/0/public/AssetPairs?pair={}", self.base, names.join(","));
+        self.rest.acquire(Lane::Normal, 1).await;
+        let result = self.send("AssetPairs", &url, None, None).await;
+        let result = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.events.api_error("AssetPairs", &e);
+                return Err(e);
+            }
+        };
+        let bad = |what: String| Error::Malformed {
+            endpoint: "AssetPairs".into(),
+            status: 200,
+            snippet: what,
+        };
+        let obj = result
+            .as_object()
+            .ok_or_else(|| bad("expected an object of pairs".into()))?;
+        let mut out = Vec::new();
+        let mut map = self.pairs.write();
+        for (name, info) in obj {
+            let wsname = info
+                .get("wsname")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let altname = info
+                .get("altname")
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_owned();
+            let pair = Pair::new(wsname)
+                .ok()
+                .map(|p| {
+                    Pair::new(&format!(
+                        "{}/{}",
+                        wire::normalize_asset(p.base()),
+                        wire::normalize_asset(p.quote())
+                    ))
+                    .unwrap_or(p)
+                })
+                .or_else(|| map.resolve(&altname))
+                .ok_or_else(|| bad(format!("pair {name}: no usable wsname")))?;
+            let decimals = |key: &str| {
+                info.get(key)
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| bad(format!("pair {name}: bad {key}")))
+            };
+            map.insert(name, pair.clone());
+            map.insert(&altname, pair.clone());
+            out.push(AssetPairInfo {
+                pair,
+                altname,
+                pair_decimals: decimals("pair_decimals")?,
+                lot_decimals: decimals("lot_decimals")?,
+                ordermin: info
+                    .get("ordermin")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok()),
+            });
+        }
+        out.sort_by(|a, b| a.pair.cmp(&b.pair));
+        Ok(out)
+    }
+
+    /// `TradeBalance`: equity figures (`eb`, `tb`, …) as decimals.
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn trade_balance(&self) -> Result<BTreeMap<String, Decimal>, Error> {
+        let result = self
+            .idempotent("TradeBalance", &[("asset", "ZUSD".into())], Lane::Normal)
+            .await?;
+        let obj = result.as_object().ok_or_else(|| Error::Malformed {
+            endpoint: "TradeBalance".into(),
+            status: 200,
+            snippet: "expected an object".into(),
+        })?;
+        Ok(obj
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.parse().ok()?)))
+            .collect())
+    }
+
+    fn add_order_params(order: &OrderRequest) -> Vec<(&'static str, String)> {
+        let mut p = vec![
+            (
+                "ordertype",
+                match order.order_type {
+                    OrderType::Market => "market".to_owned(),
+                    OrderType::Limit => "limit".to_owned(),
+                },
+            ),
+            ("type", order.side.to_string()),
+            ("volume", fmt_dec(order.qty)),
+            ("pair", wire::rest_pair_name(&order.pair)),
+        ];
+        if let Some(price) = order.limit_price {
+            p.push(("price", fmt_dec(price)));
+        }
+        if order.order_type == OrderType::Limit && order.time_in_force == TimeInForce::Ioc {
+            p.push(("timeinforce", "IOC".into()));
+        }
+        p.push(("cl_ord_id", order.client_order_id.0.clone()));
+        if let Some(user_ref) = order.user_ref {
+            p.push(("userref", user_ref.to_string()));
+        }
+        if order.reduce_only {
+            p.push(("reduce_only", "true".into()));
+        }
+        p
+    }
+
+    fn remember(
+        &self,
+        order_id: &OrderId,
+        client_order_id: &ClientOrderId,
+        pair: &Pair,
+        status: OrderStatus,
+    ) {
+        self.known.lock().insert(
+            order_id.clone(),
+            Known {
+                client_order_id: client_order_id.clone(),
+                pair: pair.clone(),
+                status,
+            },
+        );
+    }
+
+    /// Finds an order by our client id: open orders first, then closed ones.
+    ///
+    /// # Errors
+    /// [`Error`] from the calls.
+    pub async fn find_by_client_id(
+        &self,
+        client_order_id: &ClientOrderId,
+        lane: Lane,
+    ) -> Result<Option<OrderInfo>, Error> {
+        let params = [("cl_ord_id", client_order_id.0.clone())];
+        for (endpoint, key) in [("OpenOrders", "open"), ("ClosedOrders", "closed")] {
+            let result = self.idempotent(endpoint, &params, lane).await?;
+            let empty = Value::Object(serde_json::Map::new());
+            let map = result.get(key).unwrap_or(&empty);
+            let orders = wire::parse_order_map(endpoint, map, &self.pairs.read())?;
+            if let Some(found) = orders
+                .into_iter()
+                .find(|o| o.client_order_id.as_ref() == Some(client_order_id))
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    fn ack_from_result(result: &Value, order: &OrderRequest) -> Result<OrderAck, Error> {
+        let txid = result
+            .get("txid")
+            .and_then(Value::as_array)
+            .and_then(|ids| ids.first())
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Malformed {
+                endpoint: "AddOrder".into(),
+                status: 200,
+                snippet: format!(
+                    "no txid in {}",
+                    result.to_string().chars().take(80).collect::<String>()
+                ),
+            })?;
+        Ok(OrderAck {
+            order_id: OrderId::new(txid),
+            client_order_id: order.client_order_id.clone(),
+            status: OrderStatus::Open,
+        })
+    }
+
+    fn publish_known(&self, order_id: &OrderId, status: OrderStatus, reason: &str) {
+        let known = {
+            let mut map = self.known.lock();
+            map.get_mut(order_id).map(|k| {
+                k.status = status;
+                k.clone()
+            })
+        };
+        if let Some(k) = known {
+            self.events.order_update(
+                &k.client_order_id,
+                Some(order_id),
+                &k.pair,
+                status,
+                Decimal::ZERO,
+                Some(reason.to_owned()),
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Exchange for KrakenClient {
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
+        order.validate()?;
+        let lane = if order.is_closure() {
+            Lane::Priority
+        } else {
+            Lane::Normal
+        };
+        let params = Self::add_order_params(order);
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome = loop {
+            let err = match self.private_once("AddOrder", &params, lane).await {
+                Ok(result) => break Self::ack_from_result(&result, order),
+                Err(err) => err,
+            };
+            if err.is_ambiguous() {
+                // The order may be on the book: never place it again before looking.
+                match self.find_by_client_id(&order.client_order_id, lane).await {
+                    Ok(Some(info)) => {
+                        break Ok(OrderAck {
+                            order_id: info.order_id,
+                            client_order_id: order.client_order_id.clone(),
+                            status: info.status,
+                        });
+                    }
+                    Ok(None) if attempt < self.cfg.max_retries => {}
+                    Ok(None) | Err(_) => break Err(err),
+                }
+            } else if !(err.is_retryable() && attempt < self.cfg.max_retries) {
+                break Err(err);
+            }
+            attempt += 1;
+            tokio::time::sleep(self.backoff(attempt)).await;
+        };
+        match &outcome {
+            Ok(ack) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.events.latency("order_ack", micros);
+                self.remember(
+                    &ack.order_id,
+                    &order.client_order_id,
+                    &order.pair,
+                    ack.status,
+                );
+                self.events.order_update(
+                    &order.client_order_id,
+                    Some(&ack.order_id),
+                    &order.pair,
+                    ack.status,
+                    Decimal::ZERO,
+                    None,
+                );
+            }
+            Err(err) => {
+                let (status, reason) = if err.is_ambiguous() {
+                    (OrderStatus::Pending, format!("outcome unknown: {err}"))
+                } else {
+                    (OrderStatus::Rejected, err.to_string())
+                };
+                self.events.order_update(
+                    &order.client_order_id,
+                    None,
+                    &order.pair,
+                    status,
+                    Decimal::ZERO,
+                    Some(reason),
+                );
+            }
+        }
+        outcome
+    }
+
+    async fn cancel_order(&self, order: &OrderRef) -> Result<(), Error> {
+        let params = match order {
+            OrderRef::Exchange(id) => [("txid", id.0.clone())],
+            OrderRef::Client(id) => [("cl_ord_id", id.0.clone())],
+        };
+        let mut attempt = 0;
+        let mut ambiguous_before = false;
+        loop {
+            match self
+                .private_once("CancelOrder", &params, Lane::Priority)
+                .await
+            {
+                Ok(result) => {
+                    let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);
+                    if count == 0 && !ambiguous_before {
+                        return Err(Error::UnknownOrder(ref_text(order)));
+                    }
+                    break;
+                }
+                Err(e) if e.kind() == ApiErrorKind::UnknownOrder && ambiguous_before => break,
+                Err(e) if e.kind() == ApiErrorKind::UnknownOrder => {
+                    return Err(Error::UnknownOrder(ref_text(order)));
+                }
+                Err(e) if e.is_retryable() && attempt < self.cfg.max_retries => {
+                    ambiguous_before |= e.is_ambiguous();
+                    attempt += 1;
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let order_id = match order {
+            OrderRef::Exchange(id) => Some(id.clone()),
+            OrderRef::Client(cid) => self
+                .known
+                .lock()
+                .iter()
+                .find(|(_, k)| &k.client_order_id == cid)
+                .map(|(id, _)| id.clone()),
+        };
+        if let Some(id) = order_id {
+            self.publish_known(&id, OrderStatus::Cancelled, "cancelled by request");
+        }
+        Ok(())
+    }
+
+    async fn cancel_all(&self) -> Result<u32, Error> {
+        let result = self.idempotent("CancelAll", &[], Lane::Priority).await?;
+        let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);
+        let open: Vec<OrderId> = self
+            .known
+            .lock()
+            .iter()
+            .filter(|(_, k)| !k.status.is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in open {
+            self.publish_known(&id, OrderStatus::Cancelled, "cancel all");
+        }
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, Error> {
+        let result = self
+            .idempotent(
+                "CancelAllOrdersAfter",
+                &[("timeout", timeout_secs.to_string())],
+                Lane::Priority,
+            )
+            .await?;
+        let trigger = result
+            .get("triggerTime")
+            .and_then(Value::as_str)
+            .unwrap_or("0");
+        let trigger_at = if trigger == "0" || timeout_secs == 0 {
+            None
+        } else {
+            Some(
+                DateTime::parse_from_rfc3339(trigger)
+                    .map_err(|e| Error::Malformed {
+                        endpoint: "CancelAllOrdersAfter".into(),
+                        status: 200,
+                        snippet: format!("bad triggerTime {trigger:?}: {e}"),
+                    })?
+                    .with_timezone(&Utc),
+            )
+        };
+        Ok(DeadManStatus { trigger_at })
+    }
+
+    async fn open_orders(&self) -> Result<Vec<OrderInfo>, Error> {
+        let result = self.idempotent("OpenOrders", &[], Lane::Normal).await?;
+        let empty = Value::Object(serde_json::Map::new());
+        wire::parse_order_map(
+            "OpenOrders",
+            result.get("open").unwrap_or(&empty),
+            &self.pairs.read(),
+        )
+    }
+
+    async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, Error> {
+        match order {
+            OrderRef::Exchange(id) => {
+                let result = self
+                    .idempotent("QueryOrders", &[("txid", id.0.clone())], Lane::Normal)
+                    .await
+                    .map_err(|e| match &e {
+                        Error::Api { message, .. }
+                            if message.contains("Unknown order")
+                                || message.contains("Invalid order") =>
+                        {
+                            Error::UnknownOrder(id.to_string())
+                        }
+                        _ => e,
+                    })?;
+                wire::parse_order_map("QueryOrders", &result, &self.pairs.read())?
+                    .into_iter()
+                    .find(|o| &o.order_id == id)
+                    .ok_or_else(|| Error::UnknownOrder(id.to_string()))
+            }
+            OrderRef::Client(cid) => self
+                .find_by_client_id(cid, Lane::Normal)
+                .await?
+                .ok_or_else(|| Error::UnknownOrder(format!("client:{cid}"))),
+        }
+    }
+
+    async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error> {
+        let result = self.idempotent("Balance", &[], Lane::Normal).await?;
+        wire::parse_balances("Balance", &result)
+    }
+
+    async fn open_positions(&self) -> Result<Vec<Position>, Error> {
+        let balances = self.balances().await?;
+        Ok(self
+            .cfg
+            .pairs
+            .iter()
+            .filter_map(|pair| {
+                let qty = balances.get(pair.base()).copied().unwrap_or_default();
+                (!qty.is_zero()).then(|| Position {
+                    qty,
+                    ..Position::flat(pair.clone())
+                })
+            })
+            .collect())
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        self.private_once("Balance", &[], Lane::Normal)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn ref_text(order: &OrderRef) -> String {
+    match order {
+        OrderRef::Exchange(id) => id.to_string(),
+        OrderRef::Client(id) => format!("client:{id}"),
+    }
+}
+
+/// Side text as Kraken writes it.
+#[must_use]
+pub fn side_text(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::FixedCredentials;
+    use gf_core::{ManualClock, OrderPurpose, Source};
+
+    fn publisher() -> Publisher {
+        Publisher::new(None, Arc::new(ManualClock::default()), Source::Exec)
+    }
+
+    #[test]
+    fn config_from_gf_config() {
+        let mut cfg = Config::default();
+        cfg.exchange.tier = "pro".into();
+        let k = KrakenConfig::from_config(&cfg).unwrap();
+        assert_eq!(k.rest_limits, Tier::Pro.rest_limits());
+        assert_eq!(k.timeout, Duration::from_millis(5000));
+        assert!(k.nonce_file.unwrap().ends_with("kraken.nonce"));
+        cfg.exchange.tier = "gold".into();
+        assert!(KrakenConfig::from_config(&cfg).is_err());
+        cfg.exchange.tier = "starter".into();
+        cfg.exchange.timeout_ms = 0;
+        assert!(
+            KrakenConfig::from_config(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("timeout_ms")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_base_url() {
+        let creds = Arc::new(FixedCredentials::from_raw("k", vec![1; 64]));
+        let err = KrakenClient::new(KrakenConfig::new("ftp://x"), creds, publisher()).unwrap_err();
+        assert!(err.to_string().contains("ftp://x"));
+    }
+
+    #[test]
+    fn add_order_params_follow_krakens_names() {
+        let order = OrderRequest {
+            client_order_id: ClientOrderId::new("c-1"),
+            pair: Pair::new("DOGE/USD").unwrap(),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            qty: Decimal::new(12_500, 2),
+            limit_price: Some(Decimal::new(1_2340, 5)),
+            time_in_force: TimeInForce::Ioc,
+            reduce_only: true,
+            user_ref: Some(7),
+            purpose: OrderPurpose::HaltClosure,
+        };
+        let body = wire::form_encode(&KrakenClient::add_order_params(&order));
+        assert_eq!(
+            body,
+            "ordertype=limit&type=sell&volume=125&pair=XDGUSD&price=0.1234&timeinforce=IOC&cl_ord_id=c-1&userref=7&reduce_only=true"
+        );
+        assert_eq!(side_text(Side::Buy), "buy");
+    }
+}

@@ -1,0 +1,925 @@
+//! A mock Kraken REST server for tests (feature `sim`): a real HTTP server on 127.0.0.1
+//! that verifies `API-Key`, `API-Sign` and the nonce like Kraken, answers with Kraken's
+//! shapes and documented error strings, keeps orders and balances, injects faults on
+//! command and records every request.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use gf_core::{Source, SystemClock};
+//! use gf_exec::{events::Publisher, Exchange, KrakenClient, KrakenConfig};
+//! use gf_exec::sim::{MockConfig, MockKraken};
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let server = MockKraken::start(MockConfig::default()).await.unwrap();
+//! let client = KrakenClient::new(
+//!     KrakenConfig::new(server.url()),
+//!     Arc::new(server.credentials()),
+//!     Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+//! ).unwrap();
+//! let balances = client.balances().await.unwrap();
+//! assert_eq!(balances["USD"], rust_decimal::Decimal::from(100_000));
+//! assert_eq!(server.requests().len(), 1);
+//! server.shutdown().await;
+//! # });
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use gf_core::{Pair, SharedClock, SystemClock};
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::ratelimit::Limits;
+use crate::sign::{FixedCredentials, verify_api_sign};
+use crate::wire::{self, PairMap};
+
+/// The secret of [`MockConfig::default`] (Kraken's documentation example secret).
+pub const DEFAULT_SECRET_B64: &str =
+    "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+
+/// Settings of the mock server.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// The accepted API key.
+    pub api_key: String,
+    /// The secret, base64 as Kraken shows it.
+    pub secret_b64: String,
+    /// Starting balances by Kraken asset code (`ZUSD`, `XXRP`, `XXDG`).
+    pub balances: BTreeMap<String, Decimal>,
+    /// Market price per pair: market orders fill there, limit orders crossing it fill.
+    pub prices: BTreeMap<Pair, Decimal>,
+    /// Enforce Kraken's REST API counter with these limits (`None`: no limit).
+    pub rest_limits: Option<Limits>,
+    /// Kraken's "nonce window": how far below the highest nonce seen a not-yet-seen nonce
+    /// is still accepted. 0 is strict (every nonce must exceed the last).
+    pub nonce_window: u64,
+    /// Clock for order times and the dead man's switch.
+    pub clock: SharedClock,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            api_key: "gf-mock-api-key".into(),
+            secret_b64: DEFAULT_SECRET_B64.into(),
+            balances: BTreeMap::from([
+                ("ZUSD".to_owned(), Decimal::from(100_000)),
+                ("XXRP".to_owned(), Decimal::from(1_000)),
+            ]),
+            prices: BTreeMap::from([
+                (Pair::new("XRP/USD").expect("valid"), Decimal::new(5, 1)),
+                (Pair::new("DOGE/USD").expect("valid"), Decimal::new(1, 1)),
+            ]),
+            rest_limits: None,
+            nonce_window: 0,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A fault to inject into the next matching request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Wait this long, then handle the request normally.
+    Latency(Duration),
+    /// Answer with this 5xx status and an HTML page; the request is not processed.
+    ServerError(u16),
+    /// Answer `EAPI:Rate limit exceeded`; not processed.
+    RateLimit,
+    /// Answer `EService:Unavailable`; not processed.
+    Unavailable,
+    /// Answer HTTP 200 with a body that is not JSON; not processed.
+    NotJson,
+    /// Hold the request this long, then answer 504 without processing it (the client
+    /// times out first).
+    Stall(Duration),
+    /// Process the request (the order is placed), then hold the answer this long (the
+    /// client times out and never sees it).
+    DropAfterAccept(Duration),
+}
+
+/// The fault queue: each fault fires once, on the next request to its endpoint (or any).
+#[derive(Debug, Default)]
+pub struct Faults {
+    queue: Mutex<VecDeque<(Option<String>, Fault)>>,
+}
+
+impl Faults {
+    /// Queues `fault` for the next request to `endpoint` (`None`: any endpoint).
+    pub fn inject(&self, endpoint: Option<&str>, fault: Fault) {
+        self.queue
+            .lock()
+            .push_back((endpoint.map(str::to_owned), fault));
+    }
+
+    /// Faults not yet fired.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    /// Drops every queued fault.
+    pub fn clear(&self) {
+        self.queue.lock().clear();
+    }
+
+    fn take(&self, endpoint: &str) -> Option<Fault> {
+        let mut q = self.queue.lock();
+        let idx = q
+            .iter()
+            .position(|(e, _)| e.as_deref().is_none_or(|e| e == endpoint))?;
+        q.remove(idx).map(|(_, f)| f)
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `AddOrder`, `Balance`, … (the last path segment).
+    pub endpoint: String,
+    /// The `API-Key` header, if any.
+    pub api_key: Option<String>,
+    /// The nonce, if it parsed.
+    pub nonce: Option<u64>,
+    /// The decoded form parameters (nonce included).
+    pub params: Vec<(String, String)>,
+    /// `ok`, the Kraken error string, or `fault:<name>`.
+    pub outcome: String,
+}
+
+/// An order held by the mock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockOrder {
+    /// Kraken-style txid.
+    pub txid: String,
+    /// Our client order id, if given.
+    pub cl_ord_id: Option<String>,
+    /// `userref`, if given.
+    pub userref: Option<i64>,
+    /// The pair.
+    pub pair: Pair,
+    /// `buy` / `sell`.
+    pub side: String,
+    /// `market` / `limit`.
+    pub ordertype: String,
+    /// Volume.
+    pub volume: Decimal,
+    /// Executed volume.
+    pub vol_exec: Decimal,
+    /// Limit price.
+    pub price: Option<Decimal>,
+    /// Average execution price.
+    pub avg_price: Decimal,
+    /// `open`, `closed`, `canceled`.
+    pub status: String,
+    /// Reduce-only flag.
+    pub reduce_only: bool,
+    /// Opening time.
+    pub opened: DateTime<Utc>,
+}
+
+impl MockOrder {
+    fn to_json(&self) -> Value {
+        json!({
+            "refid": null,
+            "userref": self.userref.unwrap_or(0),
+            "cl_ord_id": self.cl_ord_id,
+            "status": self.status,
+            "opentm": self.opened.timestamp_micros() as f64 / 1e6,
+            "starttm": 0,
+            "expiretm": 0,
+            "descr": {
+                "pair": wire::rest_pair_name(&self.pair),
+                "type": self.side,
+                "ordertype": self.ordertype,
+                "price": self.price.unwrap_or_default().to_string(),
+                "price2": "0",
+                "leverage": "none",
+                "order": format!("{} {} {} @ {} {}", self.side, self.volume,
+                    wire::rest_pair_name(&self.pair), self.ordertype,
+                    self.price.unwrap_or_default()),
+                "close": ""
+            },
+            "vol": self.volume.to_string(),
+            "vol_exec": self.vol_exec.to_string(),
+            "cost": (self.vol_exec * self.avg_price).to_string(),
+            "fee": "0",
+            "price": self.avg_price.to_string(),
+            "reduce_only": self.reduce_only,
+            "oflags": "fciq",
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Book {
+    orders: Vec<MockOrder>,
+    balances: BTreeMap<String, Decimal>,
+    next_txid: u64,
+    last_nonce: u64,
+    seen_nonces: BTreeSet<u64>,
+    counter_milli: u64,
+    counter_at: tokio::time::Instant,
+    peak_counter_milli: u64,
+    dead_man: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cfg: MockConfig,
+    secret: Vec<u8>,
+    pairs: PairMap,
+    faults: Faults,
+    requests: Mutex<Vec<RecordedRequest>>,
+    book: Mutex<Book>,
+}
+
+/// Starts mock servers.
+#[derive(Debug)]
+pub struct MockKraken;
+
+impl MockKraken {
+    /// Binds 127.0.0.1:0 and serves until [`MockKrakenHandle::shutdown`] or drop.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a secret that is not base64, [`Error::Network`] when the
+    /// socket cannot be bound.
+    pub async fn start(cfg: MockConfig) -> Result<MockKrakenHandle, Error> {
+        let secret = BASE64
+            .decode(cfg.secret_b64.trim())
+            .map_err(|e| Error::Config {
+                key: "secret_b64".into(),
+                value: "<redacted>".into(),
+                reason: format!("not valid base64: {e}"),
+            })?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::Network {
+                endpoint: "bind".into(),
+                message: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| Error::Network {
+            endpoint: "bind".into(),
+            message: e.to_string(),
+        })?;
+        let pairs: Vec<Pair> = cfg.prices.keys().cloned().collect();
+        let shared = Arc::new(Shared {
+            secret,
+            pairs: PairMap::new(&pairs),
+            faults: Faults::default(),
+            requests: Mutex::new(Vec::new()),
+            book: Mutex::new(Book {
+                orders: Vec::new(),
+                balances: cfg.balances.clone(),
+                next_txid: 0,
+                last_nonce: 0,
+                seen_nonces: BTreeSet::new(),
+                counter_milli: 0,
+                counter_at: tokio::time::Instant::now(),
+                peak_counter_milli: 0,
+                dead_man: None,
+            }),
+            cfg,
+        });
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(cause = %e, "mock kraken server stopped");
+            }
+        });
+        Ok(MockKrakenHandle {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running mock server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct MockKrakenHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MockKrakenHandle {
+    /// The base URL, `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The accepted API key.
+    #[must_use]
+    pub fn api_key(&self) -> &str {
+        &self.shared.cfg.api_key
+    }
+
+    /// The secret, base64.
+    #[must_use]
+    pub fn secret_b64(&self) -> &str {
+        &self.shared.cfg.secret_b64
+    }
+
+    /// A credential handle holding the accepted key pair.
+    #[must_use]
+    pub fn credentials(&self) -> FixedCredentials {
+        FixedCredentials::from_raw(&self.shared.cfg.api_key, self.shared.secret.clone())
+    }
+
+    /// The fault queue.
+    #[must_use]
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Every request so far, in arrival order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests.lock().clone()
+    }
+
+    /// Every order so far (open and closed), in placement order.
+    #[must_use]
+    pub fn orders(&self) -> Vec<MockOrder> {
+        self.shared.book.lock().orders.clone()
+    }
+
+    /// Current balances by Kraken asset code.
+    #[must_use]
+    pub fn balances(&self) -> BTreeMap<String, Decimal> {
+        self.shared.book.lock().balances.clone()
+    }
+
+    /// Sets one balance.
+    pub fn set_balance(&self, asset: &str, amount: Decimal) {
+        self.shared
+            .book
+            .lock()
+            .balances
+            .insert(asset.to_owned(), amount);
+    }
+
+    /// The highest REST counter value reached, thousandths of a point.
+    #[must_use]
+    pub fn peak_counter_milli(&self) -> u64 {
+        self.shared.book.lock().peak_counter_milli
+    }
+
+    /// When the dead man's switch fires, if armed.
+    #[must_use]
+    pub fn dead_man_trigger(&self) -> Option<DateTime<Utc>> {
+        self.shared.book.lock().dead_man
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Connections held open by a stalled fault are cut after a short grace.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for MockKrakenHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn kraken_error(message: &str) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        json!({ "error": [message] }).to_string(),
+    )
+        .into_response()
+}
+
+fn kraken_ok(result: Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        json!({ "error": [], "result": result }).to_string(),
+    )
+        .into_response()
+}
+
+fn fault_response(fault: &Fault) -> Option<(Response, &'static str)> {
+    match fault {
+        Fault::ServerError(status) => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+            Some((
+                (
+                    code,
+                    [("content-type", "text/html")],
+                    format!("<html><head><title>{status}</title></head><body><h1>{status} Bad Gateway</h1></body></html>"),
+                )
+                    .into_response(),
+                "fault:server_error",
+            ))
+        }
+        Fault::RateLimit => Some((kraken_error("EAPI:Rate limit exceeded"), "fault:rate_limit")),
+        Fault::Unavailable => Some((kraken_error("EService:Unavailable"), "fault:unavailable")),
+        Fault::NotJson => Some((
+            (StatusCode::OK, "this is not json {").into_response(),
+            "fault:not_json",
+        )),
+        _ => None,
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let endpoint = path.rsplit('/').next().unwrap_or_default().to_owned();
+    let body_text = String::from_utf8_lossy(&body).into_owned();
+    let params = if method == Method::GET {
+        wire::form_decode(uri.query().unwrap_or_default())
+    } else {
+        wire::form_decode(&body_text)
+    };
+    let api_key = headers
+        .get("API-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let nonce = params
+        .iter()
+        .find(|(k, _)| k == "nonce")
+        .and_then(|(_, v)| v.parse::<u64>().ok());
+    let record = |outcome: &str| {
+        shared.requests.lock().push(RecordedRequest {
+            endpoint: endpoint.clone(),
+            api_key: api_key.clone(),
+            nonce,
+            params: params.clone(),
+            outcome: outcome.to_owned(),
+        });
+    };
+
+    let fault = shared.faults.take(&endpoint);
+    match &fault {
+        Some(Fault::Latency(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::Stall(d)) => {
+            tokio::time::sleep(*d).await;
+            record("fault:stall");
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        Some(f) => {
+            if let Some((resp, outcome)) = fault_response(f) {
+                record(outcome);
+                return resp;
+            }
+        }
+        None => {}
+    }
+
+    let (response, outcome) = if let Some(public) = path.strip_prefix("/0/public/") {
+        public_call(&shared, public, &params)
+    } else if let Some(private) = path.strip_prefix("/0/private/") {
+        if method == Method::POST {
+            match authenticate(&shared, &path, &headers, &body_text, nonce) {
+                Ok(()) => private_call(&shared, private, &params),
+                Err(message) => (kraken_error(message), message.to_owned()),
+            }
+        } else {
+            (
+                kraken_error("EGeneral:Invalid arguments"),
+                "EGeneral:Invalid arguments".to_owned(),
+            )
+        }
+    } else {
+        (
+            (
+                StatusCode::NOT_FOUND,
+                json!({"error": ["EGeneral:Unknown method"]}).to_string(),
+            )
+                .into_response(),
+            "EGeneral:Unknown method".to_owned(),
+        )
+    };
+    record(&outcome);
+    if let Some(Fault::DropAfterAccept(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
+    response
+}
+
+/// Checks key, nonce presence, signature, nonce order and the rate counter, in Kraken's
+/// order, consuming the nonce only for a correctly signed request.
+fn authenticate(
+    shared: &Shared,
+    path: &str,
+    headers: &HeaderMap,
+    body: &str,
+    nonce: Option<u64>,
+) -> Result<(), &'static str> {
+    let key = headers.get("API-Key").and_then(|v| v.to_str().ok());
+    if key != Some(shared.cfg.api_key.as_str()) {
+        return Err("EAPI:Invalid key");
+    }
+    let Some(nonce) = nonce else {
+        return Err("EAPI:Invalid nonce");
+    };
+    let sign = headers
+        .get("API-Sign")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !verify_api_sign(path, nonce, body, &shared.secret, sign) {
+        return Err("EAPI:Invalid signature");
+    }
+    let mut book = shared.book.lock();
+    let window = shared.cfg.nonce_window;
+    let fresh = nonce > book.last_nonce
+        || (window > 0
+            && nonce.saturating_add(window) > book.last_nonce
+            && !book.seen_nonces.contains(&nonce));
+    if !fresh {
+        return Err("EAPI:Invalid nonce");
+    }
+    book.last_nonce = book.last_nonce.max(nonce);
+    if window > 0 {
+        book.seen_nonces.insert(nonce);
+        let floor = book.last_nonce.saturating_sub(window);
+        book.seen_nonces = book.seen_nonces.split_off(&floor);
+    }
+    let endpoint = path.rsplit('/').next().unwrap_or_default();
+    if let Some(limits) = shared.cfg.rest_limits
+        && !matches!(endpoint, "AddOrder" | "CancelOrder")
+    {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.saturating_duration_since(book.counter_at).as_micros();
+        let decayed = elapsed * u128::from(limits.decay_milli_per_sec) / 1_000_000;
+        book.counter_milli = book
+            .counter_milli
+            .saturating_sub(u64::try_from(decayed).unwrap_or(u64::MAX));
+        book.counter_at = now;
+        if book.counter_milli + 1000 > u64::from(limits.max) * 1000 {
+            return Err("EAPI:Rate limit exceeded");
+        }
+        book.counter_milli += 1000;
+        book.peak_counter_milli = book.peak_counter_milli.max(book.counter_milli);
+    }
+    Ok(())
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn public_call(
+    shared: &Shared,
+    endpoint: &str,
+    _params: &[(String, String)],
+) -> (Response, String) {
+    match endpoint {
+        "Time" => {
+            let now = shared.cfg.clock.now();
+            (
+                kraken_ok(json!({"unixtime": now.timestamp(), "rfc1123": now.to_rfc2822()})),
+                "ok".into(),
+            )
+        }
+        "AssetPairs" => {
+            let mut out = serde_json::Map::new();
+            for pair in shared.cfg.prices.keys() {
+                let alt = wire::rest_pair_name(pair);
+                out.insert(
+                    alt.clone(),
+                    json!({
+                        "altname": alt,
+                        "wsname": pair.as_str(),
+                        "base": wire::kraken_asset(pair.base()),
+                        "quote": wire::kraken_asset(pair.quote()),
+                        "pair_decimals": 5,
+                        "lot_decimals": 8,
+                        "ordermin": "10",
+                    }),
+                );
+            }
+            (kraken_ok(Value::Object(out)), "ok".into())
+        }
+        _ => (
+            kraken_error("EGeneral:Unknown method"),
+            "EGeneral:Unknown method".into(),
+        ),
+    }
+}
+
+/// Kraken asset code of a common one, as the mock keeps balances.
+fn balance_code(asset: &str) -> String {
+    match asset {
+        "USD" => "ZUSD".into(),
+        "EUR" => "ZEUR".into(),
+        "XRP" => "XXRP".into(),
+        "DOGE" => "XXDG".into(),
+        "BTC" => "XXBT".into(),
+        other => other.into(),
+    }
+}
+
+fn private_call(
+    shared: &Shared,
+    endpoint: &str,
+    params: &[(String, String)],
+) -> (Response, String) {
+    let mut book = shared.book.lock();
+    let now = shared.cfg.clock.now();
+    if let Some(deadline) = book.dead_man
+        && now >= deadline
+    {
+        book.dead_man = None;
+        for o in book.orders.iter_mut().filter(|o| o.status == "open") {
+            o.status = "canceled".into();
+        }
+    }
+    let result = match endpoint {
+        "AddOrder" => add_order(shared, &mut book, params, now),
+        "CancelOrder" => {
+            let target = param(params, "cl_ord_id")
+                .map(|c| (true, c.to_owned()))
+                .or_else(|| param(params, "txid").map(|t| (false, t.to_owned())));
+            match target {
+                None => Err("EGeneral:Invalid arguments"),
+                Some((by_client, id)) => {
+                    let mut count = 0;
+                    for o in book.orders.iter_mut().filter(|o| o.status == "open") {
+                        let hit = if by_client {
+                            o.cl_ord_id.as_deref() == Some(id.as_str())
+                        } else {
+                            o.txid == id || o.userref.map(|u| u.to_string()) == Some(id.clone())
+                        };
+                        if hit {
+                            o.status = "canceled".into();
+                            count += 1;
+                        }
+                    }
+                    if count == 0 {
+                        Err("EOrder:Unknown order")
+                    } else {
+                        Ok(json!({"count": count, "pending": false}))
+                    }
+                }
+            }
+        }
+        "CancelAll" => {
+            let mut count = 0;
+            for o in book.orders.iter_mut().filter(|o| o.status == "open") {
+                o.status = "canceled".into();
+                count += 1;
+            }
+            Ok(json!({"count": count}))
+        }
+        "CancelAllOrdersAfter" => {
+            match param(params, "timeout").and_then(|t| t.parse::<u32>().ok()) {
+                None => Err("EGeneral:Invalid arguments:timeout"),
+                Some(0) => {
+                    book.dead_man = None;
+                    Ok(json!({"currentTime": rfc3339(now), "triggerTime": "0"}))
+                }
+                Some(t) if t > 86_400 => Err("EGeneral:Invalid arguments:timeout"),
+                Some(t) => {
+                    let trigger = now + chrono::Duration::seconds(i64::from(t));
+                    book.dead_man = Some(trigger);
+                    Ok(json!({"currentTime": rfc3339(now), "triggerTime": rfc3339(trigger)}))
+                }
+            }
+        }
+        "OpenOrders" | "ClosedOrders" => {
+            let open = endpoint == "OpenOrders";
+            let cl = param(params, "cl_ord_id");
+            let mut map = serde_json::Map::new();
+            for o in &book.orders {
+                if (o.status == "open") != open {
+                    continue;
+                }
+                if cl.is_some() && o.cl_ord_id.as_deref() != cl {
+                    continue;
+                }
+                map.insert(o.txid.clone(), o.to_json());
+            }
+            let count = map.len();
+            Ok(if open {
+                json!({"open": map})
+            } else {
+                json!({"closed": map, "count": count})
+            })
+        }
+        "QueryOrders" => match param(params, "txid") {
+            None => Err("EGeneral:Invalid arguments"),
+            Some(ids) => {
+                let mut map = serde_json::Map::new();
+                let mut unknown = false;
+                for id in ids.split(',') {
+                    match book.orders.iter().find(|o| o.txid == id) {
+                        Some(o) => {
+                            map.insert(o.txid.clone(), o.to_json());
+                        }
+                        None => unknown = true,
+                    }
+                }
+                if unknown {
+                    Err("EOrder:Unknown order")
+                } else {
+                    Ok(Value::Object(map))
+                }
+            }
+        },
+        "Balance" => Ok(Value::Object(
+            book.balances
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+                .collect(),
+        )),
+        "TradeBalance" => {
+            let mut equity = book.balances.get("ZUSD").copied().unwrap_or_default();
+            for (pair, price) in &shared.cfg.prices {
+                equity += book
+                    .balances
+                    .get(&balance_code(pair.base()))
+                    .copied()
+                    .unwrap_or_default()
+                    * price;
+            }
+            Ok(json!({"eb": equity.to_string(), "tb": equity.to_string(), "m": "0", "n": "0"}))
+        }
+        _ => Err("EGeneral:Unknown method"),
+    };
+    match result {
+        Ok(v) => (kraken_ok(v), "ok".into()),
+        Err(e) => (kraken_error(e), e.into()),
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn add_order(
+    shared: &Shared,
+    book: &mut Book,
+    params: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Value, &'static str> {
+    let pair_name = param(params, "pair").ok_or("EGeneral:Invalid arguments:pair")?;
+    let pair = shared
+        .pairs
+        .resolve(pair_name)
+        .filter(|p| shared.cfg.prices.contains_key(p))
+        .ok_or("EQuery:Unknown asset pair")?;
+    let side = match param(params, "type") {
+        Some(s @ ("buy" | "sell")) => s.to_owned(),
+        _ => return Err("EGeneral:Invalid arguments:type"),
+    };
+    let ordertype = match param(params, "ordertype") {
+        Some(t @ ("market" | "limit")) => t.to_owned(),
+        _ => return Err("EGeneral:Invalid arguments:ordertype"),
+    };
+    let volume: Decimal = param(params, "volume")
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &Decimal| *v > Decimal::ZERO)
+        .ok_or("EGeneral:Invalid arguments:volume")?;
+    let price: Option<Decimal> = match ordertype.as_str() {
+        "limit" => Some(
+            param(params, "price")
+                .and_then(|v| v.parse().ok())
+                .filter(|v: &Decimal| *v > Decimal::ZERO)
+                .ok_or("EGeneral:Invalid arguments:price")?,
+        ),
+        _ => None,
+    };
+    let market = shared.cfg.prices[&pair];
+    let executes = match (side.as_str(), price) {
+        (_, None) => true,
+        ("buy", Some(p)) => p >= market,
+        (_, Some(p)) => p <= market,
+    };
+    let (base, quote) = (balance_code(pair.base()), balance_code(pair.quote()));
+    let reduce_only = param(params, "reduce_only") == Some("true");
+    let held = |asset: &str| book.balances.get(asset).copied().unwrap_or_default();
+    if reduce_only && (side == "buy" || volume > held(&base)) {
+        return Err("EOrder:Reduce only:Non-PC");
+    }
+    let cost = volume * price.unwrap_or(market).max(market);
+    match side.as_str() {
+        "buy" if cost > held(&quote) => return Err("EOrder:Insufficient funds"),
+        "sell" if volume > held(&base) => return Err("EOrder:Insufficient funds"),
+        _ => {}
+    }
+    book.next_txid += 1;
+    let n = book.next_txid;
+    let txid = format!("O{:05}-M{:04}-{:06}", n * 7 % 100_000, n % 10_000, n);
+    let mut order = MockOrder {
+        txid: txid.clone(),
+        cl_ord_id: param(params, "cl_ord_id").map(str::to_owned),
+        userref: param(params, "userref").and_then(|u| u.parse().ok()),
+        pair,
+        side: side.clone(),
+        ordertype,
+        volume,
+        vol_exec: Decimal::ZERO,
+        price,
+        avg_price: Decimal::ZERO,
+        status: "open".into(),
+        reduce_only,
+        opened: now,
+    };
+    if executes {
+        order.vol_exec = volume;
+        order.avg_price = market;
+        order.status = "closed".into();
+        let notional = volume * market;
+        let sign = if side == "buy" {
+            Decimal::ONE
+        } else {
+            Decimal::NEGATIVE_ONE
+        };
+        *book.balances.entry(base).or_default() += sign * volume;
+        *book.balances.entry(quote).or_default() -= sign * notional;
+    }
+    let descr = format!(
+        "{side} {volume} {} @ {}",
+        wire::rest_pair_name(&order.pair),
+        price.map_or_else(|| "market".to_owned(), |p| format!("limit {p}"))
+    );
+    book.orders.push(order);
+    Ok(json!({"descr": {"order": descr}, "txid": [txid]}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_fire_once_and_match_endpoint() {
+        let faults = Faults::default();
+        faults.inject(Some("AddOrder"), Fault::RateLimit);
+        faults.inject(None, Fault::NotJson);
+        assert_eq!(faults.pending(), 2);
+        assert_eq!(faults.take("Balance"), Some(Fault::NotJson));
+        assert_eq!(faults.take("Balance"), None);
+        assert_eq!(faults.take("AddOrder"), Some(Fault::RateLimit));
+        faults.inject(None, Fault::Unavailable);
+        faults.clear();
+        assert_eq!(faults.pending(), 0);
+    }
+
+    #[test]
+    fn balance_codes_are_krakens() {
+        assert_eq!(balance_code("USD"), "ZUSD");
+        assert_eq!(balance_code("DOGE"), "XXDG");
+        assert_eq!(wire::normalize_asset(&balance_code("XRP")), "XRP");
+        assert_eq!(balance_code("USDT"), "USDT");
+    }
+}

@@ -1,0 +1,626 @@
+//! The Kraken REST client against the mock Kraken server over real sockets on 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gf_core::{
+    ApiErrorKind, ClientOrderId, CredentialHandle, EventBus, EventKind, KindSet, OrderPurpose,
+    OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source, Subscription, SystemClock,
+    TimeInForce, TradingGate,
+};
+use gf_exec::events::Publisher;
+use gf_exec::ratelimit::Limits;
+use gf_exec::sign::{FixedCredentials, api_sign};
+use gf_exec::sim::{Fault, MockConfig, MockKraken, MockKrakenHandle};
+use gf_exec::{Error, Exchange, GatedExchange, KrakenClient, KrakenConfig, OrderRef};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
+    OrderRequest {
+        client_order_id: ClientOrderId::new(id),
+        pair: Pair::new("XRP/USD").unwrap(),
+        side,
+        order_type: if limit.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        qty,
+        limit_price: limit,
+        time_in_force: TimeInForce::Gtc,
+        reduce_only: false,
+        user_ref: None,
+        purpose: OrderPurpose::Normal,
+    }
+}
+
+struct Setup {
+    server: MockKrakenHandle,
+    client: Arc<KrakenClient>,
+    bus: EventBus,
+}
+
+async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> Setup {
+    let server = MockKraken::start(mock).await.unwrap();
+    let bus = EventBus::new(4096);
+    let mut cfg = KrakenConfig::new(server.url());
+    cfg.timeout = Duration::from_millis(400);
+    cfg.retry_backoff = Duration::from_millis(10);
+    cfg.rest_limits = Limits {
+        max: 1000,
+        decay_milli_per_sec: 1_000_000,
+        priority_reserve: 10,
+    };
+    cfg.trading_limits = cfg.rest_limits;
+    tune(&mut cfg);
+    let client = KrakenClient::new(
+        cfg,
+        Arc::new(server.credentials()),
+        Publisher::new(Some(bus.clone()), Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    Setup {
+        server,
+        client: Arc::new(client),
+        bus,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(MockConfig::default(), |_| {}).await
+}
+
+fn drain(sub: &mut Subscription) -> Vec<Payload> {
+    std::iter::from_fn(|| sub.try_recv().ok())
+        .map(|ev| ev.payload.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn place_query_cancel_and_cancel_all() {
+    let s = setup().await;
+    let mut sub = s
+        .bus
+        .subscribe(KindSet::of(&[EventKind::OrderUpdate, EventKind::Latency]));
+    let ack = s
+        .client
+        .place_order(&order("rest-1", Side::Buy, dec!(100), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    assert_eq!(ack.client_order_id.as_str(), "rest-1");
+    let by_id = s
+        .client
+        .order_status(&OrderRef::Exchange(ack.order_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_id.status, OrderStatus::Open);
+    assert_eq!(by_id.limit_price, Some(dec!(0.40)));
+    assert_eq!(by_id.qty, dec!(100));
+    let by_client = s
+        .client
+        .order_status(&OrderRef::Client(ClientOrderId::new("rest-1")))
+        .await
+        .unwrap();
+    assert_eq!(by_client.order_id, ack.order_id);
+    assert_eq!(s.client.open_orders().await.unwrap().len(), 1);
+
+    s.client
+        .cancel_order(&OrderRef::Exchange(ack.order_id.clone()))
+        .await
+        .unwrap();
+    let after = s
+        .client
+        .order_status(&OrderRef::Exchange(ack.order_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(after.status, OrderStatus::Cancelled);
+    let again = s
+        .client
+        .cancel_order(&OrderRef::Exchange(ack.order_id.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, Error::UnknownOrder(_)), "{again}");
+
+    for id in ["rest-2", "rest-3"] {
+        s.client
+            .place_order(&order(id, Side::Sell, dec!(10), Some(dec!(0.90))))
+            .await
+            .unwrap();
+    }
+    s.client
+        .cancel_order(&OrderRef::Client(ClientOrderId::new("rest-3")))
+        .await
+        .unwrap();
+    s.client
+        .place_order(&order("rest-4", Side::Sell, dec!(10), Some(dec!(0.95))))
+        .await
+        .unwrap();
+    assert_eq!(s.client.cancel_all().await.unwrap(), 2);
+    assert!(s.client.open_orders().await.unwrap().is_empty());
+
+    // A market order fills at the mock's price and moves balances.
+    let ack = s
+        .client
+        .place_order(&order("mkt-1", Side::Buy, dec!(20), None))
+        .await
+        .unwrap();
+    let filled = s
+        .client
+        .order_status(&OrderRef::Exchange(ack.order_id))
+        .await
+        .unwrap();
+    assert_eq!(filled.status, OrderStatus::Filled);
+    assert_eq!(filled.avg_price, Some(dec!(0.5)));
+    let balances = s.client.balances().await.unwrap();
+    assert_eq!(balances["XRP"], dec!(1020));
+    assert_eq!(balances["USD"], dec!(99990));
+    let positions = s.client.open_positions().await.unwrap();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].qty, dec!(1020));
+    s.client.check().await.unwrap();
+
+    let events = drain(&mut sub);
+    let updates: Vec<(String, OrderStatus)> = events
+        .iter()
+        .filter_map(|p| match p {
+            Payload::OrderUpdate {
+                client_order_id,
+                status,
+                ..
+            } => Some((client_order_id.0.clone(), *status)),
+            _ => None,
+        })
+        .collect();
+    assert!(updates.contains(&("rest-1".into(), OrderStatus::Open)));
+    assert!(updates.contains(&("rest-1".into(), OrderStatus::Cancelled)));
+    assert!(updates.contains(&("rest-2".into(), OrderStatus::Cancelled)));
+    assert!(
+        events
+            .iter()
+            .any(|p| matches!(p, Payload::Latency { stage, .. } if stage == "order_ack"))
+    );
+    // Every request was signed with the documented headers and a nonce.
+    assert!(s.server.requests().iter().all(|r| r.outcome == "ok"
+        && r.api_key.as_deref() == Some(s.server.api_key())
+        && r.nonce.is_some()));
+}
+
+#[tokio::test]
+async fn bad_signature_and_bad_key_are_rejected_with_krakens_errors() {
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    let bus = EventBus::new(64);
+    let mut errors = bus.subscribe(KindSet::of(&[EventKind::ApiError]));
+    let mut cfg = KrakenConfig::new(server.url());
+    cfg.max_retries = 0;
+    let wrong_secret = KrakenClient::new(
+        cfg.clone(),
+        Arc::new(FixedCredentials::from_raw(server.api_key(), vec![7; 64])),
+        Publisher::new(Some(bus.clone()), Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    let err = wrong_secret.balances().await.unwrap_err();
+    match &err {
+        Error::Api { kind, message, .. } => {
+            assert_eq!(*kind, ApiErrorKind::Authentication);
+            assert_eq!(message, "EAPI:Invalid signature");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!err.is_retryable());
+    let wrong_key = KrakenClient::new(
+        cfg.clone(),
+        Arc::new(FixedCredentials::from_base64("someone-else", server.secret_b64()).unwrap()),
+        Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    let err = wrong_key
+        .place_order(&order("k", Side::Buy, dec!(1), None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("EAPI:Invalid key"), "{err}");
+    assert!(server.orders().is_empty());
+    let outcomes: Vec<String> = server.requests().into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, vec!["EAPI:Invalid signature", "EAPI:Invalid key"]);
+    match &errors.recv().await.unwrap().payload {
+        Payload::ApiError {
+            endpoint,
+            kind,
+            retryable,
+            ..
+        } => {
+            assert_eq!(endpoint, "Balance");
+            assert_eq!(*kind, ApiErrorKind::Authentication);
+            assert!(!retryable);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    #[derive(Debug)]
+    struct Empty;
+    impl CredentialHandle for Empty {
+        fn with_credentials(&self, _sign: &mut dyn FnMut(&str, &[u8])) -> bool {
+            false
+        }
+        fn version(&self) -> Option<String> {
+            None
+        }
+    }
+    let no_creds = KrakenClient::new(
+        cfg,
+        Arc::new(Empty),
+        Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    assert!(matches!(
+        no_creds.check().await,
+        Err(Error::NoCredentials { version: None })
+    ));
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "nothing sent without credentials"
+    );
+}
+
+#[tokio::test]
+async fn replayed_or_missing_nonce_is_rejected() {
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    let creds = server.credentials();
+    let http = reqwest::Client::new();
+    let send = |nonce: u64, body: String| {
+        let mut sign = String::new();
+        creds.with_credentials(&mut |_, secret| {
+            sign = api_sign("/0/private/Balance", nonce, &body, secret);
+        });
+        http.post(format!("{}/0/private/Balance", server.url()))
+            .header("API-Key", server.api_key())
+            .header("API-Sign", sign)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let first = send(1000, "nonce=1000".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(first.contains(r#""error":[]"#), "{first}");
+    let replay = send(1000, "nonce=1000".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(replay.contains("EAPI:Invalid nonce"), "{replay}");
+    let lower = send(999, "nonce=999".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(lower.contains("EAPI:Invalid nonce"), "{lower}");
+    let missing = send(1001, "asset=ZUSD".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(missing.contains("EAPI:Invalid nonce"), "{missing}");
+    let higher = send(1001, "nonce=1001".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(higher.contains(r#""error":[]"#), "{higher}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_monotonic_under_100_concurrent_requests() {
+    let mock = MockConfig {
+        nonce_window: 60_000_000,
+        ..MockConfig::default()
+    };
+    let s = setup_with(mock, |_| {}).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let client = s.client.clone();
+        tasks.spawn(async move { client.balances().await });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.unwrap().unwrap();
+    }
+    let requests = s.server.requests();
+    assert_eq!(requests.len(), 100);
+    assert!(
+        requests.iter().all(|r| r.outcome == "ok"),
+        "no nonce refused"
+    );
+    let mut nonces: Vec<u64> = requests.iter().map(|r| r.nonce.unwrap()).collect();
+    nonces.sort_unstable();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 100, "every nonce distinct");
+    assert_eq!(s.client.last_nonce(), *nonces.last().unwrap());
+    // A later request always carries a nonce above all earlier ones.
+    s.client.balances().await.unwrap();
+    let last = s.server.requests().last().unwrap().nonce.unwrap();
+    assert!(last > *nonces.last().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiter_holds_the_counter_under_the_tier_limit() {
+    // Kraken's starter maximum (15) with a faster decay so the test takes about a second.
+    let limits = Limits {
+        max: 15,
+        decay_milli_per_sec: 20_000,
+        priority_reserve: 2,
+    };
+    let mock = MockConfig {
+        rest_limits: Some(limits),
+        nonce_window: 60_000_000,
+        ..MockConfig::default()
+    };
+    let s = setup_with(mock.clone(), |c| {
+        c.rest_limits = limits;
+        c.max_retries = 0;
+    })
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let client = s.client.clone();
+        tasks.spawn(async move { client.open_orders().await });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.unwrap().unwrap();
+    }
+    assert!(
+        s.server
+            .requests()
+            .iter()
+            .all(|r| r.outcome != "EAPI:Rate limit exceeded")
+    );
+    assert!(s.server.peak_counter_milli() <= 15_000);
+    assert!(s.client.rest_limiter().peak_milli() <= 13_000);
+
+    // The same burst without the client's limiter is refused by the server.
+    let unlimited = setup_with(mock, |c| c.max_retries = 0).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let client = unlimited.client.clone();
+        tasks.spawn(async move { client.open_orders().await });
+    }
+    let mut refused = 0;
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = res.unwrap() {
+            assert_eq!(e.kind(), ApiErrorKind::RateLimit);
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the mock enforces the counter");
+}
+
+fn count_orders(server: &MockKrakenHandle, cl: &str) -> usize {
+    server
+        .orders()
+        .iter()
+        .filter(|o| o.cl_ord_id.as_deref() == Some(cl))
+        .count()
+}
+
+#[tokio::test]
+async fn every_injected_fault_yields_its_typed_error_and_no_doubled_order() {
+    let s = setup_with(MockConfig::default(), |c| c.max_retries = 0).await;
+    let mut api_errors = s.bus.subscribe(KindSet::of(&[EventKind::ApiError]));
+
+    struct Case {
+        fault: Fault,
+        check: fn(&Error) -> bool,
+        placed: usize,
+    }
+    let cases = [
+        Case {
+            fault: Fault::ServerError(502),
+            check: |e| matches!(e, Error::Server { status: 502, .. }),
+            placed: 0,
+        },
+        Case {
+            fault: Fault::RateLimit,
+            check: |e| e.kind() == ApiErrorKind::RateLimit && e.is_retryable(),
+            placed: 0,
+        },
+        Case {
+            fault: Fault::Unavailable,
+            check: |e| e.kind() == ApiErrorKind::ServiceUnavailable,
+            placed: 0,
+        },
+        Case {
+            fault: Fault::NotJson,
+            check: |e| matches!(e, Error::Malformed { status: 200, .. }),
+            placed: 0,
+        },
+        Case {
+            fault: Fault::Stall(Duration::from_millis(1500)),
+            check: |e| matches!(e, Error::Timeout { .. }),
+            placed: 0,
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let id = format!("fault-{i}");
+        s.server
+            .faults()
+            .inject(Some("AddOrder"), case.fault.clone());
+        let err = s
+            .client
+            .place_order(&order(&id, Side::Buy, dec!(10), Some(dec!(0.40))))
+            .await
+            .unwrap_err();
+        assert!((case.check)(&err), "{:?} gave {err:?}", case.fault);
+        assert_eq!(
+            count_orders(&s.server, &id),
+            case.placed,
+            "{:?}",
+            case.fault
+        );
+        let ev = api_errors.recv().await.unwrap();
+        assert!(
+            matches!(&ev.payload, Payload::ApiError { endpoint, kind, .. }
+                if endpoint == "AddOrder" && *kind == err.kind()),
+            "{:?}",
+            ev.payload
+        );
+    }
+
+    // The answer is lost after the order was accepted: the client times out, reconciles by
+    // client order id and reports the order instead of placing it again.
+    s.server.faults().inject(
+        Some("AddOrder"),
+        Fault::DropAfterAccept(Duration::from_millis(1500)),
+    );
+    let ack = s
+        .client
+        .place_order(&order("dropped", Side::Buy, dec!(10), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    assert_eq!(count_orders(&s.server, "dropped"), 1);
+    assert_eq!(
+        ack.order_id.as_str(),
+        s.server.orders().last().unwrap().txid
+    );
+    let ev = api_errors.recv().await.unwrap();
+    assert!(matches!(
+        &ev.payload,
+        Payload::ApiError {
+            kind: ApiErrorKind::Timeout,
+            ..
+        }
+    ));
+
+    // Latency below the timeout is only latency.
+    s.server
+        .faults()
+        .inject(Some("AddOrder"), Fault::Latency(Duration::from_millis(50)));
+    s.client
+        .place_order(&order("slow", Side::Buy, dec!(10), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    assert_eq!(count_orders(&s.server, "slow"), 1);
+    assert_eq!(s.server.faults().pending(), 0);
+}
+
+#[tokio::test]
+async fn retries_recover_from_every_fault_without_doubling() {
+    let s = setup_with(MockConfig::default(), |c| c.max_retries = 2).await;
+    let faults = [
+        Fault::ServerError(503),
+        Fault::RateLimit,
+        Fault::Unavailable,
+        Fault::NotJson,
+        Fault::Stall(Duration::from_millis(1000)),
+        Fault::DropAfterAccept(Duration::from_millis(1000)),
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        let id = format!("retry-{i}");
+        s.server.faults().inject(Some("AddOrder"), fault.clone());
+        let ack = s
+            .client
+            .place_order(&order(&id, Side::Buy, dec!(10), Some(dec!(0.40))))
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(count_orders(&s.server, &id), 1, "{fault:?}");
+        assert_eq!(ack.client_order_id.as_str(), id);
+    }
+    // Reads retry too.
+    s.server
+        .faults()
+        .inject(Some("Balance"), Fault::ServerError(502));
+    assert!(s.client.balances().await.is_ok());
+    assert_eq!(s.client.open_orders().await.unwrap().len(), faults.len());
+}
+
+#[tokio::test]
+async fn dead_man_switch_arms_and_disarms() {
+    let s = setup().await;
+    let status = s.client.cancel_all_after(60).await.unwrap();
+    let trigger = status.trigger_at.unwrap();
+    let ahead = trigger - chrono::Utc::now();
+    assert!(ahead > chrono::Duration::seconds(55) && ahead <= chrono::Duration::seconds(61));
+    assert_eq!(s.server.dead_man_trigger(), Some(trigger));
+    assert_eq!(s.client.cancel_all_after(0).await.unwrap().trigger_at, None);
+    assert_eq!(s.server.dead_man_trigger(), None);
+}
+
+#[tokio::test]
+async fn asset_pairs_and_trade_balance() {
+    let s = setup().await;
+    let pairs = s.client.asset_pairs().await.unwrap();
+    let names: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|p| (p.pair.as_str(), p.altname.as_str()))
+        .collect();
+    assert_eq!(names, vec![("DOGE/USD", "XDGUSD"), ("XRP/USD", "XRPUSD")]);
+    assert_eq!(pairs[0].lot_decimals, 8);
+    assert_eq!(pairs[0].ordermin, Some(dec!(10)));
+    let tb = s.client.trade_balance().await.unwrap();
+    assert_eq!(tb["eb"], dec!(100500));
+}
+
+#[tokio::test]
+async fn exchange_errors_are_typed() {
+    let s = setup_with(MockConfig::default(), |c| c.max_retries = 0).await;
+    let err = s
+        .client
+        .place_order(&order("big", Side::Buy, dec!(1000000), Some(dec!(0.40))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ApiErrorKind::InsufficientFunds, "{err}");
+    let err = s
+        .client
+        .order_status(&OrderRef::Exchange(gf_core::OrderId::new("NOPE")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownOrder(_)), "{err}");
+    let err = s
+        .client
+        .order_status(&OrderRef::Client(ClientOrderId::new("never")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownOrder(_)), "{err}");
+    let mut bad_pair = order("pair", Side::Buy, dec!(1), None);
+    bad_pair.pair = Pair::new("ETH/EUR").unwrap();
+    let err = s.client.place_order(&bad_pair).await.unwrap_err();
+    assert_eq!(err.kind(), ApiErrorKind::InvalidArguments, "{err}");
+}
+
+#[tokio::test]
+async fn closed_gate_keeps_normal_orders_off_the_wire() {
+    let s = setup().await;
+    let gate = TradingGate::new_open();
+    let exchange = GatedExchange::new(
+        KrakenClient::new(
+            KrakenConfig::new(s.server.url()),
+            Arc::new(s.server.credentials()),
+            Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+        )
+        .unwrap(),
+        gate.clone(),
+        Publisher::new(Some(s.bus.clone()), Arc::new(SystemClock), Source::Exec),
+    );
+    gate.close();
+    let err = exchange
+        .place_order(&order("normal", Side::Sell, dec!(10), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Halted));
+    assert!(
+        s.server.requests().is_empty(),
+        "nothing reached the exchange"
+    );
+    let mut closure = order("closure", Side::Sell, dec!(10), None);
+    closure.purpose = OrderPurpose::HaltClosure;
+    closure.reduce_only = true;
+    exchange.place_order(&closure).await.unwrap();
+    assert_eq!(count_orders(&s.server, "closure"), 1);
+    assert_eq!(s.server.orders()[0].status, "closed");
+}
