@@ -161,6 +161,12 @@ impl Backoff {
     }
 }
 
+/// `t + d`, saturating at a year ahead instead of overflowing.
+fn after(t: Instant, d: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    t.checked_add(d.min(YEAR)).unwrap_or(t)
+}
+
 pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -331,13 +337,17 @@ impl KrakenClient {
             }
         }
         ctx.connection(ConnectionState::Connected, self.cfg.url.clone());
-        let mut staleness = tokio::time::interval(self.cfg.staleness_check);
+        let mut staleness =
+            tokio::time::interval(self.cfg.staleness_check.max(Duration::from_millis(1)));
         staleness.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_rx = Instant::now();
         let mut pinged_at: Option<Instant> = None;
         loop {
-            let silence_deadline = last_rx + self.cfg.heartbeat_timeout;
-            let ping_due = last_rx.max(pinged_at.unwrap_or(last_rx)) + self.cfg.ping_interval;
+            let silence_deadline = after(last_rx, self.cfg.heartbeat_timeout);
+            let ping_due = after(
+                last_rx.max(pinged_at.unwrap_or(last_rx)),
+                self.cfg.ping_interval,
+            );
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
@@ -500,8 +510,9 @@ impl MarketSource for KrakenClient {
                 format!("{reason}; reconnecting in {} ms", delay.as_millis()),
             );
             // Wait out the backoff, still watching staleness.
-            let wake = Instant::now() + delay;
-            let mut staleness = tokio::time::interval(self.cfg.staleness_check);
+            let wake = after(Instant::now(), delay);
+            let mut staleness =
+                tokio::time::interval(self.cfg.staleness_check.max(Duration::from_millis(1)));
             loop {
                 tokio::select! {
                     biased;

@@ -197,7 +197,7 @@ impl Pace {
         let (t0, r0) = self.anchor?;
         let nanos = (t - t0).num_nanoseconds()?.max(0);
         let real = (Decimal::from(nanos) / self.speed).to_u64()?;
-        Some(r0 + Duration::from_nanos(real))
+        r0.checked_add(Duration::from_nanos(real))
     }
 
     /// Recorded time now, advancing with real time while paced.

@@ -341,7 +341,7 @@ async fn market_loop(shared: Arc<Shared>) {
         () = shared.started.notified() => {}
     }
     let mut i = 0;
-    let mut ticker = tokio::time::interval(shared.cfg.interval);
+    let mut ticker = tokio::time::interval(shared.cfg.interval.max(Duration::from_micros(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

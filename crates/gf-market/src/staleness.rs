@@ -126,7 +126,7 @@ impl StalenessTracker {
         self.pairs
             .values()
             .filter(|f| !f.stale)
-            .map(|f| f.last + threshold)
+            .filter_map(|f| f.last.checked_add_signed(threshold))
             .min()
     }
 
@@ -196,6 +196,12 @@ mod tests {
         );
         assert_eq!(t.age(&xrp, clock.now()), Some(Duration::ZERO));
         assert_eq!(t.threshold(), Duration::from_secs(60));
+        // An absurd threshold never overflows: nothing is ever due.
+        let mut forever = StalenessTracker::new(Duration::from_secs(u64::MAX));
+        forever.register(&xrp, clock.now());
+        forever.check(clock.now(), &mut out);
+        assert_eq!(forever.next_deadline(), None);
+        assert!(!forever.is_stale(&xrp));
         // Unregistered pairs are registered on first touch.
         let btc: Pair = "BTC/USD".parse().unwrap();
         t.touch(&btc, clock.now(), &mut out);
