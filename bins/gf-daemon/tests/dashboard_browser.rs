@@ -283,17 +283,17 @@ impl Browser {
     }
 
     async fn until_text(&self, css: &str, expected: &str) -> Result<()> {
-        let mut seen = String::new();
-        let found = self
-            .until(&format!("{css} to read {expected:?}"), || {
-                let seen = &mut seen;
-                async move {
-                    *seen = self.text(css).await?;
-                    Ok((seen == expected).then_some(()))
-                }
-            })
-            .await;
-        found.with_context(|| format!("{css} last read {seen:?}"))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = self.text(css).await;
+            if seen.as_deref().is_ok_and(|s| s == expected) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {css} to read {expected:?}; it reads {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn until_js(&self, what: &str, script: &str) -> Result<Value> {
