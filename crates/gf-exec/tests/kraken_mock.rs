@@ -181,9 +181,16 @@ async fn place_query_cancel_and_cancel_all() {
             .any(|p| matches!(p, Payload::Latency { stage, .. } if stage == "order_ack"))
     );
     // Every request was signed with the documented headers and a nonce.
-    assert!(s.server.requests().iter().all(|r| r.outcome == "ok"
-        && r.api_key.as_deref() == Some(s.server.api_key())
-        && r.nonce.is_some()));
+    let requests = s.server.requests();
+    assert!(requests
+        .iter()
+        .all(|r| r.api_key.as_deref() == Some(s.server.api_key()) && r.nonce.is_some()));
+    let refused: Vec<(&str, &str)> = requests
+        .iter()
+        .filter(|r| r.outcome != "ok")
+        .map(|r| (r.endpoint.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(refused, vec![("CancelOrder", "EOrder:Unknown order")]);
 }
 
 #[tokio::test]
