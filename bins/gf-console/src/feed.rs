@@ -1,0 +1,191 @@
+//! The live feeds: one task per WebSocket (`/ws/halt-status`, `/ws/dashboard`) that
+//! connects, forwards every frame as a [`Msg`], and on any failure reports it and
+//! reconnects with a capped backoff — never giving up, never panicking.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::api::ws_url;
+use crate::app::{Channel, FeedEvent, Msg};
+use crate::model::Frame;
+
+/// Longest wait for the WebSocket handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First reconnect delay; doubled on each failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The dashboard pushes every second; this long without a frame means the link is dead.
+pub const DASHBOARD_IDLE: Duration = Duration::from_secs(5);
+/// The status feed is quiet between events; ping it this often.
+pub const STATUS_PING: Duration = Duration::from_secs(15);
+
+/// The running feed tasks; dropping this stops them.
+#[derive(Debug)]
+pub struct Feeds {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Feeds {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts both feeds of the daemon at `base`, sending into `tx`. The tasks end when
+/// `tx`'s receiver is dropped or the returned [`Feeds`] is.
+#[must_use]
+pub fn spawn(base: &str, token: &str, tx: &mpsc::Sender<Msg>) -> Feeds {
+    let tasks = [
+        (Channel::HaltStatus, "/ws/halt-status"),
+        (Channel::Dashboard, "/ws/dashboard"),
+    ]
+    .into_iter()
+    .map(|(channel, path)| {
+        tokio::spawn(run(
+            ws_url(base, path),
+            token.to_owned(),
+            channel,
+            tx.clone(),
+        ))
+    })
+    .collect();
+    Feeds { tasks }
+}
+
+/// One feed: connect, pump, report, back off, again — until the receiver is gone.
+pub async fn run(url: String, token: String, channel: Channel, tx: mpsc::Sender<Msg>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let error = match connect(&url, &token).await {
+            Ok(ws) => {
+                backoff = FIRST_BACKOFF;
+                if tx
+                    .send(Msg::Feed(FeedEvent::Connected(channel)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match pump(ws, channel, &tx).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let down = FeedEvent::Down {
+            channel,
+            error,
+            retry_in_secs: backoff.as_secs(),
+        };
+        if tx.send(Msg::Feed(down)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str, token: &str) -> Result<Ws, String> {
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    let auth = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
+    req.headers_mut().insert("authorization", auth);
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no WebSocket handshake within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Forwards frames until the link fails (`Err(why)`) or the receiver is gone (`Ok`).
+async fn pump(mut ws: Ws, channel: Channel, tx: &mpsc::Sender<Msg>) -> Result<(), String> {
+    let idle = match channel {
+        Channel::Dashboard => DASHBOARD_IDLE,
+        Channel::HaltStatus => STATUS_PING,
+    };
+    loop {
+        let next = match tokio::time::timeout(idle, ws.next()).await {
+            Ok(next) => next,
+            Err(_) if channel == Channel::HaltStatus => {
+                ws.send(Message::Ping(Vec::new().into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
+            Err(_) => return Err(format!("no dashboard frame for {}s", idle.as_secs())),
+        };
+        let msg = match next {
+            None => return Err("the daemon closed the connection".to_owned()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(Message::Close(_))) => {
+                return Err("the daemon closed the connection".to_owned());
+            }
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Frame>(&text) {
+                Ok(frame) => FeedEvent::Frame(Box::new(frame)),
+                Err(e) => FeedEvent::BadFrame(e.to_string()),
+            },
+            Some(Ok(_)) => continue,
+        };
+        if tx.send(Msg::Feed(msg)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_daemon_reports_down_and_retries_with_backoff() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(
+            format!("ws://127.0.0.1:{port}/ws/halt-status"),
+            "t".into(),
+            Channel::HaltStatus,
+            tx,
+        ));
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            match rx.recv().await.unwrap() {
+                Msg::Feed(FeedEvent::Down {
+                    channel,
+                    retry_in_secs,
+                    error,
+                }) => {
+                    assert_eq!(channel, Channel::HaltStatus);
+                    assert!(!error.is_empty());
+                    delays.push(retry_in_secs);
+                }
+                other => panic!("expected Down, got {other:?}"),
+            }
+        }
+        assert_eq!(delays, vec![1, 2, 4, 8, 8]);
+        drop(rx);
+        tokio::time::advance(MAX_BACKOFF).await;
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the feed stops once nobody listens")
+            .unwrap();
+    }
+}

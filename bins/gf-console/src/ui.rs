@@ -1,0 +1,820 @@
+//! Rendering: [`render`] draws the [`State`] and nothing else — no I/O, no clock, no
+//! mutation — so a state always draws the same screen (the snapshot tests rely on it).
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, BorderType, Cell, Clear, LineGauge, Paragraph, Row, Table, TableState, Wrap,
+};
+
+use crate::app::{Dialog, Level, Link, Screen, State};
+use crate::model::{HaltState, JournalRecord, ratio};
+
+/// Amber, for Recovering and warnings.
+const AMBER: Color = Color::Yellow;
+
+/// The colour of a halt state: Running green, Halting/Halted red, Recovering amber.
+#[must_use]
+pub fn state_color(state: HaltState) -> Color {
+    match state {
+        HaltState::Running => Color::Green,
+        HaltState::Halting | HaltState::Halted => Color::Red,
+        HaltState::Recovering => AMBER,
+        HaltState::Unknown => Color::Gray,
+    }
+}
+
+/// Every key, by context: (keys, what they do). Help lists all of them; the footer shows
+/// those of the current screen.
+pub const KEYS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Everywhere",
+        &[
+            ("H", "halt trading: type a reason, Enter"),
+            ("R", "resume (once the checklist is done)"),
+            ("1 2 3", "Overview, Recovery, Journal"),
+            ("Tab/S-Tab", "next / previous screen"),
+            ("r", "refresh from the daemon"),
+            ("?", "this help"),
+            ("q, Ctrl-C", "quit the console (the daemon keeps running)"),
+        ],
+    ),
+    (
+        "Recovery",
+        &[
+            ("↑ ↓ (k j)", "select a checklist item"),
+            ("Enter", "complete it (optional note, Enter again)"),
+        ],
+    ),
+    (
+        "Journal",
+        &[
+            ("↑ ↓", "scroll one record"),
+            ("PgUp PgDn", "scroll ten records"),
+            ("Home End", "newest / oldest"),
+        ],
+    ),
+    (
+        "Dialogs",
+        &[
+            ("Enter", "confirm (halt, complete)"),
+            ("Esc", "cancel"),
+            ("Backspace", "delete a character"),
+        ],
+    ),
+];
+
+/// Draws the whole console.
+pub fn render(frame: &mut Frame<'_>, state: &State) {
+    let area = frame.area();
+    let banner = u16::from(state.is_disconnected());
+    let [header, banner_area, notice, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(banner),
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(2),
+    ])
+    .areas(area);
+    render_header(frame, header, state);
+    if banner > 0 {
+        render_banner(frame, banner_area, state);
+    }
+    render_notice(frame, notice, state);
+    match state.screen {
+        Screen::Overview => render_overview(frame, body, state),
+        Screen::Recovery => render_recovery(frame, body, state),
+        Screen::Journal => render_journal(frame, body, state),
+    }
+    render_footer(frame, footer, state);
+    match &state.dialog {
+        Dialog::None => {}
+        Dialog::Halt { reason, error } => render_halt_dialog(frame, area, reason, error.as_deref()),
+        Dialog::Complete { title, note, .. } => render_note_dialog(frame, area, title, note),
+        Dialog::Help => render_help(frame, area),
+    }
+}
+
+fn key(k: &str) -> Span<'_> {
+    Span::styled(
+        format!(" {k} "),
+        Style::new()
+            .fg(Color::Black)
+            .bg(Color::Cyan)
+            .add_modifier(Modifier::BOLD),
+    )
+}
+
+fn render_header(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let mut left = vec![Span::styled(" GAL-FRIDAY ", Style::new().bold().reversed())];
+    for (screen, k, name) in Screen::ALL {
+        let style = if screen == state.screen {
+            Style::new().bold().underlined()
+        } else {
+            Style::new().dim()
+        };
+        left.push(Span::raw(" "));
+        left.push(Span::styled(format!("{k} {name}"), style));
+    }
+    frame.render_widget(Paragraph::new(Line::from(left)), area);
+
+    let hs = state.halt_state();
+    let who = state.identity.as_ref().map_or_else(
+        || "operator ?".to_owned(),
+        |i| format!("{} ({})", i.name, i.role),
+    );
+    let mut right = vec![Span::raw(format!("{who} "))];
+    if area.width >= 110 {
+        right.insert(
+            0,
+            Span::styled(format!("{}  ", state.url), Style::new().dim()),
+        );
+    }
+    right.push(Span::styled(
+        format!(" ● {} ", hs.label()),
+        Style::new()
+            .fg(Color::Black)
+            .bg(state_color(hs))
+            .add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(
+        Paragraph::new(Line::from(right)).alignment(Alignment::Right),
+        area,
+    );
+}
+
+fn render_banner(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let (error, retry) = [&state.status_link, &state.dashboard_link]
+        .into_iter()
+        .find_map(|l| match l {
+            Link::Down {
+                error,
+                retry_in_secs,
+            } => Some((error.as_str(), *retry_in_secs)),
+            _ => None,
+        })
+        .unwrap_or(("", 0));
+    let text = format!(
+        " ⚠ DAEMON UNREACHABLE at {} — {error} — reconnecting in {retry}s; state shown may be stale ",
+        state.url
+    );
+    frame.render_widget(
+        Paragraph::new(text).style(Style::new().fg(Color::White).bg(Color::Red).bold()),
+        area,
+    );
+}
+
+fn render_notice(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let line = if let Some(p) = &state.pending {
+        Line::styled(
+            format!(" … {p}: waiting for the daemon"),
+            Style::new().fg(AMBER),
+        )
+    } else if let Some(n) = &state.notice {
+        let style = match n.level {
+            Level::Info => Style::new(),
+            Level::Success => Style::new().fg(Color::Green),
+            Level::Error => Style::new().fg(Color::Red).bold(),
+        };
+        Line::styled(format!(" {}", n.text), style)
+    } else if !state.have_status {
+        Line::styled(" connecting to the daemon…", Style::new().dim())
+    } else {
+        Line::default()
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn footer_keys(state: &State) -> [Vec<(&'static str, &'static str)>; 2] {
+    let global = vec![
+        ("1/2/3", "screens"),
+        ("r", "refresh"),
+        ("?", "help"),
+        ("q", "quit"),
+    ];
+    match (&state.dialog, state.screen) {
+        (Dialog::Halt { .. }, _) => [
+            vec![
+                ("type", "the reason"),
+                ("Enter", "HALT NOW"),
+                ("Esc", "cancel"),
+            ],
+            vec![],
+        ],
+        (Dialog::Complete { .. }, _) => [
+            vec![
+                ("type", "optional note"),
+                ("Enter", "complete"),
+                ("Esc", "cancel"),
+            ],
+            vec![],
+        ],
+        (Dialog::Help, _) => [vec![("Esc", "close help")], vec![]],
+        (Dialog::None, Screen::Overview) => [
+            vec![("H", "halt"), ("2", "recovery checklist"), ("R", "resume")],
+            global,
+        ],
+        (Dialog::None, Screen::Recovery) => [
+            vec![
+                ("↑↓", "select"),
+                ("Enter", "complete item"),
+                ("R", "resume"),
+                ("H", "halt"),
+            ],
+            global,
+        ],
+        (Dialog::None, Screen::Journal) => [
+            vec![
+                ("↑↓", "scroll"),
+                ("PgUp/PgDn", "page"),
+                ("Home/End", "ends"),
+                ("H", "halt"),
+            ],
+            global,
+        ],
+    }
+}
+
+fn render_footer(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let lines: Vec<Line<'_>> = footer_keys(state)
+        .into_iter()
+        .map(|keys| {
+            let mut spans = Vec::new();
+            for (k, what) in keys {
+                spans.push(key(k));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `HH:MM:SS UTC (3m ago)` against the state's clock.
+fn when(ts: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match ts {
+        Some(t) => format!("{} UTC ({} ago)", t.format("%H:%M:%S"), age(now - t)),
+        None => "-".to_owned(),
+    }
+}
+
+fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// 3×5-pixel glyphs, drawn two pixel rows per text row with half blocks.
+fn glyph(c: char) -> [&'static str; 5] {
+    match c {
+        'A' => [".#.", "#.#", "###", "#.#", "#.#"],
+        'C' => ["###", "#..", "#..", "#..", "###"],
+        'D' => ["##.", "#.#", "#.#", "#.#", "##."],
+        'E' => ["###", "#..", "##.", "#..", "###"],
+        'G' => ["###", "#..", "#.#", "#.#", "###"],
+        'H' => ["#.#", "#.#", "###", "#.#", "#.#"],
+        'I' => ["###", ".#.", ".#.", ".#.", "###"],
+        'K' => ["#.#", "#.#", "##.", "#.#", "#.#"],
+        'L' => ["#..", "#..", "#..", "#..", "###"],
+        'N' => ["##.", "#.#", "#.#", "#.#", "#.#"],
+        'O' => ["###", "#.#", "#.#", "#.#", "###"],
+        'R' => ["##.", "#.#", "##.", "#.#", "#.#"],
+        'T' => ["###", ".#.", ".#.", ".#.", ".#."],
+        'U' => ["#.#", "#.#", "#.#", "#.#", "###"],
+        'V' => ["#.#", "#.#", "#.#", "#.#", ".#."],
+        'W' => ["#.#", "#.#", "#.#", "###", "#.#"],
+        _ => ["...", "...", "...", "...", "..."],
+    }
+}
+
+/// `word` in 3-row block letters (4 columns per letter).
+#[must_use]
+pub fn big_text(word: &str) -> [String; 3] {
+    let mut rows = [String::new(), String::new(), String::new()];
+    for c in word.chars() {
+        let g = glyph(c.to_ascii_uppercase());
+        for (r, row) in rows.iter_mut().enumerate() {
+            let top = g[2 * r].as_bytes();
+            let bottom = g.get(2 * r + 1).map_or(&b"..."[..], |s| s.as_bytes());
+            for x in 0..3 {
+                row.push(match (top[x] == b'#', bottom[x] == b'#') {
+                    (true, true) => '█',
+                    (true, false) => '▀',
+                    (false, true) => '▄',
+                    (false, false) => ' ',
+                });
+            }
+            row.push(' ');
+        }
+    }
+    rows
+}
+
+fn state_lines(state: &State) -> Vec<Line<'static>> {
+    let halt = state.status.halt.as_ref();
+    let label = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<8}"), Style::new().dim()),
+            Span::raw(v),
+        ])
+    };
+    let hs = state.halt_state();
+    let mut lines = Vec::new();
+    match (hs, halt) {
+        (HaltState::Unknown, _) => {
+            lines.push(Line::raw("No answer from the daemon yet."));
+        }
+        (HaltState::Running, _) => {
+            lines.push(Line::styled(
+                "Trading; orders pass the gate.",
+                Style::new().fg(Color::Green),
+            ));
+            if let Some(h) = halt {
+                lines.push(label("last", format!("#{} {}", h.id, h.reason)));
+                lines.push(label(
+                    "resumed",
+                    state.status.resumed_by.clone().unwrap_or_default(),
+                ));
+            }
+            lines.push(Line::raw("Press H to halt."));
+        }
+        (_, Some(h)) => {
+            lines.push(label("reason", h.reason.clone()));
+            lines.push(label("source", h.source.clone()));
+            lines.push(label("since", when(h.triggered_at, state.now)));
+            lines.push(Line::raw(match hs {
+                HaltState::Halting => "Gate closed; cancelling orders…".to_owned(),
+                HaltState::Halted => "Press 2: work the recovery checklist.".to_owned(),
+                _ => {
+                    let total = state.items().len();
+                    let done = state.items().iter().filter(|i| i.is_done()).count();
+                    format!("Checklist {done}/{total} done (press 2).")
+                }
+            }));
+        }
+        (_, None) => lines.push(Line::raw("Halted (no halt details).")),
+    }
+    lines
+}
+
+fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let [top, middle, bottom] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Min(4),
+        Constraint::Length(4),
+    ])
+    .areas(area);
+    let hs = state.halt_state();
+    let color = state_color(hs);
+    let block = Block::bordered()
+        .border_type(BorderType::Thick)
+        .border_style(Style::new().fg(color))
+        .title(" Halt state ");
+    let inner = block.inner(top);
+    frame.render_widget(block, top);
+    let big = big_text(hs.label());
+    let big_w = u16::try_from(big[0].chars().count()).unwrap_or(u16::MAX);
+    let [big_area, info_area] =
+        Layout::horizontal([Constraint::Length(big_w + 1), Constraint::Min(0)]).areas(inner);
+    let big_lines: Vec<Line<'_>> = big
+        .into_iter()
+        .map(|r| Line::styled(r, Style::new().fg(color).bold()))
+        .collect();
+    frame.render_widget(Paragraph::new(big_lines), big_area);
+    frame.render_widget(
+        Paragraph::new(state_lines(state)).wrap(Wrap { trim: true }),
+        info_area,
+    );
+
+    let [cond_area, pos_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
+    render_conditions(frame, cond_area, state);
+    render_positions(frame, pos_area, state);
+    render_alerts(frame, bottom, state);
+}
+
+fn render_conditions(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let block = Block::bordered().title(" Conditions: value / limit ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let conds = &state.snapshot.conditions;
+    if conds.is_empty() {
+        frame.render_widget(
+            Paragraph::new("waiting for the dashboard feed…").dim(),
+            inner,
+        );
+        return;
+    }
+    let name_w = usize::from(inner.width.saturating_sub(12) / 2).clamp(8, 26);
+    for (i, c) in conds.iter().enumerate() {
+        let Ok(y) = u16::try_from(i) else { break };
+        if y >= inner.height {
+            break;
+        }
+        let row = Rect::new(inner.x, inner.y + y, inner.width, 1);
+        let r = ratio(&c.value, &c.threshold);
+        let color = if c.triggered {
+            Color::Red
+        } else if r >= 0.7 {
+            AMBER
+        } else {
+            Color::Green
+        };
+        let mut name: String = c.id.chars().take(name_w).collect();
+        if c.triggered {
+            name.insert(0, '!');
+            name.truncate(name_w);
+        }
+        let label = format!(
+            "{name:<name_w$} {:>6}/{:<6}",
+            c.value.show(2),
+            c.threshold.show(2)
+        );
+        frame.render_widget(
+            LineGauge::default()
+                .ratio(r)
+                .label(Span::styled(label, Style::new().fg(color)))
+                .filled_style(Style::new().fg(color))
+                .unfilled_style(Style::new().fg(Color::DarkGray)),
+            row,
+        );
+    }
+}
+
+fn signed(n: &crate::model::Num) -> Span<'static> {
+    let text = n.show(2);
+    if n.is_negative() {
+        Span::styled(text, Style::new().fg(Color::Red))
+    } else {
+        Span::styled(text, Style::new().fg(Color::Green))
+    }
+}
+
+fn render_positions(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let block = Block::bordered().title(" Positions and P&L ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(p) = &state.snapshot.portfolio else {
+        frame.render_widget(
+            Paragraph::new("waiting for the dashboard feed…").dim(),
+            inner,
+        );
+        return;
+    };
+    let [figures, table_area] =
+        Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let lines = vec![
+        Line::from(vec![
+            Span::raw("equity "),
+            Span::raw(p.equity.show(2)).bold(),
+            Span::raw("  day "),
+            signed(&p.daily_pnl),
+        ]),
+        Line::from(vec![
+            Span::raw("realised "),
+            signed(&state.realised_pnl),
+            Span::raw("  unrealised "),
+            signed(&p.unrealised_pnl),
+        ]),
+        Line::raw(format!(
+            "drawdown {}% · day {}% · exposure {}",
+            p.total_drawdown_pct.show(2),
+            p.daily_drawdown_pct.show(2),
+            p.exposure.show(2)
+        )),
+    ];
+    frame.render_widget(Paragraph::new(lines), figures);
+    let open: Vec<_> = p
+        .positions
+        .iter()
+        .filter(|pos| pos.qty.decimal().is_none_or(|q| !q.is_zero()))
+        .collect();
+    if open.is_empty() {
+        frame.render_widget(Paragraph::new("no open positions").dim(), table_area);
+        return;
+    }
+    let rows = open.iter().map(|pos| {
+        Row::new(vec![
+            Cell::from(pos.pair.clone()),
+            Cell::from(pos.qty.show(4)),
+            Cell::from(pos.avg_entry.show(4)),
+            Cell::from(pos.mark.show(4)),
+            Cell::from(signed(&pos.unrealised_pnl)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(9),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(Row::new(["pair", "qty", "entry", "mark", "uPnL"]).dim());
+    frame.render_widget(table, table_area);
+}
+
+fn render_alerts(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let block = Block::bordered().title(" Alerts ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let alerts = &state.snapshot.alerts;
+    let lines: Vec<Line<'_>> = if alerts.is_empty() {
+        vec![Line::styled("no alerts firing", Style::new().dim())]
+    } else {
+        alerts
+            .iter()
+            .map(|a| {
+                let color = match a.severity.as_str() {
+                    "critical" | "error" => Color::Red,
+                    "warning" => AMBER,
+                    _ => Color::Reset,
+                };
+                Line::from(vec![
+                    Span::styled(format!("[{}] ", a.severity), Style::new().fg(color).bold()),
+                    Span::raw(format!("{}: {}", a.rule, a.summary)),
+                    Span::styled(
+                        a.started_at
+                            .map(|t| format!("  {} ago", age(state.now - t)))
+                            .unwrap_or_default(),
+                        Style::new().dim(),
+                    ),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_recovery(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let [head, list, resume] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(4),
+    ])
+    .areas(area);
+    let hs = state.halt_state();
+    let head_lines = match (&state.status.halt, hs) {
+        (Some(h), HaltState::Running) => vec![
+            Line::styled(
+                "Trading is running: nothing to recover.",
+                Style::new().fg(Color::Green),
+            ),
+            Line::raw(format!(
+                "The checklist of the last halt (#{}) is shown.",
+                h.id
+            )),
+        ],
+        (Some(h), _) => vec![
+            Line::from(vec![
+                Span::styled(
+                    format!("Halt #{} ", h.id),
+                    Style::new().fg(state_color(hs)).bold(),
+                ),
+                Span::raw(format!("{} — {}", h.source, h.reason)),
+            ]),
+            Line::raw(if hs == HaltState::Halting {
+                "Orders are being cancelled; the checklist opens once Halted.".to_owned()
+            } else {
+                format!(
+                    "Since {}. Select an item, Enter to complete.",
+                    when(h.triggered_at, state.now)
+                )
+            }),
+        ],
+        (None, _) => vec![Line::raw(
+            "No halt yet: the checklist appears when trading halts (H).",
+        )],
+    };
+    frame.render_widget(Paragraph::new(head_lines).wrap(Wrap { trim: true }), head);
+
+    let wide = area.width >= 120;
+    let rows = state.items().iter().map(|i| {
+        let (mark, style) = if i.is_done() {
+            ("[x]", Style::new().fg(Color::Green))
+        } else {
+            ("[ ]", Style::new())
+        };
+        let mut title = vec![Span::raw(i.title.clone())];
+        if let Some(why) = &i.added_for {
+            title.push(Span::styled(format!(" (+{why})"), Style::new().fg(AMBER)));
+        }
+        let mut cells = vec![
+            Cell::from(mark).style(style),
+            Cell::from(Line::from(title)),
+            Cell::from(i.completed_by.clone().unwrap_or_default()),
+            Cell::from(
+                i.completed_at
+                    .map(|t| t.format("%H:%M:%S").to_string())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if wide {
+            cells.push(Cell::from(i.note.clone().unwrap_or_default()));
+        }
+        Row::new(cells)
+    });
+    let mut widths = vec![
+        Constraint::Length(3),
+        Constraint::Fill(3),
+        Constraint::Length(12),
+        Constraint::Length(8),
+    ];
+    let mut header = vec!["", "item", "done by", "at"];
+    if wide {
+        widths.push(Constraint::Fill(2));
+        header.push("note");
+    }
+    let done = state.items().iter().filter(|i| i.is_done()).count();
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).dim())
+        .block(Block::bordered().title(format!(
+            " Recovery checklist {done}/{} ",
+            state.items().len()
+        )))
+        .row_highlight_style(Style::new().reversed())
+        .highlight_symbol("▶ ");
+    let mut ts = TableState::default().with_selected(
+        (!state.items().is_empty()).then_some(state.selected.min(state.items().len() - 1)),
+    );
+    frame.render_stateful_widget(table, list, &mut ts);
+
+    let blockers = state.resume_blockers();
+    let mut lines = if blockers.is_empty() {
+        vec![Line::from(vec![
+            Span::styled("READY", Style::new().fg(Color::Green).bold()),
+            Span::raw(" — every item is done; press "),
+            key("R"),
+            Span::raw(" to resume trading."),
+        ])]
+    } else {
+        vec![Line::from(vec![
+            Span::styled("DISABLED", Style::new().fg(AMBER).bold()),
+            Span::raw(format!(" — {}", blockers.join("; "))),
+        ])]
+    };
+    if let Some(r) = &state.refusal {
+        lines.push(Line::styled(r.clone(), Style::new().fg(Color::Red)));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(" Resume ")),
+        resume,
+    );
+}
+
+fn detail_text(r: &JournalRecord) -> String {
+    match &r.detail {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        v => v.to_string(),
+    }
+}
+
+fn render_journal(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let rows = state.journal.iter().skip(state.journal_scroll).map(|r| {
+        Row::new(vec![
+            Cell::from(r.id.to_string()),
+            Cell::from(
+                r.ts.map(|t| t.format("%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+            ),
+            Cell::from(r.kind.clone()),
+            Cell::from(r.actor.clone()),
+            Cell::from(detail_text(r)),
+        ])
+    });
+    let total = state.journal.len();
+    let title = if total == 0 {
+        " Journal (no records loaded) ".to_owned()
+    } else {
+        format!(
+            " Journal, newest first: {}-{} of {total} ",
+            state.journal_scroll + 1,
+            total
+        )
+    };
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(14),
+            Constraint::Length(16),
+            Constraint::Length(16),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(Row::new(["id", "time (UTC)", "kind", "actor", "detail"]).dim())
+    .block(Block::bordered().title(title));
+    frame.render_widget(table, area);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn input_line(prompt: &str, text: &str, width: u16) -> Line<'static> {
+    // Show the end of a long input, so the cursor stays visible.
+    let room = usize::from(width).saturating_sub(prompt.chars().count() + 2);
+    let n = text.chars().count();
+    let shown: String = text.chars().skip(n.saturating_sub(room)).collect();
+    Line::from(vec![
+        Span::styled(prompt.to_owned(), Style::new().bold()),
+        Span::raw(shown),
+        Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+    ])
+}
+
+fn render_halt_dialog(frame: &mut Frame<'_>, area: Rect, reason: &str, error: Option<&str>) {
+    let rect = centered(area, 64, 8);
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_type(BorderType::Thick)
+        .border_style(Style::new().fg(Color::Red))
+        .title(Line::styled(
+            " HALT TRADING ",
+            Style::new().fg(Color::Red).bold(),
+        ));
+    let inner = block.inner(rect);
+    let mut lines = vec![
+        Line::raw("Closes the order gate and cancels open orders at once."),
+        Line::raw(""),
+        input_line("Reason: ", reason, inner.width),
+        Line::raw(""),
+        Line::from(vec![
+            key("Enter"),
+            Span::raw(" halt now   "),
+            key("Esc"),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    if let Some(e) = error {
+        lines.push(Line::styled(e.to_owned(), Style::new().fg(Color::Red)));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+fn render_note_dialog(frame: &mut Frame<'_>, area: Rect, title: &str, note: &str) {
+    let rect = centered(area, 64, 7);
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_style(Style::new().fg(AMBER))
+        .title(" Complete checklist item ");
+    let inner = block.inner(rect);
+    let lines = vec![
+        Line::styled(title.to_owned(), Style::new().bold()),
+        Line::raw(""),
+        input_line("Note (optional): ", note, inner.width),
+        Line::raw(""),
+        Line::from(vec![
+            key("Enter"),
+            Span::raw(" complete   "),
+            key("Esc"),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+fn render_help(frame: &mut Frame<'_>, area: Rect) {
+    let mut lines = Vec::new();
+    for (group, keys) in KEYS {
+        lines.push(Line::styled(*group, Style::new().bold().underlined()));
+        for (k, what) in *keys {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {k:<11}"), Style::new().fg(Color::Cyan).bold()),
+                Span::raw(*what),
+            ]));
+        }
+    }
+    let height = u16::try_from(lines.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(2);
+    let rect = centered(area, 62, height);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(Text::from(lines)).block(
+            Block::bordered()
+                .border_type(BorderType::Double)
+                .title(" Keys — Esc closes "),
+        ),
+        rect,
+    );
+}
