@@ -246,7 +246,7 @@ impl FeedProcessor {
             Ok(msg) => msg,
             Err(err) => {
                 self.stats.malformed += 1;
-                warn!(cause = %err, "unparseable market-data message");
+                warn!(cause = %err, text = %excerpt(text), "unparseable market-data message");
                 self.invalidate_named_book(text, &err, out);
                 return Err(err);
             }
