@@ -281,12 +281,13 @@ impl SmtpServer {
         .await
     }
 
-    /// Our peer script: aiosmtpd requiring STARTTLS and AUTH.
+    /// Our peer script: aiosmtpd requiring TLS (`mode`: `starttls` or `tls`) and AUTH.
     async fn start_tls(
         cert: &std::path::Path,
         key: &std::path::Path,
         user: &str,
         password: &str,
+        mode: &str,
     ) -> Self {
         let port = closed_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_tls_peer.py");
@@ -299,6 +300,7 @@ impl SmtpServer {
             key.display().to_string(),
             user.into(),
             password.into(),
+            mode.into(),
         ];
         Self::spawn(args, port).await
     }
@@ -522,7 +524,7 @@ fn smtp_env(k: &str) -> Option<String> {
 async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certs(dir.path());
-    let smtp = SmtpServer::start_tls(&cert, &key, "gf-alerts", "hunter2").await;
+    let smtp = SmtpServer::start_tls(&cert, &key, "gf-alerts", "hunter2", "starttls").await;
     smtp.wait_for("READY").await;
     let settings = |password_env: &str| {
         format!(
@@ -568,4 +570,35 @@ async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
     assert!(!r.delivered(), "{r:?}");
+    assert_eq!(r.attempts, 1, "a TLS failure is not retried: {r:?}");
+}
+
+#[tokio::test]
+async fn email_over_implicit_tls_with_auth_reaches_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let smtp = SmtpServer::start_tls(&cert, &key, "gf-alerts", "hunter2", "tls").await;
+    smtp.wait_for("READY").await;
+    let cfg = channel(
+        "mail",
+        "email",
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\nusername = \"gf-alerts\"\npassword_env = \"GF_TEST_SMTP_PASSWORD\"\nca_file = \"{}\"\nfrom = \"gf@example.invalid\"\nto = \"ops@example.invalid\"",
+            smtp.port,
+            ca.display()
+        ),
+    );
+    let d = Dispatcher::new(
+        vec![build_channel(&cfg, &smtp_env).unwrap()],
+        Metrics::new(),
+        clock(),
+    );
+    d.dispatch(&notice(), &[]);
+    let r = d.flush().await.remove(0);
+    assert!(r.delivered(), "{r:?}");
+    let text = smtp.wait_for("END MESSAGE").await;
+    assert!(
+        text.contains("TLS True") && text.contains("AUTH gf-alerts"),
+        "{text}"
+    );
 }

@@ -155,6 +155,21 @@ impl EmailChannel {
     }
 }
 
+/// Whether the error chain holds an I/O error of kind `InvalidData`: that is how the TLS
+/// layer reports a rejected handshake (e.g. an untrusted certificate).
+fn handshake_rejected(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 #[async_trait]
 impl Channel for EmailChannel {
     fn name(&self) -> &str {
@@ -174,8 +189,13 @@ impl Channel for EmailChannel {
             .map_err(|e| Error::Delivery {
                 channel: self.name.clone(),
                 reason: format!("smtp {}: {e}", self.endpoint),
-                // Permanent SMTP rejections (5xx) will not change on retry.
-                retryable: !e.is_permanent(),
+                // Permanent rejections (5xx), client-side errors (no common AUTH
+                // mechanism) and TLS failures (untrusted certificate) will not change
+                // on retry.
+                retryable: !(e.is_permanent()
+                    || e.is_client()
+                    || e.is_tls()
+                    || handshake_rejected(&e)),
             })
     }
 }

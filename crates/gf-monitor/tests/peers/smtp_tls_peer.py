@@ -1,6 +1,6 @@
-"""SMTP test peer: aiosmtpd with required STARTTLS and AUTH (PLAIN/LOGIN).
+"""SMTP test peer: aiosmtpd with TLS (required STARTTLS, or implicit TLS) and AUTH.
 
-Usage: smtp_tls_peer.py HOST PORT CERT KEY USER PASSWORD
+Usage: smtp_tls_peer.py HOST PORT CERT KEY USER PASSWORD [starttls|tls]
 Prints READY when listening, then for each accepted message:
 TLS <bool>, AUTH <login>, the raw message, and END MESSAGE. Runs until killed.
 """
@@ -8,6 +8,7 @@ TLS <bool>, AUTH <login>, the raw message, and END MESSAGE. Runs until killed.
 import ssl
 import sys
 import threading
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -15,6 +16,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 def main() -> None:
     host, port, cert, key, user, password = sys.argv[1:7]
+    mode = sys.argv[7] if len(sys.argv) > 7 else "starttls"
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (
@@ -28,7 +30,9 @@ def main() -> None:
         async def handle_DATA(self, server, session, envelope):
             data = session.auth_data
             login = data.login.decode() if session.authenticated and isinstance(data, LoginPassword) else "-"
-            print("TLS", session.ssl is not None, flush=True)
+            # STARTTLS sets session.ssl; implicit TLS shows on the transport.
+            wrapped = server.transport.get_extra_info("ssl_object") is not None
+            print("TLS", session.ssl is not None or wrapped, flush=True)
             print("AUTH", login, flush=True)
             print("RCPT", " ".join(envelope.rcpt_tos), flush=True)
             print(envelope.content.decode("utf-8", "replace"), flush=True)
@@ -37,15 +41,20 @@ def main() -> None:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    if mode == "tls":
+        # The whole connection is TLS; aiosmtpd only tracks STARTTLS for
+        # auth_require_tls, so that check is moot (and would hide AUTH) here.
+        tls = {"ssl_context": context, "auth_require_tls": False}
+        warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+    else:
+        tls = {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
     controller = Controller(
         Handler(),
         hostname=host,
         port=int(port),
-        tls_context=context,
-        require_starttls=True,
         authenticator=authenticator,
-        auth_require_tls=True,
         auth_required=True,
+        **tls,
     )
     controller.start()
     print("READY", flush=True)
