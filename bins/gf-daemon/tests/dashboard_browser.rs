@@ -198,6 +198,21 @@ struct LogEntry {
     message: String,
 }
 
+impl std::fmt::Display for LogEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} {}] {}", self.level, self.source, self.message)
+    }
+}
+
+/// The entries at error level, one a line, for a failure message.
+fn severe(entries: &[LogEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.level == "SEVERE")
+        .map(ToString::to_string)
+        .collect()
+}
+
 impl Browser {
     /// Drains the browser's console log (Chrome's `goog:loggingPrefs`).
     async fn console(&self) -> Result<Vec<LogEntry>> {
@@ -312,14 +327,10 @@ impl Browser {
         );
         let dir = target_dir();
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(name);
+        let path = dir.canonicalize()?.join(name);
         std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
-}
-
-fn severe(entries: &[LogEntry]) -> Vec<&LogEntry> {
-    entries.iter().filter(|e| e.level == "SEVERE").collect()
 }
 
 // ------------------------------------------------------------------ daemon
@@ -440,6 +451,35 @@ async fn operator_halts_from_the_page_and_walks_the_checklist() -> Result<()> {
             system.contains("CPU") && system.contains("Memory"),
             "{system}"
         );
+        // Latency percentiles over time, per stage, from the page's own history.
+        for micros in [120, 180, 250, 400, 900, 2_500] {
+            d.daemon
+                .monitor
+                .metrics()
+                .record_latency("order_ack", micros);
+        }
+        b.until_js(
+            "the order_ack latency chart",
+            "const p = document.querySelector('#latency [data-stage=\"order_ack\"] path.p99'); \
+             return p && p.getAttribute('d').includes('L')",
+        )
+        .await?;
+        let caption = b
+            .text("#latency [data-stage=\"order_ack\"] .caption")
+            .await?;
+        let served = d.daemon.monitor.metrics().latency_percentiles()["order_ack"];
+        for expected in [
+            format!("p50 {} µs", served.p50),
+            format!("p99 {} µs", served.p99),
+            "6 samples".to_owned(),
+        ] {
+            assert!(caption.contains(&expected), "{expected:?} in {caption:?}");
+        }
+
+        // The whole page, tall enough to show every card.
+        b.client.set_window_size(LAPTOP.0, 1800).await?;
+        b.screenshot("dashboard-running.png").await?;
+        b.client.set_window_size(LAPTOP.0, LAPTOP.1).await?;
 
         // Halt with the page's button: a dialog asks for the reason, then confirms.
         b.click("#halt-button").await?;
@@ -634,9 +674,8 @@ async fn page_shows_disconnected_and_reconnects_after_a_daemon_restart() -> Resu
         let unexpected: Vec<_> = severe(&errors)
             .into_iter()
             .filter(|e| {
-                let refused = e.message.contains("ERR_CONNECTION_REFUSED")
-                    || (e.message.contains("WebSocket connection to")
-                        && e.message.contains(&addr.to_string()));
+                let refused = e.contains("ERR_CONNECTION_REFUSED")
+                    || (e.contains("WebSocket connection to") && e.contains(&addr.to_string()));
                 !refused
             })
             .collect();

@@ -508,7 +508,10 @@
       lo = 0;
       hi = 1;
     }
-    if (floorZero) lo = Math.min(0, lo);
+    if (floorZero) {
+      lo = Math.min(0, lo);
+      hi += (hi - lo) * 0.1; // headroom, so the top line clears the label
+    }
     if (hi - lo < 1e-9) {
       const pad = Math.abs(hi) * 0.001 || 1;
       lo -= pad;
@@ -580,11 +583,8 @@
     svg.append(svgEl('path', { d: bandPath(points, sc, 'peak', 'equity'), class: 'drawdown' }));
     svg.append(svgEl('path', { d: linePath(points, sc, 'peak'), class: 'peak' }));
     svg.append(svgEl('path', { d: linePath(points, sc, 'equity'), class: 'equity' }));
-    const hiLabel = svgEl('text', { x: 8, y: 20, class: 'axis-label' });
-    hiLabel.textContent = fmt(sc.hi);
-    const loLabel = svgEl('text', { x: 8, y: box.h - 12, class: 'axis-label' });
-    loLabel.textContent = fmt(sc.lo);
-    svg.append(hiLabel, loLabel);
+    $('equity-hi').textContent = fmt(sc.hi);
+    $('equity-lo').textContent = fmt(sc.lo);
     const last = points[points.length - 1];
     const dd = last.peak > 0 ? ((last.peak - last.equity) / last.peak) * 100 : 0;
     $('equity-caption').textContent =
@@ -600,16 +600,19 @@
     const blocks = stages.map((stage) => {
       const points = state.latency.get(stage);
       const last = points[points.length - 1];
-      const svg = svgEl('svg', { viewBox: `0 0 ${box.w} ${box.h}`, class: 'chart', role: 'img', 'aria-label': `${stage} latency` });
+      const svg = svgEl('svg', {
+        viewBox: `0 0 ${box.w} ${box.h}`,
+        preserveAspectRatio: 'none',
+        class: 'chart',
+        role: 'img',
+        'aria-label': `${stage} latency`,
+      });
       gridLines(svg, box);
       const sc = scales(points, ['p50', 'p90', 'p99'], box, true);
       for (const key of ['p99', 'p90', 'p50']) svg.append(svgEl('path', { d: linePath(points, sc, key), class: key }));
-      const top = svgEl('text', { x: 8, y: 20, class: 'axis-label' });
-      top.textContent = fmtMicros(sc.hi);
-      svg.append(top);
       return el('div', { 'data-stage': stage }, [
         el('h3', { text: stage }),
-        svg,
+        el('div', { cls: 'chart-box' }, [svg, el('span', { cls: 'y-label y-hi', text: fmtMicros(sc.hi) })]),
         el('p', { cls: 'caption' }, [
           el('span', { cls: 'legend-p50', text: `p50 ${fmtMicros(last.p50)}` }),
           ' · ',
@@ -651,9 +654,7 @@
       const d = `M${sc.x(seg[0].t).toFixed(1)},${base}L${line}L${sc.x(seg[seg.length - 1].t).toFixed(1)},${base}Z`;
       svg.append(svgEl('path', { d, class: 'cpu' }));
     }
-    const top = svgEl('text', { x: 8, y: 18, class: 'axis-label' });
-    top.textContent = `${fmt(sc.hi, 0)} %`;
-    svg.append(top);
+    $('cpu-hi').textContent = `${fmt(sc.hi, 0)} %`;
   }
 
   function renderHealth() {
