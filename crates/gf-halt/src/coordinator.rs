@@ -162,7 +162,9 @@ impl HaltCoordinator {
     /// the coordinator starts Running and opens the gate; if the last state was anything
     /// else it starts Halted with the checklist as it was; if the journal fails
     /// verification it starts Halted with a halt `auto:journal_integrity` naming the
-    /// record, and [`HaltStatus::journal_problem`] says which.
+    /// record, and [`HaltStatus::journal_problem`] says which. A broken chain stays broken:
+    /// every later start halts again until the database is archived (moved aside) and a
+    /// fresh one started, which is the operator's deliberate decision.
     ///
     /// # Errors
     /// [`Error::Database`] when the database cannot be opened, read or written.
