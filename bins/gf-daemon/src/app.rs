@@ -526,25 +526,28 @@ pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
     }
 }
 
-/// Halts on SIGUSR1 (source `signal`) until shutdown.
+/// Halts on SIGUSR1 (source `signal`) until shutdown. The handler is installed before
+/// this returns, so a signal sent right after cannot kill the process.
+///
+/// # Errors
+/// When the handler cannot be installed.
 #[cfg(unix)]
-pub async fn halt_on_sigusr1(d: Daemon) {
+pub fn halt_on_sigusr1(d: Daemon) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        tracing::error!("cannot install the SIGUSR1 handler");
-        return;
-    };
-    loop {
-        tokio::select! {
-            biased;
-            () = d.shutdown.cancelled() => break,
-            got = usr1.recv() => {
-                if got.is_none() { break; }
-                let outcome = d.halt.halt(HaltSource::Signal, "SIGUSR1 received").await;
-                tracing::warn!(?outcome, "halted by SIGUSR1");
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                () = d.shutdown.cancelled() => break,
+                got = usr1.recv() => {
+                    if got.is_none() { break; }
+                    let outcome = d.halt.halt(HaltSource::Signal, "SIGUSR1 received").await;
+                    tracing::warn!(?outcome, "halted by SIGUSR1");
+                }
             }
         }
-    }
+    }))
 }
 
 /// A daemon started in this process (for tests, the console's and dashboard's end-to-end
@@ -626,6 +629,8 @@ pub async fn start(config: Config, scenario: Scenario, clock: SharedClock) -> Re
 pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<()> {
     let running = start(opts.config, opts.scenario, Arc::new(SystemClock)).await?;
     let d = running.daemon.clone();
+    #[cfg(unix)]
+    let usr1 = halt_on_sigusr1(d.clone()).context("installing the SIGUSR1 handler")?;
     if opts.banner {
         print_banner(
             &d,
@@ -634,8 +639,6 @@ pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<
             opts.scenario,
         );
     }
-    #[cfg(unix)]
-    let usr1 = tokio::spawn(halt_on_sigusr1(d.clone()));
     tracing::info!(addr = %running.addr, state = %d.halt.state(), "gal-friday running");
     tokio::select! {
         () = shutdown.cancelled() => {}

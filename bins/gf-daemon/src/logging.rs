@@ -1,5 +1,6 @@
 //! One `init_logging` for the daemon: tracing with an `EnvFilter` (`RUST_LOG`, default
-//! `info`), human format on a TTY and JSON lines otherwise, or as chosen.
+//! `info` for `launch`, `warn` for the one-shot commands), human format on a TTY and
+//! JSON lines otherwise, or as chosen.
 
 use std::io::IsTerminal;
 
@@ -30,10 +31,11 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber, writing to stderr. Safe to call more than once (later
-/// calls are no-ops).
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, writing to stderr, at `default_level` unless
+/// `RUST_LOG` says otherwise. Safe to call more than once (later calls are no-ops).
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,

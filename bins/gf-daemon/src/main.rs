@@ -116,6 +116,37 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Exchange credentials (age-encrypted file, Vault, AWS, env).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Encrypts a plaintext JSON secret file (`{"api_key": "...", "api_secret": "..."}`)
+    /// into an age file (mode 0600), to recipients or to the master passphrase
+    /// (GF_MASTER_PASSWORD, else asked twice on the terminal).
+    Encrypt {
+        /// The plaintext JSON.
+        plain: PathBuf,
+        /// The age file to write.
+        out: PathBuf,
+        /// age recipients (`age1…`); none means passphrase.
+        #[arg(short, long = "recipient")]
+        recipients: Vec<String>,
+        /// Overwrite and delete the plaintext afterwards.
+        #[arg(long)]
+        shred: bool,
+    },
+    /// Fetches the configured secret set and validates its shape; prints provider,
+    /// version and field names, never a value.
+    Check {
+        /// Configuration file with the `[secrets]` section.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,7 +209,13 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A running daemon narrates; one-shot commands only speak up about problems.
+    let level = if matches!(cli.command, Command::Launch { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -326,6 +363,59 @@ async fn run(command: Command) -> Result<ExitCode> {
         } => {
             print!("{}", Config::embedded_default()?.to_toml()?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets {
+            command:
+                SecretsCommand::Encrypt {
+                    plain,
+                    out,
+                    recipients,
+                    shred,
+                },
+        } => {
+            let env: gf_secrets::env::EnvLookup =
+                std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+            gf_secrets::cli::encrypt(
+                &plain,
+                &out,
+                &recipients,
+                &env,
+                gf_secrets::cli::Prompt::IfTerminal,
+            )?;
+            println!("wrote {} (mode 0600)", out.display());
+            if shred {
+                gf_secrets::file::shred_file(&plain)?;
+                println!("shredded {}", plain.display());
+            } else {
+                println!(
+                    "the plaintext {} is still there: shred it (--shred) once you have checked the file",
+                    plain.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets {
+            command: SecretsCommand::Check { config },
+        } => {
+            let cfg = Config::load(&config)?;
+            let env: gf_secrets::env::EnvLookup =
+                std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+            let clock: gf_core::SharedClock = std::sync::Arc::new(gf_core::SystemClock);
+            let provider = gf_secrets::cli::provider_from_config(
+                &cfg.secrets,
+                &env,
+                clock.clone(),
+                gf_secrets::cli::Prompt::IfTerminal,
+            )?;
+            let auditor = gf_secrets::audit::Auditor::new(clock);
+            let report =
+                gf_secrets::cli::check(&*provider, &cfg.secrets.set, &auditor, "cli").await?;
+            print!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Token {
             command:

@@ -298,7 +298,11 @@ impl Browser {
     }
 
     async fn until_text(&self, css: &str, expected: &str) -> Result<()> {
-        let deadline = Instant::now() + WAIT;
+        self.until_text_within(css, expected, WAIT).await
+    }
+
+    async fn until_text_within(&self, css: &str, expected: &str, wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + wait;
         loop {
             let seen = self.text(css).await;
             if seen.as_deref().is_ok_and(|s| s == expected) {
@@ -344,6 +348,13 @@ fn config(dir: &Path, bind: SocketAddr) -> Result<Config> {
 
 async fn daemon(dir: &Path, bind: SocketAddr) -> Result<Running> {
     start(config(dir, bind)?, Scenario::Normal, Arc::new(SystemClock)).await
+}
+
+/// The bundled crash, replayed 20 times faster than recorded.
+async fn crashing_daemon(dir: &Path) -> Result<Running> {
+    let mut cfg = config(dir, "127.0.0.1:0".parse()?)?;
+    cfg.market.replay_speed = 20.into();
+    start(cfg, Scenario::Crash, Arc::new(SystemClock)).await
 }
 
 /// Runs `scenario` with a fresh browser, then closes the browser and the driver whatever
@@ -686,4 +697,61 @@ async fn page_shows_disconnected_and_reconnects_after_a_daemon_restart() -> Resu
         Ok(())
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_halt_in_a_crash_shows_the_drawdown_and_the_breached_condition() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let running = Arc::new(crashing_daemon(dir.path()).await?);
+    let token = running.operator_token.clone().context("operator token")?;
+    let url = running.url();
+    let d = running.clone();
+
+    with_browser(move |b| async move {
+        let mut errors = Vec::new();
+        open_and_sign_in(&b, &url, &token, &mut errors).await?;
+
+        // Nobody presses anything: the slide trips a drawdown condition and the page shows
+        // the automatic halt with the condition that caused it.
+        b.until_text_within("#state-text", "Halted", Duration::from_secs(90))
+            .await?;
+        let source = b.text("#state-source").await?;
+        assert!(source.starts_with("auto:"), "{source}");
+        let status = d.daemon.halt.status();
+        let halt = status.halt.context("a halt is recorded")?;
+        assert_eq!(b.text("#state-reason").await?, halt.reason);
+        let HaltSource::Auto(condition) = &halt.source else {
+            bail!("expected an automatic halt, got {}", halt.source);
+        };
+        let row = format!("#conditions li[data-condition=\"{condition}\"]");
+        b.until_js(
+            "the breached condition marked",
+            &format!("const li = document.querySelector('{row}'); return li && li.classList.contains('triggered')"),
+        )
+        .await?;
+        assert!(b.text(&row).await?.contains("triggered"));
+
+        // The equity curve dropped below its peak: the drawdown band has an area.
+        let dd = b
+            .until_js("a drawdown in the history", "const dd = window.gfDashboard.maxDrawdownPct; return dd > 1 && dd")
+            .await?;
+        let band = b
+            .js("const r = document.querySelector('#equity-chart path.drawdown').getBBox(); return r.width * r.height")
+            .await?;
+        assert!(band.as_f64() > Some(1.0), "drawdown {dd} % but band area {band}");
+
+        b.client.set_window_size(LAPTOP.0, 1800).await?;
+        b.screenshot("dashboard-crash.png").await?;
+
+        errors.extend(b.console().await?);
+        let severe = severe(&errors);
+        assert!(severe.is_empty(), "JavaScript errors in the console: {severe:#?}");
+        Ok(())
+    })
+    .await?;
+    Arc::into_inner(running)
+        .context("the daemon is still shared")?
+        .stop()
+        .await;
+    Ok(())
 }

@@ -246,3 +246,78 @@ fn offline_tools_report_one_line_errors_and_exit_codes() {
         "token stored in plaintext"
     );
 }
+
+#[test]
+fn secrets_encrypt_then_check_never_prints_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "K".repeat(56);
+    // base64 of 64 bytes.
+    let secret =
+        "Z2FsLWZyaWRheS10ZXN0LXNlY3JldCFnYWwtZnJpZGF5LXRlc3Qtc2VjcmV0IWdhbC1mcmlkYXktdGVzdC1zZQ==";
+    let plain = dir.path().join("kraken.json");
+    std::fs::write(
+        &plain,
+        format!(r#"{{"api_key":"{key}","api_secret":"{secret}"}}"#),
+    )
+    .unwrap();
+    let out = dir.path().join("kraken.age");
+    let enc = Command::new(BIN)
+        .args(["secrets", "encrypt"])
+        .arg(&plain)
+        .arg(&out)
+        .arg("--shred")
+        .env("GF_MASTER_PASSWORD", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(enc.status.success(), "{enc:?}");
+    assert!(!plain.exists(), "the plaintext was shredded");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    let cfg = dir.path().join("gf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[secrets]\nprovider = \"file\"\nfile_path = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .args(["secrets", "check", "--config"])
+        .arg(&cfg)
+        .env("GF_MASTER_PASSWORD", "correct horse battery staple")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        stdout(&check),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{text}");
+    assert!(
+        text.contains("validation: ok") && text.contains("api_secret"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(secret) && !text.contains(&key),
+        "secret printed: {text}"
+    );
+
+    let wrong = Command::new(BIN)
+        .args(["secrets", "check", "--config"])
+        .arg(&cfg)
+        .env("GF_MASTER_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("gf-daemon: error:") && err.contains("wrong passphrase"),
+        "{err}"
+    );
+}

@@ -41,6 +41,9 @@
     get state() { return state.status ? state.status.state : null; },
     get connected() { return dashboardSocket.connected; },
     get historyLength() { return state.equity.length; },
+    get maxDrawdownPct() {
+      return state.equity.reduce((m, p) => Math.max(m, p.peak > 0 ? ((p.peak - p.equity) / p.peak) * 100 : 0), 0);
+    },
   };
 
   // ---------------------------------------------------------------- helpers
