@@ -262,24 +262,31 @@ fn timestamp(ts: Option<&str>, text: &str) -> Result<Option<DateTime<Utc>>, Erro
     .transpose()
 }
 
+fn validate_level(l: &Level, pair: &Pair) -> Result<(), Error> {
+    if l.qty.is_sign_negative() && !l.qty.is_zero() {
+        return Err(Error::InvalidLevel {
+            pair: pair.to_string(),
+            reason: format!("negative quantity {} at price {}", l.qty, l.price),
+        });
+    }
+    if l.price <= rust_decimal::Decimal::ZERO {
+        return Err(Error::InvalidLevel {
+            pair: pair.to_string(),
+            reason: format!("non-positive price {}", l.price),
+        });
+    }
+    Ok(())
+}
+
 fn levels(raw: &[RawLevel<'_>], pair: &Pair) -> Result<Vec<Level>, Error> {
     raw.iter()
         .map(|l| {
-            let price = parse_decimal(l.price.get(), "price")?;
-            let qty = parse_decimal(l.qty.get(), "qty")?;
-            if qty.is_sign_negative() && !qty.is_zero() {
-                return Err(Error::InvalidLevel {
-                    pair: pair.to_string(),
-                    reason: format!("negative quantity {qty} at price {price}"),
-                });
-            }
-            if price <= rust_decimal::Decimal::ZERO {
-                return Err(Error::InvalidLevel {
-                    pair: pair.to_string(),
-                    reason: format!("non-positive price {price}"),
-                });
-            }
-            Ok(Level { price, qty })
+            let level = Level {
+                price: parse_decimal(l.price.get(), "price")?,
+                qty: parse_decimal(l.qty.get(), "qty")?,
+            };
+            validate_level(&level, pair)?;
+            Ok(level)
         })
         .collect()
 }
@@ -289,7 +296,58 @@ struct BookEnvelope<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
-    data: Vec<RawBook<'a>>,
+    data: Vec<FastBook<'a>>,
+}
+
+/// A level decoded in place (the fast path): exact decimals straight from the raw text.
+struct DecLevel(Level);
+
+impl<'de> Deserialize<'de> for DecLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawLevel::deserialize(d)?;
+        let price = parse_decimal(raw.price.get(), "price").map_err(serde::de::Error::custom)?;
+        let qty = parse_decimal(raw.qty.get(), "qty").map_err(serde::de::Error::custom)?;
+        Ok(DecLevel(Level { price, qty }))
+    }
+}
+
+#[derive(Deserialize)]
+struct FastBook<'a> {
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(default)]
+    bids: Vec<DecLevel>,
+    #[serde(default)]
+    asks: Vec<DecLevel>,
+    checksum: u32,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+fn checked(levels: Vec<DecLevel>, pair: &Pair) -> Result<Vec<Level>, Error> {
+    // Same size and alignment: this collect reuses the allocation.
+    let levels: Vec<Level> = levels.into_iter().map(|l| l.0).collect();
+    for l in &levels {
+        validate_level(l, pair)?;
+    }
+    Ok(levels)
+}
+
+fn fast_book_message(kind: DataKind, raw: Vec<FastBook<'_>>, text: &str) -> Result<Message, Error> {
+    let books = raw
+        .into_iter()
+        .map(|b| {
+            let pair = pair(&b.symbol, text)?;
+            Ok(BookData {
+                bids: checked(b.bids, &pair)?,
+                asks: checked(b.asks, &pair)?,
+                checksum: b.checksum,
+                timestamp: timestamp(b.timestamp.as_deref(), text)?,
+                pair,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Message::Book(kind, books))
 }
 
 fn book_message(kind: DataKind, raw: &[RawBook<'_>], text: &str) -> Result<Message, Error> {
@@ -344,7 +402,7 @@ pub fn parse(text: &str) -> Result<Message, Error> {
             _ => Err(()),
         }
     {
-        return book_message(kind, &msg.data, text);
+        return fast_book_message(kind, msg.data, text);
     }
     let env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| Error::malformed(e.to_string(), text))?;
@@ -656,6 +714,25 @@ mod tests {
             let err = parse(case.input).unwrap_err().to_string();
             assert!(err.contains(case.expected), "{:?}: {err}", case.input);
         }
+    }
+
+    #[test]
+    fn fast_and_general_book_paths_agree() {
+        let fast = r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":2.18400,"qty":1500.00000000},{"price":"2.1839","qty":0}],"asks":[{"price":2.1841,"qty":1e-08}],"checksum":42,"timestamp":"2026-03-02T14:00:01.5Z"}]}"#;
+        // Same message, other field order: it cannot take the fast path.
+        let general = r#"{"type":"update","channel":"book","data":[{"checksum":42,"timestamp":"2026-03-02T14:00:01.5Z","asks":[{"qty":1e-08,"price":2.1841}],"bids":[{"price":2.18400,"qty":1500.00000000},{"price":"2.1839","qty":0}],"symbol":"XRP/USD"}]}"#;
+        let (a, b) = (parse(fast).unwrap(), parse(general).unwrap());
+        assert_eq!(a, b);
+        let Message::Book(_, books) = a else {
+            panic!("not a book")
+        };
+        assert_eq!(books[0].bids[0].qty.to_string(), "1500.00000000");
+        // A bad number on the fast path still yields the typed error.
+        let bad = fast.replace("2.18400", "\"2.x\"");
+        assert!(matches!(
+            parse(&bad),
+            Err(Error::InvalidNumber { field: "price", .. })
+        ));
     }
 
     #[test]
