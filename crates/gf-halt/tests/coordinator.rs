@@ -947,3 +947,26 @@ async fn dead_man_switch_is_refreshed_only_while_running() {
     let (_tx, rx) = tokio::sync::broadcast::channel(1);
     env.coordinator.keep_dead_man_armed(0, rx).await;
 }
+
+#[tokio::test]
+async fn a_halt_takes_effect_even_when_the_journal_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gf.sqlite");
+    let env = Env::open(&fast_cfg(), &db);
+    // Break the journal under the coordinator's feet.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE journal_head;")
+        .unwrap();
+    let outcome = env.coordinator.halt(HaltSource::Cli, "disk trouble").await;
+    assert!(outcome.started);
+    assert!(outcome.journal_error.unwrap().contains("journal_head"));
+    assert!(!env.gate.is_open());
+    halted(&env.coordinator).await;
+    let problem = env.coordinator.status().journal_problem.unwrap();
+    assert!(problem.contains("journal write failed"), "{problem}");
+    // Operator steps are write-ahead: without a journal they are refused, not applied.
+    let err = env.coordinator.begin_recovery("alice").await.unwrap_err();
+    assert_eq!(err.code(), "journal_database");
+    assert_eq!(env.coordinator.state(), HaltState::Halted);
+}
