@@ -211,6 +211,48 @@ pub struct Notice {
     pub text: String,
 }
 
+/// What stands between the operator and a resume.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Blockers {
+    /// The state does not allow it (Running, Halting).
+    pub state: Option<String>,
+    /// Checklist items not completed, by title.
+    pub items: Vec<String>,
+    /// Conditions breached now, by id.
+    pub conditions: Vec<String>,
+}
+
+impl Blockers {
+    /// `true` when nothing blocks a resume.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.items.is_empty() && self.conditions.is_empty()
+    }
+}
+
+impl std::fmt::Display for Blockers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(s) = &self.state {
+            parts.push(s.clone());
+        }
+        if !self.items.is_empty() {
+            parts.push(format!(
+                "{} item(s) missing: {}",
+                self.items.len(),
+                self.items.join(", ")
+            ));
+        }
+        if !self.conditions.is_empty() {
+            parts.push(format!(
+                "condition breached: {}",
+                self.conditions.join(", ")
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 /// Everything the console shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -301,29 +343,36 @@ impl State {
 
     /// Why resume is disabled right now; empty when the daemon would accept it.
     #[must_use]
-    pub fn resume_blockers(&self) -> Vec<String> {
+    pub fn resume_blockers(&self) -> Blockers {
         let state = self.halt_state();
-        if !state.is_recoverable() {
-            return vec![match state {
-                HaltState::Running => "trading is already running".to_owned(),
-                HaltState::Halting => "the halt is still closing orders".to_owned(),
-                _ => "the daemon's state is not known".to_owned(),
-            }];
+        let not_now = match state {
+            HaltState::Running => Some("trading is already running"),
+            HaltState::Halting => Some("the halt is still closing orders"),
+            HaltState::Unknown => Some("the daemon's state is not known"),
+            HaltState::Halted | HaltState::Recovering => None,
+        };
+        if let Some(why) = not_now {
+            return Blockers {
+                state: Some(why.to_owned()),
+                ..Blockers::default()
+            };
         }
-        let mut out: Vec<String> = self
-            .status
-            .checklist_missing
-            .iter()
-            .map(|id| format!("item: {}", self.title_of(id)))
-            .collect();
-        out.extend(
-            self.snapshot
+        Blockers {
+            state: None,
+            items: self
+                .status
+                .checklist_missing
+                .iter()
+                .map(|id| self.title_of(id).to_owned())
+                .collect(),
+            conditions: self
+                .snapshot
                 .conditions
                 .iter()
                 .filter(|c| c.triggered)
-                .map(|c| format!("condition breached: {}", c.id)),
-        );
-        out
+                .map(|c| c.id.clone())
+                .collect(),
+        }
     }
 
     /// Whether the daemon is unreachable (either WebSocket down).
@@ -554,10 +603,7 @@ fn resume(state: &mut State) -> Action {
         state.set_notice(Level::Info, "resume requested…");
         Action::Resume
     } else {
-        state.set_notice(
-            Level::Error,
-            format!("resume is disabled: {}", blockers.join("; ")),
-        );
+        state.set_notice(Level::Error, format!("resume is disabled: {blockers}"));
         Action::None
     }
 }

@@ -34,6 +34,11 @@ pub mod model;
 pub mod term;
 pub mod ui;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod update_tests;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -412,7 +412,7 @@ fn render_conditions(frame: &mut Frame<'_>, area: Rect, state: &State) {
         );
         return;
     }
-    let name_w = usize::from(inner.width.saturating_sub(12) / 2).clamp(8, 26);
+    let name_w = if inner.width >= 60 { 24 } else { 15 };
     for (i, c) in conds.iter().enumerate() {
         let Ok(y) = u16::try_from(i) else { break };
         if y >= inner.height {
@@ -427,13 +427,13 @@ fn render_conditions(frame: &mut Frame<'_>, area: Rect, state: &State) {
         } else {
             Color::Green
         };
-        let mut name: String = c.id.chars().take(name_w).collect();
+        let mut name = condition_label(&c.id).to_owned();
         if c.triggered {
             name.insert(0, '!');
-            name.truncate(name_w);
         }
+        let name: String = name.chars().take(name_w).collect();
         let label = format!(
-            "{name:<name_w$} {:>6}/{:<6}",
+            "{name:<name_w$}{:>6}/{:<5}",
             c.value.show(2),
             c.threshold.show(2)
         );
@@ -441,10 +441,26 @@ fn render_conditions(frame: &mut Frame<'_>, area: Rect, state: &State) {
             LineGauge::default()
                 .ratio(r)
                 .label(Span::styled(label, Style::new().fg(color)))
+                .filled_symbol("█")
+                .unfilled_symbol("░")
                 .filled_style(Style::new().fg(color))
                 .unfilled_style(Style::new().fg(Color::DarkGray)),
             row,
         );
+    }
+}
+
+/// A short name for a condition id; unknown ids are shown as they are.
+fn condition_label(id: &str) -> &str {
+    match id {
+        "max_total_drawdown" => "total drawdown%",
+        "max_daily_drawdown" => "daily drawdown%",
+        "max_consecutive_losses" => "losses in a row",
+        "market_volatility" => "volatility %",
+        "api_error_rate" => "API errors/min",
+        "market_data_staleness" => "data age s",
+        "position_risk" => "position risk",
+        other => other,
     }
 }
 
@@ -470,25 +486,28 @@ fn render_positions(frame: &mut Frame<'_>, area: Rect, state: &State) {
     };
     let [figures, table_area] =
         Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let dim = |t: &'static str| Span::styled(t, Style::new().dim());
     let lines = vec![
         Line::from(vec![
-            Span::raw("equity "),
+            dim("equity "),
             Span::raw(p.equity.show(2)).bold(),
-            Span::raw("  day "),
-            signed(&p.daily_pnl),
+            dim("  exposure "),
+            Span::raw(p.exposure.show(2)),
         ]),
         Line::from(vec![
-            Span::raw("realised "),
+            dim("P&L day "),
+            signed(&p.daily_pnl),
+            dim("  real "),
             signed(&state.realised_pnl),
-            Span::raw("  unrealised "),
+            dim("  unreal "),
             signed(&p.unrealised_pnl),
         ]),
-        Line::raw(format!(
-            "drawdown {}% · day {}% · exposure {}",
-            p.total_drawdown_pct.show(2),
-            p.daily_drawdown_pct.show(2),
-            p.exposure.show(2)
-        )),
+        Line::from(vec![
+            dim("drawdown "),
+            Span::raw(format!("{}%", p.total_drawdown_pct.show(2))),
+            dim("  today "),
+            Span::raw(format!("{}%", p.daily_drawdown_pct.show(2))),
+        ]),
     ];
     frame.render_widget(Paragraph::new(lines), figures);
     let open: Vec<_> = p
@@ -559,7 +578,7 @@ fn render_recovery(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let [head, list, resume] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(3),
-        Constraint::Length(4),
+        Constraint::Length(5),
     ])
     .areas(area);
     let hs = state.halt_state();
@@ -659,7 +678,7 @@ fn render_recovery(frame: &mut Frame<'_>, area: Rect, state: &State) {
     } else {
         vec![Line::from(vec![
             Span::styled("DISABLED", Style::new().fg(AMBER).bold()),
-            Span::raw(format!(" — {}", blockers.join("; "))),
+            Span::raw(format!(" — {blockers}")),
         ])]
     };
     if let Some(r) = &state.refusal {
@@ -673,11 +692,22 @@ fn render_recovery(frame: &mut Frame<'_>, area: Rect, state: &State) {
     );
 }
 
+/// A journal record's detail on one line: `key=value` pairs for an object.
 fn detail_text(r: &JournalRecord) -> String {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     match &r.detail {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        v => v.to_string(),
+        Value::Null => String::new(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        v => scalar(v),
     }
 }
 
@@ -817,4 +847,155 @@ fn render_help(frame: &mut Frame<'_>, area: Rect) {
         ),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    //! Snapshot renders of every screen in every halt state, at 80×24 and 160×48, on a
+    //! `TestBackend`; the fixtures' clock is frozen, so no timestamp needs filtering.
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::app::{Dialog, FeedEvent, Link, Msg, update};
+    use crate::fixtures::console;
+
+    const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+    const STATES: [HaltState; 4] = [
+        HaltState::Running,
+        HaltState::Halting,
+        HaltState::Halted,
+        HaltState::Recovering,
+    ];
+
+    fn draw(state: &State, (w, h): (u16, u16)) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| render(f, state)).unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn snap(name: &str, state: &State) {
+        for size in SIZES {
+            let text = draw(state, size);
+            insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), text);
+        }
+    }
+
+    fn each_state(screen: &str, setup: impl Fn(&mut State)) {
+        for hs in STATES {
+            let mut state = console(hs);
+            setup(&mut state);
+            snap(&format!("{screen}_{hs}"), &state);
+        }
+    }
+
+    #[test]
+    fn overview() {
+        each_state("overview", |s| s.screen = Screen::Overview);
+    }
+
+    #[test]
+    fn halt_dialog() {
+        each_state("halt_dialog", |s| {
+            s.dialog = Dialog::Halt {
+                reason: "spread blew out on DOGE".into(),
+                error: None,
+            };
+        });
+    }
+
+    #[test]
+    fn recovery() {
+        each_state("recovery", |s| s.screen = Screen::Recovery);
+    }
+
+    #[test]
+    fn journal() {
+        each_state("journal", |s| s.screen = Screen::Journal);
+    }
+
+    #[test]
+    fn help() {
+        each_state("help", |s| s.dialog = Dialog::Help);
+    }
+
+    #[test]
+    fn complete_dialog_and_refusal() {
+        let mut s = console(HaltState::Recovering);
+        s.screen = Screen::Recovery;
+        s.dialog = Dialog::Complete {
+            item: "check_api_connectivity".into(),
+            title: "Check API connectivity".into(),
+            note: "REST and WS answer".into(),
+        };
+        snap("complete_dialog_recovering", &s);
+        s.dialog = Dialog::None;
+        s.refusal = Some("daemon refused resume: breached max_daily_drawdown".into());
+        snap("resume_refused_recovering", &s);
+    }
+
+    #[test]
+    fn disconnected_banner() {
+        let mut s = console(HaltState::Halted);
+        update(
+            &mut s,
+            Msg::Feed(FeedEvent::Down {
+                channel: crate::app::Channel::HaltStatus,
+                error: "Connection refused (os error 111)".into(),
+                retry_in_secs: 4,
+            }),
+        );
+        snap("disconnected_halted", &s);
+        let text = draw(&s, (80, 24));
+        assert!(text.contains("DAEMON UNREACHABLE"), "{text}");
+    }
+
+    #[test]
+    fn before_the_daemon_answers() {
+        let s = State::new("http://127.0.0.1:8080", crate::fixtures::now());
+        assert_eq!(s.status_link, Link::Connecting);
+        snap("connecting", &s);
+    }
+
+    /// The keys an operator needs are on screen without opening help: the footer and
+    /// the dialogs name them.
+    #[test]
+    fn the_keys_to_halt_recover_and_resume_are_on_screen() {
+        for size in SIZES {
+            let mut s = console(HaltState::Running);
+            assert!(draw(&s, size).contains(" H  halt"));
+            s.dialog = Dialog::Halt {
+                reason: String::new(),
+                error: None,
+            };
+            let text = draw(&s, size);
+            assert!(text.contains("Enter  halt now"), "{text}");
+            let mut s = console(HaltState::Halted);
+            assert!(draw(&s, size).contains(" 2  recovery checklist"));
+            s.screen = Screen::Recovery;
+            let text = draw(&s, size);
+            assert!(text.contains("Enter  complete item"), "{text}");
+            assert!(text.contains(" R  resume"), "{text}");
+            s.dialog = Dialog::Help;
+            let text = draw(&s, size);
+            for (_, keys) in KEYS {
+                for (k, _) in *keys {
+                    assert!(text.contains(k), "help at {size:?} lacks {k}:\n{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn big_text_draws_every_state_word() {
+        for hs in STATES {
+            let rows = big_text(hs.label());
+            assert!(
+                rows.iter()
+                    .all(|r| r.chars().count() == 4 * hs.label().len())
+            );
+            assert!(rows[0].contains('█') || rows[0].contains('▀'));
+        }
+    }
 }

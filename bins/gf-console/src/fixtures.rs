@@ -1,0 +1,245 @@
+//! Test fixtures: console states in each halt state, built by feeding the daemon's JSON
+//! shapes (with frozen timestamps) through [`update`], as the live console would.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::app::{FeedEvent, Msg, Refresh, State, update};
+use crate::model::{ChecklistReply, Frame, HaltState, Identity, JournalRecord, Status};
+
+/// The frozen wall clock of every fixture.
+pub const NOW: &str = "2026-03-02T14:05:00Z";
+
+/// [`NOW`] parsed.
+pub fn now() -> DateTime<Utc> {
+    NOW.parse().unwrap()
+}
+
+fn item(id: &str, title: &str, added_for: Option<&str>, done: Option<(&str, &str)>) -> Value {
+    json!({
+        "id": id,
+        "title": title,
+        "added_for": added_for,
+        "completed_by": done.map(|(by, _)| by),
+        "completed_at": done.map(|_| "2026-03-02T14:01:30Z"),
+        "note": done.map(|(_, note)| note),
+    })
+}
+
+/// The checklist JSON of halt `halt_id` with the first `done` items completed.
+pub fn checklist_json(halt_id: u64, done: usize) -> Value {
+    let specs = [
+        ("review_halt_reason", "Review the halt reason", None),
+        ("review_market_conditions", "Review market conditions", None),
+        ("review_positions_pnl", "Review positions and P&L", None),
+        ("check_api_connectivity", "Check API connectivity", None),
+        ("check_account_balance", "Check the account balance", None),
+        ("review_risk_parameters", "Review risk parameters", None),
+        (
+            "confirm_market_data_restored",
+            "Confirm the market data feed is restored",
+            Some("market_data_staleness"),
+        ),
+        ("confirm_resume", "Confirm resume", None),
+    ];
+    let items: Vec<Value> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, title, why))| {
+            let d = (i < done).then_some(("alice", "checked, fine"));
+            item(id, title, *why, d)
+        })
+        .collect();
+    json!({ "halt_id": halt_id, "items": items })
+}
+
+fn missing(checklist: &Value) -> Vec<String> {
+    checklist["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["completed_by"].is_null())
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The status JSON of `state`.
+pub fn status_json(state: HaltState, checklist: &Value) -> Value {
+    let (id, source, reason) = if state == HaltState::Running {
+        (2, "auto:max_daily_drawdown", "daily drawdown 2.31% > 2%")
+    } else {
+        (3, "console:alice", "XRP/USD feed looks frozen")
+    };
+    json!({
+        "state": state.to_string(),
+        "gate_open": state == HaltState::Running,
+        "halt": {
+            "id": id,
+            "source": source,
+            "reason": reason,
+            "behaviour": "cancel_orders",
+            "triggered_at": "2026-03-02T13:58:20Z",
+            "conditions": [],
+            "later_triggers": [],
+            "closure": null,
+        },
+        "checklist_missing": missing(checklist),
+        "resumed_by": (state == HaltState::Running).then_some("bob"),
+        "journal_problem": null,
+    })
+}
+
+/// A dashboard frame: conditions (staleness breached unless `clear`), two positions, an
+/// alert.
+pub fn dashboard_json(state: HaltState, checklist: &Value, clear: bool) -> Value {
+    let cond = |id: &str, value: &str, threshold: &str, triggered: bool| {
+        json!({"id": id, "value": value, "threshold": threshold, "triggered": triggered,
+               "updated_at": "2026-03-02T14:04:59Z"})
+    };
+    let stale = if clear { "1.2" } else { "75" };
+    json!({
+        "type": "dashboard",
+        "snapshot": {
+            "ts": "2026-03-02T14:04:59Z",
+            "halt_state": state.to_string(),
+            "conditions": [
+                cond("max_total_drawdown", "3.1", "15", false),
+                cond("max_daily_drawdown", "0.82", "2", false),
+                cond("max_consecutive_losses", "2", "5", false),
+                cond("market_volatility", "3.9", "5", false),
+                cond("api_error_rate", "0", "10", false),
+                cond("market_data_staleness", stale, "60", !clear),
+                cond("position_risk", "0.41", "1", false),
+            ],
+            "portfolio": {
+                "equity": "10123.456",
+                "total_drawdown_pct": "3.1",
+                "daily_drawdown_pct": "0.82",
+                "exposure": "1520.5",
+                "unrealised_pnl": "-12.345",
+                "daily_pnl": "23.4",
+                "positions": [
+                    {"pair": "XRP/USD", "qty": "1200", "avg_entry": "0.6123", "mark": "0.6050",
+                     "realised_pnl": "5", "unrealised_pnl": "-8.76", "fees": "0.4"},
+                    {"pair": "DOGE/USD", "qty": "3000", "avg_entry": "0.1510", "mark": "0.1498",
+                     "realised_pnl": "0", "unrealised_pnl": "-3.585", "fees": "0.1"},
+                ],
+            },
+            "stats": null,
+            "latency": {},
+            "alerts": [
+                {"key": "k", "rule": "market_data_stale", "severity": "critical",
+                 "summary": "no XRP/USD book update for 75s", "labels": {},
+                 "started_at": "2026-03-02T13:58:20Z", "last_notified": null,
+                 "suppressed": null, "awaiting_group": false},
+            ],
+            "health": null,
+            "system": null,
+            "a_field_from_the_future": [1, 2, 3],
+        },
+        "status": status_json(state, checklist),
+        "checklist": checklist,
+        "portfolio": {"realised_pnl": "41.5"},
+    })
+}
+
+/// Ten journal records, newest first.
+pub fn journal() -> Vec<JournalRecord> {
+    let kinds = [
+        (
+            "checklist_step",
+            "alice",
+            json!({"item": "review_positions_pnl"}),
+        ),
+        (
+            "checklist_step",
+            "alice",
+            json!({"item": "review_market_conditions"}),
+        ),
+        (
+            "checklist_step",
+            "alice",
+            json!({"item": "review_halt_reason"}),
+        ),
+        (
+            "state_changed",
+            "alice",
+            json!({"from": "halted", "to": "recovering"}),
+        ),
+        ("closure_result", "system", json!({"cancelled": 2})),
+        (
+            "state_changed",
+            "system",
+            json!({"from": "halting", "to": "halted"}),
+        ),
+        (
+            "halt_triggered",
+            "console:alice",
+            json!({"reason": "XRP/USD feed looks frozen"}),
+        ),
+        (
+            "state_changed",
+            "bob",
+            json!({"from": "recovering", "to": "running"}),
+        ),
+        (
+            "api_halt",
+            "alice",
+            Value::String("plain text detail".into()),
+        ),
+        ("restored", "system", Value::Null),
+    ];
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, actor, detail))| JournalRecord {
+            id: 40 - i64::try_from(i).unwrap(),
+            ts: Some(now() - chrono::TimeDelta::seconds(30 * i64::try_from(i).unwrap())),
+            kind: kind.into(),
+            actor: actor.into(),
+            detail,
+        })
+        .collect()
+}
+
+/// A connected console in `state`, as after a refresh and a dashboard frame.
+pub fn console(state: HaltState) -> State {
+    let done = match state {
+        HaltState::Running => 8,
+        HaltState::Recovering => 3,
+        _ => 0,
+    };
+    let halt_id = if state == HaltState::Running { 2 } else { 3 };
+    let list = checklist_json(halt_id, done);
+    let status: Status = serde_json::from_value(status_json(state, &list)).unwrap();
+    let mut s = State::new("http://127.0.0.1:8080", now());
+    let _ = update(
+        &mut s,
+        Msg::Feed(FeedEvent::Connected(crate::app::Channel::HaltStatus)),
+    );
+    let _ = update(
+        &mut s,
+        Msg::Feed(FeedEvent::Connected(crate::app::Channel::Dashboard)),
+    );
+    let _ = update(
+        &mut s,
+        Msg::Refreshed(Box::new(Ok(Refresh {
+            identity: Identity {
+                name: "alice".into(),
+                role: "operator".into(),
+            },
+            status,
+            checklist: ChecklistReply {
+                state,
+                checklist: serde_json::from_value(list.clone()).unwrap(),
+                missing: missing(&list),
+            },
+            journal: journal(),
+        }))),
+    );
+    let clear = state == HaltState::Recovering || state == HaltState::Running;
+    let frame: Frame = serde_json::from_value(dashboard_json(state, &list, clear)).unwrap();
+    let _ = update(&mut s, Msg::Feed(FeedEvent::Frame(Box::new(frame))));
+    s.selected = done.min(7);
+    s
+}
