@@ -19,9 +19,11 @@
 //! `metrics` facade with its Prometheus exporter: we need exactly one backend, real
 //! histograms with chosen buckets, typed label sets, and an encoder we call ourselves
 //! from the daemon's HTTP server — without a global recorder, an exporter thread or a
-//! second HTTP listener. Its handles are plain atomics (histograms a short mutex), so a
-//! latency sample costs tens of nanoseconds, and it writes the OpenMetrics text format
-//! that Prometheus negotiates natively.
+//! second HTTP listener. Its counters and gauges are plain atomics, and its
+//! `EncodeMetric` trait let us add a lock-free latency histogram
+//! ([`metrics::LatencyHistogram`]), so a latency sample costs tens of nanoseconds on the
+//! trading path. It writes the OpenMetrics text format that Prometheus negotiates
+//! natively.
 //!
 //! This crate is not an API boundary for research code; the daemon composes it.
 //!

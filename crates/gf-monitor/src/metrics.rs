@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -48,11 +49,84 @@ pub const STAGES: [&str; 8] = [
 /// The label for stage names not in [`STAGES`].
 pub const OTHER_STAGE: &str = "other";
 
-/// Histogram buckets for latencies, seconds: 10 µs to 10 s.
-const LATENCY_BUCKETS: [f64; 19] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Histogram bucket bounds for latencies, microseconds: 10 µs to 10 s (exposed in
+/// seconds).
+const LATENCY_BOUNDS_US: [u64; 19] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
+
+/// A classic Prometheus histogram of durations, lock-free: one atomic counter per bucket
+/// and an exact integer sum in microseconds. (prometheus-client's own `Histogram` takes a
+/// mutex per observation; a latency sample is on the trading hot path.) A scrape racing
+/// an observation may see the sum one sample ahead of the buckets, as with any
+/// lock-free client; `_count` is always the `+Inf` bucket.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// Non-cumulative counts; the last slot is the `+Inf` overflow bucket.
+    counts: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(HistogramInner {
+                counts: std::array::from_fn(|_| AtomicU64::new(0)),
+                sum_us: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one duration.
+    #[inline]
+    pub fn observe_micros(&self, micros: u64) {
+        let idx = LATENCY_BOUNDS_US.partition_point(|b| *b < micros);
+        self.inner.counts[idx].fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.inner
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        #[allow(clippy::cast_precision_loss)] // bounds and sums in µs are far below 2^53
+        let secs = |us: u64| us as f64 / 1e6;
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_US
+            .iter()
+            .map(|b| secs(*b))
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = secs(self.inner.sum_us.load(Ordering::Relaxed));
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Samples kept per stage for the dashboard's percentiles.
 const RING: usize = 512;
@@ -79,13 +153,13 @@ pub struct Percentiles {
 
 /// One stage: its histogram series and a lock-free ring of recent samples.
 struct StageLatency {
-    histogram: Histogram,
+    histogram: LatencyHistogram,
     ring: Box<[AtomicU64]>,
     next: AtomicUsize,
 }
 
 impl StageLatency {
-    fn new(histogram: Histogram) -> Self {
+    fn new(histogram: LatencyHistogram) -> Self {
         Self {
             histogram,
             ring: (0..RING).map(|_| AtomicU64::new(0)).collect(),
@@ -95,8 +169,7 @@ impl StageLatency {
 
     #[inline]
     fn record(&self, micros: u64) {
-        #[allow(clippy::cast_precision_loss)] // micros below 2^53: exact
-        self.histogram.observe(micros as f64 / 1e6);
+        self.histogram.observe_micros(micros);
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
         self.ring[slot % RING].store(micros, Ordering::Relaxed);
     }
@@ -200,10 +273,6 @@ fn ratio() -> Unit {
     Unit::Other("ratio".to_owned())
 }
 
-fn histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
 fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
@@ -235,8 +304,7 @@ impl Metrics {
             }};
         }
 
-        let latency_family: Family<Labels1, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(histogram);
+        let latency_family: Family<Labels1, LatencyHistogram> = Family::default();
         r.register_with_unit(
             "gf_latency",
             "Latency per pipeline stage (market ingest to exchange ack; halt trigger to flat)",
@@ -896,6 +964,32 @@ mod tests {
             m.render()
                 .unwrap()
                 .contains("gf_exposure_quote{pair=\"DOGE/USD\"} 0.0")
+        );
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_with_exact_sum() {
+        let m = Metrics::new();
+        for us in [5, 10, 11, 499, 500, 501, 20_000_000] {
+            m.record_latency("halt_flat", us);
+        }
+        let text = m.render().unwrap();
+        let line = |le: &str| {
+            let prefix = format!("gf_latency_seconds_bucket{{le=\"{le}\",stage=\"halt_flat\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no bucket {le}\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(line("0.00001"), "2", "5 µs and 10 µs (le is inclusive)");
+        assert_eq!(line("0.000025"), "3");
+        assert_eq!(line("0.0005"), "5", "up to and including 500 µs");
+        assert_eq!(line("10.0"), "6");
+        assert_eq!(line("+Inf"), "7");
+        assert!(text.contains("gf_latency_seconds_count{stage=\"halt_flat\"} 7"));
+        assert!(
+            text.contains("gf_latency_seconds_sum{stage=\"halt_flat\"} 20.001526"),
+            "{text}"
         );
     }
 
