@@ -1,1 +1,106 @@
-fn main() {}
+//! Benchmarks: the gate check, signing one request, a paper market order against a
+//! depth-100 book.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gf_core::{
+    BookSnapshot, ClientOrderId, Clock, Event, Level, ManualClock, OrderPurpose, OrderRequest,
+    OrderType, Pair, Payload, Side, Source, TimeInForce, TradingGate,
+};
+use gf_exec::events::Publisher;
+use gf_exec::sign::api_sign;
+use gf_exec::wire::form_encode;
+use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
+use rust_decimal::Decimal;
+
+fn gate_check(c: &mut Criterion) {
+    let gate = TradingGate::new_open();
+    c.bench_function("gate_check_open", |b| {
+        b.iter(|| drop(black_box(gate.enter(black_box(OrderPurpose::Normal)))));
+    });
+    let closed = TradingGate::new_closed();
+    c.bench_function("gate_check_closed_refuses", |b| {
+        b.iter(|| black_box(closed.enter(black_box(OrderPurpose::Normal))).is_err());
+    });
+}
+
+fn signing(c: &mut Criterion) {
+    let secret = vec![0x5a_u8; 64];
+    c.bench_function("sign_add_order", |b| {
+        let mut nonce = 1_616_492_376_594_u64;
+        b.iter(|| {
+            nonce += 1;
+            let body = form_encode(&[
+                ("nonce", nonce.to_string()),
+                ("ordertype", "limit".into()),
+                ("pair", "XRPUSD".into()),
+                ("price", "0.5123".into()),
+                ("type", "buy".into()),
+                ("volume", "1250".into()),
+                ("cl_ord_id", "gf-000001".into()),
+            ]);
+            black_box(api_sign("/0/private/AddOrder", nonce, &body, &secret))
+        });
+    });
+}
+
+fn depth_100(clock: &ManualClock, pair: &Pair) -> Event {
+    let level = |base: i64, i: i64| Level::new(Decimal::new(base + i, 4), Decimal::from(100 + i));
+    Event::new(
+        clock.now(),
+        Source::Replay,
+        Payload::BookSnapshot(BookSnapshot {
+            pair: pair.clone(),
+            bids: (0..100).map(|i| level(4_999, -i)).collect(),
+            asks: (0..100).map(|i| level(5_001, i)).collect(),
+            checksum: 0,
+        }),
+    )
+}
+
+fn paper_market_order(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let clock = ManualClock::default();
+    let pair = Pair::new("XRP/USD").expect("pair");
+    let mut cfg = PaperConfig::default();
+    cfg.balances
+        .insert("USD".into(), Decimal::from(1_000_000_000_000_i64));
+    let publisher = Publisher::new(None, Arc::new(clock.clone()), Source::Paper);
+    let exchange = GatedExchange::new(
+        PaperExchange::new(cfg, publisher.clone()),
+        TradingGate::new_open(),
+        publisher,
+    );
+    let snapshot = depth_100(&clock, &pair);
+    let mut n = 0_u64;
+    // Sweeps 40 of the 100 ask levels (≈ 4 800 XRP), then restores the book.
+    c.bench_function("paper_market_order_depth_100", |b| {
+        b.iter(|| {
+            n += 1;
+            exchange.inner().on_event(&snapshot);
+            let order = OrderRequest {
+                client_order_id: ClientOrderId::new(format!("bench-{n}")),
+                pair: pair.clone(),
+                side: Side::Buy,
+                order_type: OrderType::Market,
+                qty: Decimal::from(4_800),
+                limit_price: None,
+                time_in_force: TimeInForce::Gtc,
+                reduce_only: false,
+                user_ref: None,
+                purpose: OrderPurpose::Normal,
+            };
+            black_box(rt.block_on(exchange.place_order(&order)).expect("filled"))
+        });
+    });
+    c.bench_function("paper_book_snapshot_depth_100", |b| {
+        b.iter(|| exchange.inner().on_event(black_box(&snapshot)));
+    });
+}
+
+criterion_group!(benches, gate_check, signing, paper_market_order);
+criterion_main!(benches);

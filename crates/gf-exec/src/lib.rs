@@ -1,6 +1,61 @@
 //! The only crate that talks to the exchange's REST API: the [`Exchange`] trait, the Kraken
 //! REST client, the order gate wrapper, the paper exchange and (feature `sim`) a mock Kraken
 //! server.
+//!
+//! - [`Exchange`]: place (market, limit, reduce-only, client order id, user reference),
+//!   cancel, cancel all, the dead man's switch, open orders, order status, balances,
+//!   positions, a cheap check; `MockExchange` (mockall) behind the `mocks` feature.
+//! - [`GatedExchange`]: the order gate in front of every implementation; a closed
+//!   [`gf_core::TradingGate`] refuses every order but halt-closure orders.
+//! - [`KrakenClient`]: signed REST calls ([`sign`]), a strictly increasing nonce, the
+//!   decaying-counter [`ratelimit`] with a priority lane, typed [`Error`]s, timeouts, safe
+//!   retries and reconciliation by client order id.
+//! - [`PaperExchange`]: fills against books from the bus, fees, balances; deterministic.
+//! - [`DeadManSwitch`]: keeps `CancelAllOrdersAfter` armed while trading is live.
+//! - `sim` (feature `sim`): a mock Kraken server on 127.0.0.1 with fault injection.
+//!
+//! This crate is an **API boundary**: research code may use the paper exchange directly.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use gf_core::{BookSnapshot, Clock, ClientOrderId, Event, EventBus, Level, ManualClock,
+//!     OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source,
+//!     TimeInForce, TradingGate};
+//! use gf_exec::{events::Publisher, Error, Exchange, GatedExchange, PaperConfig, PaperExchange};
+//! use rust_decimal::Decimal;
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let clock = Arc::new(ManualClock::default());
+//! let bus = EventBus::new(1024);
+//! let events = Publisher::new(Some(bus.clone()), clock.clone(), Source::Paper);
+//! let paper = PaperExchange::new(PaperConfig::default(), events.clone());
+//! let pair: Pair = "XRP/USD".parse().unwrap();
+//! paper.on_event(&Event::new(clock.now(), Source::Replay, Payload::BookSnapshot(BookSnapshot {
+//!     pair: pair.clone(),
+//!     bids: vec![Level::new(Decimal::new(49, 2), Decimal::from(1_000))],
+//!     asks: vec![Level::new(Decimal::new(50, 2), Decimal::from(1_000))],
+//!     checksum: 0,
+//! })));
+//! let gate = TradingGate::new_open();
+//! let exchange = GatedExchange::new(paper, gate.clone(), events);
+//! let mut order = OrderRequest {
+//!     client_order_id: ClientOrderId::new("buy-1"), pair, side: Side::Buy,
+//!     order_type: OrderType::Market, qty: Decimal::from(100), limit_price: None,
+//!     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
+//!     purpose: OrderPurpose::Normal,
+//! };
+//! assert_eq!(exchange.place_order(&order).await.unwrap().status, OrderStatus::Filled);
+//!
+//! gate.close(); // a halt: only reduce-only closure orders pass now
+//! order.client_order_id = ClientOrderId::new("buy-2");
+//! assert!(matches!(exchange.place_order(&order).await, Err(Error::Halted)));
+//! order.client_order_id = ClientOrderId::new("flatten");
+//! order.side = Side::Sell;
+//! order.reduce_only = true;
+//! order.purpose = OrderPurpose::HaltClosure;
+//! assert!(exchange.place_order(&order).await.is_ok());
+//! assert_eq!(exchange.balances().await.unwrap()["XRP"], Decimal::ZERO);
+//! # });
+//! ```
 
 pub mod deadman;
 mod error;

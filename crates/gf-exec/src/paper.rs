@@ -12,7 +12,7 @@
 //! It emits `OrderUpdate` and `Fill` events exactly as the live client does, stamped by its
 //! clock, so the same inputs always give the same outputs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -102,6 +102,8 @@ struct Holding {
 struct State {
     books: HashMap<Pair, Book>,
     orders: BTreeMap<u64, PaperOrder>,
+    /// Sequence numbers of the orders that are not terminal, in placement order.
+    open: BTreeSet<u64>,
     by_id: HashMap<OrderId, u64>,
     by_client: HashMap<ClientOrderId, u64>,
     balances: BTreeMap<String, Decimal>,
@@ -116,6 +118,12 @@ impl State {
     fn available(&self, asset: &str) -> Decimal {
         self.balances.get(asset).copied().unwrap_or_default()
             - self.reserved.get(asset).copied().unwrap_or_default()
+    }
+
+    fn open_orders(&self) -> impl Iterator<Item = (u64, &PaperOrder)> {
+        self.open
+            .iter()
+            .filter_map(|seq| self.orders.get(seq).map(|o| (*seq, o)))
     }
 
     fn adjust(map: &mut BTreeMap<String, Decimal>, asset: &str, delta: Decimal) {
@@ -259,12 +267,7 @@ impl PaperExchange {
     }
 
     fn cancel_all_locked(st: &mut State, out: &mut Vec<Payload>, reason: &str) -> u32 {
-        let open: Vec<u64> = st
-            .orders
-            .iter()
-            .filter(|(_, o)| !o.info.status.is_terminal())
-            .map(|(k, _)| *k)
-            .collect();
+        let open: Vec<u64> = st.open.iter().copied().collect();
         for seq in &open {
             Self::cancel_locked(st, *seq, out, reason);
         }
@@ -272,6 +275,7 @@ impl PaperExchange {
     }
 
     fn cancel_locked(st: &mut State, seq: u64, out: &mut Vec<Payload>, reason: &str) {
+        st.open.remove(&seq);
         let Some(order) = st.orders.get_mut(&seq) else {
             return;
         };
@@ -438,10 +442,9 @@ impl PaperExchange {
 
     fn match_resting(&self, st: &mut State, pair: &Pair, out: &mut Vec<Payload>) {
         let resting: Vec<u64> = st
-            .orders
-            .iter()
-            .filter(|(_, o)| &o.info.pair == pair && !o.info.status.is_terminal())
-            .map(|(k, _)| *k)
+            .open_orders()
+            .filter(|(_, o)| &o.info.pair == pair)
+            .map(|(seq, _)| seq)
             .collect();
         for seq in resting {
             let Some(order) = st.orders.get(&seq) else {
@@ -464,6 +467,9 @@ impl PaperExchange {
                     OrderStatus::PartiallyFilled
                 };
                 let info = order.info.clone();
+                if info.status.is_terminal() {
+                    st.open.remove(&seq);
+                }
                 out.push(update_payload(&info, None));
             }
         }
@@ -496,13 +502,10 @@ impl PaperExchange {
         if order.reduce_only {
             let position = st.balances.get(base).copied().unwrap_or_default();
             let pending_sells: Decimal = st
-                .orders
-                .values()
+                .open_orders()
+                .map(|(_, o)| o)
                 .filter(|o| {
-                    o.info.pair == order.pair
-                        && o.info.side == Side::Sell
-                        && o.info.reduce_only
-                        && !o.info.status.is_terminal()
+                    o.info.pair == order.pair && o.info.side == Side::Sell && o.info.reduce_only
                 })
                 .map(|o| o.info.qty - o.info.filled_qty)
                 .sum();
@@ -635,6 +638,9 @@ impl PaperExchange {
             let info = entry.info.clone();
             out.push(update_payload(&info, reason));
         }
+        if !status.is_terminal() {
+            st.open.insert(seq);
+        }
         Ok(OrderAck {
             order_id,
             client_order_id: order.client_order_id.clone(),
@@ -735,11 +741,7 @@ impl Exchange for PaperExchange {
         let orders = {
             let mut st = self.state.lock();
             self.expire_dead_man(&mut st, &mut out);
-            st.orders
-                .values()
-                .filter(|o| !o.info.status.is_terminal())
-                .map(|o| o.info.clone())
-                .collect()
+            st.open_orders().map(|(_, o)| o.info.clone()).collect()
         };
         self.flush(out);
         Ok(orders)

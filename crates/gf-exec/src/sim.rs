@@ -731,8 +731,8 @@ fn private_call(
                 Some(t) if t > 86_400 => Err("EGeneral:Invalid arguments:timeout"),
                 Some(t) => {
                     // Kraken answers in whole seconds; keep what was announced.
-                let trigger = DateTime::from_timestamp(now.timestamp() + i64::from(t), 0)
-                    .unwrap_or(now);
+                    let trigger =
+                        DateTime::from_timestamp(now.timestamp() + i64::from(t), 0).unwrap_or(now);
                     book.dead_man = Some(trigger);
                     Ok(json!({"currentTime": rfc3339(now), "triggerTime": rfc3339(trigger)}))
                 }

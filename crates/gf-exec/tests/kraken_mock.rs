@@ -182,9 +182,11 @@ async fn place_query_cancel_and_cancel_all() {
     );
     // Every request was signed with the documented headers and a nonce.
     let requests = s.server.requests();
-    assert!(requests
-        .iter()
-        .all(|r| r.api_key.as_deref() == Some(s.server.api_key()) && r.nonce.is_some()));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.api_key.as_deref() == Some(s.server.api_key()) && r.nonce.is_some())
+    );
     let refused: Vec<(&str, &str)> = requests
         .iter()
         .filter(|r| r.outcome != "ok")
