@@ -28,3 +28,41 @@ pub trait MarketSource: Send {
         shutdown: CancellationToken,
     ) -> Result<FeedStats, Error>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use gf_core::ManualClock;
+
+    #[tokio::test]
+    async fn sources_are_interchangeable_behind_the_trait() {
+        let mut mock = MockMarketSource::new();
+        mock.expect_run().times(1).returning(|_, _, _| {
+            Ok(FeedStats {
+                messages: 7,
+                ..FeedStats::default()
+            })
+        });
+        let replay = crate::ReplaySource::from_bytes(
+            b"{\"channel\":\"heartbeat\"}\n".to_vec(),
+            rust_decimal::Decimal::ZERO,
+        )
+        .unwrap();
+        let mut sources: Vec<Box<dyn MarketSource>> = vec![Box::new(mock), Box::new(replay)];
+        let mut messages = Vec::new();
+        for source in &mut sources {
+            let stats = source
+                .run(
+                    EventBus::new(8),
+                    Arc::new(ManualClock::default()),
+                    CancellationToken::new(),
+                )
+                .await
+                .unwrap();
+            messages.push(stats.messages);
+        }
+        assert_eq!(messages, vec![7, 1]);
+    }
+}
