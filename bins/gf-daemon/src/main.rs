@@ -336,7 +336,12 @@ async fn run(command: Command) -> Result<ExitCode> {
             let summary = journal
                 .verify()
                 .with_context(|| format!("journal {}", path.display()))?;
-            println!("{}: ok, {summary:?}", path.display());
+            println!(
+                "{}: ok — {} records, hash chain intact (head {})",
+                path.display(),
+                summary.records,
+                summary.head_hash
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Market {
@@ -449,8 +454,9 @@ fn print_status(s: &Value) {
         }
     );
     if let Some(h) = s["halt"].as_object() {
+        let label = if s["state"] == "running" { "last halt" } else { "halt" };
         println!(
-            "halt #{}: {} — {} (at {})",
+            "{label} #{}: {} — {} (at {})",
             h.get("id").and_then(Value::as_u64).unwrap_or(0),
             h.get("source").and_then(Value::as_str).unwrap_or("?"),
             h.get("reason").and_then(Value::as_str).unwrap_or("?"),
