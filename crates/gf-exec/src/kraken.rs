@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gf_core::{
-    ApiErrorKind, ClientOrderId, Config, CredentialHandle, OrderId, OrderRequest, OrderStatus,
-    OrderType, Pair, Position, Side, TimeInForce,
+    ApiErrorKind, ClientOrderId, Config, CredentialHandle, OrderId, OrderPurpose, OrderRequest,
+    OrderStatus, OrderType, Pair, Position, Side, TimeInForce,
 };
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -111,7 +111,12 @@ pub struct AssetPairInfo {
 struct Known {
     client_order_id: ClientOrderId,
     pair: Pair,
+    side: Side,
+    purpose: OrderPurpose,
     status: OrderStatus,
+    filled: Decimal,
+    cost: Decimal,
+    fee: Decimal,
 }
 
 /// The Kraken REST client. Put it behind [`crate::GatedExchange`].
@@ -456,21 +461,125 @@ impl KrakenClient {
         p
     }
 
-    fn remember(
-        &self,
-        order_id: &OrderId,
-        client_order_id: &ClientOrderId,
-        pair: &Pair,
-        status: OrderStatus,
-    ) {
+    fn remember(&self, order_id: &OrderId, order: &OrderRequest, status: OrderStatus) {
         self.known.lock().insert(
             order_id.clone(),
             Known {
-                client_order_id: client_order_id.clone(),
-                pair: pair.clone(),
+                client_order_id: order.client_order_id.clone(),
+                pair: order.pair.clone(),
+                side: order.side,
+                purpose: order.purpose,
                 status,
+                filled: Decimal::ZERO,
+                cost: Decimal::ZERO,
+                fee: Decimal::ZERO,
             },
         );
+    }
+
+    /// Polls `QueryOrders` for every order this client placed that is not yet terminal and
+    /// publishes what changed: a `Fill` for newly executed quantity (at the volume-weighted
+    /// price of the new executions, with the fee charged for them) and an `OrderUpdate` for
+    /// each status change. Returns how many orders changed.
+    ///
+    /// # Errors
+    /// [`Error`] from the call; nothing is published for a failed poll.
+    pub async fn sync_orders(&self) -> Result<usize, Error> {
+        let ids: Vec<OrderId> = self
+            .known
+            .lock()
+            .iter()
+            .filter(|(_, k)| !k.status.is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut changed = 0;
+        for chunk in ids.chunks(50) {
+            let txids = chunk
+                .iter()
+                .map(OrderId::as_str)
+                .collect::<Vec<_>>()
+                .join(",");
+            let result = self
+                .idempotent("QueryOrders", &[("txid", txids)], Lane::Normal)
+                .await?;
+            let obj = result.as_object().ok_or_else(|| Error::Malformed {
+                endpoint: "QueryOrders".into(),
+                status: 200,
+                snippet: "expected an object of orders".into(),
+            })?;
+            for (txid, raw) in obj {
+                let info = wire::parse_order("QueryOrders", txid, raw, &self.pairs.read())?;
+                let (cost, fee) = wire::order_cost_fee(raw);
+                changed += usize::from(self.apply_sync(&info, cost, fee));
+            }
+        }
+        Ok(changed)
+    }
+
+    fn apply_sync(&self, info: &OrderInfo, cost: Decimal, fee: Decimal) -> bool {
+        let (known, new_qty, new_cost, new_fee) = {
+            let mut map = self.known.lock();
+            let Some(k) = map.get_mut(&info.order_id) else {
+                return false;
+            };
+            if k.status == info.status && k.filled == info.filled_qty {
+                return false;
+            }
+            let deltas = (
+                info.filled_qty - k.filled,
+                cost - k.cost,
+                (fee - k.fee).max(Decimal::ZERO),
+            );
+            k.status = info.status;
+            k.filled = info.filled_qty;
+            k.cost = cost;
+            k.fee = fee;
+            (k.clone(), deltas.0, deltas.1, deltas.2)
+        };
+        if new_qty > Decimal::ZERO {
+            let price = if new_cost > Decimal::ZERO {
+                new_cost / new_qty
+            } else {
+                info.avg_price.unwrap_or_default()
+            };
+            self.events.fill(gf_core::Fill {
+                trade_id: format!("{}:{}", info.order_id, info.filled_qty.normalize()),
+                order_id: info.order_id.clone(),
+                client_order_id: Some(known.client_order_id.clone()),
+                pair: known.pair.clone(),
+                side: known.side,
+                qty: new_qty,
+                price,
+                fee: new_fee,
+                ts: self.events.clock().now(),
+                purpose: known.purpose,
+            });
+        }
+        self.events.order_update(
+            &known.client_order_id,
+            Some(&info.order_id),
+            &known.pair,
+            info.status,
+            info.filled_qty,
+            None,
+        );
+        true
+    }
+
+    /// Runs [`KrakenClient::sync_orders`] every `every` until the task is aborted; failures
+    /// are logged (each failed call is already an `ApiError` event).
+    pub fn spawn_order_sync(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = me.sync_orders().await {
+                    tracing::warn!(cause = %err, "order sync failed");
+                }
+            }
+        })
     }
 
     /// Finds an order by our client id: open orders first, then closed ones.
@@ -580,12 +689,7 @@ impl Exchange for KrakenClient {
             Ok(ack) => {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.events.latency("order_ack", micros);
-                self.remember(
-                    &ack.order_id,
-                    &order.client_order_id,
-                    &order.pair,
-                    ack.status,
-                );
+                self.remember(&ack.order_id, order, ack.status);
                 self.events.order_update(
                     &order.client_order_id,
                     Some(&ack.order_id),
@@ -789,7 +893,7 @@ pub fn side_text(side: Side) -> &'static str {
 mod tests {
     use super::*;
     use crate::sign::FixedCredentials;
-    use gf_core::{ManualClock, OrderPurpose, Source};
+    use gf_core::{ManualClock, Source};
 
     fn publisher() -> Publisher {
         Publisher::new(None, Arc::new(ManualClock::default()), Source::Exec)

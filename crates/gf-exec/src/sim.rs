@@ -389,6 +389,41 @@ impl MockKrakenHandle {
             .insert(asset.to_owned(), amount);
     }
 
+    /// Executes `qty` of an open order at `price` (as the matching engine would), moving
+    /// balances; the order closes once fully executed. Returns `false` for an unknown or
+    /// closed order or a quantity above what remains.
+    pub fn fill_order(&self, txid: &str, qty: Decimal, price: Decimal) -> bool {
+        let mut book = self.shared.book.lock();
+        let Some(order) = book
+            .orders
+            .iter_mut()
+            .find(|o| o.txid == txid && o.status == "open")
+        else {
+            return false;
+        };
+        if qty <= Decimal::ZERO || qty > order.volume - order.vol_exec {
+            return false;
+        }
+        let notional = order.vol_exec * order.avg_price + qty * price;
+        order.vol_exec += qty;
+        order.avg_price = notional / order.vol_exec;
+        if order.vol_exec == order.volume {
+            order.status = "closed".into();
+        }
+        let sign = if order.side == "buy" {
+            Decimal::ONE
+        } else {
+            Decimal::NEGATIVE_ONE
+        };
+        let (base, quote) = (
+            balance_code(order.pair.base()),
+            balance_code(order.pair.quote()),
+        );
+        *book.balances.entry(base).or_default() += sign * qty;
+        *book.balances.entry(quote).or_default() -= sign * qty * price;
+        true
+    }
+
     /// The highest REST counter value reached, thousandths of a point.
     #[must_use]
     pub fn peak_counter_milli(&self) -> u64 {

@@ -364,6 +364,15 @@ pub fn parse_order(
     })
 }
 
+/// The executed cost and fee of one order answer (zero when absent).
+#[must_use]
+pub fn order_cost_fee(order: &Value) -> (Decimal, Decimal) {
+    (
+        dec(order.get("cost")).unwrap_or_default(),
+        dec(order.get("fee")).unwrap_or_default(),
+    )
+}
+
 /// Parses a `{txid: order, …}` map, sorted by opening time then id (deterministic).
 ///
 /// # Errors

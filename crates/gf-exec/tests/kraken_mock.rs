@@ -633,3 +633,88 @@ async fn closed_gate_keeps_normal_orders_off_the_wire() {
     assert_eq!(count_orders(&s.server, "closure"), 1);
     assert_eq!(s.server.orders()[0].status, "closed");
 }
+
+#[tokio::test]
+async fn order_sync_publishes_fills_and_status_changes() {
+    let s = setup().await;
+    let mut sub = s
+        .bus
+        .subscribe(KindSet::of(&[EventKind::Fill, EventKind::OrderUpdate]));
+    let ack = s
+        .client
+        .place_order(&order("sync-1", Side::Buy, dec!(100), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    drain(&mut sub);
+    assert_eq!(
+        s.client.sync_orders().await.unwrap(),
+        0,
+        "nothing changed yet"
+    );
+    assert!(
+        s.server
+            .fill_order(ack.order_id.as_str(), dec!(40), dec!(0.40))
+    );
+    assert!(
+        !s.server
+            .fill_order(ack.order_id.as_str(), dec!(61), dec!(0.40))
+    );
+    assert_eq!(s.client.sync_orders().await.unwrap(), 1);
+    assert!(
+        s.server
+            .fill_order(ack.order_id.as_str(), dec!(60), dec!(0.39))
+    );
+    assert_eq!(s.client.sync_orders().await.unwrap(), 1);
+    assert_eq!(
+        s.client.sync_orders().await.unwrap(),
+        0,
+        "terminal orders are not polled"
+    );
+    let events = drain(&mut sub);
+    let fills: Vec<(Decimal, Decimal)> = events
+        .iter()
+        .filter_map(|p| match p {
+            Payload::Fill(f) => Some((f.qty, f.price)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fills, vec![(dec!(40), dec!(0.40)), (dec!(60), dec!(0.39))]);
+    let statuses: Vec<(OrderStatus, Decimal)> = events
+        .iter()
+        .filter_map(|p| match p {
+            Payload::OrderUpdate {
+                status, filled_qty, ..
+            } => Some((*status, *filled_qty)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (OrderStatus::PartiallyFilled, dec!(40)),
+            (OrderStatus::Filled, dec!(100))
+        ]
+    );
+    assert_eq!(s.server.balances()["XXRP"], dec!(1100));
+
+    // The background poller does the same on its own.
+    let ack = s
+        .client
+        .place_order(&order("sync-2", Side::Sell, dec!(10), Some(dec!(0.90))))
+        .await
+        .unwrap();
+    let poller = s.client.spawn_order_sync(Duration::from_millis(20));
+    assert!(
+        s.server
+            .fill_order(ack.order_id.as_str(), dec!(10), dec!(0.90))
+    );
+    let fill = loop {
+        let ev = sub.recv().await.unwrap();
+        if let Payload::Fill(f) = &ev.payload {
+            break f.clone();
+        }
+    };
+    assert_eq!((fill.qty, fill.side), (dec!(10), Side::Sell));
+    assert_eq!(fill.client_order_id, Some(ClientOrderId::new("sync-2")));
+    poller.abort();
+}
