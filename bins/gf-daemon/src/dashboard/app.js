@@ -442,15 +442,22 @@
 
   function renderConditions() {
     const conds = (state.snapshot && state.snapshot.conditions) || [];
+    const st = state.status;
+    // While halted, point at the condition(s) the halt was for.
+    const causes = new Set(st && st.state !== 'running' && st.halt ? st.halt.conditions || [] : []);
     const nodes = conds.map((c) => {
       const value = num(c.value);
       const threshold = num(c.threshold);
       const ratio = threshold > 0 && Number.isFinite(value) ? Math.min(1, Math.abs(value) / threshold) : 0;
       const bar = el('div', { cls: `bar${c.triggered ? ' triggered' : ratio >= 0.75 ? ' warn' : ''}` }, [el('div')]);
       bar.firstChild.style.width = `${(ratio * 100).toFixed(1)}%`;
-      return el('li', { cls: c.triggered ? 'triggered' : '', 'data-condition': c.id }, [
+      let label = c.id;
+      if (c.triggered) label += ' — triggered';
+      if (causes.has(c.id)) label += ' — caused the halt';
+      const cls = [c.triggered ? 'triggered' : '', causes.has(c.id) ? 'cause' : ''].join(' ').trim();
+      return el('li', { cls, 'data-condition': c.id }, [
         el('div', { cls: 'bar-label' }, [
-          el('span', { text: c.triggered ? `${c.id} — triggered` : c.id }),
+          el('span', { text: label }),
           el('span', { text: `${fmt(c.value, 2)} / ${fmt(c.threshold, 2)}` }),
         ]),
         bar,
@@ -549,9 +556,11 @@
   function linePath(points, sc, key) {
     let d = '';
     for (const seg of segments(points)) {
-      seg.forEach((p, i) => {
-        if (Number.isFinite(p[key])) d += `${i === 0 ? 'M' : 'L'}${sc.x(p.t).toFixed(1)},${sc.y(p[key]).toFixed(1)}`;
+      const pts = seg.filter((p) => Number.isFinite(p[key]));
+      pts.forEach((p, i) => {
+        d += `${i === 0 ? 'M' : 'L'}${sc.x(p.t).toFixed(1)},${sc.y(p[key]).toFixed(1)}`;
       });
+      if (pts.length === 1) d += 'h3'; // a lone sample still shows as a tick
     }
     return d;
   }
