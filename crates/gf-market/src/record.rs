@@ -18,6 +18,9 @@ use crate::source::MarketSource;
 /// reconnecting as the live client does, until `shutdown` is cancelled. Returns the feed
 /// counters (checksums are verified while recording, so mismatches show up at once).
 ///
+/// Cancellation: cancel `shutdown` rather than dropping the future, so the last buffered
+/// lines are flushed to the file.
+///
 /// # Errors
 /// [`Error::InvalidDepth`] / [`Error::InvalidUrl`] for bad settings, [`Error::Io`] when
 /// the file cannot be written.

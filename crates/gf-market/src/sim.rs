@@ -532,7 +532,11 @@ impl Session {
 }
 
 async fn session(stream: TcpStream, connection: u64, shared: Arc<Shared>) {
-    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::accept_async(stream),
+    );
+    let Ok(Ok(mut ws)) = handshake.await else {
         return;
     };
     let mut rx = shared.tx.subscribe();
