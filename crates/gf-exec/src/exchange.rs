@@ -131,3 +131,44 @@ pub trait Exchange: Send + Sync {
     /// [`Error`].
     async fn check(&self) -> Result<(), Error>;
 }
+
+/// A shared exchange is an exchange, so one instance can serve the gate wrapper, the dead
+/// man's switch and the halt coordinator (`GatedExchange<Arc<dyn Exchange>>`).
+#[async_trait]
+impl<T: Exchange + ?Sized> Exchange for std::sync::Arc<T> {
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
+        (**self).place_order(order).await
+    }
+
+    async fn cancel_order(&self, order: &OrderRef) -> Result<(), Error> {
+        (**self).cancel_order(order).await
+    }
+
+    async fn cancel_all(&self) -> Result<u32, Error> {
+        (**self).cancel_all().await
+    }
+
+    async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, Error> {
+        (**self).cancel_all_after(timeout_secs).await
+    }
+
+    async fn open_orders(&self) -> Result<Vec<OrderInfo>, Error> {
+        (**self).open_orders().await
+    }
+
+    async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, Error> {
+        (**self).order_status(order).await
+    }
+
+    async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error> {
+        (**self).balances().await
+    }
+
+    async fn open_positions(&self) -> Result<Vec<Position>, Error> {
+        (**self).open_positions().await
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        (**self).check().await
+    }
+}

@@ -184,6 +184,14 @@ impl PaperExchange {
         }
     }
 
+    /// The best bid and ask of the paper book of `pair`, once both sides have a level.
+    #[must_use]
+    pub fn best_bid_ask(&self, pair: &Pair) -> Option<(Price, Price)> {
+        let st = self.state.lock();
+        let book = st.books.get(pair)?;
+        Some((*book.bids.keys().next_back()?, *book.asks.keys().next()?))
+    }
+
     /// Subscribes to the bus's book events and applies them until the bus closes.
     /// A lagging subscription keeps the books it has (the next snapshot repairs them).
     pub fn spawn_feed(self: &Arc<Self>, bus: &EventBus) -> tokio::task::JoinHandle<()> {

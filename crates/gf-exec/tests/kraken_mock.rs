@@ -718,3 +718,48 @@ async fn order_sync_publishes_fills_and_status_changes() {
     assert_eq!(fill.client_order_id, Some(ClientOrderId::new("sync-2")));
     poller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
+    // A tiny matching-engine budget: 3 points, 1 reserved for the priority lane, 1/s decay.
+    let tight = Limits {
+        max: 3,
+        decay_milli_per_sec: 1000,
+        priority_reserve: 1,
+    };
+    let s = setup_with(MockConfig::default(), |c| c.trading_limits = tight).await;
+    for id in ["n1", "n2"] {
+        s.client
+            .place_order(&order(id, Side::Buy, dec!(1), Some(dec!(0.40))))
+            .await
+            .unwrap();
+    }
+    // The third normal order must wait for decay …
+    let client = s.client.clone();
+    let waiting = tokio::spawn(async move {
+        client
+            .place_order(&order("n3", Side::Buy, dec!(1), Some(dec!(0.40))))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // … while a halt-closure order goes straight through the reserve.
+    let started = std::time::Instant::now();
+    let mut closure = order("closure", Side::Sell, dec!(5), None);
+    closure.purpose = OrderPurpose::HaltClosure;
+    closure.reduce_only = true;
+    s.client.place_order(&closure).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        !waiting.is_finished(),
+        "the normal order is still throttled"
+    );
+    let placed: Vec<String> = s
+        .server
+        .orders()
+        .into_iter()
+        .filter_map(|o| o.cl_ord_id)
+        .collect();
+    assert_eq!(placed, vec!["n1", "n2", "closure"]);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(count_orders(&s.server, "n3"), 1);
+}

@@ -1,0 +1,187 @@
+//! The paper exchange fed by the event bus, behind the gate, with the dead man's switch
+//! keeper: the composition the daemon runs in paper mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gf_core::{
+    BookSnapshot, BookUpdate, ClientOrderId, Clock, Event, EventBus, EventKind, KindSet, Level,
+    ManualClock, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source,
+    TimeInForce, TradingGate,
+};
+use gf_exec::events::Publisher;
+use gf_exec::{
+    DeadManConfig, DeadManSwitch, Error, Exchange, GatedExchange, OrderRef, PaperConfig,
+    PaperExchange,
+};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+fn pair() -> Pair {
+    Pair::new("DOGE/USD").unwrap()
+}
+
+fn levels(raw: &[(Decimal, Decimal)]) -> Vec<Level> {
+    raw.iter().map(|(p, q)| Level::new(*p, *q)).collect()
+}
+
+fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
+    OrderRequest {
+        client_order_id: ClientOrderId::new(id),
+        pair: pair(),
+        side,
+        order_type: if limit.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        qty,
+        limit_price: limit,
+        time_in_force: TimeInForce::Gtc,
+        reduce_only: false,
+        user_ref: None,
+        purpose: OrderPurpose::Normal,
+    }
+}
+
+async fn wait_for<F: Fn() -> bool>(check: F) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn bus_fed_paper_exchange_behind_the_gate() {
+    let clock = ManualClock::default();
+    let bus = EventBus::new(4096);
+    let mut out = bus.subscribe(KindSet::of(&[EventKind::Fill, EventKind::OrderUpdate]));
+    let events = Publisher::new(Some(bus.clone()), Arc::new(clock.clone()), Source::Paper);
+    let paper = Arc::new(PaperExchange::new(PaperConfig::default(), events.clone()));
+    let feed = paper.spawn_feed(&bus);
+    let gate = TradingGate::new_open();
+    let exchange: Arc<dyn Exchange> = Arc::new(GatedExchange::new(
+        Arc::clone(&paper),
+        gate.clone(),
+        events.clone(),
+    ));
+
+    bus.publish(Event::new(
+        clock.now(),
+        Source::Market,
+        Payload::BookSnapshot(BookSnapshot {
+            pair: pair(),
+            bids: levels(&[(dec!(0.0999), dec!(50000))]),
+            asks: levels(&[(dec!(0.1001), dec!(20000)), (dec!(0.1002), dec!(30000))]),
+            checksum: 0,
+        }),
+    ));
+    let probe = Arc::clone(&paper);
+    wait_for(move || probe.best_bid_ask(&pair()).is_some()).await;
+    assert_eq!(
+        paper.best_bid_ask(&pair()),
+        Some((dec!(0.0999), dec!(0.1001)))
+    );
+
+    // A market buy of 30 000 walks two levels: 20 000 @ 0.1001 + 10 000 @ 0.1002.
+    let ack = exchange
+        .place_order(&order("m1", Side::Buy, dec!(30000), None))
+        .await
+        .unwrap();
+    assert_eq!(ack.status, OrderStatus::Filled);
+    let info = exchange
+        .order_status(&OrderRef::Exchange(ack.order_id))
+        .await
+        .unwrap();
+    assert_eq!(info.avg_price, Some(dec!(3004) / dec!(30000)));
+
+    // A resting sell fills when a book update crosses it.
+    exchange
+        .place_order(&order("l1", Side::Sell, dec!(5000), Some(dec!(0.1010))))
+        .await
+        .unwrap();
+    bus.publish(Event::new(
+        clock.now(),
+        Source::Market,
+        Payload::BookUpdate(BookUpdate {
+            pair: pair(),
+            bids: levels(&[(dec!(0.1011), dec!(8000))]),
+            asks: vec![],
+            checksum: 0,
+            best_bid: Some(Level::new(dec!(0.1011), dec!(8000))),
+            best_ask: None,
+        }),
+    ));
+    let fill = loop {
+        let ev = out.recv().await.unwrap();
+        if let Payload::Fill(f) = &ev.payload
+            && f.client_order_id == Some(ClientOrderId::new("l1"))
+        {
+            break f.clone();
+        }
+    };
+    assert_eq!((fill.qty, fill.price), (dec!(5000), dec!(0.1010)));
+    assert_eq!(fill.fee, dec!(505) * dec!(0.0025));
+    assert_eq!(fill.ts, clock.now());
+
+    // Halted: normal orders refused, closure orders flatten.
+    gate.close();
+    let refused = exchange
+        .place_order(&order("m2", Side::Buy, dec!(10), None))
+        .await;
+    assert!(matches!(refused, Err(Error::Halted)));
+    let mut flatten = order("flat", Side::Sell, dec!(25000), None);
+    flatten.reduce_only = true;
+    flatten.purpose = OrderPurpose::HaltClosure;
+    assert_eq!(
+        exchange.place_order(&flatten).await.unwrap().status,
+        OrderStatus::Filled
+    );
+    assert_eq!(exchange.balances().await.unwrap()["DOGE"], Decimal::ZERO);
+    feed.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_mans_switch_keeper_arms_the_paper_exchange_until_halted() {
+    let clock = ManualClock::default();
+    let events = Publisher::new(None, Arc::new(clock.clone()), Source::Paper);
+    let paper = Arc::new(PaperExchange::new(PaperConfig::default(), events.clone()));
+    paper.on_event(&Event::new(
+        clock.now(),
+        Source::Replay,
+        Payload::BookSnapshot(BookSnapshot {
+            pair: pair(),
+            bids: levels(&[(dec!(0.09), dec!(1000))]),
+            asks: levels(&[(dec!(0.11), dec!(1000))]),
+            checksum: 0,
+        }),
+    ));
+    paper
+        .place_order(&order("rest", Side::Buy, dec!(100), Some(dec!(0.08))))
+        .await
+        .unwrap();
+    let gate = TradingGate::new_open();
+    let keeper = DeadManSwitch::spawn(
+        paper.clone(),
+        gate.clone(),
+        DeadManConfig::new(60, false),
+        events,
+    );
+    // While open, every refresh pushes the deadline out: two minutes pass, nothing fires.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        clock.advance(chrono::Duration::seconds(15));
+    }
+    assert_eq!(paper.open_orders().await.unwrap().len(), 1);
+    // Halted: no more refreshes, so the exchange-side switch cancels the order.
+    gate.close();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        clock.advance(chrono::Duration::seconds(15));
+    }
+    assert!(paper.open_orders().await.unwrap().is_empty());
+    keeper.shutdown().await.unwrap();
+}
