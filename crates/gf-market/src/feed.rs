@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use gf_core::{BookSnapshot, BookUpdate, Pair, Payload};
+use gf_core::{BookSnapshot, BookUpdate, Level, Pair, Payload};
 use tracing::{debug, warn};
 
 use crate::book::{Book, BookSide, Precision};
@@ -408,9 +408,10 @@ impl FeedProcessor {
                 if computed == data.checksum {
                     state.valid = true;
                     stats.snapshots_verified += 1;
+                    let precision = state.book.precision();
                     out.push(Payload::BookSnapshot(BookSnapshot {
-                        bids: state.book.top(BookSide::Bid, depth),
-                        asks: state.book.top(BookSide::Ask, depth),
+                        bids: padded_all(state.book.top(BookSide::Bid, depth), precision),
+                        asks: padded_all(state.book.top(BookSide::Ask, depth), precision),
                         checksum: computed,
                         pair: data.pair,
                     }));
@@ -433,12 +434,13 @@ impl FeedProcessor {
                 let computed = state.book.checksum();
                 if computed == data.checksum {
                     stats.updates_verified += 1;
+                    let precision = state.book.precision();
                     out.push(Payload::BookUpdate(BookUpdate {
-                        best_bid: state.book.best_bid(),
-                        best_ask: state.book.best_ask(),
+                        best_bid: state.book.best_bid().map(|l| padded(l, precision)),
+                        best_ask: state.book.best_ask().map(|l| padded(l, precision)),
                         checksum: computed,
-                        bids: data.bids,
-                        asks: data.asks,
+                        bids: padded_all(data.bids, precision),
+                        asks: padded_all(data.asks, precision),
                         pair: data.pair,
                     }));
                 } else {
@@ -464,6 +466,29 @@ impl FeedProcessor {
         self.request_resync(&pair);
         out.push(Payload::BookInvalid { pair, reason });
     }
+}
+
+/// Pads a level's numbers to the pair's precision (`2.184` → `2.18400` for precision 5),
+/// so published levels carry the full precision Kraken means and a downstream book
+/// rebuilt from events reproduces the checksum. Never rounds: a number with more digits
+/// than the precision is left as is.
+fn padded(mut level: Level, precision: Option<Precision>) -> Level {
+    if let Some(p) = precision {
+        if level.price.scale() < p.price {
+            level.price.rescale(p.price);
+        }
+        if level.qty.scale() < p.qty {
+            level.qty.rescale(p.qty);
+        }
+    }
+    level
+}
+
+fn padded_all(levels: Vec<Level>, precision: Option<Precision>) -> Vec<Level> {
+    if precision.is_none() {
+        return levels;
+    }
+    levels.into_iter().map(|l| padded(l, precision)).collect()
 }
 
 fn note(ingest: &mut Ingest, pair: &Pair, ts: Option<DateTime<Utc>>) {
@@ -617,7 +642,12 @@ mod tests {
         assert_eq!(feed.precision(&btc()), Some(Precision { price: 1, qty: 8 }));
         out.clear();
         feed.process(&trimmed, &mut out).unwrap();
-        assert!(matches!(&out[0], Payload::BookSnapshot(_)), "{out:?}");
+        let Payload::BookSnapshot(s) = &out[0] else {
+            panic!("{out:?}")
+        };
+        // Published levels carry the pair's full precision again.
+        assert!(s.bids.iter().any(|l| l.price.to_string() == "45281.0"));
+        assert_eq!(s.bids[0].qty.to_string(), "0.10000000");
         out.clear();
         feed.process(r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":45285.2,"qty":0.001,"ord_type":"market","trade_id":7,"timestamp":"2023-10-06T17:35:56Z"}]}"#, &mut out).unwrap();
         feed.process(r#"{"channel":"trade","type":"snapshot","data":[{"symbol":"BTC/USD","side":"buy","price":1,"qty":1,"ord_type":"market","trade_id":6}]}"#, &mut out).unwrap();
