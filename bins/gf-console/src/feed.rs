@@ -63,11 +63,23 @@ pub fn spawn(base: &str, token: &str, tx: &mpsc::Sender<Msg>) -> Feeds {
 
 /// One feed: connect, pump, report, back off, again — until the receiver is gone.
 pub async fn run(url: String, token: String, channel: Channel, tx: mpsc::Sender<Msg>) {
-    let mut backoff = FIRST_BACKOFF;
+    run_with_backoff(url, token, channel, tx, FIRST_BACKOFF, MAX_BACKOFF).await;
+}
+
+/// [`run`] with the backoff given: `first` after the first failure, doubling to `max`.
+pub async fn run_with_backoff(
+    url: String,
+    token: String,
+    channel: Channel,
+    tx: mpsc::Sender<Msg>,
+    first: Duration,
+    max: Duration,
+) {
+    let mut backoff = first;
     loop {
         let error = match connect(&url, &token).await {
             Ok(ws) => {
-                backoff = FIRST_BACKOFF;
+                backoff = first;
                 if tx
                     .send(Msg::Feed(FeedEvent::Connected(channel)))
                     .await
@@ -85,13 +97,13 @@ pub async fn run(url: String, token: String, channel: Channel, tx: mpsc::Sender<
         let down = FeedEvent::Down {
             channel,
             error,
-            retry_in_secs: backoff.as_secs(),
+            retry_in_secs: backoff.as_secs().max(1),
         };
         if tx.send(Msg::Feed(down)).await.is_err() {
             return;
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(max);
     }
 }
 
@@ -151,6 +163,101 @@ async fn pump(mut ws: Ws, channel: Channel, tx: &mpsc::Sender<Msg>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    /// A daemon stand-in: accepts `connections` WebSockets in turn, checks the bearer
+    /// token, sends one status frame (and a frame of an unknown type) on each, then drops it.
+    async fn flaky_server(connections: usize) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws/halt-status", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut auths = Vec::new();
+            for n in 0..connections {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut auth = String::new();
+                let mut ws =
+                    tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
+                        auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        Ok(resp)
+                    })
+                    .await
+                    .unwrap();
+                auths.push(auth);
+                let state = if n == 0 { "halted" } else { "recovering" };
+                let frame = format!(
+                    r#"{{"type":"status","status":{{"state":"{state}"}},"checklist":null}}"#
+                );
+                ws.send(Message::Text(r#"{"type":"news"}"#.into()))
+                    .await
+                    .unwrap();
+                ws.send(Message::Text(frame.into())).await.unwrap();
+                ws.send(Message::Text("not json".into())).await.unwrap();
+                ws.close(None).await.unwrap();
+            }
+            auths
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_reported_and_reconnected() {
+        let (url, server) = flaky_server(2).await;
+        let (tx, mut rx) = mpsc::channel(32);
+        let feed = tokio::spawn(run_with_backoff(
+            url,
+            "gf_secret".into(),
+            Channel::HaltStatus,
+            tx,
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+        ));
+        let mut seen = Vec::new();
+        while seen.len() < 10 {
+            let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("feed events")
+                .unwrap();
+            seen.push(match msg {
+                Msg::Feed(FeedEvent::Connected(_)) => "connected".to_owned(),
+                Msg::Feed(FeedEvent::Frame(f)) => match *f {
+                    Frame::Status { status, .. } => format!("status {}", status.state),
+                    Frame::Other => "other".to_owned(),
+                    Frame::Dashboard { .. } => "dashboard".to_owned(),
+                },
+                Msg::Feed(FeedEvent::BadFrame(_)) => "bad frame".to_owned(),
+                Msg::Feed(FeedEvent::Down { retry_in_secs, .. }) => {
+                    assert_eq!(retry_in_secs, 1);
+                    "down".to_owned()
+                }
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "connected",
+                "other",
+                "status halted",
+                "bad frame",
+                "down",
+                "connected",
+                "other",
+                "status recovering",
+                "bad frame",
+                "down",
+            ]
+        );
+        assert_eq!(
+            server.await.unwrap(),
+            ["Bearer gf_secret", "Bearer gf_secret"]
+        );
+        feed.abort();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn unreachable_daemon_reports_down_and_retries_with_backoff() {

@@ -124,7 +124,13 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let hs = state.halt_state();
     let who = state.identity.as_ref().map_or_else(
         || "operator ?".to_owned(),
-        |i| format!("{} ({})", i.name, i.role),
+        |i| {
+            if i.can_operate() {
+                format!("{} ({})", i.name, i.role)
+            } else {
+                format!("{} ({}: read-only)", i.name, i.role)
+            }
+        },
     );
     let mut right = vec![Span::raw(format!("{who} "))];
     if area.width >= 110 {
@@ -985,6 +991,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Any terminal size draws without panicking, however small.
+    #[test]
+    fn tiny_and_odd_sizes_draw() {
+        for hs in STATES {
+            for (screen, dialog) in [
+                (Screen::Overview, Dialog::None),
+                (Screen::Recovery, Dialog::None),
+                (Screen::Journal, Dialog::None),
+                (Screen::Overview, Dialog::Help),
+                (
+                    Screen::Overview,
+                    Dialog::Halt {
+                        reason: "x".repeat(500),
+                        error: Some("type a reason first".into()),
+                    },
+                ),
+            ] {
+                let mut s = console(hs);
+                s.screen = screen;
+                s.dialog = dialog;
+                s.journal_scroll = 9;
+                for size in [(1, 1), (20, 5), (40, 10), (79, 23), (300, 100)] {
+                    let text = draw(&s, size);
+                    assert_eq!(text.lines().count(), usize::from(size.1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_viewer_is_told_it_is_read_only() {
+        let mut s = console(HaltState::Running);
+        s.identity = Some(crate::model::Identity {
+            name: "carol".into(),
+            role: "viewer".into(),
+        });
+        assert!(draw(&s, (80, 24)).contains("carol (viewer: read-only)"));
     }
 
     #[test]
