@@ -167,6 +167,8 @@ mod tests {
 
     /// A daemon stand-in: accepts `connections` WebSockets in turn, checks the bearer
     /// token, sends one status frame (and a frame of an unknown type) on each, then drops it.
+    // The handshake callback's error type is tungstenite's, large by its design.
+    #[allow(clippy::result_large_err)]
     async fn flaky_server(connections: usize) -> (String, tokio::task::JoinHandle<Vec<String>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/ws/halt-status", listener.local_addr().unwrap());
