@@ -334,10 +334,26 @@ impl FeedProcessor {
                 channel: Some(channel),
                 depth: Some(depth),
                 ..
-            } if channel == "book" && self.auto_depth => {
+            } if channel == "book" => {
+                // The depth the server acknowledged is the depth the data has: it wins
+                // over a configured one (a depth-10 recording replayed with depth 25
+                // would otherwise keep levels the feed never removes).
                 if let Ok(depth) = crate::book::validate_depth(depth) {
-                    self.depth = depth;
                     self.auto_depth = false;
+                    if depth != self.depth {
+                        warn!(
+                            configured = self.depth,
+                            acknowledged = depth,
+                            "book depth follows the server"
+                        );
+                        self.depth = depth;
+                        for state in self.books.values_mut() {
+                            let precision = state.book.precision();
+                            state.book = Book::new(depth);
+                            state.book.set_precision(precision);
+                            state.valid = false;
+                        }
+                    }
                 }
             }
             Message::Ack { .. } => {}
@@ -626,6 +642,36 @@ mod tests {
         assert_eq!(feed.take_resyncs(), vec![btc()]);
         let s = feed.stats();
         assert_eq!((s.malformed, s.unknown, s.unknown_pairs), (2, 1, 1));
+    }
+
+    #[test]
+    fn acknowledged_depth_wins_over_configured_and_auto_depth_learns() {
+        let ack = r#"{"method":"subscribe","result":{"channel":"book","depth":10,"snapshot":true,"symbol":"BTC/USD"},"success":true}"#;
+        let mut feed = FeedProcessor::new(25, None);
+        let mut out = Vec::new();
+        feed.process(SNAP, &mut out).unwrap();
+        feed.process(ack, &mut out).unwrap();
+        assert_eq!(feed.depth(), 10);
+        assert!(
+            feed.book(&btc()).is_none(),
+            "rebuilt at the new depth from a snapshot"
+        );
+        feed.process(SNAP, &mut out).unwrap();
+        assert_eq!(feed.book(&btc()).unwrap().depth(), 10);
+        // Without an ack, auto depth comes from the first snapshot's size.
+        let mut auto = FeedProcessor::with_auto_depth(None);
+        auto.process(SNAP, &mut out).unwrap();
+        assert_eq!(auto.depth(), 10);
+        let big: Vec<String> = (0..30)
+            .map(|i| format!(r#"{{"price":{}.5,"qty":1}}"#, 100 - i))
+            .collect();
+        let text = format!(
+            r#"{{"channel":"book","type":"snapshot","data":[{{"symbol":"BTC/USD","bids":[{}],"asks":[],"checksum":0}}]}}"#,
+            big.join(",")
+        );
+        let mut auto = FeedProcessor::with_auto_depth(None);
+        auto.process(&text, &mut out).unwrap();
+        assert_eq!(auto.depth(), 100);
     }
 
     #[test]

@@ -128,7 +128,9 @@ impl ReplaySource {
             .with_staleness(Duration::from_secs(cfg.staleness_secs)))
     }
 
-    /// Keeps books at this depth (default: learnt from the recording).
+    /// Keeps books at this depth (default: learnt from the recording). A `book`
+    /// subscription ack in the recording overrides it: the data has the depth the server
+    /// acknowledged.
     #[must_use]
     pub fn with_depth(mut self, depth: usize) -> Self {
         self.depth = Some(depth);
