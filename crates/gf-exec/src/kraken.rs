@@ -651,6 +651,7 @@ impl KrakenClient {
 
 #[async_trait]
 impl Exchange for KrakenClient {
+    #[tracing::instrument(skip(self, order), fields(cl_ord_id = %order.client_order_id, pair = %order.pair))]
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
         order.validate()?;
         let lane = if order.is_closure() {
@@ -718,6 +719,7 @@ impl Exchange for KrakenClient {
         outcome
     }
 
+    #[tracing::instrument(skip(self))]
     async fn cancel_order(&self, order: &OrderRef) -> Result<(), Error> {
         let params = match order {
             OrderRef::Exchange(id) => [("txid", id.0.clone())],
@@ -764,6 +766,7 @@ impl Exchange for KrakenClient {
         Ok(())
     }
 
+    #[tracing::instrument(skip(self))]
     async fn cancel_all(&self) -> Result<u32, Error> {
         let result = self.idempotent("CancelAll", &[], Lane::Priority).await?;
         let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);
@@ -780,6 +783,7 @@ impl Exchange for KrakenClient {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
+    #[tracing::instrument(skip(self))]
     async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, Error> {
         let result = self
             .idempotent(

@@ -763,3 +763,43 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
     waiting.await.unwrap().unwrap();
     assert_eq!(count_orders(&s.server, "n3"), 1);
 }
+
+#[tokio::test]
+async fn nonce_survives_a_client_restart_with_the_clock_set_back() {
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = gf_core::ManualClock::new(chrono::Utc::now());
+    let make = |clock: &gf_core::ManualClock| {
+        let mut cfg = KrakenConfig::new(server.url());
+        cfg.nonce_file = Some(dir.path().join("kraken.nonce"));
+        cfg.max_retries = 0;
+        KrakenClient::new(
+            cfg,
+            Arc::new(server.credentials()),
+            Publisher::new(None, Arc::new(clock.clone()), Source::Exec),
+        )
+        .unwrap()
+    };
+    let first = make(&clock);
+    for _ in 0..3 {
+        first.balances().await.unwrap();
+    }
+    drop(first);
+    // The host clock jumps back an hour; a fresh client must still be accepted.
+    clock.advance(chrono::Duration::hours(-1));
+    let second = make(&clock);
+    second.balances().await.unwrap();
+    let outcomes: Vec<String> = server.requests().into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, vec!["ok"; 4]);
+    // Without the file the same restart is refused by Kraken's nonce check.
+    let mut cfg = KrakenConfig::new(server.url());
+    cfg.max_retries = 0;
+    let forgetful = KrakenClient::new(
+        cfg,
+        Arc::new(server.credentials()),
+        Publisher::new(None, Arc::new(clock.clone()), Source::Exec),
+    )
+    .unwrap();
+    let err = forgetful.balances().await.unwrap_err();
+    assert_eq!(err.kind(), ApiErrorKind::InvalidNonce, "{err}");
+}
