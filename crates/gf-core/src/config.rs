@@ -532,7 +532,7 @@ impl Config {
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
                     origin: origin.to_owned(),
-                    message: e.to_string().trim_end().to_owned(),
+                    message: one_line(&e.to_string()),
                 })?;
         for (var, value) in vars {
             let Some(path) = var.strip_prefix(ENV_PREFIX) else {
@@ -548,7 +548,7 @@ impl Config {
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
                     origin: origin.to_owned(),
-                    message: e.to_string().trim_end().to_owned(),
+                    message: one_line(&e.to_string()),
                 })?;
         config.validate()?;
         Ok(config)
@@ -818,6 +818,17 @@ impl Config {
     }
 }
 
+/// toml's messages span several lines (a source excerpt with a caret); errors here are
+/// one line, so keep the text lines and drop the excerpt.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn url_scheme(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     if schemes
         .iter()
@@ -1005,6 +1016,16 @@ mod tests {
             let err = Config::from_toml_str(case.toml).unwrap_err().to_string();
             assert!(err.contains(case.key), "{:?} → {err}", case.toml);
         }
+    }
+
+    #[test]
+    fn parse_errors_are_one_line() {
+        for text in ["[halt\n", "[halt]\nmax_drawdown = 3\n", "x = = 1"] {
+            let err = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = Config::from_toml_str("[halt\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]
