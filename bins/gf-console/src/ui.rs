@@ -367,6 +367,15 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
         }
         (_, None) => lines.push(Line::raw("Halted (no halt details).")),
     }
+    if let Some(problem) = &state.status.journal_problem {
+        lines.insert(
+            0,
+            Line::styled(
+                format!("JOURNAL PROBLEM: {problem}"),
+                Style::new().fg(Color::Red).bold(),
+            ),
+        );
+    }
     lines
 }
 
@@ -1020,6 +1029,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_journal_problem_is_shown_first() {
+        let mut s = console(HaltState::Halted);
+        s.status.journal_problem = Some("hash chain broken at record 12".into());
+        assert!(draw(&s, (80, 24)).contains("JOURNAL PROBLEM: hash chain broken"));
     }
 
     #[test]
