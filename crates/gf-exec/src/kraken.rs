@@ -664,7 +664,11 @@ impl Exchange for KrakenClient {
         let mut attempt = 0;
         let outcome = loop {
             let err = match self.private_once("AddOrder", &params, lane).await {
-                Ok(result) => break Self::ack_from_result(&result, order),
+                Ok(result) => match Self::ack_from_result(&result, order) {
+                    Ok(ack) => break Ok(ack),
+                    // Accepted but unreadable: as ambiguous as a timeout.
+                    Err(err) => err,
+                },
                 Err(err) => err,
             };
             if err.is_ambiguous() {
@@ -690,7 +694,14 @@ impl Exchange for KrakenClient {
             Ok(ack) => {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.events.latency("order_ack", micros);
-                self.remember(&ack.order_id, order, ack.status);
+                // An order already terminal (found by reconciliation) is remembered as
+                // pending so that the next sync reports its executions as fills.
+                let tracked = if ack.status.is_terminal() {
+                    OrderStatus::Pending
+                } else {
+                    ack.status
+                };
+                self.remember(&ack.order_id, order, tracked);
                 self.events.order_update(
                     &order.client_order_id,
                     Some(&ack.order_id),

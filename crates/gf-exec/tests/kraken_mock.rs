@@ -803,3 +803,30 @@ async fn nonce_survives_a_client_restart_with_the_clock_set_back() {
     let err = forgetful.balances().await.unwrap_err();
     assert_eq!(err.kind(), ApiErrorKind::InvalidNonce, "{err}");
 }
+
+#[tokio::test]
+async fn reconciled_market_order_reports_its_fill_on_the_next_sync() {
+    let s = setup_with(MockConfig::default(), |c| c.max_retries = 0).await;
+    let mut fills = s.bus.subscribe(KindSet::of(&[EventKind::Fill]));
+    s.server.faults().inject(
+        Some("AddOrder"),
+        Fault::DropAfterAccept(Duration::from_millis(1500)),
+    );
+    let ack = s
+        .client
+        .place_order(&order("lost-mkt", Side::Buy, dec!(30), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.status,
+        OrderStatus::Filled,
+        "found filled by reconciliation"
+    );
+    assert_eq!(count_orders(&s.server, "lost-mkt"), 1);
+    assert_eq!(s.client.sync_orders().await.unwrap(), 1);
+    let fill = fills.recv().await.unwrap();
+    match &fill.payload {
+        Payload::Fill(f) => assert_eq!((f.qty, f.price), (dec!(30), dec!(0.5))),
+        other => panic!("unexpected {other:?}"),
+    }
+}
