@@ -167,7 +167,10 @@ impl ChromeDriver {
         let Value::Object(caps) = caps else {
             unreachable!("a JSON object literal")
         };
-        let client = ClientBuilder::rustls()?
+        // The WebDriver connection is plain HTTP on loopback, but fantoccini's connector
+        // loads the system's CA roots all the same.
+        let client = ClientBuilder::rustls()
+            .context("WebDriver client: install the Debian package `ca-certificates`")?
             .capabilities(caps)
             .connect(&self.url)
             .await

@@ -392,8 +392,11 @@
     $('state-since').textContent = since;
     const button = $('halt-button');
     const haltable = s === 'running' || s === 'recovering';
-    button.disabled = !haltable || !isOperator() || state.busy;
-    button.title = isOperator() ? '' : 'halting needs an operator token';
+    const live = dashboardSocket.connected;
+    button.disabled = !haltable || !isOperator() || state.busy || !live;
+    if (!isOperator()) button.title = 'halting needs an operator token';
+    else if (!live) button.title = 'not connected to the daemon';
+    else button.title = '';
     const problem = st ? st.journal_problem : null;
     $('journal-problem').hidden = !problem;
     $('journal-problem').textContent = problem ? `Journal problem: ${problem}` : '';
