@@ -164,7 +164,7 @@ fn render_banner(frame: &mut Frame<'_>, area: Rect, state: &State) {
         })
         .unwrap_or(("", 0));
     let text = format!(
-        " ⚠ DAEMON UNREACHABLE at {} — {error} — reconnecting in {retry}s; state shown may be stale ",
+        " ⚠ DAEMON UNREACHABLE — reconnecting in {retry}s — shown state may be stale — {} — {error} ",
         state.url
     );
     frame.render_widget(
@@ -380,10 +380,13 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
 }
 
 fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let cond_rows = u16::try_from(state.snapshot.conditions.len())
+        .unwrap_or(u16::MAX)
+        .max(7);
     let [top, middle, bottom] = Layout::vertical([
         Constraint::Length(6),
-        Constraint::Min(4),
-        Constraint::Length(4),
+        Constraint::Length(cond_rows.saturating_add(2)),
+        Constraint::Min(3),
     ])
     .areas(area);
     let hs = state.halt_state();
@@ -412,7 +415,39 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
     render_conditions(frame, cond_area, state);
     render_positions(frame, pos_area, state);
-    render_alerts(frame, bottom, state);
+    if area.width >= 120 {
+        let [alerts, journal] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(bottom);
+        render_alerts(frame, alerts, state);
+        render_recent_journal(frame, journal, state);
+    } else {
+        render_alerts(frame, bottom, state);
+    }
+}
+
+fn render_recent_journal(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let block = Block::bordered().title(" Recent journal (3: all) ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let lines: Vec<Line<'_>> = state
+        .journal
+        .iter()
+        .take(usize::from(inner.height))
+        .map(|r| {
+            Line::from(vec![
+                Span::styled(
+                    r.ts.map(|t| t.format("%H:%M:%S ").to_string())
+                        .unwrap_or_default(),
+                    Style::new().dim(),
+                ),
+                Span::styled(format!("{} ", r.kind), Style::new().bold()),
+                Span::raw(format!("{} ", r.actor)),
+                Span::styled(detail_text(r), Style::new().dim()),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn render_conditions(frame: &mut Frame<'_>, area: Rect, state: &State) {
