@@ -11,6 +11,10 @@
 //!   [`Payload::BookUpdate`](gf_core::Payload::BookUpdate) is published only after its
 //!   checksum verified; a mismatch publishes
 //!   [`Payload::BookInvalid`](gf_core::Payload::BookInvalid) and resyncs the pair.
+//!   Published levels carry the pair's precision (from the `instrument` channel), so a
+//!   consumer that applies the snapshot then each update's levels, truncating to the
+//!   depth, holds the same book (same checksum); `best_bid`/`best_ask` come with every
+//!   update for consumers that only need the top.
 //! - [`MarketSource`]: the seam; [`KrakenClient`] (live, `Source::Market`) and
 //!   [`ReplaySource`] (a recording, `Source::Replay`) implement it. Both also publish
 //!   `Trade`, `Ticker`, `Staleness` and (live) `Connection` events.
