@@ -525,10 +525,13 @@ impl KrakenClient {
             if k.status == info.status && k.filled == info.filled_qty {
                 return false;
             }
+            let delta = |new: Decimal, old: Decimal| {
+                new.checked_sub(old).unwrap_or_default().max(Decimal::ZERO)
+            };
             let deltas = (
-                info.filled_qty - k.filled,
-                cost - k.cost,
-                (fee - k.fee).max(Decimal::ZERO),
+                delta(info.filled_qty, k.filled),
+                delta(cost, k.cost),
+                delta(fee, k.fee),
             );
             k.status = info.status;
             k.filled = info.filled_qty;

@@ -78,7 +78,7 @@ impl Book {
     fn mid(&self) -> Option<Price> {
         let bid = self.bids.keys().next_back()?;
         let ask = self.asks.keys().next()?;
-        Some((bid + ask) / Decimal::TWO)
+        Some(bid.checked_add(*ask)? / Decimal::TWO)
     }
 }
 
@@ -262,7 +262,9 @@ impl PaperExchange {
         } else {
             self.cfg.taker_fee_pct
         };
-        notional * pct / Decimal::ONE_HUNDRED
+        notional
+            .checked_mul(pct)
+            .map_or(Decimal::MAX, |x| x / Decimal::ONE_HUNDRED)
     }
 
     fn expire_dead_man(&self, st: &mut State, out: &mut Vec<Payload>) {
@@ -443,7 +445,11 @@ impl PaperExchange {
             }
             let q = (*available).min(qty - filled);
             filled += q;
-            cost += q * *price;
+            // Absurd sizes overflow Decimal: report them as unaffordable, never panic.
+            cost = q
+                .checked_mul(*price)
+                .and_then(|n| cost.checked_add(n))
+                .unwrap_or(Decimal::MAX);
         }
         (filled, cost)
     }
@@ -555,10 +561,13 @@ impl PaperExchange {
         let reserve = match order.side {
             Side::Buy => {
                 let rest_cost = limit.map_or(Decimal::ZERO, |l| {
-                    let n = l * rest_qty;
-                    n + self.fee(n, true)
+                    let n = l.checked_mul(rest_qty).unwrap_or(Decimal::MAX);
+                    n.checked_add(self.fee(n, true)).unwrap_or(Decimal::MAX)
                 });
-                let need = cost + self.fee(cost, false) + rest_cost;
+                let need = cost
+                    .checked_add(self.fee(cost, false))
+                    .and_then(|x| x.checked_add(rest_cost))
+                    .unwrap_or(Decimal::MAX);
                 let have = st.available(quote);
                 if need > have {
                     return Err(insufficient(have, need, quote));
@@ -566,7 +575,7 @@ impl PaperExchange {
                 rest_cost
             }
             Side::Sell => {
-                let need = takeable + rest_qty;
+                let need = takeable.checked_add(rest_qty).unwrap_or(Decimal::MAX);
                 let have = st.available(base);
                 if need > have {
                     return Err(insufficient(have, need, base));
@@ -790,7 +799,9 @@ impl Exchange for PaperExchange {
                 avg_entry,
                 mark,
                 realised_pnl: holding.realised,
-                unrealised_pnl: mark.map_or(Decimal::ZERO, |m| (m - avg_entry) * qty),
+                unrealised_pnl: mark
+                    .and_then(|m| m.checked_sub(avg_entry)?.checked_mul(qty))
+                    .unwrap_or_default(),
                 fees: holding.fees,
             });
         }
@@ -1179,6 +1190,38 @@ mod tests {
                 .is_err()
         );
         paper.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn absurd_sizes_are_rejected_not_panicking() {
+        let (paper, clock, _bus) = setup(&[("USD", dec!(1000)), ("XRP", dec!(10))]);
+        paper.on_event(&snapshot(
+            &clock,
+            &[(dec!(0.49), Decimal::MAX)],
+            &[(Decimal::MAX, Decimal::MAX)],
+        ));
+        let err = paper
+            .place_order(&order("huge", Side::Buy, Decimal::MAX, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ApiErrorKind::InsufficientFunds, "{err}");
+        let err = paper
+            .place_order(&order(
+                "huge-limit",
+                Side::Buy,
+                Decimal::MAX,
+                Some(Decimal::MAX),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ApiErrorKind::InsufficientFunds, "{err}");
+        let err = paper
+            .place_order(&order("huge-sell", Side::Sell, Decimal::MAX, Some(dec!(1))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ApiErrorKind::InsufficientFunds, "{err}");
+        let positions = paper.open_positions().await.unwrap();
+        assert_eq!(positions[0].qty, dec!(10), "extreme books never panic");
     }
 
     #[tokio::test]

@@ -888,7 +888,9 @@ fn add_order(
     if reduce_only && (side == "buy" || volume > held(&base)) {
         return Err("EOrder:Reduce only:Non-PC");
     }
-    let cost = volume * price.unwrap_or(market).max(market);
+    let cost = volume
+        .checked_mul(price.unwrap_or(market).max(market))
+        .ok_or("EGeneral:Invalid arguments:volume")?;
     match side.as_str() {
         "buy" if cost > held(&quote) => return Err("EOrder:Insufficient funds"),
         "sell" if volume > held(&base) => return Err("EOrder:Insufficient funds"),

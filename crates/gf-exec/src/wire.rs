@@ -285,7 +285,7 @@ fn timestamp(v: Option<&Value>) -> Option<DateTime<Utc>> {
         _ => return None,
     };
     let secs = Decimal::from_str(&text).ok()?;
-    let micros = (secs * Decimal::from(1_000_000)).trunc();
+    let micros = secs.checked_mul(Decimal::from(1_000_000))?.trunc();
     let micros: i64 = micros.try_into().ok()?;
     DateTime::from_timestamp_micros(micros)
 }
@@ -578,6 +578,12 @@ mod tests {
         assert_eq!(o.avg_price, Some(Decimal::new(5, 1)));
         assert_eq!(o.client_order_id, Some(ClientOrderId::new("c-1")));
         assert_eq!(o.opened_at.unwrap().timestamp(), 1_688_666_559);
+        let huge_time = json!({"X": {
+            "status": "open", "opentm": "79228162514264337593543950335",
+            "descr": {"pair": "XRPUSD", "type": "buy", "ordertype": "market"}, "vol": "1"
+        }});
+        let parsed = parse_order_map("OpenOrders", &huge_time, &map).unwrap();
+        assert_eq!(parsed[0].opened_at, None);
         let bad = json!({"X": {"descr": {"pair": "XRPUSD", "type": "hold", "ordertype": "limit"}, "vol": "1"}});
         let err = parse_order_map("OpenOrders", &bad, &map).unwrap_err();
         assert!(err.to_string().contains("hold"));
