@@ -97,7 +97,7 @@ fn paper_market_order(c: &mut Criterion) {
                 }
             },
             |order| black_box(rt.block_on(exchange.place_order(&order)).expect("filled")),
-            BatchSize::SmallInput,
+            BatchSize::PerIteration,
         );
     });
     c.bench_function("paper_book_snapshot_depth_100", |b| {
