@@ -497,6 +497,22 @@ async fn operator_halts_from_the_page_and_walks_the_checklist() -> Result<()> {
         b.screenshot("dashboard-running.png").await?;
         b.client.set_window_size(LAPTOP.0, LAPTOP.1).await?;
 
+        // Cancelling the dialog halts nothing.
+        b.click("#halt-button").await?;
+        b.until_js(
+            "the halt dialog",
+            "return document.getElementById('halt-dialog').open",
+        )
+        .await?;
+        b.click("#halt-cancel").await?;
+        b.until_js(
+            "the dialog to close",
+            "return !document.getElementById('halt-dialog').open",
+        )
+        .await?;
+        assert_eq!(d.daemon.halt.state(), HaltState::Running);
+        assert_eq!(b.text("#state-text").await?, "Running");
+
         // Halt with the page's button: a dialog asks for the reason, then confirms.
         b.click("#halt-button").await?;
         b.until_js(

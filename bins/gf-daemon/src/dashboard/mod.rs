@@ -118,6 +118,7 @@ mod tests {
         assert!(body.starts_with("<!doctype html>"), "{}", &body[..40]);
         assert!(body.contains(STYLE) && body.contains(SCRIPT));
         assert!(!body.contains(STYLE_SLOT) && !body.contains(SCRIPT_SLOT));
+        assert!(body.contains(r#"<meta name="viewport" content="width=device-width"#));
         for id in ["state-banner", "halt-button", "halt-dialog", "disconnected"] {
             assert!(body.contains(&format!("id=\"{id}\"")), "missing #{id}");
         }
