@@ -4,8 +4,9 @@
 //! Needs the Debian packages `chromium` and `chromium-driver` (`/usr/bin/chromium`,
 //! `/usr/bin/chromedriver`; override with `CHROMIUM` / `CHROMEDRIVER`). Without them the
 //! tests fail and say what to install: a browser test that silently skips proves nothing.
-//! Every JavaScript error the browser logs fails the test. Screenshots go to
-//! `target/dashboard-halted.png` and `target/dashboard-phone.png`.
+//! Every JavaScript error the browser logs fails the test (a probe `console.error` first
+//! proves the log is really read). Screenshots go to `target/`: `dashboard-running.png`,
+//! `dashboard-halted.png`, `dashboard-phone.png` (390 px wide) and `dashboard-crash.png`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
