@@ -11,6 +11,7 @@
 //! | `GET /api/v1/positions`, `/orders`, `/conditions`, `/alerts`, `/journal` | viewer |
 //! | `GET /api/v1/openapi.json` | none |
 //! | `GET /livez`, `/readyz[?verbose]`, `/metrics` | none |
+//! | `GET /dashboard` (the page asks for a token itself) | none |
 //! | `WS /ws/halt-status`, `WS /ws/dashboard` (token in `Authorization` or `?token=`) | viewer |
 
 pub mod error;
