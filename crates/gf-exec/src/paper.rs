@@ -1279,10 +1279,110 @@ mod tests {
 #[cfg(test)]
 mod property_tests {
     use super::*;
-    use gf_core::{BookSnapshot, Clock, Level, ManualClock, Source};
+    use gf_core::{BookSnapshot, BookUpdate, Clock, Level, ManualClock, Source};
     use proptest::prelude::*;
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Snapshot(Vec<(u32, u32)>, Vec<(u32, u32)>),
+        Update(Vec<(u32, u32)>, Vec<(u32, u32)>),
+        Market(bool, u32),
+        Limit(bool, u32, u32, bool),
+        Cancel(usize),
+        CancelAll,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let levels = || proptest::collection::vec((40u32..60, 0u32..50), 0..6);
+        prop_oneof![
+            (levels(), levels()).prop_map(|(b, a)| Op::Snapshot(b, a)),
+            (levels(), levels()).prop_map(|(b, a)| Op::Update(b, a)),
+            (any::<bool>(), 1u32..80).prop_map(|(buy, q)| Op::Market(buy, q)),
+            (any::<bool>(), 1u32..80, 40u32..60, any::<bool>())
+                .prop_map(|(buy, q, p, ioc)| Op::Limit(buy, q, p, ioc)),
+            (0usize..20).prop_map(Op::Cancel),
+            Just(Op::CancelAll),
+        ]
+    }
+
+    fn lv(raw: &[(u32, u32)]) -> Vec<Level> {
+        raw.iter()
+            .map(|(p, q)| Level::new(Decimal::new(i64::from(*p), 2), Decimal::from(*q)))
+            .collect()
+    }
+
     proptest! {
+        #[test]
+        fn prop_random_sessions_keep_balances_and_reservations_sound(
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let clock = ManualClock::default();
+            let paper = PaperExchange::new(
+                PaperConfig {
+                    balances: BTreeMap::from([
+                        ("USD".to_owned(), Decimal::from(40)),
+                        ("XRP".to_owned(), Decimal::from(60)),
+                    ]),
+                    ..PaperConfig::default()
+                },
+                Publisher::new(None, Arc::new(clock.clone()), Source::Paper),
+            );
+            let pair = Pair::new("XRP/USD").unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut placed = Vec::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                let order = |buy: bool, q: u32, limit: Option<u32>, ioc: bool| OrderRequest {
+                    client_order_id: ClientOrderId::new(format!("o{i}")),
+                    pair: pair.clone(),
+                    side: if buy { Side::Buy } else { Side::Sell },
+                    order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+                    qty: Decimal::from(q),
+                    limit_price: limit.map(|p| Decimal::new(i64::from(p), 2)),
+                    time_in_force: if ioc { TimeInForce::Ioc } else { TimeInForce::Gtc },
+                    reduce_only: false,
+                    user_ref: None,
+                    purpose: OrderPurpose::Normal,
+                };
+                match op {
+                    Op::Snapshot(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
+                        Payload::BookSnapshot(BookSnapshot { pair: pair.clone(), bids: lv(&b), asks: lv(&a), checksum: 0 }))),
+                    Op::Update(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
+                        Payload::BookUpdate(BookUpdate { pair: pair.clone(), bids: lv(&b), asks: lv(&a),
+                            checksum: 0, best_bid: None, best_ask: None }))),
+                    Op::Market(buy, q) => {
+                        if let Ok(ack) = rt.block_on(paper.place_order(&order(buy, q, None, false))) {
+                            placed.push(ack.order_id);
+                        }
+                    }
+                    Op::Limit(buy, q, p, ioc) => {
+                        if let Ok(ack) = rt.block_on(paper.place_order(&order(buy, q, Some(p), ioc))) {
+                            placed.push(ack.order_id);
+                        }
+                    }
+                    Op::Cancel(k) => {
+                        if let Some(id) = placed.get(k) {
+                            let _ = rt.block_on(paper.cancel_order(&OrderRef::Exchange(id.clone())));
+                        }
+                    }
+                    Op::CancelAll => {
+                        rt.block_on(paper.cancel_all()).unwrap();
+                    }
+                }
+                let st = paper.state.lock();
+                for asset in ["USD", "XRP"] {
+                    let balance = st.balances.get(asset).copied().unwrap_or_default();
+                    let reserved = st.reserved.get(asset).copied().unwrap_or_default();
+                    prop_assert!(balance >= Decimal::ZERO, "{} balance {}", asset, balance);
+                    prop_assert!(reserved >= Decimal::ZERO, "{} reserved {}", asset, reserved);
+                    prop_assert!(reserved <= balance, "{} reserved {} > {}", asset, reserved, balance);
+                }
+                for o in st.orders.values() {
+                    prop_assert!(o.info.filled_qty <= o.info.qty);
+                    prop_assert_eq!(st.open.contains(&st.by_id[&o.info.order_id]), !o.info.status.is_terminal());
+                }
+            }
+        }
+
         #[test]
         fn prop_market_buy_conserves_value_and_is_deterministic(
             asks in proptest::collection::vec((1u32..1000, 1u32..500), 1..30),
