@@ -102,9 +102,28 @@ pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
             "daily_drawdown_pct": p.daily_drawdown_pct(),
         })
     });
+    // Every condition the coordinator evaluates, not only those that have published a
+    // value change since the monitor started.
+    let mut snapshot = serde_json::to_value(d.monitor.dashboard_snapshot()).unwrap_or_default();
+    snapshot["conditions"] = d
+        .halt
+        .conditions()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "value": c.value,
+                "threshold": c.threshold,
+                "triggered": c.triggered,
+                "updated_at": c.last_evaluated,
+                "detail": c.detail,
+            })
+        })
+        .collect();
     json!({
         "type": "dashboard",
-        "snapshot": d.monitor.dashboard_snapshot(),
+        "snapshot": snapshot,
         "status": d.halt.status(),
         "checklist": d.halt.checklist(),
         "portfolio": positions,
