@@ -236,6 +236,7 @@ struct Book {
     counter_at: tokio::time::Instant,
     peak_counter_milli: u64,
     dead_man: Option<DateTime<Utc>>,
+    prices: BTreeMap<Pair, Decimal>,
 }
 
 #[derive(Debug)]
@@ -292,6 +293,7 @@ impl MockKraken {
                 counter_at: tokio::time::Instant::now(),
                 peak_counter_milli: 0,
                 dead_man: None,
+                prices: cfg.prices.clone(),
             }),
             cfg,
         });
@@ -422,6 +424,32 @@ impl MockKrakenHandle {
         *book.balances.entry(base).or_default() += sign * qty;
         *book.balances.entry(quote).or_default() -= sign * qty * price;
         true
+    }
+
+    /// Moves the market price of `pair`: resting limit orders that the new price crosses
+    /// execute in full at their limit price. Returns how many executed.
+    pub fn set_price(&self, pair: &Pair, price: Decimal) -> usize {
+        let crossing: Vec<(String, Decimal, Decimal)> = {
+            let mut book = self.shared.book.lock();
+            book.prices.insert(pair.clone(), price);
+            book.orders
+                .iter()
+                .filter(|o| &o.pair == pair && o.status == "open")
+                .filter_map(|o| {
+                    let limit = o.price?;
+                    let crosses = if o.side == "buy" {
+                        price <= limit
+                    } else {
+                        price >= limit
+                    };
+                    crosses.then(|| (o.txid.clone(), o.volume - o.vol_exec, limit))
+                })
+                .collect()
+        };
+        crossing
+            .into_iter()
+            .filter(|(txid, qty, limit)| self.fill_order(txid, *qty, *limit))
+            .count()
     }
 
     /// The highest REST counter value reached, thousandths of a point.
@@ -821,7 +849,7 @@ fn private_call(
         )),
         "TradeBalance" => {
             let mut equity = book.balances.get("ZUSD").copied().unwrap_or_default();
-            for (pair, price) in &shared.cfg.prices {
+            for (pair, price) in &book.prices {
                 equity += book
                     .balances
                     .get(&balance_code(pair.base()))
@@ -876,7 +904,11 @@ fn add_order(
         ),
         _ => None,
     };
-    let market = shared.cfg.prices[&pair];
+    let market = book
+        .prices
+        .get(&pair)
+        .copied()
+        .ok_or("EQuery:Unknown asset pair")?;
     let executes = match (side.as_str(), price) {
         (_, None) => true,
         ("buy", Some(p)) => p >= market,

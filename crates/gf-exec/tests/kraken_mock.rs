@@ -830,3 +830,236 @@ async fn reconciled_market_order_reports_its_fill_on_the_next_sync() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn price_moves_fill_crossing_limit_orders() {
+    let s = setup().await;
+    let ack = s
+        .client
+        .place_order(&order("dip-buy", Side::Buy, dec!(100), Some(dec!(0.45))))
+        .await
+        .unwrap();
+    let xrp = Pair::new("XRP/USD").unwrap();
+    assert_eq!(s.server.set_price(&xrp, dec!(0.46)), 0);
+    assert_eq!(s.server.set_price(&xrp, dec!(0.44)), 1);
+    let info = s
+        .client
+        .order_status(&OrderRef::Exchange(ack.order_id))
+        .await
+        .unwrap();
+    assert_eq!(info.status, OrderStatus::Filled);
+    assert_eq!(info.avg_price, Some(dec!(0.45)));
+    // The next market order fills at the new price.
+    let ack = s
+        .client
+        .place_order(&order("mkt", Side::Sell, dec!(10), None))
+        .await
+        .unwrap();
+    let info = s
+        .client
+        .order_status(&OrderRef::Exchange(ack.order_id))
+        .await
+        .unwrap();
+    assert_eq!(info.avg_price, Some(dec!(0.44)));
+}
+
+#[tokio::test]
+async fn mock_answers_malformed_requests_with_kraken_errors() {
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Vec<u8>| {
+        http.post(format!("{}{path}", server.url()))
+            .header("API-Key", server.api_key())
+            .header("API-Sign", "AAAA")
+            .body(body)
+            .send()
+    };
+    let text = |r: reqwest::Response| async move { (r.status().as_u16(), r.text().await.unwrap()) };
+    let (status, body) = text(
+        post("/0/private/AddOrder", vec![0xff, 0xfe, b'&', b'='])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("EAPI:Invalid nonce"), "{body}");
+    let (_, body) = text(
+        post("/0/private/AddOrder", b"nonce=5".to_vec())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(body.contains("EAPI:Invalid signature"), "{body}");
+    let (status, body) = text(post("/nowhere", Vec::new()).await.unwrap()).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("EGeneral:Unknown method"), "{body}");
+    let (_, body) = text(
+        http.get(format!("{}/0/private/Balance", server.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(body.contains("EGeneral:Invalid arguments"), "{body}");
+    let (_, body) = text(
+        http.get(format!("{}/0/public/Time", server.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(body.contains("unixtime"), "{body}");
+    let (_, body) = text(
+        http.get(format!("{}/0/public/Nope", server.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(body.contains("EGeneral:Unknown method"), "{body}");
+    assert_eq!(server.requests().len(), 6, "every request recorded");
+    server.shutdown().await;
+}
+
+/// Sends a correctly signed private request with arbitrary parameters.
+async fn signed(server: &MockKrakenHandle, nonce: u64, endpoint: &str, params: &str) -> String {
+    let path = format!("/0/private/{endpoint}");
+    let body = if params.is_empty() {
+        format!("nonce={nonce}")
+    } else {
+        format!("nonce={nonce}&{params}")
+    };
+    let mut sign = String::new();
+    server.credentials().with_credentials(&mut |_, secret| {
+        sign = api_sign(&path, nonce, &body, secret);
+    });
+    reqwest::Client::new()
+        .post(format!("{}{path}", server.url()))
+        .header("API-Key", server.api_key())
+        .header("API-Sign", sign)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn mock_validates_arguments_like_kraken() {
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    struct Case {
+        endpoint: &'static str,
+        params: &'static str,
+        expected: &'static str,
+    }
+    let cases = [
+        Case {
+            endpoint: "AddOrder",
+            params: "type=buy&ordertype=limit&volume=1&price=1",
+            expected: "EGeneral:Invalid arguments:pair",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=ETHEUR&type=buy&ordertype=market&volume=1",
+            expected: "EQuery:Unknown asset pair",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=hold&ordertype=market&volume=1",
+            expected: "EGeneral:Invalid arguments:type",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=stop&volume=1",
+            expected: "EGeneral:Invalid arguments:ordertype",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=market&volume=-1",
+            expected: "EGeneral:Invalid arguments:volume",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=limit&volume=1",
+            expected: "EGeneral:Invalid arguments:price",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=market&volume=1&reduce_only=true",
+            expected: "EOrder:Reduce only:Non-PC",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=sell&ordertype=market&volume=5000",
+            expected: "EOrder:Insufficient funds",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=limit&price=2&volume=79228162514264337593543950335",
+            expected: "EGeneral:Invalid arguments:volume",
+        },
+        Case {
+            endpoint: "CancelOrder",
+            params: "",
+            expected: "EGeneral:Invalid arguments",
+        },
+        Case {
+            endpoint: "CancelOrder",
+            params: "txid=NOPE",
+            expected: "EOrder:Unknown order",
+        },
+        Case {
+            endpoint: "CancelAllOrdersAfter",
+            params: "timeout=soon",
+            expected: "EGeneral:Invalid arguments:timeout",
+        },
+        Case {
+            endpoint: "CancelAllOrdersAfter",
+            params: "timeout=86401",
+            expected: "EGeneral:Invalid arguments:timeout",
+        },
+        Case {
+            endpoint: "QueryOrders",
+            params: "",
+            expected: "EGeneral:Invalid arguments",
+        },
+        Case {
+            endpoint: "Withdraw",
+            params: "",
+            expected: "EGeneral:Unknown method",
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let body = signed(&server, 100 + i as u64, case.endpoint, case.params).await;
+        assert!(
+            body.contains(case.expected),
+            "{} {}: {body}",
+            case.endpoint,
+            case.params
+        );
+    }
+    assert!(server.orders().is_empty());
+    let body = signed(&server, 500, "ClosedOrders", "").await;
+    assert!(body.contains(r#""count":0"#), "{body}");
+}
+
+#[tokio::test]
+async fn mock_dead_mans_switch_fires_on_its_clock() {
+    let clock = gf_core::ManualClock::new(chrono::Utc::now());
+    let mock = MockConfig {
+        clock: Arc::new(clock.clone()),
+        ..MockConfig::default()
+    };
+    let s = setup_with(mock, |_| {}).await;
+    s.client
+        .place_order(&order("resting", Side::Buy, dec!(10), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    s.client.cancel_all_after(60).await.unwrap();
+    clock.advance(chrono::Duration::seconds(61));
+    assert!(s.client.open_orders().await.unwrap().is_empty());
+    assert_eq!(s.server.orders()[0].status, "canceled");
+    assert_eq!(s.server.dead_man_trigger(), None);
+}
