@@ -1063,3 +1063,68 @@ async fn mock_dead_mans_switch_fires_on_its_clock() {
     assert_eq!(s.server.orders()[0].status, "canceled");
     assert_eq!(s.server.dead_man_trigger(), None);
 }
+
+#[tokio::test]
+async fn refused_connection_is_a_network_error() {
+    // Bind then drop a listener: nothing listens on that port any more.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut cfg = KrakenConfig::new(format!("http://127.0.0.1:{port}/"));
+    cfg.max_retries = 1;
+    cfg.retry_backoff = Duration::from_millis(1);
+    let client = KrakenClient::new(
+        cfg,
+        Arc::new(FixedCredentials::from_raw("k", vec![1; 64])),
+        Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    let err = client.balances().await.unwrap_err();
+    assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    assert_eq!(err.kind(), ApiErrorKind::Network);
+    assert!(client.asset_pairs().await.is_err());
+}
+
+#[tokio::test]
+async fn cancel_whose_answer_was_lost_is_not_reported_as_unknown() {
+    let s = setup_with(MockConfig::default(), |c| c.max_retries = 2).await;
+    let ack = s
+        .client
+        .place_order(&order("c-lost", Side::Buy, dec!(10), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    s.server.faults().inject(
+        Some("CancelOrder"),
+        Fault::DropAfterAccept(Duration::from_millis(1000)),
+    );
+    s.client
+        .cancel_order(&OrderRef::Exchange(ack.order_id))
+        .await
+        .unwrap();
+    assert_eq!(s.server.orders()[0].status, "canceled");
+    let outcomes: Vec<String> = s
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "CancelOrder")
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, vec!["ok", "EOrder:Unknown order"]);
+    // A cancel-all and the dead man's switch retry through transient faults as well.
+    s.server
+        .faults()
+        .inject(Some("CancelAll"), Fault::ServerError(502));
+    assert_eq!(s.client.cancel_all().await.unwrap(), 0);
+    s.server
+        .faults()
+        .inject(Some("CancelAllOrdersAfter"), Fault::Unavailable);
+    assert!(
+        s.client
+            .cancel_all_after(30)
+            .await
+            .unwrap()
+            .trigger_at
+            .is_some()
+    );
+}
