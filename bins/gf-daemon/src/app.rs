@@ -84,6 +84,8 @@ pub struct Daemon {
     pub tokens: Arc<RwLock<TokenStore>>,
     /// Shutdown signal for every task.
     pub shutdown: CancellationToken,
+    /// Live mode: the Kraken venue the live tasks run on (`None` in paper mode).
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -144,9 +146,22 @@ pub fn journal_path(data_dir: &Path) -> PathBuf {
 /// # Errors
 /// When the data directory, the journal or a component cannot be set up.
 pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<String>)> {
-    if config.general.mode == Mode::Live {
+    build_with(config, clock, None)
+}
+
+/// As [`build`]; in live mode around the venue [`crate::live::Live::connect`] returned
+/// (its REST client behind the gate, its bus, the account's cash), which [`start`] does.
+///
+/// # Errors
+/// As [`build`], and when a venue is given in paper mode or missing in live mode.
+pub fn build_with(
+    config: Config,
+    clock: SharedClock,
+    live: Option<crate::live::Live>,
+) -> Result<(Daemon, Option<String>)> {
+    if (config.general.mode == Mode::Live) != live.is_some() {
         bail!(
-            "live mode needs the Kraken REST client and credentials wiring, which this build does not have yet; run paper mode"
+            "live mode is built around a connected Kraken venue (app::start connects it) and paper mode without one"
         );
     }
     let data_dir = config.general.data_dir.clone();
@@ -160,10 +175,16 @@ pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<Strin
         Some(tokens.create("operator", Role::Operator, &clock.now().to_rfc3339())?)
     };
 
-    let bus = EventBus::new(1 << 16);
+    let bus = live
+        .as_ref()
+        .map_or_else(|| EventBus::new(1 << 16), |l| l.bus().clone());
     let gate = TradingGate::new_closed();
     let limits = gf_risk::RiskLimits::from_config(&config.risk)?;
-    let portfolio = SharedPortfolio::new(Portfolio::from_config(&config, clock.clone())?, limits);
+    let portfolio_cfg = match &live {
+        Some(l) => l.portfolio_config(&config),
+        None => gf_risk::PortfolioConfig::from_config(&config),
+    };
+    let portfolio = SharedPortfolio::new(Portfolio::new(portfolio_cfg, clock.clone())?, limits);
 
     // The journal comes first so that a restored risk snapshot also seeds the paper balances.
     let journal = gf_halt::Journal::open(&journal_path(&data_dir), clock.clone())?;
@@ -178,16 +199,24 @@ pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<Strin
         tracing::info!("restored portfolio and drawdowns from the journal");
     }
 
-    let paper = Arc::new(PaperExchange::new(
-        paper_cfg,
-        Publisher::new(Some(bus.clone()), clock.clone(), Source::Paper),
-    ));
-    paper.spawn_feed(&bus);
-    let exchange: Arc<dyn Exchange> = Arc::new(GatedExchange::new(
-        Shared(paper),
-        gate.clone(),
-        Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
-    ));
+    let exchange: Arc<dyn Exchange> = if let Some(l) = &live {
+        Arc::new(GatedExchange::new(
+            Shared(l.client().clone()),
+            gate.clone(),
+            Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
+        ))
+    } else {
+        let paper = Arc::new(PaperExchange::new(
+            paper_cfg,
+            Publisher::new(Some(bus.clone()), clock.clone(), Source::Paper),
+        ));
+        paper.spawn_feed(&bus);
+        Arc::new(GatedExchange::new(
+            Shared(paper),
+            gate.clone(),
+            Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
+        ))
+    };
 
     let view: Arc<dyn gf_risk::PortfolioView> = Arc::new(portfolio.clone());
     let halt = HaltCoordinator::open(
@@ -200,8 +229,16 @@ pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<Strin
         clock.clone(),
     )?;
     halt.watch_pairs(&config.market.pairs);
+    if let Some(l) = &live {
+        l.attach_journal(halt.journal().clone());
+    }
 
     let ex = exchange.clone();
+    let answering = if live.is_some() {
+        "kraken answering signed calls"
+    } else {
+        "paper exchange answering"
+    };
     let journal = halt.journal().clone();
     let monitor = MonitorBuilder::new(&config.monitor, clock.clone())
         .bus(bus.clone())
@@ -215,7 +252,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<Strin
             let ex = ex.clone();
             async move {
                 match ex.check().await {
-                    Ok(()) => CheckOutcome::healthy("paper exchange answering"),
+                    Ok(()) => CheckOutcome::healthy(answering),
                     Err(e) => CheckOutcome::unhealthy(e.to_string()),
                 }
             }
@@ -244,6 +281,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<(Daemon, Option<Strin
             exchange,
             tokens: Arc::new(RwLock::new(tokens)),
             shutdown: CancellationToken::new(),
+            live: live.map(Arc::new),
         },
         new_token,
     ))
@@ -327,8 +365,12 @@ pub fn spawn_tasks(
         }
     }));
 
-    // Market data: the bundled recording, looped in the normal scenario.
-    tasks.push(tokio::spawn(run_replay(daemon.clone(), scenario)));
+    match &daemon.live {
+        // Live: the Kraken WebSocket, order sync, dead man's switch, rotation watcher.
+        Some(live) => tasks.extend(live.spawn(daemon)),
+        // Market data: the bundled recording, looped in the normal scenario.
+        None => tasks.push(tokio::spawn(run_replay(daemon.clone(), scenario))),
+    }
     tasks
 }
 
@@ -593,12 +635,33 @@ impl Running {
     }
 }
 
-/// Builds and starts a paper daemon on `config.api.bind` (use port 0 for any free port).
+/// Builds and starts a daemon on `config.api.bind` (use port 0 for any free port). Live
+/// mode reads secret-provider variables from the process environment.
 ///
 /// # Errors
-/// As [`build`], or when the address cannot be bound.
+/// As [`build`] and [`crate::live::Live::connect`], or when the address cannot be bound.
 pub async fn start(config: Config, scenario: Scenario, clock: SharedClock) -> Result<Running> {
-    let (daemon, operator_token) = build(config, clock)?;
+    start_with_env(config, scenario, clock, crate::live::process_env()).await
+}
+
+/// As [`start`], with live mode's secret-provider variables (`KRAKEN_API_KEY`, `VAULT_TOKEN`,
+/// `GF_MASTER_PASSWORD`, …) read through `env` (tests, embedding). Paper mode ignores it.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_env(
+    config: Config,
+    scenario: Scenario,
+    clock: SharedClock,
+    env: crate::live::EnvLookup,
+) -> Result<Running> {
+    let (daemon, operator_token) = if config.general.mode == Mode::Live {
+        let prompt = gf_secrets::cli::Prompt::IfTerminal;
+        let live = crate::live::Live::connect(&config, clock.clone(), &env, prompt).await?;
+        build_with(config, clock, Some(live))?
+    } else {
+        build(config, clock)?
+    };
     let listener = tokio::net::TcpListener::bind(daemon.config.api.bind)
         .await
         .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
@@ -657,8 +720,13 @@ pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<
 }
 
 fn print_banner(d: &Daemon, addr: std::net::SocketAddr, token: Option<&str>, scenario: Scenario) {
+    let mode = if d.live.is_some() {
+        "LIVE trading on Kraken".to_owned()
+    } else {
+        format!("paper trading ({scenario:?} scenario)")
+    };
     println!(
-        "Gal-Friday {} — paper trading ({scenario:?} scenario) on {}",
+        "Gal-Friday {} — {mode} on {}",
         env!("CARGO_PKG_VERSION"),
         d.config
             .market

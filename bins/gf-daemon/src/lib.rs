@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod client;
 pub mod dashboard;
+pub mod live;
 pub mod logging;
 pub mod strategy;
 

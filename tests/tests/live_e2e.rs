@@ -1,0 +1,293 @@
+//! Live mode end to end over 127.0.0.1: the daemon in-process with `mode = live`, its
+//! credentials from the env provider (an injected lookup, not the process environment),
+//! trading against the mock Kraken REST server (gf-exec `sim`) on market data from the
+//! WebSocket test server (gf-market `sim`) replaying the crash recording. The mock checks
+//! every API-Key, API-Sign and nonce; the test reads what it recorded: signed orders
+//! accepted, the dead man's switch armed while running, and on the automatic halt a
+//! CancelAll and reduce-only closure orders that flatten the positions. Plus the refusals
+//! of `--live` without usable credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use gf_core::config::SecretProviderKind;
+use gf_core::{Config, Mode, Pair, SystemClock};
+use gf_daemon::app::{Running, Scenario, start_with_env};
+use gf_daemon::live::{EnvLookup, env_from_pairs};
+use gf_e2e::{Http, eventually};
+use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken, MockKrakenHandle, RecordedRequest};
+use gf_market::sim::{SimConfig, SimServer};
+use rust_decimal::Decimal;
+use serde_json::json;
+
+/// A key of Kraken's shape (56 base64-alphabet characters) that the mock accepts.
+const API_KEY: &str = "GfLiveE2eMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+fn pair(s: &str) -> Pair {
+    Pair::new(s).unwrap()
+}
+
+async fn mock_kraken() -> MockKrakenHandle {
+    assert_eq!(API_KEY.len(), 56);
+    MockKraken::start(MockConfig {
+        api_key: API_KEY.into(),
+        secret_b64: DEFAULT_SECRET_B64.into(),
+        // Cash only, so every base-asset unit the account holds is one the daemon bought.
+        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(100_000))]),
+        // Where the crash recording starts.
+        prices: BTreeMap::from([
+            (pair("XRP/USD"), Decimal::new(218_445, 5)),
+            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
+        ]),
+        // The daemon signs from several tasks at once (strategy, halt, order sync, dead
+        // man's switch, health check), so two requests can reach the exchange in the
+        // opposite order of their nonces; a live API key needs Kraken's nonce window.
+        nonce_window: 1_000_000,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
+    let mut cfg = Config::from_toml_str("").unwrap();
+    cfg.general.mode = Mode::Live;
+    cfg.general.data_dir = dir.to_path_buf();
+    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.exchange.rest_url = rest_url.into();
+    cfg.exchange.tier = "pro".into();
+    cfg.exchange.dead_man_switch_secs = 4;
+    cfg.market.ws_url = ws_url.into();
+    cfg.secrets.provider = SecretProviderKind::Env;
+    cfg
+}
+
+fn env_with(key: &str, secret: &str) -> EnvLookup {
+    env_from_pairs([("KRAKEN_API_KEY", key), ("KRAKEN_API_SECRET", secret)])
+}
+
+fn param<'a>(r: &'a RecordedRequest, key: &str) -> Option<&'a str> {
+    r.params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn err_text(result: anyhow::Result<Running>) -> String {
+    match result {
+        Ok(_) => panic!("live mode started without usable credentials"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() {
+    let kraken = mock_kraken().await;
+    let recording = std::fs::read(gf_e2e::fixture("market/crash.jsonl")).unwrap();
+    let ws = SimServer::start(&recording, SimConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = live_config(dir.path(), &kraken.url(), &ws.url());
+    let running = start_with_env(
+        cfg,
+        Scenario::Crash,
+        Arc::new(SystemClock),
+        env_with(API_KEY, DEFAULT_SECRET_B64),
+    )
+    .await
+    .unwrap();
+    let token = running.operator_token.clone().unwrap();
+    let http = Http::new(&running.url());
+
+    // The starting cash is the account's.
+    let positions = http.get("/api/v1/positions", Some(&token)).await.unwrap();
+    assert_eq!(positions.status, 200, "{}", positions.body);
+
+    // The WebSocket crash trips an automatic halt.
+    let status = eventually(Duration::from_secs(90), "the automatic halt", || async {
+        let s = http.get("/api/v1/halt/status", Some(&token)).await?;
+        Ok((s.body["state"] == "halted").then_some(s.body))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status["gate_open"], false, "{status}");
+    let source = status["halt"]["source"].as_str().unwrap();
+    assert!(source.starts_with("auto:"), "{status}");
+    assert_eq!(status["halt"]["closure"]["flat"], true, "{status}");
+    assert!(
+        ws.handle().count("subscribe", "book") >= 1,
+        "the daemon subscribed to the WebSocket books"
+    );
+
+    let requests = kraken.requests();
+    let private: Vec<&RecordedRequest> = requests
+        .iter()
+        .filter(|r| r.nonce.is_some() || r.api_key.is_some())
+        .collect();
+    // Every private call carried our key, a fresh nonce and a signature the mock verified.
+    assert!(!private.is_empty());
+    for r in &private {
+        assert_eq!(r.api_key.as_deref(), Some(API_KEY), "{r:?}");
+        assert!(
+            !r.outcome.starts_with("EAPI:Invalid"),
+            "rejected by the mock: {r:?}"
+        );
+    }
+    let mut nonces: Vec<u64> = private.iter().filter_map(|r| r.nonce).collect();
+    nonces.sort_unstable();
+    let sent = nonces.len();
+    nonces.dedup();
+    assert_eq!(nonces.len(), sent, "a nonce was reused");
+
+    // Opening orders: signed, accepted, for the strategy (not reduce-only).
+    let cancel_all = requests
+        .iter()
+        .position(|r| r.endpoint == "CancelAll")
+        .expect("the halt sent CancelAll");
+    assert_eq!(requests[cancel_all].outcome, "ok");
+    let buys: Vec<&RecordedRequest> = requests[..cancel_all]
+        .iter()
+        .filter(|r| r.endpoint == "AddOrder" && r.outcome == "ok")
+        .collect();
+    assert!(!buys.is_empty(), "no order accepted before the halt");
+    let mut bought: BTreeMap<String, Decimal> = BTreeMap::new();
+    for b in &buys {
+        assert_eq!(param(b, "type"), Some("buy"), "{b:?}");
+        assert_eq!(param(b, "reduce_only"), None, "{b:?}");
+        assert!(param(b, "cl_ord_id").is_some_and(|c| c.starts_with("hold_long-")));
+        *bought
+            .entry(param(b, "pair").unwrap().to_owned())
+            .or_default() += param(b, "volume").unwrap().parse::<Decimal>().unwrap();
+    }
+
+    // The dead man's switch was armed while running.
+    let armed = requests[..cancel_all].iter().any(|r| {
+        r.endpoint == "CancelAllOrdersAfter"
+            && r.outcome == "ok"
+            && param(r, "timeout") == Some("4")
+    });
+    assert!(armed, "no CancelAllOrdersAfter before the halt");
+
+    // Closure: reduce-only sells after the CancelAll, as much as was bought, per pair.
+    let mut closed: BTreeMap<String, Decimal> = BTreeMap::new();
+    for r in requests[cancel_all..]
+        .iter()
+        .filter(|r| r.endpoint == "AddOrder" && r.outcome == "ok")
+    {
+        assert_eq!(param(r, "reduce_only"), Some("true"), "{r:?}");
+        assert_eq!(param(r, "type"), Some("sell"), "{r:?}");
+        assert_eq!(param(r, "ordertype"), Some("market"), "{r:?}");
+        assert!(
+            param(r, "cl_ord_id").is_some_and(|c| c.starts_with("gfh-")),
+            "{r:?}"
+        );
+        *closed
+            .entry(param(r, "pair").unwrap().to_owned())
+            .or_default() += param(r, "volume").unwrap().parse::<Decimal>().unwrap();
+    }
+    assert_eq!(closed, bought, "closure orders flatten what was bought");
+    let balances = kraken.balances();
+    for asset in ["XXRP", "XXDG"] {
+        assert_eq!(
+            balances.get(asset).copied().unwrap_or_default(),
+            Decimal::ZERO,
+            "{asset} left on the account: {balances:?}"
+        );
+    }
+    assert!(
+        kraken.orders().iter().all(|o| o.status != "open"),
+        "orders left open on the mock"
+    );
+
+    // The portfolio agrees once the order sync has reported the closure fills.
+    let positions = eventually(Duration::from_secs(10), "a flat portfolio", || async {
+        let p = http.get("/api/v1/positions", Some(&token)).await?;
+        Ok((p.body["positions"] == json!([])).then_some(p.body))
+    })
+    .await
+    .unwrap();
+    // The mock fills at its own fixed prices: the round trips leave the cash where the
+    // account's is.
+    let cash: Decimal = positions["cash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(cash, kraken.balances()["ZUSD"], "{positions}");
+
+    // Credential accesses are journaled, without the secret.
+    let journal = running.daemon.halt.journal().clone();
+    journal.verify().unwrap();
+    let audit: Vec<_> = journal
+        .records(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == gf_daemon::live::AUDIT_KIND)
+        .collect();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.actor == "startup" && r.detail["action"] == "load"),
+        "{audit:?}"
+    );
+    let text = serde_json::to_string(&audit.iter().map(|r| &r.detail).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains(DEFAULT_SECRET_B64) && !text.contains(API_KEY));
+
+    running.stop().await;
+    ws.shutdown().await;
+    kraken.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_refuses_to_start_without_usable_credentials() {
+    let kraken = mock_kraken().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = live_config(dir.path(), &kraken.url(), "ws://127.0.0.1:9");
+    let start = |cfg: Config, env: EnvLookup| {
+        start_with_env(cfg, Scenario::Normal, Arc::new(SystemClock), env)
+    };
+
+    // Provider `none`: the config check names the setting, and so does the daemon.
+    let mut none = cfg.clone();
+    none.secrets.provider = SecretProviderKind::None;
+    let invalid = none.validate().unwrap_err().to_string();
+    assert!(invalid.contains("secrets.provider"), "{invalid}");
+    let err = err_text(start(none, env_with(API_KEY, DEFAULT_SECRET_B64)).await);
+    assert!(err.contains("secrets.provider"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A variable missing: named.
+    let only_key = env_from_pairs([("KRAKEN_API_KEY", API_KEY)]);
+    let err = err_text(start(cfg.clone(), only_key).await);
+    assert!(err.contains("KRAKEN_API_SECRET"), "{err}");
+    assert!(!err.contains(API_KEY), "{err}");
+
+    // Malformed fields: named, values never shown.
+    let short_secret = base64::engine::general_purpose::STANDARD.encode([9_u8; 20]);
+    let err = err_text(start(cfg.clone(), env_with(API_KEY, &short_secret)).await);
+    assert!(err.contains("api_secret"), "{err}");
+    assert!(
+        !err.contains(&short_secret) && !err.contains(API_KEY),
+        "{err}"
+    );
+    let err = err_text(start(cfg.clone(), env_with("short-key", DEFAULT_SECRET_B64)).await);
+    assert!(err.contains("api_key"), "{err}");
+    assert!(!err.contains("short-key"), "{err}");
+
+    // Well-formed but not the account's: the exchange refuses them at the Balance check.
+    let stranger = "S".repeat(56);
+    let err = err_text(start(cfg.clone(), env_with(&stranger, DEFAULT_SECRET_B64)).await);
+    assert!(err.contains("EAPI:Invalid key"), "{err}");
+    assert!(
+        !err.contains(&stranger) && !err.contains(DEFAULT_SECRET_B64),
+        "{err}"
+    );
+
+    // Nothing was ever traded or armed.
+    let requests = kraken.requests();
+    assert!(requests.iter().any(|r| r.endpoint == "Balance"));
+    assert!(
+        requests.iter().all(|r| r.endpoint == "Balance"),
+        "{requests:?}"
+    );
+    kraken.shutdown().await;
+}
