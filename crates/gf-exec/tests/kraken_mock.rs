@@ -1128,3 +1128,41 @@ async fn cancel_whose_answer_was_lost_is_not_reported_as_unknown() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn rotated_credentials_take_effect_on_the_next_request() {
+    #[derive(Debug)]
+    struct Rotating(parking_lot::Mutex<FixedCredentials>);
+    impl CredentialHandle for Rotating {
+        fn with_credentials(&self, sign: &mut dyn FnMut(&str, &[u8])) -> bool {
+            self.0.lock().with_credentials(sign)
+        }
+        fn version(&self) -> Option<String> {
+            None
+        }
+    }
+    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+    let handle = Arc::new(Rotating(parking_lot::Mutex::new(
+        FixedCredentials::from_raw("revoked-key", vec![9; 64]),
+    )));
+    let mut cfg = KrakenConfig::new(server.url());
+    cfg.max_retries = 0;
+    let client = KrakenClient::new(
+        cfg,
+        handle.clone(),
+        Publisher::new(None, Arc::new(SystemClock), Source::Exec),
+    )
+    .unwrap();
+    let err = client.check().await.unwrap_err();
+    assert_eq!(err.kind(), ApiErrorKind::Authentication);
+    *handle.0.lock() = server.credentials();
+    client.check().await.unwrap();
+    let keys: Vec<Option<String>> = server.requests().into_iter().map(|r| r.api_key).collect();
+    assert_eq!(
+        keys,
+        vec![
+            Some("revoked-key".into()),
+            Some(server.api_key().to_owned())
+        ]
+    );
+}
