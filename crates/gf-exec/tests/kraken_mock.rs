@@ -45,7 +45,7 @@ async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> S
     let server = MockKraken::start(mock).await.unwrap();
     let bus = EventBus::new(4096);
     let mut cfg = KrakenConfig::new(server.url());
-    cfg.timeout = Duration::from_millis(400);
+    cfg.timeout = Duration::from_secs(1);
     cfg.retry_backoff = Duration::from_millis(10);
     cfg.rest_limits = Limits {
         max: 1000,
@@ -332,7 +332,8 @@ async fn nonce_monotonic_under_100_concurrent_requests() {
         nonce_window: 60_000_000,
         ..MockConfig::default()
     };
-    let s = setup_with(mock, |_| {}).await;
+    // A generous timeout: a retried request would add a nonce to the count below.
+    let s = setup_with(mock, |c| c.timeout = Duration::from_secs(30)).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let client = s.client.clone();
@@ -374,6 +375,7 @@ async fn rate_limiter_holds_the_counter_under_the_tier_limit() {
     let s = setup_with(mock.clone(), |c| {
         c.rest_limits = limits;
         c.max_retries = 0;
+        c.timeout = Duration::from_secs(30);
     })
     .await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -393,8 +395,17 @@ async fn rate_limiter_holds_the_counter_under_the_tier_limit() {
     assert!(s.server.peak_counter_milli() <= 15_000);
     assert!(s.client.rest_limiter().peak_milli() <= 13_000);
 
-    // The same burst without the client's limiter is refused by the server.
-    let unlimited = setup_with(mock, |c| c.max_retries = 0).await;
+    // The same burst without the client's limiter is refused by a server whose counter
+    // decays at the real starter rate (0.33/s).
+    let starter = MockConfig {
+        rest_limits: Some(gf_exec::ratelimit::Tier::Starter.rest_limits()),
+        ..mock
+    };
+    let unlimited = setup_with(starter, |c| {
+        c.max_retries = 0;
+        c.timeout = Duration::from_secs(30);
+    })
+    .await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..40 {
         let client = unlimited.client.clone();
@@ -450,7 +461,7 @@ async fn every_injected_fault_yields_its_typed_error_and_no_doubled_order() {
             placed: 0,
         },
         Case {
-            fault: Fault::Stall(Duration::from_millis(1500)),
+            fault: Fault::Stall(Duration::from_secs(10)),
             check: |e| matches!(e, Error::Timeout { .. }),
             placed: 0,
         },
@@ -485,7 +496,7 @@ async fn every_injected_fault_yields_its_typed_error_and_no_doubled_order() {
     // client order id and reports the order instead of placing it again.
     s.server.faults().inject(
         Some("AddOrder"),
-        Fault::DropAfterAccept(Duration::from_millis(1500)),
+        Fault::DropAfterAccept(Duration::from_secs(10)),
     );
     let ack = s
         .client
@@ -526,8 +537,8 @@ async fn retries_recover_from_every_fault_without_doubling() {
         Fault::RateLimit,
         Fault::Unavailable,
         Fault::NotJson,
-        Fault::Stall(Duration::from_millis(1000)),
-        Fault::DropAfterAccept(Duration::from_millis(1000)),
+        Fault::Stall(Duration::from_secs(10)),
+        Fault::DropAfterAccept(Duration::from_secs(10)),
     ];
     for (i, fault) in faults.iter().enumerate() {
         let id = format!("retry-{i}");
@@ -721,10 +732,10 @@ async fn order_sync_publishes_fills_and_status_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
-    // A tiny matching-engine budget: 3 points, 1 reserved for the priority lane, 1/s decay.
+    // A tiny matching-engine budget: 3 points, 1 reserved for the priority lane, 0.5/s decay.
     let tight = Limits {
         max: 3,
-        decay_milli_per_sec: 1000,
+        decay_milli_per_sec: 500,
         priority_reserve: 1,
     };
     let s = setup_with(MockConfig::default(), |c| c.trading_limits = tight).await;
@@ -748,7 +759,8 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
     closure.purpose = OrderPurpose::HaltClosure;
     closure.reduce_only = true;
     s.client.place_order(&closure).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // The normal order needs about 4 s of decay; the closure order none.
+    assert!(started.elapsed() < Duration::from_millis(1500));
     assert!(
         !waiting.is_finished(),
         "the normal order is still throttled"
@@ -810,7 +822,7 @@ async fn reconciled_market_order_reports_its_fill_on_the_next_sync() {
     let mut fills = s.bus.subscribe(KindSet::of(&[EventKind::Fill]));
     s.server.faults().inject(
         Some("AddOrder"),
-        Fault::DropAfterAccept(Duration::from_millis(1500)),
+        Fault::DropAfterAccept(Duration::from_secs(10)),
     );
     let ack = s
         .client
@@ -1096,7 +1108,7 @@ async fn cancel_whose_answer_was_lost_is_not_reported_as_unknown() {
         .unwrap();
     s.server.faults().inject(
         Some("CancelOrder"),
-        Fault::DropAfterAccept(Duration::from_millis(1000)),
+        Fault::DropAfterAccept(Duration::from_secs(10)),
     );
     s.client
         .cancel_order(&OrderRef::Exchange(ack.order_id))
