@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use gf_core::config::SecretProviderKind;
-use gf_core::{Config, Mode, Pair, SystemClock};
+use gf_core::{Config, EventBus, EventKind, KindSet, Mode, Pair, Payload, RecvError, SystemClock};
 use gf_daemon::app::{Running, Scenario, start_with_env};
 use gf_daemon::live::{EnvLookup, env_from_pairs};
 use gf_e2e::{Http, eventually};
@@ -21,6 +21,9 @@ use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken, MockKrakenHandle,
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 use serde_json::json;
+
+/// The account's cash on the mock (the default `exchange.paper_balances` is 100 000 USD).
+const START_USD: i64 = 80_000;
 
 /// A key of Kraken's shape (56 base64-alphabet characters) that the mock accepts.
 const API_KEY: &str = "GfLiveE2eMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -35,7 +38,7 @@ async fn mock_kraken() -> MockKrakenHandle {
         api_key: API_KEY.into(),
         secret_b64: DEFAULT_SECRET_B64.into(),
         // Cash only, so every base-asset unit the account holds is one the daemon bought.
-        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(100_000))]),
+        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(START_USD))]),
         // Where the crash recording starts.
         prices: BTreeMap::from([
             (pair("XRP/USD"), Decimal::new(218_445, 5)),
@@ -49,6 +52,32 @@ async fn mock_kraken() -> MockKrakenHandle {
     })
     .await
     .unwrap()
+}
+
+/// Keeps the mock's market price at the mid of the WebSocket books the daemon sees, as
+/// Kraken's matching engine follows its own book: market orders fill where the market is.
+fn follow_market(kraken: Arc<MockKrakenHandle>, bus: &EventBus) -> tokio::task::JoinHandle<()> {
+    let mut sub = bus.subscribe(KindSet::of(&[
+        EventKind::BookSnapshot,
+        EventKind::BookUpdate,
+    ]));
+    tokio::spawn(async move {
+        loop {
+            let ev = match sub.recv().await {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged { .. }) => continue,
+                Err(RecvError::Closed) => break,
+            };
+            let (pair, bid, ask) = match &ev.payload {
+                Payload::BookSnapshot(s) => (&s.pair, s.bids.first(), s.asks.first()),
+                Payload::BookUpdate(u) => (&u.pair, u.best_bid.as_ref(), u.best_ask.as_ref()),
+                _ => continue,
+            };
+            if let (Some(bid), Some(ask)) = (bid, ask) {
+                kraken.set_price(pair, (bid.price + ask.price) / Decimal::TWO);
+            }
+        }
+    })
 }
 
 fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
@@ -84,7 +113,7 @@ fn err_text(result: anyhow::Result<Running>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() {
-    let kraken = mock_kraken().await;
+    let kraken = Arc::new(mock_kraken().await);
     let recording = std::fs::read(gf_e2e::fixture("market/crash.jsonl")).unwrap();
     let ws = SimServer::start(&recording, SimConfig::default())
         .await
@@ -99,12 +128,16 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     )
     .await
     .unwrap();
+    let follower = follow_market(kraken.clone(), &running.daemon.bus);
     let token = running.operator_token.clone().unwrap();
     let http = Http::new(&running.url());
 
-    // The starting cash is the account's.
-    let positions = http.get("/api/v1/positions", Some(&token)).await.unwrap();
-    assert_eq!(positions.status, 200, "{}", positions.body);
+    // The starting cash is the account's, not `exchange.paper_balances`.
+    assert_eq!(
+        running.daemon.portfolio.read(|p| p.initial_equity()),
+        Decimal::from(START_USD)
+    );
+    assert!(running.daemon.live.is_some());
 
     // The WebSocket crash trips an automatic halt.
     let status = eventually(Duration::from_secs(90), "the automatic halt", || async {
@@ -209,10 +242,14 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     })
     .await
     .unwrap();
-    // The mock fills at its own fixed prices: the round trips leave the cash where the
-    // account's is.
+    // The portfolio's cash is the account's, and the crash cost money.
     let cash: Decimal = positions["cash"].as_str().unwrap().parse().unwrap();
     assert_eq!(cash, kraken.balances()["ZUSD"], "{positions}");
+    assert!(cash < Decimal::from(START_USD), "{positions}");
+    assert!(
+        positions["realised_pnl"].as_str().unwrap().starts_with('-'),
+        "{positions}"
+    );
 
     // Credential accesses are journaled, without the secret.
     let journal = running.daemon.halt.journal().clone();
@@ -233,8 +270,10 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     assert!(!text.contains(DEFAULT_SECRET_B64) && !text.contains(API_KEY));
 
     running.stop().await;
+    follower.abort();
+    let _ = follower.await;
     ws.shutdown().await;
-    kraken.shutdown().await;
+    Arc::into_inner(kraken).unwrap().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +297,10 @@ async fn live_mode_refuses_to_start_without_usable_credentials() {
     // A variable missing: named.
     let only_key = env_from_pairs([("KRAKEN_API_KEY", API_KEY)]);
     let err = err_text(start(cfg.clone(), only_key).await);
-    assert!(err.contains("KRAKEN_API_SECRET"), "{err}");
+    assert_eq!(
+        err,
+        "live mode needs valid Kraken credentials: environment variable `KRAKEN_API_SECRET` is not set"
+    );
     assert!(!err.contains(API_KEY), "{err}");
 
     // Malformed fields: named, values never shown.

@@ -12,6 +12,10 @@
 //! order-status sync that turns executions into fills, the dead man's switch keeper
 //! (`exchange.dead_man_switch_secs`) and the rotation watcher. Every credential access and
 //! rotation is journaled through [`JournalAudit`].
+//!
+//! Operators: give the API key a *nonce window* on Kraken. Several tasks sign at once
+//! (strategy, halt, order sync, dead man's switch, health check); nonces are strictly
+//! increasing when signed, but two requests may reach Kraken in the opposite order.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,19 +49,38 @@ pub const ORDER_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Journal record kind of a credential access or rotation.
 pub const AUDIT_KIND: &str = "credential_audit";
 
-/// Why live mode could not start. Messages name the setting or field, never a value.
+/// Why live mode could not start. Messages name the setting or field, never a value, and
+/// carry their cause inline (one line, however the error is printed).
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// No usable credentials: provider misconfigured, a field missing or malformed, or
     /// the exchange refused them.
     #[error("live mode needs valid Kraken credentials: {0}")]
-    Credentials(#[from] gf_secrets::Error),
+    Credentials(gf_secrets::Error),
     /// The REST client could not be set up, or the account balance could not be read.
     #[error("live mode: kraken rest: {0}")]
-    Exchange(#[from] gf_exec::Error),
+    Exchange(gf_exec::Error),
     /// The WebSocket market source settings are unusable.
     #[error("live mode: kraken websocket: {0}")]
-    Market(#[from] gf_market::Error),
+    Market(gf_market::Error),
+}
+
+impl From<gf_secrets::Error> for LiveError {
+    fn from(e: gf_secrets::Error) -> Self {
+        Self::Credentials(e)
+    }
+}
+
+impl From<gf_exec::Error> for LiveError {
+    fn from(e: gf_exec::Error) -> Self {
+        Self::Exchange(e)
+    }
+}
+
+impl From<gf_market::Error> for LiveError {
+    fn from(e: gf_market::Error) -> Self {
+        Self::Market(e)
+    }
 }
 
 /// Tests candidate credentials with a signed private `Balance` call from a short-lived
