@@ -129,6 +129,7 @@ pub struct KrakenClient {
     rest: RateLimiter,
     trading: RateLimiter,
     pairs: RwLock<PairMap>,
+    precisions: RwLock<HashMap<Pair, AssetPairInfo>>,
     known: Mutex<HashMap<OrderId, Known>>,
     events: Publisher,
 }
@@ -192,6 +193,7 @@ impl KrakenClient {
             rest: RateLimiter::new(cfg.rest_limits),
             trading: RateLimiter::new(cfg.trading_limits),
             pairs: RwLock::new(PairMap::new(&cfg.pairs)),
+            precisions: RwLock::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             events,
             cfg,
@@ -410,6 +412,11 @@ impl KrakenClient {
             });
         }
         out.sort_by(|a, b| a.pair.cmp(&b.pair));
+        drop(map);
+        let mut precisions = self.precisions.write();
+        for info in &out {
+            precisions.insert(info.pair.clone(), info.clone());
+        }
         Ok(out)
     }
 
@@ -430,6 +437,44 @@ impl KrakenClient {
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.parse().ok()?)))
             .collect())
+    }
+
+    /// Checks an order against the pair's precisions and minimum once `AssetPairs` has
+    /// been loaded, so that Kraken is not asked to refuse it.
+    fn check_precision(&self, order: &OrderRequest) -> Result<(), Error> {
+        let precisions = self.precisions.read();
+        let Some(info) = precisions.get(&order.pair) else {
+            return Ok(());
+        };
+        let reject = |reason: String| Error::Rejected {
+            client_order_id: order.client_order_id.0.clone(),
+            reason,
+            kind: ApiErrorKind::InvalidArguments,
+        };
+        if order.qty.normalize().scale() > info.lot_decimals {
+            return Err(reject(format!(
+                "volume {} has more than {} decimals for {}",
+                order.qty, info.lot_decimals, order.pair
+            )));
+        }
+        if let Some(price) = order.limit_price
+            && price.normalize().scale() > info.pair_decimals
+        {
+            return Err(reject(format!(
+                "price {price} has more than {} decimals for {}",
+                info.pair_decimals, order.pair
+            )));
+        }
+        if let Some(min) = info.ordermin
+            && order.qty < min
+            && !order.is_closure()
+        {
+            return Err(reject(format!(
+                "volume {} is below the minimum {min} for {}",
+                order.qty, order.pair
+            )));
+        }
+        Ok(())
     }
 
     fn add_order_params(order: &OrderRequest) -> Vec<(&'static str, String)> {
@@ -657,6 +702,17 @@ impl Exchange for KrakenClient {
     #[tracing::instrument(skip(self, order), fields(cl_ord_id = %order.client_order_id, pair = %order.pair))]
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
         order.validate()?;
+        if let Err(err) = self.check_precision(order) {
+            self.events.order_update(
+                &order.client_order_id,
+                None,
+                &order.pair,
+                OrderStatus::Rejected,
+                Decimal::ZERO,
+                Some(err.to_string()),
+            );
+            return Err(err);
+        }
         let lane = if order.is_closure() {
             Lane::Priority
         } else {

@@ -1178,3 +1178,43 @@ async fn rotated_credentials_take_effect_on_the_next_request() {
         ]
     );
 }
+
+#[tokio::test]
+async fn asset_pair_precisions_are_enforced_before_sending() {
+    let s = setup().await;
+    // Before AssetPairs is loaded nothing is checked locally: Kraken would judge.
+    s.client
+        .place_order(&order("early", Side::Buy, dec!(5), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    s.client.asset_pairs().await.unwrap();
+    let before = s.server.requests().len();
+    for (id, qty, price, needle) in [
+        ("small", dec!(5), dec!(0.40), "below the minimum 10"),
+        (
+            "lots",
+            dec!(10.123456789),
+            dec!(0.40),
+            "more than 8 decimals",
+        ),
+        ("tick", dec!(10), dec!(0.400001), "more than 5 decimals"),
+    ] {
+        let err = s
+            .client
+            .place_order(&order(id, Side::Buy, qty, Some(price)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ApiErrorKind::InvalidArguments, "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert_eq!(s.server.requests().len(), before, "nothing sent");
+    // A halt-closure order flattens a dust position below the minimum.
+    let mut dust = order("dust", Side::Sell, dec!(5), None);
+    dust.purpose = OrderPurpose::HaltClosure;
+    dust.reduce_only = true;
+    s.client.place_order(&dust).await.unwrap();
+    s.client
+        .place_order(&order("fine", Side::Buy, dec!(10.5), Some(dec!(0.41234))))
+        .await
+        .unwrap();
+}
