@@ -324,11 +324,19 @@ async fn live_mode_refuses_to_start_without_usable_credentials() {
         "{err}"
     );
 
+    // A pair Kraken does not list: named.
+    let mut unlisted = cfg.clone();
+    unlisted.market.pairs.push(pair("ETH/USD"));
+    let err = err_text(start(unlisted, env_with(API_KEY, DEFAULT_SECRET_B64)).await);
+    assert_eq!(err, "live mode: kraken does not list market.pairs ETH/USD");
+
     // Nothing was ever traded or armed.
     let requests = kraken.requests();
     assert!(requests.iter().any(|r| r.endpoint == "Balance"));
     assert!(
-        requests.iter().all(|r| r.endpoint == "Balance"),
+        requests
+            .iter()
+            .all(|r| r.endpoint == "Balance" || r.endpoint == "AssetPairs"),
         "{requests:?}"
     );
     kraken.shutdown().await;

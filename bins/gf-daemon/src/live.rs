@@ -5,8 +5,8 @@
 //! [`Live::connect`] runs before the daemon is composed: it builds the configured secret
 //! provider, loads and validates the credentials and tests them with a signed private
 //! `Balance` call (refusing to start when any of that fails), builds the REST client that
-//! reads the credentials through the rotating handle on every request, and reads the
-//! account balance that seeds the portfolio's starting cash. [`crate::app`] then puts the
+//! reads the credentials through the rotating handle on every request, learns the pairs'
+//! names and precisions (`AssetPairs`), and reads the account balance that seeds the portfolio's starting cash. [`crate::app`] then puts the
 //! client behind the same [`gf_core::TradingGate`] the halt coordinator closes, and
 //! [`Live::spawn`] starts the live tasks: the WebSocket source for `market.pairs`, the
 //! order-status sync that turns executions into fills, the dead man's switch keeper
@@ -63,6 +63,9 @@ pub enum LiveError {
     /// The WebSocket market source settings are unusable.
     #[error("live mode: kraken websocket: {0}")]
     Market(gf_market::Error),
+    /// `AssetPairs` does not list some of `market.pairs`.
+    #[error("live mode: kraken does not list market.pairs {}", .0.join(", "))]
+    UnknownPairs(Vec<String>),
 }
 
 impl From<gf_secrets::Error> for LiveError {
@@ -208,7 +211,8 @@ impl Live {
     /// [`LiveError::Credentials`] for provider `none`, a missing or malformed field (the
     /// message names it, never its value) or credentials the exchange refuses;
     /// [`LiveError::Exchange`] for an unusable REST setting or a failed balance call;
-    /// [`LiveError::Market`] for an unusable `market.ws_url` or depth.
+    /// [`LiveError::Market`] for an unusable `market.ws_url` or depth;
+    /// [`LiveError::UnknownPairs`] when Kraken does not list a configured pair.
     pub async fn connect(
         config: &Config,
         clock: SharedClock,
@@ -254,6 +258,18 @@ impl Live {
             handle,
             Publisher::new(Some(bus.clone()), clock, Source::Exec),
         )?);
+        // Kraken's names, precisions and minimums of the traded pairs.
+        let listed = client.asset_pairs().await?;
+        let missing: Vec<String> = config
+            .market
+            .pairs
+            .iter()
+            .filter(|p| !listed.iter().any(|l| &l.pair == *p))
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(LiveError::UnknownPairs(missing));
+        }
         let balances = client.balances().await?;
         Ok(Self {
             client,
