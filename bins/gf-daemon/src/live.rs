@@ -417,7 +417,76 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gf_core::ManualClock;
+    use gf_core::{ManualClock, SystemClock};
+    use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken};
+    use gf_secrets::SecretSet;
+
+    const KEY: &str = "GfLiveUnitMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn credentials() -> Arc<Credentials> {
+        let set = SecretSet::new("kraken", "env", None)
+            .with("api_key", KEY)
+            .with("api_secret", DEFAULT_SECRET_B64);
+        Arc::new(Credentials::from_set(&set).unwrap())
+    }
+
+    /// A previous run left nonces far ahead of the clock (restarts in quick succession
+    /// reserve ahead). The startup probe reads the nonce file, so Kraken accepts it, and
+    /// the main client created after it continues above it; later probes (new key
+    /// versions) follow the clock and do not touch the file.
+    #[tokio::test]
+    async fn startup_probe_shares_the_nonce_file_and_the_main_client_stays_above_it() {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let server = MockKraken::start(MockConfig {
+            api_key: KEY.into(),
+            ..MockConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let nonce_file = dir.path().join("kraken.nonce");
+        let ahead = u64::try_from(clock.now().timestamp_micros()).unwrap() + 60_000_000;
+        std::fs::write(&nonce_file, ahead.to_string()).unwrap();
+        let mut cfg = KrakenConfig::new(server.url());
+        cfg.nonce_file = Some(nonce_file.clone());
+        let quiet = || Publisher::new(None, clock.clone(), Source::Exec);
+
+        // The previous run's last call, a minute ahead of the clock.
+        let previous = KrakenClient::new(cfg.clone(), credentials(), quiet()).unwrap();
+        previous.balances().await.unwrap();
+        drop(previous);
+
+        let check = BalanceCheck {
+            cfg: cfg.clone(),
+            clock: clock.clone(),
+            startup_nonce_file: Mutex::new(Some(nonce_file.clone())),
+        };
+        check.check(credentials()).await.unwrap();
+        *check.startup_nonce_file.lock() = None;
+        let main = KrakenClient::new(cfg, credentials(), quiet()).unwrap();
+        main.balances().await.unwrap();
+
+        // A clock-following probe is now below what the key has used: Kraken says so, and
+        // the probe did not move the file the main client relies on.
+        let reserved = std::fs::read_to_string(&nonce_file).unwrap();
+        let err = check.check(credentials()).await.unwrap_err();
+        assert!(err.contains("EAPI:Invalid nonce"), "{err}");
+        assert_eq!(std::fs::read_to_string(&nonce_file).unwrap(), reserved);
+        main.balances().await.unwrap();
+        let outcomes: Vec<String> = server.requests().into_iter().map(|r| r.outcome).collect();
+        // previous, startup probe, main; the late probe (with the client's retries); main.
+        let (first, rest) = outcomes.split_at(3);
+        let (last, refused) = rest.split_last().unwrap();
+        assert_eq!(
+            (first, last.as_str()),
+            (&["ok", "ok", "ok"].map(String::from)[..], "ok")
+        );
+        assert!(
+            !refused.is_empty() && refused.iter().all(|o| o == "EAPI:Invalid nonce"),
+            "{outcomes:?}"
+        );
+        server.shutdown().await;
+    }
 
     fn record(action: &str) -> AuditRecord {
         AuditRecord {
