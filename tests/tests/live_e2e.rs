@@ -119,7 +119,8 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = live_config(dir.path(), &kraken.url(), &ws.url());
+    let mut cfg = live_config(dir.path(), &kraken.url(), &ws.url());
+    cfg.exchange.disarm_on_shutdown = true;
     let running = start_with_env(
         cfg,
         Scenario::Crash,
@@ -269,7 +270,16 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     let text = serde_json::to_string(&audit.iter().map(|r| &r.detail).collect::<Vec<_>>()).unwrap();
     assert!(!text.contains(DEFAULT_SECRET_B64) && !text.contains(API_KEY));
 
+    // Halted, the keeper no longer refreshes the switch but leaves it armed (Kraken
+    // cancels whatever might still rest); a clean shutdown disarms it as configured.
+    assert!(kraken.dead_man_trigger().is_some());
     running.stop().await;
+    assert_eq!(kraken.dead_man_trigger(), None);
+    assert!(kraken.requests().iter().any(|r| {
+        r.endpoint == "CancelAllOrdersAfter"
+            && param(r, "timeout") == Some("0")
+            && r.outcome == "ok"
+    }));
     follower.abort();
     let _ = follower.await;
     ws.shutdown().await;
