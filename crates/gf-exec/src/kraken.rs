@@ -840,15 +840,11 @@ impl Exchange for KrakenClient {
     async fn cancel_all(&self) -> Result<u32, Error> {
         let result = self.idempotent("CancelAll", &[], Lane::Priority).await?;
         let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);
-        let open: Vec<OrderId> = self
-            .known
-            .lock()
-            .iter()
-            .filter(|(_, k)| !k.status.is_terminal())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in open {
-            self.publish_known(&id, OrderStatus::Cancelled, "cancel all");
+        // Ask the exchange what became of the orders we knew as open, rather than assuming
+        // they were cancelled: one may have filled just before, and that fill must reach
+        // the portfolio (and the halt's closure). On failure the periodic sync retries.
+        if let Err(e) = self.sync_orders().await {
+            tracing::warn!(cause = %e, "order sync after cancel-all failed; the periodic sync will retry");
         }
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }

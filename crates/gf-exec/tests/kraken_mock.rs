@@ -1218,3 +1218,53 @@ async fn asset_pair_precisions_are_enforced_before_sending() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn cancel_all_reports_a_fill_that_beat_it_instead_of_a_cancel() {
+    let s = setup().await;
+    let mut sub = s
+        .bus
+        .subscribe(KindSet::of(&[EventKind::Fill, EventKind::OrderUpdate]));
+    let filled = s
+        .client
+        .place_order(&order("race-1", Side::Buy, dec!(100), Some(dec!(0.40))))
+        .await
+        .unwrap();
+    let resting = s
+        .client
+        .place_order(&order("race-2", Side::Buy, dec!(50), Some(dec!(0.30))))
+        .await
+        .unwrap();
+    drain(&mut sub);
+    // The first order fills at the exchange a moment before the halt's cancel-all.
+    assert!(
+        s.server
+            .fill_order(filled.order_id.as_str(), dec!(100), dec!(0.40))
+    );
+    assert_eq!(s.client.cancel_all().await.unwrap(), 1);
+    let events = drain(&mut sub);
+    let fills: Vec<Decimal> = events
+        .iter()
+        .filter_map(|p| match p {
+            Payload::Fill(f) if f.order_id == filled.order_id => Some(f.qty),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fills,
+        vec![dec!(100)],
+        "the fill must reach the bus: {events:?}"
+    );
+    let status_of = |id: &gf_core::OrderId| {
+        events.iter().rev().find_map(|p| match p {
+            Payload::OrderUpdate {
+                order_id: Some(o),
+                status,
+                ..
+            } if o == id => Some(*status),
+            _ => None,
+        })
+    };
+    assert_eq!(status_of(&filled.order_id), Some(OrderStatus::Filled));
+    assert_eq!(status_of(&resting.order_id), Some(OrderStatus::Cancelled));
+}
