@@ -10,16 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use async_trait::async_trait;
 use gf_core::{
     Config, Event, EventBus, EventKind, HaltSource, KindSet, Mode, OrderPurpose, OrderRequest,
     OrderType, Pair, Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
-use gf_exec::{
-    DeadManStatus, Exchange, GatedExchange, OrderAck, OrderInfo, OrderRef, PaperConfig,
-    PaperExchange,
-};
+use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
 use gf_halt::HaltCoordinator;
 use gf_monitor::health::{CheckOutcome, FnCheck};
 use gf_monitor::{Monitor, MonitorBuilder};
@@ -97,43 +93,6 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// Lets an `Arc<PaperExchange>` sit behind the gate while the feed task shares it.
-#[derive(Debug, Clone)]
-struct Shared<E: ?Sized>(Arc<E>);
-
-#[async_trait]
-impl<E: Exchange + ?Sized> Exchange for Shared<E> {
-    async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, gf_exec::Error> {
-        self.0.place_order(order).await
-    }
-    async fn cancel_order(&self, order: &OrderRef) -> Result<(), gf_exec::Error> {
-        self.0.cancel_order(order).await
-    }
-    async fn cancel_all(&self) -> Result<u32, gf_exec::Error> {
-        self.0.cancel_all().await
-    }
-    async fn cancel_all_after(&self, secs: u32) -> Result<DeadManStatus, gf_exec::Error> {
-        self.0.cancel_all_after(secs).await
-    }
-    async fn open_orders(&self) -> Result<Vec<OrderInfo>, gf_exec::Error> {
-        self.0.open_orders().await
-    }
-    async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, gf_exec::Error> {
-        self.0.order_status(order).await
-    }
-    async fn balances(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, Decimal>, gf_exec::Error> {
-        self.0.balances().await
-    }
-    async fn open_positions(&self) -> Result<Vec<gf_core::Position>, gf_exec::Error> {
-        self.0.open_positions().await
-    }
-    async fn check(&self) -> Result<(), gf_exec::Error> {
-        self.0.check().await
-    }
-}
-
 /// The journal database inside the data directory.
 #[must_use]
 pub fn journal_path(data_dir: &Path) -> PathBuf {
@@ -201,7 +160,7 @@ pub fn build_with(
 
     let exchange: Arc<dyn Exchange> = if let Some(l) = &live {
         Arc::new(GatedExchange::new(
-            Shared(l.client().clone()),
+            l.client().clone(),
             gate.clone(),
             Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
         ))
@@ -212,7 +171,7 @@ pub fn build_with(
         ));
         paper.spawn_feed(&bus);
         Arc::new(GatedExchange::new(
-            Shared(paper),
+            paper,
             gate.clone(),
             Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
         ))
