@@ -34,6 +34,11 @@ pub struct LaterTrigger {
     pub at: DateTime<Utc>,
 }
 
+/// How many later triggers a halt keeps in its snapshot. The snapshot is journaled and
+/// served with every status read, so a trigger storm (an operator hammering halt, a
+/// condition re-firing) must not grow it without bound; the journal keeps them all.
+pub const MAX_LATER_TRIGGERS: usize = 50;
+
 /// One halt: what triggered it and what it did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HaltInfo {
@@ -49,8 +54,12 @@ pub struct HaltInfo {
     pub triggered_at: DateTime<Utc>,
     /// Conditions involved (the trigger's and later ones').
     pub conditions: Vec<String>,
-    /// Triggers that arrived while it was in force.
+    /// The newest triggers that arrived while it was in force (at most
+    /// [`MAX_LATER_TRIGGERS`]; every one of them is in the journal).
     pub later_triggers: Vec<LaterTrigger>,
+    /// How many triggers arrived while it was in force, in all.
+    #[serde(default)]
+    pub later_trigger_count: u64,
     /// The outcome of cancel and closure, once finished.
     pub closure: Option<ClosureReport>,
 }
@@ -184,6 +193,7 @@ impl Machine {
                     triggered_at: t.at,
                     conditions,
                     later_triggers: Vec::new(),
+                    later_trigger_count: 0,
                     closure: None,
                 });
                 TriggerEffect::Started { halt_id: id, from }
@@ -201,6 +211,10 @@ impl Machine {
                         reason: t.reason,
                         at: t.at,
                     });
+                    h.later_trigger_count += 1;
+                    if h.later_triggers.len() > MAX_LATER_TRIGGERS {
+                        h.later_triggers.remove(0);
+                    }
                 }
                 if let Some(list) = &mut self.snap.checklist {
                     list.add_items(&extras);
@@ -457,9 +471,29 @@ mod tests {
         let h = m.snapshot().halt.as_ref().unwrap();
         assert_eq!(h.conditions, vec!["max_total_drawdown", "api_error_rate"]);
         assert_eq!(h.later_triggers.len(), 1);
+        assert_eq!(h.later_trigger_count, 1);
         let missing = m.snapshot().checklist.as_ref().unwrap().missing();
         assert!(missing.contains(&"confirm_exchange_status".to_owned()));
         assert!(missing.contains(&"review_drawdown_cause".to_owned()));
+    }
+
+    #[test]
+    fn a_trigger_storm_keeps_the_snapshot_bounded_and_counts_everything() {
+        let mut m = Machine::default();
+        m.trigger(trig(HaltSource::Cli, None, &[]));
+        for i in 0..500 {
+            let mut t = trig(HaltSource::Api("op".into()), None, &[]);
+            t.reason = format!("again {i}");
+            m.trigger(t);
+        }
+        let h = m.snapshot().halt.as_ref().unwrap();
+        assert_eq!(h.later_trigger_count, 500);
+        assert_eq!(h.later_triggers.len(), MAX_LATER_TRIGGERS);
+        assert_eq!(h.later_triggers.last().unwrap().reason, "again 499");
+        assert_eq!(
+            h.later_triggers[0].reason,
+            format!("again {}", 500 - MAX_LATER_TRIGGERS)
+        );
     }
 
     #[test]
