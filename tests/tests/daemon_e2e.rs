@@ -294,6 +294,20 @@ async fn api_auth_roles_and_bad_bodies() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["outcome"]["started"], false);
 
+    // Rotation is an admin action, and paper mode has nothing to rotate.
+    let admin = running.create_token("root", Role::Admin).unwrap();
+    let op_rotate = http
+        .post("/api/v1/secrets/rotate", Some(&operator), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(op_rotate.status, 403);
+    let paper_rotate = http
+        .post("/api/v1/secrets/rotate", Some(&admin), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(paper_rotate.status, 409, "{}", paper_rotate.body);
+    assert_eq!(paper_rotate.body["error"]["code"], "no_credentials");
+
     // Unauthenticated endpoints.
     assert_eq!(http.get("/livez", None).await.unwrap().status, 200);
     let metrics = reqwest::get(format!("{}/metrics", running.url()))

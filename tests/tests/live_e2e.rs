@@ -252,6 +252,30 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
         "{positions}"
     );
 
+    // Manual rotation needs an admin token; it re-tests the credentials against the
+    // exchange and journals the attempt.
+    let denied = http
+        .post(
+            "/api/v1/secrets/rotate",
+            Some(&token),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let admin = running
+        .create_token("root", gf_daemon::auth::Role::Admin)
+        .unwrap();
+    let rotated = http
+        .post(
+            "/api/v1/secrets/rotate",
+            Some(&admin),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+
     // Credential accesses are journaled, without the secret.
     let journal = running.daemon.halt.journal().clone();
     journal.verify().unwrap();

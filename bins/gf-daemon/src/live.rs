@@ -32,6 +32,7 @@ use gf_risk::PortfolioConfig;
 use gf_secrets::Credentials;
 use gf_secrets::audit::{AuditRecord, AuditSink, Auditor};
 use gf_secrets::cli::Prompt;
+use gf_secrets::rotation::RotationOutcome;
 use gf_secrets::rotation::{CredentialCheck, RotatingCredentials, Rotator};
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
@@ -333,6 +334,16 @@ impl Live {
     /// startup load).
     pub fn attach_journal(&self, journal: Arc<Journal>) {
         self.audit.attach(journal);
+    }
+
+    /// Manual rotation (`gf-daemon secrets rotate`): fetches the provider's current
+    /// version, validates it and tests it against the exchange, and only then swaps it in;
+    /// a failure keeps the credentials in force, raises an alert and is returned.
+    ///
+    /// # Errors
+    /// The provider's, the validation's or the exchange check's error.
+    pub async fn rotate_now(&self, actor: &str) -> Result<RotationOutcome, gf_secrets::Error> {
+        self.rotator.rotate_now(actor, true).await
     }
 
     /// The credential handle's current version (provider-specific; `None` for env).

@@ -147,6 +147,8 @@ enum SecretsCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Asks the running (live) daemon to rotate its credentials now; needs an admin token.
+    Rotate(ClientArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +179,21 @@ enum MarketCommand {
     Verify {
         /// JSON-lines recording.
         file: PathBuf,
+    },
+    /// Records the live Kraken feed (one raw WebSocket message per line) until ctrl-c.
+    Record {
+        /// Comma-separated pairs.
+        #[arg(long, value_delimiter = ',', default_value = "XRP/USD,DOGE/USD")]
+        pairs: Vec<gf_core::Pair>,
+        /// Output file (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
+        /// Book depth.
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+        /// WebSocket URL.
+        #[arg(long, default_value = "wss://ws.kraken.com/v2")]
+        url: String,
     },
 }
 
@@ -355,6 +372,40 @@ async fn run(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Market {
+            command:
+                MarketCommand::Record {
+                    pairs,
+                    out,
+                    depth,
+                    url,
+                },
+        } => {
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            eprintln!("recording {} to {} (ctrl-c to stop)", url, out.display());
+            let stats = gf_market::record::record(&url, &pairs, depth, &out, shutdown).await?;
+            eprintln!("stopped: {stats:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets {
+            command: SecretsCommand::Rotate(c),
+        } => {
+            let v = c
+                .client()?
+                .post("/api/v1/secrets/rotate", &json!({}))
+                .await?;
+            println!(
+                "rotation: {} (version {})",
+                v["outcome"].as_str().unwrap_or("?"),
+                v["version"].as_str().unwrap_or("-")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
@@ -454,7 +505,11 @@ fn print_status(s: &Value) {
         }
     );
     if let Some(h) = s["halt"].as_object() {
-        let label = if s["state"] == "running" { "last halt" } else { "halt" };
+        let label = if s["state"] == "running" {
+            "last halt"
+        } else {
+            "halt"
+        };
         println!(
             "{label} #{}: {} — {} (at {})",
             h.get("id").and_then(Value::as_u64).unwrap_or(0),

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/recovery/checklist` | viewer |
 //! | `POST /api/v1/recovery/checklist/{item}/complete` `{note?}` | operator |
 //! | `GET /api/v1/positions`, `/orders`, `/conditions`, `/alerts`, `/journal` | viewer |
+//! | `POST /api/v1/secrets/rotate` | admin |
 //! | `GET /api/v1/openapi.json` | none |
 //! | `GET /livez`, `/readyz[?verbose]`, `/metrics` | none |
 //! | `GET /dashboard` (the page asks for a token itself) | none |
@@ -51,6 +52,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/journal", get(journal))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/secrets/rotate", post(rotate_secrets))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -307,6 +309,29 @@ async fn journal(
 
 async fn whoami(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Identity>, ApiError> {
     Ok(Json(authorize(&d, &headers, None, Role::Viewer)?))
+}
+
+async fn rotate_secrets(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let who = authorize(&d, &headers, None, Role::Admin)?;
+    let Some(live) = d.live.as_ref() else {
+        return Err(ApiError::conflict(
+            "no_credentials",
+            "paper mode holds no exchange credentials to rotate",
+        ));
+    };
+    match live.rotate_now(&format!("api:{}", who.name)).await {
+        Ok(outcome) => Ok(Json(
+            json!({ "outcome": format!("{outcome:?}"), "version": live.credentials_version() }),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "rotation_failed",
+            format!("rotation failed; the credentials in force are unchanged: {e}"),
+        )),
+    }
 }
 
 async fn livez() -> Json<Value> {

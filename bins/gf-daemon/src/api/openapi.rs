@@ -75,6 +75,7 @@ pub fn spec() -> Value {
             "/api/v1/conditions": { "get": op("Halt conditions: value, threshold, triggered", Some("viewer"), "200") },
             "/api/v1/alerts": { "get": op("Firing alerts, silences, recent deliveries", Some("viewer"), "200") },
             "/api/v1/journal": { "get": op("Recent journal records (?limit=, max 1000)", Some("viewer"), "200") },
+            "/api/v1/secrets/rotate": { "post": op("Rotate exchange credentials now (tested before use)", Some("admin"), "200") },
             "/api/v1/whoami": { "get": op("The token's operator name and role", Some("viewer"), "200") },
             "/livez": { "get": op("The process is alive", None, "200") },
             "/readyz": { "get": op("Health aggregate; 503 when a check is unhealthy (?verbose lists checks)", None, "200") },
