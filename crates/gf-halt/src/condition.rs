@@ -650,12 +650,11 @@ impl ConditionSet {
         }
         if status.triggered && !was {
             let detail = entry.cond.detail();
+            // Four decimals are plenty for a person; the exact value is in `Breach::value`.
+            let shown = status.value.round_dp(4).normalize();
             let reason = match &detail {
-                Some(d) => format!(
-                    "{} {} > {} ({d})",
-                    status.name, status.value, status.threshold
-                ),
-                None => format!("{} {} > {}", status.name, status.value, status.threshold),
+                Some(d) => format!("{} {shown} > {} ({d})", status.name, status.threshold),
+                None => format!("{} {shown} > {}", status.name, status.threshold),
             };
             Some(Breach {
                 id: status.id.clone(),
@@ -917,6 +916,19 @@ pub(crate) mod tests {
         assert_eq!(b[0].id, "max_total_drawdown");
         assert_eq!(b[0].reason, "max total drawdown % 16 > 15");
         assert_eq!(b[0].behaviour, HaltBehaviour::ClosePositions);
+    }
+
+    #[test]
+    fn reasons_show_four_decimals_and_breaches_keep_the_exact_value() {
+        let clock = ManualClock::default();
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        let view = View {
+            daily: dec!(2.01110493007659934034800),
+            ..View::default()
+        };
+        let b = observe(&mut set, &view, &clock, &trade(&clock, "XRP/USD"));
+        assert_eq!(b[0].reason, "max daily drawdown % 2.0111 > 2");
+        assert_eq!(b[0].value, dec!(2.01110493007659934034800));
     }
 
     #[test]
