@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use gf_core::{
     Config, Event, EventBus, EventKind, HaltSource, KindSet, Mode, OrderPurpose, OrderRequest,
-    OrderType, Pair, Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
+    OrderType, Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
@@ -406,7 +406,7 @@ async fn run_strategy(d: Daemon, mut strategy: Box<dyn Strategy>, mut sub: gf_co
             }
             Err(gf_core::RecvError::Closed) => break,
         };
-        let Some(pair) = event_pair(&ev) else {
+        let Some(pair) = gf_halt::condition::event_pair(&ev.payload) else {
             continue;
         };
         // Strategies start once the portfolio can price the pair (the risk task marks it
@@ -426,14 +426,6 @@ async fn run_strategy(d: Daemon, mut strategy: Box<dyn Strategy>, mut sub: gf_co
         }
         seq += 1;
         execute_signal(&d, strategy.name(), &signal, position, seq).await;
-    }
-}
-
-fn event_pair(ev: &Event) -> Option<&Pair> {
-    match &ev.payload {
-        Payload::BookSnapshot(s) => Some(&s.pair),
-        Payload::BookUpdate(u) => Some(&u.pair),
-        _ => None,
     }
 }
 
