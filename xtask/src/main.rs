@@ -1,7 +1,11 @@
 //! `cargo xtask`: project automation that is easier to keep right in Rust than in shell.
 //!
-//! - `cargo xtask ci` runs exactly what `.ci/run` runs (fmt, clippy, the README test
-//!   command).
+//! - `cargo xtask test [ARGS…]` is the README's test command: it checks every test peer
+//!   ([`peers::PEERS`]), installs what is missing (Debian packages with apt-get as root or
+//!   with sudo, Python packages into a venv under `target/`), says in one line per peer
+//!   what it did, then runs `cargo test --workspace --locked [ARGS…]` with the venv on PATH.
+//!   `cargo xtask peers` does only the checking and installing.
+//! - `cargo xtask ci` runs exactly what `.ci/run` runs (fmt, clippy, `cargo xtask test`).
 //! - `cargo xtask coverage [--min PCT]` runs the workspace tests under `cargo-llvm-cov`
 //!   (installing it and `llvm-tools-preview` when missing), prints a per-crate table,
 //!   writes an HTML report to `target/coverage/html`, and fails under the threshold.
@@ -16,7 +20,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-/// The test command written in README.md; `.ci/run` calls it too.
+mod peers;
+
+/// What `cargo xtask test` runs once the peers are there.
 const TEST_COMMAND: &[&str] = &["test", "--workspace", "--locked"];
 
 /// Default line-coverage threshold, percent.
@@ -36,10 +42,16 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("test") => test(&args[1..]),
+        Some("peers") => ensure_peers().map(|(venv, _)| {
+            println!("python peers: {}", venv.display());
+        }),
         Some("coverage") => coverage(&args[1..]),
         Some("gen-fixtures") => gen_fixtures(),
         Some("help" | "--help" | "-h") | None => {
-            println!("usage: cargo xtask <ci | coverage [--min PCT] | gen-fixtures>");
+            println!(
+                "usage: cargo xtask <test [CARGO TEST ARGS…] | peers | ci | coverage [--min PCT] | gen-fixtures>"
+            );
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
@@ -78,7 +90,147 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    cargo(TEST_COMMAND)
+    test(&[])
+}
+
+/// The machine as it is.
+struct RealProbe {
+    venv: PathBuf,
+}
+
+impl peers::Probe for RealProbe {
+    fn has_program(&self, program: &str, path: &std::ffi::OsString) -> bool {
+        peers::on_path(program, path)
+    }
+
+    fn has_module(&self, module: &str) -> bool {
+        let python = self.venv.join("bin").join("python3");
+        python.exists()
+            && Command::new(python)
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+    }
+}
+
+fn privilege() -> peers::Privilege {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if uid.as_deref() == Some("0") {
+        peers::Privilege::Root
+    } else if Command::new("sudo")
+        .args(["-n", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        peers::Privilege::Sudo
+    } else {
+        peers::Privilege::None
+    }
+}
+
+fn run_step(step: &peers::Step) -> Result<()> {
+    eprintln!("xtask: {}", step.display());
+    let output = Command::new(&step.program)
+        .args(&step.args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .with_context(|| format!("running {}", step.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{} failed ({}): {}",
+            step.display(),
+            output.status,
+            tail.join(" | ")
+        );
+    }
+    Ok(())
+}
+
+/// Checks and installs the test peers, then runs the workspace tests with them on PATH.
+fn test(extra: &[String]) -> Result<()> {
+    let root = root();
+    let (venv, path) = ensure_peers()?;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args: Vec<&str> = TEST_COMMAND.to_vec();
+    args.extend(extra.iter().map(String::as_str));
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo_bin)
+        .args(&args)
+        .current_dir(&root)
+        .env("PATH", &path)
+        .env("VIRTUAL_ENV", &venv)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Checks every test peer and installs the missing ones; returns the venv and the PATH the
+/// tests must run with.
+fn ensure_peers() -> Result<(PathBuf, std::ffi::OsString)> {
+    let root = root();
+    let venv = peers::venv_dir(&root);
+    let path = peers::test_path(&venv, std::env::var_os("PATH").as_ref());
+    let probe = RealProbe { venv: venv.clone() };
+    let before: Vec<bool> = peers::PEERS
+        .iter()
+        .map(|p| peers::is_present(p, &probe, &path))
+        .collect();
+    let missing = peers::missing(peers::PEERS, &probe, &path);
+    if !missing.is_empty() {
+        let privilege = privilege();
+        let venv_exists = venv.join("bin").join("python3").exists();
+        let mut plan = peers::install_plan(&missing, privilege, &venv, venv_exists)
+            .map_err(anyhow::Error::msg)?;
+        // Debian's own python3 creates venvs only with python3-venv installed.
+        let creates_venv = plan.iter().any(|s| s.args.first().is_some_and(|a| a == "-m"));
+        let has_ensurepip = Command::new("python3")
+            .args(["-c", "import ensurepip"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if creates_venv && !has_ensurepip {
+            let venv_pkg = peers::Peer {
+                name: "python3-venv",
+                used_by: "the venv of the Python peers",
+                detect: peers::Detect::Programs(&[]),
+                install: peers::Install::Apt(&["python3-venv"]),
+            };
+            let extra_steps = peers::install_plan(&[&venv_pkg], privilege, &venv, true)
+                .map_err(anyhow::Error::msg)?;
+            plan.splice(0..0, extra_steps);
+        }
+        if let Some(parent) = venv.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        for step in &plan {
+            run_step(step)?;
+        }
+    }
+    let mut still_missing = Vec::new();
+    for (peer, was) in peers::PEERS.iter().zip(before) {
+        let now = was || peers::is_present(peer, &probe, &path);
+        println!("{}", peers::report_line(peer, was, now));
+        if !now {
+            still_missing.push(peer.name);
+        }
+    }
+    if !still_missing.is_empty() {
+        bail!(
+            "test peer(s) still missing after installing: {}",
+            still_missing.join(", ")
+        );
+    }
+    Ok((venv, path))
 }
 
 fn gen_fixtures() -> Result<()> {
