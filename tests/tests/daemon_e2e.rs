@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 
 fn config(dir: &std::path::Path, speed: i64) -> Config {
     let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.data_dir = dir.to_path_buf();
+    // The journal key and witness must live outside the data directory (and the tests
+    // never write under the real $HOME).
+    cfg.general.data_dir = dir.join("data");
+    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.market.replay_speed = speed.into();
     cfg
@@ -223,34 +226,58 @@ async fn api_auth_roles_and_bad_bodies() {
     assert_eq!(forbidden.body["error"]["code"], "forbidden");
     assert_eq!(running.daemon.halt.state(), gf_core::HaltState::Running);
 
-    // Bad bodies: 4xx JSON errors, never a crash.
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("application/json", b"{not json".to_vec(), 400),
-        ("application/json", br#"{"reason": 5}"#.to_vec(), 422),
+    // Bad bodies: 4xx JSON errors with a stable code, never a crash.
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "application/json",
+            b"{not json".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "application/json",
+            br#"{"reason": 5}"#.to_vec(),
+            400,
+            "invalid_body",
+        ),
         (
             "application/json",
             br#"{"reason": "x", "extra": 1}"#.to_vec(),
-            422,
+            400,
+            "invalid_body",
         ),
-        ("application/json", br#"{"reason": "   "}"#.to_vec(), 400),
-        ("text/plain", br#"{"reason": "x"}"#.to_vec(), 415),
         (
             "application/json",
-            format!(r#"{{"reason": "{}"}}"#, "a".repeat(4096)).into_bytes(),
+            br#"{"reason": "   "}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            br#"{"reason": "a\u001bb"}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "text/plain",
+            br#"{"reason": "x"}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "application/json",
+            format!(r#"{{"reason": "{}"}}"#, "a".repeat(20_000)).into_bytes(),
             413,
+            "payload_too_large",
         ),
     ];
-    for (ct, body, want) in cases {
+    for (ct, body, want, code) in cases {
         let a = http
             .post_raw("/api/v1/halt", Some(&operator), ct, body)
             .await
             .unwrap();
         assert_eq!(a.status, want, "{}", a.body);
-        assert!(
-            a.body["error"]["code"].is_string(),
-            "not a JSON error: {}",
-            a.body
-        );
+        assert_eq!(a.body["error"]["code"], code, "{}", a.body);
     }
     let bad_item = http
         .post_raw(
@@ -262,6 +289,7 @@ async fn api_auth_roles_and_bad_bodies() {
         .await
         .unwrap();
     assert_eq!(bad_item.status, 400);
+    assert_eq!(bad_item.body["error"]["code"], "invalid_json");
     let unknown_route = http.get("/api/v1/nope", Some(&operator)).await.unwrap();
     assert_eq!(unknown_route.status, 404);
     assert_eq!(unknown_route.body["error"]["code"], "not_found");
@@ -308,9 +336,13 @@ async fn api_auth_roles_and_bad_bodies() {
     assert_eq!(paper_rotate.status, 409, "{}", paper_rotate.body);
     assert_eq!(paper_rotate.body["error"]["code"], "no_credentials");
 
-    // Unauthenticated endpoints.
+    // Unauthenticated endpoints; /metrics and /readyz?verbose need a viewer token.
     assert_eq!(http.get("/livez", None).await.unwrap().status, 200);
-    let metrics = reqwest::get(format!("{}/metrics", running.url()))
+    assert_eq!(http.get("/metrics", None).await.unwrap().status, 401);
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", running.url()))
+        .bearer_auth(&viewer)
+        .send()
         .await
         .unwrap();
     assert_eq!(metrics.status(), 200);
@@ -318,7 +350,8 @@ async fn api_auth_roles_and_bad_bodies() {
     let spec = http.get("/api/v1/openapi.json", None).await.unwrap();
     assert_eq!(spec.body["openapi"], "3.1.0");
     assert!(spec.body["paths"]["/api/v1/halt"]["post"].is_object());
-    let ready = http.get("/readyz?verbose", None).await.unwrap();
+    assert_eq!(http.get("/readyz?verbose", None).await.unwrap().status, 401);
+    let ready = http.get("/readyz?verbose", Some(&viewer)).await.unwrap();
     assert!(
         ready.body["checks"]
             .as_array()

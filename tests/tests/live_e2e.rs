@@ -83,7 +83,10 @@ fn follow_market(kraken: Arc<MockKrakenHandle>, bus: &EventBus) -> tokio::task::
 fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
     let mut cfg = Config::from_toml_str("").unwrap();
     cfg.general.mode = Mode::Live;
-    cfg.general.data_dir = dir.to_path_buf();
+    // The journal key and witness must live outside the data directory (and the tests
+    // never write under the real $HOME).
+    cfg.general.data_dir = dir.join("data");
+    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.exchange.rest_url = rest_url.into();
     cfg.exchange.tier = "pro".into();

@@ -192,7 +192,9 @@ fn ensure_peers() -> Result<(PathBuf, std::ffi::OsString)> {
         let mut plan = peers::install_plan(&missing, privilege, &venv, venv_exists)
             .map_err(anyhow::Error::msg)?;
         // Debian's own python3 creates venvs only with python3-venv installed.
-        let creates_venv = plan.iter().any(|s| s.args.first().is_some_and(|a| a == "-m"));
+        let creates_venv = plan
+            .iter()
+            .any(|s| s.args.first().is_some_and(|a| a == "-m"));
         let has_ensurepip = Command::new("python3")
             .args(["-c", "import ensurepip"])
             .output()

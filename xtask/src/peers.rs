@@ -353,8 +353,8 @@ mod tests {
                 ],
             },
         ] {
-            let plan = install_plan(&m, case.privilege, Path::new("/t/venv"), case.venv_exists)
-                .unwrap();
+            let plan =
+                install_plan(&m, case.privilege, Path::new("/t/venv"), case.venv_exists).unwrap();
             let lines: Vec<String> = plan.iter().map(Step::display).collect();
             assert_eq!(lines, case.expected, "{:?}", case.privilege);
         }
@@ -383,7 +383,10 @@ mod tests {
         assert_eq!(report_line(age, true, true), "peer age        present");
         assert!(report_line(age, false, true).contains("installed (apt-get install age)"));
         let line = report_line(age, false, false);
-        assert!(line.contains("MISSING") && line.contains("age_cli"), "{line}");
+        assert!(
+            line.contains("MISSING") && line.contains("age_cli"),
+            "{line}"
+        );
     }
 
     #[test]

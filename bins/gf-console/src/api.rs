@@ -146,8 +146,12 @@ impl HttpApi {
         let bytes = resp.bytes().await.map_err(unreachable)?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::Malformed {
             status,
-            message: String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned(),
+            message: gf_core::text::escape_control(&String::from_utf8_lossy(
+                &bytes[..bytes.len().min(120)],
+            ))
+            .into_owned(),
         })?;
+        let value = crate::model::printable(value);
         if !(200..300).contains(&status) {
             let err = &value["error"];
             return Err(ApiError::Api {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -148,7 +149,10 @@ async fn pump(mut ws: Ws, channel: Channel, tx: &mpsc::Sender<Msg>) -> Result<()
             Some(Ok(Message::Close(_))) => {
                 return Err("the daemon closed the connection".to_owned());
             }
-            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Frame>(&text) {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Value>(&text)
+                .map(crate::model::printable)
+                .and_then(serde_json::from_value::<Frame>)
+            {
                 Ok(frame) => FeedEvent::Frame(Box::new(frame)),
                 Err(e) => FeedEvent::BadFrame(e.to_string()),
             },

@@ -3,6 +3,10 @@
 //!
 //! Money and percentages stay decimal: they arrive as strings (or numbers) and are kept
 //! as [`Num`], displayed through `rust_decimal`, never through `f64`.
+//!
+//! Every string the daemon sends passes through [`printable`] before it is decoded, so a
+//! halt reason, note or operator name holding ESC, CR or BEL (an old journal may) is shown
+//! escaped (`\u{1b}`) rather than dropped or sent to the terminal.
 
 use std::fmt;
 use std::str::FromStr;
@@ -385,6 +389,26 @@ pub struct ResumeRefusal {
     pub two_person_violation: Option<String>,
 }
 
+/// `v` with every string (and object key) passed through
+/// [`gf_core::text::escape_control`]: control characters become visible text.
+#[must_use]
+pub fn printable(v: Value) -> Value {
+    use gf_core::text::escape_control;
+    match v {
+        Value::String(s) => match escape_control(&s) {
+            std::borrow::Cow::Borrowed(_) => Value::String(s),
+            std::borrow::Cow::Owned(escaped) => Value::String(escaped),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(printable).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (escape_control(&k).into_owned(), printable(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +470,28 @@ mod tests {
         assert!((ratio(&"5".into(), &"2".into()) - 1.0).abs() < 1e-9);
         assert!(ratio(&"x".into(), &"2".into()).abs() < 1e-9);
         assert!((ratio(&"1".into(), &"0".into()) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn strings_from_the_daemon_are_made_printable_before_decoding() {
+        let raw = serde_json::json!({
+            "state": "halted",
+            "gate_open": false,
+            "halt": {
+                "id": 1,
+                "source": "api:eve\u{9b}",
+                "reason": "drill\u{1b}[31m\r\nfake\u{7}",
+                "triggered_at": "2026-03-02T14:00:00Z",
+            },
+            "checklist_missing": ["x\u{0}"],
+            "extra": { "k\u{1b}": [1, "a\tb", null] },
+        });
+        let clean = printable(raw);
+        assert!(!clean.to_string().contains("\\u001b"), "{clean}");
+        assert_eq!(clean["extra"]["k\\u{1b}"][1], "a\\tb");
+        let status: Status = serde_json::from_value(clean).unwrap();
+        let halt = status.halt.unwrap();
+        assert_eq!(halt.reason, "drill\\u{1b}[31m\\r\\nfake\\u{7}");
+        assert_eq!(halt.source, "api:eve\\u{9b}");
     }
 }

@@ -74,7 +74,8 @@ async fn halt_complete_every_item_and_resume_against_a_real_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = gf_core::Config::default();
     config.api.bind = "127.0.0.1:0".parse().unwrap();
-    config.general.data_dir = dir.path().to_path_buf();
+    config.general.data_dir = dir.path().join("data");
+    config.journal = gf_core::config::JournalConfig::under(&dir.path().join("keys"));
     config.market.replay_speed = rust_decimal::Decimal::TEN;
     let running = gf_daemon::app::start(
         config,

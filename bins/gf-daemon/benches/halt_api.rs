@@ -33,7 +33,8 @@ fn halt_api(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.data_dir = dir.path().to_path_buf();
+    cfg.general.data_dir = dir.path().join("data");
+    cfg.journal = gf_core::config::JournalConfig::under(&dir.path().join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     let running = rt
         .block_on(start(cfg, Scenario::Normal, Arc::new(gf_core::SystemClock)))

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use gf_core::{
-    Config, Event, EventBus, EventKind, HaltSource, KindSet, Mode, OrderPurpose, OrderRequest,
-    OrderType, Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
+    Config, Event, EventBus, EventKind, KindSet, Mode, OrderPurpose, OrderRequest, OrderType,
+    Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
@@ -82,6 +82,8 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// Live mode: the Kraken venue the live tasks run on (`None` in paper mode).
     pub live: Option<Arc<crate::live::Live>>,
+    /// The supervised tasks and their states (the `tasks` health check reads it).
+    pub tasks: crate::supervise::TaskHealth,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -96,7 +98,46 @@ impl std::fmt::Debug for Daemon {
 /// The journal database inside the data directory.
 #[must_use]
 pub fn journal_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("gal-friday.sqlite")
+    gf_halt::datadir::journal_path(data_dir)
+}
+
+/// Where the journal key file and the witness directory are: `[journal]` or the
+/// defaults under `$XDG_CONFIG_HOME` / `$HOME/.config` (read from the process
+/// environment).
+///
+/// # Errors
+/// When neither is configured and no home directory is known.
+pub fn journal_key_and_witness(config: &Config) -> Result<(PathBuf, PathBuf)> {
+    let env = |k: &str| std::env::var(k).ok();
+    let key = config.journal.key_file_path(env).context(
+        "journal.key_file is not set and neither XDG_CONFIG_HOME nor HOME is: set [journal] key_file and witness_dir",
+    )?;
+    let witness = config
+        .journal
+        .witness_dir_path(env)
+        .context("journal.witness_dir is not set and neither XDG_CONFIG_HOME nor HOME is")?;
+    Ok((key, witness))
+}
+
+/// Opens the daemon's journal: creates the data directory (mode `0700`) and takes its
+/// lock (refusing, with the holder's pid, when another daemon has it), reads (or creates
+/// on the first launch) the journal key outside the data directory, and opens the journal
+/// bound to the directory's identity and witness. The lock is held as long as the journal
+/// lives.
+///
+/// # Errors
+/// Another daemon on the directory; a key file that is missing its permissions, malformed
+/// or inside the data directory; a witness directory inside it; an unreadable journal
+/// (or one of the old unkeyed format, which `gf-daemon journal adopt` archives).
+pub fn open_journal(config: &Config, clock: SharedClock) -> Result<Arc<gf_halt::Journal>> {
+    let data_dir = &config.general.data_dir;
+    let dir = gf_halt::DataDir::open(data_dir, clock.now())?;
+    let (key_file, witness_dir) = journal_key_and_witness(config)?;
+    dir.refuse_inside("journal.key_file", &key_file)?;
+    let key = gf_halt::JournalKey::load_or_create(&key_file)?;
+    let journal = gf_halt::Journal::open_data_dir(dir, clock, key, &witness_dir)
+        .with_context(|| format!("opening the journal in {}", data_dir.display()))?;
+    Ok(Arc::new(journal))
 }
 
 /// Builds the daemon (paper mode) without starting any task: the composition the API and
@@ -124,8 +165,8 @@ pub fn build_with(
         );
     }
     let data_dir = config.general.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    // First: the data directory's lock (one daemon per directory), key, witness, journal.
+    let journal = open_journal(&config, clock.clone())?;
 
     let mut tokens = TokenStore::open(&data_dir)?;
     let new_token = if tokens.has_role(Role::Operator) {
@@ -137,7 +178,10 @@ pub fn build_with(
     let bus = live
         .as_ref()
         .map_or_else(|| EventBus::new(1 << 16), |l| l.bus().clone());
-    let gate = TradingGate::new_closed();
+    // Closed until the halt coordinator (which takes its opener) restores or resumes.
+    let gate = live
+        .as_ref()
+        .map_or_else(TradingGate::new_closed, |l| l.gate().clone());
     let limits = gf_risk::RiskLimits::from_config(&config.risk)?;
     let portfolio_cfg = match &live {
         Some(l) => l.portfolio_config(&config),
@@ -146,9 +190,7 @@ pub fn build_with(
     let portfolio = SharedPortfolio::new(Portfolio::new(portfolio_cfg, clock.clone())?, limits);
 
     // The journal comes first so that a restored risk snapshot also seeds the paper balances.
-    let journal = gf_halt::Journal::open(&journal_path(&data_dir), clock.clone())?;
     let restored = journal.load_risk_snapshot()?;
-    drop(journal);
     let mut paper_cfg = PaperConfig::from_config(&config.exchange);
     if let Some(snap) = restored {
         let restored = Portfolio::restore_json(&snap.to_string(), clock.clone())
@@ -159,11 +201,8 @@ pub fn build_with(
     }
 
     let exchange: Arc<dyn Exchange> = if let Some(l) = &live {
-        Arc::new(GatedExchange::new(
-            l.client().clone(),
-            gate.clone(),
-            Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
-        ))
+        // Gated at the wire by the client itself, on the same gate.
+        l.exchange()
     } else {
         let paper = Arc::new(PaperExchange::new(
             paper_cfg,
@@ -180,14 +219,27 @@ pub fn build_with(
     let view: Arc<dyn gf_risk::PortfolioView> = Arc::new(portfolio.clone());
     let halt = HaltCoordinator::open(
         &config.halt,
-        &journal_path(&data_dir),
+        journal,
         gate.clone(),
         exchange.clone(),
         view.clone(),
         bus.clone(),
         clock.clone(),
     )?;
+    // A halt waits this long for orders already on the wire before it reconciles them.
+    halt.set_exchange_timeout(Duration::from_millis(config.exchange.timeout_ms));
     halt.watch_pairs(&config.market.pairs);
+    if config.journal.min_free_disk_mb > 0 {
+        // Halt while the journal can still record it, not once the disk is full.
+        let dir = data_dir.clone();
+        halt.register_condition(
+            Box::new(gf_halt::DiskSpace::new(
+                config.journal.min_free_disk_mb,
+                Box::new(move || gf_monitor::system::free_space(&dir)),
+            )),
+            config.halt.behaviour,
+        );
+    }
     if let Some(l) = &live {
         l.attach_journal(halt.journal().clone());
     }
@@ -199,6 +251,8 @@ pub fn build_with(
         "paper exchange answering"
     };
     let journal = halt.journal().clone();
+    let journal_status = halt.clone();
+    let tasks = crate::supervise::TaskHealth::new();
     let monitor = MonitorBuilder::new(&config.monitor, clock.clone())
         .bus(bus.clone())
         .portfolio(view)
@@ -218,7 +272,13 @@ pub fn build_with(
         })))
         .check(Arc::new(FnCheck::new("journal", move || {
             let journal = journal.clone();
+            let problem = journal_status.status().journal_problem;
             async move {
+                // A journal that could not be written (or failed verification) is not
+                // ready, whatever it answers now.
+                if let Some(p) = problem {
+                    return CheckOutcome::unhealthy(p);
+                }
                 match tokio::task::spawn_blocking(move || journal.len()).await {
                     Ok(Ok(n)) => CheckOutcome::healthy(format!("{n} records")),
                     Ok(Err(e)) => CheckOutcome::unhealthy(e.to_string()),
@@ -226,7 +286,12 @@ pub fn build_with(
                 }
             }
         })))
+        .check(tasks.check())
         .build()?;
+    // The journal's head as a metric (`gf_journal_head_id`), updated on every commit.
+    let metrics = monitor.metrics().clone();
+    halt.journal()
+        .observe_head(move |id| metrics.set_journal_head(id));
 
     Ok((
         Daemon {
@@ -241,51 +306,68 @@ pub fn build_with(
             tokens: Arc::new(RwLock::new(tokens)),
             shutdown: CancellationToken::new(),
             live: live.map(Arc::new),
+            tasks,
         },
         new_token,
     ))
 }
 
-/// Starts the background tasks: market replay, risk, halt, monitor, strategy, snapshots.
-/// Returns their handles; they stop when `daemon.shutdown` is cancelled.
+/// Starts the background tasks — market replay (or the live venue's tasks), risk, halt
+/// conditions, monitor, strategy, risk snapshots, the token-file watcher — each under the
+/// [`Supervisor`](crate::supervise::Supervisor): a task that panics, fails or ends while
+/// the daemon is not shutting down halts it (`auto:task_failed:<name>`) and fails
+/// `/readyz`. Only a replay that is not looped may finish on its own. Returns the
+/// supervisors' handles; the tasks stop when `daemon.shutdown` is cancelled.
 pub fn spawn_tasks(
     daemon: &Daemon,
     scenario: Scenario,
     strategy: Box<dyn Strategy>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    use crate::supervise::{Ending, Supervisor};
+    let sup = Supervisor::for_daemon(daemon);
+    // Once a task has failed, resume is refused until the daemon restarts.
+    daemon.halt.register_condition(
+        Box::new(daemon.tasks.condition()),
+        daemon.config.halt.behaviour,
+    );
     let mut tasks = Vec::new();
     let (stop_tx, _) = broadcast::channel::<()>(1);
     {
         let token = daemon.shutdown.clone();
         let stop_tx = stop_tx.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(sup.spawn("shutdown_relay", Ending::AtShutdown, async move {
             token.cancelled().await;
             let _ = stop_tx.send(());
+            Ok(())
         }));
     }
 
     // Risk: marks, fills, drawdown.
     let sub = daemon.bus.subscribe(SharedPortfolio::kinds());
-    tasks.push(tokio::spawn({
+    tasks.push(sup.spawn("risk", Ending::AtShutdown, {
         let p = daemon.portfolio.clone();
         let stop = stop_tx.subscribe();
         async move {
             let report = p.run(sub, stop).await;
             tracing::info!(?report, "risk task stopped");
+            Ok(())
         }
     }));
 
     // Halt conditions.
     let sub = daemon.bus.subscribe(daemon.halt.subscription_kinds());
-    tasks.push(tokio::spawn({
+    tasks.push(sup.spawn("halt", Ending::AtShutdown, {
         let halt = daemon.halt.clone();
         let stop = stop_tx.subscribe();
-        async move { halt.run(sub, stop).await }
+        async move {
+            halt.run(sub, stop).await;
+            Ok(())
+        }
     }));
 
     // Monitor.
     let sub = daemon.bus.subscribe_all();
-    tasks.push(tokio::spawn({
+    tasks.push(sup.spawn("monitor", Ending::AtShutdown, {
         let monitor = daemon.monitor.clone();
         let token = daemon.shutdown.clone();
         async move {
@@ -296,6 +378,7 @@ pub fn spawn_tasks(
                     Duration::from_secs(5),
                 )
                 .await;
+            Ok(())
         }
     }));
 
@@ -304,10 +387,14 @@ pub fn spawn_tasks(
         EventKind::BookSnapshot,
         EventKind::BookUpdate,
     ]));
-    tasks.push(tokio::spawn(run_strategy(daemon.clone(), strategy, sub)));
+    tasks.push(sup.spawn(
+        "strategy",
+        Ending::AtShutdown,
+        run_strategy(daemon.clone(), strategy, sub),
+    ));
 
     // Risk snapshots into the journal, so drawdowns survive a restart.
-    tasks.push(tokio::spawn({
+    tasks.push(sup.spawn("snapshots", Ending::AtShutdown, {
         let d = daemon.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -321,16 +408,39 @@ pub fn spawn_tasks(
                 save_risk_snapshot(&d).await;
             }
             save_risk_snapshot(&d).await;
+            Ok(())
+        }
+    }));
+
+    // API tokens: a token created or revoked while running takes effect within a second.
+    tasks.push(sup.spawn("tokens", Ending::AtShutdown, {
+        let (tokens, token) = (daemon.tokens.clone(), daemon.shutdown.clone());
+        async move {
+            crate::auth::watch(tokens, crate::auth::WATCH_EVERY, token).await;
+            Ok(())
         }
     }));
 
     match &daemon.live {
         // Live: the Kraken WebSocket, order sync, dead man's switch, rotation watcher.
-        Some(live) => tasks.extend(live.spawn(daemon)),
-        // Market data: the bundled recording, looped in the normal scenario.
-        None => tasks.push(tokio::spawn(run_replay(daemon.clone(), scenario))),
+        Some(live) => tasks.extend(live.spawn(daemon, &sup)),
+        // Market data: the bundled recording, looped in the normal scenario; a recording
+        // that is not looped may end (the staleness condition then halts on its own).
+        None => {
+            let ending = if replay_looped(&daemon.config, scenario) {
+                Ending::AtShutdown
+            } else {
+                Ending::MayFinish
+            };
+            tasks.push(sup.spawn("replay", ending, run_replay(daemon.clone(), scenario)));
+        }
     }
     tasks
+}
+
+/// Whether paper mode replays its recording in a loop: the bundled normal scenario only.
+fn replay_looped(config: &Config, scenario: Scenario) -> bool {
+    config.market.replay_file.is_none() && scenario == Scenario::Normal
 }
 
 async fn save_risk_snapshot(d: &Daemon) {
@@ -344,53 +454,45 @@ async fn save_risk_snapshot(d: &Daemon) {
     }
 }
 
-async fn run_replay(d: Daemon, scenario: Scenario) {
+/// Replays the scenario's recording (looped when [`replay_looped`]) until shutdown. An
+/// unreadable or broken recording is an error: the supervisor halts on it.
+async fn run_replay(d: Daemon, scenario: Scenario) -> Result<()> {
     use gf_market::MarketSource;
-    let (bytes, looped) = match (&d.config.market.replay_file, scenario) {
-        (Some(path), _) => match std::fs::read(path) {
-            Ok(b) => (b, false),
-            Err(e) => {
-                tracing::error!(path = %path.display(), cause = %e, "cannot read the replay file");
-                return;
-            }
-        },
-        (None, Scenario::Normal) => (PAPER_FIXTURE.to_vec(), true),
-        (None, Scenario::Crash) => (CRASH_FIXTURE.to_vec(), false),
-        (None, Scenario::Gap) => (GAP_FIXTURE.to_vec(), false),
+    let looped = replay_looped(&d.config, scenario);
+    let bytes = match (&d.config.market.replay_file, scenario) {
+        (Some(path), _) => std::fs::read(path)
+            .with_context(|| format!("cannot read the replay file {}", path.display()))?,
+        (None, Scenario::Normal) => PAPER_FIXTURE.to_vec(),
+        (None, Scenario::Crash) => CRASH_FIXTURE.to_vec(),
+        (None, Scenario::Gap) => GAP_FIXTURE.to_vec(),
     };
     loop {
-        let source =
-            gf_market::ReplaySource::from_bytes(bytes.clone(), d.config.market.replay_speed).map(
-                |s| {
+        let mut source =
+            gf_market::ReplaySource::from_bytes(bytes.clone(), d.config.market.replay_speed)
+                .map(|s| {
                     s.with_pairs(d.config.market.pairs.clone())
                         .with_depth(d.config.market.book_depth as usize)
                         .with_staleness(Duration::from_secs(d.config.market.staleness_secs))
-                },
-            );
-        let mut source = match source {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(cause = %e, "replay source");
-                return;
-            }
-        };
-        match source
+                })
+                .context("replay source")?;
+        let stats = source
             .run(d.bus.clone(), d.clock.clone(), d.shutdown.clone())
             .await
-        {
-            Ok(stats) => tracing::info!(?stats, "replay finished"),
-            Err(e) => {
-                tracing::error!(cause = %e, "replay failed");
-                return;
-            }
-        }
+            .context("replay")?;
+        tracing::info!(?stats, "replay finished");
         if !looped || d.shutdown.is_cancelled() {
-            break;
+            return Ok(());
         }
     }
 }
 
-async fn run_strategy(d: Daemon, mut strategy: Box<dyn Strategy>, mut sub: gf_core::Subscription) {
+/// Feeds book events to the strategy and executes its signals until shutdown. A strategy
+/// that panics takes this task down with it; the supervisor halts on that.
+async fn run_strategy(
+    d: Daemon,
+    mut strategy: Box<dyn Strategy>,
+    mut sub: gf_core::Subscription,
+) -> Result<()> {
     let mut seq: u64 = 0;
     loop {
         let ev = tokio::select! {
@@ -427,6 +529,7 @@ async fn run_strategy(d: Daemon, mut strategy: Box<dyn Strategy>, mut sub: gf_co
         seq += 1;
         execute_signal(&d, strategy.name(), &signal, position, seq).await;
     }
+    Ok(())
 }
 
 /// Turns a signal into an order: sized by gf-risk, checked, sent through the gate.
@@ -484,6 +587,7 @@ pub async fn execute_signal(
         reduce_only,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     };
     match d.portfolio.check(order) {
         Verdict::Approved(order) => {
@@ -517,30 +621,6 @@ pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
         Scenario::Crash => Box::new(HoldLong::default()),
         Scenario::Normal | Scenario::Gap => Box::new(EmaCross::default()),
     }
-}
-
-/// Halts on SIGUSR1 (source `signal`) until shutdown. The handler is installed before
-/// this returns, so a signal sent right after cannot kill the process.
-///
-/// # Errors
-/// When the handler cannot be installed.
-#[cfg(unix)]
-pub fn halt_on_sigusr1(d: Daemon) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    Ok(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                () = d.shutdown.cancelled() => break,
-                got = usr1.recv() => {
-                    if got.is_none() { break; }
-                    let outcome = d.halt.halt(HaltSource::Signal, "SIGUSR1 received").await;
-                    tracing::warn!(?outcome, "halted by SIGUSR1");
-                }
-            }
-        }
-    }))
 }
 
 /// A daemon started in this process (for tests, the console's and dashboard's end-to-end
@@ -613,20 +693,22 @@ pub async fn start_with_env(
     } else {
         build(config, clock)?
     };
-    let listener = tokio::net::TcpListener::bind(daemon.config.api.bind)
-        .await
+    let listener = crate::api::server::bind(daemon.config.api.bind)
         .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
     let addr = listener.local_addr()?;
     let tasks = spawn_tasks(&daemon, scenario, strategy_for(scenario));
     let router = crate::api::router(daemon.clone());
-    let token = daemon.shutdown.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(cause = %e, "API server failed");
-        }
-    });
+    // Supervised like every task: an API that stops serving halts the daemon.
+    let server = crate::supervise::Supervisor::for_daemon(&daemon).watch(
+        "api",
+        crate::supervise::Ending::AtShutdown,
+        crate::api::serve(
+            listener,
+            router,
+            &daemon.config.api,
+            daemon.shutdown.clone(),
+        ),
+    );
     Ok(Running {
         daemon,
         addr,
@@ -636,15 +718,27 @@ pub async fn start_with_env(
     })
 }
 
-/// Runs the daemon until `shutdown` is cancelled (ctrl-c, SIGTERM, or the caller).
+/// Runs the daemon until a stop signal or the daemon's own shutdown, acting on `signals`
+/// meanwhile (see [`crate::signals`]). The data directory is made private first (0700,
+/// files 0600). While stopping, a second stop signal exits the process at once (130).
 ///
 /// # Errors
 /// Start-up failures: bad data directory, journal, bind address.
-pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<()> {
+pub async fn launch(opts: LaunchOptions, mut signals: crate::signals::Signals) -> Result<()> {
+    use crate::signals::Action;
+    let data_dir = &opts.config.general.data_dir;
+    let tightened = crate::perms::secure_data_dir(data_dir)
+        .with_context(|| format!("making the data directory {} private", data_dir.display()))?;
+    for t in &tightened {
+        tracing::warn!(
+            path = %t.path.display(),
+            from = %format!("{:o}", t.from),
+            to = %format!("{:o}", t.to),
+            "permissions tightened"
+        );
+    }
     let running = start(opts.config, opts.scenario, Arc::new(SystemClock)).await?;
     let d = running.daemon.clone();
-    #[cfg(unix)]
-    let usr1 = halt_on_sigusr1(d.clone()).context("installing the SIGUSR1 handler")?;
     if opts.banner {
         print_banner(
             &d,
@@ -654,18 +748,40 @@ pub async fn launch(opts: LaunchOptions, shutdown: CancellationToken) -> Result<
         );
     }
     tracing::info!(addr = %running.addr, state = %d.halt.state(), "gal-friday running");
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = d.shutdown.cancelled() => {}
+    loop {
+        tokio::select! {
+            () = d.shutdown.cancelled() => break,
+            got = signals.recv() => match got {
+                Some(got) if got.action == Action::Stop => {
+                    tracing::warn!(signal = got.name, "stopping");
+                    eprintln!("gf-daemon: {}: shutting down (send it again to force)", got.name);
+                    break;
+                }
+                Some(got) => crate::signals::act(&d, got).await,
+                None => {
+                    d.shutdown.cancelled().await;
+                    break;
+                }
+            },
+        }
     }
+    // Stopping: a second stop signal forces the exit; others are logged and ignored.
+    let force = tokio::spawn(async move {
+        while let Some(got) = signals.recv().await {
+            if got.action == Action::Stop {
+                eprintln!("gf-daemon: {}: forced exit", got.name);
+                std::process::exit(130);
+            }
+            tracing::warn!(signal = got.name, "ignored while stopping");
+        }
+    });
     running.stop().await;
-    #[cfg(unix)]
-    usr1.abort();
     if d.config.exchange.disarm_on_shutdown
         && let Err(e) = d.exchange.cancel_all_after(0).await
     {
         tracing::warn!(cause = %e, "disarming the dead man's switch failed");
     }
+    force.abort();
     tracing::info!("gal-friday stopped");
     Ok(())
 }

@@ -1,9 +1,16 @@
 //! The HTTP client behind the CLI subcommands (`status`, `halt`, `resume`, `checklist`):
-//! a thin, typed wrapper over the daemon's API. The console uses the same routes.
+//! a thin, typed wrapper over the daemon's API, and the text those subcommands print. The
+//! console uses the same routes.
+//!
+//! Everything printed that came from the daemon goes through
+//! [`gf_core::text::escape_control`]: a reason or note with ESC, CR or BEL (an old journal
+//! may hold one) shows as `\u{1b}`, `\r`, `\u{7}` and cannot forge lines or colours.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use gf_core::text::escape_control;
 use serde_json::Value;
 
 /// Errors of the API client, one clear line each.
@@ -134,7 +141,8 @@ impl ApiClient {
         })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|_| ClientError::Malformed {
             status,
-            snippet: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            snippet: escape_control(&String::from_utf8_lossy(&bytes[..bytes.len().min(200)]))
+                .into_owned(),
         })?;
         if (200..300).contains(&status) {
             Ok(value)
@@ -142,10 +150,165 @@ impl ApiClient {
             let err = &value["error"];
             Err(ClientError::Api {
                 status,
-                code: err["code"].as_str().unwrap_or("unknown").to_owned(),
-                message: err["message"].as_str().unwrap_or("").to_owned(),
+                code: escape_control(err["code"].as_str().unwrap_or("unknown")).into_owned(),
+                message: escape_control(err["message"].as_str().unwrap_or("")).into_owned(),
                 detail: err.get("detail").cloned(),
             })
         }
+    }
+}
+
+/// A string field of a daemon answer, escaped for the terminal; `default` when absent.
+fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
+    escape_control(v.as_str().unwrap_or(default))
+}
+
+/// A list of strings, escaped and joined with `, `.
+fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(escape_control)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// What `gf-daemon status` (and `halt`, `resume`) print for a `/api/v1/halt/status` answer.
+#[must_use]
+pub fn format_status(s: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "state: {}", text(&s["state"], "?"));
+    let gate = if s["gate_open"].as_bool() == Some(true) {
+        "open"
+    } else {
+        "closed"
+    };
+    let _ = writeln!(out, "gate: {gate}");
+    if let Some(h) = s["halt"].as_object() {
+        let label = if s["state"] == "running" {
+            "last halt"
+        } else {
+            "halt"
+        };
+        let field = |k: &str| h.get(k).unwrap_or(&Value::Null);
+        let _ = writeln!(
+            out,
+            "{label} #{}: {} — {} (at {})",
+            field("id").as_u64().unwrap_or(0),
+            text(field("source"), "?"),
+            text(field("reason"), "?"),
+            text(field("triggered_at"), "?"),
+        );
+    }
+    if s["checklist_missing"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty())
+    {
+        let _ = writeln!(out, "checklist missing: {}", list(&s["checklist_missing"]));
+    }
+    out
+}
+
+/// What `gf-daemon checklist` prints for a `/api/v1/recovery/checklist` answer.
+#[must_use]
+pub fn format_checklist(v: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "state: {}", text(&v["state"], "?"));
+    match v["checklist"]["items"].as_array() {
+        None => out.push_str("no checklist: nothing to recover from\n"),
+        Some(items) => {
+            for item in items {
+                let done = item["completed_by"].as_str().map(escape_control);
+                let _ = writeln!(
+                    out,
+                    "[{}] {:<28} {}{}",
+                    if done.is_some() { "x" } else { " " },
+                    text(&item["id"], "?"),
+                    text(&item["title"], ""),
+                    done.map(|by| format!(" (by {by})")).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// What `gf-daemon checklist complete ITEM` prints for the answer.
+#[must_use]
+pub fn format_completed(item: &str, v: &Value) -> String {
+    let missing = list(&v["missing"]);
+    format!(
+        "completed {} by {}\nmissing: {}\n",
+        escape_control(item),
+        text(&v["item"]["completed_by"], "?"),
+        if missing.is_empty() {
+            "nothing"
+        } else {
+            &missing
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_prints_a_stored_escape_sequence_escaped() {
+        // As an old journal may hold it: ESC colours, CR/LF forging a line, BEL, NUL.
+        let s = json!({
+            "state": "halted",
+            "gate_open": false,
+            "halt": {
+                "id": 3,
+                "source": "api:mallory\u{1b}[2K",
+                "reason": "drill\u{1b}[31m\r\nstate: running\u{7}\u{0}",
+                "triggered_at": "2026-03-02T14:00:00Z",
+            },
+            "checklist_missing": ["confirm_resume", "x\u{1b}]0;title\u{7}"],
+        });
+        let out = format_status(&s);
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the terminal: {out:?}"
+        );
+        assert_eq!(
+            out,
+            "state: halted\ngate: closed\n\
+             halt #3: api:mallory\\u{1b}[2K — drill\\u{1b}[31m\\r\\nstate: running\\u{7}\\u{0} (at 2026-03-02T14:00:00Z)\n\
+             checklist missing: confirm_resume, x\\u{1b}]0;title\\u{7}\n"
+        );
+        assert_eq!(out.lines().count(), 4, "no forged line: {out}");
+    }
+
+    #[test]
+    fn checklist_and_completion_escape_names_and_titles() {
+        let v = json!({
+            "state": "recovering",
+            "checklist": { "items": [
+                { "id": "review_halt_reason", "title": "Review the halt reason",
+                  "completed_by": "bob\u{1b}[8m" },
+                { "id": "x\u{7}", "title": "T\ritle", "completed_by": null },
+                { "id": "confirm_resume", "title": "Confirm resume", "completed_by": null },
+            ]},
+        });
+        let out = format_checklist(&v);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("(by bob\\u{1b}[8m)"), "{out}");
+        assert!(out.contains("x\\u{7}"), "{out}");
+        assert!(out.contains("T\\ritle"), "{out}");
+        assert!(out.contains("[ ] confirm_resume"), "{out}");
+        let done = format_completed(
+            "review_halt_reason",
+            &json!({ "item": { "completed_by": "eve\u{9b}" }, "missing": [] }),
+        );
+        assert_eq!(
+            done,
+            "completed review_halt_reason by eve\\u{9b}\nmissing: nothing\n"
+        );
     }
 }

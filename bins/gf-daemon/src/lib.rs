@@ -11,6 +11,9 @@ pub mod client;
 pub mod dashboard;
 pub mod live;
 pub mod logging;
+pub mod perms;
+pub mod signals;
 pub mod strategy;
+pub mod supervise;
 
 pub use strategy::{EmaCross, HoldLong, Signal, Strategy};

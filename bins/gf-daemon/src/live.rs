@@ -5,9 +5,12 @@
 //! [`Live::connect`] runs before the daemon is composed: it builds the configured secret
 //! provider, loads and validates the credentials and tests them with a signed private
 //! `Balance` call (refusing to start when any of that fails), builds the REST client that
-//! reads the credentials through the rotating handle on every request, learns the pairs'
-//! names and precisions (`AssetPairs`), and reads the account balance that seeds the portfolio's starting cash. [`crate::app`] then puts the
-//! client behind the same [`gf_core::TradingGate`] the halt coordinator closes, and
+//! reads the credentials through the rotating handle on every request and checks the
+//! venue's [`gf_core::TradingGate`] (closed until the halt coordinator opens it) where
+//! each order is written, learns the pairs' names and precisions (`AssetPairs`), and
+//! reads the account balance that seeds the portfolio's starting cash. [`crate::app`]
+//! then composes the daemon around that gate and the gated exchange [`Live::exchange`]
+//! hands out (there is no accessor to the ungated client), and
 //! [`Live::spawn`] starts the live tasks: the WebSocket source for `market.pairs`, the
 //! order-status sync that turns executions into fills, the dead man's switch keeper
 //! (`exchange.dead_man_switch_secs`) and the rotation watcher. Every credential access and
@@ -22,8 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
-use gf_core::{Config, EventBus, SharedClock, Source};
+use gf_core::{Config, EventBus, SharedClock, Source, TradingGate};
 use gf_exec::events::Publisher;
 use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
 use gf_halt::Journal;
@@ -42,6 +46,7 @@ use tokio::task::JoinHandle;
 pub use gf_secrets::env::{EnvLookup, env_from_pairs, process_env};
 
 use crate::app::Daemon;
+use crate::supervise::{Ending, Supervisor};
 
 /// How often the orders this daemon placed are polled for executions (`QueryOrders`; only
 /// while some are still open, so an idle daemon spends nothing on it).
@@ -181,6 +186,8 @@ impl AuditSink for JournalAudit {
 /// need. Held by the [`Daemon`] in live mode.
 pub struct Live {
     client: Arc<KrakenClient>,
+    gate: TradingGate,
+    exchange: Arc<dyn Exchange>,
     rotator: Arc<Rotator>,
     audit: Arc<JournalAudit>,
     bus: EventBus,
@@ -254,11 +261,22 @@ impl Live {
         *check.startup_nonce_file.lock() = None;
         tracing::info!(?outcome, set = %config.secrets.set, "kraken credentials loaded");
 
-        let client = Arc::new(KrakenClient::new(
-            rest,
-            handle,
-            Publisher::new(Some(bus.clone()), clock, Source::Exec),
-        )?);
+        // Closed until the halt coordinator, which takes its opener, restores or resumes.
+        let gate = TradingGate::new_closed();
+        let client = Arc::new(
+            KrakenClient::new(
+                rest,
+                handle,
+                Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
+            )?
+            .with_gate(gate.clone()),
+        );
+        let exchange: Arc<dyn Exchange> =
+            Arc::new(Arc::clone(&client).into_gated(Publisher::new(
+                Some(bus.clone()),
+                clock,
+                Source::Exec,
+            ))?);
         // Kraken's names, precisions and minimums of the traded pairs.
         let listed = client.asset_pairs().await?;
         let missing: Vec<String> = config
@@ -274,6 +292,8 @@ impl Live {
         let balances = client.balances().await?;
         Ok(Self {
             client,
+            gate,
+            exchange,
             rotator,
             audit,
             bus,
@@ -290,10 +310,17 @@ impl Live {
         &self.bus
     }
 
-    /// The REST client (put it behind the gate; the live tasks share it).
+    /// The trading gate the REST client checks where each order is written (closed until
+    /// the halt coordinator, given it, opens it).
     #[must_use]
-    pub fn client(&self) -> &Arc<KrakenClient> {
-        &self.client
+    pub fn gate(&self) -> &TradingGate {
+        &self.gate
+    }
+
+    /// The REST client behind its gate: every order the daemon places goes through it.
+    #[must_use]
+    pub fn exchange(&self) -> Arc<dyn Exchange> {
+        Arc::clone(&self.exchange)
     }
 
     /// The account balances read at connect, by asset (`USD`, `XRP`, …).
@@ -352,43 +379,35 @@ impl Live {
         self.rotator.handle().current_version()
     }
 
-    /// Starts the live tasks for `daemon`; each stops when `daemon.shutdown` is cancelled:
-    /// the WebSocket market source, the order-status sync, the dead man's switch keeper
-    /// (disarmed on shutdown if `exchange.disarm_on_shutdown`) and the rotation watcher.
+    /// Starts the live tasks for `daemon` under `sup` (a task that dies halts the daemon);
+    /// each stops when `daemon.shutdown` is cancelled: the WebSocket market source
+    /// (`market_ws`), the order-status sync (`order_sync`), the dead man's switch keeper
+    /// (`dead_man`, disarmed on shutdown if `exchange.disarm_on_shutdown`) and the rotation
+    /// watcher (`rotation`).
     #[must_use]
-    pub fn spawn(&self, daemon: &Daemon) -> Vec<JoinHandle<()>> {
+    pub fn spawn(&self, daemon: &Daemon, sup: &Supervisor) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         let token = daemon.shutdown.clone();
 
         // Market data from the Kraken WebSocket.
-        tasks.push(tokio::spawn({
+        tasks.push(sup.spawn("market_ws", Ending::AtShutdown, {
             let cfg = self.market.clone();
             let (bus, clock, token) = (daemon.bus.clone(), daemon.clock.clone(), token.clone());
             async move {
-                let mut source = match gf_market::KrakenClient::new(cfg) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(cause = %e, "kraken websocket source");
-                        return;
-                    }
-                };
-                match source.run(bus, clock, token).await {
-                    Ok(stats) => tracing::info!(?stats, "kraken websocket source stopped"),
-                    Err(e) => tracing::error!(cause = %e, "kraken websocket source failed"),
-                }
+                let mut source =
+                    gf_market::KrakenClient::new(cfg).context("kraken websocket source")?;
+                let stats = source
+                    .run(bus, clock, token)
+                    .await
+                    .context("kraken websocket source")?;
+                tracing::info!(?stats, "kraken websocket source stopped");
+                Ok(())
             }
         }));
 
         // Executions → fills and order updates on the bus.
         let sync = self.client.spawn_order_sync(ORDER_SYNC_EVERY);
-        tasks.push(tokio::spawn({
-            let token = token.clone();
-            async move {
-                token.cancelled().await;
-                sync.abort();
-                let _ = sync.await;
-            }
-        }));
+        tasks.push(sup.watch_abort_at_shutdown("order_sync", sync));
 
         // The exchange-side dead man's switch, armed while the gate is open.
         if let Some(cfg) = self.dead_man {
@@ -398,13 +417,14 @@ impl Live {
                 cfg,
                 Publisher::new(Some(daemon.bus.clone()), daemon.clock.clone(), Source::Exec),
             );
-            tasks.push(tokio::spawn({
+            tasks.push(sup.spawn("dead_man", Ending::AtShutdown, {
                 let token = token.clone();
                 async move {
                     token.cancelled().await;
                     if let Err(e) = keeper.shutdown().await {
                         tracing::warn!(cause = %e, "disarming the dead man's switch failed");
                     }
+                    Ok(())
                 }
             }));
         } else {
@@ -415,10 +435,11 @@ impl Live {
         if let Some(every) = self.rotation_poll {
             let (stop_tx, stop_rx) = broadcast::channel(1);
             let watcher = Arc::clone(&self.rotator).spawn(every, stop_rx);
-            tasks.push(tokio::spawn(async move {
+            tasks.push(sup.spawn("rotation", Ending::AtShutdown, async move {
                 token.cancelled().await;
                 let _ = stop_tx.send(());
                 watcher.join().await;
+                Ok(())
             }));
         }
         tasks
@@ -518,6 +539,7 @@ mod tests {
             Journal::open(
                 &dir.path().join("j.sqlite"),
                 Arc::new(ManualClock::default()),
+                gf_halt::JournalKey::random(),
             )
             .unwrap(),
         );

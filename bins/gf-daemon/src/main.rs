@@ -165,12 +165,45 @@ enum ChecklistAction {
 
 #[derive(Debug, Subcommand)]
 enum JournalCommand {
-    /// Verifies the hash chain of the journal.
-    Verify {
-        /// Data directory.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
+    /// Verifies the journal: its HMAC chain under the journal key, that it is the data
+    /// directory's own, and that it is not behind its witness (a rollback). Read-only:
+    /// works while the daemon runs.
+    Verify(JournalDirArgs),
+    /// Adopts a new journal for a data directory (after journal_missing, journal_integrity
+    /// or a lost key): archives the current journal under <data dir>/archive, starts a new
+    /// one that comes back halted and names the operator, and re-bases the witness. The
+    /// daemon must be stopped.
+    Adopt {
+        #[command(flatten)]
+        dir: JournalDirArgs,
+        /// Who adopts it (journaled).
+        #[arg(long)]
+        operator: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct JournalDirArgs {
+    /// Data directory (default: general.data_dir of the configuration, "./data").
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Configuration file, for `[journal] key_file` and `witness_dir` (default: the
+    /// embedded configuration with GF_* overrides).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl JournalDirArgs {
+    fn config(&self) -> Result<Config> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::embedded_default()?,
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.general.data_dir.clone_from(d);
+        }
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,9 +255,22 @@ enum TokenCommand {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Revokes every token of an operator name. A running daemon stops accepting them
+    /// within a second (or at once on SIGHUP).
+    Revoke {
+        /// Operator name the tokens were created for.
+        #[arg(long)]
+        name: String,
+        /// Data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
+    // Everything this process creates (journal, tokens, nonce, keys) is private to its
+    // user; `launch` also fixes data directories made before this was enforced.
+    gf_daemon::perms::private_umask();
     let cli = Cli::parse();
     // A running daemon narrates; one-shot commands only speak up about problems.
     let level = if matches!(cli.command, Command::Launch { .. }) {
@@ -259,6 +305,10 @@ async fn run(command: Command) -> Result<ExitCode> {
             speed,
             live,
         } => {
+            // First: from here on no handled signal (SIGHUP, SIGUSR2, …) can kill the
+            // process with its default action, even while it starts.
+            let signals =
+                gf_daemon::signals::Signals::install().context("installing the signal handlers")?;
             let mut cfg = match &config {
                 Some(path) => Config::load(path)?,
                 None => Config::embedded_default()?,
@@ -276,15 +326,13 @@ async fn run(command: Command) -> Result<ExitCode> {
                 cfg.general.mode = gf_core::Mode::Live;
             }
             cfg.validate()?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(shutdown_on_signals(shutdown.clone()));
             gf_daemon::app::launch(
                 LaunchOptions {
                     config: cfg,
                     scenario,
                     banner: true,
                 },
-                shutdown,
+                signals,
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -324,40 +372,71 @@ async fn run(command: Command) -> Result<ExitCode> {
                 .client()?
                 .post(&path, &json!({ "note": note }))
                 .await?;
-            println!(
-                "completed {item} by {}",
-                v["item"]["completed_by"].as_str().unwrap_or("?")
-            );
-            let missing: Vec<&str> = v["missing"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            println!(
-                "missing: {}",
-                if missing.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    missing.join(", ")
-                }
-            );
+            print!("{}", gf_daemon::client::format_completed(&item, &v));
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal {
-            command: JournalCommand::Verify { data_dir },
+            command: JournalCommand::Verify(args),
         } => {
-            let path = gf_daemon::app::journal_path(&data_dir);
-            if !path.exists() {
-                bail!("no journal at {}", path.display());
-            }
-            let journal = gf_halt::Journal::open(&path, std::sync::Arc::new(gf_core::SystemClock))?;
-            let summary = journal
-                .verify()
+            let cfg = args.config()?;
+            let data_dir = &cfg.general.data_dir;
+            let path = gf_daemon::app::journal_path(data_dir);
+            let (key_file, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
+            // No lock: a running daemon keeps writing while this reads.
+            let dir = gf_halt::DataDir::inspect(data_dir)?;
+            dir.refuse_inside("journal.key_file", &key_file)?;
+            let key = gf_halt::JournalKey::load(&key_file)?;
+            let clock: gf_core::SharedClock = std::sync::Arc::new(gf_core::SystemClock);
+            let summary = gf_halt::Journal::open_data_dir(dir, clock, key, &witness_dir)
+                .and_then(|j| j.verify())
                 .with_context(|| format!("journal {}", path.display()))?;
             println!(
-                "{}: ok — {} records, hash chain intact (head {})",
+                "{}: ok — {} records, MAC chain intact under the journal key (head #{} {}); witness at #{}",
                 path.display(),
                 summary.records,
-                summary.head_hash
+                summary.head_id,
+                summary.head_mac,
+                summary
+                    .witnessed_id
+                    .map_or_else(|| "none yet".to_owned(), |id| id.to_string()),
+            );
+            if let Some(h) = &summary.unjournaled_halt {
+                println!(
+                    "note: the witness holds a halt that could not be journaled ({}: {}); the next start comes back halted",
+                    gf_core::text::escape_control(&h.source.to_string()),
+                    gf_core::text::escape_control(&h.reason)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Journal {
+            command: JournalCommand::Adopt { dir, operator },
+        } => {
+            let cfg = dir.config()?;
+            let data_dir = &cfg.general.data_dir;
+            let (key_file, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
+            let clock: gf_core::SharedClock = std::sync::Arc::new(gf_core::SystemClock);
+            // The lock: refused while a daemon runs on the directory.
+            let locked = gf_halt::DataDir::open(data_dir, clock.now())?;
+            locked.refuse_inside("journal.key_file", &key_file)?;
+            let key = gf_halt::JournalKey::load_or_create(&key_file)?;
+            let report = gf_halt::adopt(locked, clock, key, &witness_dir, &operator)?;
+            match &report.archived_to {
+                Some(p) => println!("archived the previous journal to {}", p.display()),
+                None => println!("there was no journal to archive"),
+            }
+            println!(
+                "previous journal: {} records; {}",
+                report.previous_records,
+                gf_core::text::escape_control(&report.previous_verification)
+            );
+            if report.risk_snapshot_carried {
+                println!("carried over its newest risk snapshot (peak equity, drawdowns)");
+            }
+            println!(
+                "new journal {} adopted by {operator}: {} records, witness re-based; the next launch comes back halted (review_adopted_journal)",
+                gf_daemon::app::journal_path(data_dir).display(),
+                report.head_id
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -486,7 +565,20 @@ async fn run(command: Command) -> Result<ExitCode> {
             let token = store.create(&name, role, &chrono::Utc::now().to_rfc3339())?;
             println!("{token}");
             eprintln!(
-                "created {role} token for {name} in {} (only its hash is stored)",
+                "created {role} token for {name} in {} (only its hash is stored; a running daemon accepts it within a second)",
+                data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { name, data_dir },
+        } => {
+            let revoked = TokenStore::open(&data_dir)?.revoke(&name)?;
+            if revoked == 0 {
+                bail!("no token for {name} in {}", data_dir.display());
+            }
+            println!(
+                "revoked {revoked} token(s) of {name} in {} (a running daemon refuses them within a second)",
                 data_dir.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -495,71 +587,9 @@ async fn run(command: Command) -> Result<ExitCode> {
 }
 
 fn print_status(s: &Value) {
-    println!("state: {}", s["state"].as_str().unwrap_or("?"));
-    println!(
-        "gate: {}",
-        if s["gate_open"].as_bool() == Some(true) {
-            "open"
-        } else {
-            "closed"
-        }
-    );
-    if let Some(h) = s["halt"].as_object() {
-        let label = if s["state"] == "running" {
-            "last halt"
-        } else {
-            "halt"
-        };
-        println!(
-            "{label} #{}: {} — {} (at {})",
-            h.get("id").and_then(Value::as_u64).unwrap_or(0),
-            h.get("source").and_then(Value::as_str).unwrap_or("?"),
-            h.get("reason").and_then(Value::as_str).unwrap_or("?"),
-            h.get("triggered_at").and_then(Value::as_str).unwrap_or("?"),
-        );
-    }
-    if let Some(missing) = s["checklist_missing"].as_array().filter(|m| !m.is_empty()) {
-        let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
-        println!("checklist missing: {}", names.join(", "));
-    }
+    print!("{}", gf_daemon::client::format_status(s));
 }
 
 fn print_checklist(v: &Value) {
-    println!("state: {}", v["state"].as_str().unwrap_or("?"));
-    match v["checklist"]["items"].as_array() {
-        None => println!("no checklist: nothing to recover from"),
-        Some(items) => {
-            for item in items {
-                let done = item["completed_by"].as_str();
-                println!(
-                    "[{}] {:<28} {}{}",
-                    if done.is_some() { "x" } else { " " },
-                    item["id"].as_str().unwrap_or("?"),
-                    item["title"].as_str().unwrap_or(""),
-                    done.map(|by| format!(" (by {by})")).unwrap_or_default(),
-                );
-            }
-        }
-    }
-}
-
-async fn shutdown_on_signals(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("gf-daemon: shutting down (press ctrl-c again to force)");
-    token.cancel();
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("gf-daemon: forced exit");
-    std::process::exit(130);
+    print!("{}", gf_daemon::client::format_checklist(v));
 }

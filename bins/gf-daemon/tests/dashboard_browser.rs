@@ -347,7 +347,8 @@ impl Browser {
 
 fn config(dir: &Path, bind: SocketAddr) -> Result<Config> {
     let mut cfg = Config::from_toml_str("")?;
-    cfg.general.data_dir = dir.to_path_buf();
+    cfg.general.data_dir = dir.join("data");
+    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = bind;
     Ok(cfg)
 }

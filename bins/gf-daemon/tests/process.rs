@@ -23,8 +23,19 @@ impl Drop for Daemon {
     }
 }
 
-fn launch(data_dir: &Path, scenario: &str) -> Daemon {
-    let mut child = Command::new(BIN)
+/// The journal key and witness live outside the data directory: `<root>/keys`, with
+/// `<root>/data` the data directory (and never the real `$HOME`).
+fn journal_env<'a>(cmd: &'a mut Command, root: &Path) -> &'a mut Command {
+    cmd.env("GF_JOURNAL__KEY_FILE", root.join("keys/journal.key"))
+        .env("GF_JOURNAL__WITNESS_DIR", root.join("keys/witness"))
+        .env("HOME", root.join("home"))
+        .env("XDG_CONFIG_HOME", root.join("home/.config"))
+}
+
+fn launch(root: &Path, scenario: &str) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    journal_env(&mut cmd, root);
+    let mut child = cmd
         .args([
             "--log-format",
             "json",
@@ -35,7 +46,7 @@ fn launch(data_dir: &Path, scenario: &str) -> Daemon {
             "5",
         ])
         .args(["--scenario", scenario, "--data-dir"])
-        .arg(data_dir)
+        .arg(root.join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -146,13 +157,110 @@ fn halted_daemon_killed_and_relaunched_comes_back_halted_with_its_checklist() {
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
     drop(second);
 
-    let verify = Command::new(BIN)
+    let verify = journal_env(&mut Command::new(BIN), dir.path())
         .args(["journal", "verify", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert!(verify.status.success(), "{verify:?}");
     assert!(stdout(&verify).contains("ok"));
+    assert!(
+        !dir.path().join("home").exists(),
+        "nothing is written under $HOME when the journal paths are set"
+    );
+}
+
+/// Runs `cmd` to completion, killing it (and failing) if it is still running after `limit`.
+fn exits_within(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn journal_cli(root: &Path, args: &[&str]) -> Output {
+    journal_env(&mut Command::new(BIN), root)
+        .arg("journal")
+        .args(args)
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn one_daemon_per_data_dir_verify_beside_it_and_a_lost_journal_until_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = launch(dir.path(), "normal");
+    assert_eq!(first.state, "running");
+    let token = first.token.clone().unwrap();
+
+    // A second daemon on the same data directory is refused, naming the holder.
+    let mut cmd = Command::new(BIN);
+    journal_env(&mut cmd, dir.path())
+        .args(["launch", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let second = exits_within(cmd, Duration::from_secs(30));
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("in use by another gf-daemon")
+            && err.contains(&format!("pid {}", first.child.id())),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+
+    // `journal verify` reads beside the running daemon, no lock needed.
+    let verify = journal_cli(dir.path(), &["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(stdout(&verify).contains("MAC chain intact"), "{verify:?}");
+
+    // Adopting needs the daemon stopped.
+    let adopt = journal_cli(dir.path(), &["adopt", "--operator", "carol"]);
+    assert!(!adopt.status.success());
+    assert!(String::from_utf8_lossy(&adopt.stderr).contains("in use by another gf-daemon"));
+    drop(first);
+
+    // The journal disappears: verify fails naming the problem, the daemon starts halted.
+    let db = dir.path().join("data/gal-friday.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let verify = journal_cli(dir.path(), &["verify"]);
+    assert!(!verify.status.success());
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        err.contains("journal missing") && err.contains("has run before"),
+        "{err}"
+    );
+    let relaunched = launch(dir.path(), "normal");
+    assert_eq!(relaunched.state, "halted");
+    let status = stdout(&cli(&relaunched.url, &token, &["status"]));
+    assert!(status.contains("auto:journal_missing"), "{status}");
+    drop(relaunched);
+
+    // The administrator adopts a new journal: it verifies, and the daemon comes back
+    // halted for a review, not with the problem.
+    let adopt = journal_cli(dir.path(), &["adopt", "--operator", "carol"]);
+    assert!(adopt.status.success(), "{adopt:?}");
+    assert!(stdout(&adopt).contains("adopted by carol"), "{adopt:?}");
+    let verify = journal_cli(dir.path(), &["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let after = launch(dir.path(), "normal");
+    assert_eq!(after.state, "halted");
+    let status = stdout(&cli(&after.url, &token, &["status"]));
+    assert!(status.contains("auto:journal_adopted"), "{status}");
 }
 
 #[cfg(unix)]

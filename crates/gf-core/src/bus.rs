@@ -5,18 +5,26 @@
 //! - **The publisher never blocks.** [`EventBus::publish`] is synchronous and takes only
 //!   short internal locks; it never waits for a subscriber.
 //! - **Order.** Each subscriber sees the events of one lane in publication order. There are
-//!   two lanes: *critical* (halt-family kinds, see [`EventKind::is_critical`]) and
-//!   *normal* (everything else). A pending critical event is delivered before pending
-//!   normal events, so it may overtake normal events published just before it.
-//! - **Lag is never silent.** The normal lane is a bounded ring (capacity chosen at
-//!   construction). A subscriber that falls more than a ring behind loses the oldest
-//!   events and its next receive returns [`RecvError::Lagged`] with the number of events
-//!   skipped (counted over the whole normal lane, matching its filter or not); receiving
-//!   again continues with the oldest event still held.
-//! - **Critical events are never dropped.** Each subscriber whose filter includes a
-//!   critical kind has an unbounded queue for that lane, so a halt reaches every
-//!   subscriber however far behind it is. Critical events are rare (a handful per halt),
-//!   so this cannot grow without bound in practice.
+//!   two lanes: *lossless* (the halt family and the decision kinds — fills, order updates,
+//!   API errors, closure results; see [`EventKind::is_lossless`]) and *normal* (market
+//!   data and everything else). A pending lossless event is delivered before pending
+//!   normal events, so it may overtake normal events published just before it; lossless
+//!   events never overtake one another.
+//! - **Lag is never silent, and never hits a decision.** The normal lane is a bounded ring
+//!   (capacity chosen at construction). A subscriber that falls more than a ring behind
+//!   loses the oldest normal events and its next receive returns [`RecvError::Lagged`]
+//!   with the number of events skipped (counted over the whole normal lane, matching its
+//!   filter or not); receiving again continues with the oldest event still held. A lag
+//!   can only cover normal-lane kinds: market data, signals, latencies, condition values,
+//!   alerts, health, audit — never a fill, an order update, an API error or a halt event.
+//! - **Lossless events are never dropped.** Each subscriber whose filter includes a
+//!   lossless kind has an unbounded queue for that lane, so a halt, a fill or an API error
+//!   reaches every subscriber however far behind it is. These kinds are rare next to
+//!   market data (a handful per order or per halt, and API errors are bounded by the rate
+//!   limiter), so the queue cannot grow without bound in practice. Risk and halt never miss
+//!   one: a lag costs them only prices, which the next update repairs. A subscription of
+//!   lossless kinds only never sees `Lagged` (it missed nothing it asked for;
+//!   [`Subscription::lagged_total`] still counts the gaps).
 //! - **Typed subscriptions.** A subscription carries a [`KindSet`]; events of other kinds
 //!   are skipped on the subscriber's side without allocation.
 //! - A subscription only sees events published after it was created.
@@ -44,7 +52,8 @@ use crate::event::{Event, EventKind, KindSet};
 /// Why a receive returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// The subscriber fell behind; this many normal-lane events were skipped.
+    /// The subscriber fell behind; this many normal-lane events were skipped (never a
+    /// lossless kind, see [`EventKind::is_lossless`]).
     #[error("subscriber lagged: {missed} events skipped")]
     Lagged {
         /// Events skipped.
@@ -74,7 +83,7 @@ pub enum TryRecvError {
 
 struct Inner {
     normal: broadcast::Sender<Arc<Event>>,
-    critical: Mutex<Vec<(KindSet, mpsc::UnboundedSender<Arc<Event>>)>>,
+    lossless: Mutex<Vec<(KindSet, mpsc::UnboundedSender<Arc<Event>>)>>,
     published: AtomicU64,
 }
 
@@ -101,7 +110,7 @@ impl EventBus {
         Self {
             inner: Arc::new(Inner {
                 normal,
-                critical: Mutex::new(Vec::new()),
+                lossless: Mutex::new(Vec::new()),
                 published: AtomicU64::new(0),
             }),
         }
@@ -117,10 +126,10 @@ impl EventBus {
     pub fn publish_arc(&self, event: Arc<Event>) -> usize {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let kind = event.kind();
-        if kind.is_critical() {
+        if kind.is_lossless() {
             let mut subs = self
                 .inner
-                .critical
+                .lossless
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             subs.retain(|(_, tx)| !tx.is_closed());
@@ -139,24 +148,27 @@ impl EventBus {
     /// Subscribes to the given kinds.
     #[must_use]
     pub fn subscribe(&self, kinds: KindSet) -> Subscription {
-        let critical = if EventKind::ALL
-            .iter()
-            .any(|k| k.is_critical() && kinds.contains(*k))
-        {
+        let lossless = if kinds.intersection(KindSet::lossless()).is_empty() {
+            None
+        } else {
             let (tx, rx) = mpsc::unbounded_channel();
             self.inner
-                .critical
+                .lossless
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push((kinds, tx));
             Some(rx)
-        } else {
-            None
         };
+        // A subscription of lossless kinds only cannot miss anything it wants: lags of the
+        // normal lane are skipped for it instead of reported.
+        let lag_matters = EventKind::ALL
+            .iter()
+            .any(|k| kinds.contains(*k) && !k.is_lossless());
         Subscription {
             kinds,
+            lag_matters,
             normal: self.inner.normal.subscribe(),
-            critical,
+            lossless,
             lagged_total: 0,
             normal_closed: false,
         }
@@ -178,8 +190,9 @@ impl EventBus {
 /// One subscriber's view of the bus.
 pub struct Subscription {
     kinds: KindSet,
+    lag_matters: bool,
     normal: broadcast::Receiver<Arc<Event>>,
-    critical: Option<mpsc::UnboundedReceiver<Arc<Event>>>,
+    lossless: Option<mpsc::UnboundedReceiver<Arc<Event>>>,
     lagged_total: u64,
     normal_closed: bool,
 }
@@ -208,32 +221,34 @@ impl Subscription {
                 Err(TryRecvError::Closed) => return Err(RecvError::Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            let critical = async {
-                match self.critical.as_mut() {
+            let lossless = async {
+                match self.lossless.as_mut() {
                     Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
-                ev = critical => {
+                ev = lossless => {
                     if let Some(ev) = ev {
                         return Ok(ev);
                     }
-                    // The critical lane closed; the normal lane will report closure.
-                    self.critical = None;
+                    // The lossless lane closed; the normal lane will report closure.
+                    self.lossless = None;
                 }
                 res = self.normal.recv(), if !self.normal_closed => match res {
                     Ok(ev) if self.kinds.contains(ev.kind()) => return Ok(ev),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         self.lagged_total += missed;
-                        return Err(RecvError::Lagged { missed });
+                        if self.lag_matters {
+                            return Err(RecvError::Lagged { missed });
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => self.normal_closed = true,
                 },
             }
-            if self.normal_closed && self.critical.is_none() {
+            if self.normal_closed && self.lossless.is_none() {
                 return Err(RecvError::Closed);
             }
         }
@@ -244,16 +259,16 @@ impl Subscription {
     /// # Errors
     /// [`TryRecvError::Empty`] when nothing is pending; otherwise as [`Self::recv`].
     pub fn try_recv(&mut self) -> Result<Arc<Event>, TryRecvError> {
-        let mut critical_closed = self.critical.is_none();
-        if let Some(rx) = self.critical.as_mut() {
+        let mut lossless_closed = self.lossless.is_none();
+        if let Some(rx) = self.lossless.as_mut() {
             match rx.try_recv() {
                 Ok(ev) => return Ok(ev),
                 Err(mpsc::error::TryRecvError::Empty) => {}
-                Err(mpsc::error::TryRecvError::Disconnected) => critical_closed = true,
+                Err(mpsc::error::TryRecvError::Disconnected) => lossless_closed = true,
             }
         }
-        if critical_closed {
-            self.critical = None;
+        if lossless_closed {
+            self.lossless = None;
         }
         while !self.normal_closed {
             match self.normal.try_recv() {
@@ -262,12 +277,14 @@ impl Subscription {
                 Err(broadcast::error::TryRecvError::Empty) => return Err(TryRecvError::Empty),
                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                     self.lagged_total += missed;
-                    return Err(TryRecvError::Lagged { missed });
+                    if self.lag_matters {
+                        return Err(TryRecvError::Lagged { missed });
+                    }
                 }
                 Err(broadcast::error::TryRecvError::Closed) => self.normal_closed = true,
             }
         }
-        if self.critical.is_none() {
+        if self.lossless.is_none() {
             Err(TryRecvError::Closed)
         } else {
             Err(TryRecvError::Empty)

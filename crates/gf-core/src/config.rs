@@ -103,6 +103,8 @@ pub enum HaltBehaviour {
 pub struct Config {
     /// Process-wide settings.
     pub general: GeneralConfig,
+    /// The journal's key, witness and free-disk limit.
+    pub journal: JournalConfig,
     /// Market data.
     pub market: MarketConfig,
     /// Exchange access.
@@ -138,6 +140,76 @@ impl Default for GeneralConfig {
             data_dir: PathBuf::from("./data"),
             log_format: "auto".into(),
         }
+    }
+}
+
+/// `[journal]`: what protects the journal from outside the data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// The journal key file (64 hex characters, mode `0600`), created at the first
+    /// launch. Must not be inside the data directory. Default (unset):
+    /// `$XDG_CONFIG_HOME/gal-friday/journal.key`, else
+    /// `$HOME/.config/gal-friday/journal.key`.
+    pub key_file: Option<PathBuf>,
+    /// Where the journal's witness files are written (one per data directory, named by
+    /// its identity). Must not be inside the data directory. Default (unset): `witness/`
+    /// beside the key file.
+    pub witness_dir: Option<PathBuf>,
+    /// Halt (`disk_space_low`) when the data directory's file system has less free space
+    /// than this, MiB, before the journal can no longer be written. 0 disables it.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            witness_dir: None,
+            min_free_disk_mb: 256,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Key file `<dir>/journal.key` and witnesses under `<dir>/witness`: everything the
+    /// journal keeps outside the data directory, in one place (tests, packaged
+    /// installs). `dir` must not be inside the data directory.
+    #[must_use]
+    pub fn under(dir: &Path) -> Self {
+        Self {
+            key_file: Some(dir.join("journal.key")),
+            witness_dir: Some(dir.join("witness")),
+            ..Self::default()
+        }
+    }
+
+    /// The key file: `key_file`, else the default under the user's configuration
+    /// directory, read from `env` (`XDG_CONFIG_HOME`, `HOME`). `None` when neither is set.
+    #[must_use]
+    pub fn key_file_path(&self, env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        if let Some(p) = &self.key_file {
+            return Some(p.clone());
+        }
+        let base = env("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                env("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".config"))
+            })?;
+        Some(base.join("gal-friday").join("journal.key"))
+    }
+
+    /// The witness directory: `witness_dir`, else `witness/` beside the key file.
+    #[must_use]
+    pub fn witness_dir_path(&self, env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        if let Some(p) = &self.witness_dir {
+            return Some(p.clone());
+        }
+        let key = self.key_file_path(env)?;
+        Some(key.parent().unwrap_or(Path::new(".")).join("witness"))
     }
 }
 
@@ -355,6 +427,18 @@ pub struct ApiConfig {
     pub bind: SocketAddr,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Most connections served at once (lowered to fit the open-file limit). A new
+    /// connection beyond it closes the longest-idle ones; with none idle, it is closed.
+    pub max_connections: usize,
+    /// A request head (request line and headers) whose first byte has arrived must be
+    /// complete within this many milliseconds, else the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress and no bytes exchanged for this many
+    /// milliseconds (fresh, or kept alive after a response) is closed.
+    pub idle_timeout_ms: u64,
+    /// Serve `/metrics` and `/readyz?verbose` without a token (they show equity, P&L and
+    /// the halt reason). Off: they need a viewer token.
+    pub public_metrics: bool,
 }
 
 impl Default for ApiConfig {
@@ -362,6 +446,10 @@ impl Default for ApiConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024,
+            max_connections: 256,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            public_metrics: false,
         }
     }
 }
@@ -737,6 +825,18 @@ impl Config {
                 "must be at least 256",
             ));
         }
+        if self.api.max_connections < 8 {
+            return Err(ConfigError::invalid(
+                "api.max_connections",
+                self.api.max_connections,
+                "must be at least 8",
+            ));
+        }
+        nonzero(
+            "api.header_read_timeout_ms",
+            self.api.header_read_timeout_ms,
+        )?;
+        nonzero("api.idle_timeout_ms", self.api.idle_timeout_ms)?;
 
         // [secrets]
         let s = &self.secrets;
@@ -905,6 +1005,48 @@ mod tests {
         assert_eq!(c.api.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.general.mode, Mode::Paper);
         assert_eq!(c.market.pairs.len(), 2);
+        assert_eq!(c.journal.min_free_disk_mb, 256);
+    }
+
+    #[test]
+    fn journal_paths_default_outside_the_data_dir() {
+        let c = JournalConfig::default();
+        let env = |k: &str| match k {
+            "HOME" => Some("/home/op".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            c.key_file_path(env),
+            Some(PathBuf::from("/home/op/.config/gal-friday/journal.key"))
+        );
+        assert_eq!(
+            c.witness_dir_path(env),
+            Some(PathBuf::from("/home/op/.config/gal-friday/witness"))
+        );
+        let xdg = |k: &str| (k == "XDG_CONFIG_HOME").then(|| "/cfg".to_owned());
+        assert_eq!(
+            c.key_file_path(xdg),
+            Some(PathBuf::from("/cfg/gal-friday/journal.key"))
+        );
+        assert_eq!(c.key_file_path(|_| None), None);
+        let set = JournalConfig::under(Path::new("/srv/gf-keys"));
+        assert_eq!(
+            set.witness_dir_path(|_| None),
+            Some(PathBuf::from("/srv/gf-keys/witness"))
+        );
+        let c = Config::from_toml_with_env(
+            "",
+            "t",
+            vec![(
+                "GF_JOURNAL__KEY_FILE".to_owned(),
+                "/etc/gal-friday/journal.key".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.journal.key_file,
+            Some(PathBuf::from("/etc/gal-friday/journal.key"))
+        );
     }
 
     #[test]

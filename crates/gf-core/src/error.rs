@@ -26,7 +26,17 @@ pub enum Error {
         "invalid halt source {0:?}: expected auto:<condition>, api:<operator>, console:<operator>, cli, signal or fleet"
     )]
     InvalidHaltSource(String),
-    /// The trading gate is closed and the order is not a halt-closure order.
+    /// The trading gate is closed and the order is not a sealed halt-closure order.
     #[error("trading is halted: the order gate is closed to non-closure orders")]
     GateClosed,
+    /// An order presented as a halt closure without a valid closure seal (none, minted for
+    /// another gate, or for another order, pair, side or quantity), or a seal that cannot
+    /// be minted because the order would not reduce the position.
+    #[error("closure order {client_order_id} refused: {reason}")]
+    ClosureRefused {
+        /// Our id of the order.
+        client_order_id: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -541,7 +541,8 @@ kinds! {
 }
 
 impl EventKind {
-    /// Halt-family kinds are delivered to every subscriber even when it lags.
+    /// Halt-family kinds: triggers, transitions, resume, checklist steps, closure results.
+    /// They ride the bus's lossless lane (see [`EventKind::is_lossless`]).
     #[must_use]
     pub fn is_critical(self) -> bool {
         matches!(
@@ -552,6 +553,28 @@ impl EventKind {
                 | EventKind::ChecklistStep
                 | EventKind::ClosureResult
         )
+    }
+
+    /// Kinds that risk and halt decisions are made on: fills, order updates, API errors
+    /// and closure results. Missing one would leave a position, an open order or an
+    /// error count wrong, so they ride the bus's lossless lane.
+    #[must_use]
+    pub fn is_decision(self) -> bool {
+        matches!(
+            self,
+            EventKind::Fill
+                | EventKind::OrderUpdate
+                | EventKind::ApiError
+                | EventKind::ClosureResult
+        )
+    }
+
+    /// Kinds the bus never drops, however far a subscriber lags: the halt family
+    /// ([`EventKind::is_critical`]) and the decision kinds ([`EventKind::is_decision`]).
+    /// They are rare next to market data (a handful per order or halt).
+    #[must_use]
+    pub fn is_lossless(self) -> bool {
+        self.is_critical() || self.is_decision()
     }
 
     /// Market-data kinds.
@@ -605,10 +628,22 @@ impl KindSet {
         Self::matching(EventKind::is_market_data)
     }
 
-    /// Halt-family kinds.
+    /// Halt-family kinds ([`EventKind::is_critical`]).
     #[must_use]
     pub fn critical() -> Self {
         Self::matching(EventKind::is_critical)
+    }
+
+    /// Decision kinds ([`EventKind::is_decision`]).
+    #[must_use]
+    pub fn decision() -> Self {
+        Self::matching(EventKind::is_decision)
+    }
+
+    /// Kinds the bus never drops ([`EventKind::is_lossless`]).
+    #[must_use]
+    pub fn lossless() -> Self {
+        Self::matching(EventKind::is_lossless)
     }
 
     fn matching(pred: fn(EventKind) -> bool) -> Self {
@@ -629,6 +664,24 @@ impl KindSet {
     #[must_use]
     pub const fn contains(self, kind: EventKind) -> bool {
         self.0 & (1 << kind as u8) != 0
+    }
+
+    /// The kinds in either set.
+    #[must_use]
+    pub const fn union(self, other: KindSet) -> Self {
+        KindSet(self.0 | other.0)
+    }
+
+    /// The kinds in both sets.
+    #[must_use]
+    pub const fn intersection(self, other: KindSet) -> Self {
+        KindSet(self.0 & other.0)
+    }
+
+    /// Whether no kind is in the set.
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 

@@ -6,7 +6,10 @@
 //! - [`clock`]: [`Clock`] with [`SystemClock`] and [`ManualClock`].
 //! - [`config`]: the TOML configuration with defaults, env overrides and validation.
 //! - [`credentials`]: [`CredentialHandle`], the seam between gf-secrets and gf-exec.
-//! - [`gate`]: the [`TradingGate`] that gf-halt closes and gf-exec consults.
+//! - [`gate`]: the [`TradingGate`] that gf-halt closes and gf-exec consults where orders
+//!   are written, the [`GateOpener`] only gf-halt holds, and the [`ClosureSeal`] it mints.
+//! - [`text`]: free text that crosses a trust boundary: control characters refused on the
+//!   way in ([`text::check_line`]), escaped on the way out ([`text::escape_control`]).
 //!
 //! This crate is an **API boundary**: research code depends on it directly.
 //!
@@ -35,6 +38,7 @@ pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod gate;
+pub mod text;
 pub mod types;
 
 pub use bus::{EventBus, RecvError, Subscription, TryRecvError};
@@ -46,7 +50,7 @@ pub use event::{
     AlertStatus, ApiErrorKind, BookSnapshot, BookUpdate, ConnectionState, Event, EventKind,
     HaltSource, HaltState, HealthStatus, KindSet, Payload, Severity, Source,
 };
-pub use gate::{GatePermit, TradingGate};
+pub use gate::{ClosureSeal, GateOpener, GatePermit, TradingGate};
 pub use types::{
     ClientOrderId, Fill, Level, OrderId, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair,
     Position, Price, Qty, Side, TimeInForce,

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
+use crate::gate::ClosureSeal;
 
 /// A price in quote currency. Always exact: never `f64`.
 pub type Price = Decimal;
@@ -224,7 +225,9 @@ string_id!(
     ClientOrderId
 );
 
-/// What the order is for. Only [`OrderPurpose::HaltClosure`] passes a closed gate.
+/// What the order is for (for reporting and lanes). Saying [`OrderPurpose::HaltClosure`]
+/// grants nothing: only an order carrying a [`ClosureSeal`] minted by the gate's opener
+/// passes a closed gate, and a closure without one is refused (see [`crate::gate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderPurpose {
@@ -262,6 +265,11 @@ pub struct OrderRequest {
     /// Normal or halt-closure.
     #[serde(default)]
     pub purpose: OrderPurpose,
+    /// The closure seal, for halt-closure orders minted by gf-halt
+    /// ([`crate::GateOpener::seal_closure`]); `None` for every other order. Never
+    /// serialised nor deserialised: a request read from JSON never carries one.
+    #[serde(skip)]
+    pub closure_seal: Option<ClosureSeal>,
 }
 
 impl OrderRequest {
@@ -300,10 +308,17 @@ impl OrderRequest {
         Ok(())
     }
 
-    /// `true` for a halt-closure order.
+    /// `true` for an order labelled as a halt closure (a label: only a valid
+    /// [`OrderRequest::closure_seal`] makes it pass the gate).
     #[must_use]
     pub fn is_closure(&self) -> bool {
         self.purpose == OrderPurpose::HaltClosure
+    }
+
+    /// `true` when the order carries a closure seal (valid or not: the gate verifies it).
+    #[must_use]
+    pub fn is_sealed(&self) -> bool {
+        self.closure_seal.is_some()
     }
 }
 
@@ -522,6 +537,7 @@ mod tests {
             reduce_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
+            closure_seal: None,
         };
         assert!(
             order

@@ -92,6 +92,7 @@ fn order_request() -> impl Strategy<Value = OrderRequest> {
                 reduce_only: ro,
                 user_ref: ur,
                 purpose,
+                closure_seal: None,
             },
         )
 }

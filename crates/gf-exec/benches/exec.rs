@@ -15,14 +15,35 @@ use gf_exec::wire::form_encode;
 use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
 use rust_decimal::Decimal;
 
+fn order(id: String, pair: &Pair, qty: Decimal) -> OrderRequest {
+    OrderRequest {
+        client_order_id: ClientOrderId::new(id),
+        pair: pair.clone(),
+        side: Side::Buy,
+        order_type: OrderType::Market,
+        qty,
+        limit_price: None,
+        time_in_force: TimeInForce::Gtc,
+        reduce_only: false,
+        user_ref: None,
+        purpose: OrderPurpose::Normal,
+        closure_seal: None,
+    }
+}
+
 fn gate_check(c: &mut Criterion) {
+    let order = order(
+        "bench-gate".into(),
+        &Pair::new("XRP/USD").expect("pair"),
+        10.into(),
+    );
     let gate = TradingGate::new_open();
     c.bench_function("gate_check_open", |b| {
-        b.iter(|| drop(black_box(gate.enter(black_box(OrderPurpose::Normal)))));
+        b.iter(|| drop(black_box(gate.enter(black_box(&order)))));
     });
     let closed = TradingGate::new_closed();
     c.bench_function("gate_check_closed_refuses", |b| {
-        b.iter(|| black_box(closed.enter(black_box(OrderPurpose::Normal))).is_err());
+        b.iter(|| black_box(closed.enter(black_box(&order))).is_err());
     });
 }
 
@@ -70,11 +91,10 @@ fn paper_market_order(c: &mut Criterion) {
     cfg.balances
         .insert("USD".into(), Decimal::from(1_000_000_000_000_i64));
     let publisher = Publisher::new(None, Arc::new(clock.clone()), Source::Paper);
-    let exchange = GatedExchange::new(
-        PaperExchange::new(cfg, publisher.clone()),
-        TradingGate::new_open(),
-        publisher,
-    );
+    // The bench keeps its own handle on the paper exchange to feed it books (the gated
+    // wrapper offers no way back to it).
+    let paper = Arc::new(PaperExchange::new(cfg, publisher.clone()));
+    let exchange = GatedExchange::new(paper.clone(), TradingGate::new_open(), publisher);
     let snapshot = depth_100(&clock, &pair);
     let mut n = 0_u64;
     // Sweeps 40 of the 100 ask levels (≈ 4 800 XRP); the book is restored untimed.
@@ -82,26 +102,15 @@ fn paper_market_order(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                exchange.inner().on_event(&snapshot);
-                OrderRequest {
-                    client_order_id: ClientOrderId::new(format!("bench-{n}")),
-                    pair: pair.clone(),
-                    side: Side::Buy,
-                    order_type: OrderType::Market,
-                    qty: Decimal::from(4_800),
-                    limit_price: None,
-                    time_in_force: TimeInForce::Gtc,
-                    reduce_only: false,
-                    user_ref: None,
-                    purpose: OrderPurpose::Normal,
-                }
+                paper.on_event(&snapshot);
+                order(format!("bench-{n}"), &pair, Decimal::from(4_800))
             },
             |order| black_box(rt.block_on(exchange.place_order(&order)).expect("filled")),
             BatchSize::PerIteration,
         );
     });
     c.bench_function("paper_book_snapshot_depth_100", |b| {
-        b.iter(|| exchange.inner().on_event(black_box(&snapshot)));
+        b.iter(|| paper.on_event(black_box(&snapshot)));
     });
 }
 

@@ -186,6 +186,7 @@ mod tests {
             Ok(DeadManStatus { trigger_at: None })
         });
         let gate = TradingGate::new_open();
+        let opener = gate.take_opener().unwrap();
         let bus = EventBus::new(64);
         let keeper = spawn(mock, &gate, true, &bus);
         tokio::time::sleep(Duration::from_secs(31)).await;
@@ -197,7 +198,7 @@ mod tests {
         gate.close();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(calls.lock().unwrap().len(), 3, "no refresh while halted");
-        gate.open();
+        opener.open();
         tokio::time::sleep(Duration::from_secs(15)).await;
         assert_eq!(calls.lock().unwrap().len(), 4);
         keeper.shutdown().await.unwrap();

@@ -64,6 +64,16 @@ pub struct OrderInfo {
     pub opened_at: Option<DateTime<Utc>>,
 }
 
+/// What [`Exchange::reconcile_order`] learnt of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciled {
+    /// The exchange's record of the order.
+    pub info: OrderInfo,
+    /// Quantity this call published as new `Fill` events (executions the bus had not been
+    /// told of before); 0 when every execution was already published.
+    pub published: Qty,
+}
+
 /// State of the exchange-side dead man's switch after an arm/refresh/disarm call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadManStatus {
@@ -113,6 +123,33 @@ pub trait Exchange: Send + Sync {
     /// [`Error`], e.g. unknown order.
     async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, Error>;
 
+    /// What became of an order we may have sent (a request on the wire when a halt closed
+    /// the gate, a placement that timed out): looks it up by our client order id and makes
+    /// sure every execution of it has been published as a `Fill`, so that the portfolio
+    /// learns of it. `None` when the exchange never saw the order.
+    ///
+    /// The default asks [`Exchange::order_status`] and publishes nothing: right for
+    /// exchanges that publish each execution as it happens (the paper exchange).
+    ///
+    /// # Errors
+    /// [`Error`] from the lookup.
+    async fn reconcile_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<Reconciled>, Error> {
+        match self
+            .order_status(&OrderRef::Client(client_order_id.clone()))
+            .await
+        {
+            Ok(info) => Ok(Some(Reconciled {
+                info,
+                published: Decimal::ZERO,
+            })),
+            Err(Error::UnknownOrder(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Balances per asset.
     ///
     /// # Errors
@@ -158,6 +195,13 @@ impl<T: Exchange + ?Sized> Exchange for std::sync::Arc<T> {
 
     async fn order_status(&self, order: &OrderRef) -> Result<OrderInfo, Error> {
         (**self).order_status(order).await
+    }
+
+    async fn reconcile_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<Reconciled>, Error> {
+        (**self).reconcile_order(client_order_id).await
     }
 
     async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error> {

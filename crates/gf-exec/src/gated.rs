@@ -1,21 +1,36 @@
 //! The order gate in front of every [`Exchange`]: a closed [`TradingGate`] refuses every
-//! order that is not a halt-closure order, before anything reaches the transport.
+//! order but sealed halt closures before anything is queued, and a mislabelled closure is
+//! refused in every state.
 //!
-//! The check is one atomic compare-and-swap ([`TradingGate::enter`]). The permit it
-//! returns is held while the inner exchange submits the order, so that
-//! [`TradingGate::drained`] after a close covers every order that passed just before it.
+//! Where the permit is held depends on the transport. The Kraken client checks the gate
+//! again immediately before each request is written (after its rate-limiter wait, on every
+//! retry) and holds the permit until that request resolves; wrapped with
+//! [`crate::KrakenClient::into_gated`], this wrapper only refuses early. Any other
+//! exchange (the paper exchange, which fills without awaiting anything, mocks, fakes) is
+//! entered here and the permit is held while it submits, so [`TradingGate::drained`] after
+//! a close covers every order that passed just before it.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use gf_core::{OrderRequest, OrderStatus, Position, TradingGate};
+use gf_core::{ClientOrderId, OrderRequest, OrderStatus, Position, TradingGate};
 use rust_decimal::Decimal;
 
 use crate::events::Publisher;
-use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
+use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef, Reconciled};
+
+/// The exchange error for a gate refusal: [`Error::Halted`] for a closed gate,
+/// [`Error::InvalidOrder`] naming why for a closure without a valid seal.
+pub(crate) fn gate_refusal(err: gf_core::Error) -> Error {
+    match err {
+        gf_core::Error::GateClosed => Error::Halted,
+        other => Error::InvalidOrder(other),
+    }
+}
 
 /// Wraps an exchange with the trading gate. Every other call passes through unchanged
-/// (cancels and queries are always allowed, also while halted).
+/// (cancels and queries are always allowed, also while halted). There is no accessor to
+/// the wrapped exchange: whoever holds the wrapper holds a gated exchange.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -27,7 +42,7 @@ use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
 /// let publisher = Publisher::new(None, Arc::new(SystemClock), Source::Paper);
 /// let paper = PaperExchange::new(PaperConfig::default(), publisher.clone());
 /// let exchange = GatedExchange::new(paper, gate, publisher);
-/// let order = OrderRequest {
+/// let mut order = OrderRequest {
 ///     client_order_id: ClientOrderId::new("c1"),
 ///     pair: "XRP/USD".parse::<Pair>().unwrap(),
 ///     side: Side::Buy,
@@ -38,8 +53,12 @@ use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
 ///     reduce_only: false,
 ///     user_ref: None,
 ///     purpose: OrderPurpose::Normal,
+///     closure_seal: None,
 /// };
 /// assert!(matches!(exchange.place_order(&order).await, Err(Error::Halted)));
+/// // Calling it a closure does not help: closures are sealed by the gate's opener.
+/// order.purpose = OrderPurpose::HaltClosure;
+/// assert!(matches!(exchange.place_order(&order).await, Err(Error::InvalidOrder(_))));
 /// # });
 /// ```
 #[derive(Debug)]
@@ -47,53 +66,74 @@ pub struct GatedExchange<E> {
     inner: E,
     gate: TradingGate,
     events: Publisher,
+    /// The inner exchange checks this same gate where it writes each request and holds the
+    /// permit there; this wrapper then only refuses early.
+    checked_at_wire: bool,
 }
 
 impl<E: Exchange> GatedExchange<E> {
-    /// Puts `inner` behind `gate`; refusals are published through `events`.
+    /// Puts `inner` behind `gate`; refusals are published through `events`. The permit is
+    /// held here while `inner` submits.
     pub fn new(inner: E, gate: TradingGate, events: Publisher) -> Self {
         Self {
             inner,
             gate,
             events,
+            checked_at_wire: false,
         }
     }
 
-    /// The wrapped exchange.
-    pub fn inner(&self) -> &E {
-        &self.inner
+    /// As [`GatedExchange::new`] for an `inner` that itself enters `gate` immediately
+    /// before writing each request.
+    pub(crate) fn checked_at_wire(inner: E, gate: TradingGate, events: Publisher) -> Self {
+        Self {
+            inner,
+            gate,
+            events,
+            checked_at_wire: true,
+        }
     }
 
     /// The gate.
     pub fn gate(&self) -> &TradingGate {
         &self.gate
     }
+
+    fn reject(&self, order: &OrderRequest, reason: String) {
+        self.events.order_update(
+            &order.client_order_id,
+            None,
+            &order.pair,
+            OrderStatus::Rejected,
+            Decimal::ZERO,
+            Some(reason),
+        );
+    }
 }
 
 #[async_trait]
 impl<E: Exchange> Exchange for GatedExchange<E> {
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
-        let Ok(permit) = self.gate.enter(order.purpose) else {
-            self.events.order_update(
-                &order.client_order_id,
-                None,
-                &order.pair,
-                OrderStatus::Rejected,
-                Decimal::ZERO,
-                Some("trading is halted: the order gate is closed".into()),
-            );
-            return Err(Error::Halted);
+        let permit = if self.checked_at_wire {
+            self.gate.check(order).map(|()| None)
+        } else {
+            self.gate.enter(order).map(Some)
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(refused) => {
+                let err = gate_refusal(refused);
+                let reason = match &err {
+                    Error::Halted => "trading is halted: the order gate is closed".to_owned(),
+                    other => other.to_string(),
+                };
+                self.reject(order, reason);
+                return Err(err);
+            }
         };
         if let Err(invalid) = order.validate() {
             drop(permit);
-            self.events.order_update(
-                &order.client_order_id,
-                None,
-                &order.pair,
-                OrderStatus::Rejected,
-                Decimal::ZERO,
-                Some(invalid.to_string()),
-            );
+            self.reject(order, invalid.to_string());
             return Err(Error::InvalidOrder(invalid));
         }
         let result = self.inner.place_order(order).await;
@@ -121,6 +161,13 @@ impl<E: Exchange> Exchange for GatedExchange<E> {
         self.inner.order_status(order).await
     }
 
+    async fn reconcile_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<Reconciled>, Error> {
+        self.inner.reconcile_order(client_order_id).await
+    }
+
     async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error> {
         self.inner.balances().await
     }
@@ -139,13 +186,13 @@ mod tests {
     use super::*;
     use crate::MockExchange;
     use gf_core::{
-        ClientOrderId, EventBus, EventKind, KindSet, ManualClock, OrderId, OrderPurpose, OrderType,
+        EventBus, EventKind, GateOpener, KindSet, ManualClock, OrderId, OrderPurpose, OrderType,
         Pair, Payload, Side, Source, TimeInForce,
     };
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    fn order(id: &str, purpose: OrderPurpose) -> OrderRequest {
+    fn order(id: &str) -> OrderRequest {
         OrderRequest {
             client_order_id: ClientOrderId::new(id),
             pair: Pair::new("XRP/USD").unwrap(),
@@ -154,10 +201,25 @@ mod tests {
             qty: Decimal::new(10, 0),
             limit_price: None,
             time_in_force: TimeInForce::Gtc,
-            reduce_only: purpose == OrderPurpose::HaltClosure,
+            reduce_only: false,
             user_ref: None,
-            purpose,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
         }
+    }
+
+    /// A closure of a 10 XRP long, sealed by `opener`.
+    fn closure(id: &str, opener: &GateOpener) -> OrderRequest {
+        let mut o = order(id);
+        o.purpose = OrderPurpose::HaltClosure;
+        let mut long = Position::flat(o.pair.clone());
+        long.qty = Decimal::new(10, 0);
+        o.closure_seal = Some(
+            opener
+                .seal_closure(&o.client_order_id, &long, o.qty)
+                .unwrap(),
+        );
+        o
     }
 
     fn ack(o: &OrderRequest) -> OrderAck {
@@ -168,8 +230,24 @@ mod tests {
         }
     }
 
+    fn rejected_reason(ev: &gf_core::Event, id: &str) -> String {
+        match &ev.payload {
+            Payload::OrderUpdate {
+                client_order_id,
+                status,
+                reason,
+                ..
+            } => {
+                assert_eq!(client_order_id.as_str(), id);
+                assert_eq!(*status, OrderStatus::Rejected);
+                reason.clone().unwrap()
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn halted_gate_refuses_normal_orders_and_passes_closure_orders() {
+    async fn halted_gate_refuses_normal_orders_and_passes_sealed_closures() {
         let bus = EventBus::new(64);
         let mut sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
         let publisher = Publisher::new(
@@ -178,6 +256,7 @@ mod tests {
             Source::Exec,
         );
         let gate = TradingGate::new_open();
+        let opener = gate.take_opener().unwrap();
         let in_flight_seen = Arc::new(AtomicU64::new(0));
         let mut mock = MockExchange::new();
         let seen = in_flight_seen.clone();
@@ -189,10 +268,7 @@ mod tests {
         mock.expect_cancel_all().times(1).returning(|| Ok(3));
         let exchange = GatedExchange::new(mock, gate.clone(), publisher);
 
-        exchange
-            .place_order(&order("before", OrderPurpose::Normal))
-            .await
-            .unwrap();
+        exchange.place_order(&order("before")).await.unwrap();
         assert_eq!(
             in_flight_seen.load(Ordering::SeqCst),
             1,
@@ -201,26 +277,21 @@ mod tests {
         assert_eq!(gate.in_flight(), 0, "permit released afterwards");
 
         gate.close();
-        let refused = exchange
-            .place_order(&order("normal", OrderPurpose::Normal))
-            .await;
+        let refused = exchange.place_order(&order("normal")).await;
         assert!(matches!(refused, Err(Error::Halted)), "{refused:?}");
-        let ev = sub.recv().await.unwrap();
-        match &ev.payload {
-            Payload::OrderUpdate {
-                client_order_id,
-                status,
-                reason,
-                ..
-            } => {
-                assert_eq!(client_order_id.as_str(), "normal");
-                assert_eq!(*status, OrderStatus::Rejected);
-                assert!(reason.as_deref().unwrap().contains("halted"));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let reason = rejected_reason(&sub.recv().await.unwrap(), "normal");
+        assert!(reason.contains("halted"), "{reason}");
+
+        // Labelled a closure but never sealed: refused, and said why.
+        let mut mislabelled = order("mislabelled");
+        mislabelled.purpose = OrderPurpose::HaltClosure;
+        let refused = exchange.place_order(&mislabelled).await.unwrap_err();
+        assert!(matches!(refused, Error::InvalidOrder(_)), "{refused:?}");
+        let reason = rejected_reason(&sub.recv().await.unwrap(), "mislabelled");
+        assert!(reason.contains("no closure seal"), "{reason}");
+
         let closure = exchange
-            .place_order(&order("closure", OrderPurpose::HaltClosure))
+            .place_order(&closure("closure", &opener))
             .await
             .unwrap();
         assert_eq!(closure.client_order_id.as_str(), "closure");
@@ -229,6 +300,30 @@ mod tests {
             3,
             "cancels pass while halted"
         );
+        assert_eq!(
+            gate.in_flight_orders(),
+            vec![ClientOrderId::new("closure")],
+            "an order admitted while closed is recorded for reconciliation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wire_checked_inner_is_only_refused_early() {
+        let gate = TradingGate::new_open();
+        let mut mock = MockExchange::new();
+        let g = gate.clone();
+        mock.expect_place_order().times(1).returning(move |o| {
+            assert_eq!(g.in_flight(), 0, "the wrapper holds no permit");
+            Ok(ack(o))
+        });
+        let publisher = Publisher::new(None, Arc::new(ManualClock::default()), Source::Exec);
+        let exchange = GatedExchange::checked_at_wire(mock, gate.clone(), publisher);
+        exchange.place_order(&order("a")).await.unwrap();
+        gate.close();
+        assert!(matches!(
+            exchange.place_order(&order("b")).await,
+            Err(Error::Halted)
+        ));
     }
 
     #[tokio::test]
@@ -237,7 +332,7 @@ mod tests {
         mock.expect_place_order().never();
         let publisher = Publisher::new(None, Arc::new(ManualClock::default()), Source::Exec);
         let exchange = GatedExchange::new(mock, TradingGate::new_open(), publisher);
-        let mut bad = order("bad", OrderPurpose::Normal);
+        let mut bad = order("bad");
         bad.qty = Decimal::ZERO;
         let err = exchange.place_order(&bad).await.unwrap_err();
         assert!(matches!(err, Error::InvalidOrder(_)));
@@ -257,6 +352,7 @@ mod tests {
             .returning(|r| Err(Error::UnknownOrder(format!("{r:?}"))));
         mock.expect_order_status()
             .returning(|r| Err(Error::UnknownOrder(format!("{r:?}"))));
+        mock.expect_reconcile_order().returning(|_| Ok(None));
         mock.expect_cancel_all_after()
             .returning(|_| Ok(DeadManStatus { trigger_at: None }));
         let publisher = Publisher::new(None, Arc::new(ManualClock::default()), Source::Exec);
@@ -268,7 +364,13 @@ mod tests {
         let r = OrderRef::Exchange(OrderId::new("X"));
         assert!(exchange.cancel_order(&r).await.is_err());
         assert!(exchange.order_status(&r).await.is_err());
+        assert_eq!(
+            exchange
+                .reconcile_order(&ClientOrderId::new("x"))
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(exchange.cancel_all_after(0).await.unwrap().trigger_at, None);
-        let _ = exchange.inner();
     }
 }

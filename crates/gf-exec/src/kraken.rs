@@ -2,6 +2,12 @@
 //! decaying-counter rate limiter with a priority lane, typed errors, timeouts on every
 //! call, safe retries, and reconciliation by client order id after an ambiguous placement.
 //!
+//! The trading gate is checked at the wire: every `AddOrder` attempt enters the client's
+//! [`TradingGate`] immediately before the request is signed and written — after the rate
+//! limiter's wait and again on every retry — and holds the permit until that request has
+//! resolved (answer, error or timeout), so a halt's [`TradingGate::drained`] covers the
+//! requests on the wire. A client without a gate places no orders.
+//!
 //! Credentials are read through a [`CredentialHandle`] on every request, so a rotation by
 //! gf-secrets takes effect on the next call; they are never logged.
 
@@ -14,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gf_core::{
     ApiErrorKind, ClientOrderId, Config, CredentialHandle, OrderId, OrderPurpose, OrderRequest,
-    OrderStatus, OrderType, Pair, Position, Side, TimeInForce,
+    OrderStatus, OrderType, Pair, Position, Side, TimeInForce, TradingGate,
 };
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -22,10 +28,13 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::events::Publisher;
+use crate::gated::gate_refusal;
 use crate::ratelimit::{Lane, Limits, RateLimiter, Tier};
 use crate::sign::{NonceSource, api_sign};
 use crate::wire::{self, PairMap};
-use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
+use crate::{
+    DeadManStatus, Error, Exchange, GatedExchange, OrderAck, OrderInfo, OrderRef, Reconciled,
+};
 
 /// Settings of the Kraken client.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +128,8 @@ struct Known {
     fee: Decimal,
 }
 
-/// The Kraken REST client. Put it behind [`crate::GatedExchange`].
+/// The Kraken REST client. Give it the trading gate ([`KrakenClient::with_gate`]) and hand
+/// out [`KrakenClient::into_gated`].
 pub struct KrakenClient {
     http: reqwest::Client,
     cfg: KrakenConfig,
@@ -132,6 +142,7 @@ pub struct KrakenClient {
     precisions: RwLock<HashMap<Pair, AssetPairInfo>>,
     known: Mutex<HashMap<OrderId, Known>>,
     events: Publisher,
+    gate: Option<TradingGate>,
 }
 
 impl std::fmt::Debug for KrakenClient {
@@ -196,8 +207,32 @@ impl KrakenClient {
             precisions: RwLock::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             events,
+            gate: None,
             cfg,
         })
+    }
+
+    /// Checks `gate` at the wire: each `AddOrder` attempt enters it immediately before the
+    /// request is written and holds the permit until the request resolves. Without a gate
+    /// the client places no orders.
+    #[must_use]
+    pub fn with_gate(mut self, gate: TradingGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// This client behind its own gate: the wrapper refuses early (nothing waits for the
+    /// rate limiter behind a closed gate), the client checks again at the wire. The only
+    /// way to share the client for trading; there is no accessor back to it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the client was built without [`KrakenClient::with_gate`].
+    pub fn into_gated(
+        self: Arc<Self>,
+        events: Publisher,
+    ) -> Result<GatedExchange<Arc<Self>>, Error> {
+        let gate = self.gate.clone().ok_or_else(no_gate)?;
+        Ok(GatedExchange::checked_at_wire(self, gate, events))
     }
 
     /// The REST counter limiter (for metrics and tests).
@@ -269,11 +304,16 @@ impl KrakenClient {
 
     /// One signed private call, without retries. Publishes `ApiError` on failure and a
     /// `Latency` event either way.
+    ///
+    /// With `admit`, the call places that order: after the rate limiter's wait the order
+    /// enters the gate, and the permit is held until the request has resolved. A refusal
+    /// sends nothing (and is not an API error).
     async fn private_once(
         &self,
         endpoint: &'static str,
         params: &[(&str, String)],
         lane: Lane,
+        admit: Option<&OrderRequest>,
     ) -> Result<Value, Error> {
         let limiter = if is_trading(endpoint) {
             &self.trading
@@ -281,8 +321,23 @@ impl KrakenClient {
             &self.rest
         };
         limiter.acquire(lane, 1).await;
+        // The gate at the wire: nothing below awaits before the request is written.
+        let mut permit = match admit {
+            None => None,
+            Some(order) => {
+                let gate = self.gate.as_ref().ok_or_else(no_gate)?;
+                Some(gate.enter(order).map_err(gate_refusal)?)
+            }
+        };
         let started = Instant::now();
         let result = self.signed_call(endpoint, params).await;
+        if let (Some(permit), Err(err)) = (permit.as_mut(), &result)
+            && err.is_ambiguous()
+        {
+            // It may be on the book: a halt must ask what became of it.
+            permit.mark_unresolved();
+        }
+        drop(permit);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.events.latency(&format!("rest:{endpoint}"), micros);
         if let Err(err) = &result {
@@ -334,7 +389,7 @@ impl KrakenClient {
     ) -> Result<Value, Error> {
         let mut attempt = 0;
         loop {
-            match self.private_once(endpoint, params, lane).await {
+            match self.private_once(endpoint, params, lane, None).await {
                 Err(e) if e.is_retryable() && attempt < self.cfg.max_retries => {
                     attempt += 1;
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -467,7 +522,7 @@ impl KrakenClient {
         }
         if let Some(min) = info.ordermin
             && order.qty < min
-            && !order.is_closure()
+            && !order.is_sealed()
         {
             return Err(reject(format!(
                 "volume {} is below the minimum {min} for {}",
@@ -555,20 +610,20 @@ impl KrakenClient {
             for (txid, raw) in obj {
                 let info = wire::parse_order("QueryOrders", txid, raw, &self.pairs.read())?;
                 let (cost, fee) = wire::order_cost_fee(raw);
-                changed += usize::from(self.apply_sync(&info, cost, fee));
+                changed += usize::from(self.apply_sync(&info, cost, fee).is_some());
             }
         }
         Ok(changed)
     }
 
-    fn apply_sync(&self, info: &OrderInfo, cost: Decimal, fee: Decimal) -> bool {
+    /// Publishes what changed of a tracked order; `Some(newly filled quantity)` when
+    /// anything changed, `None` when nothing did (or the order is not tracked).
+    fn apply_sync(&self, info: &OrderInfo, cost: Decimal, fee: Decimal) -> Option<Decimal> {
         let (known, new_qty, new_cost, new_fee) = {
             let mut map = self.known.lock();
-            let Some(k) = map.get_mut(&info.order_id) else {
-                return false;
-            };
+            let k = map.get_mut(&info.order_id)?;
             if k.status == info.status && k.filled == info.filled_qty {
-                return false;
+                return None;
             }
             let delta = |new: Decimal, old: Decimal| {
                 new.checked_sub(old).unwrap_or_default().max(Decimal::ZERO)
@@ -611,7 +666,7 @@ impl KrakenClient {
             info.filled_qty,
             None,
         );
-        true
+        Some(new_qty)
     }
 
     /// Runs [`KrakenClient::sync_orders`] every `every` until the task is aborted; failures
@@ -639,6 +694,18 @@ impl KrakenClient {
         client_order_id: &ClientOrderId,
         lane: Lane,
     ) -> Result<Option<OrderInfo>, Error> {
+        Ok(self
+            .lookup_client_id(client_order_id, lane)
+            .await?
+            .map(|(info, _, _)| info))
+    }
+
+    /// As [`KrakenClient::find_by_client_id`], with the order's cost and fee.
+    async fn lookup_client_id(
+        &self,
+        client_order_id: &ClientOrderId,
+        lane: Lane,
+    ) -> Result<Option<(OrderInfo, Decimal, Decimal)>, Error> {
         let params = [("cl_ord_id", client_order_id.0.clone())];
         for (endpoint, key) in [("OpenOrders", "open"), ("ClosedOrders", "closed")] {
             let result = self.idempotent(endpoint, &params, lane).await?;
@@ -649,7 +716,11 @@ impl KrakenClient {
                 .into_iter()
                 .find(|o| o.client_order_id.as_ref() == Some(client_order_id))
             {
-                return Ok(Some(found));
+                let (cost, fee) = map
+                    .get(found.order_id.as_str())
+                    .map(wire::order_cost_fee)
+                    .unwrap_or_default();
+                return Ok(Some((found, cost, fee)));
             }
         }
         Ok(None)
@@ -674,6 +745,51 @@ impl KrakenClient {
             client_order_id: order.client_order_id.clone(),
             status: OrderStatus::Open,
         })
+    }
+
+    /// The `AddOrder` attempts of one placement: retried where safe, reconciled by client
+    /// order id after an ambiguous failure, each attempt through the gate at the wire.
+    async fn submit(&self, order: &OrderRequest, lane: Lane) -> Result<OrderAck, Error> {
+        let params = Self::add_order_params(order);
+        let mut attempt = 0;
+        let mut ambiguous: Option<Error> = None;
+        loop {
+            let err = match self
+                .private_once("AddOrder", &params, lane, Some(order))
+                .await
+            {
+                Ok(result) => match Self::ack_from_result(&result, order) {
+                    Ok(ack) => return Ok(ack),
+                    // Accepted but unreadable: as ambiguous as a timeout.
+                    Err(err) => err,
+                },
+                // Refused at the wire (the gate closed during the limiter wait or the
+                // backoff): nothing more was sent. An earlier attempt may still be on the
+                // book, so its outcome stays unknown; the halt reconciles it.
+                Err(refused @ (Error::Halted | Error::InvalidOrder(_))) => {
+                    return Err(ambiguous.unwrap_or(refused));
+                }
+                Err(err) => err,
+            };
+            if err.is_ambiguous() {
+                // The order may be on the book: never place it again before looking.
+                match self.find_by_client_id(&order.client_order_id, lane).await {
+                    Ok(Some(info)) => {
+                        return Ok(OrderAck {
+                            order_id: info.order_id,
+                            client_order_id: order.client_order_id.clone(),
+                            status: info.status,
+                        });
+                    }
+                    Ok(None) if attempt < self.cfg.max_retries => ambiguous = Some(err),
+                    Ok(None) | Err(_) => return Err(err),
+                }
+            } else if !(err.is_retryable() && attempt < self.cfg.max_retries) {
+                return Err(err);
+            }
+            attempt += 1;
+            tokio::time::sleep(self.backoff(attempt)).await;
+        }
     }
 
     fn publish_known(&self, order_id: &OrderId, status: OrderStatus, reason: &str) {
@@ -713,41 +829,20 @@ impl Exchange for KrakenClient {
             );
             return Err(err);
         }
-        let lane = if order.is_closure() {
+        // Sealed closures take the priority lane (the gate verifies the seal at the wire).
+        let lane = if order.is_sealed() {
             Lane::Priority
         } else {
             Lane::Normal
         };
-        let params = Self::add_order_params(order);
         let started = Instant::now();
-        let mut attempt = 0;
-        let outcome = loop {
-            let err = match self.private_once("AddOrder", &params, lane).await {
-                Ok(result) => match Self::ack_from_result(&result, order) {
-                    Ok(ack) => break Ok(ack),
-                    // Accepted but unreadable: as ambiguous as a timeout.
-                    Err(err) => err,
-                },
-                Err(err) => err,
-            };
-            if err.is_ambiguous() {
-                // The order may be on the book: never place it again before looking.
-                match self.find_by_client_id(&order.client_order_id, lane).await {
-                    Ok(Some(info)) => {
-                        break Ok(OrderAck {
-                            order_id: info.order_id,
-                            client_order_id: order.client_order_id.clone(),
-                            status: info.status,
-                        });
-                    }
-                    Ok(None) if attempt < self.cfg.max_retries => {}
-                    Ok(None) | Err(_) => break Err(err),
-                }
-            } else if !(err.is_retryable() && attempt < self.cfg.max_retries) {
-                break Err(err);
-            }
-            attempt += 1;
-            tokio::time::sleep(self.backoff(attempt)).await;
+        // An early refusal queues nothing behind the limiter; the wire check decides.
+        let outcome = match &self.gate {
+            Some(gate) => match gate.check(order) {
+                Ok(()) => self.submit(order, lane).await,
+                Err(refused) => Err(gate_refusal(refused)),
+            },
+            None => Err(no_gate()),
         };
         match &outcome {
             Ok(ack) => {
@@ -799,7 +894,7 @@ impl Exchange for KrakenClient {
         let mut ambiguous_before = false;
         loop {
             match self
-                .private_once("CancelOrder", &params, Lane::Priority)
+                .private_once("CancelOrder", &params, Lane::Priority, None)
                 .await
             {
                 Ok(result) => {
@@ -915,6 +1010,36 @@ impl Exchange for KrakenClient {
         }
     }
 
+    /// Looks the order up by client order id (priority lane: this is halt traffic), starts
+    /// tracking it if it was unknown (a placement that timed out), and publishes every
+    /// execution not yet published as a `Fill`.
+    async fn reconcile_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<Reconciled>, Error> {
+        let Some((info, cost, fee)) = self
+            .lookup_client_id(client_order_id, Lane::Priority)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.known
+            .lock()
+            .entry(info.order_id.clone())
+            .or_insert_with(|| Known {
+                client_order_id: client_order_id.clone(),
+                pair: info.pair.clone(),
+                side: info.side,
+                purpose: OrderPurpose::Normal,
+                status: OrderStatus::Pending,
+                filled: Decimal::ZERO,
+                cost: Decimal::ZERO,
+                fee: Decimal::ZERO,
+            });
+        let published = self.apply_sync(&info, cost, fee).unwrap_or_default();
+        Ok(Some(Reconciled { info, published }))
+    }
+
     async fn balances(&self) -> Result<BTreeMap<String, Decimal>, Error> {
         let result = self.idempotent("Balance", &[], Lane::Normal).await?;
         wire::parse_balances("Balance", &result)
@@ -937,9 +1062,17 @@ impl Exchange for KrakenClient {
     }
 
     async fn check(&self) -> Result<(), Error> {
-        self.private_once("Balance", &[], Lane::Normal)
+        self.private_once("Balance", &[], Lane::Normal, None)
             .await
             .map(|_| ())
+    }
+}
+
+fn no_gate() -> Error {
+    Error::Config {
+        key: "gate".into(),
+        value: "none".into(),
+        reason: "this Kraken client was built without a trading gate and places no orders".into(),
     }
 }
 
@@ -1009,6 +1142,7 @@ mod tests {
             reduce_only: true,
             user_ref: Some(7),
             purpose: OrderPurpose::HaltClosure,
+            closure_seal: None,
         };
         let body = wire::form_encode(&KrakenClient::add_order_params(&order));
         assert_eq!(

@@ -6,7 +6,8 @@
 //!   cancel, cancel all, the dead man's switch, open orders, order status, balances,
 //!   positions, a cheap check; `MockExchange` (mockall) behind the `mocks` feature.
 //! - [`GatedExchange`]: the order gate in front of every implementation; a closed
-//!   [`gf_core::TradingGate`] refuses every order but halt-closure orders.
+//!   [`gf_core::TradingGate`] refuses every order but sealed halt-closure orders. The
+//!   Kraken client checks the gate again where each order is written.
 //! - [`KrakenClient`]: signed REST calls ([`sign`]), a strictly increasing nonce, the
 //!   decaying-counter [`ratelimit`] with a priority lane, typed [`Error`]s, timeouts, safe
 //!   retries and reconciliation by client order id.
@@ -19,8 +20,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use gf_core::{BookSnapshot, Clock, ClientOrderId, Event, EventBus, Level, ManualClock,
-//!     OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source,
-//!     TimeInForce, TradingGate};
+//!     OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side,
+//!     Source, TimeInForce, TradingGate};
 //! use gf_exec::{events::Publisher, Error, Exchange, GatedExchange, PaperConfig, PaperExchange};
 //! use rust_decimal::Decimal;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -42,16 +43,22 @@
 //!     order_type: OrderType::Market, qty: Decimal::from(100), limit_price: None,
 //!     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
 //!     purpose: OrderPurpose::Normal,
+//!     closure_seal: None,
 //! };
 //! assert_eq!(exchange.place_order(&order).await.unwrap().status, OrderStatus::Filled);
 //!
-//! gate.close(); // a halt: only reduce-only closure orders pass now
+//! gate.close(); // a halt: only closure orders sealed by the gate's opener pass now
 //! order.client_order_id = ClientOrderId::new("buy-2");
 //! assert!(matches!(exchange.place_order(&order).await, Err(Error::Halted)));
 //! order.client_order_id = ClientOrderId::new("flatten");
 //! order.side = Side::Sell;
 //! order.reduce_only = true;
 //! order.purpose = OrderPurpose::HaltClosure;
+//! assert!(exchange.place_order(&order).await.is_err(), "a label is not a right");
+//! let opener = gate.take_opener().unwrap(); // gf-halt's coordinator holds it in a daemon
+//! let mut long = Position::flat(order.pair.clone());
+//! long.qty = Decimal::from(100);
+//! order.closure_seal = Some(opener.seal_closure(&order.client_order_id, &long, order.qty).unwrap());
 //! assert!(exchange.place_order(&order).await.is_ok());
 //! assert_eq!(exchange.balances().await.unwrap()["XRP"], Decimal::ZERO);
 //! # });
@@ -74,7 +81,7 @@ pub use deadman::{DeadManConfig, DeadManSwitch};
 pub use error::Error;
 #[cfg(any(test, feature = "mocks"))]
 pub use exchange::MockExchange;
-pub use exchange::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef};
+pub use exchange::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef, Reconciled};
 pub use gated::GatedExchange;
 pub use kraken::{KrakenClient, KrakenConfig};
 pub use paper::{PaperConfig, PaperExchange};

@@ -156,6 +156,7 @@ impl State {
 ///     order_type: OrderType::Market, qty: Decimal::from(150), limit_price: None,
 ///     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
 ///     purpose: OrderPurpose::Normal,
+///     closure_seal: None,
 /// }).await.unwrap();
 /// let info = paper.order_status(&gf_exec::OrderRef::Exchange(ack.order_id)).await.unwrap();
 /// // 100 @ 0.50 + 50 @ 0.51 = 75.5 over 150.
@@ -900,6 +901,7 @@ mod tests {
             reduce_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
+            closure_seal: None,
         }
     }
 
@@ -1342,6 +1344,7 @@ mod property_tests {
                     reduce_only: false,
                     user_ref: None,
                     purpose: OrderPurpose::Normal,
+                    closure_seal: None,
                 };
                 match op {
                     Op::Snapshot(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
@@ -1407,6 +1410,7 @@ mod property_tests {
                     order_type: OrderType::Market, qty: Decimal::from(qty), limit_price: None,
                     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
                     purpose: OrderPurpose::Normal,
+                    closure_seal: None,
                 }));
                 let balances = rt.block_on(paper.balances()).unwrap();
                 (res.map(|a| a.status).map_err(|e| e.to_string()), balances)

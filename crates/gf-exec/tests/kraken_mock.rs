@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::{
-    ApiErrorKind, ClientOrderId, CredentialHandle, EventBus, EventKind, KindSet, OrderPurpose,
-    OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source, Subscription, SystemClock,
-    TimeInForce, TradingGate,
+    ApiErrorKind, ClientOrderId, CredentialHandle, EventBus, EventKind, GateOpener, KindSet,
+    OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side, Source,
+    Subscription, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::Limits;
 use gf_exec::sign::{FixedCredentials, api_sign};
 use gf_exec::sim::{Fault, MockConfig, MockKraken, MockKrakenHandle};
-use gf_exec::{Error, Exchange, GatedExchange, KrakenClient, KrakenConfig, OrderRef};
+use gf_exec::{Error, Exchange, KrakenClient, KrakenConfig, OrderRef};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -32,13 +32,27 @@ fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderReq
         reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     }
+}
+
+/// Turns `o` into a halt closure sealed by `opener` against a position it flattens.
+fn seal(o: &mut OrderRequest, opener: &GateOpener) {
+    o.purpose = OrderPurpose::HaltClosure;
+    let mut position = Position::flat(o.pair.clone());
+    position.qty = -o.side.sign() * o.qty;
+    o.closure_seal = Some(
+        opener
+            .seal_closure(&o.client_order_id, &position, o.qty)
+            .unwrap(),
+    );
 }
 
 struct Setup {
     server: MockKrakenHandle,
     client: Arc<KrakenClient>,
     bus: EventBus,
+    opener: GateOpener,
 }
 
 async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> Setup {
@@ -54,16 +68,20 @@ async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> S
     };
     cfg.trading_limits = cfg.rest_limits;
     tune(&mut cfg);
+    let gate = TradingGate::new_open();
+    let opener = gate.take_opener().unwrap();
     let client = KrakenClient::new(
         cfg,
         Arc::new(server.credentials()),
         Publisher::new(Some(bus.clone()), Arc::new(SystemClock), Source::Exec),
     )
-    .unwrap();
+    .unwrap()
+    .with_gate(gate);
     Setup {
         server,
         client: Arc::new(client),
         bus,
+        opener,
     }
 }
 
@@ -222,7 +240,8 @@ async fn bad_signature_and_bad_key_are_rejected_with_krakens_errors() {
         Arc::new(FixedCredentials::from_base64("someone-else", server.secret_b64()).unwrap()),
         Publisher::new(None, Arc::new(SystemClock), Source::Exec),
     )
-    .unwrap();
+    .unwrap()
+    .with_gate(TradingGate::new_open());
     let err = wrong_key
         .place_order(&order("k", Side::Buy, dec!(1), None))
         .await
@@ -617,16 +636,22 @@ async fn exchange_errors_are_typed() {
 async fn closed_gate_keeps_normal_orders_off_the_wire() {
     let s = setup().await;
     let gate = TradingGate::new_open();
-    let exchange = GatedExchange::new(
+    let opener = gate.take_opener().unwrap();
+    let exchange = Arc::new(
         KrakenClient::new(
             KrakenConfig::new(s.server.url()),
             Arc::new(s.server.credentials()),
             Publisher::new(None, Arc::new(SystemClock), Source::Exec),
         )
-        .unwrap(),
-        gate.clone(),
-        Publisher::new(Some(s.bus.clone()), Arc::new(SystemClock), Source::Exec),
-    );
+        .unwrap()
+        .with_gate(gate.clone()),
+    )
+    .into_gated(Publisher::new(
+        Some(s.bus.clone()),
+        Arc::new(SystemClock),
+        Source::Exec,
+    ))
+    .unwrap();
     gate.close();
     let err = exchange
         .place_order(&order("normal", Side::Sell, dec!(10), None))
@@ -640,6 +665,10 @@ async fn closed_gate_keeps_normal_orders_off_the_wire() {
     let mut closure = order("closure", Side::Sell, dec!(10), None);
     closure.purpose = OrderPurpose::HaltClosure;
     closure.reduce_only = true;
+    let err = exchange.place_order(&closure).await.unwrap_err();
+    assert!(err.to_string().contains("no closure seal"), "{err}");
+    assert!(s.server.requests().is_empty(), "a label is not a right");
+    seal(&mut closure, &opener);
     exchange.place_order(&closure).await.unwrap();
     assert_eq!(count_orders(&s.server, "closure"), 1);
     assert_eq!(s.server.orders()[0].status, "closed");
@@ -756,8 +785,8 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
     // … while a halt-closure order goes straight through the reserve.
     let started = std::time::Instant::now();
     let mut closure = order("closure", Side::Sell, dec!(5), None);
-    closure.purpose = OrderPurpose::HaltClosure;
     closure.reduce_only = true;
+    seal(&mut closure, &s.opener);
     s.client.place_order(&closure).await.unwrap();
     // The normal order needs about 4 s of decay; the closure order none.
     assert!(started.elapsed() < Duration::from_millis(1500));
@@ -1210,8 +1239,8 @@ async fn asset_pair_precisions_are_enforced_before_sending() {
     assert_eq!(s.server.requests().len(), before, "nothing sent");
     // A halt-closure order flattens a dust position below the minimum.
     let mut dust = order("dust", Side::Sell, dec!(5), None);
-    dust.purpose = OrderPurpose::HaltClosure;
     dust.reduce_only = true;
+    seal(&mut dust, &s.opener);
     s.client.place_order(&dust).await.unwrap();
     s.client
         .place_order(&order("fine", Side::Buy, dec!(10.5), Some(dec!(0.41234))))

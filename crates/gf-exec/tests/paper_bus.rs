@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gf_core::{
     BookSnapshot, BookUpdate, ClientOrderId, Clock, Event, EventBus, EventKind, KindSet, Level,
-    ManualClock, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source,
-    TimeInForce, TradingGate,
+    ManualClock, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side,
+    Source, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{
@@ -41,6 +41,7 @@ fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderReq
         reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     }
 }
 
@@ -136,6 +137,18 @@ async fn bus_fed_paper_exchange_behind_the_gate() {
     let mut flatten = order("flat", Side::Sell, dec!(25000), None);
     flatten.reduce_only = true;
     flatten.purpose = OrderPurpose::HaltClosure;
+    assert!(
+        exchange.place_order(&flatten).await.is_err(),
+        "a closure needs a seal"
+    );
+    let opener = gate.take_opener().unwrap();
+    let mut long = Position::flat(pair());
+    long.qty = dec!(25000);
+    flatten.closure_seal = Some(
+        opener
+            .seal_closure(&flatten.client_order_id, &long, flatten.qty)
+            .unwrap(),
+    );
     assert_eq!(
         exchange.place_order(&flatten).await.unwrap().status,
         OrderStatus::Filled

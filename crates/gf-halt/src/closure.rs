@@ -1,12 +1,20 @@
 //! Halt actions against the exchange: cancel-all with retry, and position closure with
 //! reduce-only market orders, retried with backoff until flat or out of attempts.
 //!
+//! Closure orders are minted, not declared: each carries a [`gf_core::ClosureSeal`] from
+//! the coordinator's [`GateOpener`] ([`ClosureMint`]), checked at minting against the
+//! portfolio's position in the pair (the order must reduce it and not exceed it). Only
+//! sealed orders pass the closed gate.
+//!
 //! Closure orders are idempotent: the client order id of the order for `pair` in round `r`
-//! of halt `h` is `gfh-<h>-<BASEQUOTE>-<r>`. An order whose fate is unknown (timeout,
-//! network error, still open) is reconciled by `order_status(OrderRef::Client(..))` before
-//! anything more is placed for that pair, and a still-working order is cancelled first, so
-//! a retry never doubles a close. The quantity closed is tracked from the exchange's own
-//! `filled_qty` of each of our orders, never re-read from a possibly lagging portfolio.
+//! of halt `h` is `gfh-<h>-<BASEQUOTE>-<r>` (a later closure pass of the same halt goes on
+//! numbering rounds after the earlier passes' attempts). An order whose fate is unknown
+//! (timeout, network error, still open) is reconciled by
+//! [`Exchange::reconcile_order`] — which also publishes any execution not yet published,
+//! so the portfolio learns of it — before anything more is placed for that pair, and a
+//! still-working order is cancelled first, so a retry never doubles a close. The quantity
+//! closed is tracked from the exchange's own `filled_qty` of each of our orders, never
+//! re-read from a possibly lagging portfolio.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,10 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use gf_core::config::HaltConfig;
 use gf_core::{
-    ClientOrderId, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Position, Qty, Side,
-    TimeInForce,
+    ClientOrderId, GateOpener, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Position,
+    Qty, Side, TimeInForce,
 };
 use gf_exec::{Exchange, OrderRef};
+use gf_risk::PortfolioView;
 
 /// Longest wait between two closure rounds.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -187,32 +196,60 @@ pub fn closure_client_id(halt_id: u64, pair: &Pair, round: u32) -> ClientOrderId
     ))
 }
 
-/// A reduce-only market order closing `qty` of a position whose signed quantity has the
-/// sign of `position_qty`.
-#[must_use]
-pub fn closure_order(
-    halt_id: u64,
-    pair: &Pair,
-    position_qty: Qty,
-    qty: Qty,
-    round: u32,
-) -> OrderRequest {
-    let side = if position_qty > Decimal::ZERO {
-        Side::Sell
-    } else {
-        Side::Buy
-    };
-    OrderRequest {
-        client_order_id: closure_client_id(halt_id, pair, round),
-        pair: pair.clone(),
-        side,
-        order_type: OrderType::Market,
-        qty,
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: true,
-        user_ref: None,
-        purpose: OrderPurpose::HaltClosure,
+/// Mints sealed closure orders: the gate's opener, and the portfolio every seal is checked
+/// against. Only the holder of the opener (the halt coordinator) can build one.
+pub struct ClosureMint<'a> {
+    opener: &'a GateOpener,
+    portfolio: &'a dyn PortfolioView,
+}
+
+impl std::fmt::Debug for ClosureMint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClosureMint")
+            .field("opener", self.opener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ClosureMint<'a> {
+    /// Mints with `opener`, checking against `portfolio`.
+    #[must_use]
+    pub fn new(opener: &'a GateOpener, portfolio: &'a dyn PortfolioView) -> Self {
+        Self { opener, portfolio }
+    }
+
+    /// A sealed reduce-only market order closing `qty` of the position in `pair`, the side
+    /// opposite the position's as the portfolio holds it now.
+    ///
+    /// # Errors
+    /// [`gf_core::Error::ClosureRefused`] when the portfolio shows no position in `pair`,
+    /// or one smaller than `qty`.
+    pub fn order(
+        &self,
+        client_order_id: ClientOrderId,
+        pair: &Pair,
+        qty: Qty,
+    ) -> Result<OrderRequest, gf_core::Error> {
+        let position = self
+            .portfolio
+            .positions()
+            .into_iter()
+            .find(|p| &p.pair == pair)
+            .unwrap_or_else(|| Position::flat(pair.clone()));
+        let seal = self.opener.seal_closure(&client_order_id, &position, qty)?;
+        Ok(OrderRequest {
+            client_order_id,
+            pair: pair.clone(),
+            side: seal.side(),
+            order_type: OrderType::Market,
+            qty,
+            limit_price: None,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: true,
+            user_ref: None,
+            purpose: OrderPurpose::HaltClosure,
+            closure_seal: Some(seal),
+        })
     }
 }
 
@@ -250,7 +287,6 @@ pub async fn cancel_all_with_retry(exchange: &dyn Exchange, policy: RetryPolicy)
 
 struct Work {
     closure: PairClosure,
-    position_qty: Qty,
     fills: BTreeMap<ClientOrderId, Qty>,
 }
 
@@ -268,10 +304,11 @@ async fn reconcile(exchange: &dyn Exchange, policy: RetryPolicy, w: &mut Work) -
     for id in pending {
         let r = OrderRef::Client(id.clone());
         match policy
-            .bounded("QueryOrders", exchange.order_status(&r))
+            .bounded("QueryOrders", exchange.reconcile_order(&id))
             .await
         {
-            Ok(info) => {
+            Ok(Some(found)) => {
+                let info = found.info;
                 w.fills.insert(id.clone(), info.filled_qty);
                 if !info.status.is_terminal() {
                     safe = false;
@@ -284,7 +321,7 @@ async fn reconcile(exchange: &dyn Exchange, policy: RetryPolicy, w: &mut Work) -
                     w.closure.unresolved.push(id);
                 }
             }
-            Err(gf_exec::Error::UnknownOrder(_)) => {
+            Ok(None) => {
                 // Never reached the exchange: nothing filled, nothing can.
                 w.fills.insert(id, Decimal::ZERO);
             }
@@ -301,19 +338,22 @@ async fn reconcile(exchange: &dyn Exchange, policy: RetryPolicy, w: &mut Work) -
 
 async fn place(
     exchange: &dyn Exchange,
+    mint: &ClosureMint<'_>,
     policy: RetryPolicy,
     halt_id: u64,
     w: &mut Work,
     round: u32,
 ) {
-    let order = closure_order(
-        halt_id,
-        &w.closure.pair,
-        w.position_qty,
-        w.closure.remaining(),
-        round,
-    );
-    let id = order.client_order_id.clone();
+    let id = closure_client_id(halt_id, &w.closure.pair, round);
+    let order = match mint.order(id.clone(), &w.closure.pair, w.closure.remaining()) {
+        Ok(order) => order,
+        Err(refused) => {
+            // Nothing sent: the portfolio does not hold what this order would close.
+            tracing::warn!(cause = %refused, pair = %w.closure.pair, "closure order not sealed");
+            w.closure.last_error = Some(refused.to_string());
+            return;
+        }
+    };
     w.closure.orders.push(id.clone());
     match policy
         .bounded("AddOrder", exchange.place_order(&order))
@@ -321,7 +361,17 @@ async fn place(
     {
         Ok(ack) => match ack.status {
             OrderStatus::Filled => {
-                w.fills.insert(id, order.qty);
+                // Ask once more so that the execution is published before this closure
+                // reports (a client may learn fills only by asking): a position the
+                // portfolio still shows after a flat closure is then a late fill.
+                let filled = match policy
+                    .bounded("QueryOrders", exchange.reconcile_order(&id))
+                    .await
+                {
+                    Ok(Some(found)) => found.info.filled_qty,
+                    _ => order.qty,
+                };
+                w.fills.insert(id, filled);
             }
             OrderStatus::Rejected => {
                 w.fills.insert(id.clone(), Decimal::ZERO);
@@ -343,13 +393,16 @@ async fn place(
     w.refresh_filled();
 }
 
-/// Flattens `positions` (flat ones are skipped) with reduce-only market orders.
-/// Returns the per-pair outcome and the rounds used. Cancellation-safe between calls.
+/// Flattens `positions` (flat ones are skipped) with sealed reduce-only market orders.
+/// Round numbers (in the client order ids) start at `first_round`. Returns the per-pair
+/// outcome and the rounds used. Cancellation-safe between calls.
 pub async fn close_positions(
     exchange: &dyn Exchange,
+    mint: &ClosureMint<'_>,
     halt_id: u64,
     positions: &[Position],
     policy: RetryPolicy,
+    first_round: u32,
 ) -> (Vec<PairClosure>, u32) {
     let mut work: Vec<Work> = positions
         .iter()
@@ -368,7 +421,6 @@ pub async fn close_positions(
                 unresolved: Vec::new(),
                 last_error: None,
             },
-            position_qty: p.qty,
             fills: BTreeMap::new(),
         })
         .collect();
@@ -380,7 +432,8 @@ pub async fn close_positions(
         rounds = round;
         for w in work.iter_mut().filter(|w| !w.closure.is_flat()) {
             if reconcile(exchange, policy, w).await && !w.closure.remaining().is_zero() {
-                place(exchange, policy, halt_id, w, round).await;
+                let numbered = first_round.saturating_add(round - 1);
+                place(exchange, mint, policy, halt_id, w, numbered).await;
             }
         }
         if work.iter().all(|w| w.closure.is_flat()) {
@@ -400,8 +453,59 @@ pub async fn close_positions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gf_exec::{MockExchange, OrderAck, OrderInfo};
+    use gf_core::TradingGate;
+    use gf_exec::{MockExchange, OrderAck, OrderInfo, Reconciled};
     use rust_decimal_macros::dec;
+
+    /// A portfolio holding fixed positions.
+    struct Held(Vec<Position>);
+
+    impl PortfolioView for Held {
+        fn equity(&self) -> Decimal {
+            Decimal::ONE_HUNDRED
+        }
+        fn peak_equity(&self) -> Decimal {
+            Decimal::ONE_HUNDRED
+        }
+        fn total_drawdown_pct(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn daily_drawdown_pct(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn consecutive_losses(&self) -> u32 {
+            0
+        }
+        fn positions(&self) -> Vec<Position> {
+            self.0.clone()
+        }
+        fn exposure(&self) -> Decimal {
+            Decimal::ZERO
+        }
+        fn volatility_pct(&self, _: &Pair) -> Option<Decimal> {
+            None
+        }
+    }
+
+    /// Closes `positions` through `ex` with seals checked against them.
+    async fn close(
+        ex: &MockExchange,
+        halt_id: u64,
+        positions: &[Position],
+    ) -> (Vec<PairClosure>, u32) {
+        let gate = TradingGate::new_closed();
+        let opener = gate.take_opener().unwrap();
+        let held = Held(positions.to_vec());
+        let mint = ClosureMint::new(&opener, &held);
+        close_positions(ex, &mint, halt_id, positions, policy(), 1).await
+    }
+
+    fn found(info: OrderInfo) -> Option<Reconciled> {
+        Some(Reconciled {
+            info,
+            published: Decimal::ZERO,
+        })
+    }
 
     fn pair(s: &str) -> Pair {
         Pair::new(s).unwrap()
@@ -440,14 +544,38 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_orders_are_deterministic() {
+    fn ids_are_deterministic_and_orders_are_sealed_against_the_portfolio() {
         let id = closure_client_id(7, &pair("XRP/USD"), 2);
         assert_eq!(id.as_str(), "gfh-7-XRPUSD-2");
-        let o = closure_order(7, &pair("DOGE/USD"), dec!(-50), dec!(50), 1);
+        let gate = TradingGate::new_closed();
+        let opener = gate.take_opener().unwrap();
+        let held = Held(vec![position("DOGE/USD", dec!(-50))]);
+        let mint = ClosureMint::new(&opener, &held);
+        let o = mint
+            .order(
+                closure_client_id(7, &pair("DOGE/USD"), 1),
+                &pair("DOGE/USD"),
+                dec!(50),
+            )
+            .unwrap();
         assert_eq!(o.side, Side::Buy);
-        assert!(o.reduce_only && o.is_closure());
+        assert!(o.reduce_only && o.is_closure() && o.is_sealed());
         assert_eq!(o.order_type, OrderType::Market);
         o.validate().unwrap();
+        drop(
+            gate.enter(&o)
+                .expect("a sealed closure passes the closed gate"),
+        );
+        // More than the portfolio holds, or a pair it does not hold: no seal.
+        for (p, qty) in [("DOGE/USD", dec!(51)), ("XRP/USD", dec!(1))] {
+            let err = mint
+                .order(closure_client_id(7, &pair(p), 1), &pair(p), qty)
+                .unwrap_err();
+            assert!(
+                matches!(err, gf_core::Error::ClosureRefused { .. }),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -518,12 +646,10 @@ mod tests {
                 millis: 5,
             })
         });
-        ex.expect_order_status().times(1).returning(|r| match r {
-            OrderRef::Client(id) => Ok(info(id, OrderStatus::Filled, dec!(100))),
-            OrderRef::Exchange(_) => Err(gf_exec::Error::UnknownOrder("x".into())),
-        });
-        let (pairs, rounds) =
-            close_positions(&ex, 1, &[position("XRP/USD", dec!(100))], policy()).await;
+        ex.expect_reconcile_order()
+            .times(1)
+            .returning(|id| Ok(found(info(id, OrderStatus::Filled, dec!(100)))));
+        let (pairs, rounds) = close(&ex, 1, &[position("XRP/USD", dec!(100))]).await;
         assert_eq!(rounds, 2);
         assert!(pairs[0].is_flat(), "{pairs:?}");
         assert_eq!(pairs[0].orders.len(), 1);
@@ -553,20 +679,20 @@ mod tests {
             }
         });
         let mut status_calls = 0;
-        ex.expect_order_status().returning(move |r| {
+        ex.expect_reconcile_order().returning(move |id| {
+            if id.as_str() != "gfh-1-XRPUSD-1" {
+                return Ok(found(info(id, OrderStatus::Filled, dec!(40))));
+            }
             status_calls += 1;
-            let OrderRef::Client(id) = r else {
-                return Err(gf_exec::Error::UnknownOrder("x".into()));
-            };
             // First look: still open with 60 filled; second: cancelled at 60.
             if status_calls == 1 {
-                Ok(info(id, OrderStatus::PartiallyFilled, dec!(60)))
+                Ok(found(info(id, OrderStatus::PartiallyFilled, dec!(60))))
             } else {
-                Ok(info(id, OrderStatus::Cancelled, dec!(60)))
+                Ok(found(info(id, OrderStatus::Cancelled, dec!(60))))
             }
         });
         ex.expect_cancel_order().times(1).returning(|_| Ok(()));
-        let (pairs, _) = close_positions(&ex, 1, &[position("XRP/USD", dec!(100))], policy()).await;
+        let (pairs, _) = close(&ex, 1, &[position("XRP/USD", dec!(100))]).await;
         assert!(pairs[0].is_flat(), "{pairs:?}");
         assert_eq!(pairs[0].filled, dec!(100));
     }
@@ -581,8 +707,7 @@ mod tests {
                 message: "EOrder:Insufficient funds".into(),
             })
         });
-        let (pairs, rounds) =
-            close_positions(&ex, 3, &[position("DOGE/USD", dec!(-20))], policy()).await;
+        let (pairs, rounds) = close(&ex, 3, &[position("DOGE/USD", dec!(-20))]).await;
         assert_eq!(rounds, 3);
         assert!(!pairs[0].is_flat());
         assert_eq!(pairs[0].remaining(), dec!(20));

@@ -476,6 +476,83 @@ impl Condition for Staleness {
     }
 }
 
+/// The condition id of [`DiskSpace`].
+pub const DISK_SPACE_LOW: &str = "disk_space_low";
+
+/// Samples the free space (bytes available to the process) of the file system holding
+/// the data directory; `None` when it cannot be read.
+pub type FreeSpaceSampler = Box<dyn FnMut() -> Option<u64> + Send>;
+
+/// Free space on the data directory's file system below a minimum: halts *before* the
+/// disk is full, while the journal can still record the halt. Time-based (sampled by the
+/// sweep, not by events). The value is the shortfall in MiB (`minimum − free`, never
+/// negative), so it is breached when anything is missing: threshold 0.
+pub struct DiskSpace {
+    min_free_mib: u64,
+    sampler: FreeSpaceSampler,
+    last_free_mib: Option<u64>,
+}
+
+impl fmt::Debug for DiskSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskSpace")
+            .field("min_free_mib", &self.min_free_mib)
+            .field("last_free_mib", &self.last_free_mib)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskSpace {
+    /// Halt when fewer than `min_free_mib` MiB are free, as `sampler` reads it.
+    #[must_use]
+    pub fn new(min_free_mib: u64, sampler: FreeSpaceSampler) -> Self {
+        Self {
+            min_free_mib,
+            sampler,
+            last_free_mib: None,
+        }
+    }
+}
+
+impl Condition for DiskSpace {
+    fn id(&self) -> &str {
+        DISK_SPACE_LOW
+    }
+    fn name(&self) -> &str {
+        "data-dir free disk shortfall MiB"
+    }
+    fn threshold(&self) -> Decimal {
+        Decimal::ZERO
+    }
+    fn kinds(&self) -> KindSet {
+        KindSet::NONE
+    }
+    fn observe(&mut self, _event: &Event, ctx: &EvalContext<'_>) -> Decimal {
+        self.sample(ctx)
+    }
+    fn sample(&mut self, _ctx: &EvalContext<'_>) -> Decimal {
+        // Unknown free space (statvfs failed) is not a breach by itself: a journal that
+        // cannot be written halts on its own.
+        self.last_free_mib = (self.sampler)().map(|b| b / (1024 * 1024));
+        match self.last_free_mib {
+            Some(free) => Decimal::from(self.min_free_mib.saturating_sub(free)),
+            None => Decimal::ZERO,
+        }
+    }
+    fn detail(&self) -> Option<String> {
+        Some(match self.last_free_mib {
+            Some(free) => format!("{free} MiB free, {} MiB required", self.min_free_mib),
+            None => "free space unknown".to_owned(),
+        })
+    }
+    fn recovery_items(&self) -> Vec<ItemSpec> {
+        vec![ItemSpec::new(
+            "free_disk_space",
+            "Free space on the data directory's disk (the journal needs it) and check it verifies",
+        )]
+    }
+}
+
 struct Entry {
     cond: Box<dyn Condition>,
     status: ConditionStatus,

@@ -5,16 +5,33 @@
 //! before closing the gate"):
 //! 1. [`TradingGate::close`], before any lock, I/O or allocation of note;
 //! 2. the state machine moves to Halting (in memory: a halt is applied fail-safe first);
-//! 3. a task issues cancel-all at once, then, if orders were in flight at the close,
-//!    waits for the gate to drain and cancels again, then closes positions per behaviour;
+//! 3. a task issues cancel-all at once; then, if orders were in flight at the close (their
+//!    request on the wire, or with an unknown outcome), it waits for those requests to
+//!    resolve — bounded by the exchange's request timeout
+//!    ([`HaltCoordinator::set_exchange_timeout`]) — asks the exchange what became of each
+//!    by client order id (publishing any execution the portfolio has not seen), waits for
+//!    the portfolio to reflect what that published, cancels again, and only then closes
+//!    positions per behaviour;
 //! 4. meanwhile the trigger is journaled (durably) and only then published and returned.
+//!
+//! A fill that lands after the closure reported flat (an order that reached the exchange
+//! only after the drain gave up on it) leaves the portfolio holding a position while
+//! Halted or Recovering. With behaviour `close_positions`, [`HaltCoordinator::run`] sees it
+//! — on the `Fill` event and on every sweep — and once the same position is seen again
+//! [`LATE_FILL_CONFIRM`] later (so a closure fill still on its way to the portfolio is not
+//! mistaken for one), starts another closure round, journaled as a `closure_result` with
+//! its round number.
+//!
+//! The coordinator holds the gate's only [`GateOpener`]: the resume path and the restore
+//! to Running open the gate, and closure orders are sealed with it
+//! ([`crate::closure::ClosureMint`]). Nothing else can open the gate or pass it while
+//! closed.
 //!
 //! Every other transition is write-ahead: prepared on a copy of the machine, journaled,
 //! then applied and published. Operations are serialised by an async lock; a trigger
 //! arriving while one is being journaled wins, and the operation returns
 //! [`Error::Interrupted`].
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,20 +42,22 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use gf_core::config::HaltConfig;
 use gf_core::{
-    AlertStatus, Event, EventBus, HaltBehaviour, HaltSource, HaltState, KindSet, Pair, Payload,
-    RecvError, Severity, SharedClock, Source, Subscription, TradingGate,
+    AlertStatus, Event, EventBus, GateOpener, HaltBehaviour, HaltSource, HaltState, KindSet, Pair,
+    Payload, Position, RecvError, Severity, SharedClock, Source, Subscription, TradingGate,
 };
 use gf_exec::Exchange;
 use gf_risk::PortfolioView;
 
 use crate::checklist::{Checklist, ChecklistItem, ItemSpec};
 use crate::closure::{
-    CancelOutcome, ClosureReport, PairClosure, RetryPolicy, cancel_all_with_retry, close_positions,
+    CancelOutcome, ClosureMint, ClosureReport, PairClosure, RetryPolicy, cancel_all_with_retry,
+    close_positions,
 };
 use crate::condition::{Breach, ConditionSet, ConditionStatus, EvalContext};
 use crate::error::{Error, ResumeRefusal, validate_operator};
-use crate::journal::{Journal, JournalRecord};
+use crate::journal::{Entry, Journal, JournalRecord, RISK_SNAPSHOT};
 use crate::machine::{HaltInfo, Machine, Snapshot, Trigger, TriggerEffect};
+use crate::witness::UnjournaledHalt;
 
 /// Journal record kinds written by the coordinator.
 pub mod kinds {
@@ -58,9 +77,26 @@ pub mod kinds {
     pub const RESTORED: &str = "restored";
 }
 
-/// How long the halt waits for orders that were in flight at the close before the second
-/// cancel-all.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+/// The exchange request timeout a coordinator assumes until
+/// [`HaltCoordinator::set_exchange_timeout`] says otherwise (`exchange.timeout_ms`'s
+/// default).
+pub const DEFAULT_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Added to the exchange request timeout when a halt waits for requests on the wire: the
+/// transport's own timeout fires first, and the permit is released right after it.
+pub const DRAIN_MARGIN: Duration = Duration::from_millis(500);
+
+/// Longest a halt waits for the portfolio to apply the fills its reconciliation published
+/// before it computes the closure (anything later is caught by a later closure round).
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often the settle wait looks at the portfolio.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
+/// How long a position seen after a flat closure must stay the same before it starts
+/// another closure round: longer than the risk task takes to apply a fill (microseconds),
+/// so a closure's own fill on its way to the portfolio never looks like a late fill.
+pub const LATE_FILL_CONFIRM: Duration = Duration::from_millis(500);
 
 /// How often [`HaltCoordinator::run`] sweeps the time-based conditions.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,8 +104,35 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest halt reason kept, in characters; longer ones are cut.
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// The condition id used when the journal fails verification on start.
+/// The condition id used when the journal fails verification on start (an edited or
+/// re-chained record, a rollback behind the witness, an unreadable witness).
 pub const JOURNAL_INTEGRITY: &str = "journal_integrity";
+
+/// The condition id used when the journal is missing, empty or replaced in a data
+/// directory that has run before.
+pub const JOURNAL_MISSING: &str = "journal_missing";
+
+/// The condition id of the halt the coordinator triggers on itself when a journal write
+/// fails.
+pub const JOURNAL_UNWRITABLE: &str = "journal_unwritable";
+
+/// The checklist item each journal halt adds.
+fn journal_item(condition: &str) -> ItemSpec {
+    match condition {
+        JOURNAL_MISSING => ItemSpec::new(
+            "review_journal_missing",
+            "Find out why the journal is missing, empty or replaced; once reviewed, adopt a new one (gf-daemon journal adopt)",
+        ),
+        JOURNAL_UNWRITABLE => ItemSpec::new(
+            "review_journal_storage",
+            "Check the journal's disk (free space, permissions, I/O errors) and that the journal verifies",
+        ),
+        _ => ItemSpec::new(
+            "review_journal_integrity",
+            "Review the journal: archive the tampered database before trusting it",
+        ),
+    }
+}
 
 /// What [`HaltCoordinator::halt`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +146,10 @@ pub struct HaltOutcome {
     pub state: HaltState,
     /// Set when the journal write failed; the halt is in force regardless.
     pub journal_error: Option<String>,
+    /// `true` when the trigger is journaled. `false`: the gate is closed and the halt is
+    /// in force in this process, but the journal could not record it (the coordinator
+    /// then notes it in the witness, best effort, so a restart still comes back halted).
+    pub durable: bool,
 }
 
 /// Everything the status endpoint shows.
@@ -106,6 +173,8 @@ struct Shared {
     cfg: HaltConfig,
     policy: RetryPolicy,
     gate: TradingGate,
+    /// Opens the gate (resume, restore to Running) and seals closure orders; never leaves.
+    opener: GateOpener,
     exchange: Arc<dyn Exchange>,
     portfolio: Arc<dyn PortfolioView>,
     bus: EventBus,
@@ -116,6 +185,49 @@ struct Shared {
     op: tokio::sync::Mutex<()>,
     state_tx: watch::Sender<HaltState>,
     journal_problem: Mutex<Option<String>>,
+    /// Set by the first failed journal write (which halts); never cleared.
+    journal_failed: std::sync::atomic::AtomicBool,
+    /// The last risk snapshot journaled (an unchanged one is not journaled again).
+    last_risk: Mutex<Option<serde_json::Value>>,
+    /// Waiting for requests on the wire, and closure rounds after late fills.
+    closing: Closing,
+}
+
+/// The closure side of a halt beyond the halt task itself.
+#[derive(Debug)]
+struct Closing {
+    /// The exchange's request timeout, milliseconds (bounds the wait for the wire).
+    exchange_timeout_ms: std::sync::atomic::AtomicU64,
+    late: Mutex<LateFills>,
+}
+
+impl Default for Closing {
+    fn default() -> Self {
+        Self {
+            exchange_timeout_ms: std::sync::atomic::AtomicU64::new(
+                u64::try_from(DEFAULT_EXCHANGE_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            ),
+            late: Mutex::new(LateFills::default()),
+        }
+    }
+}
+
+/// Closure rounds of the current halt (behaviour `close_positions` only).
+#[derive(Debug, Default)]
+struct LateFills {
+    /// The halt whose closure is watched; `None` when no closure is to be watched.
+    halt_id: Option<u64>,
+    /// Closure rounds run for it (the halt's own is round 1).
+    rounds: u32,
+    /// Order-placing attempts used by those rounds (later rounds number their client
+    /// order ids after them).
+    attempts: u32,
+    /// The last round reported flat (only then can a late fill be told apart).
+    flat: bool,
+    /// A round is running.
+    running: bool,
+    /// Positions seen after a flat round, and when first seen.
+    seen: Option<(Vec<(Pair, rust_decimal::Decimal)>, tokio::time::Instant)>,
 }
 
 /// The halt coordinator. Cheap to clone (an `Arc` inside) and safe to call from
@@ -134,18 +246,10 @@ impl std::fmt::Debug for HaltCoordinator {
     }
 }
 
-struct Rec {
-    kind: String,
-    actor: String,
-    detail: serde_json::Value,
-}
+type Rec = Entry;
 
 fn rec(kind: impl Into<String>, actor: impl Into<String>, detail: serde_json::Value) -> Rec {
-    Rec {
-        kind: kind.into(),
-        actor: actor.into(),
-        detail,
-    }
+    Entry::new(kind, actor, detail)
 }
 
 fn snapshot_json(snap: &Snapshot) -> Result<String, Error> {
@@ -156,21 +260,30 @@ fn snapshot_json(snap: &Snapshot) -> Result<String, Error> {
 }
 
 impl HaltCoordinator {
-    /// Opens the journal at `db_path` (`:memory:` for an in-memory one) and restores.
+    /// Takes over `journal` (see [`Journal::open_data_dir`], or [`Journal::in_memory`]
+    /// for research) and restores the state it records.
     ///
-    /// The gate is closed first. If the journal verifies and its last state was Running,
-    /// the coordinator starts Running and opens the gate; if the last state was anything
-    /// else it starts Halted with the checklist as it was; if the journal fails
-    /// verification it starts Halted with a halt `auto:journal_integrity` naming the
-    /// record, and [`HaltStatus::journal_problem`] says which. A broken chain stays broken:
-    /// every later start halts again until the database is archived (moved aside) and a
-    /// fresh one started, which is the operator's deliberate decision.
+    /// The gate is closed first. The state is derived from the journal: the newest
+    /// snapshot, but a `halt_triggered` record not followed by a resume means Halted
+    /// whatever the snapshot says, and so does a halt the witness holds because it could
+    /// not be journaled. If the journal verifies and its state was Running, the
+    /// coordinator starts Running and opens the gate; if the state was anything else it
+    /// starts Halted with the checklist as it was. If the journal fails verification it
+    /// starts Halted, with a halt `auto:journal_missing` (missing, empty or replaced in a
+    /// data directory that has run before) or `auto:journal_integrity` (an edited or
+    /// re-chained record, a rollback behind the witness) naming the record, and
+    /// [`HaltStatus::journal_problem`] says which. A broken journal stays broken: every
+    /// later start halts again until an administrator adopts a new one
+    /// ([`crate::journal::adopt`]).
+    ///
+    /// From then on any failed journal write — the coordinator's, or anyone else's on
+    /// this journal — closes the gate and halts (`auto:journal_unwritable`).
     ///
     /// # Errors
-    /// [`Error::Database`] when the database cannot be opened, read or written.
+    /// [`Error::Database`] when the database cannot be read or the restore point written.
     pub fn open(
         cfg: &HaltConfig,
-        db_path: &Path,
+        journal: Arc<Journal>,
         gate: TradingGate,
         exchange: Arc<dyn Exchange>,
         portfolio: Arc<dyn PortfolioView>,
@@ -178,13 +291,19 @@ impl HaltCoordinator {
         clock: SharedClock,
     ) -> Result<Self, Error> {
         gate.close();
-        let journal = Arc::new(Journal::open(db_path, clock.clone())?);
+        // The right to open the gate and seal closure orders: held here, never handed out.
+        let opener = gate.take_opener().ok_or(Error::GateOpenerTaken)?;
         let now = clock.now();
-        let mut problem = match journal.verify() {
-            Ok(_) => None,
-            Err(Error::Tampered { record_id, reason }) => Some(format!(
-                "journal record {record_id} failed verification: {reason}"
-            )),
+        let mut unjournaled = None;
+        let mut problem: Option<(&'static str, String)> = match journal.verify() {
+            Ok(summary) => {
+                unjournaled = summary.unjournaled_halt;
+                None
+            }
+            Err(e @ Error::Missing { .. }) => Some((JOURNAL_MISSING, e.to_string())),
+            Err(e @ (Error::Tampered { .. } | Error::Witness { .. })) => {
+                Some((JOURNAL_INTEGRITY, e.to_string()))
+            }
             Err(e) => return Err(e),
         };
         let mut snapshot = Snapshot::default();
@@ -192,26 +311,76 @@ impl HaltCoordinator {
             match serde_json::from_str::<Snapshot>(&text) {
                 Ok(s) => snapshot = s,
                 Err(e) => {
-                    problem.get_or_insert(format!("journal record {id}: unreadable snapshot: {e}"));
+                    problem.get_or_insert((
+                        JOURNAL_INTEGRITY,
+                        format!("journal record {id}: unreadable snapshot: {e}"),
+                    ));
                 }
             }
         }
         let mut machine = Machine::from_snapshot(snapshot);
         let before = machine.state();
-        if let Some(p) = &problem {
-            tracing::error!(problem = %p, "journal failed verification; starting halted");
+        if let Some((condition, text)) = &problem {
+            tracing::error!(problem = %text, "journal failed verification; starting halted");
             machine.restore_halted(Trigger {
-                source: HaltSource::Auto(JOURNAL_INTEGRITY.into()),
-                reason: p.clone(),
+                source: HaltSource::Auto((*condition).into()),
+                reason: text.clone(),
                 behaviour: HaltBehaviour::Hold,
-                condition: Some(JOURNAL_INTEGRITY.into()),
-                items: vec![ItemSpec::new(
-                    "review_journal_integrity",
-                    "Review the journal: archive the tampered database before trusting it",
-                )],
+                condition: Some((*condition).into()),
+                items: vec![journal_item(condition)],
                 at: now,
             });
-        } else if before != HaltState::Running {
+        }
+        if let Some(h) = &unjournaled {
+            tracing::error!(reason = %h.reason, "a halt was in force but not journaled; starting halted");
+            machine.restore_halted(Trigger {
+                source: h.source.clone(),
+                reason: format!(
+                    "{} (in force at {} but not journaled: the journal was unwritable)",
+                    h.reason, h.at
+                ),
+                behaviour: HaltBehaviour::Hold,
+                condition: Some(JOURNAL_UNWRITABLE.into()),
+                items: vec![journal_item(JOURNAL_UNWRITABLE)],
+                at: now,
+            });
+        }
+        // A halt the journal holds without a later resume (a torn write of an older
+        // version) is in force, whatever the snapshot says.
+        let unresolved = if machine.state() == HaltState::Running {
+            journal.unresolved_halt()?
+        } else {
+            None
+        };
+        if let Some(r) = &unresolved {
+            let source = serde_json::from_value::<HaltSource>(r.detail["source"].clone())
+                .unwrap_or_else(|_| HaltSource::Auto("restart".into()));
+            let why = r.detail["reason"].as_str().unwrap_or("unknown").to_owned();
+            tracing::error!(
+                record = r.id,
+                "journal holds a halt without a later resume; starting halted"
+            );
+            machine.restore_halted(Trigger {
+                source,
+                reason: format!(
+                    "{why} (journal record {} holds this halt without a later resume)",
+                    r.id
+                ),
+                behaviour: HaltBehaviour::Hold,
+                condition: None,
+                items: vec![
+                    ItemSpec::new(
+                        "confirm_orders_cancelled",
+                        "Confirm no order rests on the exchange (the halt's record was torn)",
+                    ),
+                    ItemSpec::new(
+                        "resolve_open_positions",
+                        "Check positions: closure may not have run before the restart",
+                    ),
+                ],
+                at: now,
+            });
+        } else if before != HaltState::Running && problem.is_none() && unjournaled.is_none() {
             // A crash while Halting may have left orders resting and positions open.
             let items = if before == HaltState::Halting {
                 vec![
@@ -237,16 +406,21 @@ impl HaltCoordinator {
             });
         }
         let after = machine.state();
-        if after != before || problem.is_some() {
-            journal.append_with_snapshot(
-                kinds::RESTORED,
-                "system",
-                &json!({ "from": before, "to": after, "problem": problem }),
+        let problem_text = problem.as_ref().map(|(_, t)| t.clone());
+        if after != before || problem.is_some() || unjournaled.is_some() || unresolved.is_some() {
+            journal.append_batch(
+                &[rec(
+                    kinds::RESTORED,
+                    "system",
+                    json!({ "from": before, "to": after, "problem": problem_text,
+                            "unjournaled_halt": unjournaled,
+                            "unresolved_halt_record": unresolved.as_ref().map(|r| r.id) }),
+                )],
                 Some(&snapshot_json(machine.snapshot())?),
             )?;
         }
         if after == HaltState::Running {
-            gate.open();
+            opener.open();
         }
         let (state_tx, _) = watch::channel(after);
         let coordinator = Self {
@@ -255,17 +429,29 @@ impl HaltCoordinator {
                 conditions: Mutex::new(ConditionSet::from_config(cfg)),
                 cfg: cfg.clone(),
                 gate,
+                opener,
                 exchange,
                 portfolio,
                 bus,
                 clock,
-                journal,
+                journal: Arc::clone(&journal),
                 machine: Mutex::new(machine),
                 op: tokio::sync::Mutex::new(()),
                 state_tx,
-                journal_problem: Mutex::new(problem),
+                journal_problem: Mutex::new(problem_text),
+                journal_failed: std::sync::atomic::AtomicBool::new(false),
+                last_risk: Mutex::new(None),
+                closing: Closing::default(),
             }),
         };
+        // Any failed write on this journal halts, whoever wrote.
+        let weak = Arc::downgrade(&coordinator.shared);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        journal.on_write_failure(move |error| {
+            if let Some(shared) = weak.upgrade() {
+                HaltCoordinator { shared }.journal_write_failed(error, runtime.as_ref());
+            }
+        });
         if after != before {
             let (source, reason) = coordinator.halt_source_reason();
             coordinator.publish(Payload::HaltStateChanged {
@@ -276,6 +462,54 @@ impl HaltCoordinator {
             });
         }
         Ok(coordinator)
+    }
+
+    /// A journal write failed: close the gate now and halt (once; the halt's own
+    /// journaling may fail too). Runs on the writer's thread: never blocks.
+    fn journal_write_failed(&self, error: &str, runtime: Option<&tokio::runtime::Handle>) {
+        let s = &self.shared;
+        s.gate.close();
+        s.journal_problem
+            .lock()
+            .get_or_insert_with(|| format!("journal write failed: {error}"));
+        if s.journal_failed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        tracing::error!(cause = %error, "journal unwritable: halting");
+        let me = self.clone();
+        let reason = format!("journal write failed: {error}");
+        let halt = async move { me.halt_journal_unwritable(reason).await };
+        match runtime
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
+            Some(rt) => {
+                rt.spawn(halt);
+            }
+            None => tracing::error!("no runtime to halt on; the gate stays closed"),
+        }
+    }
+
+    async fn halt_journal_unwritable(&self, reason: String) -> HaltOutcome {
+        let started_at = Instant::now();
+        self.shared.gate.close();
+        let t = Trigger {
+            source: HaltSource::Auto(JOURNAL_UNWRITABLE.into()),
+            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+            behaviour: self.shared.cfg.behaviour,
+            condition: Some(JOURNAL_UNWRITABLE.into()),
+            items: vec![journal_item(JOURNAL_UNWRITABLE)],
+            at: self.shared.clock.now(),
+        };
+        self.trigger(started_at, t).await
+    }
+
+    /// Adds a condition (e.g. gf-daemon's free-disk check of the data directory) to
+    /// those evaluated on events and sweeps.
+    pub fn register_condition(&self, cond: Box<dyn crate::Condition>, behaviour: HaltBehaviour) {
+        self.shared.conditions.lock().register(cond, behaviour);
     }
 
     /// Replaces the condition set (e.g. to add a custom [`crate::Condition`]).
@@ -313,26 +547,18 @@ impl HaltCoordinator {
         snapshot: Option<String>,
     ) -> Result<Vec<JournalRecord>, Error> {
         let journal = Arc::clone(&self.shared.journal);
+        // One transaction: the records and the snapshot are committed together or not
+        // at all. A failure also reaches journal_write_failed() through the journal.
         let result = tokio::task::spawn_blocking(move || {
-            let last = records.len().saturating_sub(1);
-            records
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let snap = if i == last { snapshot.as_deref() } else { None };
-                    journal.append_with_snapshot(&r.kind, &r.actor, &r.detail, snap)
-                })
-                .collect::<Result<Vec<_>, Error>>()
+            journal.append_batch(&records, snapshot.as_deref())
         })
         .await
         .map_err(|e| Error::Worker(e.to_string()))
         .and_then(|r| r);
         if let Err(e) = &result {
             tracing::error!(cause = %e, "journal write failed");
-            self.shared
-                .journal_problem
-                .lock()
-                .get_or_insert_with(|| format!("journal write failed: {e}"));
+            // Normally already done through the journal's hook; not for a worker panic.
+            self.journal_write_failed(&e.to_string(), None);
         }
         result
     }
@@ -411,13 +637,15 @@ impl HaltCoordinator {
                     let _ = journaled_tx.send(());
                     error
                 });
+                let journal_error = journaling
+                    .await
+                    .unwrap_or_else(|e| Some(format!("journal task failed: {e}")));
                 HaltOutcome {
                     halt_id,
                     started: true,
                     state: HaltState::Halting,
-                    journal_error: journaling
-                        .await
-                        .unwrap_or_else(|e| Some(format!("journal task failed: {e}"))),
+                    durable: journal_error.is_none(),
+                    journal_error,
                 }
             }
             TriggerEffect::Recorded { halt_id } => {
@@ -434,6 +662,7 @@ impl HaltCoordinator {
                         started: false,
                         state,
                         journal_error: Some(format!("journal task failed: {e}")),
+                        durable: false,
                     },
                 }
             }
@@ -469,6 +698,16 @@ impl HaltCoordinator {
             Err(e) => Some(e),
         }
         .map(|e| e.to_string());
+        if journal_error.is_some() {
+            // Not in the journal: keep it in the witness, so a restart is halted.
+            let journal = Arc::clone(&s.journal);
+            let halt = UnjournaledHalt {
+                source: source.clone(),
+                reason: reason.clone(),
+                at: s.clock.now(),
+            };
+            let _ = tokio::task::spawn_blocking(move || journal.note_unjournaled_halt(halt)).await;
+        }
         self.publish(Payload::HaltTriggered {
             source: source.clone(),
             reason: reason.clone(),
@@ -509,6 +748,7 @@ impl HaltCoordinator {
             halt_id,
             started: false,
             state,
+            durable: journal_error.is_none(),
             journal_error,
         }
     }
@@ -530,10 +770,19 @@ impl HaltCoordinator {
                 stage: "halt_cancel_issued".into(),
                 micros: u64::try_from(issued.as_micros()).unwrap_or(u64::MAX),
             });
-            if in_flight > 0 {
-                if !s.gate.drained(DRAIN_TIMEOUT).await {
-                    tracing::warn!(in_flight, "orders still in flight after the drain timeout");
+            if in_flight > 0 || !s.gate.in_flight_orders().is_empty() {
+                // Requests that passed the gate before it closed may still be on the wire:
+                // let them resolve, learn what became of each, then cancel again.
+                let wait = self.exchange_timeout() + DRAIN_MARGIN;
+                if !s.gate.drained(wait).await {
+                    tracing::warn!(
+                        in_flight = s.gate.in_flight(),
+                        waited_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "requests still on the wire after the exchange timeout; reconciling anyway (a later fill starts another closure round)"
+                    );
                 }
+                self.reconcile_in_flight(behaviour == HaltBehaviour::ClosePositions)
+                    .await;
                 let second = cancel_all_with_retry(&*s.exchange, s.policy).await;
                 outcome.attempts += second.attempts;
                 outcome.cancelled = match (outcome.cancelled, second.cancelled) {
@@ -553,12 +802,22 @@ impl HaltCoordinator {
         };
         if behaviour == HaltBehaviour::ClosePositions {
             let positions = s.portfolio.positions();
+            let mint = ClosureMint::new(&s.opener, &*s.portfolio);
             let (pairs, rounds) =
-                close_positions(&*s.exchange, halt_id, &positions, s.policy).await;
+                close_positions(&*s.exchange, &mint, halt_id, &positions, s.policy, 1).await;
             report.flat = pairs.iter().all(PairClosure::is_flat);
             report.pairs = pairs;
             report.rounds = rounds;
         }
+        // From now on a fill that lands after this closure starts another round.
+        *s.closing.late.lock() = LateFills {
+            halt_id: (behaviour == HaltBehaviour::ClosePositions).then_some(halt_id),
+            rounds: 1,
+            attempts: report.rounds,
+            flat: report.flat,
+            running: false,
+            seen: None,
+        };
         let cancel_failed = report
             .cancel
             .as_ref()
@@ -591,7 +850,7 @@ impl HaltCoordinator {
             rec(
                 kinds::CLOSURE_RESULT,
                 "system",
-                json!({ "halt_id": halt_id, "flat": report.flat, "detail": detail,
+                json!({ "halt_id": halt_id, "round": 1, "flat": report.flat, "detail": detail,
                         "report": report_json }),
             ),
             rec(
@@ -633,6 +892,190 @@ impl HaltCoordinator {
         s.state_tx.send_replace(HaltState::Halted);
     }
 
+    /// The exchange's request timeout in force.
+    fn exchange_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.shared
+                .closing
+                .exchange_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Asks the exchange what became of every order the gate recorded as in flight across
+    /// the close, so that each execution reaches the portfolio (the exchange publishes
+    /// what was not yet published), and an order that came to rest is cancelled by the
+    /// cancel-all that follows. When the closure is next, waits (at most
+    /// [`SETTLE_TIMEOUT`]) until the portfolio shows what the reconciliation published.
+    async fn reconcile_in_flight(&self, settle: bool) {
+        let s = &self.shared;
+        let ids = s.gate.in_flight_orders();
+        let before: Vec<Position> = s.portfolio.positions();
+        let mut expected: std::collections::BTreeMap<Pair, rust_decimal::Decimal> =
+            before.iter().map(|p| (p.pair.clone(), p.qty)).collect();
+        let mut published = false;
+        for id in &ids {
+            match s
+                .policy
+                .bounded("QueryOrders", s.exchange.reconcile_order(id))
+                .await
+            {
+                Ok(Some(found)) => {
+                    tracing::info!(order = %id, status = ?found.info.status,
+                        filled = %found.info.filled_qty, published = %found.published,
+                        "reconciled an order in flight at the halt");
+                    if found.published > rust_decimal::Decimal::ZERO {
+                        published = true;
+                        *expected.entry(found.info.pair.clone()).or_default() +=
+                            found.info.side.sign() * found.published;
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!(order = %id, "an order in flight at the halt never reached the exchange");
+                }
+                Err(e) => {
+                    tracing::warn!(order = %id, cause = %e, "could not reconcile an order in flight at the halt");
+                }
+            }
+        }
+        if !(settle && published) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let now: std::collections::BTreeMap<Pair, rust_decimal::Decimal> = s
+                .portfolio
+                .positions()
+                .into_iter()
+                .map(|p| (p.pair, p.qty))
+                .collect();
+            let settled = expected
+                .iter()
+                .all(|(pair, qty)| now.get(pair).copied().unwrap_or_default() == *qty);
+            if settled {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "the portfolio did not show the reconciled fills in time; closing what it shows (a later closure round takes the rest)"
+                );
+                return;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
+    /// After a flat closure, a position in the portfolio while Halted or Recovering is a
+    /// fill that landed late: once seen unchanged [`LATE_FILL_CONFIRM`] later, start
+    /// another closure round. Cheap (a state read and a positions read); called by
+    /// [`HaltCoordinator::run`] on fills and sweeps.
+    fn watch_late_fills(&self) {
+        let s = &self.shared;
+        if !matches!(self.state(), HaltState::Halted | HaltState::Recovering) {
+            return;
+        }
+        let mut late = s.closing.late.lock();
+        let Some(halt_id) = late.halt_id else {
+            return;
+        };
+        if late.running || !late.flat {
+            return;
+        }
+        let open: Vec<(Pair, rust_decimal::Decimal)> = s
+            .portfolio
+            .positions()
+            .into_iter()
+            .filter(|p| !p.qty.is_zero())
+            .map(|p| (p.pair, p.qty))
+            .collect();
+        if open.is_empty() {
+            late.seen = None;
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        match &late.seen {
+            Some((seen, at)) if *seen == open => {
+                if now.duration_since(*at) < LATE_FILL_CONFIRM {
+                    return;
+                }
+            }
+            _ => {
+                late.seen = Some((open, now));
+                return;
+            }
+        }
+        late.seen = None;
+        late.running = true;
+        late.rounds += 1;
+        let (round, first_attempt) = (late.rounds, late.attempts + 1);
+        drop(late);
+        tracing::warn!(
+            halt_id,
+            round,
+            "a fill landed after the closure reported flat: closing again"
+        );
+        let me = self.clone();
+        tokio::spawn(async move { me.late_closure(halt_id, round, first_attempt).await });
+    }
+
+    /// One closure round after a late fill: closes what the portfolio holds now with
+    /// sealed orders, journals a `closure_result` with the round, publishes it, alerts
+    /// when it could not close everything.
+    async fn late_closure(&self, halt_id: u64, round: u32, first_attempt: u32) {
+        let s = &self.shared;
+        let positions = s.portfolio.positions();
+        let mint = ClosureMint::new(&s.opener, &*s.portfolio);
+        let (pairs, attempts) = close_positions(
+            &*s.exchange,
+            &mint,
+            halt_id,
+            &positions,
+            s.policy,
+            first_attempt,
+        )
+        .await;
+        let report = ClosureReport {
+            flat: pairs.iter().all(PairClosure::is_flat),
+            cancel: None,
+            rounds: attempts,
+            pairs,
+        };
+        let detail = report.detail();
+        let report_json = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+        // A failed write halts through the journal's hook; the round's outcome stands.
+        let _ = self
+            .write(
+                vec![rec(
+                    kinds::CLOSURE_RESULT,
+                    "system",
+                    json!({ "halt_id": halt_id, "round": round, "flat": report.flat,
+                            "detail": detail, "report": report_json }),
+                )],
+                None,
+            )
+            .await;
+        {
+            let mut late = s.closing.late.lock();
+            if late.halt_id == Some(halt_id) {
+                late.running = false;
+                late.flat = report.flat;
+                late.attempts += attempts;
+            }
+        }
+        self.publish(Payload::ClosureResult {
+            flat: report.flat,
+            detail: format!("round {round}: {detail}"),
+        });
+        if !report.flat {
+            self.publish(Payload::Alert {
+                key: format!("halt_{halt_id}_closure"),
+                severity: Severity::Critical,
+                status: AlertStatus::Firing,
+                summary: format!("halt {halt_id}, closure round {round}: {detail}"),
+            });
+        }
+    }
+
     /// Prepares `f` on a copy of the machine, journals the result with `describe`, then
     /// applies it unless a trigger intervened. Opens the gate when the result is Running.
     async fn mutate<T: Send + 'static>(
@@ -672,7 +1115,7 @@ impl HaltCoordinator {
             }
             *live = draft;
             if live.state() == HaltState::Running {
-                s.gate.open();
+                s.opener.open();
             }
             s.state_tx.send_replace(live.state());
         }
@@ -846,7 +1289,12 @@ impl HaltCoordinator {
                     .unwrap_or_default()
             },
             resumed_by: snap.resumed_by.clone(),
-            journal_problem: self.shared.journal_problem.lock().clone(),
+            journal_problem: self.shared.journal_problem.lock().clone().or_else(|| {
+                self.shared
+                    .journal
+                    .witness_problem()
+                    .map(|p| format!("journal witness not written: {p}"))
+            }),
         }
     }
 
@@ -865,7 +1313,23 @@ impl HaltCoordinator {
     /// The event kinds [`HaltCoordinator::on_event`] cares about (subscribe with these).
     #[must_use]
     pub fn subscription_kinds(&self) -> KindSet {
-        self.shared.conditions.lock().kinds()
+        // Fills: a fill that lands after a halt's closure starts another closure round.
+        self.shared
+            .conditions
+            .lock()
+            .kinds()
+            .with(gf_core::EventKind::Fill)
+    }
+
+    /// The exchange's request timeout (`exchange.timeout_ms`; default
+    /// [`DEFAULT_EXCHANGE_TIMEOUT`]): a halt waits this long (plus [`DRAIN_MARGIN`]) for
+    /// requests already on the wire to resolve before it reconciles them and computes the
+    /// closure.
+    pub fn set_exchange_timeout(&self, timeout: Duration) {
+        self.shared.closing.exchange_timeout_ms.store(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// A receiver that sees every state change.
@@ -902,15 +1366,20 @@ impl HaltCoordinator {
             .ok_or_else(|| Error::Worker("the journal wrote nothing".into()))
     }
 
-    /// Persists gf-risk's snapshot alongside the journal.
+    /// Journals gf-risk's snapshot as a chained record (kind
+    /// [`crate::journal::RISK_SNAPSHOT`]), unless it equals the last one journaled. A
+    /// failed write halts like any other.
     ///
     /// # Errors
     /// [`Error::Database`], [`Error::Worker`].
     pub async fn save_risk_snapshot(&self, data: serde_json::Value) -> Result<(), Error> {
-        let journal = Arc::clone(&self.shared.journal);
-        tokio::task::spawn_blocking(move || journal.save_risk_snapshot(&data))
-            .await
-            .map_err(|e| Error::Worker(e.to_string()))?
+        if self.shared.last_risk.lock().as_ref() == Some(&data) {
+            return Ok(());
+        }
+        self.write(vec![rec(RISK_SNAPSHOT, "system", data.clone())], None)
+            .await?;
+        *self.shared.last_risk.lock() = Some(data);
+        Ok(())
     }
 
     /// The persisted gf-risk snapshot, if any.
@@ -960,6 +1429,9 @@ impl HaltCoordinator {
     /// same halt). Returns the outcome of the first breach, if any.
     pub async fn on_event(&self, event: &Event) -> Option<HaltOutcome> {
         let breaches = self.evaluate(event);
+        if matches!(event.payload, Payload::Fill(_)) {
+            self.watch_late_fills();
+        }
         if breaches.is_empty() {
             return None;
         }
@@ -984,7 +1456,10 @@ impl HaltCoordinator {
 
     /// Feeds events from `events` to [`HaltCoordinator::on_event`] and sweeps every
     /// [`SWEEP_INTERVAL`], until `shutdown` fires or the bus closes. A lagging
-    /// subscription triggers an immediate sweep (the portfolio figures are re-read).
+    /// subscription triggers an immediate sweep (the portfolio figures are re-read). Fills
+    /// and sweeps also watch for a fill that landed after a halt's closure reported flat
+    /// (see the module documentation): subscribe with
+    /// [`HaltCoordinator::subscription_kinds`].
     pub async fn run(&self, mut events: Subscription, mut shutdown: broadcast::Receiver<()>) {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -994,6 +1469,7 @@ impl HaltCoordinator {
                 _ = shutdown.recv() => break,
                 _ = tick.tick() => {
                     self.sweep().await;
+                    self.watch_late_fills();
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) => {

@@ -123,6 +123,62 @@ pub enum Error {
     /// The blocking journal worker died (a panic in SQLite glue).
     #[error("journal worker failed: {0}")]
     Worker(String),
+    /// The journal is missing, empty or replaced in a data directory that has run before.
+    #[error("journal missing: {reason}")]
+    Missing {
+        /// What was found instead.
+        reason: String,
+    },
+    /// The database holds a journal of the first format (an unkeyed SHA-256 chain).
+    #[error(
+        "journal {} was written by an older version without a journal key (unkeyed format); it cannot be trusted or extended: stop the daemon and run `gf-daemon journal adopt` to archive it and start a keyed journal",
+        path.display()
+    )]
+    LegacyFormat {
+        /// The database file.
+        path: std::path::PathBuf,
+    },
+    /// The journal key file is missing, unreadable, too open or malformed.
+    #[error("journal key file {}: {reason}", path.display())]
+    KeyFile {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The journal witness cannot be read or written.
+    #[error("journal witness {}: {reason}", path.display())]
+    Witness {
+        /// The witness file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by another gf-daemon ({holder}); one daemon per data directory",
+        path.display()
+    )]
+    DataDirLocked {
+        /// The data directory.
+        path: std::path::PathBuf,
+        /// The holder, as its lock file says (`pid N started T`).
+        holder: String,
+    },
+    /// The data directory, its lock or its identity marker cannot be used.
+    #[error("data directory {}: {reason}", path.display())]
+    DataDir {
+        /// The path concerned.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The trading gate's opener was already taken (by another coordinator, or by the
+    /// code that built the gate): a coordinator must hold the only right to open it.
+    #[error(
+        "the trading gate's opener is already taken: the halt coordinator must be the only one able to open the gate"
+    )]
+    GateOpenerTaken,
 }
 
 impl Error {
@@ -142,6 +198,13 @@ impl Error {
             Error::Tampered { .. } => "journal_tampered",
             Error::Json { .. } => "journal_json",
             Error::Worker(_) => "journal_worker",
+            Error::Missing { .. } => "journal_missing",
+            Error::LegacyFormat { .. } => "journal_legacy_format",
+            Error::KeyFile { .. } => "journal_key",
+            Error::Witness { .. } => "journal_witness",
+            Error::DataDirLocked { .. } => "data_dir_locked",
+            Error::DataDir { .. } => "data_dir",
+            Error::GateOpenerTaken => "gate_opener_taken",
         }
     }
 
@@ -162,7 +225,14 @@ impl Error {
             | Error::InvalidOperator(_)
             | Error::ResumeRefused(_)
             | Error::Tampered { .. }
-            | Error::Json { .. } => false,
+            | Error::Json { .. }
+            | Error::Missing { .. }
+            | Error::LegacyFormat { .. }
+            | Error::KeyFile { .. }
+            | Error::Witness { .. }
+            | Error::DataDirLocked { .. }
+            | Error::DataDir { .. }
+            | Error::GateOpenerTaken => false,
         }
     }
 }
@@ -244,6 +314,25 @@ mod tests {
                 message: "x".into(),
             },
             Error::Worker("x".into()),
+            Error::Missing { reason: "x".into() },
+            Error::LegacyFormat { path: "x".into() },
+            Error::KeyFile {
+                path: "x".into(),
+                reason: "x".into(),
+            },
+            Error::Witness {
+                path: "x".into(),
+                reason: "x".into(),
+            },
+            Error::DataDirLocked {
+                path: "x".into(),
+                holder: "pid 1".into(),
+            },
+            Error::DataDir {
+                path: "x".into(),
+                reason: "x".into(),
+            },
+            Error::GateOpenerTaken,
         ];
         let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();
         assert_eq!(codes[6], "resume_refused");

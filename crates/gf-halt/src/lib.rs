@@ -5,7 +5,9 @@
 //! - [`machine`]: the pure state machine `Running → Halting → Halted → Recovering → Running`.
 //! - [`closure`]: cancel-all and idempotent reduce-only closure orders with retry.
 //! - [`checklist`]: the recovery checklist.
-//! - [`journal`]: the hash-chained SQLite journal.
+//! - [`journal`]: the SQLite journal, chained with HMAC-SHA256 under a [`JournalKey`]
+//!   and witnessed outside the data directory ([`witness`]).
+//! - [`datadir`]: the data directory's lock (one daemon per directory) and identity.
 //! - [`coordinator`]: [`HaltCoordinator`], which ties them to the gate, the exchange, the
 //!   portfolio view, the bus and the clock.
 //!
@@ -13,9 +15,9 @@
 //! coordinator (with an in-memory journal and gf-exec's paper exchange) in backtests.
 //!
 //! ```
-//! use std::path::Path;
 //! use std::sync::Arc;
 //! use gf_core::{config::HaltConfig, EventBus, HaltSource, HaltState, ManualClock, TradingGate};
+//! use gf_halt::Journal;
 //! use gf_halt::HaltCoordinator;
 //! # use gf_core::{OrderRequest, Position, Pair};
 //! # use gf_exec::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef};
@@ -46,14 +48,15 @@
 //! # }
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let gate = TradingGate::new_closed();
+//! let clock = Arc::new(ManualClock::default());
 //! let halt = HaltCoordinator::open(
 //!     &HaltConfig::default(),
-//!     Path::new(":memory:"),
+//!     Arc::new(Journal::in_memory(clock.clone()).unwrap()),
 //!     gate.clone(),
 //!     Arc::new(NoExchange),
 //!     Arc::new(Flat),
 //!     EventBus::new(1024),
-//!     Arc::new(ManualClock::default()),
+//!     clock,
 //! )
 //! .unwrap();
 //! assert!(gate.is_open(), "a fresh journal starts running");
@@ -79,14 +82,22 @@ pub mod checklist;
 pub mod closure;
 pub mod condition;
 pub mod coordinator;
+pub mod datadir;
 pub mod error;
 pub mod journal;
+pub mod key;
 pub mod machine;
+pub mod witness;
 
 pub use checklist::{Checklist, ChecklistItem, ItemSpec};
 pub use closure::{ClosureReport, PairClosure, RetryPolicy};
-pub use condition::{Breach, Condition, ConditionSet, ConditionStatus, EvalContext};
+pub use condition::{
+    Breach, Condition, ConditionSet, ConditionStatus, DiskSpace, EvalContext, FreeSpaceSampler,
+};
 pub use coordinator::{HaltCoordinator, HaltOutcome, HaltStatus};
+pub use datadir::DataDir;
 pub use error::{Error, ResumeRefusal};
-pub use journal::{Journal, JournalRecord, JournalSummary};
+pub use journal::{AdoptReport, Entry, Journal, JournalRecord, JournalSummary, adopt};
+pub use key::JournalKey;
 pub use machine::{HaltInfo, Snapshot};
+pub use witness::{UnjournaledHalt, Witness, WitnessRecord};

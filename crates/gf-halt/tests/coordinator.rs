@@ -170,12 +170,10 @@ async fn concurrent_submitters_get_no_normal_order_through_after_the_gate_closed
         tasks.push(tokio::spawn(async move {
             for i in 0..1_500_u64 {
                 let after_halt = halt_returned.load(Ordering::SeqCst);
-                match gate.enter(OrderPurpose::Normal) {
+                let order = normal_order(t * 10_000 + i);
+                match gate.enter(&order) {
                     Ok(permit) => {
-                        exchange
-                            .place_order(&normal_order(t * 10_000 + i))
-                            .await
-                            .unwrap();
+                        exchange.place_order(&order).await.unwrap();
                         drop(permit);
                         accepted.fetch_add(1, Ordering::SeqCst);
                         if after_halt {
@@ -847,7 +845,7 @@ async fn api_mutations_are_journaled_and_chained() {
         )
         .await
         .unwrap();
-    assert_eq!(b.prev_hash, a.hash);
+    assert_eq!(b.prev_mac, a.mac);
     assert_eq!(env.coordinator.journal().verify().unwrap().records, 2);
     // The coordinator's state is unaffected by records without a snapshot.
     drop(env);
@@ -960,6 +958,10 @@ async fn a_halt_takes_effect_even_when_the_journal_cannot_be_written() {
         .unwrap();
     let outcome = env.coordinator.halt(HaltSource::Cli, "disk trouble").await;
     assert!(outcome.started);
+    assert!(
+        !outcome.durable,
+        "a halt the journal did not record is not durable"
+    );
     assert!(outcome.journal_error.unwrap().contains("journal_head"));
     assert!(!env.gate.is_open());
     halted(&env.coordinator).await;

@@ -12,7 +12,7 @@ mod property_tests {
 
     use super::common::{Env, fast_cfg, normal_order, pair};
     use gf_core::config::HaltConfig;
-    use gf_core::{Event, HaltSource, HaltState, OrderPurpose, Payload, Side, Source};
+    use gf_core::{Event, HaltSource, HaltState, Payload, Side, Source};
     use gf_exec::Exchange;
     use gf_halt::Error;
 
@@ -172,14 +172,12 @@ mod property_tests {
                 }
                 Op::Submit => {
                     let state = env.coordinator.state();
-                    match env.gate.enter(OrderPurpose::Normal) {
+                    let order = normal_order(submitted + 1);
+                    match env.gate.enter(&order) {
                         Ok(permit) => {
                             prop_assert_eq!(state, HaltState::Running);
                             submitted += 1;
-                            env.exchange
-                                .place_order(&normal_order(submitted))
-                                .await
-                                .unwrap();
+                            env.exchange.place_order(&order).await.unwrap();
                             drop(permit);
                         }
                         Err(_) => prop_assert_ne!(state, HaltState::Running),

@@ -282,11 +282,12 @@ impl HealthCheck for MemoryCheck {
     }
 }
 
-/// Free disk of the data directory: degraded below twice the minimum, unhealthy below it.
+/// Free disk of the data directory's own file system (`statvfs` of the directory):
+/// degraded below twice the minimum, unhealthy below it.
 #[derive(Debug)]
 pub struct DiskCheck {
     min_free_bytes: u64,
-    sampler: Mutex<SystemSampler>,
+    dir: PathBuf,
 }
 
 impl DiskCheck {
@@ -295,7 +296,7 @@ impl DiskCheck {
     pub fn new(dir: impl Into<PathBuf>, min_free_mib: u64) -> Self {
         Self {
             min_free_bytes: min_free_mib.saturating_mul(1024 * 1024),
-            sampler: Mutex::new(SystemSampler::new(dir)),
+            dir: dir.into(),
         }
     }
 }
@@ -306,7 +307,7 @@ impl HealthCheck for DiskCheck {
         "disk"
     }
     async fn check(&self) -> CheckOutcome {
-        match self.sampler.lock().sample().disk_free_bytes {
+        match crate::system::free_space(&self.dir) {
             Some(free) => CheckOutcome {
                 status: grade(free, self.min_free_bytes, false),
                 message: format!(

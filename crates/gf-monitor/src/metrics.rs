@@ -205,6 +205,7 @@ struct Inner {
     open_fds: Gauge,
     threads: Gauge,
     disk_free_bytes: Gauge,
+    journal_head_id: Gauge,
     // trading
     trades: Gauge,
     winners: Gauge,
@@ -347,6 +348,11 @@ impl Metrics {
                 "gf_data_dir_disk_free",
                 "Free space on the file system of the data directory",
                 Unit::Bytes,
+                Gauge::default()
+            ),
+            journal_head_id: reg!(
+                "gf_journal_head_id",
+                "Id of the last journal record committed (the witness holds the same head)",
                 Gauge::default()
             ),
             trades: reg!("gf_trading_trades", "Closed round trips", Gauge::default()),
@@ -634,8 +640,8 @@ impl Metrics {
         i.halt_info
             .get_or_create(&[
                 ("state", state.to_string()),
-                ("source", source.to_owned()),
-                ("reason", truncate(reason, 120)),
+                ("source", label_text(source, 120)),
+                ("reason", label_text(reason, 120)),
             ])
             .set(1);
     }
@@ -774,6 +780,11 @@ impl Metrics {
         }
     }
 
+    /// The journal's head: the id of the last record committed.
+    pub fn set_journal_head(&self, id: i64) {
+        self.inner.journal_head_id.set(id);
+    }
+
     /// Renders the whole registry in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     ///
     /// # Errors
@@ -793,8 +804,13 @@ fn api_kind(kind: ApiErrorKind) -> String {
         .unwrap_or_else(|| "other".to_owned())
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+/// Free text as a label value: at most `max` characters, control characters made visible
+/// (`\u{1b}`, `\r`, …). The encoder escapes `\`, `"` and line feeds as the exposition
+/// format requires; the other control characters (ESC, CR, BEL …) it would pass through raw
+/// to whoever reads `/metrics` on a terminal.
+fn label_text(s: &str, max: usize) -> String {
+    let cut: String = s.chars().take(max).collect();
+    gf_core::text::escape_control(&cut).into_owned()
 }
 
 #[cfg(test)]
@@ -1005,5 +1021,35 @@ mod tests {
         assert_eq!(p.p99, 99);
         assert_eq!(p.max, 100);
         assert!(!m.latency_percentiles().contains_key("decision"));
+    }
+
+    #[test]
+    fn halt_reason_and_source_never_reach_a_label_raw() {
+        let m = Metrics::new();
+        m.set_halt_state(
+            HaltState::Halted,
+            "api:eve\u{1b}[2K",
+            "drill\u{1b}[31m\r\n# HELP forged\n\"quoted\" back\\slash\u{7}\u{0}\u{9b}",
+        );
+        let text = m.render().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("gf_halt_info"))
+            .unwrap_or_else(|| panic!("no gf_halt_info in\n{text}"));
+        assert!(
+            !line.chars().any(char::is_control),
+            "a control character in {line:?}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("# HELP forged")),
+            "a forged line:\n{text}"
+        );
+        assert!(
+            line.contains(
+                r#"reason="drill\\u{1b}[31m\\r\\n# HELP forged\\n\"quoted\" back\\slash\\u{7}\\u{0}\\u{9b}""#
+            ),
+            "{line}"
+        );
+        assert!(line.contains(r#"source="api:eve\\u{1b}[2K""#), "{line}");
     }
 }

@@ -1,10 +1,10 @@
 //! Process and file-system figures (CPU, resident memory, descriptors, threads, free disk)
-//! read with `sysinfo` and `/proc`, never by running a command.
+//! read with `sysinfo`, `/proc` and `statvfs`, never by running a command.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// One reading of the process and the data directory's file system.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -25,7 +25,6 @@ pub struct SystemSample {
 /// use is measured between two calls.
 pub struct SystemSampler {
     system: Option<System>,
-    disks: Option<Disks>,
     pid: Option<Pid>,
     data_dir: PathBuf,
 }
@@ -45,7 +44,6 @@ impl SystemSampler {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             system: System::new().ok(),
-            disks: Disks::new_with_refreshed_list().ok(),
             pid: sysinfo::get_current_pid().ok(),
             data_dir: data_dir.into(),
         }
@@ -73,10 +71,7 @@ impl SystemSampler {
         if out.threads == 0 {
             out.threads = count_dir("/proc/self/task");
         }
-        if let Some(disks) = self.disks.as_mut() {
-            disks.refresh(true);
-            out.disk_free_bytes = free_space(disks, &self.data_dir);
-        }
+        out.disk_free_bytes = free_space(&self.data_dir);
         out
     }
 }
@@ -85,14 +80,13 @@ fn count_dir(path: &str) -> u64 {
     std::fs::read_dir(path).map_or(0, |d| d.count() as u64)
 }
 
-/// Available space of the disk whose mount point is the longest prefix of `dir`.
-fn free_space(disks: &Disks, dir: &Path) -> Option<u64> {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    disks
-        .iter()
-        .filter(|d| dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(sysinfo::Disk::available_space)
+/// Space available to this process on the file system that holds `dir` (`statvfs` of
+/// `dir` itself, so a data directory on its own mount — tmpfs, a small partition — is
+/// measured there, not on `/`); `None` when `dir` cannot be examined.
+#[must_use]
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    st.f_bavail.checked_mul(st.f_frsize)
 }
 
 #[cfg(test)]
@@ -111,5 +105,24 @@ mod tests {
         assert!(b.open_fds >= 3, "{b:?}");
         assert!(b.disk_free_bytes.is_some_and(|f| f > 0), "{b:?}");
         assert!(b.cpu_percent >= 0.0);
+    }
+
+    #[test]
+    fn free_space_is_the_data_dirs_own_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_space(dir.path()).unwrap();
+        let st = rustix::fs::statvfs(dir.path()).unwrap();
+        assert_eq!(free, st.f_bavail * st.f_frsize);
+        // /dev/shm is its own (tmpfs) file system where it exists: a data dir there must
+        // not report the root file system's space.
+        let shm = Path::new("/dev/shm");
+        if let (Ok(a), Ok(b)) = (
+            rustix::fs::statvfs(shm),
+            rustix::fs::statvfs(Path::new("/")),
+        ) && a.f_fsid != b.f_fsid
+        {
+            assert_eq!(free_space(shm), Some(a.f_bavail * a.f_frsize));
+        }
+        assert_eq!(free_space(&dir.path().join("missing/nowhere")), None);
     }
 }

@@ -54,6 +54,7 @@ fn order(pair: &Pair, id: &str) -> OrderRequest {
         reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     }
 }
 

@@ -51,6 +51,7 @@
 //!     reduce_only: false,
 //!     user_ref: None,
 //!     purpose: OrderPurpose::Normal,
+//!     closure_seal: None,
 //! };
 //! let verdict = risk.check(order);
 //! assert_eq!(verdict.refusal().unwrap().code(), "price_collar");

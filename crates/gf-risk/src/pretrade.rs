@@ -703,6 +703,7 @@ mod tests {
             reduce_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
+            closure_seal: None,
         }
     }
 
@@ -1292,6 +1293,7 @@ mod property_tests {
                     reduce_only: false,
                     user_ref: None,
                     purpose: OrderPurpose::Normal,
+                    closure_seal: None,
                 };
                 let v = checker.check(order, &p, clock.now());
                 if let Some(reason) = v.refusal() {
@@ -1325,6 +1327,7 @@ mod property_tests {
                     reduce_only: reduce,
                     user_ref: None,
                     purpose: OrderPurpose::Normal,
+                    closure_seal: None,
                 };
                 let before = checker.clone();
                 let portfolio_before = p.snapshot();

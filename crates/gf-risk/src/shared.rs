@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
-use tracing::{error, warn};
+use tracing::warn;
 
 use gf_core::{Event, EventKind, KindSet, Pair, Payload, Position, Qty, RecvError, Side};
 use gf_core::{OrderRequest, Price, Subscription};
@@ -45,7 +45,8 @@ pub struct RunReport {
     pub applied: u64,
     /// Events refused with an error (logged).
     pub errors: u64,
-    /// Events missed because the subscription lagged (logged).
+    /// Market-data events skipped because the subscription lagged (logged). Fills and
+    /// order updates ride the bus's lossless lane and are never among them.
     pub lagged: u64,
 }
 
@@ -60,6 +61,8 @@ impl SharedPortfolio {
     }
 
     /// The kinds [`SharedPortfolio::apply_event`] uses: market data, fills, order updates.
+    /// Fills and order updates are lossless on the bus ([`EventKind::is_lossless`]): a
+    /// subscription with these kinds may skip market data when it lags, never a fill.
     #[must_use]
     pub fn kinds() -> KindSet {
         KindSet::market_data()
@@ -115,9 +118,11 @@ impl SharedPortfolio {
     }
 
     /// Applies events from `subscription` until `shutdown` fires (or its sender is
-    /// dropped) or the bus closes. Errors and lags are logged and counted, never fatal.
-    /// Subscribe with [`SharedPortfolio::kinds`]. Cancellation-safe: dropping the future
-    /// loses at most the event being received, which the bus keeps for the next receive.
+    /// dropped) or the bus closes. Errors are logged and counted, never fatal. A lag can
+    /// only skip market data (fills and order updates are never dropped by the bus), so it
+    /// is counted and logged and the next price update repairs the marks. Subscribe with
+    /// [`SharedPortfolio::kinds`]. Cancellation-safe: dropping the future loses at most
+    /// the event being received, which the bus keeps for the next receive.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -161,8 +166,13 @@ impl SharedPortfolio {
                         }
                     },
                     Err(RecvError::Lagged { missed }) => {
+                        // Only the normal lane lags: market data, never a fill or an order
+                        // update (see gf_core::bus). Marks catch up with the next update.
                         report.lagged += missed;
-                        error!(missed, "risk: bus subscription lagged; fills may be missing");
+                        warn!(
+                            missed,
+                            "risk: skipped market data while lagging; marks refresh with the next update"
+                        );
                     }
                     Err(RecvError::Closed) => break,
                 },
@@ -252,6 +262,7 @@ mod tests {
             reduce_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
+            closure_seal: None,
         }
     }
 
@@ -384,5 +395,56 @@ mod tests {
         assert_eq!(report.lagged, 3);
         assert_eq!(report.applied, 2);
         assert_eq!(risk.read(|p| p.mark(&xrp())).unwrap().price, dec!(0.5));
+    }
+
+    #[tokio::test]
+    async fn every_fill_and_order_update_is_applied_when_market_data_lags() {
+        let bus = EventBus::new(8);
+        let risk = shared();
+        let (_tx, rx) = broadcast::channel(1);
+        let sub = bus.subscribe(SharedPortfolio::kinds());
+        // Two open orders the order updates will release.
+        risk.apply_event(&trade(dec!(0.5))).unwrap();
+        assert!(risk.check(market_order("a")).is_approved());
+        assert!(risk.check(market_order("b")).is_approved());
+        assert_eq!(risk.open_orders(), 2);
+        // 5 000 trades with a 10-XRP fill every 100: the 8-slot ring overflows long
+        // before the task reads anything.
+        let mut bought = Decimal::ZERO;
+        for i in 0..5_000i64 {
+            bus.publish(trade(Decimal::new(500 + i % 7, 3)));
+            if i % 100 == 0 {
+                let f = fill(
+                    &i.to_string(),
+                    &xrp(),
+                    Side::Buy,
+                    dec!(10),
+                    dec!(0.5),
+                    dec!(0),
+                );
+                bought += f.qty;
+                bus.publish(Event::new(t0(), Source::Paper, Payload::Fill(f)));
+            }
+        }
+        for id in ["a", "b"] {
+            bus.publish(Event::new(
+                t0(),
+                Source::Exec,
+                Payload::OrderUpdate {
+                    client_order_id: ClientOrderId::new(id),
+                    order_id: None,
+                    pair: xrp(),
+                    status: OrderStatus::Filled,
+                    filled_qty: dec!(100),
+                    reason: None,
+                },
+            ));
+        }
+        drop(bus);
+        let report = risk.clone().run(sub, rx).await;
+        assert!(report.lagged > 4_900, "market data lagged: {report:?}");
+        assert_eq!(bought, dec!(500));
+        assert_eq!(risk.read(|p| p.position_qty(&xrp())), Some(bought));
+        assert_eq!(risk.open_orders(), 0, "both order updates applied");
     }
 }

@@ -228,6 +228,7 @@ async fn events_over_loopback_tcp_drive_the_portfolio() {
         reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     };
     let verdict = risk.check(order);
     assert_eq!(verdict.refusal().unwrap().code(), "stale_price");

@@ -1,5 +1,7 @@
 //! The HTTP/WebSocket API (axum): the routes of the design, bearer-token auth with roles,
-//! JSON errors with stable codes, size-limited bodies.
+//! JSON errors with stable codes ([`error::CODES`]) for every rejection, size-limited
+//! bodies, free text checked for control characters, and a server ([`server`]) with a
+//! connection limit and header-read and idle timeouts. docs/api.md is the reference.
 //!
 //! | route | role |
 //! |---|---|
@@ -11,25 +13,33 @@
 //! | `GET /api/v1/positions`, `/orders`, `/conditions`, `/alerts`, `/journal` | viewer |
 //! | `POST /api/v1/secrets/rotate` | admin |
 //! | `GET /api/v1/openapi.json` | none |
-//! | `GET /livez`, `/readyz[?verbose]`, `/metrics` | none |
+//! | `GET /livez`, `/readyz` (`{"ready": bool}` only) | none |
+//! | `GET /metrics`, `/readyz?verbose` (equity, P&L, the halt reason) | viewer, or none with `api.public_metrics = true` |
 //! | `GET /dashboard` (the page asks for a token itself) | none |
 //! | `WS /ws/halt-status`, `WS /ws/dashboard` (token in `Authorization` or `?token=`) | viewer |
 
 pub mod error;
+mod extract;
 mod openapi;
+pub mod server;
 mod ws;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gf_core::text::check_line;
 use gf_core::{HaltSource, HaltState};
+use gf_halt::checklist::MAX_NOTE_CHARS;
+use gf_halt::coordinator::MAX_REASON_CHARS;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use error::ApiError;
+pub(crate) use server::spawn as serve;
+
+use extract::{Admin, ApiJson, ApiPath, ApiQuery, Operator, OptionalJson, Viewer};
 
 use crate::app::Daemon;
 use crate::auth::{Identity, Role};
@@ -61,6 +71,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/ws/halt-status", get(ws::halt_status))
         .route("/ws/dashboard", get(ws::dashboard))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(daemon)
 }
@@ -85,6 +96,18 @@ pub(crate) fn authorize(
         .read()
         .authenticate(token)
         .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    // The name is journaled with every mutation; a hand-edited token file must not smuggle
+    // control characters into it.
+    if who.name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_operator",
+            format!(
+                "the token's operator name {} contains control characters; issue a new token",
+                gf_core::text::escape_control(&who.name)
+            ),
+        ));
+    }
     if who.role < role {
         return Err(ApiError::forbidden(format!(
             "{} has role {}; this needs {role}",
@@ -94,18 +117,13 @@ pub(crate) fn authorize(
     Ok(who)
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(v)) => Ok(v),
-        Err(rejection) => {
-            let status = rejection.status();
-            let code = match status {
-                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                _ => "bad_request",
-            };
-            Err(ApiError::new(status, code, rejection.body_text()))
-        }
+/// `/metrics` and `/readyz?verbose` show equity, P&L and the halt reason: a viewer token
+/// unless `api.public_metrics` says otherwise.
+fn authorize_metrics(d: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
+    if d.config.api.public_metrics {
+        Ok(())
+    } else {
+        authorize(d, headers, None, Role::Viewer).map(drop)
     }
 }
 
@@ -118,10 +136,12 @@ fn halt_error(e: gf_halt::Error) -> ApiError {
         }
         E::IllegalTransition { .. } => ApiError::conflict("illegal_transition", e.to_string()),
         E::NotAllowed { .. } => ApiError::conflict("not_allowed", e.to_string()),
-        E::UnknownItem(_) => ApiError::not_found(e.to_string()),
+        E::UnknownItem(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()),
         E::AlreadyCompleted { .. } => ApiError::conflict("already_completed", e.to_string()),
         E::OutOfOrder { .. } => ApiError::conflict("out_of_order", e.to_string()),
-        E::InvalidOperator(_) => ApiError::bad_request(e.to_string()),
+        E::InvalidOperator(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_operator", e.to_string())
+        }
         E::Interrupted { .. } => ApiError::conflict("interrupted", e.to_string()),
         other => ApiError::internal(other.to_string()),
     }
@@ -138,25 +158,37 @@ struct HaltBody {
 
 async fn halt(
     State(d): State<Daemon>,
-    headers: HeaderMap,
-    body: Result<Json<HaltBody>, JsonRejection>,
+    Operator(who): Operator,
+    ApiJson(body): ApiJson<HaltBody>,
 ) -> Result<Response, ApiError> {
-    let who = authorize(&d, &headers, None, Role::Operator)?;
-    let body = json_body(body)?;
     let reason = body.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(ApiError::bad_request("reason must be 1 to 500 characters"));
-    }
+    check_line("reason", reason, MAX_REASON_CHARS, true)?;
     let source = match body.source.as_deref() {
         None | Some("api") => HaltSource::Api(who.name.clone()),
         Some("console") => HaltSource::Console(who.name.clone()),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "source {other:?}: expected \"api\" or \"console\""
-            )));
+            return Err(ApiError::invalid_field(
+                "source",
+                format!(
+                    "source \"{}\": expected \"api\" or \"console\"",
+                    gf_core::text::escape_control(other)
+                ),
+            ));
         }
     };
     let outcome = d.halt.halt(source, reason).await;
+    if !outcome.durable {
+        // Never 2xx for a halt the journal could not record: a restart could forget it.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "halt_not_durable",
+            format!(
+                "trading is halted and the gate is closed, but the halt is not durable: the journal could not record it ({}); a restart may not remember it — fix the journal's disk",
+                outcome.journal_error.as_deref().unwrap_or("unknown error")
+            ),
+        )
+        .with_detail(json!({ "outcome": outcome, "status": d.halt.status() })));
+    }
     let code = if outcome.started {
         StatusCode::ACCEPTED
     } else {
@@ -169,8 +201,7 @@ async fn halt(
         .into_response())
 }
 
-async fn resume(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&d, &headers, None, Role::Operator)?;
+async fn resume(State(d): State<Daemon>, Operator(who): Operator) -> Result<Json<Value>, ApiError> {
     if d.halt.state() == HaltState::Halted {
         d.halt.begin_recovery(&who.name).await.map_err(halt_error)?;
     }
@@ -178,15 +209,13 @@ async fn resume(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Valu
     Ok(Json(json!({ "status": d.halt.status() })))
 }
 
-async fn status(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn status(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         serde_json::to_value(d.halt.status()).unwrap_or(Value::Null),
     ))
 }
 
-async fn checklist(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn checklist(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "state": d.halt.state(),
         "checklist": d.halt.checklist(),
@@ -203,30 +232,12 @@ struct CompleteBody {
 
 async fn complete_item(
     State(d): State<Daemon>,
-    headers: HeaderMap,
-    Path(item): Path<String>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    Operator(who): Operator,
+    ApiPath(item): ApiPath<String>,
+    OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&d, &headers, None, Role::Operator)?;
-    let bytes = body.map_err(|r| {
-        let status = r.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(status, code, r.body_text())
-    })?;
-    let body: CompleteBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CompleteBody::default()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
-    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-        return Err(ApiError::bad_request(
-            "note must be at most 1000 characters",
-        ));
+    if let Some(note) = &body.note {
+        check_line("note", note, MAX_NOTE_CHARS, false)?;
     }
     if d.halt.state() == HaltState::Halted {
         d.halt.begin_recovery(&who.name).await.map_err(halt_error)?;
@@ -241,8 +252,7 @@ async fn complete_item(
     ))
 }
 
-async fn positions(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn positions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     let body = d.portfolio.read(|p| {
         use gf_risk::PortfolioView;
         json!({
@@ -262,8 +272,7 @@ async fn positions(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<V
     Ok(Json(body))
 }
 
-async fn orders(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn orders(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     let open = d
         .exchange
         .open_orders()
@@ -272,13 +281,11 @@ async fn orders(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Valu
     Ok(Json(json!({ "open": open })))
 }
 
-async fn conditions(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn conditions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "conditions": d.halt.conditions() })))
 }
 
-async fn alerts(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
+async fn alerts(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
     let alerts = d.monitor.alerts();
     Ok(Json(json!({
         "active": alerts.active(),
@@ -294,10 +301,9 @@ struct JournalQuery {
 
 async fn journal(
     State(d): State<Daemon>,
-    headers: HeaderMap,
-    Query(q): Query<JournalQuery>,
+    _: Viewer,
+    ApiQuery(q): ApiQuery<JournalQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&d, &headers, None, Role::Viewer)?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let journal = d.halt.journal().clone();
     let records = tokio::task::spawn_blocking(move || journal.records(limit))
@@ -307,15 +313,14 @@ async fn journal(
     Ok(Json(json!({ "records": records })))
 }
 
-async fn whoami(State(d): State<Daemon>, headers: HeaderMap) -> Result<Json<Identity>, ApiError> {
-    Ok(Json(authorize(&d, &headers, None, Role::Viewer)?))
+async fn whoami(Viewer(who): Viewer) -> Json<Identity> {
+    Json(who)
 }
 
 async fn rotate_secrets(
     State(d): State<Daemon>,
-    headers: HeaderMap,
+    Admin(who): Admin,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&d, &headers, None, Role::Admin)?;
     let Some(live) = d.live.as_ref() else {
         return Err(ApiError::conflict(
             "no_credentials",
@@ -343,7 +348,14 @@ struct ReadyQuery {
     verbose: Option<String>,
 }
 
-async fn readyz(State(d): State<Daemon>, Query(q): Query<ReadyQuery>) -> Response {
+async fn readyz(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ReadyQuery>,
+) -> Result<Response, ApiError> {
+    if q.verbose.is_some() {
+        authorize_metrics(&d, &headers)?;
+    }
     let readiness = d.monitor.readiness().await;
     let ready = readiness.ready;
     let code = if ready {
@@ -356,16 +368,25 @@ async fn readyz(State(d): State<Daemon>, Query(q): Query<ReadyQuery>) -> Respons
     } else {
         json!({ "ready": ready })
     };
-    (code, Json(body)).into_response()
+    Ok((code, Json(body)).into_response())
 }
 
-async fn metrics(State(d): State<Daemon>) -> Response {
+async fn metrics(State(d): State<Daemon>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize_metrics(&d, &headers)?;
     match d.monitor.render_metrics() {
-        Ok(text) => ([(header::CONTENT_TYPE, gf_monitor::CONTENT_TYPE)], text).into_response(),
-        Err(e) => ApiError::internal(e.to_string()).into_response(),
+        Ok(text) => Ok(([(header::CONTENT_TYPE, gf_monitor::CONTENT_TYPE)], text).into_response()),
+        Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /api/v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /api/v1/openapi.json",
+    )
 }

@@ -3,6 +3,11 @@
 use axum::Json;
 use serde_json::{Value, json};
 
+use super::error::CODES;
+
+/// One-line free text: no control character (C0, DEL, C1).
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
 fn op(summary: &str, role: Option<&str>, ok: &str) -> Value {
     let mut o = json!({
         "summary": summary,
@@ -35,7 +40,11 @@ pub fn spec() -> Value {
         "content": { "application/json": { "schema": {
             "type": "object", "required": ["reason"], "additionalProperties": false,
             "properties": {
-                "reason": { "type": "string", "minLength": 1, "maxLength": 500 },
+                "reason": {
+                    "type": "string", "minLength": 1, "maxLength": gf_halt::coordinator::MAX_REASON_CHARS,
+                    "pattern": NO_CONTROLS,
+                    "description": "characters, not bytes; control characters are refused (400 invalid_field)"
+                },
                 "source": { "type": "string", "enum": ["api", "console"] }
             }
         }}}
@@ -57,10 +66,26 @@ pub fn spec() -> Value {
         "required": false,
         "content": { "application/json": { "schema": {
             "type": "object", "additionalProperties": false,
-            "properties": { "note": { "type": "string", "maxLength": 1000 } }
+            "properties": { "note": {
+                "type": "string", "maxLength": gf_halt::checklist::MAX_NOTE_CHARS, "pattern": NO_CONTROLS,
+                "description": "characters, not bytes; control characters are refused (400 invalid_field)"
+            } }
         }}}
     });
     complete["responses"]["409"] = json!({ "$ref": "#/components/responses/Error" });
+    let mut readyz = op(
+        "Health aggregate, {\"ready\": bool}; 503 when a check is unhealthy. ?verbose lists the checks and needs a viewer token unless api.public_metrics = true",
+        None,
+        "200",
+    );
+    readyz["parameters"] = json!([{ "name": "verbose", "in": "query", "required": false,
+        "description": "list every check (viewer token unless api.public_metrics = true)",
+        "schema": { "type": "string" } }]);
+    readyz["security"] = json!([{}, { "bearer": [] }]);
+    let codes: Vec<Value> = CODES
+        .iter()
+        .map(|(code, status, when)| json!({ "code": code, "status": status, "when": when }))
+        .collect();
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Gal-Friday daemon API", "version": env!("CARGO_PKG_VERSION") },
@@ -78,8 +103,8 @@ pub fn spec() -> Value {
             "/api/v1/secrets/rotate": { "post": op("Rotate exchange credentials now (tested before use)", Some("admin"), "200") },
             "/api/v1/whoami": { "get": op("The token's operator name and role", Some("viewer"), "200") },
             "/livez": { "get": op("The process is alive", None, "200") },
-            "/readyz": { "get": op("Health aggregate; 503 when a check is unhealthy (?verbose lists checks)", None, "200") },
-            "/metrics": { "get": op("Prometheus text exposition", None, "200") },
+            "/readyz": { "get": readyz },
+            "/metrics": { "get": op("Prometheus text exposition (viewer token unless api.public_metrics = true)", Some("viewer"), "200") },
             "/ws/halt-status": { "get": op("WebSocket: status on connect and on every halt-family event", Some("viewer"), "101") },
             "/ws/dashboard": { "get": op("WebSocket: a dashboard frame every second", Some("viewer"), "101") }
         },
@@ -87,7 +112,8 @@ pub fn spec() -> Value {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "responses": {
                 "Error": {
-                    "description": "error",
+                    "description": "error; `code` is one of x-error-codes",
+                    "x-error-codes": codes,
                     "content": { "application/json": { "schema": {
                         "type": "object",
                         "properties": { "error": { "type": "object", "required": ["code", "message"],

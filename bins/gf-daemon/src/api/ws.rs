@@ -4,14 +4,16 @@
 
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use gf_core::{KindSet, RecvError};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::ApiQuery;
 use super::{ApiError, authorize};
 use crate::app::Daemon;
 use crate::auth::Role;
@@ -21,13 +23,33 @@ pub(super) struct WsQuery {
     token: Option<String>,
 }
 
+/// Authenticates first (401/403 before anything else), then maps a failed handshake to
+/// `invalid_upgrade` (or `method_not_allowed`).
+fn upgrade(
+    d: &Daemon,
+    headers: &HeaderMap,
+    q: &WsQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    authorize(d, headers, q.token.as_deref(), Role::Viewer)?;
+    ws.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::METHOD_NOT_ALLOWED {
+            "method_not_allowed"
+        } else {
+            "invalid_upgrade"
+        };
+        ApiError::new(status, code, r.body_text())
+    })
+}
+
 pub(super) async fn halt_status(
     State(d): State<Daemon>,
     headers: HeaderMap,
-    Query(q): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&d, &headers, q.token.as_deref(), Role::Viewer)?;
+    let ws = upgrade(&d, &headers, &q, ws)?;
     Ok(ws.on_upgrade(move |socket| halt_status_loop(d, socket)))
 }
 
@@ -80,10 +102,10 @@ async fn halt_status_loop(d: Daemon, mut socket: WebSocket) {
 pub(super) async fn dashboard(
     State(d): State<Daemon>,
     headers: HeaderMap,
-    Query(q): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&d, &headers, q.token.as_deref(), Role::Viewer)?;
+    let ws = upgrade(&d, &headers, &q, ws)?;
     Ok(ws.on_upgrade(move |socket| dashboard_loop(d, socket)))
 }
 

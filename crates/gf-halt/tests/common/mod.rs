@@ -19,7 +19,7 @@ use gf_core::{
     OrderStatus, OrderType, Pair, Position, Side, TimeInForce, TradingGate,
 };
 use gf_exec::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef};
-use gf_halt::HaltCoordinator;
+use gf_halt::{HaltCoordinator, Journal, JournalKey};
 use gf_risk::PortfolioView;
 
 /// One call the fake received, with a global sequence number.
@@ -260,6 +260,7 @@ pub fn normal_order(i: u64) -> OrderRequest {
         reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
+        closure_seal: None,
     }
 }
 
@@ -291,11 +292,23 @@ impl Env {
         view: Arc<View>,
         clock: ManualClock,
     ) -> Self {
+        let journal = Journal::open(db, Arc::new(clock.clone()), test_key()).unwrap();
+        Self::open_journal(cfg, Arc::new(journal), exchange, view, clock)
+    }
+
+    /// A coordinator on an already opened journal (e.g. one bound to a data directory).
+    pub fn open_journal(
+        cfg: &HaltConfig,
+        journal: Arc<Journal>,
+        exchange: Arc<FakeExchange>,
+        view: Arc<View>,
+        clock: ManualClock,
+    ) -> Self {
         let gate = TradingGate::new_closed();
         let bus = EventBus::new(4096);
         let coordinator = HaltCoordinator::open(
             cfg,
-            db,
+            journal,
             gate.clone(),
             exchange.clone(),
             view.clone(),
@@ -316,6 +329,11 @@ impl Env {
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
+}
+
+/// The journal key of the tests' journals.
+pub fn test_key() -> JournalKey {
+    JournalKey::from_bytes([42; 32])
 }
 
 /// A fast config: closure retries without long waits.
