@@ -321,7 +321,8 @@ impl KrakenClient {
             &self.rest
         };
         limiter.acquire(lane, 1).await;
-        // The gate at the wire: nothing below awaits before the request is written.
+        // The gate at the wire: from here the only wait is the request itself (connect,
+        // write, answer or timeout), all of it under the permit.
         let mut permit = match admit {
             None => None,
             Some(order) => {

@@ -345,16 +345,16 @@ async fn halt_across_a_buy_on_the_wire(env: &Env) -> Instant {
     closed_at
 }
 
-/// Waits (paused time) until the portfolio is flat and no closure round is running.
-async fn until_flat(env: &Env) {
+/// Waits (paused time, at most 15 s) until the portfolio holds `qty` XRP.
+async fn until_holding(env: &Env, qty: Decimal) {
     for _ in 0..60 {
-        if position(&env.portfolio).is_zero() {
+        if position(&env.portfolio) == qty {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!(
-        "still holding {} XRP; closures: {:?}",
+        "holding {} XRP, expected {qty}; closures: {:?}",
         position(&env.portfolio),
         closure_results(&env.halt)
     );
@@ -386,7 +386,7 @@ async fn the_halt_waits_for_the_order_on_the_wire_and_flattens_its_fill() {
     let closed_at = halt_across_a_buy_on_the_wire(&env).await;
     let mut state = env.halt.watch_state();
     state.wait_for(|s| *s == HaltState::Halted).await.unwrap();
-    until_flat(&env).await;
+    until_holding(&env, Decimal::ZERO).await;
 
     assert_eq!(only_sealed_closures_after(&env, closed_at), dec!(100));
     let wire = env.double.wire();
@@ -415,17 +415,25 @@ async fn a_fill_landing_after_the_closure_reported_flat_is_closed_in_a_second_ro
     let mut state = env.halt.watch_state();
     let closed_at = halt_across_a_buy_on_the_wire(&env).await;
     state.wait_for(|s| *s == HaltState::Halted).await.unwrap();
-    until_flat(&env).await;
+    assert_eq!(
+        closure_results(&env.halt),
+        [(1, true, "nothing to close".to_owned())],
+        "the halt's own closure saw no position"
+    );
+    assert_eq!(env.double.wire().len(), 1, "no closure order yet");
 
+    // The buy executes at t0 + 3 s, its fill reaches the portfolio a second later …
+    until_holding(&env, dec!(100)).await;
+    // … and a second closure round sells it.
+    until_holding(&env, Decimal::ZERO).await;
     assert_eq!(only_sealed_closures_after(&env, closed_at), dec!(100));
     let results = closure_results(&env.halt);
     assert_eq!(results.len(), 2, "{results:?}");
     assert_eq!(
-        results[0],
-        (1, true, "nothing to close".to_owned()),
-        "the halt's own closure saw no position"
+        results[1],
+        (2, true, "1 position(s) closed".to_owned()),
+        "{results:?}"
     );
-    assert_eq!((results[1].0, results[1].1), (2, true), "{results:?}");
     // The second round started after the late fill, not before.
     let wire = env.double.wire();
     assert!(wire[1].0 >= closed_at + Duration::from_secs(2));
