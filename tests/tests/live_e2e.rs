@@ -32,6 +32,12 @@ fn pair(s: &str) -> Pair {
     Pair::new(s).unwrap()
 }
 
+/// A client order id in the form the daemon generates: 32 hex digits (a UUID's simple
+/// form, which Kraken accepts as `cl_ord_id`).
+fn kraken_uuid(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 async fn mock_kraken() -> MockKrakenHandle {
     assert_eq!(API_KEY.len(), 56);
     MockKraken::start(MockConfig {
@@ -90,7 +96,8 @@ fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.exchange.rest_url = rest_url.into();
     cfg.exchange.tier = "pro".into();
-    cfg.exchange.dead_man_switch_secs = 4;
+    // The shortest switch `config check` accepts on the pro tier.
+    cfg.exchange.dead_man_switch_secs = 8;
     cfg.market.ws_url = ws_url.into();
     cfg.secrets.provider = SecretProviderKind::Env;
     cfg
@@ -124,6 +131,8 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = live_config(dir.path(), &kraken.url(), &ws.url());
     cfg.exchange.disarm_on_shutdown = true;
+    // Live runs no strategy unless one is chosen explicitly.
+    cfg.strategy.kind = Some(gf_core::config::StrategyKind::HoldLong);
     let running = start_with_env(
         cfg,
         Scenario::Crash,
@@ -194,7 +203,7 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     for b in &buys {
         assert_eq!(param(b, "type"), Some("buy"), "{b:?}");
         assert_eq!(param(b, "reduce_only"), None, "{b:?}");
-        assert!(param(b, "cl_ord_id").is_some_and(|c| c.starts_with("hold_long-")));
+        assert!(param(b, "cl_ord_id").is_some_and(kraken_uuid), "{b:?}");
         *bought
             .entry(param(b, "pair").unwrap().to_owned())
             .or_default() += param(b, "volume").unwrap().parse::<Decimal>().unwrap();
@@ -204,23 +213,21 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     let armed = requests[..cancel_all].iter().any(|r| {
         r.endpoint == "CancelAllOrdersAfter"
             && r.outcome == "ok"
-            && param(r, "timeout") == Some("4")
+            && param(r, "timeout") == Some("8")
     });
     assert!(armed, "no CancelAllOrdersAfter before the halt");
 
-    // Closure: reduce-only sells after the CancelAll, as much as was bought, per pair.
+    // Closure: plain sells (a spot account has no margin position for reduce-only) after
+    // the CancelAll, of what the balances held: as much as was bought, per pair.
     let mut closed: BTreeMap<String, Decimal> = BTreeMap::new();
     for r in requests[cancel_all..]
         .iter()
         .filter(|r| r.endpoint == "AddOrder" && r.outcome == "ok")
     {
-        assert_eq!(param(r, "reduce_only"), Some("true"), "{r:?}");
+        assert_eq!(param(r, "reduce_only"), None, "{r:?}");
         assert_eq!(param(r, "type"), Some("sell"), "{r:?}");
         assert_eq!(param(r, "ordertype"), Some("market"), "{r:?}");
-        assert!(
-            param(r, "cl_ord_id").is_some_and(|c| c.starts_with("gfh-")),
-            "{r:?}"
-        );
+        assert!(param(r, "cl_ord_id").is_some_and(kraken_uuid), "{r:?}");
         *closed
             .entry(param(r, "pair").unwrap().to_owned())
             .or_default() += param(r, "volume").unwrap().parse::<Decimal>().unwrap();
@@ -297,8 +304,8 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     let text = serde_json::to_string(&audit.iter().map(|r| &r.detail).collect::<Vec<_>>()).unwrap();
     assert!(!text.contains(DEFAULT_SECRET_B64) && !text.contains(API_KEY));
 
-    // Halted, the keeper no longer refreshes the switch but leaves it armed (Kraken
-    // cancels whatever might still rest); a clean shutdown disarms it as configured.
+    // Halted, the keeper goes on refreshing the switch while the daemon lives (a `hold`
+    // halt keeps resting orders); a clean shutdown disarms it as configured.
     assert!(kraken.dead_man_trigger().is_some());
     running.stop().await;
     assert_eq!(kraken.dead_man_trigger(), None);

@@ -156,6 +156,9 @@ pub struct Status {
     pub resumed_by: Option<String>,
     /// A journal problem the daemon reports.
     pub journal_problem: Option<String>,
+    /// Kraken's trading mode (`online`, `maintenance`, `cancel_only`, `post_only`,
+    /// `unknown`); `None` in paper mode.
+    pub exchange_status: Option<String>,
 }
 
 /// One recovery checklist item.

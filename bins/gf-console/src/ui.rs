@@ -367,6 +367,25 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
         }
         (_, None) => lines.push(Line::raw("Halted (no halt details).")),
     }
+    if let Some(venue) = state
+        .status
+        .exchange_status
+        .as_deref()
+        .filter(|v| *v != "online")
+    {
+        let what = match venue {
+            "cancel_only" => "only cancels and halt closures pass",
+            "post_only" => "only post-only orders: none of ours pass",
+            _ => "no order passes",
+        };
+        lines.insert(
+            0,
+            Line::styled(
+                format!("KRAKEN {}: {what}", venue.to_uppercase()),
+                Style::new().fg(Color::Yellow).bold(),
+            ),
+        );
+    }
     if let Some(problem) = &state.status.journal_problem {
         lines.insert(
             0,
@@ -1071,6 +1090,20 @@ mod tests {
         let mut s = console(HaltState::Halted);
         s.status.journal_problem = Some("hash chain broken at record 12".into());
         assert!(draw(&s, (80, 24)).contains("JOURNAL PROBLEM: hash chain broken"));
+    }
+
+    #[test]
+    fn the_exchange_mode_is_shown_unless_online() {
+        let mut s = console(HaltState::Running);
+        s.status.exchange_status = Some("online".into());
+        assert!(!draw(&s, (80, 24)).contains("KRAKEN"));
+        s.status.exchange_status = Some("cancel_only".into());
+        assert!(draw(&s, (80, 24)).contains("KRAKEN CANCEL_ONLY"));
+        let wide = draw(&s, (160, 48));
+        assert!(
+            wide.contains("KRAKEN CANCEL_ONLY: only cancels and halt closures pass"),
+            "{wide}"
+        );
     }
 
     #[test]

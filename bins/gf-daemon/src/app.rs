@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use gf_core::config::StrategyKind;
 use gf_core::{
     Config, Event, EventBus, EventKind, KindSet, Mode, OrderPurpose, OrderRequest, OrderType,
     Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
@@ -26,7 +27,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Role, TokenStore};
-use crate::strategy::{EmaCross, HoldLong, Signal, Strategy};
+use crate::strategy::{EmaCross, HoldLong, NoStrategy, Signal, Strategy};
 
 /// The bundled recordings, embedded so the binary runs from anywhere.
 const PAPER_FIXTURE: &[u8] = include_bytes!("../../../fixtures/market/paper.jsonl");
@@ -84,6 +85,9 @@ pub struct Daemon {
     pub live: Option<Arc<crate::live::Live>>,
     /// The supervised tasks and their states (the `tasks` health check reads it).
     pub tasks: crate::supervise::TaskHealth,
+    /// Paper mode: the paper exchange's book feed, spawned by [`build_with`] and handed to
+    /// the supervisor by [`spawn_tasks`] (its fills depend on it).
+    paper_feed: Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -200,6 +204,7 @@ pub fn build_with(
         tracing::info!("restored portfolio and drawdowns from the journal");
     }
 
+    let paper_feed = Arc::new(parking_lot::Mutex::new(None));
     let exchange: Arc<dyn Exchange> = if let Some(l) = &live {
         // Gated at the wire by the client itself, on the same gate.
         l.exchange()
@@ -208,7 +213,7 @@ pub fn build_with(
             paper_cfg,
             Publisher::new(Some(bus.clone()), clock.clone(), Source::Paper),
         ));
-        paper.spawn_feed(&bus);
+        *paper_feed.lock() = Some(paper.spawn_feed(&bus));
         Arc::new(GatedExchange::new(
             paper,
             gate.clone(),
@@ -307,6 +312,7 @@ pub fn build_with(
             shutdown: CancellationToken::new(),
             live: live.map(Arc::new),
             tasks,
+            paper_feed,
         },
         new_token,
     ))
@@ -340,6 +346,11 @@ pub fn spawn_tasks(
             let _ = stop_tx.send(());
             Ok(())
         }));
+    }
+
+    // Paper mode: the paper exchange's book feed (a dead feed would fill at stale prices).
+    if let Some(feed) = daemon.paper_feed.lock().take() {
+        tasks.push(sup.watch_abort_at_shutdown("paper_feed", feed));
     }
 
     // Risk: marks, fills, drawdown.
@@ -532,6 +543,10 @@ async fn run_strategy(
     Ok(())
 }
 
+/// Journal kind of the record mapping a strategy order's client order id to its strategy
+/// and signal sequence number.
+pub const CLIENT_ORDER_ID_KIND: &str = "client_order_id";
+
 /// Turns a signal into an order: sized by gf-risk, checked, sent through the gate.
 pub async fn execute_signal(
     d: &Daemon,
@@ -557,34 +572,57 @@ pub async fn execute_signal(
         .portfolio
         .read(|p| p.mark(&signal.pair))
         .map_or(signal.entry, |m| m.price);
-    let (qty, reduce_only) = match (signal.side, signal.stop) {
+    // An exit sells the holding as a plain sell, never `reduce_only`: on a spot account
+    // there is no margin position for it to reduce, and Kraken rejects a reduce-only order
+    // without one.
+    let qty = match (signal.side, signal.stop) {
         (Side::Buy, Some(stop)) => match d.portfolio.size(
             &signal.pair,
             Side::Buy,
             reference,
             stop * reference / signal.entry,
         ) {
-            Ok(q) => (q, false),
+            Ok(q) => q,
             Err(refusal) => {
                 tracing::info!(pair = %signal.pair, reason = %refusal, "signal not sized");
                 return;
             }
         },
-        (Side::Sell, None) if position > Decimal::ZERO => (position, true),
+        (Side::Sell, None) if position > Decimal::ZERO => position,
         _ => return,
     };
+    // 128 random bits as 32 hex digits: a `cl_ord_id` Kraken accepts (a UUID's simple
+    // form), unlike readable text that outgrows Kraken's 18 characters. The id is
+    // journaled with its strategy and signal before the order can reach the exchange.
+    let client_order_id = gf_core::ClientOrderId::from_u128(rand::random::<u128>());
+    if let Err(e) = d
+        .halt
+        .record(
+            CLIENT_ORDER_ID_KIND,
+            strategy,
+            serde_json::json!({
+                "client_order_id": client_order_id,
+                "strategy": strategy,
+                "signal_seq": seq,
+                "pair": signal.pair,
+                "side": signal.side,
+            }),
+        )
+        .await
+    {
+        // A failed journal write halts through the journal's hook; place nothing.
+        tracing::warn!(order = %client_order_id, cause = %e, "order id not journaled: not placed");
+        return;
+    }
     let order = OrderRequest {
-        client_order_id: gf_core::ClientOrderId::new(format!(
-            "{strategy}-{}-{seq}",
-            d.clock.now().timestamp_millis()
-        )),
+        client_order_id,
         pair: signal.pair.clone(),
         side: signal.side,
         order_type: OrderType::Market,
         qty,
         limit_price: None,
         time_in_force: TimeInForce::Ioc,
-        reduce_only,
+        reduce_only: false,
         user_ref: None,
         purpose: OrderPurpose::Normal,
         closure_seal: None,
@@ -620,6 +658,18 @@ pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
     match scenario {
         Scenario::Crash => Box::new(HoldLong::default()),
         Scenario::Normal | Scenario::Gap => Box::new(EmaCross::default()),
+    }
+}
+
+/// The strategy `config` chooses ([`gf_core::config::StrategyConfig::effective`]): the
+/// configured kind, else none in live mode, else (paper) the scenario's example.
+#[must_use]
+pub fn chosen_strategy(config: &Config, scenario: Scenario) -> Box<dyn Strategy> {
+    match config.strategy.effective(config.general.mode) {
+        Some(StrategyKind::None) => Box::new(NoStrategy),
+        Some(StrategyKind::EmaCross) => Box::new(EmaCross::default()),
+        Some(StrategyKind::HoldLong) => Box::new(HoldLong::default()),
+        None => strategy_for(scenario),
     }
 }
 
@@ -696,7 +746,7 @@ pub async fn start_with_env(
     let listener = crate::api::server::bind(daemon.config.api.bind)
         .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
     let addr = listener.local_addr()?;
-    let tasks = spawn_tasks(&daemon, scenario, strategy_for(scenario));
+    let tasks = spawn_tasks(&daemon, scenario, chosen_strategy(&daemon.config, scenario));
     let router = crate::api::router(daemon.clone());
     // Supervised like every task: an API that stops serving halts the daemon.
     let server = crate::supervise::Supervisor::for_daemon(&daemon).watch(
@@ -804,6 +854,19 @@ fn print_banner(d: &Daemon, addr: std::net::SocketAddr, token: Option<&str>, sce
             .join(", ")
     );
     println!("  state      {}", d.halt.state());
+    let strategy = chosen_strategy(&d.config, scenario);
+    if strategy.name() == NoStrategy.name() {
+        println!(
+            "  strategy   none (orders come only from the halt's closure; choose one with strategy.kind or --strategy)"
+        );
+    } else {
+        let how = if d.config.strategy.kind.is_some() {
+            "chosen explicitly"
+        } else {
+            "the paper scenario's example"
+        };
+        println!("  strategy   {} ({how})", strategy.name());
+    }
     println!("  API        http://{addr}/api/v1/halt/status");
     println!("  dashboard  http://{addr}/dashboard");
     println!("  metrics    http://{addr}/metrics");

@@ -7,14 +7,23 @@
 //! `Balance` call (refusing to start when any of that fails), builds the REST client that
 //! reads the credentials through the rotating handle on every request and checks the
 //! venue's [`gf_core::TradingGate`] (closed until the halt coordinator opens it) where
-//! each order is written, learns the pairs' names and precisions (`AssetPairs`), and
-//! reads the account balance that seeds the portfolio's starting cash. [`crate::app`]
+//! each order is written, learns the pairs' names and precisions (`AssetPairs`), reads
+//! Kraken's `SystemStatus`, reads the account balance that seeds the portfolio's starting
+//! cash, and reconciles the account ([`reconcile_startup`]: open orders cancelled or
+//! adopted per `exchange.unknown_orders`, journaled as [`RECONCILIATION_KIND`]). [`crate::app`]
 //! then composes the daemon around that gate and the gated exchange [`Live::exchange`]
 //! hands out (there is no accessor to the ungated client), and
 //! [`Live::spawn`] starts the live tasks: the WebSocket source for `market.pairs`, the
 //! order-status sync that turns executions into fills, the dead man's switch keeper
 //! (`exchange.dead_man_switch_secs`) and the rotation watcher. Every credential access and
 //! rotation is journaled through [`JournalAudit`].
+//!
+//! Kraken's own trading mode is followed: `SystemStatus` is read at start-up (retried with
+//! backoff like every public start-up call, [`retry_public`]) and the WebSocket `status`
+//! channel reports every change ([`gf_core::Payload::ExchangeStatus`]). The mode is
+//! enforced where orders pass ([`gf_exec::gated::VenueMode`]: `cancel_only` lets only
+//! cancels and sealed closures through, `post_only` no order of ours) and `maintenance`
+//! (or an undocumented mode) halts through the `exchange_status` condition.
 //!
 //! Operators: give the API key a *nonce window* on Kraken. Several tasks sign at once
 //! (strategy, halt, order sync, dead man's switch, health check); nonces are strictly
@@ -27,8 +36,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use gf_core::{Config, EventBus, SharedClock, Source, TradingGate};
+use gf_core::event::ExchangeSystem;
+use gf_core::{
+    Config, Event, EventBus, EventKind, KindSet, Payload, SharedClock, Source, TradingGate,
+};
 use gf_exec::events::Publisher;
+use gf_exec::gated::VenueMode;
 use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
 use gf_halt::Journal;
 use gf_market::{ClientConfig, MarketSource};
@@ -52,8 +65,121 @@ use crate::supervise::{Ending, Supervisor};
 /// while some are still open, so an idle daemon spends nothing on it).
 pub const ORDER_SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Start-up public calls (`AssetPairs`, `SystemStatus`) are tried this many times, with
+/// [`gf_market::Backoff`] (full jitter) between attempts, before live mode gives up.
+pub const STARTUP_ATTEMPTS: u32 = 5;
+/// The first backoff bound between start-up attempts (doubling up to
+/// [`STARTUP_BACKOFF_MAX`]).
+pub const STARTUP_BACKOFF: Duration = Duration::from_millis(250);
+/// The largest backoff bound between start-up attempts.
+pub const STARTUP_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+/// Calls `call` until it succeeds, fails with an error that retrying cannot fix, or
+/// [`STARTUP_ATTEMPTS`] attempts failed; waits `backoff`'s next delay in between (the
+/// reconnect backoff of the market feed: one implementation of the mechanism).
+///
+/// # Errors
+/// The last error.
+pub async fn retry_public<T, F, Fut>(
+    endpoint: &str,
+    backoff: &mut gf_market::Backoff,
+    mut call: F,
+) -> Result<T, gf_exec::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, gf_exec::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && attempt < STARTUP_ATTEMPTS => {
+                let delay = backoff.next_delay();
+                tracing::warn!(endpoint, attempt, cause = %e, ?delay, "start-up call failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Journal record kind of a credential access or rotation.
 pub const AUDIT_KIND: &str = "credential_audit";
+
+/// Journal record kind of what live start-up found on the account and did about it.
+pub const RECONCILIATION_KIND: &str = "startup_reconciliation";
+
+/// Start-up reconciliation, before the gate can open: reads the orders open on the
+/// account and the most recent closed ones, cancels or adopts every open order
+/// (`exchange.unknown_orders`; this process placed none of them yet), and notes the
+/// traded base assets the account holds. Returns the journal record's detail.
+///
+/// # Errors
+/// A failed read, or a cancel Kraken did not confirm (live mode then refuses to start:
+/// an order it could neither cancel nor account for would trade unseen).
+pub async fn reconcile_startup(
+    client: &KrakenClient,
+    policy: gf_core::config::UnknownOrders,
+    pairs: &[gf_core::Pair],
+    balances: &BTreeMap<String, Decimal>,
+) -> Result<serde_json::Value, gf_exec::Error> {
+    use gf_core::config::UnknownOrders;
+    let describe = |o: &gf_exec::OrderInfo| {
+        serde_json::json!({
+            "txid": o.order_id,
+            "cl_ord_id": o.client_order_id,
+            "pair": o.pair,
+            "side": o.side,
+            "type": o.order_type,
+            "qty": o.qty,
+            "filled": o.filled_qty,
+            "limit_price": o.limit_price,
+            "status": o.status,
+        })
+    };
+    let mut open = Vec::new();
+    for (info, cost, fee) in client.open_orders_with_cost().await? {
+        let mut entry = describe(&info);
+        match policy {
+            UnknownOrders::Cancel => {
+                client
+                    .cancel_order(&gf_exec::OrderRef::Exchange(info.order_id.clone()))
+                    .await?;
+                tracing::warn!(txid = %info.order_id, pair = %info.pair, "start-up: cancelled an open order this process did not place");
+                entry["action"] = "cancelled".into();
+            }
+            UnknownOrders::Adopt => {
+                let id = client.adopt_order(&info, cost, fee);
+                tracing::warn!(txid = %info.order_id, pair = %info.pair, cl_ord_id = %id, "start-up: adopted an open order this process did not place");
+                entry["action"] = "adopted".into();
+                entry["tracked_as"] = serde_json::json!(id);
+            }
+        }
+        open.push(entry);
+    }
+    let closed: Vec<serde_json::Value> = client
+        .recent_closed_orders()
+        .await?
+        .iter()
+        .map(|(o, _, _)| describe(o))
+        .collect();
+    let held: BTreeMap<&str, Decimal> = pairs
+        .iter()
+        .filter_map(|p| {
+            balances
+                .get(p.base())
+                .filter(|q| !q.is_zero())
+                .map(|q| (p.base(), *q))
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "unknown_orders": policy,
+        "open_orders": open,
+        "recent_closed_orders": closed,
+        "held": held,
+    }))
+}
 
 /// Why live mode could not start. Messages name the setting or field, never a value, and
 /// carry their cause inline (one line, however the error is printed).
@@ -195,6 +321,10 @@ pub struct Live {
     rotation_poll: Option<Duration>,
     dead_man: Option<DeadManConfig>,
     market: ClientConfig,
+    /// Kraken's trading mode, enforced by the gated exchange.
+    venue: VenueMode,
+    /// What start-up reconciliation found and did, journaled on attach.
+    reconciliation: Mutex<Option<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -213,12 +343,16 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     /// Loads the credentials (`[secrets]`, environment variables through `env`), tests
-    /// them against `exchange.rest_url`, and reads the account balance. Nothing trades yet.
+    /// them against `exchange.rest_url`, reads `AssetPairs` and `SystemStatus` (retried,
+    /// [`retry_public`]) and the account balance, and reconciles the account
+    /// ([`reconcile_startup`]). Nothing trades yet.
     ///
     /// # Errors
     /// [`LiveError::Credentials`] for provider `none`, a missing or malformed field (the
     /// message names it, never its value) or credentials the exchange refuses;
-    /// [`LiveError::Exchange`] for an unusable REST setting or a failed balance call;
+    /// [`LiveError::Exchange`] for an unusable REST setting, public calls that kept
+    /// failing, a failed balance or order read, or an unknown order that could not be
+    /// cancelled;
     /// [`LiveError::Market`] for an unusable `market.ws_url` or depth;
     /// [`LiveError::UnknownPairs`] when Kraken does not list a configured pair.
     pub async fn connect(
@@ -271,14 +405,16 @@ impl Live {
             )?
             .with_gate(gate.clone()),
         );
-        let exchange: Arc<dyn Exchange> =
-            Arc::new(Arc::clone(&client).into_gated(Publisher::new(
-                Some(bus.clone()),
-                clock,
-                Source::Exec,
-            ))?);
+        // Nothing passes until Kraken said it trades: `SystemStatus` below sets the mode.
+        let venue = VenueMode::new(ExchangeSystem::Unknown);
+        let exchange: Arc<dyn Exchange> = Arc::new(
+            Arc::clone(&client)
+                .into_gated(Publisher::new(Some(bus.clone()), clock, Source::Exec))?
+                .with_venue_mode(venue.clone()),
+        );
+        let mut backoff = gf_market::Backoff::new(STARTUP_BACKOFF, STARTUP_BACKOFF_MAX);
         // Kraken's names, precisions and minimums of the traded pairs.
-        let listed = client.asset_pairs().await?;
+        let listed = retry_public("AssetPairs", &mut backoff, || client.asset_pairs()).await?;
         let missing: Vec<String> = config
             .market
             .pairs
@@ -289,7 +425,22 @@ impl Live {
         if !missing.is_empty() {
             return Err(LiveError::UnknownPairs(missing));
         }
+        let system = retry_public("SystemStatus", &mut backoff, || client.system_status()).await?;
+        venue.set(system);
+        if system == ExchangeSystem::Online {
+            tracing::info!(%system, "kraken SystemStatus");
+        } else {
+            tracing::warn!(%system, "kraken is not online: orders are refused per its mode and maintenance halts");
+        }
         let balances = client.balances().await?;
+        let mut reconciliation = reconcile_startup(
+            &client,
+            config.exchange.unknown_orders,
+            &config.market.pairs,
+            &balances,
+        )
+        .await?;
+        reconciliation["system_status"] = serde_json::json!(system);
         Ok(Self {
             client,
             gate,
@@ -301,7 +452,16 @@ impl Live {
             rotation_poll: gf_secrets::cli::poll_interval(&config.secrets),
             dead_man,
             market,
+            venue,
+            reconciliation: Mutex::new(Some(reconciliation)),
         })
+    }
+
+    /// Kraken's trading mode as last reported (`SystemStatus` at start, then the
+    /// WebSocket `status` channel).
+    #[must_use]
+    pub fn exchange_status(&self) -> ExchangeSystem {
+        self.venue.get()
     }
 
     /// The bus the client publishes on; the daemon is composed around it.
@@ -358,8 +518,13 @@ impl Live {
     }
 
     /// Journals credential audit records into `journal` from now on (and those of the
-    /// startup load).
+    /// startup load), after the start-up reconciliation record.
     pub fn attach_journal(&self, journal: Arc<Journal>) {
+        if let Some(found) = self.reconciliation.lock().take()
+            && let Err(e) = journal.append(RECONCILIATION_KIND, "startup", &found)
+        {
+            tracing::error!(cause = %e, "journaling the start-up reconciliation failed");
+        }
         self.audit.attach(journal);
     }
 
@@ -389,6 +554,59 @@ impl Live {
         let mut tasks = Vec::new();
         let token = daemon.shutdown.clone();
 
+        // Kraken's own status: `maintenance` (or an undocumented mode) halts, and resume is
+        // refused until it is `online` again; every report also sets the mode the gated
+        // exchange enforces, then goes to the halt coordinator (whose bus subscription was
+        // made before this condition existed). The start-up reading goes first.
+        let initial = self.venue.get();
+        daemon.halt.register_condition(
+            Box::new(gf_halt::condition::ExchangeStatus::new(
+                initial,
+                "rest SystemStatus at start-up",
+            )),
+            daemon.config.halt.behaviour,
+        );
+        let mut statuses = daemon
+            .bus
+            .subscribe(KindSet::of(&[EventKind::ExchangeStatus]));
+        daemon.bus.publish(Event::new(
+            daemon.clock.now(),
+            Source::Exec,
+            Payload::ExchangeStatus {
+                system: initial,
+                detail: "rest SystemStatus at start-up".into(),
+            },
+        ));
+        tasks.push(sup.spawn("exchange_status", Ending::AtShutdown, {
+            let (venue, token, halt) = (self.venue.clone(), token.clone(), daemon.halt.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = token.cancelled() => return Ok(()),
+                        ev = statuses.recv() => match ev {
+                            Ok(ev) => {
+                                if let Payload::ExchangeStatus { system, detail } = &ev.payload {
+                                    if venue.get() != *system {
+                                        tracing::warn!(%system, %detail, "kraken trading mode changed");
+                                    }
+                                    venue.set(*system);
+                                    halt.on_event(&ev).await;
+                                }
+                            }
+                            // A lossless kind: a lag skips only other kinds' events.
+                            Err(gf_core::bus::RecvError::Lagged { .. }) => {}
+                            // A closed bus ends the daemon; fail closed until then.
+                            Err(e @ gf_core::bus::RecvError::Closed) => {
+                                venue.set(ExchangeSystem::Unknown);
+                                anyhow::bail!("exchange status subscription ended: {e}");
+                            }
+                        },
+                    }
+                }
+            }
+        }));
+
         // Market data from the Kraken WebSocket.
         tasks.push(sup.spawn("market_ws", Ending::AtShutdown, {
             let cfg = self.market.clone();
@@ -409,11 +627,11 @@ impl Live {
         let sync = self.client.spawn_order_sync(ORDER_SYNC_EVERY);
         tasks.push(sup.watch_abort_at_shutdown("order_sync", sync));
 
-        // The exchange-side dead man's switch, armed while the gate is open.
+        // The exchange-side dead man's switch, refreshed while the daemon lives, halted or
+        // not (docs/runbook.md, "Going live"), disarmed at a clean shutdown if configured.
         if let Some(cfg) = self.dead_man {
             let keeper = DeadManSwitch::spawn(
                 daemon.exchange.clone(),
-                daemon.gate.clone(),
                 cfg,
                 Publisher::new(Some(daemon.bus.clone()), daemon.clock.clone(), Source::Exec),
             );
@@ -518,6 +736,46 @@ mod tests {
             "{outcomes:?}"
         );
         server.shutdown().await;
+    }
+
+    /// Retryable failures are retried with the backoff up to [`STARTUP_ATTEMPTS`] times;
+    /// one that retrying cannot fix returns at once; a success ends the retries.
+    #[tokio::test(start_paused = true)]
+    async fn start_up_calls_are_retried_with_backoff_then_given_up() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let backoff = || gf_market::Backoff::with_seed(STARTUP_BACKOFF, STARTUP_BACKOFF_MAX, 7);
+        let down = || gf_exec::Error::Network {
+            endpoint: "AssetPairs".into(),
+            message: "connection refused".into(),
+        };
+
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let result: Result<(), _> = retry_public("AssetPairs", &mut backoff(), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(down()) }
+        })
+        .await;
+        assert!(matches!(result, Err(gf_exec::Error::Network { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), STARTUP_ATTEMPTS);
+        assert!(started.elapsed() <= STARTUP_BACKOFF_MAX * STARTUP_ATTEMPTS);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retry_public("AssetPairs", &mut backoff(), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(gf_exec::Error::UnknownOrder("x".into())) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retryable: tried once");
+
+        let calls = AtomicU32::new(0);
+        let result = retry_public("AssetPairs", &mut backoff(), || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n < 2 { Err(down()) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2, "the third attempt succeeded");
     }
 
     fn record(action: &str) -> AuditRecord {

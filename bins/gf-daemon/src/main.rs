@@ -76,6 +76,10 @@ enum Command {
         /// Trade live on Kraken (needs credentials from a secret provider).
         #[arg(long)]
         live: bool,
+        /// Strategy to run: none, ema_cross or hold_long (overrides strategy.kind). Live
+        /// mode runs none unless one is chosen here or in the configuration.
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<gf_core::config::StrategyKind>,
     },
     /// Shows the halt state.
     Status(ClientArgs),
@@ -295,6 +299,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_strategy(text: &str) -> Result<gf_core::config::StrategyKind, String> {
+    text.parse()
+}
+
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Launch {
@@ -304,6 +312,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             bind,
             speed,
             live,
+            strategy,
         } => {
             // First: from here on no handled signal (SIGHUP, SIGUSR2, …) can kill the
             // process with its default action, even while it starts.
@@ -324,6 +333,9 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             if live {
                 cfg.general.mode = gf_core::Mode::Live;
+            }
+            if let Some(kind) = strategy {
+                cfg.strategy.kind = Some(kind);
             }
             cfg.validate()?;
             gf_daemon::app::launch(

@@ -1,5 +1,6 @@
-//! Where signals come from: the [`Strategy`] trait, and [`EmaCross`], the small example
-//! strategy the paper daemon runs so that it actually trades.
+//! Where signals come from: the [`Strategy`] trait, [`EmaCross`] and [`HoldLong`], the
+//! small example strategies the paper daemon runs so that it actually trades, and
+//! [`NoStrategy`], which a live daemon runs unless one is chosen explicitly.
 //!
 //! A strategy sees market-data events and the current position of each pair and answers
 //! with [`Signal`]s. It never places orders: the daemon sizes each signal with gf-risk,
@@ -201,6 +202,27 @@ impl Strategy for HoldLong {
             entry: price,
             stop: Some(price * (Decimal::ONE - self.stop_pct / Decimal::ONE_HUNDRED)),
         })
+    }
+}
+
+/// No strategy: it never signals, so the daemon places no order of its own — orders come
+/// only from the halt's closure. What a live daemon runs unless a strategy is chosen
+/// explicitly (`strategy.kind`, `launch --strategy`).
+///
+/// ```
+/// use gf_daemon::strategy::{NoStrategy, Strategy};
+/// assert_eq!(NoStrategy.name(), "none");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoStrategy;
+
+impl Strategy for NoStrategy {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    fn on_market(&mut self, _event: &Event, _position: Qty) -> Option<Signal> {
+        None
     }
 }
 

@@ -119,6 +119,74 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Metrics, alerts and health checks.
     pub monitor: MonitorConfig,
+    /// Which strategy runs inside the daemon.
+    pub strategy: StrategyConfig,
+}
+
+/// `[strategy]`: the signal source inside the daemon. Gal-Friday is the safety layer; the
+/// bundled strategies are examples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    /// `none`, `ema_cross` or `hold_long` (`gf-daemon launch --strategy` overrides it).
+    /// Unset: paper mode runs its scenario's example; live mode runs none — a live daemon
+    /// trades only a strategy chosen explicitly.
+    pub kind: Option<StrategyKind>,
+}
+
+impl StrategyConfig {
+    /// The strategy that runs in `mode`: the configured one, else none in live mode;
+    /// `None` in paper mode means the scenario's example.
+    #[must_use]
+    pub fn effective(&self, mode: Mode) -> Option<StrategyKind> {
+        match (self.kind, mode) {
+            (Some(kind), _) => Some(kind),
+            (None, Mode::Live) => Some(StrategyKind::None),
+            (None, Mode::Paper) => None,
+        }
+    }
+}
+
+/// The strategies the daemon can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// No strategy: the daemon places no order of its own (orders come only from the
+    /// halt's closure).
+    None,
+    /// The example EMA crossover (long only).
+    EmaCross,
+    /// The example buy-and-hold.
+    HoldLong,
+}
+
+impl StrategyKind {
+    /// The name in configuration and on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::EmaCross => "ema_cross",
+            Self::HoldLong => "hold_long",
+        }
+    }
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StrategyKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::None, Self::EmaCross, Self::HoldLong]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown strategy {s:?}: use none, ema_cross or hold_long"))
+    }
 }
 
 /// `[general]`
@@ -276,6 +344,23 @@ pub struct ExchangeConfig {
     pub paper_maker_fee_pct: Decimal,
     /// Paper exchange starting balances per asset.
     pub paper_balances: BTreeMap<String, Decimal>,
+    /// What live start-up does with orders already open on the account (left by a
+    /// previous run or placed by hand): `cancel` (default) or `adopt`.
+    pub unknown_orders: UnknownOrders,
+}
+
+/// `exchange.unknown_orders`: what live start-up does with open orders it finds on the
+/// account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownOrders {
+    /// Cancel every one before the gate can open (fail closed: nothing trades on an intent
+    /// this process does not know).
+    #[default]
+    Cancel,
+    /// Keep them and track them like orders this daemon placed: their fills change the
+    /// positions, a halt cancels them.
+    Adopt,
 }
 
 impl Default for ExchangeConfig {
@@ -289,8 +374,95 @@ impl Default for ExchangeConfig {
             paper_taker_fee_pct: Decimal::new(40, 2),
             paper_maker_fee_pct: Decimal::new(25, 2),
             paper_balances: BTreeMap::from([("USD".to_owned(), Decimal::new(100_000, 0))]),
+            unknown_orders: UnknownOrders::Cancel,
         }
     }
+}
+
+/// Kraken's REST API counter of a verification tier: the maximum, in points, and the decay,
+/// in thousandths of a point per second (docs.kraken.com, "Spot REST Rate Limits": Starter
+/// max 15, −0.33/s; Intermediate max 20, −0.5/s; Pro max 20, −1/s). `None` for an unknown
+/// tier.
+#[must_use]
+pub fn kraken_rest_counter(tier: &str) -> Option<(u32, u32)> {
+    match tier {
+        "starter" => Some((15, 330)),
+        "intermediate" => Some((20, 500)),
+        "pro" => Some((20, 1000)),
+        _ => None,
+    }
+}
+
+/// The REST counter's shares (gf-exec's rate limiter lanes): the dead man's switch refresh
+/// gets what it needs but at most half the decay; of the rest, halt traffic gets this many
+/// percent …
+pub const REST_PRIORITY_SHARE_PCT: u64 = 10;
+/// … order-status sync this many percent, and everything else the remainder.
+pub const REST_SYNC_SHARE_PCT: u64 = 65;
+/// The slowest order-status sync `config check` accepts, in thousandths of a poll per
+/// second (100: a poll every 10 s, i.e. fills seen within 10 s of execution).
+pub const MIN_SYNC_MILLI_PER_SEC: u64 = 100;
+
+/// How often the dead man's switch is refreshed for a `timeout_secs`: every quarter of it
+/// (Kraken suggests refreshing a 60 s timeout every 15–30 s), at least every second.
+#[must_use]
+pub fn dead_man_refresh_secs(timeout_secs: u64) -> u64 {
+    (timeout_secs / 4).max(1)
+}
+
+/// Thousandths of a point per second the dead man's switch needs for `timeout_secs`, and
+/// what order-status sync gets beside it, on a counter decaying at `decay_milli_per_sec`:
+/// `(needed, sync)`. The switch's lane is capped at half the decay.
+#[must_use]
+pub fn rest_budget(timeout_secs: u64, decay_milli_per_sec: u64) -> (u64, u64) {
+    let needed = if timeout_secs == 0 {
+        0
+    } else {
+        1000u64.div_ceil(dead_man_refresh_secs(timeout_secs))
+    };
+    let granted = needed.min(decay_milli_per_sec / 2);
+    let sync = (decay_milli_per_sec - granted) * REST_SYNC_SHARE_PCT / 100;
+    (needed, sync)
+}
+
+/// `None` when the tier can sustain a dead man's switch of `timeout_secs` beside the
+/// minimum order-status sync; otherwise why not, naming the numbers.
+fn dead_man_budget_problem(tier: &str, timeout_secs: u64) -> Option<String> {
+    let (_, decay) = kraken_rest_counter(tier)?;
+    let decay = u64::from(decay);
+    let fits = |t: u64| {
+        let (needed, sync) = rest_budget(t, decay);
+        needed <= decay / 2 && sync >= MIN_SYNC_MILLI_PER_SEC
+    };
+    if timeout_secs == 0 || fits(timeout_secs) {
+        return None;
+    }
+    let (needed, sync) = rest_budget(timeout_secs, decay);
+    let shortest = (1..=86_400).find(|t| fits(*t)).unwrap_or(86_400);
+    let per_sec = |milli: u64| format!("{}.{:03}/s", milli / 1000, milli % 1000);
+    let refresh = dead_man_refresh_secs(timeout_secs);
+    let problem = if needed > decay / 2 {
+        format!(
+            "refreshed every {refresh} s it needs {} of the REST counter, more than the {} \
+             (half the decay) its lane may use",
+            per_sec(needed),
+            per_sec(decay / 2)
+        )
+    } else {
+        format!(
+            "refreshed every {refresh} s it needs {} and leaves order-status sync {}",
+            per_sec(needed),
+            per_sec(sync)
+        )
+    };
+    Some(format!(
+        "on tier {tier} the REST counter decays {}; {problem}, while order-status sync needs \
+         at least {} (a poll every {} s) to see fills: use at least {shortest} s on {tier}, \
+         or a higher tier",
+        per_sec(decay),
+        per_sec(MIN_SYNC_MILLI_PER_SEC),
+        1000 / MIN_SYNC_MILLI_PER_SEC,
+    ))
 }
 
 /// Per-pair overrides under `[risk.pairs."XRP/USD"]`.
@@ -708,6 +880,7 @@ impl Config {
             ));
         }
         url_scheme("market.ws_url", &m.ws_url, &["ws://", "wss://"])?;
+        cleartext_only_on_loopback("market.ws_url", &m.ws_url, "ws://", "wss://")?;
         nonzero("market.staleness_secs", m.staleness_secs)?;
         nonzero("market.heartbeat_timeout_secs", m.heartbeat_timeout_secs)?;
         nonzero("market.reconnect_initial_ms", m.reconnect_initial_ms)?;
@@ -729,6 +902,7 @@ impl Config {
         // [exchange]
         let e = &self.exchange;
         url_scheme("exchange.rest_url", &e.rest_url, &["http://", "https://"])?;
+        cleartext_only_on_loopback("exchange.rest_url", &e.rest_url, "http://", "https://")?;
         if !["starter", "intermediate", "pro"].contains(&e.tier.as_str()) {
             return Err(ConfigError::invalid(
                 "exchange.tier",
@@ -737,6 +911,20 @@ impl Config {
             ));
         }
         nonzero("exchange.timeout_ms", e.timeout_ms)?;
+        if e.dead_man_switch_secs > 86_400 {
+            return Err(ConfigError::invalid(
+                "exchange.dead_man_switch_secs",
+                e.dead_man_switch_secs,
+                "kraken accepts at most 86400 seconds",
+            ));
+        }
+        if let Some(reason) = dead_man_budget_problem(&e.tier, e.dead_man_switch_secs) {
+            return Err(ConfigError::invalid(
+                "exchange.dead_man_switch_secs",
+                e.dead_man_switch_secs,
+                &reason,
+            ));
+        }
         pct("exchange.paper_taker_fee_pct", e.paper_taker_fee_pct, true)?;
         pct("exchange.paper_maker_fee_pct", e.paper_maker_fee_pct, true)?;
         for (asset, amount) in &e.paper_balances {
@@ -944,6 +1132,48 @@ fn url_scheme(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError>
     }
 }
 
+/// The host of `url` (no scheme, user info, port or path; IPv6 without brackets).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    }
+}
+
+/// Whether `host` is this machine: `localhost` or a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a cleartext exchange URL (`http://`, `ws://`) whose host is not loopback: the
+/// API key, signatures and orders must not cross a network unencrypted. Loopback stays
+/// allowed for test servers and local proxies.
+fn cleartext_only_on_loopback(
+    key: &str,
+    url: &str,
+    cleartext: &str,
+    secure: &str,
+) -> Result<(), ConfigError> {
+    if url.starts_with(cleartext) && !is_loopback_host(url_host(url)) {
+        return Err(ConfigError::invalid(
+            key,
+            url,
+            &format!(
+                "must use {secure} for a host that is not loopback (127.0.0.1, ::1, localhost); \
+                 {cleartext} would send credentials and orders unencrypted"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn apply_override(
     table: &mut toml::Table,
     var: &str,
@@ -1075,6 +1305,46 @@ mod tests {
     }
 
     #[test]
+    fn dead_man_switch_the_tier_cannot_sustain_is_refused_with_the_numbers() {
+        let mut cfg = Config::default();
+        cfg.exchange.dead_man_switch_secs = 12;
+        let err = cfg.validate().unwrap_err().to_string();
+        for part in [
+            "exchange.dead_man_switch_secs",
+            "12",
+            "starter",
+            "0.330/s",
+            "every 3 s",
+            "0.334/s",
+            "0.165/s",
+            "0.100/s",
+            "at least 28 s",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from {err}");
+        }
+        cfg.exchange.dead_man_switch_secs = 27;
+        assert!(cfg.validate().is_err());
+        for (tier, shortest) in [("starter", 28), ("intermediate", 16), ("pro", 8)] {
+            cfg.exchange.tier = tier.into();
+            cfg.exchange.dead_man_switch_secs = shortest;
+            cfg.validate().unwrap();
+            cfg.exchange.dead_man_switch_secs = shortest - 1;
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("at least {shortest} s")), "{err}");
+        }
+        // The default (60 s) and "off" pass on every tier.
+        cfg.exchange.dead_man_switch_secs = 0;
+        cfg.validate().unwrap();
+        cfg.exchange.tier = "starter".into();
+        cfg.exchange.dead_man_switch_secs = 60;
+        cfg.validate().unwrap();
+        let (needed, sync) = rest_budget(60, 330);
+        assert_eq!((needed, sync), (67, 170));
+        cfg.exchange.dead_man_switch_secs = 86_401;
+        assert!(cfg.validate().unwrap_err().to_string().contains("86400"));
+    }
+
+    #[test]
     fn invalid_cases_name_the_key() {
         struct Case {
             toml: &'static str,
@@ -1122,12 +1392,28 @@ mod tests {
                 key: "market.book_depth",
             },
             Case {
+                toml: "[exchange]\nrest_url = \"http://api.kraken.com\"",
+                key: "exchange.rest_url",
+            },
+            Case {
+                toml: "[exchange]\nrest_url = \"http://user@10.0.0.5:8080/x\"",
+                key: "exchange.rest_url",
+            },
+            Case {
+                toml: "[market]\nws_url = \"ws://ws.kraken.com/v2\"",
+                key: "market.ws_url",
+            },
+            Case {
                 toml: "[market]\nws_url = \"http://x\"",
                 key: "market.ws_url",
             },
             Case {
                 toml: "[exchange]\ntier = \"gold\"",
                 key: "exchange.tier",
+            },
+            Case {
+                toml: "[exchange]\ndead_man_switch_secs = 12",
+                key: "exchange.dead_man_switch_secs",
             },
             Case {
                 toml: "[general]\nmode = \"live\"",
@@ -1168,6 +1454,34 @@ mod tests {
         }
         let err = Config::from_toml_str("[halt\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn cleartext_exchange_urls_only_on_loopback() {
+        for (key, url) in [
+            ("rest_url", "http://127.0.0.1:8080"),
+            ("rest_url", "http://localhost/x"),
+            ("rest_url", "http://[::1]:9000"),
+            ("rest_url", "https://api.kraken.com"),
+        ] {
+            Config::from_toml_str(&format!("[exchange]\n{key} = \"{url}\""))
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        for url in ["ws://127.0.0.2:1/v2", "wss://ws.kraken.com/v2"] {
+            Config::from_toml_str(&format!("[market]\nws_url = \"{url}\""))
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        for url in ["http://localhost.evil.com", "http://127.0.0.1.nip.io"] {
+            let err = Config::from_toml_str(&format!("[exchange]\nrest_url = \"{url}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("exchange.rest_url") && err.contains("https://"),
+                "{err}"
+            );
+        }
+        assert_eq!(url_host("https://u:p@[::1]:80/x?y"), "::1");
+        assert_eq!(url_host("http://h.example:8080/p"), "h.example");
     }
 
     #[test]

@@ -218,6 +218,67 @@ pub enum ApiErrorKind {
     Other,
 }
 
+/// The trading engine's mode as Kraken reports it: REST `SystemStatus` and the WebSocket v2
+/// `status` channel (sent on connect and on every change). Documented values: `online`,
+/// `maintenance` (no new orders, no cancels), `cancel_only` (cancels only, no matching),
+/// `post_only` (only post-only limit orders, and cancels) — docs.kraken.com
+/// spot-websocket-v2/status and api-reference/market-data/get-system-status. `limit_only`
+/// is not among the documented values of either; any value not listed here is
+/// [`ExchangeSystem::Unknown`] and treated like `maintenance` (fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExchangeSystem {
+    /// Markets operate normally.
+    Online,
+    /// Offline for maintenance: no new orders, and existing orders cannot be cancelled.
+    Maintenance,
+    /// Orders can be cancelled, no new orders are accepted, nothing matches.
+    CancelOnly,
+    /// Only limit orders with the `post_only` flag (and cancels) are accepted.
+    PostOnly,
+    /// A value Kraken did not document (or none could be read).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ExchangeSystem {
+    /// From Kraken's text; anything undocumented is [`ExchangeSystem::Unknown`].
+    #[must_use]
+    pub fn from_kraken(text: &str) -> Self {
+        match text {
+            "online" => Self::Online,
+            "maintenance" => Self::Maintenance,
+            "cancel_only" => Self::CancelOnly,
+            "post_only" => Self::PostOnly,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Kraken's name for it (`unknown` for [`ExchangeSystem::Unknown`]).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Maintenance => "maintenance",
+            Self::CancelOnly => "cancel_only",
+            Self::PostOnly => "post_only",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Whether this mode halts the daemon: `maintenance`, and any undocumented value.
+    #[must_use]
+    pub fn halts(self) -> bool {
+        matches!(self, Self::Maintenance | Self::Unknown)
+    }
+}
+
+impl fmt::Display for ExchangeSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Alert severities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -463,6 +524,15 @@ pub enum Payload {
         /// How long the check took, microseconds.
         latency_micros: u64,
     },
+    /// The exchange reported its trading mode (WebSocket `status` channel or REST
+    /// `SystemStatus`).
+    ExchangeStatus {
+        /// The mode.
+        system: ExchangeSystem,
+        /// Where it was read (`ws status`, `rest SystemStatus`) and, for an undocumented
+        /// value, what Kraken sent.
+        detail: String,
+    },
     /// A secret was accessed or rotated (never the secret itself).
     SecretAudit {
         /// The secret set (e.g. `kraken`).
@@ -538,6 +608,7 @@ kinds! {
     Alert => "alert",
     Health => "health",
     SecretAudit => "secret_audit",
+    ExchangeStatus => "exchange_status",
 }
 
 impl EventKind {
@@ -555,9 +626,10 @@ impl EventKind {
         )
     }
 
-    /// Kinds that risk and halt decisions are made on: fills, order updates, API errors
-    /// and closure results. Missing one would leave a position, an open order or an
-    /// error count wrong, so they ride the bus's lossless lane.
+    /// Kinds that risk and halt decisions are made on: fills, order updates, API errors,
+    /// closure results and the exchange's status. Missing one would leave a position, an
+    /// open order, an error count or the venue's mode wrong, so they ride the bus's
+    /// lossless lane.
     #[must_use]
     pub fn is_decision(self) -> bool {
         matches!(
@@ -566,6 +638,7 @@ impl EventKind {
                 | EventKind::OrderUpdate
                 | EventKind::ApiError
                 | EventKind::ClosureResult
+                | EventKind::ExchangeStatus
         )
     }
 

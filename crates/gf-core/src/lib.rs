@@ -52,6 +52,6 @@ pub use event::{
 };
 pub use gate::{ClosureSeal, GateOpener, GatePermit, TradingGate};
 pub use types::{
-    ClientOrderId, Fill, Level, OrderId, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair,
-    Position, Price, Qty, Side, TimeInForce,
+    ClientOrderId, ClientOrderIdError, Fill, Level, OrderId, OrderPurpose, OrderRequest,
+    OrderStatus, OrderType, Pair, Position, Price, Qty, Side, TimeInForce,
 };

@@ -225,6 +225,75 @@ string_id!(
     ClientOrderId
 );
 
+/// Longest free-text client order id Kraken accepts.
+pub const KRAKEN_FREE_TEXT_MAX: usize = 18;
+
+/// A client order id Kraken would refuse (see [`ClientOrderId::check_kraken`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client order id {id:?} is not one Kraken accepts: {reason}")]
+pub struct ClientOrderIdError {
+    /// The id refused.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl ClientOrderId {
+    /// 128 bits as 32 lowercase hex digits: the simple (dash-less) form of a UUID, which
+    /// Kraken accepts as `cl_ord_id`.
+    #[must_use]
+    pub fn from_u128(bits: u128) -> Self {
+        Self(format!("{bits:032x}"))
+    }
+
+    /// An id Kraken accepts, or the reason it would not.
+    ///
+    /// # Errors
+    /// [`ClientOrderIdError`] naming the id, per [`ClientOrderId::check_kraken`].
+    pub fn kraken(id: impl Into<String>) -> Result<Self, ClientOrderIdError> {
+        let id = Self(id.into());
+        id.check_kraken()?;
+        Ok(id)
+    }
+
+    /// Checks the id against Kraken's `cl_ord_id` format
+    /// (<https://docs.kraken.com/exchange/guides/general/clordid>; `AddOrder`): a UUID —
+    /// 36 characters with dashes (8-4-4-4-12 hex digits) or 32 hex digits — or free text
+    /// of at most [`KRAKEN_FREE_TEXT_MAX`] printable ASCII characters.
+    ///
+    /// # Errors
+    /// [`ClientOrderIdError`] naming the id and what is wrong with it.
+    pub fn check_kraken(&self) -> Result<(), ClientOrderIdError> {
+        let text = self.0.as_str();
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        let uuid_dashed = text.len() == 36
+            && text.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+            && hex(&text.replace('-', ""));
+        let uuid_simple = text.len() == 32 && hex(text);
+        let free_text = !text.is_empty()
+            && text.len() <= KRAKEN_FREE_TEXT_MAX
+            && text.bytes().all(|b| b.is_ascii_graphic());
+        if uuid_dashed || uuid_simple || free_text {
+            return Ok(());
+        }
+        let reason = if text.is_empty() {
+            "empty".to_owned()
+        } else if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            "not a UUID, and free text must be printable ASCII".to_owned()
+        } else {
+            format!(
+                "{} characters: not a UUID (36 with dashes, or 32 hex digits), and free text \
+                 is at most {KRAKEN_FREE_TEXT_MAX}",
+                text.len()
+            )
+        };
+        Err(ClientOrderIdError {
+            id: text.to_owned(),
+            reason,
+        })
+    }
+}
+
 /// What the order is for (for reporting and lanes). Saying [`OrderPurpose::HaltClosure`]
 /// grants nothing: only an order carrying a [`ClosureSeal`] minted by the gate's opener
 /// passes a closed gate, and a closure without one is refused (see [`crate::gate`]).
@@ -463,6 +532,36 @@ impl Level {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_order_ids_kraken_accepts_and_refuses() {
+        for ok in [
+            "d15708c1-dbb6-465d-b77d-47258319cc90",
+            "D15708C1DBB6465DB77D47258319CC90",
+            "strat-1",
+            "gfh-123456789-12-3",
+        ] {
+            ClientOrderId::new(ok).check_kraken().unwrap();
+        }
+        for bad in [
+            "",
+            "ema_cross-1796153720687-1",
+            "d15708c1-dbb6-465d-b77d-47258319cc9g",
+            "d15708c1dbb6-465d-b77d-47258319cc90a",
+            "with space",
+            "tab\t",
+            "caf\u{e9}",
+        ] {
+            let err = ClientOrderId::kraken(bad).unwrap_err();
+            assert_eq!(err.id, bad);
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        let id = ClientOrderId::from_u128(0xab);
+        assert_eq!(id.as_str().len(), 32);
+        assert!(id.as_str().starts_with("0000") && id.as_str().ends_with("ab"));
+        id.check_kraken().unwrap();
+        ClientOrderId::from_u128(u128::MAX).check_kraken().unwrap();
+    }
 
     #[test]
     fn pair_accepts_kraken_forms() {

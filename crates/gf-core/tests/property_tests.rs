@@ -328,6 +328,17 @@ fn payload() -> impl Strategy<Value = Payload> {
                 outcome
             }
         ),
+        (
+            prop::sample::select(vec![
+                gf_core::event::ExchangeSystem::Online,
+                gf_core::event::ExchangeSystem::Maintenance,
+                gf_core::event::ExchangeSystem::CancelOnly,
+                gf_core::event::ExchangeSystem::PostOnly,
+                gf_core::event::ExchangeSystem::Unknown,
+            ]),
+            text()
+        )
+            .prop_map(|(system, detail)| Payload::ExchangeStatus { system, detail }),
     ];
     prop_oneof![market, trading, control]
 }

@@ -1,7 +1,10 @@
-//! The dead man's switch keeper: while the trading gate is open, it keeps Kraken's
+//! The dead man's switch keeper: while this process lives it keeps Kraken's
 //! `CancelAllOrdersAfter` armed, refreshing well before expiry, so the exchange cancels
-//! every resting order if this process dies. While halted it stops refreshing (the switch
-//! then fires and cancels anything left). On clean shutdown it disarms if configured.
+//! every resting order if the process dies. It refreshes in every state, halted included:
+//! the switch answers "is the daemon alive?", not "may it trade?" — a halt's own behaviour
+//! decides what happens to resting orders (`hold` keeps them, and must not see them
+//! cancelled by a lapsed switch). On clean shutdown it disarms if configured; a crash or
+//! a killed process leaves it armed, and it fires.
 //!
 //! A failed refresh raises a critical `Alert` (key `dead_man_switch`), resolved by the
 //! next success; the failed call itself is reported as an `ApiError` by the client.
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::config::ExchangeConfig;
-use gf_core::{AlertStatus, Severity, TradingGate};
+use gf_core::{AlertStatus, Severity};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,7 +40,9 @@ impl DeadManConfig {
     pub fn new(timeout_secs: u32, disarm_on_shutdown: bool) -> Self {
         Self {
             timeout_secs,
-            refresh_every: Duration::from_secs(u64::from(timeout_secs / 4).max(1)),
+            refresh_every: Duration::from_secs(gf_core::config::dead_man_refresh_secs(u64::from(
+                timeout_secs,
+            ))),
             disarm_on_shutdown,
         }
     }
@@ -71,13 +76,8 @@ pub struct DeadManSwitch {
 }
 
 impl DeadManSwitch {
-    /// Starts the keeper on the current runtime.
-    pub fn spawn(
-        exchange: Arc<dyn Exchange>,
-        gate: TradingGate,
-        cfg: DeadManConfig,
-        events: Publisher,
-    ) -> Self {
+    /// Starts the keeper on the current runtime. It refreshes whatever the trading state.
+    pub fn spawn(exchange: Arc<dyn Exchange>, cfg: DeadManConfig, events: Publisher) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(cfg.refresh_every);
@@ -88,9 +88,6 @@ impl DeadManSwitch {
                     biased;
                     _ = &mut stopped => break,
                     _ = tick.tick() => {}
-                }
-                if !gate.is_open() {
-                    continue;
                 }
                 match exchange.cancel_all_after(cfg.timeout_secs).await {
                     Ok(_) if failing => {
@@ -157,27 +154,17 @@ mod tests {
     use gf_core::{EventBus, EventKind, KindSet, ManualClock, Payload, Source};
     use std::sync::Mutex;
 
-    fn spawn(
-        mock: MockExchange,
-        gate: &TradingGate,
-        disarm: bool,
-        bus: &EventBus,
-    ) -> DeadManSwitch {
+    fn spawn(mock: MockExchange, disarm: bool, bus: &EventBus) -> DeadManSwitch {
         let events = Publisher::new(
             Some(bus.clone()),
             Arc::new(ManualClock::default()),
             Source::Exec,
         );
-        DeadManSwitch::spawn(
-            Arc::new(mock),
-            gate.clone(),
-            DeadManConfig::new(60, disarm),
-            events,
-        )
+        DeadManSwitch::spawn(Arc::new(mock), DeadManConfig::new(60, disarm), events)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn refreshes_while_open_pauses_while_halted_and_disarms_on_shutdown() {
+    async fn refreshes_in_every_state_and_disarms_on_shutdown() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let mut mock = MockExchange::new();
         let seen = calls.clone();
@@ -185,22 +172,17 @@ mod tests {
             seen.lock().unwrap().push(t);
             Ok(DeadManStatus { trigger_at: None })
         });
-        let gate = TradingGate::new_open();
-        let opener = gate.take_opener().unwrap();
         let bus = EventBus::new(64);
-        let keeper = spawn(mock, &gate, true, &bus);
+        let keeper = spawn(mock, true, &bus);
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert_eq!(
             *calls.lock().unwrap(),
             vec![60, 60, 60],
             "at 0 s, 15 s, 30 s"
         );
-        gate.close();
+        // The keeper knows no trading state: it goes on every 15 s, halted or not.
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(calls.lock().unwrap().len(), 3, "no refresh while halted");
-        opener.open();
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        assert_eq!(calls.lock().unwrap().len(), 4);
+        assert_eq!(calls.lock().unwrap().len(), 7);
         keeper.shutdown().await.unwrap();
         assert_eq!(calls.lock().unwrap().last(), Some(&0), "disarmed");
     }
@@ -222,10 +204,9 @@ mod tests {
                 Ok(DeadManStatus { trigger_at: None })
             }
         });
-        let gate = TradingGate::new_open();
         let bus = EventBus::new(64);
         let mut alerts = bus.subscribe(KindSet::of(&[EventKind::Alert]));
-        let keeper = spawn(mock, &gate, false, &bus);
+        let keeper = spawn(mock, false, &bus);
         tokio::time::sleep(Duration::from_secs(16)).await;
         let statuses: Vec<AlertStatus> = std::iter::from_fn(|| alerts.try_recv().ok())
             .map(|ev| match &ev.payload {

@@ -74,6 +74,16 @@ pub struct Reconciled {
     pub published: Qty,
 }
 
+/// What the exchange requires of an order's quantity in one pair (Kraken's `AssetPairs`
+/// `lot_decimals` and `ordermin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotRules {
+    /// Quantity decimals: a volume with more is refused.
+    pub lot_decimals: u32,
+    /// Minimum order quantity, when the exchange has one.
+    pub ordermin: Option<Qty>,
+}
+
 /// State of the exchange-side dead man's switch after an arm/refresh/disarm call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadManStatus {
@@ -167,6 +177,13 @@ pub trait Exchange: Send + Sync {
     /// # Errors
     /// [`Error`].
     async fn check(&self) -> Result<(), Error>;
+
+    /// The quantity rules of `pair` as the exchange last described them; `None` when it
+    /// has none (the paper exchange takes any quantity). The halt's closure rounds what it
+    /// sells down to these and reports a remainder below the minimum as dust.
+    fn lot_rules(&self, _pair: &Pair) -> Option<LotRules> {
+        None
+    }
 }
 
 /// A shared exchange is an exchange, so one instance can serve the gate wrapper, the dead
@@ -214,5 +231,9 @@ impl<T: Exchange + ?Sized> Exchange for std::sync::Arc<T> {
 
     async fn check(&self) -> Result<(), Error> {
         (**self).check().await
+    }
+
+    fn lot_rules(&self, pair: &Pair) -> Option<LotRules> {
+        (**self).lot_rules(pair)
     }
 }

@@ -9,11 +9,20 @@
 //! exchange (the paper exchange, which fills without awaiting anything, mocks, fakes) is
 //! entered here and the permit is held while it submits, so [`TradingGate::drained`] after
 //! a close covers every order that passed just before it.
+//!
+//! A gated exchange can also follow the venue's own trading mode ([`VenueMode`], fed from
+//! Kraken's `status` channel and `SystemStatus`): `cancel_only` lets only cancels and
+//! sealed halt closures through, `post_only` and `maintenance` (and any undocumented
+//! mode) no new order at all, each refused with a typed [`Error::Rejected`] whose reason
+//! starts with `exchange_<mode>`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
-use gf_core::{ClientOrderId, OrderRequest, OrderStatus, Position, TradingGate};
+use gf_core::event::ExchangeSystem;
+use gf_core::{ApiErrorKind, ClientOrderId, OrderRequest, OrderStatus, Position, TradingGate};
 use rust_decimal::Decimal;
 
 use crate::events::Publisher;
@@ -25,6 +34,92 @@ pub(crate) fn gate_refusal(err: gf_core::Error) -> Error {
     match err {
         gf_core::Error::GateClosed => Error::Halted,
         other => Error::InvalidOrder(other),
+    }
+}
+
+/// The exchange's trading mode as last reported, shared between the task that reads
+/// Kraken's status and the [`GatedExchange`] that enforces it. Cheap to clone.
+///
+/// What passes, from Kraken's documentation of the modes (docs.kraken.com
+/// spot-websocket-v2/status, market-data/get-system-status):
+/// - `online`: every order;
+/// - `cancel_only` ("orders can be cancelled but new orders cannot be placed"): cancels and
+///   sealed halt closures only — the closure is still tried, the exchange has the last
+///   word;
+/// - `post_only` ("only limit orders using the `post_only` option"): no order this daemon
+///   places carries `post_only`, so none passes; cancels do;
+/// - `maintenance` ("new orders cannot be placed and existing orders cannot be
+///   cancelled") and any undocumented mode: no order passes (the daemon also halts).
+///
+/// Cancels and queries are never refused here: the exchange answers them itself.
+///
+/// ```
+/// use gf_core::event::ExchangeSystem;
+/// use gf_exec::gated::VenueMode;
+/// let mode = VenueMode::new(ExchangeSystem::Online);
+/// let seen = mode.clone();
+/// mode.set(ExchangeSystem::CancelOnly);
+/// assert_eq!(seen.get(), ExchangeSystem::CancelOnly);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VenueMode(Arc<AtomicU8>);
+
+const MODES: [ExchangeSystem; 5] = [
+    ExchangeSystem::Online,
+    ExchangeSystem::Maintenance,
+    ExchangeSystem::CancelOnly,
+    ExchangeSystem::PostOnly,
+    ExchangeSystem::Unknown,
+];
+
+impl VenueMode {
+    /// Starting in `initial`.
+    #[must_use]
+    pub fn new(initial: ExchangeSystem) -> Self {
+        let mode = Self(Arc::new(AtomicU8::new(0)));
+        mode.set(initial);
+        mode
+    }
+
+    /// Records the mode the exchange reported.
+    pub fn set(&self, system: ExchangeSystem) {
+        let index = MODES.iter().position(|m| *m == system).unwrap_or(4);
+        self.0
+            .store(u8::try_from(index).unwrap_or(4), Ordering::SeqCst);
+    }
+
+    /// The mode last reported.
+    #[must_use]
+    pub fn get(&self) -> ExchangeSystem {
+        MODES
+            .get(usize::from(self.0.load(Ordering::SeqCst)))
+            .copied()
+            .unwrap_or(ExchangeSystem::Unknown)
+    }
+
+    /// `Ok` when `order` may be sent in the current mode; otherwise the refusal, whose
+    /// reason starts with `exchange_<mode>`.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] (kind [`ApiErrorKind::Other`]: it never reached the exchange).
+    pub fn admit(&self, order: &OrderRequest) -> Result<(), Error> {
+        let system = self.get();
+        let why = match system {
+            ExchangeSystem::Online => return Ok(()),
+            ExchangeSystem::CancelOnly if order.closure_seal.is_some() => return Ok(()),
+            ExchangeSystem::CancelOnly => "only cancels and halt closures pass",
+            ExchangeSystem::PostOnly => {
+                "only post-only limit orders are accepted and this daemon places none"
+            }
+            ExchangeSystem::Maintenance | ExchangeSystem::Unknown => {
+                "the exchange accepts no orders"
+            }
+        };
+        Err(Error::Rejected {
+            client_order_id: order.client_order_id.to_string(),
+            reason: format!("exchange_{system}: kraken reports {system}: {why}"),
+            kind: ApiErrorKind::Other,
+        })
     }
 }
 
@@ -69,6 +164,8 @@ pub struct GatedExchange<E> {
     /// The inner exchange checks this same gate where it writes each request and holds the
     /// permit there; this wrapper then only refuses early.
     checked_at_wire: bool,
+    /// The venue's own trading mode, when followed ([`GatedExchange::with_venue_mode`]).
+    venue: Option<VenueMode>,
 }
 
 impl<E: Exchange> GatedExchange<E> {
@@ -80,6 +177,7 @@ impl<E: Exchange> GatedExchange<E> {
             gate,
             events,
             checked_at_wire: false,
+            venue: None,
         }
     }
 
@@ -91,7 +189,16 @@ impl<E: Exchange> GatedExchange<E> {
             gate,
             events,
             checked_at_wire: true,
+            venue: None,
         }
+    }
+
+    /// Also refuses the orders `venue`'s current mode does not allow (see [`VenueMode`]),
+    /// after the gate and before anything is sent.
+    #[must_use]
+    pub fn with_venue_mode(mut self, venue: VenueMode) -> Self {
+        self.venue = Some(venue);
+        self
     }
 
     /// The gate.
@@ -136,6 +243,13 @@ impl<E: Exchange> Exchange for GatedExchange<E> {
             self.reject(order, invalid.to_string());
             return Err(Error::InvalidOrder(invalid));
         }
+        if let Some(refused) = self.venue.as_ref().and_then(|v| v.admit(order).err()) {
+            drop(permit);
+            if let Error::Rejected { reason, .. } = &refused {
+                self.reject(order, reason.clone());
+            }
+            return Err(refused);
+        }
         let result = self.inner.place_order(order).await;
         drop(permit);
         result
@@ -179,6 +293,10 @@ impl<E: Exchange> Exchange for GatedExchange<E> {
     async fn check(&self) -> Result<(), Error> {
         self.inner.check().await
     }
+
+    fn lot_rules(&self, pair: &gf_core::Pair) -> Option<crate::LotRules> {
+        self.inner.lot_rules(pair)
+    }
 }
 
 #[cfg(test)]
@@ -189,8 +307,7 @@ mod tests {
         EventBus, EventKind, GateOpener, KindSet, ManualClock, OrderId, OrderPurpose, OrderType,
         Pair, Payload, Side, Source, TimeInForce,
     };
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
 
     fn order(id: &str) -> OrderRequest {
         OrderRequest {
@@ -324,6 +441,68 @@ mod tests {
             exchange.place_order(&order("b")).await,
             Err(Error::Halted)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_venue_mode_decides_what_passes_an_open_gate() {
+        let bus = EventBus::new(64);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
+        let publisher = Publisher::new(
+            Some(bus.clone()),
+            Arc::new(ManualClock::default()),
+            Source::Exec,
+        );
+        let gate = TradingGate::new_open();
+        let opener = gate.take_opener().unwrap();
+        let sent = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let mut mock = MockExchange::new();
+        let log = sent.clone();
+        mock.expect_place_order().returning(move |o| {
+            log.lock().push(o.client_order_id.to_string());
+            Ok(ack(o))
+        });
+        mock.expect_cancel_all().returning(|| Ok(1));
+        mock.expect_cancel_order().returning(|_| Ok(()));
+        let venue = VenueMode::new(ExchangeSystem::Online);
+        let exchange =
+            GatedExchange::new(mock, gate.clone(), publisher).with_venue_mode(venue.clone());
+
+        exchange.place_order(&order("online")).await.unwrap();
+
+        venue.set(ExchangeSystem::CancelOnly);
+        let refused = exchange.place_order(&order("new")).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("exchange_cancel_only"),
+            "{refused}"
+        );
+        let reason = rejected_reason(&sub.recv().await.unwrap(), "new");
+        assert!(reason.starts_with("exchange_cancel_only:"), "{reason}");
+        exchange
+            .place_order(&closure("close", &opener))
+            .await
+            .unwrap();
+        assert_eq!(exchange.cancel_all().await.unwrap(), 1);
+        exchange
+            .cancel_order(&OrderRef::Client(ClientOrderId::new("online")))
+            .await
+            .unwrap();
+
+        for (mode, code) in [
+            (ExchangeSystem::PostOnly, "exchange_post_only"),
+            (ExchangeSystem::Maintenance, "exchange_maintenance"),
+            (ExchangeSystem::Unknown, "exchange_unknown"),
+        ] {
+            venue.set(mode);
+            assert_eq!(venue.get(), mode);
+            for o in [order("n"), closure("c", &opener)] {
+                let err = exchange.place_order(&o).await.unwrap_err();
+                assert!(err.to_string().contains(code), "{mode}: {err}");
+            }
+        }
+        venue.set(ExchangeSystem::Online);
+        exchange.place_order(&order("again")).await.unwrap();
+        assert_eq!(*sent.lock(), ["online", "close", "again"]);
+        assert_eq!(gate.in_flight(), 0, "refused orders hold no permit");
     }
 
     #[tokio::test]

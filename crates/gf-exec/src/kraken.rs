@@ -1,6 +1,8 @@
 //! The Kraken spot REST client: signed private calls, a strictly increasing nonce, the
-//! decaying-counter rate limiter with a priority lane, typed errors, timeouts on every
-//! call, safe retries, and reconciliation by client order id after an ambiguous placement.
+//! decaying-counter rate limiter with a guaranteed share per lane (dead man's switch,
+//! order-status sync, halt traffic, the rest), typed errors, timeouts on every call, safe
+//! retries, a `deadline` on every `AddOrder`, and reconciliation by client order id after an
+//! ambiguous placement (never a second `AddOrder` before the first one's deadline).
 //!
 //! The trading gate is checked at the wire: every `AddOrder` attempt enters the client's
 //! [`TradingGate`] immediately before the request is signed and written — after the rate
@@ -29,7 +31,7 @@ use serde_json::Value;
 
 use crate::events::Publisher;
 use crate::gated::gate_refusal;
-use crate::ratelimit::{Lane, Limits, RateLimiter, Tier};
+use crate::ratelimit::{Lane, LanePlan, Limits, RateLimiter, Tier};
 use crate::sign::{NonceSource, api_sign};
 use crate::wire::{self, PairMap};
 use crate::{
@@ -55,6 +57,17 @@ pub struct KrakenConfig {
     pub pairs: Vec<Pair>,
     /// File holding the nonce high-water mark; `None` keeps it in memory only.
     pub nonce_file: Option<PathBuf>,
+    /// How far ahead of the send each `AddOrder`'s `deadline` lies (Kraken accepts 500 ms
+    /// to 60 s; clamped to 1 s – 59 s so transit time cannot push it out of range). The
+    /// matching engine does not place the order after it, so once it has passed an order
+    /// not found by client order id was never placed and may be sent again.
+    pub order_deadline: Duration,
+    /// Allowance for the difference between our clock and Kraken's: after an ambiguous
+    /// `AddOrder`, the decisive look-up happens at `deadline + deadline_margin`.
+    pub deadline_margin: Duration,
+    /// How often the dead man's switch is refreshed through this client, if at all: its
+    /// lane of the REST counter is sized for it (see [`crate::ratelimit`]).
+    pub dead_man_refresh: Option<Duration>,
 }
 
 impl KrakenConfig {
@@ -71,14 +84,19 @@ impl KrakenConfig {
             retry_backoff: Duration::from_millis(200),
             pairs: market.pairs,
             nonce_file: None,
+            order_deadline: Duration::from_secs(5),
+            deadline_margin: Duration::from_secs(1),
+            dead_man_refresh: None,
         }
     }
 
     /// From the configuration: `exchange.rest_url`, `exchange.tier`, `exchange.timeout_ms`,
-    /// `market.pairs`; the nonce file is `<general.data_dir>/kraken.nonce`.
+    /// `exchange.dead_man_switch_secs`, `market.pairs`; the nonce file is
+    /// `<general.data_dir>/kraken.nonce`.
     ///
     /// # Errors
-    /// [`Error::Config`] for an unknown tier or a zero timeout.
+    /// [`Error::Config`] for an unknown tier, a zero timeout or a switch timeout above
+    /// Kraken's maximum.
     pub fn from_config(cfg: &Config) -> Result<Self, Error> {
         let tier: Tier = cfg.exchange.tier.parse()?;
         if cfg.exchange.timeout_ms == 0 {
@@ -97,6 +115,12 @@ impl KrakenConfig {
             retry_backoff: Duration::from_millis(200),
             pairs: cfg.market.pairs.clone(),
             nonce_file: Some(cfg.general.data_dir.join("kraken.nonce")),
+            // The deadline follows the call's timeout: an order still queued when we stop
+            // waiting for the answer is not placed much later.
+            order_deadline: Duration::from_millis(cfg.exchange.timeout_ms),
+            deadline_margin: Duration::from_secs(1),
+            dead_man_refresh: crate::DeadManConfig::from_config(&cfg.exchange)?
+                .map(|d| d.refresh_every),
         })
     }
 }
@@ -136,6 +160,8 @@ pub struct KrakenClient {
     base: String,
     creds: Arc<dyn CredentialHandle>,
     nonce: NonceSource,
+    /// Held from nonce assignment until the request is written (see `signed_call`).
+    wire: tokio::sync::Mutex<()>,
     rest: RateLimiter,
     trading: RateLimiter,
     pairs: RwLock<PairMap>,
@@ -201,7 +227,14 @@ impl KrakenClient {
             base,
             creds,
             nonce,
-            rest: RateLimiter::new(cfg.rest_limits),
+            wire: tokio::sync::Mutex::new(()),
+            rest: RateLimiter::with_lanes(
+                cfg.rest_limits,
+                LanePlan {
+                    dead_man_every: cfg.dead_man_refresh,
+                    sync: true,
+                },
+            ),
             trading: RateLimiter::new(cfg.trading_limits),
             pairs: RwLock::new(PairMap::new(&cfg.pairs)),
             precisions: RwLock::new(HashMap::new()),
@@ -251,7 +284,7 @@ impl KrakenClient {
         &self,
         endpoint: &str,
         url: &str,
-        body: Option<String>,
+        body: Option<reqwest::Body>,
         auth: Option<(String, String)>,
     ) -> Result<Value, Error> {
         let mut req = match body {
@@ -307,13 +340,14 @@ impl KrakenClient {
     ///
     /// With `admit`, the call places that order: after the rate limiter's wait the order
     /// enters the gate, and the permit is held until the request has resolved. A refusal
-    /// sends nothing (and is not an API error).
+    /// sends nothing (and is not an API error). The order's `deadline` is set then too
+    /// (from the moment of sending) and written to `admit.deadline`.
     async fn private_once(
         &self,
         endpoint: &'static str,
         params: &[(&str, String)],
         lane: Lane,
-        admit: Option<&OrderRequest>,
+        admit: Option<Admit<'_>>,
     ) -> Result<Value, Error> {
         let limiter = if is_trading(endpoint) {
             &self.trading
@@ -323,11 +357,23 @@ impl KrakenClient {
         limiter.acquire(lane, 1).await;
         // The gate at the wire: from here the only wait is the request itself (connect,
         // write, answer or timeout), all of it under the permit.
+        let with_deadline: Vec<(&str, String)>;
+        let mut params = params;
         let mut permit = match admit {
             None => None,
-            Some(order) => {
+            Some(Admit { order, deadline }) => {
                 let gate = self.gate.as_ref().ok_or_else(no_gate)?;
-                Some(gate.enter(order).map_err(gate_refusal)?)
+                let permit = gate.enter(order).map_err(gate_refusal)?;
+                let at = self.events.clock().now() + self.order_deadline();
+                *deadline = Some(at);
+                let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                with_deadline = params
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(("deadline", stamp)))
+                    .collect();
+                params = &with_deadline;
+                Some(permit)
             }
         };
         let started = Instant::now();
@@ -352,11 +398,25 @@ impl KrakenClient {
         result
     }
 
+    /// Signs and sends one private call. Requests reach Kraken in nonce order: the nonce is
+    /// assigned under the `wire` lock, which is held until the call has been answered, or
+    /// [`WIRE_GRACE`] has passed, whichever comes first.
+    ///
+    /// Trade-off: releasing once the request is written is not enough — Kraken (like the
+    /// mock) reads separate connections concurrently, so a later request on another
+    /// connection can be checked first. Holding the lock for the round trip orders them,
+    /// at the price of one private call at a time (about ten a second at Kraken's usual
+    /// latency, more than the REST counter allows anyway). The grace bounds how long a
+    /// stalled call holds up the others (a halt's cancel-all included): after it, later
+    /// calls go ahead and the slow one may be refused by Kraken with `EAPI:Invalid nonce`
+    /// — refused, so never done twice — unless the key has a nonce window (see
+    /// docs/runbook.md, "Going live").
     async fn signed_call(
         &self,
         endpoint: &'static str,
         params: &[(&str, String)],
     ) -> Result<Value, Error> {
+        let turn = self.wire.lock().await;
         let nonce = self.nonce.next()?;
         let mut all = Vec::with_capacity(params.len() + 1);
         all.push(("nonce", nonce.to_string()));
@@ -373,7 +433,24 @@ impl KrakenClient {
             });
         };
         let url = format!("{}{path}", self.base);
-        self.send(endpoint, &url, Some(body), Some(auth)).await
+        let call = self.send(endpoint, &url, Some(body.into()), Some(auth));
+        tokio::pin!(call);
+        tokio::select! {
+            result = &mut call => return result,
+            () = tokio::time::sleep(WIRE_GRACE) => {}
+        }
+        // Slow: let the others go (this one may now be overtaken and refused).
+        drop(turn);
+        call.await
+    }
+
+    /// The `deadline` distance, inside Kraken's accepted range with room for transit.
+    fn order_deadline(&self) -> chrono::Duration {
+        let d = self
+            .cfg
+            .order_deadline
+            .clamp(Duration::from_secs(1), Duration::from_secs(59));
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(5))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -398,6 +475,35 @@ impl KrakenClient {
                 other => return other,
             }
         }
+    }
+
+    /// Kraken's trading mode now: public `SystemStatus`, whose `status` is one of `online`,
+    /// `maintenance`, `cancel_only`, `post_only` (docs.kraken.com api-reference/
+    /// market-data/get-system-status). An undocumented value is
+    /// [`ExchangeSystem::Unknown`](gf_core::event::ExchangeSystem::Unknown).
+    ///
+    /// # Errors
+    /// The transport's or Kraken's error (published as an `ApiError`), or
+    /// [`Error::Malformed`] for an answer without a `status` string.
+    pub async fn system_status(&self) -> Result<gf_core::event::ExchangeSystem, Error> {
+        let url = format!("{}/0/public/SystemStatus", self.base);
+        self.rest.acquire(Lane::Normal, 1).await;
+        let result = match self.send("SystemStatus", &url, None, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.events.api_error("SystemStatus", &e);
+                return Err(e);
+            }
+        };
+        let status = result
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Malformed {
+                endpoint: "SystemStatus".into(),
+                status: 200,
+                snippet: "no `status` string in the result".into(),
+            })?;
+        Ok(gf_core::event::ExchangeSystem::from_kraken(status))
     }
 
     /// `AssetPairs` (public): pair names, precisions and minimums; learns the names.
@@ -533,7 +639,27 @@ impl KrakenClient {
         Ok(())
     }
 
-    fn add_order_params(order: &OrderRequest) -> Vec<(&'static str, String)> {
+    /// `AddOrder`'s parameters. Refuses, before anything is sent, a client order id Kraken
+    /// would refuse (Kraken's `cl_ord_id`: a UUID, 36 characters with dashes or 32 hex
+    /// digits, or free text of at most 18 ASCII characters —
+    /// <https://docs.kraken.com/exchange/guides/general/clordid>) and an order carrying
+    /// `userref` as well (Kraken: `cl_ord_id` and `userref` are mutually exclusive).
+    fn add_order_params(order: &OrderRequest) -> Result<Vec<(&'static str, String)>, Error> {
+        let refuse = |reason: String| Error::Rejected {
+            client_order_id: order.client_order_id.0.clone(),
+            reason,
+            kind: ApiErrorKind::InvalidArguments,
+        };
+        order
+            .client_order_id
+            .check_kraken()
+            .map_err(|e| refuse(e.to_string()))?;
+        if let Some(user_ref) = order.user_ref {
+            return Err(refuse(format!(
+                "userref {user_ref} with cl_ord_id {}: Kraken takes one or the other",
+                order.client_order_id
+            )));
+        }
         let mut p = vec![
             (
                 "ordertype",
@@ -553,13 +679,10 @@ impl KrakenClient {
             p.push(("timeinforce", "IOC".into()));
         }
         p.push(("cl_ord_id", order.client_order_id.0.clone()));
-        if let Some(user_ref) = order.user_ref {
-            p.push(("userref", user_ref.to_string()));
-        }
         if order.reduce_only {
             p.push(("reduce_only", "true".into()));
         }
-        p
+        Ok(p)
     }
 
     fn remember(&self, order_id: &OrderId, order: &OrderRequest, status: OrderStatus) {
@@ -576,6 +699,71 @@ impl KrakenClient {
                 fee: Decimal::ZERO,
             },
         );
+    }
+
+    /// Start-up reconciliation: every order open on the account now (`OpenOrders`), with
+    /// the cost and fee Kraken reports for its executions so far.
+    ///
+    /// # Errors
+    /// [`Error`] from the call or a malformed answer.
+    pub async fn open_orders_with_cost(&self) -> Result<Vec<(OrderInfo, Decimal, Decimal)>, Error> {
+        self.orders_with_cost("OpenOrders", "open").await
+    }
+
+    /// Start-up reconciliation: the most recent closed orders (`ClosedOrders`; Kraken
+    /// answers the latest 50), with cost and fee.
+    ///
+    /// # Errors
+    /// [`Error`] from the call or a malformed answer.
+    pub async fn recent_closed_orders(&self) -> Result<Vec<(OrderInfo, Decimal, Decimal)>, Error> {
+        self.orders_with_cost("ClosedOrders", "closed").await
+    }
+
+    async fn orders_with_cost(
+        &self,
+        endpoint: &'static str,
+        key: &str,
+    ) -> Result<Vec<(OrderInfo, Decimal, Decimal)>, Error> {
+        let result = self.idempotent(endpoint, &[], Lane::Normal).await?;
+        let empty = Value::Object(serde_json::Map::new());
+        let map = result.get(key).unwrap_or(&empty);
+        let orders = wire::parse_order_map(endpoint, map, &self.pairs.read())?;
+        Ok(orders
+            .into_iter()
+            .map(|o| {
+                let (cost, fee) = map
+                    .get(o.order_id.as_str())
+                    .map(wire::order_cost_fee)
+                    .unwrap_or_default();
+                (o, cost, fee)
+            })
+            .collect())
+    }
+
+    /// Starts tracking an order this client did not place (start-up reconciliation with
+    /// `exchange.unknown_orders = "adopt"`): from now on order-status sync publishes its
+    /// executions beyond `info.filled_qty` (at `cost`/`fee` so far) as fills, like for an
+    /// order placed here. Returns the client order id its events carry: its own
+    /// `cl_ord_id`, or Kraken's txid when it has none. Already tracked: unchanged.
+    pub fn adopt_order(&self, info: &OrderInfo, cost: Decimal, fee: Decimal) -> ClientOrderId {
+        let client_order_id = info
+            .client_order_id
+            .clone()
+            .unwrap_or_else(|| ClientOrderId::new(info.order_id.as_str()));
+        self.known
+            .lock()
+            .entry(info.order_id.clone())
+            .or_insert_with(|| Known {
+                client_order_id: client_order_id.clone(),
+                pair: info.pair.clone(),
+                side: info.side,
+                purpose: OrderPurpose::Normal,
+                status: info.status,
+                filled: info.filled_qty,
+                cost,
+                fee,
+            });
+        client_order_id
     }
 
     /// Polls `QueryOrders` for every order this client placed that is not yet terminal and
@@ -601,7 +789,7 @@ impl KrakenClient {
                 .collect::<Vec<_>>()
                 .join(",");
             let result = self
-                .idempotent("QueryOrders", &[("txid", txids)], Lane::Normal)
+                .idempotent("QueryOrders", &[("txid", txids)], Lane::Sync)
                 .await?;
             let obj = result.as_object().ok_or_else(|| Error::Malformed {
                 endpoint: "QueryOrders".into(),
@@ -750,13 +938,24 @@ impl KrakenClient {
 
     /// The `AddOrder` attempts of one placement: retried where safe, reconciled by client
     /// order id after an ambiguous failure, each attempt through the gate at the wire.
+    ///
+    /// Every attempt carries a `deadline` (Kraken: the matching engine does not place the
+    /// order after it). After an ambiguous failure the order is looked up by client order
+    /// id at once and, if not found, once more after `deadline + deadline_margin`; only
+    /// then is it known not to be placed, and only then may the same `cl_ord_id` be sent
+    /// again. A failed look-up leaves the outcome unknown (the halt reconciles it).
     async fn submit(&self, order: &OrderRequest, lane: Lane) -> Result<OrderAck, Error> {
-        let params = Self::add_order_params(order);
+        let params = Self::add_order_params(order)?;
         let mut attempt = 0;
         let mut ambiguous: Option<Error> = None;
         loop {
+            let mut deadline = None;
+            let admit = Admit {
+                order,
+                deadline: &mut deadline,
+            };
             let err = match self
-                .private_once("AddOrder", &params, lane, Some(order))
+                .private_once("AddOrder", &params, lane, Some(admit))
                 .await
             {
                 Ok(result) => match Self::ack_from_result(&result, order) {
@@ -773,8 +972,9 @@ impl KrakenClient {
                 Err(err) => err,
             };
             if err.is_ambiguous() {
-                // The order may be on the book: never place it again before looking.
-                match self.find_by_client_id(&order.client_order_id, lane).await {
+                // The order may be on the book, or still queued at the exchange: never
+                // place it again before its deadline has passed without it showing up.
+                match self.resolve_ambiguous(order, deadline, lane).await {
                     Ok(Some(info)) => {
                         return Ok(OrderAck {
                             order_id: info.order_id,
@@ -782,14 +982,51 @@ impl KrakenClient {
                             status: info.status,
                         });
                     }
+                    // Known not placed: a fresh attempt is safe. The error is kept: should
+                    // the next attempt be refused at the wire, the placement is still
+                    // reported as unknown and the gate keeps it for the halt to reconcile
+                    // (conservative; the look-up then finds nothing).
                     Ok(None) if attempt < self.cfg.max_retries => ambiguous = Some(err),
-                    Ok(None) | Err(_) => return Err(err),
+                    Ok(None) | Err(()) => return Err(err),
                 }
             } else if !(err.is_retryable() && attempt < self.cfg.max_retries) {
                 return Err(err);
             }
             attempt += 1;
             tokio::time::sleep(self.backoff(attempt)).await;
+        }
+    }
+
+    /// What became of an `AddOrder` whose answer is unknown: `Some` when found by client
+    /// order id, `None` when its deadline (plus the clock margin) has passed and it was
+    /// not found, `Err` when the look-up itself failed (the outcome stays unknown).
+    async fn resolve_ambiguous(
+        &self,
+        order: &OrderRequest,
+        deadline: Option<DateTime<Utc>>,
+        lane: Lane,
+    ) -> Result<Option<OrderInfo>, ()> {
+        let cid = &order.client_order_id;
+        // A request that never got as far as the wire has no deadline: then the second
+        // look-up uses the latest deadline it could have carried.
+        let settle = deadline.unwrap_or_else(|| self.events.clock().now() + self.order_deadline())
+            + chrono::Duration::from_std(self.cfg.deadline_margin)
+                .unwrap_or(chrono::Duration::seconds(1));
+        loop {
+            match self.find_by_client_id(cid, lane).await {
+                Ok(Some(info)) => return Ok(Some(info)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(cause = %e, "look-up after an ambiguous AddOrder failed");
+                    return Err(());
+                }
+            }
+            // This look-up started after `settle` only if the previous wait reached it.
+            let left = settle - self.events.clock().now();
+            match left.to_std() {
+                Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                _ => return Ok(None),
+            }
         }
     }
 
@@ -951,7 +1188,7 @@ impl Exchange for KrakenClient {
             .idempotent(
                 "CancelAllOrdersAfter",
                 &[("timeout", timeout_secs.to_string())],
-                Lane::Priority,
+                Lane::DeadMan,
             )
             .await?;
         let trigger = result
@@ -1067,6 +1304,25 @@ impl Exchange for KrakenClient {
             .await
             .map(|_| ())
     }
+
+    fn lot_rules(&self, pair: &Pair) -> Option<crate::LotRules> {
+        self.precisions
+            .read()
+            .get(pair)
+            .map(|info| crate::LotRules {
+                lot_decimals: info.lot_decimals,
+                ordermin: info.ordermin,
+            })
+    }
+}
+
+/// How long a private request may hold the wire-order lock (see `signed_call`).
+pub const WIRE_GRACE: Duration = Duration::from_millis(500);
+
+/// An `AddOrder` attempt: the order entering the gate and where to note its deadline.
+struct Admit<'a> {
+    order: &'a OrderRequest,
+    deadline: &'a mut Option<DateTime<Utc>>,
 }
 
 fn no_gate() -> Error {
@@ -1141,14 +1397,31 @@ mod tests {
             limit_price: Some(Decimal::new(1_2340, 5)),
             time_in_force: TimeInForce::Ioc,
             reduce_only: true,
-            user_ref: Some(7),
+            user_ref: None,
             purpose: OrderPurpose::HaltClosure,
             closure_seal: None,
         };
-        let body = wire::form_encode(&KrakenClient::add_order_params(&order));
+        let body = wire::form_encode(&KrakenClient::add_order_params(&order).unwrap());
         assert_eq!(
             body,
-            "ordertype=limit&type=sell&volume=125&pair=XDGUSD&price=0.1234&timeinforce=IOC&cl_ord_id=c-1&userref=7&reduce_only=true"
+            "ordertype=limit&type=sell&volume=125&pair=XDGUSD&price=0.1234&timeinforce=IOC&cl_ord_id=c-1&reduce_only=true"
+        );
+        // Never `userref` together with `cl_ord_id`; never an id Kraken would refuse.
+        let both = OrderRequest {
+            user_ref: Some(7),
+            ..order.clone()
+        };
+        let err = KrakenClient::add_order_params(&both).unwrap_err();
+        assert!(err.to_string().contains("userref 7"), "{err}");
+        let long = OrderRequest {
+            client_order_id: ClientOrderId::new("ema_cross-1796153720687-1"),
+            ..order
+        };
+        let err = KrakenClient::add_order_params(&long).unwrap_err();
+        assert!(
+            matches!(&err, Error::Rejected { client_order_id, kind: ApiErrorKind::InvalidArguments, .. }
+                if client_order_id == "ema_cross-1796153720687-1"),
+            "{err:?}"
         );
         assert_eq!(side_text(Side::Buy), "buy");
     }

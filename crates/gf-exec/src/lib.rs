@@ -52,7 +52,6 @@
 //! assert!(matches!(exchange.place_order(&order).await, Err(Error::Halted)));
 //! order.client_order_id = ClientOrderId::new("flatten");
 //! order.side = Side::Sell;
-//! order.reduce_only = true;
 //! order.purpose = OrderPurpose::HaltClosure;
 //! assert!(exchange.place_order(&order).await.is_err(), "a label is not a right");
 //! let opener = gate.take_opener().unwrap(); // gf-halt's coordinator holds it in a daemon
@@ -81,7 +80,7 @@ pub use deadman::{DeadManConfig, DeadManSwitch};
 pub use error::Error;
 #[cfg(any(test, feature = "mocks"))]
 pub use exchange::MockExchange;
-pub use exchange::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef, Reconciled};
+pub use exchange::{DeadManStatus, Exchange, LotRules, OrderAck, OrderInfo, OrderRef, Reconciled};
 pub use gated::GatedExchange;
 pub use kraken::{KrakenClient, KrakenConfig};
 pub use paper::{PaperConfig, PaperExchange};

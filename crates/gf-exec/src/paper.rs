@@ -6,7 +6,8 @@
 //! - Limit orders execute what crosses on arrival (taker), then rest (GTC) or are cancelled
 //!   (IOC); a resting order fills at its limit price (maker fee) when a later book crosses it.
 //! - Balances are checked and moved per fill; resting orders reserve their funds.
-//! - Reduce-only orders may only shrink the spot position (the base balance).
+//! - Reduce-only orders are rejected, as Kraken rejects them without a margin position:
+//!   this is a spot account (a halt's closure sells the balance instead).
 //! - The dead man's switch cancels everything once the clock passes its deadline.
 //!
 //! It emits `OrderUpdate` and `Fill` events exactly as the live client does, stamped by its
@@ -515,29 +516,19 @@ impl PaperExchange {
         }
         let (base, quote) = (order.pair.base(), order.pair.quote());
         if order.reduce_only {
-            let position = st.balances.get(base).copied().unwrap_or_default();
-            let pending_sells: Decimal = st
-                .open_orders()
-                .map(|(_, o)| o)
-                .filter(|o| {
-                    o.info.pair == order.pair && o.info.side == Side::Sell && o.info.reduce_only
-                })
-                .map(|o| o.info.qty - o.info.filled_qty)
-                .sum();
-            let allowed = match order.side {
-                Side::Sell => (position - pending_sells).max(Decimal::ZERO),
-                Side::Buy => (-position).max(Decimal::ZERO),
-            };
-            if order.qty > allowed {
-                return Err(Self::reject(
-                    order,
-                    ApiErrorKind::InvalidArguments,
-                    format!(
-                        "reduce-only {} of {} exceeds the {} position of {position}",
-                        order.side, order.qty, order.pair
-                    ),
-                ));
-            }
+            // As on Kraken: reduce-only only reduces an open margin position and is
+            // rejected without one; a paper account is a spot account, where a balance is
+            // not a position
+            // (https://support.kraken.com/hc/en-us/articles/7987518770708-Other-order-options).
+            return Err(Self::reject(
+                order,
+                ApiErrorKind::InvalidArguments,
+                format!(
+                    "EOrder:Reduce only:Non-PC: no margin position in {} to reduce (a spot \
+                     account holds balances)",
+                    order.pair
+                ),
+            ));
         }
         let limit = order.limit_price;
         let (takeable, cost) = Self::quote_liquidity(st, &order.pair, order.side, order.qty, limit);
@@ -1055,23 +1046,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reduce_only_may_only_shrink_the_position() {
+    async fn reduce_only_is_rejected_on_a_spot_account() {
         let (paper, clock, _bus) = setup(&[("USD", dec!(1000)), ("XRP", dec!(100))]);
         paper.on_event(&snapshot(
             &clock,
             &[(dec!(0.49), dec!(1000))],
             &[(dec!(0.50), dec!(1000))],
         ));
-        let mut grow = order("r1", Side::Buy, dec!(10), None);
-        grow.reduce_only = true;
-        let err = paper.place_order(&grow).await.unwrap_err();
-        assert!(matches!(err, Error::Rejected { .. }), "{err}");
-        assert!(err.to_string().contains("reduce-only"));
-        let mut too_big = order("r2", Side::Sell, dec!(101), None);
-        too_big.reduce_only = true;
-        assert!(paper.place_order(&too_big).await.is_err());
+        // Even a sell of less than the balance: a balance is not a margin position.
+        for (id, side, qty) in [("r1", Side::Buy, dec!(10)), ("r2", Side::Sell, dec!(50))] {
+            let mut o = order(id, side, qty, None);
+            o.reduce_only = true;
+            let err = paper.place_order(&o).await.unwrap_err();
+            assert!(matches!(err, Error::Rejected { .. }), "{err}");
+            assert!(err.to_string().contains("Reduce only"), "{err}");
+        }
+        assert_eq!(paper.balances().await.unwrap()["XRP"], dec!(100));
+        // Flattening sells the balance without the flag.
         let mut flatten = order("r3", Side::Sell, dec!(100), None);
-        flatten.reduce_only = true;
         flatten.purpose = OrderPurpose::HaltClosure;
         assert_eq!(
             paper.place_order(&flatten).await.unwrap().status,

@@ -1,5 +1,5 @@
-//! Kraken private-request signing, the strictly increasing nonce, and a fixed credential
-//! handle for tests and the mock server.
+//! Kraken private-request signing, the strictly increasing millisecond nonce with its
+//! persisted high-water mark, and a fixed credential handle for tests and the mock server.
 //!
 //! `API-Sign` = base64( HMAC-SHA512( key = base64-decoded secret,
 //! message = URI path ‖ SHA-256( nonce ‖ POST body ) ) ), exactly as Kraken documents in
@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -74,31 +74,44 @@ pub fn verify_api_sign(
     mac.verify_slice(&given).is_ok()
 }
 
-/// Nonces are reserved on disk in blocks of this many microseconds, so a restart never
-/// reuses one and a file write happens only once per block.
-pub const NONCE_RESERVE: u64 = 10_000_000;
+/// At most one `fsync` of the nonce file per this interval (see [`NonceSource`]).
+pub const NONCE_FSYNC_EVERY: Duration = Duration::from_secs(1);
 
-/// A strictly increasing nonce: `max(last + 1, clock in microseconds)`, lock-free across
-/// concurrent requests, and (with [`NonceSource::with_file`]) above every nonce handed
-/// out before a restart, even if the wall clock went backwards.
+/// A strictly increasing nonce in milliseconds: `max(clock in ms, last + 1)`, and (with
+/// [`NonceSource::with_file`]) above every nonce handed out before a restart, even if the
+/// wall clock went backwards — without ever jumping ahead of the clock.
+///
+/// # Persistence
+///
+/// The high-water mark is written (temporary file + rename) on every nonce, and `fsync`ed
+/// at most once per [`NONCE_FSYNC_EVERY`]. A crashed process loses nothing (the page cache
+/// survives it). A crashed host may lose the last second of marks; it cannot restart
+/// within that second, and nonces only run ahead of the clock during bursts of more than
+/// one request per millisecond (tens of milliseconds at most, with Kraken's rate limits),
+/// so the clock at restart is past them. Private calls are a few per second at most (the
+/// REST counter decays at 0.33–1/s), so a write per nonce costs little; an `fsync` per
+/// nonce would put a disk flush in front of every request, a halt's cancels included.
+///
+/// Nonces are assigned in the order callers ask; putting requests on the wire in that
+/// order is the caller's job (the Kraken client serialises "assign, sign, write").
 pub struct NonceSource {
-    last: AtomicU64,
+    last: Mutex<u64>,
     clock: SharedClock,
     persist: Option<Mutex<Persist>>,
 }
 
 struct Persist {
     path: PathBuf,
-    reserved: u64,
+    synced_at: Option<Instant>,
 }
 
 impl fmt::Debug for NonceSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NonceSource")
-            .field("last", &self.last.load(Ordering::Relaxed))
+            .field("last", &*self.last.lock())
             .field(
-                "persisted",
-                &self.persist.as_ref().map(|p| p.lock().reserved),
+                "file",
+                &self.persist.as_ref().map(|p| p.lock().path.clone()),
             )
             .finish()
     }
@@ -109,13 +122,14 @@ impl NonceSource {
     #[must_use]
     pub fn new(clock: SharedClock) -> Self {
         Self {
-            last: AtomicU64::new(0),
+            last: Mutex::new(0),
             clock,
             persist: None,
         }
     }
 
-    /// A nonce source that keeps a high-water mark in `path` (created if missing).
+    /// A nonce source that keeps a high-water mark in `path` (created if missing). The
+    /// first nonce is `max(clock in ms, mark + 1)`: no jump ahead at start.
     ///
     /// # Errors
     /// [`Error::NonceFile`] when the file exists but cannot be read or does not hold a
@@ -125,7 +139,7 @@ impl NonceSource {
             path: path.display().to_string(),
             message,
         };
-        let reserved = match std::fs::read_to_string(path) {
+        let mark = match std::fs::read_to_string(path) {
             Ok(text) => text
                 .trim()
                 .parse::<u64>()
@@ -134,57 +148,60 @@ impl NonceSource {
             Err(e) => return Err(file_err(e.to_string())),
         };
         Ok(Self {
-            last: AtomicU64::new(reserved),
+            last: Mutex::new(mark),
             clock,
             persist: Some(Mutex::new(Persist {
                 path: path.to_owned(),
-                reserved,
+                synced_at: None,
             })),
         })
     }
 
-    fn clock_micros(&self) -> u64 {
-        u64::try_from(self.clock.now().timestamp_micros()).unwrap_or(0)
+    fn clock_millis(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp_millis()).unwrap_or(0)
     }
 
     /// The next nonce, strictly greater than every nonce returned before.
     ///
     /// # Errors
-    /// [`Error::NonceFile`] when the high-water mark cannot be persisted (the nonce is not
-    /// used then, so no restart can repeat it).
+    /// [`Error::NonceFile`] when the high-water mark cannot be written (the nonce is not
+    /// used then, and not consumed, so no restart can repeat a nonce that was sent).
     pub fn next(&self) -> Result<u64, Error> {
-        let now = self.clock_micros();
-        let previous = self
-            .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(now.max(last.saturating_add(1)))
-            })
-            .unwrap_or_else(|v| v);
-        let nonce = now.max(previous.saturating_add(1));
+        let mut last = self.last.lock();
+        let nonce = self.clock_millis().max(last.saturating_add(1));
         if let Some(persist) = &self.persist {
             let mut p = persist.lock();
-            if nonce >= p.reserved {
-                let reserved = nonce.saturating_add(NONCE_RESERVE);
-                write_atomically(&p.path, reserved).map_err(|e| Error::NonceFile {
-                    path: p.path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                p.reserved = reserved;
+            let sync = p
+                .synced_at
+                .is_none_or(|at| at.elapsed() >= NONCE_FSYNC_EVERY);
+            write_atomically(&p.path, nonce, sync).map_err(|e| Error::NonceFile {
+                path: p.path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            if sync {
+                p.synced_at = Some(Instant::now());
             }
         }
+        *last = nonce;
         Ok(nonce)
     }
 
     /// The last nonce handed out (0 before the first).
     #[must_use]
     pub fn last(&self) -> u64 {
-        self.last.load(Ordering::Acquire)
+        *self.last.lock()
     }
 }
 
-fn write_atomically(path: &Path, value: u64) -> std::io::Result<()> {
+fn write_atomically(path: &Path, value: u64, sync: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value.to_string())?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(value.to_string().as_bytes())?;
+    if sync {
+        file.sync_all()?;
+    }
+    drop(file);
     std::fs::rename(&tmp, path)
 }
 
@@ -337,7 +354,7 @@ mod tests {
     fn nonce_follows_clock_and_never_repeats_when_clock_stands_still() {
         let clock = ManualClock::default();
         let source = NonceSource::new(Arc::new(clock.clone()));
-        let start = u64::try_from(clock.now().timestamp_micros()).unwrap();
+        let start = u64::try_from(clock.now().timestamp_millis()).unwrap();
         assert_eq!(source.next().unwrap(), start);
         assert_eq!(source.next().unwrap(), start + 1);
         clock.advance(chrono::Duration::seconds(-10));
@@ -347,26 +364,50 @@ mod tests {
             "clock going back is ignored"
         );
         clock.advance(chrono::Duration::seconds(20));
-        assert_eq!(source.next().unwrap(), start + 10_000_000);
+        assert_eq!(source.next().unwrap(), start + 10_000);
     }
 
     #[test]
-    fn nonce_survives_restart_with_clock_set_back() {
+    fn nonce_survives_restart_with_clock_set_back_and_never_jumps_ahead() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nonce");
         let clock = ManualClock::default();
+        let now_ms = |c: &ManualClock| u64::try_from(c.now().timestamp_millis()).unwrap();
         let first = NonceSource::with_file(Arc::new(clock.clone()), &path).unwrap();
         let mut last = 0;
         for _ in 0..5 {
             last = first.next().unwrap();
         }
+        assert_eq!(last, now_ms(&clock) + 4, "five in the same millisecond");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), last.to_string());
         drop(first);
-        clock.advance(chrono::Duration::hours(-1));
+        // Restart with the clock moved on: the first nonce is the clock, not a reserve.
+        clock.advance(chrono::Duration::seconds(3));
         let second = NonceSource::with_file(Arc::new(clock.clone()), &path).unwrap();
-        assert!(second.next().unwrap() > last);
+        assert_eq!(second.next().unwrap(), now_ms(&clock), "no jump at start");
+        // Three quick restarts do not drift ahead either.
+        for _ in 0..3 {
+            let again = NonceSource::with_file(Arc::new(clock.clone()), &path).unwrap();
+            last = again.next().unwrap();
+        }
+        assert_eq!(last, now_ms(&clock) + 3);
+        // The clock set back an hour: above the mark, one at a time.
+        clock.advance(chrono::Duration::hours(-1));
+        let third = NonceSource::with_file(Arc::new(clock.clone()), &path).unwrap();
+        assert_eq!(third.next().unwrap(), last + 1);
         std::fs::write(&path, "garbage").unwrap();
         let err = NonceSource::with_file(Arc::new(clock), &path).unwrap_err();
         assert!(err.to_string().contains("garbage"));
+    }
+
+    #[test]
+    fn unwritable_mark_refuses_the_nonce_and_does_not_consume_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("nonce");
+        let clock = ManualClock::default();
+        let source = NonceSource::with_file(Arc::new(clock), &path).unwrap();
+        assert!(matches!(source.next(), Err(Error::NonceFile { .. })));
+        assert_eq!(source.last(), 0);
     }
 
     #[test]

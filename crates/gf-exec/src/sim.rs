@@ -62,7 +62,8 @@ pub struct MockConfig {
     pub balances: BTreeMap<String, Decimal>,
     /// Market price per pair: market orders fill there, limit orders crossing it fill.
     pub prices: BTreeMap<Pair, Decimal>,
-    /// Enforce Kraken's REST API counter with these limits (`None`: no limit).
+    /// Enforce Kraken's REST API counter with these limits (`None`: no limit); a tier's
+    /// are `Tier::rest_limits` (e.g. Starter: max 15, decay 0.33/s).
     pub rest_limits: Option<Limits>,
     /// Kraken's "nonce window": how far below the highest nonce seen a not-yet-seen nonce
     /// is still accepted. 0 is strict (every nonce must exceed the last).
@@ -110,6 +111,10 @@ pub enum Fault {
     /// Process the request (the order is placed), then hold the answer this long (the
     /// client times out and never sees it).
     DropAfterAccept(Duration),
+    /// Receive the request now, process it only after this long (as a queueing matching
+    /// engine would), then answer. Processing goes on even after the client gave up on
+    /// the connection; an `AddOrder` whose `deadline` has passed by then is not placed.
+    ProcessLate(Duration),
 }
 
 /// The fault queue: each fault fires once, on the next request to its endpoint (or any).
@@ -247,6 +252,8 @@ struct Shared {
     faults: Faults,
     requests: Mutex<Vec<RecordedRequest>>,
     book: Mutex<Book>,
+    /// What public `SystemStatus` answers (`online` unless set).
+    system_status: Mutex<String>,
 }
 
 /// Starts mock servers.
@@ -283,6 +290,7 @@ impl MockKraken {
             pairs: PairMap::new(&pairs),
             faults: Faults::default(),
             requests: Mutex::new(Vec::new()),
+            system_status: Mutex::new("online".to_owned()),
             book: Mutex::new(Book {
                 orders: Vec::new(),
                 balances: cfg.balances.clone(),
@@ -356,6 +364,12 @@ impl MockKrakenHandle {
     #[must_use]
     pub fn credentials(&self) -> FixedCredentials {
         FixedCredentials::from_raw(&self.shared.cfg.api_key, self.shared.secret.clone())
+    }
+
+    /// Sets what public `SystemStatus` answers from now on (`online`, `maintenance`,
+    /// `cancel_only`, `post_only`, or anything else to test an undocumented value).
+    pub fn set_system_status(&self, status: &str) {
+        status.clone_into(&mut self.shared.system_status.lock());
     }
 
     /// The fault queue.
@@ -568,9 +582,43 @@ async fn handle(
         });
     };
 
+    // When the request arrived: `deadline` is checked against this (its range) and against
+    // the time the request is processed (whether it may still be matched).
+    let received = shared.cfg.clock.now();
     let fault = shared.faults.take(&endpoint);
     match &fault {
         Some(Fault::Latency(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::ProcessLate(d)) => {
+            // Authenticated (key, signature, nonce, counter) on arrival, processed later.
+            let private = path.strip_prefix("/0/private/").map(str::to_owned);
+            let Some(private) = private.filter(|_| method == Method::POST) else {
+                record("EGeneral:Invalid arguments");
+                return kraken_error("EGeneral:Invalid arguments");
+            };
+            if let Err(message) = authenticate(&shared, &path, &headers, &body_text, nonce) {
+                record(message);
+                return kraken_error(message);
+            }
+            // Kraken goes on processing a request whose client has hung up: run it in a
+            // task of its own so a dropped connection does not cancel it.
+            let (d, shared) = (*d, Arc::clone(&shared));
+            let (endpoint, api_key, params) = (endpoint.clone(), api_key.clone(), params.clone());
+            let late = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let (response, outcome) = private_call(&shared, &private, &params, received);
+                shared.requests.lock().push(RecordedRequest {
+                    endpoint,
+                    api_key,
+                    nonce,
+                    params,
+                    outcome,
+                });
+                response
+            });
+            return late
+                .await
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
         Some(Fault::Stall(d)) => {
             tokio::time::sleep(*d).await;
             record("fault:stall");
@@ -585,12 +633,34 @@ async fn handle(
         None => {}
     }
 
-    let (response, outcome) = if let Some(public) = path.strip_prefix("/0/public/") {
-        public_call(&shared, public, &params)
+    let (response, outcome) = dispatch(
+        &shared, &path, &method, &headers, &body_text, &params, nonce, received,
+    );
+    record(&outcome);
+    if let Some(Fault::DropAfterAccept(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
+    response
+}
+
+/// Authenticates and processes one request; returns the answer and the recorded outcome.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    shared: &Shared,
+    path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body_text: &str,
+    params: &[(String, String)],
+    nonce: Option<u64>,
+    received: DateTime<Utc>,
+) -> (Response, String) {
+    if let Some(public) = path.strip_prefix("/0/public/") {
+        public_call(shared, public, params)
     } else if let Some(private) = path.strip_prefix("/0/private/") {
         if method == Method::POST {
-            match authenticate(&shared, &path, &headers, &body_text, nonce) {
-                Ok(()) => private_call(&shared, private, &params),
+            match authenticate(shared, path, headers, body_text, nonce) {
+                Ok(()) => private_call(shared, private, params, received),
                 Err(message) => (kraken_error(message), message.to_owned()),
             }
         } else {
@@ -608,12 +678,7 @@ async fn handle(
                 .into_response(),
             "EGeneral:Unknown method".to_owned(),
         )
-    };
-    record(&outcome);
-    if let Some(Fault::DropAfterAccept(d)) = fault {
-        tokio::time::sleep(d).await;
     }
-    response
 }
 
 /// Checks key, nonce presence, signature, nonce order and the rate counter, in Kraken's
@@ -655,6 +720,11 @@ fn authenticate(
         book.seen_nonces = book.seen_nonces.split_off(&floor);
     }
     let endpoint = path.rsplit('/').next().unwrap_or_default();
+    // Kraken's REST counter (docs.kraken.com, "Spot REST Rate Limits"): each call adds a
+    // point, the counter decays continuously at the tier's rate (Starter 0.33/s,
+    // Intermediate 0.5/s, Pro 1/s) and a call that would take it above the tier's maximum
+    // (15 / 20 / 20) is refused with `EAPI:Rate limit exceeded`. `AddOrder` and
+    // `CancelOrder` count on the matching engine's own per-pair counter instead.
     if let Some(limits) = shared.cfg.rest_limits
         && !matches!(endpoint, "AddOrder" | "CancelOrder")
     {
@@ -691,6 +761,20 @@ fn public_call(
             let now = shared.cfg.clock.now();
             (
                 kraken_ok(json!({"unixtime": now.timestamp(), "rfc1123": now.to_rfc2822()})),
+                "ok".into(),
+            )
+        }
+        // `{"status":"online","timestamp":…}`; status one of `online`, `maintenance`,
+        // `cancel_only`, `post_only` (docs.kraken.com api-reference/market-data/
+        // get-system-status). Set with `MockKrakenHandle::set_system_status`.
+        "SystemStatus" => {
+            let status = shared.system_status.lock().clone();
+            let now = shared.cfg.clock.now();
+            (
+                kraken_ok(json!({
+                    "status": status,
+                    "timestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+                })),
                 "ok".into(),
             )
         }
@@ -736,6 +820,7 @@ fn private_call(
     shared: &Shared,
     endpoint: &str,
     params: &[(String, String)],
+    received: DateTime<Utc>,
 ) -> (Response, String) {
     let mut book = shared.book.lock();
     let now = shared.cfg.clock.now();
@@ -748,7 +833,8 @@ fn private_call(
         }
     }
     let result = match endpoint {
-        "AddOrder" => add_order(shared, &mut book, params, now),
+        "AddOrder" => check_deadline(params, received, now)
+            .and_then(|()| add_order(shared, &mut book, params, now)),
         "CancelOrder" => {
             let target = param(params, "cl_ord_id")
                 .map(|c| (true, c.to_owned()))
@@ -871,6 +957,36 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The error of an `AddOrder` processed after its `deadline`. Kraken documents that the
+/// matching engine rejects such a request but not the exact text; this one follows its
+/// `EOrder:` naming.
+pub const DEADLINE_ELAPSED: &str = "EOrder:Deadline elapsed";
+
+/// Kraken's `deadline` rule for `AddOrder` (docs.kraken.com, REST "Add Order", parameter
+/// `deadline`: an RFC 3339 timestamp 500 ms to 60 s ahead after which the matching engine
+/// rejects the order, "protection against latency on time sensitive orders"): the range is
+/// judged when the request arrives, the expiry when it is processed.
+fn check_deadline(
+    params: &[(String, String)],
+    received: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), &'static str> {
+    let Some(text) = param(params, "deadline") else {
+        return Ok(());
+    };
+    let deadline = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| "EGeneral:Invalid arguments:deadline")?
+        .with_timezone(&Utc);
+    let ahead = deadline - received;
+    if ahead < chrono::Duration::milliseconds(500) || ahead > chrono::Duration::seconds(60) {
+        return Err("EGeneral:Invalid arguments:deadline");
+    }
+    if now > deadline {
+        return Err(DEADLINE_ELAPSED);
+    }
+    Ok(())
+}
+
 fn add_order(
     shared: &Shared,
     book: &mut Book,
@@ -914,10 +1030,25 @@ fn add_order(
         ("buy", Some(p)) => p >= market,
         (_, Some(p)) => p <= market,
     };
+    let cl_ord_id = param(params, "cl_ord_id");
+    if let Some(id) = cl_ord_id
+        && !kraken_accepts_cl_ord_id(id)
+    {
+        return Err("EGeneral:Invalid arguments:cl_ord_id");
+    }
+    // Kraken: `cl_ord_id` and `userref` are mutually exclusive.
+    if cl_ord_id.is_some() && param(params, "userref").is_some() {
+        return Err("EGeneral:Invalid arguments:cl_ord_id and userref");
+    }
     let (base, quote) = (balance_code(pair.base()), balance_code(pair.quote()));
     let reduce_only = param(params, "reduce_only") == Some("true");
     let held = |asset: &str| book.balances.get(asset).copied().unwrap_or_default();
-    if reduce_only && (side == "buy" || volume > held(&base)) {
+    // Kraken: a reduce-only order only reduces an open *margin* position, and "if there is
+    // no existing position, the reduce-only order will be rejected"
+    // (https://support.kraken.com/hc/en-us/articles/7987518770708-Other-order-options).
+    // The mock is a spot (cash) account: a balance is not a position, there is never one,
+    // so every reduce-only order is rejected — however much of the base asset is held.
+    if reduce_only {
         return Err("EOrder:Reduce only:Non-PC");
     }
     let cost = volume
@@ -968,9 +1099,47 @@ fn add_order(
     Ok(json!({"descr": {"order": descr}, "txid": [txid]}))
 }
 
+/// Kraken's `cl_ord_id` format (<https://docs.kraken.com/exchange/guides/general/clordid>,
+/// `AddOrder`): a UUID — 36 characters, 8-4-4-4-12 hex digits with dashes, or the 32 hex
+/// digits without — or free text of at most 18 printable ASCII characters. Written apart
+/// from gf-core's check on purpose, so that each checks the other.
+fn kraken_accepts_cl_ord_id(id: &str) -> bool {
+    let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+    let groups: Vec<&str> = id.split('-').collect();
+    let dashed = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && hex(g));
+    let simple = id.len() == 32 && hex(id);
+    let text = (1..=18).contains(&id.len()) && id.chars().all(|c| c.is_ascii_graphic());
+    dashed || simple || text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cl_ord_id_format_is_krakens() {
+        for ok in [
+            "d15708c1-dbb6-465d-b77d-47258319cc90",
+            "d15708c1dbb6465db77d47258319cc90",
+            "hold_long-1-2",
+            "123456789012345678",
+        ] {
+            assert!(kraken_accepts_cl_ord_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ema_cross-1796153720687-1",
+            "1234567890123456789",
+            "d15708c1-dbb6-465d-b77d-47258319cc9",
+            "a b",
+        ] {
+            assert!(!kraken_accepts_cl_ord_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn faults_fire_once_and_match_endpoint() {

@@ -127,11 +127,69 @@ pub fn classify(message: &str) -> ApiErrorKind {
     }
 }
 
+/// Longest exchange text (error body, error string) kept for a log line or an error.
+pub const MAX_EXCHANGE_TEXT: usize = 200;
+
+/// Shortest run of base64/hex-alphabet characters taken for a key, signature or token
+/// and redacted (Kraken's API key is 56 characters, `API-Sign` 88).
+const SECRET_RUN: usize = 40;
+
+/// What is kept of text the exchange (or anything in between) sent, before it is logged
+/// or put into an error: lines that look like HTTP headers (`Name: value`) are dropped;
+/// from the first mention of `API-Key`, `API-Sign`, `Authorization` or a cookie on, the
+/// rest is cut (an endpoint that echoes the request must not put the key in the log);
+/// runs of 40 or more base64 characters become `[redacted]`; control characters become
+/// spaces; at most [`MAX_EXCHANGE_TEXT`] characters remain.
+#[must_use]
+pub fn sanitize_exchange_text(text: &str) -> String {
+    const SENSITIVE: [&str; 5] = ["api-key", "api-sign", "authorization", "cookie", "api_key"];
+    let header_like = |line: &str| {
+        let line = line.trim_start();
+        line.split_once(": ").is_some_and(|(name, _)| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    };
+    let mut kept: String = text
+        .split(['\n', '\r'])
+        .filter(|line| !line.trim().is_empty() && !header_like(line))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let lower = kept.to_ascii_lowercase();
+    if let Some(at) = SENSITIVE.iter().filter_map(|w| lower.find(w)).min() {
+        kept.truncate(at);
+        kept.push_str("[redacted]");
+    }
+    let mut out = String::with_capacity(kept.len().min(MAX_EXCHANGE_TEXT + 16));
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= SECRET_RUN {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in kept.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-') {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(if c.is_control() { ' ' } else { c });
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.chars().count() > MAX_EXCHANGE_TEXT {
+        out = out.chars().take(MAX_EXCHANGE_TEXT).collect();
+        out.push('…');
+    }
+    out
+}
+
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(120).collect();
-    s = s.replace(['\n', '\r'], " ");
-    s
+    sanitize_exchange_text(&String::from_utf8_lossy(body))
 }
 
 /// Reads Kraken's `{"error":[…],"result":…}` envelope.
@@ -174,7 +232,7 @@ pub fn parse_envelope(endpoint: &str, status: u16, body: &[u8]) -> Result<Value,
         return Err(Error::Api {
             endpoint: endpoint.to_owned(),
             kind: classify(first),
-            message: errors.join("; "),
+            message: sanitize_exchange_text(&errors.join("; ")),
         });
     }
     if status >= 500 {

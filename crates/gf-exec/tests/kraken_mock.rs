@@ -664,7 +664,6 @@ async fn closed_gate_keeps_normal_orders_off_the_wire() {
     );
     let mut closure = order("closure", Side::Sell, dec!(10), None);
     closure.purpose = OrderPurpose::HaltClosure;
-    closure.reduce_only = true;
     let err = exchange.place_order(&closure).await.unwrap_err();
     assert!(err.to_string().contains("no closure seal"), "{err}");
     assert!(s.server.requests().is_empty(), "a label is not a right");
@@ -785,7 +784,6 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
     // … while a halt-closure order goes straight through the reserve.
     let started = std::time::Instant::now();
     let mut closure = order("closure", Side::Sell, dec!(5), None);
-    closure.reduce_only = true;
     seal(&mut closure, &s.opener);
     s.client.place_order(&closure).await.unwrap();
     // The normal order needs about 4 s of decay; the closure order none.
@@ -1031,10 +1029,29 @@ async fn mock_validates_arguments_like_kraken() {
             params: "pair=XRPUSD&type=buy&ordertype=market&volume=1&reduce_only=true",
             expected: "EOrder:Reduce only:Non-PC",
         },
+        // A spot holding is not a margin position: reduce-only is rejected even for a
+        // sell of less than the account holds.
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=sell&ordertype=market&volume=1&reduce_only=true",
+            expected: "EOrder:Reduce only:Non-PC",
+        },
         Case {
             endpoint: "AddOrder",
             params: "pair=XRPUSD&type=sell&ordertype=market&volume=5000",
             expected: "EOrder:Insufficient funds",
+        },
+        // Kraken's cl_ord_id: a UUID (dashed or 32 hex) or ≤ 18 ASCII characters, and
+        // never together with userref.
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=market&volume=1&cl_ord_id=ema_cross-1796153720687-1",
+            expected: "EGeneral:Invalid arguments:cl_ord_id",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=market&volume=1&cl_ord_id=abc&userref=7",
+            expected: "EGeneral:Invalid arguments:cl_ord_id and userref",
         },
         Case {
             endpoint: "AddOrder",
@@ -1239,7 +1256,6 @@ async fn asset_pair_precisions_are_enforced_before_sending() {
     assert_eq!(s.server.requests().len(), before, "nothing sent");
     // A halt-closure order flattens a dust position below the minimum.
     let mut dust = order("dust", Side::Sell, dec!(5), None);
-    dust.reduce_only = true;
     seal(&mut dust, &s.opener);
     s.client.place_order(&dust).await.unwrap();
     s.client

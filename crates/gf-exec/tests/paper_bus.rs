@@ -135,7 +135,6 @@ async fn bus_fed_paper_exchange_behind_the_gate() {
         .await;
     assert!(matches!(refused, Err(Error::Halted)));
     let mut flatten = order("flat", Side::Sell, dec!(25000), None);
-    flatten.reduce_only = true;
     flatten.purpose = OrderPurpose::HaltClosure;
     assert!(
         exchange.place_order(&flatten).await.is_err(),
@@ -158,7 +157,7 @@ async fn bus_fed_paper_exchange_behind_the_gate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dead_mans_switch_keeper_arms_the_paper_exchange_until_halted() {
+async fn dead_mans_switch_keeper_holds_orders_while_halted_and_lapses_after_exit() {
     let clock = ManualClock::default();
     let events = Publisher::new(None, Arc::new(clock.clone()), Source::Paper);
     let paper = Arc::new(PaperExchange::new(PaperConfig::default(), events.clone()));
@@ -177,24 +176,26 @@ async fn dead_mans_switch_keeper_arms_the_paper_exchange_until_halted() {
         .await
         .unwrap();
     let gate = TradingGate::new_open();
-    let keeper = DeadManSwitch::spawn(
-        paper.clone(),
-        gate.clone(),
-        DeadManConfig::new(60, false),
-        events,
-    );
+    let keeper = DeadManSwitch::spawn(paper.clone(), DeadManConfig::new(60, false), events);
     // While open, every refresh pushes the deadline out: two minutes pass, nothing fires.
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_secs(15)).await;
         clock.advance(chrono::Duration::seconds(15));
     }
     assert_eq!(paper.open_orders().await.unwrap().len(), 1);
-    // Halted: no more refreshes, so the exchange-side switch cancels the order.
+    // Halted (`hold`): the daemon lives, so the switch is still refreshed and the
+    // resting order is left alone.
     gate.close();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        clock.advance(chrono::Duration::seconds(15));
+    }
+    assert_eq!(paper.open_orders().await.unwrap().len(), 1);
+    // The process goes away without disarming: the exchange-side switch cancels it.
+    keeper.shutdown().await.unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(15)).await;
         clock.advance(chrono::Duration::seconds(15));
     }
     assert!(paper.open_orders().await.unwrap().is_empty());
-    keeper.shutdown().await.unwrap();
 }

@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use gf_core::config::HaltConfig;
+use gf_core::event::ExchangeSystem;
 use gf_core::{Event, EventKind, HaltBehaviour, KindSet, Pair, Payload};
 use gf_risk::PortfolioView;
 
@@ -549,6 +550,74 @@ impl Condition for DiskSpace {
         vec![ItemSpec::new(
             "free_disk_space",
             "Free space on the data directory's disk (the journal needs it) and check it verifies",
+        )]
+    }
+}
+
+/// The condition id of [`ExchangeStatus`].
+pub const EXCHANGE_STATUS: &str = "exchange_status";
+
+/// The exchange's own trading mode (Kraken's WebSocket `status` channel and REST
+/// `SystemStatus`, published as [`Payload::ExchangeStatus`]): breached while Kraken
+/// reports `maintenance` — no order can be placed or cancelled then — or a value it does
+/// not document (fail closed). Value 1 when breached, 0 otherwise; threshold 0. While
+/// breached, resume is refused. `cancel_only` and `post_only` do not halt: the order path
+/// refuses what the mode does not allow (gf-exec's gated exchange).
+#[derive(Debug)]
+pub struct ExchangeStatus {
+    system: ExchangeSystem,
+    detail: String,
+}
+
+impl ExchangeStatus {
+    /// Starting from what start-up read (REST `SystemStatus`).
+    #[must_use]
+    pub fn new(initial: ExchangeSystem, detail: impl Into<String>) -> Self {
+        Self {
+            system: initial,
+            detail: detail.into(),
+        }
+    }
+
+    fn value(&self) -> Decimal {
+        if self.system.halts() {
+            Decimal::ONE
+        } else {
+            Decimal::ZERO
+        }
+    }
+}
+
+impl Condition for ExchangeStatus {
+    fn id(&self) -> &str {
+        EXCHANGE_STATUS
+    }
+    fn name(&self) -> &str {
+        "exchange not trading (maintenance)"
+    }
+    fn threshold(&self) -> Decimal {
+        Decimal::ZERO
+    }
+    fn kinds(&self) -> KindSet {
+        KindSet::of(&[EventKind::ExchangeStatus])
+    }
+    fn observe(&mut self, event: &Event, _ctx: &EvalContext<'_>) -> Decimal {
+        if let Payload::ExchangeStatus { system, detail } = &event.payload {
+            self.system = *system;
+            self.detail.clone_from(detail);
+        }
+        self.value()
+    }
+    fn sample(&mut self, _ctx: &EvalContext<'_>) -> Decimal {
+        self.value()
+    }
+    fn detail(&self) -> Option<String> {
+        Some(format!("kraken reports {} ({})", self.system, self.detail))
+    }
+    fn recovery_items(&self) -> Vec<ItemSpec> {
+        vec![ItemSpec::new(
+            "confirm_exchange_online",
+            "Confirm Kraken reports `online` again (status.kraken.com, SystemStatus) and check open orders",
         )]
     }
 }

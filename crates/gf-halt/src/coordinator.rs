@@ -50,8 +50,7 @@ use gf_risk::PortfolioView;
 
 use crate::checklist::{Checklist, ChecklistItem, ItemSpec};
 use crate::closure::{
-    CancelOutcome, ClosureMint, ClosureReport, PairClosure, RetryPolicy, cancel_all_with_retry,
-    close_positions,
+    CancelOutcome, ClosureMint, ClosureReport, RetryPolicy, cancel_all_with_retry, close_positions,
 };
 use crate::condition::{Breach, ConditionSet, ConditionStatus, EvalContext};
 use crate::error::{Error, ResumeRefusal, validate_operator};
@@ -799,15 +798,24 @@ impl HaltCoordinator {
             cancel,
             rounds: 0,
             pairs: Vec::new(),
+            unread: None,
         };
         if behaviour == HaltBehaviour::ClosePositions {
-            let positions = s.portfolio.positions();
-            let mint = ClosureMint::new(&s.opener, &*s.portfolio);
-            let (pairs, rounds) =
-                close_positions(&*s.exchange, &mint, halt_id, &positions, s.policy, 1).await;
-            report.flat = pairs.iter().all(PairClosure::is_flat);
-            report.pairs = pairs;
-            report.rounds = rounds;
+            // A spot account: the closure sells what the balances hold (of these pairs and
+            // of every configured pair the exchange lists as held), not what the portfolio
+            // believes.
+            let pairs: Vec<Pair> = s
+                .portfolio
+                .positions()
+                .into_iter()
+                .map(|p| p.pair)
+                .collect();
+            let mint = ClosureMint::new(&s.opener);
+            let run = close_positions(&*s.exchange, &mint, halt_id, &pairs, s.policy, 1).await;
+            report.flat = run.flat();
+            report.pairs = run.pairs;
+            report.rounds = run.rounds;
+            report.unread = run.unread;
         }
         // From now on a fill that lands after this closure starts another round.
         *s.closing.late.lock() = LateFills {
@@ -1023,22 +1031,29 @@ impl HaltCoordinator {
     /// when it could not close everything.
     async fn late_closure(&self, halt_id: u64, round: u32, first_attempt: u32) {
         let s = &self.shared;
-        let positions = s.portfolio.positions();
-        let mint = ClosureMint::new(&s.opener, &*s.portfolio);
-        let (pairs, attempts) = close_positions(
+        let pairs: Vec<Pair> = s
+            .portfolio
+            .positions()
+            .into_iter()
+            .map(|p| p.pair)
+            .collect();
+        let mint = ClosureMint::new(&s.opener);
+        let run = close_positions(
             &*s.exchange,
             &mint,
             halt_id,
-            &positions,
+            &pairs,
             s.policy,
             first_attempt,
         )
         .await;
+        let attempts = run.rounds;
         let report = ClosureReport {
-            flat: pairs.iter().all(PairClosure::is_flat),
+            flat: run.flat(),
             cancel: None,
             rounds: attempts,
-            pairs,
+            pairs: run.pairs,
+            unread: run.unread,
         };
         let detail = report.detail();
         let report_json = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
@@ -1487,11 +1502,12 @@ impl HaltCoordinator {
 }
 
 impl HaltCoordinator {
-    /// Keeps the exchange's dead man's switch (`CancelAllOrdersAfter`) armed while
-    /// Running, refreshing it every third of `timeout_secs` (at least every second), so
-    /// resting orders are cancelled by the exchange if this process dies. While a halt is
-    /// in force it is not refreshed (everything is cancelled already) and lapses. Returns
-    /// at once when `timeout_secs` is 0; otherwise runs until `shutdown` fires.
+    /// Keeps the exchange's dead man's switch (`CancelAllOrdersAfter`) armed while this
+    /// process lives, refreshing it every third of `timeout_secs` (at least every second),
+    /// so resting orders are cancelled by the exchange if the process dies. It is refreshed
+    /// in every state: while halted the halt behaviour decides what rests (`hold` keeps
+    /// the orders, which a lapsed switch would cancel). Returns at once when `timeout_secs`
+    /// is 0; otherwise runs until `shutdown` fires (disarming is the caller's choice).
     pub async fn keep_dead_man_armed(
         &self,
         timeout_secs: u32,
@@ -1508,9 +1524,6 @@ impl HaltCoordinator {
                 biased;
                 _ = shutdown.recv() => break,
                 _ = tick.tick() => {
-                    if self.state() != HaltState::Running {
-                        continue;
-                    }
                     let s = &self.shared;
                     let armed = s
                         .policy

@@ -12,8 +12,8 @@ use rust_decimal_macros::dec;
 use common::{Call, Env, FakeExchange, View, fast_cfg, normal_order, pair, position};
 use gf_core::config::{ConditionConfig, HaltConfig};
 use gf_core::{
-    ApiErrorKind, Event, EventKind, HaltBehaviour, HaltSource, HaltState, KindSet, ManualClock,
-    OrderPurpose, OrderType, Payload, Side, Source, Subscription,
+    ApiErrorKind, ClientOrderId, Event, EventKind, HaltBehaviour, HaltSource, HaltState, KindSet,
+    ManualClock, OrderPurpose, OrderType, Payload, Side, Source, Subscription,
 };
 use gf_exec::Exchange;
 use gf_halt::coordinator::kinds;
@@ -107,10 +107,10 @@ async fn drawdown_sixteen_over_fifteen_halts_fifteen_does_not() {
 async fn two_positions_produce_exactly_two_closure_orders() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
-    *env.view.positions.lock() = vec![
+    env.hold(vec![
         position("XRP/USD", dec!(1500)),
-        position("DOGE/USD", dec!(-2500)),
-    ];
+        position("DOGE/USD", dec!(2500)),
+    ]);
     let mut sub = env.bus.subscribe(KindSet::critical());
     env.coordinator.halt(HaltSource::Cli, "flatten").await;
     halted(&env.coordinator).await;
@@ -120,9 +120,10 @@ async fn two_positions_produce_exactly_two_closure_orders() {
     let xrp = orders.iter().find(|o| o.pair == pair("XRP/USD")).unwrap();
     let doge = orders.iter().find(|o| o.pair == pair("DOGE/USD")).unwrap();
     assert_eq!((xrp.side, xrp.qty), (Side::Sell, dec!(1500)));
-    assert_eq!((doge.side, doge.qty), (Side::Buy, dec!(2500)));
+    assert_eq!((doge.side, doge.qty), (Side::Sell, dec!(2500)));
     for o in &orders {
-        assert!(o.reduce_only);
+        // A spot account has no margin position to reduce: Kraken would reject it.
+        assert!(!o.reduce_only);
         assert_eq!(o.purpose, OrderPurpose::HaltClosure);
         assert_eq!(o.order_type, OrderType::Market);
         assert_eq!(o.limit_price, None);
@@ -467,15 +468,18 @@ async fn rejected_closure_is_retried_recorded_and_alerted() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
     env.exchange.reject_closures.store(true, Ordering::SeqCst);
-    *env.view.positions.lock() = vec![position("XRP/USD", dec!(100))];
+    env.hold(vec![position("XRP/USD", dec!(100))]);
     let mut sub = env.bus.subscribe_all();
     env.coordinator.halt(HaltSource::Cli, "flatten").await;
     halted(&env.coordinator).await;
 
     let orders = env.exchange.closure_orders();
     assert_eq!(orders.len(), 3, "retried up to closure_max_attempts");
-    let ids: Vec<&str> = orders.iter().map(|o| o.client_order_id.as_str()).collect();
-    assert_eq!(ids, ["gfh-1-XRPUSD-1", "gfh-1-XRPUSD-2", "gfh-1-XRPUSD-3"]);
+    let ids: Vec<ClientOrderId> = orders.iter().map(|o| o.client_order_id.clone()).collect();
+    let expected: Vec<ClientOrderId> = (1..=3)
+        .map(|r| gf_halt::closure::closure_client_id(1, &pair("XRP/USD"), r))
+        .collect();
+    assert_eq!(ids, expected);
     let events = drain(&mut sub);
     assert!(events.iter().any(|p| matches!(
         p,
@@ -513,7 +517,7 @@ async fn behaviours_hold_cancel_only_and_per_condition_override() {
         ..fast_cfg()
     };
     let env = Env::open(&cfg, &dir.path().join("a.sqlite"));
-    *env.view.positions.lock() = vec![position("XRP/USD", dec!(100))];
+    env.hold(vec![position("XRP/USD", dec!(100))]);
     env.coordinator.halt(HaltSource::Cli, "hold").await;
     halted(&env.coordinator).await;
     assert!(env.exchange.calls().is_empty());
@@ -529,7 +533,7 @@ async fn behaviours_hold_cancel_only_and_per_condition_override() {
         },
     );
     let env = Env::open(&cfg, &dir.path().join("b.sqlite"));
-    *env.view.positions.lock() = vec![position("XRP/USD", dec!(100))];
+    env.hold(vec![position("XRP/USD", dec!(100))]);
     env.coordinator
         .halt(HaltSource::Auto("api_error_rate".into()), "errors")
         .await;
@@ -917,7 +921,7 @@ async fn a_hung_exchange_cannot_keep_the_halt_in_halting_forever() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dead_man_switch_is_refreshed_only_while_running() {
+async fn dead_man_switch_is_refreshed_in_every_state() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
     let arms = |env: &Env| {
@@ -938,7 +942,7 @@ async fn dead_man_switch_is_refreshed_only_while_running() {
     env.coordinator.halt(HaltSource::Cli, "stop").await;
     halted(&env.coordinator).await;
     tokio::time::sleep(Duration::from_secs(100)).await;
-    assert_eq!(arms(&env), 3, "not refreshed while halted");
+    assert_eq!(arms(&env), 8, "refreshed while halted too (every 20 s)");
     shutdown_tx.send(()).unwrap();
     keeper.await.unwrap();
     // Zero disables it.

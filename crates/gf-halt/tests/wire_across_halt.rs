@@ -202,7 +202,23 @@ impl Exchange for SlowWire {
     }
 
     async fn open_positions(&self) -> Result<Vec<Position>, gf_exec::Error> {
-        Ok(Vec::new())
+        // A spot account: what it holds is the net of every execution, published or not.
+        let mut held: BTreeMap<Pair, Decimal> = BTreeMap::new();
+        for (info, _, _) in self.executed.lock().values() {
+            let signed = match info.side {
+                Side::Buy => info.filled_qty,
+                Side::Sell => -info.filled_qty,
+            };
+            *held.entry(info.pair.clone()).or_default() += signed;
+        }
+        Ok(held
+            .into_iter()
+            .filter(|(_, q)| !q.is_zero())
+            .map(|(pair, qty)| Position {
+                qty,
+                ..Position::flat(pair)
+            })
+            .collect())
     }
 
     async fn check(&self) -> Result<(), gf_exec::Error> {

@@ -320,7 +320,15 @@ impl FeedProcessor {
                 }
             }
             Message::Heartbeat => self.stats.heartbeats += 1,
-            Message::Status | Message::Pong => {}
+            Message::Status(system, text) => {
+                let detail = if system == gf_core::event::ExchangeSystem::Unknown {
+                    format!("ws status: undocumented value {text:?}")
+                } else {
+                    "ws status".to_owned()
+                };
+                out.push(Payload::ExchangeStatus { system, detail });
+            }
+            Message::Pong => {}
             Message::Ack {
                 success: false,
                 method,

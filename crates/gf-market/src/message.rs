@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
+use gf_core::event::ExchangeSystem;
 use gf_core::{Level, Pair, Price, Qty, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -96,8 +97,10 @@ pub enum Message {
     Instrument(Vec<InstrumentData>),
     /// `heartbeat`.
     Heartbeat,
-    /// `status` (system status on connect).
-    Status,
+    /// `status`: the trading engine's mode, sent on connect and on every change, with the
+    /// text Kraken sent for it (an undocumented or unreadable value is
+    /// [`ExchangeSystem::Unknown`], which the daemon treats like `maintenance`).
+    Status(ExchangeSystem, String),
     /// `pong`, the answer to our `ping`.
     Pong,
     /// The answer to a `subscribe` / `unsubscribe`.
@@ -367,6 +370,29 @@ fn book_message(kind: DataKind, raw: &[RawBook<'_>], text: &str) -> Result<Messa
     Ok(Message::Book(kind, books))
 }
 
+#[derive(Deserialize)]
+struct RawStatus {
+    #[serde(default)]
+    system: Option<String>,
+}
+
+/// `{"channel":"status","type":"update","data":[{"system":"online",…}]}` (docs.kraken.com
+/// spot-websocket-v2/status). Never an error: a status we cannot read is
+/// [`ExchangeSystem::Unknown`], so the caller fails closed instead of trading on.
+fn status_message(env: &Envelope<'_>) -> Message {
+    let system = env
+        .data
+        .and_then(|raw| serde_json::from_str::<Vec<RawStatus>>(raw.get()).ok())
+        .and_then(|items| items.into_iter().find_map(|s| s.system));
+    match system {
+        Some(text) => {
+            let shown: String = text.chars().take(32).filter(|c| !c.is_control()).collect();
+            Message::Status(ExchangeSystem::from_kraken(&text), shown)
+        }
+        None => Message::Status(ExchangeSystem::Unknown, "unreadable".to_owned()),
+    }
+}
+
 fn data<'a, T: Deserialize<'a>>(env: &Envelope<'a>, text: &str) -> Result<T, Error> {
     let raw = env
         .data
@@ -489,7 +515,7 @@ pub fn parse(text: &str) -> Result<Message, Error> {
                 Ok(Message::Instrument(pairs))
             }
             "heartbeat" => Ok(Message::Heartbeat),
-            "status" => Ok(Message::Status),
+            "status" => Ok(status_message(&env)),
             other => Ok(Message::Unknown(format!("channel {other}"))),
         };
     }
@@ -617,7 +643,25 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"channel":"status","type":"update","data":[{"system":"online"}]}"#).unwrap(),
-            Message::Status
+            Message::Status(ExchangeSystem::Online, "online".into())
+        );
+        for (system, expected) in [
+            ("maintenance", ExchangeSystem::Maintenance),
+            ("cancel_only", ExchangeSystem::CancelOnly),
+            ("post_only", ExchangeSystem::PostOnly),
+            ("limit_only", ExchangeSystem::Unknown),
+        ] {
+            let text = format!(
+                r#"{{"channel":"status","type":"update","data":[{{"api_version":"v2","connection_id":1,"system":"{system}","version":"2.0.10"}}]}}"#
+            );
+            assert_eq!(
+                parse(&text).unwrap(),
+                Message::Status(expected, system.into())
+            );
+        }
+        assert_eq!(
+            parse(r#"{"channel":"status","type":"update","data":{"system":1}}"#).unwrap(),
+            Message::Status(ExchangeSystem::Unknown, "unreadable".into())
         );
         assert_eq!(
             parse(r#"{"method":"pong","req_id":1,"time_in":"x","time_out":"y"}"#).unwrap(),

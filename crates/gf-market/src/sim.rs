@@ -118,6 +118,8 @@ struct Shared {
     requests: Mutex<Vec<SimRequest>>,
     stalled: AtomicBool,
     corrupt_next: AtomicBool,
+    /// The `system` value of the `status` channel: sent on connect and on every change.
+    system: Mutex<String>,
     started: Notify,
     start_flag: AtomicBool,
     drop_tx: watch::Sender<u64>,
@@ -154,6 +156,23 @@ impl SimHandle {
             channel: Channel::Raw,
             pair: None,
             text: text.to_owned(),
+        }));
+    }
+
+    /// Changes the trading engine's mode to `system` (`online`, `maintenance`,
+    /// `cancel_only`, `post_only`, or anything else to test undocumented values). Like
+    /// Kraken, the `status` channel reports it to every connected session at once and to
+    /// every new session on connect ("a status will be automatically generated on
+    /// successful websocket connection and when the trading engine status changes":
+    /// docs.kraken.com/exchange/api-reference/spot-websocket-v2/status).
+    pub fn set_system_status(&self, system: &str) {
+        system.clone_into(&mut self.shared.system.lock());
+        let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.shared.tx.send(Arc::new(Item {
+            seq,
+            channel: Channel::Raw,
+            pair: None,
+            text: status_text(0, system),
         }));
     }
 
@@ -310,12 +329,21 @@ fn load(recording: &[u8], cfg: SimConfig) -> (Shared, Vec<String>) {
         requests: Mutex::new(Vec::new()),
         stalled: AtomicBool::new(false),
         corrupt_next: AtomicBool::new(false),
+        system: Mutex::new("online".to_owned()),
         started: Notify::new(),
         start_flag: AtomicBool::new(false),
         drop_tx,
         shutdown: CancellationToken::new(),
     };
     (shared, initial)
+}
+
+/// A v2 `status` update as Kraken sends it (docs.kraken.com spot-websocket-v2/status).
+fn status_text(connection: u64, system: &str) -> String {
+    let system = serde_json::Value::String(system.to_owned());
+    format!(
+        r#"{{"channel":"status","type":"update","data":[{{"api_version":"v2","connection_id":{connection},"system":{system},"version":"2.0.10"}}]}}"#
+    )
 }
 
 /// Alters the `checksum` of a book message.
@@ -546,9 +574,7 @@ async fn session(stream: TcpStream, connection: u64, shared: Arc<Shared>) {
         connection,
         subs: HashSet::new(),
         snapshot_seq: std::collections::HashMap::new(),
-        out: vec![format!(
-            r#"{{"channel":"status","type":"update","data":[{{"api_version":"v2","connection_id":{connection},"system":"online","version":"2.0.10"}}]}}"#
-        )],
+        out: vec![status_text(connection, &shared.system.lock())],
     };
     let mut last_sent = tokio::time::Instant::now();
     loop {

@@ -210,9 +210,23 @@ async fn resume(State(d): State<Daemon>, Operator(who): Operator) -> Result<Json
 }
 
 async fn status(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        serde_json::to_value(d.halt.status()).unwrap_or(Value::Null),
-    ))
+    Ok(Json(status_value(&d)))
+}
+
+/// The halt status plus `exchange_status`: Kraken's trading mode as last reported
+/// (`online`, `maintenance`, `cancel_only`, `post_only`, `unknown`), `null` in paper mode.
+/// Served by `GET /api/v1/halt/status` and in the WebSocket frames' `status`.
+pub(crate) fn status_value(d: &Daemon) -> Value {
+    let mut value = serde_json::to_value(d.halt.status()).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            "exchange_status".into(),
+            d.live
+                .as_ref()
+                .map_or(Value::Null, |l| json!(l.exchange_status())),
+        );
+    }
+    value
 }
 
 async fn checklist(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {

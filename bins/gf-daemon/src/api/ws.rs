@@ -56,7 +56,7 @@ pub(super) async fn halt_status(
 fn status_frame(d: &Daemon, event: Option<&gf_core::Event>) -> String {
     json!({
         "type": "status",
-        "status": d.halt.status(),
+        "status": super::status_value(d),
         "checklist": d.halt.checklist(),
         "event": event,
     })
@@ -146,7 +146,7 @@ pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
     json!({
         "type": "dashboard",
         "snapshot": snapshot,
-        "status": d.halt.status(),
+        "status": super::status_value(d),
         "checklist": d.halt.checklist(),
         "portfolio": positions,
     })

@@ -374,7 +374,10 @@
     const banner = $('state-banner');
     banner.className = `banner state-${s || 'unknown'}`;
     $('state-text').textContent = s ? (STATE_LABELS[s] || s) : 'Connecting…';
-    $('gate').textContent = st ? (st.gate_open ? 'order gate open' : 'order gate closed') : '';
+    const gate = st ? (st.gate_open ? 'order gate open' : 'order gate closed') : '';
+    // Kraken's own trading mode (live only): anything but `online` limits what passes.
+    const venue = st && st.exchange_status ? st.exchange_status : null;
+    $('gate').textContent = venue && venue !== 'online' ? `${gate} · kraken ${venue}` : gate;
     const halt = st ? st.halt : null;
     let reason = '–';
     let source = '–';

@@ -47,6 +47,8 @@ pub struct FakeExchange {
     /// When the first cancel-all arrived.
     pub first_cancel_at: Mutex<Option<Instant>>,
     pub cancel_seen: Notify,
+    /// What the (spot) account holds of each pair's base asset; fills move it.
+    pub holdings: Mutex<BTreeMap<Pair, Decimal>>,
 }
 
 impl FakeExchange {
@@ -108,6 +110,11 @@ impl Exchange for FakeExchange {
             });
         }
         let order_id = OrderId::new(format!("O{}", self.seq.load(Ordering::SeqCst)));
+        let signed = match order.side {
+            Side::Buy => order.qty,
+            Side::Sell => -order.qty,
+        };
+        *self.holdings.lock().entry(order.pair.clone()).or_default() += signed;
         self.orders.lock().insert(
             order.client_order_id.clone(),
             OrderInfo {
@@ -185,7 +192,16 @@ impl Exchange for FakeExchange {
     }
 
     async fn open_positions(&self) -> Result<Vec<Position>, gf_exec::Error> {
-        Ok(Vec::new())
+        Ok(self
+            .holdings
+            .lock()
+            .iter()
+            .filter(|(_, q)| !q.is_zero())
+            .map(|(p, q)| Position {
+                qty: *q,
+                ..Position::flat(p.clone())
+            })
+            .collect())
     }
 
     async fn check(&self) -> Result<(), gf_exec::Error> {
@@ -324,6 +340,13 @@ impl Env {
             bus,
             clock,
         }
+    }
+
+    /// The portfolio and the exchange's balances both hold `positions`.
+    pub fn hold(&self, positions: Vec<Position>) {
+        *self.exchange.holdings.lock() =
+            positions.iter().map(|p| (p.pair.clone(), p.qty)).collect();
+        *self.view.positions.lock() = positions;
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

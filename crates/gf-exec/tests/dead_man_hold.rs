@@ -1,0 +1,96 @@
+//! The dead man's switch is refreshed while the daemon lives, halted or not: a `hold`
+//! halt leaves resting orders at the (mock) exchange past the switch timeout, and only a
+//! process that stops refreshing lets the exchange cancel them. Paused tokio time; the
+//! mock's `CancelAllOrdersAfter` runs on a clock that follows it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gf_core::{
+    ClientOrderId, Clock, OrderPurpose, OrderRequest, OrderType, Pair, Side, Source, TimeInForce,
+    TradingGate,
+};
+use gf_exec::events::Publisher;
+use gf_exec::ratelimit::Limits;
+use gf_exec::sim::{MockConfig, MockKraken};
+use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
+use rust_decimal_macros::dec;
+
+/// Wall time that moves with tokio's (paused) clock.
+#[derive(Debug)]
+struct TokioClock {
+    start: DateTime<Utc>,
+    t0: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.t0;
+        self.start + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_keeps_resting_orders_past_the_switch_timeout() {
+    let clock = Arc::new(TokioClock {
+        start: Utc::now(),
+        t0: tokio::time::Instant::now(),
+    });
+    let server = MockKraken::start(MockConfig {
+        clock: clock.clone(),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = KrakenConfig::new(server.url());
+    cfg.rest_limits = Limits {
+        max: 1000,
+        decay_milli_per_sec: 1_000_000,
+        priority_reserve: 10,
+    };
+    cfg.trading_limits = cfg.rest_limits;
+    let gate = TradingGate::new_open();
+    let events = Publisher::new(None, clock.clone(), Source::Exec);
+    let client: Arc<KrakenClient> = Arc::new(
+        KrakenClient::new(cfg, Arc::new(server.credentials()), events.clone())
+            .unwrap()
+            .with_gate(gate.clone()),
+    );
+    let resting = OrderRequest {
+        client_order_id: ClientOrderId::new("resting-1"),
+        pair: Pair::new("XRP/USD").unwrap(),
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        qty: dec!(10),
+        limit_price: Some(dec!(0.40)),
+        time_in_force: TimeInForce::Gtc,
+        reduce_only: false,
+        user_ref: None,
+        purpose: OrderPurpose::Normal,
+        closure_seal: None,
+    };
+    client.place_order(&resting).await.unwrap();
+    let keeper = DeadManSwitch::spawn(client.clone(), DeadManConfig::new(60, false), events);
+
+    // A halt with `hold`: the gate closes, nothing is cancelled.
+    gate.close();
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    let open = client.open_orders().await.unwrap();
+    assert_eq!(open.len(), 1, "200 s into a 60 s switch, the order rests");
+    assert_eq!(server.orders()[0].status, "open");
+    let trigger = server.dead_man_trigger().expect("still armed");
+    assert!(trigger > clock.now(), "refreshed ahead of the clock");
+    let refreshes = server
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == "CancelAllOrdersAfter")
+        .count();
+    assert!(refreshes >= 13, "every 15 s while halted: {refreshes}");
+
+    // The process stops refreshing (no disarm configured): the exchange cancels.
+    keeper.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(client.open_orders().await.unwrap().is_empty());
+    assert_eq!(server.orders()[0].status, "canceled");
+}
