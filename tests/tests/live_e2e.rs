@@ -50,9 +50,9 @@ async fn mock_kraken() -> MockKrakenHandle {
             (pair("XRP/USD"), Decimal::new(218_445, 5)),
             (pair("DOGE/USD"), Decimal::new(17_234, 5)),
         ]),
-        // The daemon signs from several tasks at once (strategy, halt, order sync, dead
-        // man's switch, health check), so two requests can reach the exchange in the
-        // opposite order of their nonces; a live API key needs Kraken's nonce window.
+        // A key with a nonce window, as the runbook advises; the client also keeps its
+        // requests in nonce order on the wire (crates/gf-exec/tests/nonce_order.rs checks
+        // that against a mock without a window).
         nonce_window: 1_000_000,
         ..MockConfig::default()
     })

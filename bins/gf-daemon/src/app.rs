@@ -123,6 +123,41 @@ pub fn journal_key_and_witness(config: &Config) -> Result<(PathBuf, PathBuf)> {
     Ok((key, witness))
 }
 
+/// The journal key the offline tools (`journal verify|adopt`) use: in live mode the
+/// secret provider's `journal_key` when the credentials' set has one, else the key file
+/// (`create`: made when missing, as `journal adopt` does).
+///
+/// # Errors
+/// The provider cannot be read or its key is malformed; the key file is refused.
+pub async fn journal_key_for(
+    config: &Config,
+    env: &gf_secrets::env::EnvLookup,
+    create: bool,
+) -> Result<gf_halt::JournalKey> {
+    if config.general.mode == Mode::Live {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let provider = gf_secrets::cli::provider_from_config(
+            &config.secrets,
+            env,
+            clock,
+            gf_secrets::cli::Prompt::IfTerminal,
+        )?;
+        if let Some(key) =
+            crate::live::journal_key_from_provider(&*provider, &config.secrets.set).await?
+        {
+            return Ok(key);
+        }
+    }
+    let (key_file, _) = journal_key_and_witness(config)?;
+    gf_halt::DataDir::inspect(&config.general.data_dir)?
+        .refuse_inside("journal.key_file", &key_file)?;
+    Ok(if create {
+        gf_halt::JournalKey::load_or_create(&key_file)?
+    } else {
+        gf_halt::JournalKey::load(&key_file)?
+    })
+}
+
 /// Opens the daemon's journal: creates the data directory (mode `0700`) and takes its
 /// lock (refusing, with the holder's pid, when another daemon has it), reads (or creates
 /// on the first launch) the journal key outside the data directory, and opens the journal
@@ -134,11 +169,29 @@ pub fn journal_key_and_witness(config: &Config) -> Result<(PathBuf, PathBuf)> {
 /// or inside the data directory; a witness directory inside it; an unreadable journal
 /// (or one of the old unkeyed format, which `gf-daemon journal adopt` archives).
 pub fn open_journal(config: &Config, clock: SharedClock) -> Result<Arc<gf_halt::Journal>> {
+    open_journal_with(config, clock, None)
+}
+
+/// As [`open_journal`], with the key given (live mode: from the secret provider) instead
+/// of read from `journal.key_file`.
+///
+/// # Errors
+/// As [`open_journal`].
+pub fn open_journal_with(
+    config: &Config,
+    clock: SharedClock,
+    key: Option<gf_halt::JournalKey>,
+) -> Result<Arc<gf_halt::Journal>> {
     let data_dir = &config.general.data_dir;
     let dir = gf_halt::DataDir::open(data_dir, clock.now())?;
     let (key_file, witness_dir) = journal_key_and_witness(config)?;
-    dir.refuse_inside("journal.key_file", &key_file)?;
-    let key = gf_halt::JournalKey::load_or_create(&key_file)?;
+    let key = match key {
+        Some(key) => key,
+        None => {
+            dir.refuse_inside("journal.key_file", &key_file)?;
+            gf_halt::JournalKey::load_or_create(&key_file)?
+        }
+    };
     let journal = gf_halt::Journal::open_data_dir(dir, clock, key, &witness_dir)
         .with_context(|| format!("opening the journal in {}", data_dir.display()))?;
     Ok(Arc::new(journal))
@@ -170,7 +223,11 @@ pub fn build_with(
     }
     let data_dir = config.general.data_dir.clone();
     // First: the data directory's lock (one daemon per directory), key, witness, journal.
-    let journal = open_journal(&config, clock.clone())?;
+    let journal = open_journal_with(
+        &config,
+        clock.clone(),
+        live.as_ref().and_then(|l| l.journal_key().cloned()),
+    )?;
 
     let mut tokens = TokenStore::open(&data_dir)?;
     let new_token = if tokens.has_role(Role::Operator) {

@@ -25,9 +25,10 @@
 //! cancels and sealed closures through, `post_only` no order of ours) and `maintenance`
 //! (or an undocumented mode) halts through the `exchange_status` condition.
 //!
-//! Operators: give the API key a *nonce window* on Kraken. Several tasks sign at once
-//! (strategy, halt, order sync, dead man's switch, health check); nonces are strictly
-//! increasing when signed, but two requests may reach Kraken in the opposite order.
+//! Nonces: several tasks sign at once (strategy, halt, order sync, dead man's switch,
+//! health check); the Kraken client assigns each nonce and writes its request under one
+//! lock, so they reach Kraken in nonce order even on a key without a nonce window (see
+//! the runbook, "Nonces and Kraken's nonce window").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -198,6 +199,38 @@ pub enum LiveError {
     /// `AssetPairs` does not list some of `market.pairs`.
     #[error("live mode: kraken does not list market.pairs {}", .0.join(", "))]
     UnknownPairs(Vec<String>),
+    /// The secret set's `journal_key` field is malformed.
+    #[error("live mode: journal key: {0}")]
+    JournalKey(gf_halt::Error),
+}
+
+/// The field of the credentials' secret set that may hold the journal key in live mode
+/// (64 hex characters): the key then lives with the exchange credentials in the secret
+/// provider, not in a file.
+pub const JOURNAL_KEY_FIELD: &str = gf_secrets::env::JOURNAL_KEY_FIELD;
+
+/// The journal key the secret provider holds for `set` (its [`JOURNAL_KEY_FIELD`]), or
+/// `None` when the set has no such field (the key file is used then).
+///
+/// # Errors
+/// [`LiveError::Credentials`] when the provider cannot be read; [`LiveError::JournalKey`]
+/// when the field is not 64 hex characters (the value never appears in the message).
+pub async fn journal_key_from_provider(
+    provider: &dyn gf_secrets::SecretProvider,
+    set: &str,
+) -> Result<Option<gf_halt::JournalKey>, LiveError> {
+    use secrecy::ExposeSecret as _;
+    let secrets = provider.fetch(set).await?;
+    secrets
+        .get(JOURNAL_KEY_FIELD)
+        .map(|value| {
+            gf_halt::JournalKey::from_hex(
+                &format!("secret set {set}, field {JOURNAL_KEY_FIELD}"),
+                value.expose_secret(),
+            )
+            .map_err(LiveError::JournalKey)
+        })
+        .transpose()
 }
 
 impl From<gf_secrets::Error> for LiveError {
@@ -325,6 +358,8 @@ pub struct Live {
     venue: VenueMode,
     /// What start-up reconciliation found and did, journaled on attach.
     reconciliation: Mutex<Option<serde_json::Value>>,
+    /// The journal key from the secret provider, when the credentials' set holds one.
+    journal_key: Option<gf_halt::JournalKey>,
 }
 
 impl std::fmt::Debug for Live {
@@ -382,6 +417,7 @@ impl Live {
             clock: clock.clone(),
             startup_nonce_file: Mutex::new(rest.nonce_file.clone()),
         });
+        let key_provider = Arc::clone(&provider);
         let rotator = Arc::new(Rotator::new(
             provider,
             config.secrets.set.clone(),
@@ -394,6 +430,11 @@ impl Live {
         let outcome = rotator.load("startup").await?;
         *check.startup_nonce_file.lock() = None;
         tracing::info!(?outcome, set = %config.secrets.set, "kraken credentials loaded");
+        let journal_key = journal_key_from_provider(&*key_provider, &config.secrets.set).await?;
+        tracing::info!(
+            from_provider = journal_key.is_some(),
+            "journal key source: the secret provider when its set has `journal_key`, else the key file"
+        );
 
         // Closed until the halt coordinator, which takes its opener, restores or resumes.
         let gate = TradingGate::new_closed();
@@ -454,7 +495,14 @@ impl Live {
             market,
             venue,
             reconciliation: Mutex::new(Some(reconciliation)),
+            journal_key,
         })
+    }
+
+    /// The journal key held by the secret provider, if the credentials' set has one.
+    #[must_use]
+    pub fn journal_key(&self) -> Option<&gf_halt::JournalKey> {
+        self.journal_key.as_ref()
     }
 
     /// Kraken's trading mode as last reported (`SystemStatus` at start, then the
@@ -680,8 +728,8 @@ mod tests {
         Arc::new(Credentials::from_set(&set).unwrap())
     }
 
-    /// A previous run left nonces far ahead of the clock (restarts in quick succession
-    /// reserve ahead). The startup probe reads the nonce file, so Kraken accepts it, and
+    /// A previous run left nonces ahead of the clock (e.g. an older version, or a clock set
+    /// back). The startup probe reads the nonce file, so Kraken accepts it, and
     /// the main client created after it continues above it; later probes (new key
     /// versions) follow the clock and do not touch the file.
     #[tokio::test]

@@ -393,11 +393,12 @@ async fn run(command: Command) -> Result<ExitCode> {
             let cfg = args.config()?;
             let data_dir = &cfg.general.data_dir;
             let path = gf_daemon::app::journal_path(data_dir);
-            let (key_file, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
+            let (_, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
+            let env: gf_secrets::env::EnvLookup =
+                std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+            let key = gf_daemon::app::journal_key_for(&cfg, &env, false).await?;
             // No lock: a running daemon keeps writing while this reads.
             let dir = gf_halt::DataDir::inspect(data_dir)?;
-            dir.refuse_inside("journal.key_file", &key_file)?;
-            let key = gf_halt::JournalKey::load(&key_file)?;
             let clock: gf_core::SharedClock = std::sync::Arc::new(gf_core::SystemClock);
             let summary = gf_halt::Journal::open_data_dir(dir, clock, key, &witness_dir)
                 .and_then(|j| j.verify())
@@ -426,12 +427,13 @@ async fn run(command: Command) -> Result<ExitCode> {
         } => {
             let cfg = dir.config()?;
             let data_dir = &cfg.general.data_dir;
-            let (key_file, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
+            let (_, witness_dir) = gf_daemon::app::journal_key_and_witness(&cfg)?;
             let clock: gf_core::SharedClock = std::sync::Arc::new(gf_core::SystemClock);
             // The lock: refused while a daemon runs on the directory.
             let locked = gf_halt::DataDir::open(data_dir, clock.now())?;
-            locked.refuse_inside("journal.key_file", &key_file)?;
-            let key = gf_halt::JournalKey::load_or_create(&key_file)?;
+            let env: gf_secrets::env::EnvLookup =
+                std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+            let key = gf_daemon::app::journal_key_for(&cfg, &env, true).await?;
             let report = gf_halt::adopt(locked, clock, key, &witness_dir, &operator)?;
             match &report.archived_to {
                 Some(p) => println!("archived the previous journal to {}", p.display()),

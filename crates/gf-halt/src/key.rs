@@ -87,20 +87,30 @@ impl JournalKey {
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| key_error(path, e.to_string()))?,
         );
+        Self::parse_hex(&text).map_err(|reason| key_error(path, reason))
+    }
+
+    /// A key handed over by a secret provider (live mode: the field `journal_key` of the
+    /// credentials' secret set), as 64 hex characters. `source` names where it came from
+    /// in errors (e.g. `secret set kraken, field journal_key`); the value never appears.
+    ///
+    /// # Errors
+    /// [`Error::KeyFile`] naming `source` when the text is not 64 hex characters.
+    pub fn from_hex(source: &str, text: &str) -> Result<Self, Error> {
+        Self::parse_hex(text).map_err(|reason| key_error(Path::new(source), reason))
+    }
+
+    fn parse_hex(text: &str) -> Result<Self, String> {
         let hex_text = text.trim();
         if hex_text.len() != 2 * KEY_LEN {
-            return Err(key_error(
-                path,
-                format!(
-                    "expected {} hex characters ({KEY_LEN} bytes), found {}",
-                    2 * KEY_LEN,
-                    hex_text.len()
-                ),
+            return Err(format!(
+                "expected {} hex characters ({KEY_LEN} bytes), found {}",
+                2 * KEY_LEN,
+                hex_text.len()
             ));
         }
         let mut bytes = [0u8; KEY_LEN];
-        hex::decode_to_slice(hex_text, &mut bytes)
-            .map_err(|_| key_error(path, "not hexadecimal"))?;
+        hex::decode_to_slice(hex_text, &mut bytes).map_err(|_| "not hexadecimal".to_owned())?;
         Ok(Self::from_bytes(bytes))
     }
 
@@ -183,6 +193,27 @@ pub(crate) fn sync_dir(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_provider_key_is_64_hex_and_errors_name_the_source_not_the_value() {
+        let hex_key = "ab".repeat(32);
+        let a =
+            super::JournalKey::from_hex("secret set kraken, field journal_key", &hex_key).unwrap();
+        let b = super::JournalKey::from_bytes([0xab; 32]);
+        assert_eq!(a.bytes[..], b.bytes[..]);
+        let err = super::JournalKey::from_hex("secret set kraken, field journal_key", "abc123")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field journal_key") && err.contains("64 hex"),
+            "{err}"
+        );
+        assert!(!err.contains("abc123"), "{err}");
+        let err = super::JournalKey::from_hex("s", &"zz".repeat(32))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not hexadecimal"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `env` provider (development): `<SET>_API_KEY` / `<SET>_API_SECRET`, e.g.
-//! `KRAKEN_API_KEY` / `KRAKEN_API_SECRET` for the set `kraken`.
+//! `KRAKEN_API_KEY` / `KRAKEN_API_SECRET` for the set `kraken`, and optionally
+//! `<SET>_JOURNAL_KEY` (the field `journal_key`: the journal key in live mode).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -86,14 +87,22 @@ impl SecretProvider for EnvProvider {
 
     async fn fetch(&self, set: &str) -> Result<SecretSet> {
         let (key_var, secret_var) = Self::var_names(set);
+        let journal_var = format!("{}_JOURNAL_KEY", key_var.trim_end_matches("_API_KEY"));
         let mut out = SecretSet::new(set, "env", None);
         for (var, field) in [(key_var, API_KEY_FIELD), (secret_var, API_SECRET_FIELD)] {
             let value = (self.lookup)(&var).ok_or(Error::MissingEnv { var })?;
             out.insert(field, value);
         }
+        // Optional: the journal key of live mode (`<SET>_JOURNAL_KEY`, 64 hex characters).
+        if let Some(value) = (self.lookup)(&journal_var) {
+            out.insert(JOURNAL_KEY_FIELD, value);
+        }
         Ok(out)
     }
 }
+
+/// The optional field of a secret set that holds the journal key in live mode.
+pub const JOURNAL_KEY_FIELD: &str = "journal_key";
 
 #[cfg(test)]
 mod tests {
