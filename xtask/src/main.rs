@@ -158,8 +158,7 @@ fn test(extra: &[String]) -> Result<()> {
     let root = root();
     let (venv, path) = ensure_peers()?;
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut args: Vec<&str> = TEST_COMMAND.to_vec();
-    args.extend(extra.iter().map(String::as_str));
+    let args = test_args(extra);
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo_bin)
         .args(&args)
@@ -172,6 +171,21 @@ fn test(extra: &[String]) -> Result<()> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// `cargo test` arguments: [`TEST_COMMAND`] with `extra` appended, except that naming a
+/// package (`-p`/`--package`) replaces `--workspace`, which would otherwise win.
+fn test_args(extra: &[String]) -> Vec<&str> {
+    let names_package = extra
+        .iter()
+        .any(|a| a == "-p" || a == "--package" || a.starts_with("--package="));
+    let mut args: Vec<&str> = TEST_COMMAND
+        .iter()
+        .copied()
+        .filter(|a| !(names_package && *a == "--workspace"))
+        .collect();
+    args.extend(extra.iter().map(String::as_str));
+    args
 }
 
 /// Checks every test peer and installs the missing ones; returns the venv and the PATH the
@@ -380,6 +394,24 @@ fn run_tool(tool: &str, args: &[&str]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_args_narrow_to_a_package_when_one_is_named() {
+        let own = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        assert_eq!(test_args(&[]), ["test", "--workspace", "--locked"]);
+        assert_eq!(
+            test_args(&own(&["--no-fail-fast"])),
+            ["test", "--workspace", "--locked", "--no-fail-fast"]
+        );
+        assert_eq!(
+            test_args(&own(&["-p", "gf-halt"])),
+            ["test", "--locked", "-p", "gf-halt"]
+        );
+        assert_eq!(
+            test_args(&own(&["--package=gf-core", "gate"])),
+            ["test", "--locked", "--package=gf-core", "gate"]
+        );
+    }
 
     #[test]
     fn groups_files_by_crate() {
