@@ -163,10 +163,12 @@ impl Strategy for EmaCross {
     }
 }
 
-/// Buys each pair once, after a warm-up of `warm_up` book messages, and holds: the `crash` scenario's
-/// strategy, showing what a slide does to an unprotected position (the daily-drawdown
-/// condition halts and flattens it). Sized like any opening signal, with a stop
-/// `stop_pct` % below entry.
+/// Buys each pair after a warm-up of `warm_up` book messages, and holds: the `crash`
+/// scenario's strategy, showing what a slide does to an unprotected position (the
+/// daily-drawdown condition halts and flattens it). Sized like any opening signal, with a
+/// stop `stop_pct` % below entry. While the pair is still flat (the buy was refused, not
+/// filled, or ignored while halted) it asks again every `warm_up` messages, never on
+/// consecutive ones, so an order still in flight is not doubled by the next tick.
 #[derive(Debug, Clone)]
 pub struct HoldLong {
     stop_pct: Decimal,
@@ -193,7 +195,8 @@ impl Strategy for HoldLong {
         let (pair, price) = mid(&event.payload)?;
         let seen = self.seen.entry(pair.clone()).or_default();
         *seen = seen.saturating_add(1);
-        if *seen != self.warm_up || !position.is_zero() {
+        if *seen < self.warm_up || !position.is_zero() || (*seen - self.warm_up) % self.warm_up != 0
+        {
             return None;
         }
         Some(Signal {
@@ -279,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn hold_long_buys_each_pair_once() {
+    fn hold_long_buys_each_pair_and_asks_again_only_while_flat() {
         let xrp: Pair = "XRP/USD".parse().unwrap();
         let doge: Pair = "DOGE/USD".parse().unwrap();
         let mut s = HoldLong::default();
@@ -303,6 +306,26 @@ mod tests {
         for i in 0..19 {
             assert!(
                 s.on_market(&update(&doge, i, Decimal::new(10, 2)), Decimal::ZERO)
+                    .is_none()
+            );
+        }
+        // Still flat (the first buy was refused or not filled): asked again after another
+        // warm-up, not on the messages in between.
+        for i in 21..39 {
+            assert!(
+                s.on_market(&update(&xrp, i, Decimal::new(50, 2)), Decimal::ZERO)
+                    .is_none(),
+                "message {i}"
+            );
+        }
+        let again = s
+            .on_market(&update(&xrp, 39, Decimal::new(50, 2)), Decimal::ZERO)
+            .unwrap();
+        assert_eq!(again.side, Side::Buy);
+        // Holding: no signal, whatever the count.
+        for i in 40..80 {
+            assert!(
+                s.on_market(&update(&xrp, i, Decimal::new(50, 2)), Decimal::new(1, 0))
                     .is_none()
             );
         }

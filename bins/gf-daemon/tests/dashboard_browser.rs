@@ -364,6 +364,25 @@ async fn crashing_daemon(dir: &Path) -> Result<Running> {
     start(cfg, Scenario::Crash, Arc::new(SystemClock)).await
 }
 
+/// What the daemon itself says (halt, positions, equity, drawdown), for a failure message
+/// that tells a page fault from a daemon that never got there.
+fn daemon_view(running: &Running) -> String {
+    use gf_risk::PortfolioView;
+    let status = running.daemon.halt.status();
+    let portfolio = running.daemon.portfolio.read(|p| {
+        format!(
+            "positions {:?}, equity {}, total drawdown {} %",
+            p.positions(),
+            p.equity(),
+            p.total_drawdown_pct()
+        )
+    });
+    format!(
+        "daemon: state {:?}, halt {:?}; {portfolio}",
+        status.state, status.halt
+    )
+}
+
 /// Runs `scenario` with a fresh browser, then closes the browser and the driver whatever
 /// happened, and re-raises the scenario's panic or error.
 async fn with_browser<F, Fut>(scenario: F) -> Result<()>
@@ -775,7 +794,8 @@ async fn automatic_halt_in_a_crash_shows_its_condition_and_the_drawdown() -> Res
         // the automatic halt and points at the condition that caused it (which may have
         // cleared again once the positions were flattened).
         b.until_text_within("#state-text", "Halted", Duration::from_secs(90))
-            .await?;
+            .await
+            .with_context(|| daemon_view(&d))?;
         let source = b.text("#state-source").await?;
         assert!(source.starts_with("auto:"), "{source}");
         let status = d.daemon.halt.status();
@@ -805,7 +825,8 @@ async fn automatic_halt_in_a_crash_shows_its_condition_and_the_drawdown() -> Res
                  const r = document.querySelector('#equity-chart path.drawdown').getBBox(); \
                  return dd > 0.1 && r.width * r.height > 1 && [dd, r.width * r.height]",
             )
-            .await?;
+            .await
+            .with_context(|| daemon_view(&d))?;
         eprintln!("drawdown % and band area: {band}");
 
         b.client.set_window_size(LAPTOP.0, 1800).await?;
