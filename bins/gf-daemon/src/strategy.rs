@@ -195,7 +195,9 @@ impl Strategy for HoldLong {
         let (pair, price) = mid(&event.payload)?;
         let seen = self.seen.entry(pair.clone()).or_default();
         *seen = seen.saturating_add(1);
-        if *seen < self.warm_up || !position.is_zero() || (*seen - self.warm_up) % self.warm_up != 0
+        if *seen < self.warm_up
+            || !position.is_zero()
+            || !(*seen - self.warm_up).is_multiple_of(self.warm_up)
         {
             return None;
         }
