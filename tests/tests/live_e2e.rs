@@ -95,6 +95,7 @@ fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
     cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.exchange.rest_url = rest_url.into();
+    cfg.exchange.ws_auth_url = format!("{}/v2", rest_url.replacen("http://", "ws://", 1));
     cfg.exchange.tier = "pro".into();
     // The shortest switch `config check` accepts on the pro tier.
     cfg.exchange.dead_man_switch_secs = 8;

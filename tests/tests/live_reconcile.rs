@@ -89,6 +89,7 @@ async fn start(
     cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.exchange.rest_url = kraken.url();
+    cfg.exchange.ws_auth_url = kraken.ws_url();
     cfg.exchange.tier = "pro".into();
     cfg.exchange.unknown_orders = policy;
     cfg.market.ws_url = ws.url();

@@ -27,6 +27,7 @@ fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
     cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
     cfg.api.bind = "127.0.0.1:0".parse().unwrap();
     cfg.exchange.rest_url = rest_url.into();
+    cfg.exchange.ws_auth_url = format!("{}/v2", rest_url.replacen("http://", "ws://", 1));
     cfg.market.ws_url = ws_url.into();
     cfg.secrets.provider = SecretProviderKind::Env;
     cfg

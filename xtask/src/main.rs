@@ -13,6 +13,12 @@
 //!   `fixtures/market/` with gf-market's seeded generator (`gf_market::fixtures`); the
 //!   output is reproducible byte for byte, and gf-market's tests check the committed
 //!   files against it.
+//! - `cargo xtask fuzz [--secs N] [TARGET…]` runs the cargo-fuzz targets of `fuzz/` (see
+//!   [`fuzz`]) one after the other for `N` seconds each from the seeds in `fixtures/fuzz/`,
+//!   installing nightly and cargo-fuzz when missing; fails when a target crashes.
+//! - `cargo xtask mutants [--area NAME]… [--iterate] [--report] [-- ARGS]` runs cargo-mutants
+//!   over the safety core (see [`mutants`]), installing it when missing, and prints the
+//!   mutation score per area; fails under the goals. Not part of `cargo xtask test`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
+mod mutants;
 mod peers;
 
 /// What `cargo xtask test` runs once the peers are there.
@@ -48,9 +56,11 @@ fn run() -> Result<()> {
         }),
         Some("coverage") => coverage(&args[1..]),
         Some("gen-fixtures") => gen_fixtures(),
+        Some("fuzz") => fuzz::fuzz(&root(), &args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <test [CARGO TEST ARGS…] | peers | ci | coverage [--min PCT] | gen-fixtures>"
+                "usage: cargo xtask <test [CARGO TEST ARGS…] | peers | ci | coverage [--min PCT] | gen-fixtures | fuzz [--secs N] [TARGET…] | mutants [--area NAME]… [--iterate] [--report] [-- ARGS]>"
             );
             Ok(())
         }

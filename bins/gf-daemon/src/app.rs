@@ -252,6 +252,7 @@ pub fn build_with(
 
     // The journal comes first so that a restored risk snapshot also seeds the paper balances.
     let restored = journal.load_risk_snapshot()?;
+    let had_snapshot = restored.is_some();
     let mut paper_cfg = PaperConfig::from_config(&config.exchange);
     if let Some(snap) = restored {
         let restored = Portfolio::restore_json(&snap.to_string(), clock.clone())
@@ -259,6 +260,25 @@ pub fn build_with(
         paper_cfg.balances = restored.balances();
         portfolio.write(|p| *p = restored);
         tracing::info!("restored portfolio and drawdowns from the journal");
+    }
+    // Positions from what the account holds of each traded base asset (the closure sells
+    // by balance; the risk figures see the same holding). Live: the exchange's balances
+    // are the truth at start, for the positions and for the cash, over a restored snapshot
+    // (journaled with the reconciliation).
+    // Paper: `exchange.paper_balances` on a fresh start (a snapshot holds the paper
+    // balances itself).
+    if let Some(l) = &live {
+        l.seed_positions(&portfolio)
+            .context("seeding positions from the kraken balances")?;
+        l.seed_cash(&portfolio)
+            .context("seeding the cash from the kraken balance")?;
+    } else if !had_snapshot {
+        let seeded = portfolio
+            .write(|p| p.seed_holdings(&config.exchange.paper_balances))
+            .context("seeding positions from exchange.paper_balances")?;
+        for r in &seeded {
+            tracing::info!(pair = %r.pair, qty = %r.qty_after, "paper position seeded from exchange.paper_balances");
+        }
     }
 
     let paper_feed = Arc::new(parking_lot::Mutex::new(None));
@@ -941,4 +961,48 @@ fn print_banner(d: &Daemon, addr: std::net::SocketAddr, token: Option<&str>, sce
         ),
     }
     println!("Halt: gf-daemon halt --reason \"...\"   Stop: ctrl-c");
+}
+
+#[cfg(test)]
+mod seed_tests {
+    //! Paper mode seeds positions from `exchange.paper_balances` as live mode does from the
+    //! account's balances.
+    use super::*;
+    use gf_core::{ManualClock, Pair};
+
+    #[tokio::test]
+    async fn paper_balances_holding_a_base_asset_are_a_position_the_paper_exchange_holds_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::from_toml_str("").unwrap();
+        cfg.general.data_dir = dir.path().join("data");
+        cfg.journal = gf_core::config::JournalConfig::under(&dir.path().join("keys"));
+        cfg.exchange
+            .paper_balances
+            .insert("XRP".to_owned(), Decimal::from(100));
+        let (d, _) = build(cfg, Arc::new(ManualClock::default())).unwrap();
+        let (xrp, doge) = (
+            Pair::new("XRP/USD").unwrap(),
+            Pair::new("DOGE/USD").unwrap(),
+        );
+        let seen = d.portfolio.read(|p| {
+            (
+                p.position_qty(&xrp),
+                p.is_unpriced(&xrp),
+                p.position_qty(&doge),
+                p.cash(),
+            )
+        });
+        assert_eq!(
+            seen,
+            (
+                Some(Decimal::from(100)),
+                true,
+                Some(Decimal::ZERO),
+                Decimal::from(100_000)
+            )
+        );
+        // What a halt's closure would sell by balance is the position the risk figures see.
+        let balances = d.exchange.balances().await.unwrap();
+        assert_eq!(balances["XRP"], Decimal::from(100));
+    }
 }

@@ -8,13 +8,16 @@
 //! reads the credentials through the rotating handle on every request and checks the
 //! venue's [`gf_core::TradingGate`] (closed until the halt coordinator opens it) where
 //! each order is written, learns the pairs' names and precisions (`AssetPairs`), reads
-//! Kraken's `SystemStatus`, reads the account balance that seeds the portfolio's starting
-//! cash, and reconciles the account ([`reconcile_startup`]: open orders cancelled or
+//! Kraken's `SystemStatus`, reads the account balance that seeds the portfolio's cash
+//! ([`Live::seed_cash`]) and its positions (the holding of each traded base asset,
+//! [`Live::seed_positions`]) — over a restored risk snapshot too,
+//! and reconciles the account ([`reconcile_startup`]: open orders cancelled or
 //! adopted per `exchange.unknown_orders`, journaled as [`RECONCILIATION_KIND`]). [`crate::app`]
 //! then composes the daemon around that gate and the gated exchange [`Live::exchange`]
 //! hands out (there is no accessor to the ungated client), and
 //! [`Live::spawn`] starts the live tasks: the WebSocket source for `market.pairs`, the
-//! order-status sync that turns executions into fills, the dead man's switch keeper
+//! private WebSocket's `executions` feed that pushes fills, the REST order-status sync as
+//! its fallback (every second while the feed is down), the dead man's switch keeper
 //! (`exchange.dead_man_switch_secs`) and the rotation watcher. Every credential access and
 //! rotation is journaled through [`JournalAudit`].
 //!
@@ -63,8 +66,13 @@ use crate::app::Daemon;
 use crate::supervise::{Ending, Supervisor};
 
 /// How often the orders this daemon placed are polled for executions (`QueryOrders`; only
-/// while some are still open, so an idle daemon spends nothing on it).
+/// while some are still open, so an idle daemon spends nothing on it) while the private
+/// WebSocket's `executions` feed is down: the fallback of pushed fills.
 pub const ORDER_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// How often they are polled while the `executions` feed is live: a safety net only (fills
+/// are pushed; the feed also syncs once after every reconnect).
+pub const ORDER_SYNC_LIVE_EVERY: Duration = Duration::from_secs(20);
 
 /// Start-up public calls (`AssetPairs`, `SystemStatus`) are tried this many times, with
 /// [`gf_market::Backoff`] (full jitter) between attempts, before live mode gives up.
@@ -354,6 +362,8 @@ pub struct Live {
     rotation_poll: Option<Duration>,
     dead_man: Option<DeadManConfig>,
     market: ClientConfig,
+    /// The private WebSocket's `executions` feed (fills pushed).
+    executions: gf_exec::ExecutionsConfig,
     /// Kraken's trading mode, enforced by the gated exchange.
     venue: VenueMode,
     /// What start-up reconciliation found and did, journaled on attach.
@@ -399,6 +409,8 @@ impl Live {
         let market = ClientConfig::from_market_config(&config.market);
         market.validate()?;
         let rest = KrakenConfig::from_config(config)?;
+        let executions = gf_exec::ExecutionsConfig::from_config(config);
+        executions.validate()?;
         std::fs::create_dir_all(&config.general.data_dir).map_err(|e| {
             gf_exec::Error::NonceFile {
                 path: config.general.data_dir.display().to_string(),
@@ -493,6 +505,7 @@ impl Live {
             rotation_poll: gf_secrets::cli::poll_interval(&config.secrets),
             dead_man,
             market,
+            executions,
             venue,
             reconciliation: Mutex::new(Some(reconciliation)),
             journal_key,
@@ -539,8 +552,8 @@ impl Live {
 
     /// The portfolio settings of `config` with the starting cash taken from the account's
     /// balance of the quote currency instead of `exchange.paper_balances`. Holdings of the
-    /// traded base assets are not positions the daemon opened; they are logged, not
-    /// managed (a halt does not sell them).
+    /// traded base assets become positions afterwards ([`Live::seed_positions`]); a
+    /// restored risk snapshot's cash is set to the balance again ([`Live::seed_cash`]).
     #[must_use]
     pub fn portfolio_config(&self, config: &Config) -> PortfolioConfig {
         let mut cfg = PortfolioConfig::from_config(config);
@@ -556,13 +569,109 @@ impl Live {
             .copied()
             .unwrap_or(Decimal::ZERO)
             .max(Decimal::ZERO);
-        for pair in &config.market.pairs {
-            if let Some(held) = self.balances.get(pair.base()).filter(|q| !q.is_zero()) {
-                tracing::warn!(pair = %pair, held = %held, "the account already holds the base asset; the daemon does not manage it");
-            }
-        }
         tracing::info!(cash = %cfg.initial_cash, quote = %quote, "starting cash from the kraken balance");
         cfg
+    }
+
+    /// Seeds the positions from the balances read at connect: the account's whole holding
+    /// of each traded base asset is a position the daemon manages — the one a halt's
+    /// closure sells — and the balance is the truth for its quantity at start. A position
+    /// restored from the journal that agrees with the balance keeps its entry; one that
+    /// differs is replaced (logged as a warning); a seeded holding's entry is its first
+    /// price (gf-risk `portfolio`, "Seeded holdings"). What was found and done goes into
+    /// the start-up reconciliation record as `positions`: call this after restoring the
+    /// risk snapshot and before [`Live::attach_journal`].
+    ///
+    /// # Errors
+    /// [`gf_risk::Error::InvalidHolding`] for a balance no holding can be (negative,
+    /// absurd): nothing is seeded and live mode refuses to start.
+    pub fn seed_positions(
+        &self,
+        portfolio: &gf_risk::SharedPortfolio,
+    ) -> Result<Vec<gf_risk::SeedReport>, gf_risk::Error> {
+        let (before, reports) = portfolio.write(|p| {
+            let before: Vec<(gf_core::Pair, Decimal)> = p
+                .pairs()
+                .filter_map(|pair| Some((pair.clone(), p.position_qty(pair)?)))
+                .collect();
+            p.seed_holdings(&self.balances).map(|r| (before, r))
+        })?;
+        let mut found = Vec::new();
+        for (pair, was) in before {
+            let balance = self
+                .balances
+                .get(pair.base())
+                .copied()
+                .unwrap_or(Decimal::ZERO);
+            let report = reports.iter().find(|r| r.pair == pair);
+            let action = match report {
+                None if was.is_zero() => continue,
+                None => "kept",
+                Some(_) if was.is_zero() => "seeded",
+                Some(_) => "replaced",
+            };
+            if action == "replaced" {
+                tracing::warn!(pair = %pair, balance = %balance, restored = %was, "the restored position differs from the kraken balance; the balance wins, its entry is the next price");
+            } else {
+                tracing::info!(pair = %pair, balance = %balance, action, "position from the kraken balance");
+            }
+            found.push(serde_json::json!({
+                "pair": pair,
+                "balance": balance,
+                "portfolio_before": was,
+                "action": action,
+                "replaced_avg_entry": report.and_then(|r| r.replaced_avg_entry),
+            }));
+        }
+        if let Some(record) = self.reconciliation.lock().as_mut() {
+            record["positions"] = serde_json::Value::Array(found);
+        }
+        Ok(reports)
+    }
+
+    /// Sets the portfolio's cash to the account's balance of the quote currency read at
+    /// connect (zero when the account has none): the balance is the truth at start, over
+    /// a restored risk snapshot. A difference — a deposit, a withdrawal, fees or a fill
+    /// the daemon did not see while it was down — is replaced (logged as a warning) as a
+    /// deposit or withdrawal, not P&L: initial, peak and start-of-day equity move with it
+    /// (gf-risk [`gf_risk::Portfolio::seed_cash`]). What was found and done goes into the
+    /// start-up reconciliation record as `cash`: call this after restoring the risk
+    /// snapshot and before [`Live::attach_journal`].
+    ///
+    /// # Errors
+    /// [`gf_risk::Error::InvalidBalance`] for a balance no cash can be (negative, absurd):
+    /// the cash is unchanged and live mode refuses to start.
+    pub fn seed_cash(
+        &self,
+        portfolio: &gf_risk::SharedPortfolio,
+    ) -> Result<Option<gf_risk::CashReport>, gf_risk::Error> {
+        let (currency, before, report) = portfolio.write(|p| {
+            let currency = p.quote().to_owned();
+            let before = p.cash();
+            let balance = self
+                .balances
+                .get(&currency)
+                .copied()
+                .unwrap_or(Decimal::ZERO);
+            p.seed_cash(balance).map(|r| (currency, before, r))
+        })?;
+        let balance = report.as_ref().map_or(before, |r| r.cash_after);
+        let action = if report.is_some() {
+            tracing::warn!(currency = %currency, balance = %balance, restored = %before, "the restored cash differs from the kraken balance; the balance wins (a deposit or withdrawal, not P&L)");
+            "replaced"
+        } else {
+            tracing::info!(currency = %currency, balance = %balance, "cash agrees with the kraken balance");
+            "kept"
+        };
+        if let Some(record) = self.reconciliation.lock().as_mut() {
+            record["cash"] = serde_json::json!({
+                "currency": currency,
+                "balance": balance,
+                "portfolio_before": before,
+                "action": action,
+            });
+        }
+        Ok(report)
     }
 
     /// Journals credential audit records into `journal` from now on (and those of the
@@ -594,7 +703,8 @@ impl Live {
 
     /// Starts the live tasks for `daemon` under `sup` (a task that dies halts the daemon);
     /// each stops when `daemon.shutdown` is cancelled: the WebSocket market source
-    /// (`market_ws`), the order-status sync (`order_sync`), the dead man's switch keeper
+    /// (`market_ws`), the private WebSocket's `executions` feed (`executions`), the REST
+    /// order-status sync as its fallback (`order_sync`), the dead man's switch keeper
     /// (`dead_man`, disarmed on shutdown if `exchange.disarm_on_shutdown`) and the rotation
     /// watcher (`rotation`).
     #[must_use]
@@ -671,9 +781,36 @@ impl Live {
             }
         }));
 
-        // Executions → fills and order updates on the bus.
-        let sync = self.client.spawn_order_sync(ORDER_SYNC_EVERY);
-        tasks.push(sup.watch_abort_at_shutdown("order_sync", sync));
+        // Executions → fills and order updates on the bus: pushed by the private
+        // WebSocket's `executions` channel; REST polling every second while it is down,
+        // rarely while it is live. Both apply cumulative reports: a fill is published once.
+        match gf_exec::ExecutionsFeed::new(Arc::clone(&self.client), self.executions.clone()) {
+            Ok(feed) => {
+                let sync = self.client.spawn_sync_fallback(
+                    feed.state(),
+                    gf_exec::SyncPlan {
+                        while_down: ORDER_SYNC_EVERY,
+                        while_live: ORDER_SYNC_LIVE_EVERY,
+                    },
+                );
+                tasks.push(sup.watch_abort_at_shutdown("order_sync", sync));
+                tasks.push(sup.spawn("executions", Ending::AtShutdown, {
+                    let token = token.clone();
+                    async move {
+                        tokio::select! {
+                            () = token.cancelled() => Ok(()),
+                            () = feed.run() => anyhow::bail!("kraken executions feed ended"),
+                        }
+                    }
+                }));
+            }
+            // Validated at connect; should it fail here, poll every second as before.
+            Err(e) => {
+                tracing::error!(cause = %e, "kraken executions feed unusable; fills are polled");
+                let sync = self.client.spawn_order_sync(ORDER_SYNC_EVERY);
+                tasks.push(sup.watch_abort_at_shutdown("order_sync", sync));
+            }
+        }
 
         // The exchange-side dead man's switch, refreshed while the daemon lives, halted or
         // not (docs/runbook.md, "Going live"), disarmed at a clean shutdown if configured.

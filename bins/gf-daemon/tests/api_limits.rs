@@ -331,10 +331,8 @@ async fn half_sent_requests_close_after_the_header_timeout_idle_connections_afte
         took >= Duration::from_millis(190),
         "closed before the header timeout: {took:?}"
     );
-    assert!(
-        took < Duration::from_millis(1_500),
-        "closed by the idle timeout (2 s), not the header timeout (200 ms): {took:?}"
-    );
+    // Closed by the header timeout, not the idle timeout (2 s): the idle connection, open
+    // since before the half-sent one, would have been closed first by that.
     assert!(
         still_open(&idle) && still_open(&kept_alive),
         "idle connections outlive the header timeout"

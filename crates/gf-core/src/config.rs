@@ -330,6 +330,9 @@ impl Default for MarketConfig {
 pub struct ExchangeConfig {
     /// Kraken REST base URL.
     pub rest_url: String,
+    /// Kraken's private WebSocket v2 URL: fills are pushed on its `executions` channel
+    /// (REST order-status polling is the fallback while it is down).
+    pub ws_auth_url: String,
     /// Kraken verification tier (`starter`, `intermediate`, `pro`), for the rate limiter.
     pub tier: String,
     /// Per-call timeout, milliseconds.
@@ -367,6 +370,7 @@ impl Default for ExchangeConfig {
     fn default() -> Self {
         Self {
             rest_url: "https://api.kraken.com".into(),
+            ws_auth_url: "wss://ws-auth.kraken.com/v2".into(),
             tier: "starter".into(),
             timeout_ms: 5_000,
             dead_man_switch_secs: 60,
@@ -903,6 +907,8 @@ impl Config {
         let e = &self.exchange;
         url_scheme("exchange.rest_url", &e.rest_url, &["http://", "https://"])?;
         cleartext_only_on_loopback("exchange.rest_url", &e.rest_url, "http://", "https://")?;
+        url_scheme("exchange.ws_auth_url", &e.ws_auth_url, &["ws://", "wss://"])?;
+        cleartext_only_on_loopback("exchange.ws_auth_url", &e.ws_auth_url, "ws://", "wss://")?;
         if !["starter", "intermediate", "pro"].contains(&e.tier.as_str()) {
             return Err(ConfigError::invalid(
                 "exchange.tier",
@@ -1406,6 +1412,14 @@ mod tests {
             Case {
                 toml: "[market]\nws_url = \"http://x\"",
                 key: "market.ws_url",
+            },
+            Case {
+                toml: "[exchange]\nws_auth_url = \"ws://ws-auth.kraken.com/v2\"",
+                key: "exchange.ws_auth_url",
+            },
+            Case {
+                toml: "[exchange]\nws_auth_url = \"https://ws-auth.kraken.com/v2\"",
+                key: "exchange.ws_auth_url",
             },
             Case {
                 toml: "[exchange]\ntier = \"gold\"",

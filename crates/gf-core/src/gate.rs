@@ -759,4 +759,55 @@ mod tests {
         drop(permit);
         assert!(waiter.await.unwrap());
     }
+
+    // Tests that kill mutants `cargo xtask mutants` found alive.
+
+    #[test]
+    fn debug_output_names_the_gate_its_state_and_in_flight_count() {
+        let gate = TradingGate::new_open();
+        let opener = gate.take_opener().unwrap();
+        let _permit = gate.enter(&order("d")).unwrap();
+        let id = gate.inner.id;
+        assert_eq!(
+            format!("{gate:?}"),
+            format!("TradingGate {{ id: {id}, open: true, in_flight: 1 }}")
+        );
+        gate.close();
+        assert_eq!(
+            format!("{opener:?}"),
+            format!("GateOpener {{ gate: TradingGate {{ id: {id}, open: false, in_flight: 1 }} }}")
+        );
+    }
+
+    #[test]
+    fn a_seal_tells_what_it_was_minted_for() {
+        let gate = TradingGate::new_closed();
+        let opener = gate.take_opener().unwrap();
+        let seal = opener
+            .seal_closure(&ClientOrderId::new("h7"), &long(100), Decimal::from(40))
+            .unwrap();
+        assert_eq!(seal.client_order_id(), &ClientOrderId::new("h7"));
+        assert_eq!(seal.pair(), &Pair::new("XRP/USD").unwrap());
+        assert_eq!(seal.side(), Side::Sell);
+        assert_eq!(seal.qty(), Decimal::from(40));
+    }
+
+    #[tokio::test]
+    async fn drained_forgets_its_waiter_however_it_ends() {
+        // Permits notify only while someone waits; a waiter that is never forgotten makes
+        // every later permit drop notify for nobody.
+        let gate = TradingGate::new_open();
+        let waiters = || gate.inner.waiters.load(Ordering::SeqCst);
+        let permit = gate.enter(&order("w")).unwrap();
+        assert!(!gate.drained(Duration::ZERO).await, "timed out");
+        assert_eq!(waiters(), 0);
+        // Cancelled after one poll (the outer timeout drops it).
+        let cancelled =
+            tokio::time::timeout(Duration::ZERO, gate.drained(Duration::from_secs(60))).await;
+        assert!(cancelled.is_err());
+        assert_eq!(waiters(), 0);
+        drop(permit);
+        assert!(gate.drained(Duration::from_secs(60)).await, "drained");
+        assert_eq!(waiters(), 0);
+    }
 }

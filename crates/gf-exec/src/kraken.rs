@@ -13,7 +13,7 @@
 //! Credentials are read through a [`CredentialHandle`] on every request, so a rotation by
 //! gf-secrets takes effect on the next call; they are never logged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,8 +167,86 @@ pub struct KrakenClient {
     pairs: RwLock<PairMap>,
     precisions: RwLock<HashMap<Pair, AssetPairInfo>>,
     known: Mutex<HashMap<OrderId, Known>>,
+    /// Executions pushed for orders not tracked (yet): a market order's trade can arrive
+    /// over the `executions` channel before `AddOrder` has answered. Bounded.
+    orphans: Mutex<VecDeque<(OrderId, Cumulative)>>,
     events: Publisher,
     gate: Option<TradingGate>,
+}
+
+/// How many untracked orders' executions are held for [`KrakenClient`] to claim when the
+/// order becomes tracked (older ones are dropped; REST sync still finds them).
+pub const MAX_ORPHANS: usize = 256;
+
+/// A fee as a source reports it: REST gives the order's total so far, the `executions`
+/// channel the fee of one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FeeUpdate {
+    /// The order's cumulative fee.
+    Total(Decimal),
+    /// The fee of the execution that raised the cumulative quantity.
+    Add(Decimal),
+}
+
+/// An order's cumulative state as one source saw it; every source's report goes through
+/// [`KrakenClient::apply_cumulative`], so a fill is published once, by whichever source
+/// reports the higher cumulative quantity first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cumulative {
+    pub status: OrderStatus,
+    pub filled: Decimal,
+    pub cost: Decimal,
+    pub fee: FeeUpdate,
+    pub avg_price: Option<Decimal>,
+}
+
+/// Progress order of statuses: a report never moves an order back (a late `pending_new`
+/// after the acknowledgement, a trade's `partially_filled` after `filled`).
+fn status_rank(status: OrderStatus) -> u8 {
+    match status {
+        OrderStatus::Pending => 0,
+        OrderStatus::Open => 1,
+        OrderStatus::PartiallyFilled => 2,
+        OrderStatus::Filled
+        | OrderStatus::Cancelled
+        | OrderStatus::Rejected
+        | OrderStatus::Expired => 3,
+    }
+}
+
+/// What applying one pushed execution did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The order is tracked and its state moved (`Some` newly filled quantity).
+    Changed(Decimal),
+    /// The order is tracked; nothing new (the other source was first, or a repeat).
+    Unchanged,
+    /// Not tracked (yet): held until it is.
+    Held,
+}
+
+/// A WebSocket authentication token (`GetWebSocketsToken`). Never logged.
+pub struct WsToken {
+    token: zeroize::Zeroizing<String>,
+    /// Kraken's `expires`: seconds within which it must be used to subscribe.
+    pub expires: Duration,
+}
+
+impl WsToken {
+    /// The token text, for the subscribe request only.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.token
+    }
+}
+
+impl std::fmt::Debug for WsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsToken")
+            .field("token", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for KrakenClient {
@@ -239,6 +317,7 @@ impl KrakenClient {
             pairs: RwLock::new(PairMap::new(&cfg.pairs)),
             precisions: RwLock::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(VecDeque::new()),
             events,
             gate: None,
             cfg,
@@ -272,6 +351,12 @@ impl KrakenClient {
     #[must_use]
     pub fn rest_limiter(&self) -> &RateLimiter {
         &self.rest
+    }
+
+    /// The matching-engine counter limiter (orders and cancels; for metrics and tests).
+    #[must_use]
+    pub fn trading_limiter(&self) -> &RateLimiter {
+        &self.trading
     }
 
     /// The last nonce sent.
@@ -763,6 +848,7 @@ impl KrakenClient {
                 cost,
                 fee,
             });
+        self.claim_pushed(&info.order_id);
         client_order_id
     }
 
@@ -808,35 +894,69 @@ impl KrakenClient {
     /// Publishes what changed of a tracked order; `Some(newly filled quantity)` when
     /// anything changed, `None` when nothing did (or the order is not tracked).
     fn apply_sync(&self, info: &OrderInfo, cost: Decimal, fee: Decimal) -> Option<Decimal> {
+        self.apply_cumulative(
+            &info.order_id,
+            &Cumulative {
+                status: info.status,
+                filled: info.filled_qty,
+                cost,
+                fee: FeeUpdate::Total(fee),
+                avg_price: info.avg_price,
+            },
+        )
+    }
+
+    /// The one place where an order's reported state becomes events (REST `QueryOrders`,
+    /// reconciliation, the `executions` channel): a `Fill` for cumulative quantity beyond
+    /// what was already published (at the volume-weighted price of the new executions,
+    /// with their fee) and an `OrderUpdate` when the state moved. Reports are applied only
+    /// forwards — a lower cumulative quantity or an earlier status is ignored — so two
+    /// sources reporting the same execution publish it once, whichever comes first.
+    /// `Some(newly filled quantity)` when anything changed, `None` when nothing did (or
+    /// the order is not tracked).
+    pub(crate) fn apply_cumulative(
+        &self,
+        order_id: &OrderId,
+        update: &Cumulative,
+    ) -> Option<Decimal> {
         let (known, new_qty, new_cost, new_fee) = {
             let mut map = self.known.lock();
-            let k = map.get_mut(&info.order_id)?;
-            if k.status == info.status && k.filled == info.filled_qty {
+            let k = map.get_mut(order_id)?;
+            let more = update.filled > k.filled;
+            let moved = status_rank(update.status) > status_rank(k.status);
+            if update.filled < k.filled || !(more || moved) {
                 return None;
             }
             let delta = |new: Decimal, old: Decimal| {
                 new.checked_sub(old).unwrap_or_default().max(Decimal::ZERO)
             };
+            let fee = match update.fee {
+                FeeUpdate::Total(total) => total,
+                FeeUpdate::Add(fee) if more => k.fee.checked_add(fee).unwrap_or(k.fee),
+                FeeUpdate::Add(_) => k.fee,
+            };
             let deltas = (
-                delta(info.filled_qty, k.filled),
-                delta(cost, k.cost),
+                delta(update.filled, k.filled),
+                delta(update.cost, k.cost),
                 delta(fee, k.fee),
             );
-            k.status = info.status;
-            k.filled = info.filled_qty;
-            k.cost = cost;
-            k.fee = fee;
+            if status_rank(update.status) >= status_rank(k.status) {
+                k.status = update.status;
+            }
+            k.filled = update.filled;
+            k.cost = k.cost.max(update.cost);
+            k.fee = k.fee.max(fee);
             (k.clone(), deltas.0, deltas.1, deltas.2)
         };
         if new_qty > Decimal::ZERO {
             let price = if new_cost > Decimal::ZERO {
                 new_cost / new_qty
             } else {
-                info.avg_price.unwrap_or_default()
+                update.avg_price.unwrap_or_default()
             };
             self.events.fill(gf_core::Fill {
-                trade_id: format!("{}:{}", info.order_id, info.filled_qty.normalize()),
-                order_id: info.order_id.clone(),
+                trade_id: format!("{}:{}", order_id, update.filled.normalize()),
+                order_id: order_id.clone(),
                 client_order_id: Some(known.client_order_id.clone()),
                 pair: known.pair.clone(),
                 side: known.side,
@@ -849,13 +969,104 @@ impl KrakenClient {
         }
         self.events.order_update(
             &known.client_order_id,
-            Some(&info.order_id),
+            Some(order_id),
             &known.pair,
-            info.status,
-            info.filled_qty,
+            known.status,
+            known.filled,
             None,
         );
         Some(new_qty)
+    }
+
+    /// Applies one execution pushed by the `executions` channel: through
+    /// [`KrakenClient::apply_cumulative`] when the order is tracked, otherwise held (at
+    /// most [`MAX_ORPHANS`] orders) until it is — a market order can execute, and its
+    /// trade be pushed, before `AddOrder` has answered.
+    pub(crate) fn apply_pushed(&self, order_id: &OrderId, update: Cumulative) -> Applied {
+        if self.known.lock().contains_key(order_id) {
+            return match self.apply_cumulative(order_id, &update) {
+                Some(qty) => Applied::Changed(qty),
+                None => Applied::Unchanged,
+            };
+        }
+        let mut orphans = self.orphans.lock();
+        if let Some((_, held)) = orphans.iter_mut().find(|(id, _)| id == order_id) {
+            if update.filled > held.filled {
+                let fee = match (held.fee, update.fee) {
+                    (FeeUpdate::Add(a), FeeUpdate::Add(b)) => {
+                        FeeUpdate::Add(a.checked_add(b).unwrap_or(a))
+                    }
+                    (_, newer) => newer,
+                };
+                held.filled = update.filled;
+                held.cost = update.cost;
+                held.avg_price = update.avg_price;
+                held.fee = fee;
+            }
+            if status_rank(update.status) >= status_rank(held.status) {
+                held.status = update.status;
+            }
+        } else {
+            orphans.push_back((order_id.clone(), update));
+            while orphans.len() > MAX_ORPHANS {
+                orphans.pop_front();
+            }
+        }
+        drop(orphans);
+        // It may have become tracked meanwhile: claim it now rather than wait.
+        if self.known.lock().contains_key(order_id) {
+            self.claim_pushed(order_id);
+        }
+        Applied::Held
+    }
+
+    /// The cumulative quantity and cost published so far for a tracked order.
+    pub(crate) fn known_quantities(&self, order_id: &OrderId) -> Option<(Decimal, Decimal)> {
+        self.known.lock().get(order_id).map(|k| (k.filled, k.cost))
+    }
+
+    /// Applies what the `executions` channel pushed for `order_id` before it was tracked.
+    fn claim_pushed(&self, order_id: &OrderId) {
+        let held = {
+            let mut orphans = self.orphans.lock();
+            orphans
+                .iter()
+                .position(|(id, _)| id == order_id)
+                .and_then(|i| orphans.remove(i))
+        };
+        if let Some((_, update)) = held {
+            self.apply_cumulative(order_id, &update);
+        }
+    }
+
+    /// `GetWebSocketsToken`: a token for the private WebSocket (`executions`). Kraken:
+    /// "The token should be used within 15 minutes of creation, but it does not expire
+    /// once a successful Websockets connection and private subscription has been made and
+    /// is maintained" (docs.kraken.com, REST "Get Websockets Token"; the key needs the
+    /// "WebSocket interface" permission) — so a fresh one is fetched for every connection.
+    /// On the order-status sync lane: it is part of fill detection.
+    ///
+    /// # Errors
+    /// [`Error`] from the call, [`Error::Malformed`] for an answer without a token (the
+    /// answer's text is never quoted: it may hold the token).
+    pub async fn websockets_token(&self) -> Result<WsToken, Error> {
+        let result = self
+            .idempotent("GetWebSocketsToken", &[], Lane::Sync)
+            .await?;
+        let token = result
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Malformed {
+                endpoint: "GetWebSocketsToken".into(),
+                status: 200,
+                snippet: "no `token` string in the result".into(),
+            })?;
+        let expires = result.get("expires").and_then(Value::as_u64).unwrap_or(900);
+        Ok(WsToken {
+            token: zeroize::Zeroizing::new(token.to_owned()),
+            expires: Duration::from_secs(expires),
+        })
     }
 
     /// Runs [`KrakenClient::sync_orders`] every `every` until the task is aborted; failures
@@ -1102,6 +1313,7 @@ impl Exchange for KrakenClient {
                     Decimal::ZERO,
                     None,
                 );
+                self.claim_pushed(&ack.order_id);
             }
             Err(err) => {
                 let (status, reason) = if err.is_ambiguous() {
@@ -1275,6 +1487,7 @@ impl Exchange for KrakenClient {
                 fee: Decimal::ZERO,
             });
         let published = self.apply_sync(&info, cost, fee).unwrap_or_default();
+        self.claim_pushed(&info.order_id);
         Ok(Some(Reconciled { info, published }))
     }
 

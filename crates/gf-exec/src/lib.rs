@@ -13,6 +13,9 @@
 //!   retries and reconciliation by client order id.
 //! - [`PaperExchange`]: fills against books from the bus, fees, balances; deterministic.
 //! - [`DeadManSwitch`]: keeps `CancelAllOrdersAfter` armed while trading is live.
+//! - [`ExecutionsFeed`]: fills pushed by Kraken's private WebSocket v2 `executions`
+//!   channel, with REST order-status sync as the fallback while it is down
+//!   ([`KrakenClient::spawn_sync_fallback`]).
 //! - `sim` (feature `sim`): a mock Kraken server on 127.0.0.1 with fault injection.
 //!
 //! This crate is an **API boundary**: research code may use the paper exchange directly.
@@ -67,6 +70,7 @@ pub mod deadman;
 mod error;
 pub mod events;
 pub mod exchange;
+pub mod executions;
 pub mod gated;
 pub mod kraken;
 pub mod paper;
@@ -81,6 +85,7 @@ pub use error::Error;
 #[cfg(any(test, feature = "mocks"))]
 pub use exchange::MockExchange;
 pub use exchange::{DeadManStatus, Exchange, LotRules, OrderAck, OrderInfo, OrderRef, Reconciled};
+pub use executions::{ExecutionsConfig, ExecutionsFeed, FeedState, SyncPlan};
 pub use gated::GatedExchange;
 pub use kraken::{KrakenClient, KrakenConfig};
 pub use paper::{PaperConfig, PaperExchange};

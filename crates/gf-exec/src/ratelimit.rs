@@ -25,7 +25,7 @@
 //! the sum stays at or above Kraken's counter, and at or below the maximum. The price is
 //! that an idle lane's share of the decay is unused.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -251,6 +251,22 @@ impl Bucket {
     }
 }
 
+/// Counts one call as waiting until dropped (also when the waiting future is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A decaying counter split into lanes; callers wait until their cost fits their lane.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -258,6 +274,8 @@ pub struct RateLimiter {
     buckets: Mutex<[Bucket; 4]>,
     turns: [tokio::sync::Mutex<()>; 4],
     peak_milli: AtomicU64,
+    /// Per lane: calls inside [`RateLimiter::acquire`] that have not got their points yet.
+    waiting: [AtomicUsize; 4],
 }
 
 impl RateLimiter {
@@ -282,6 +300,7 @@ impl RateLimiter {
             })),
             turns: Default::default(),
             peak_milli: AtomicU64::new(0),
+            waiting: Default::default(),
         }
     }
 
@@ -348,6 +367,7 @@ impl RateLimiter {
         if cost == 0 {
             return;
         }
+        let _waiting = Waiting::enter(&self.waiting[lane.index()]);
         let _turn = self.turns[lane.index()].lock().await;
         loop {
             match self.try_take(lane, cost) {
@@ -355,6 +375,13 @@ impl RateLimiter {
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
+    }
+
+    /// Calls in `lane` waiting in [`RateLimiter::acquire`] right now (queued behind
+    /// another call of the lane or waiting for decay).
+    #[must_use]
+    pub fn waiting(&self, lane: Lane) -> usize {
+        self.waiting[lane.index()].load(Ordering::SeqCst)
     }
 
     /// Fills the normal and sync lanes (after the exchange said "rate limit exceeded":
@@ -563,6 +590,32 @@ mod tests {
         }
         assert!(last - start >= Duration::from_secs(10));
         assert!(rl.peak_milli() <= 10_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_counts_callers_until_they_get_their_points_or_give_up() {
+        let rl = Arc::new(RateLimiter::new(limits(4, 1000, 1)));
+        for _ in 0..3 {
+            rl.acquire(Lane::Normal, 1).await;
+        }
+        assert_eq!(rl.waiting(Lane::Normal), 0, "served at once");
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let rl = rl.clone();
+                tokio::spawn(async move { rl.acquire(Lane::Normal, 1).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(rl.waiting(Lane::Normal), 2);
+        assert_eq!(rl.waiting(Lane::Priority), 0);
+        // A caller that gives up (its future dropped) no longer counts.
+        let mut queued = queued.into_iter();
+        let (first, second) = (queued.next().unwrap(), queued.next().unwrap());
+        second.abort();
+        assert!(second.await.unwrap_err().is_cancelled());
+        assert_eq!(rl.waiting(Lane::Normal), 1);
+        first.await.unwrap();
+        assert_eq!(rl.waiting(Lane::Normal), 0, "served after decay");
     }
 
     #[tokio::test(start_paused = true)]

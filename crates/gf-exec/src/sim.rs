@@ -3,6 +3,13 @@
 //! shapes and documented error strings, keeps orders and balances, injects faults on
 //! command and records every request.
 //!
+//! The same listener serves Kraken's private WebSocket v2 at `/v2`
+//! ([`MockKrakenHandle::ws_url`]): `GetWebSocketsToken` issues tokens, the `executions`
+//! channel acknowledges a subscription made with one, sends a snapshot of the open orders
+//! and then an `update` for every change of the mock's orders (`pending_new`, `new`,
+//! `trade`, `filled`, `canceled`), plus a `heartbeat` about once a second; faults on
+//! command: drop every connection, fall silent, refuse subscriptions, send raw text.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use gf_core::{Source, SystemClock};
@@ -39,7 +46,10 @@ use gf_core::{Pair, SharedClock, SystemClock};
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
@@ -68,8 +78,11 @@ pub struct MockConfig {
     /// Kraken's "nonce window": how far below the highest nonce seen a not-yet-seen nonce
     /// is still accepted. 0 is strict (every nonce must exceed the last).
     pub nonce_window: u64,
-    /// Clock for order times and the dead man's switch.
+    /// Clock for order times, token ages and the dead man's switch.
     pub clock: SharedClock,
+    /// How often a subscribed WebSocket connection gets a `heartbeat` (Kraken: about once
+    /// a second).
+    pub ws_heartbeat: Duration,
 }
 
 impl Default for MockConfig {
@@ -88,6 +101,7 @@ impl Default for MockConfig {
             rest_limits: None,
             nonce_window: 0,
             clock: Arc::new(SystemClock),
+            ws_heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -189,6 +203,8 @@ pub struct MockOrder {
     pub price: Option<Decimal>,
     /// Average execution price.
     pub avg_price: Decimal,
+    /// Executed quote amount (Σ quantity × price), exact.
+    pub cost: Decimal,
     /// `open`, `closed`, `canceled`.
     pub status: String,
     /// Reduce-only flag.
@@ -221,7 +237,7 @@ impl MockOrder {
             },
             "vol": self.volume.to_string(),
             "vol_exec": self.vol_exec.to_string(),
-            "cost": (self.vol_exec * self.avg_price).to_string(),
+            "cost": self.cost.to_string(),
             "fee": "0",
             "price": self.avg_price.to_string(),
             "reduce_only": self.reduce_only,
@@ -242,6 +258,7 @@ struct Book {
     peak_counter_milli: u64,
     dead_man: Option<DateTime<Utc>>,
     prices: BTreeMap<Pair, Decimal>,
+    next_exec: u64,
 }
 
 #[derive(Debug)]
@@ -254,6 +271,26 @@ struct Shared {
     book: Mutex<Book>,
     /// What public `SystemStatus` answers (`online` unless set).
     system_status: Mutex<String>,
+    /// The private WebSocket's state.
+    ws: WsState,
+}
+
+/// The private WebSocket side of the mock.
+#[derive(Debug)]
+struct WsState {
+    /// Every `executions` message, to each subscribed connection.
+    pushes: broadcast::Sender<Arc<str>>,
+    /// Bumped to drop every connection.
+    drops: watch::Sender<u64>,
+    /// Subscribed connections send nothing while set (pushes are lost).
+    silent: AtomicBool,
+    /// Subscriptions still to refuse.
+    refuse: AtomicU32,
+    /// Issued tokens and when.
+    tokens: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    sequence: AtomicU64,
+    /// `subscribe` outcomes in order (`ok` or the error string).
+    log: Mutex<Vec<String>>,
 }
 
 /// Starts mock servers.
@@ -302,10 +339,21 @@ impl MockKraken {
                 peak_counter_milli: 0,
                 dead_man: None,
                 prices: cfg.prices.clone(),
+                next_exec: 0,
             }),
+            ws: WsState {
+                pushes: broadcast::channel(4096).0,
+                drops: watch::Sender::new(0),
+                silent: AtomicBool::new(false),
+                refuse: AtomicU32::new(0),
+                tokens: Mutex::new(BTreeMap::new()),
+                sequence: AtomicU64::new(0),
+                log: Mutex::new(Vec::new()),
+            },
             cfg,
         });
         let app = Router::new()
+            .route("/v2", axum::routing::get(ws_upgrade))
             .fallback(handle)
             .with_state(Arc::clone(&shared));
         let (tx, rx) = oneshot::channel::<()>();
@@ -346,6 +394,45 @@ impl MockKrakenHandle {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The private WebSocket v2 URL, `ws://127.0.0.1:<port>/v2`.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v2", self.addr)
+    }
+
+    /// Drops every WebSocket connection now (no close frame, as a lost connection).
+    pub fn drop_ws_connections(&self) {
+        self.shared.ws.drops.send_modify(|n| *n += 1);
+    }
+
+    /// While `silent`, connections send nothing — no heartbeat, no execution (those are
+    /// lost), no answer to a request — though they stay open.
+    pub fn set_ws_silent(&self, silent: bool) {
+        self.shared.ws.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Refuses the next `n` `subscribe` requests (`EService:Unavailable`).
+    pub fn refuse_ws_subscribes(&self, n: u32) {
+        self.shared.ws.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// Sends `text` as is to every subscribed connection (a malformed message, say).
+    pub fn send_ws_text(&self, text: &str) {
+        let _ = self.shared.ws.pushes.send(Arc::from(text));
+    }
+
+    /// The `subscribe` outcomes so far, in order: `ok` or Kraken's error string.
+    #[must_use]
+    pub fn ws_subscribes(&self) -> Vec<String> {
+        self.shared.ws.log.lock().clone()
+    }
+
+    /// How many WebSocket tokens `GetWebSocketsToken` issued.
+    #[must_use]
+    pub fn ws_tokens_issued(&self) -> usize {
+        self.shared.ws.tokens.lock().len()
     }
 
     /// The accepted API key.
@@ -420,12 +507,16 @@ impl MockKrakenHandle {
         if qty <= Decimal::ZERO || qty > order.volume - order.vol_exec {
             return false;
         }
-        let notional = order.vol_exec * order.avg_price + qty * price;
+        order.cost += qty * price;
         order.vol_exec += qty;
-        order.avg_price = notional / order.vol_exec;
+        order.avg_price = order.cost / order.vol_exec;
         if order.vol_exec == order.volume {
             order.status = "closed".into();
         }
+        let order = order.clone();
+        let now = self.shared.cfg.clock.now();
+        let entries = trade_entries(&mut book, &order, qty, price, now);
+        push_executions(&self.shared, entries);
         let sign = if order.side == "buy" {
             Decimal::ONE
         } else {
@@ -828,9 +919,12 @@ fn private_call(
         && now >= deadline
     {
         book.dead_man = None;
+        let mut entries = Vec::new();
         for o in book.orders.iter_mut().filter(|o| o.status == "open") {
             o.status = "canceled".into();
+            entries.push(exec_entry(o, "canceled", "canceled", now));
         }
+        push_executions(shared, entries);
     }
     let result = match endpoint {
         "AddOrder" => check_deadline(params, received, now)
@@ -843,6 +937,7 @@ fn private_call(
                 None => Err("EGeneral:Invalid arguments"),
                 Some((by_client, id)) => {
                     let mut count = 0;
+                    let mut entries = Vec::new();
                     for o in book.orders.iter_mut().filter(|o| o.status == "open") {
                         let hit = if by_client {
                             o.cl_ord_id.as_deref() == Some(id.as_str())
@@ -851,9 +946,11 @@ fn private_call(
                         };
                         if hit {
                             o.status = "canceled".into();
+                            entries.push(exec_entry(o, "canceled", "canceled", now));
                             count += 1;
                         }
                     }
+                    push_executions(shared, entries);
                     if count == 0 {
                         Err("EOrder:Unknown order")
                     } else {
@@ -864,11 +961,31 @@ fn private_call(
         }
         "CancelAll" => {
             let mut count = 0;
+            let mut entries = Vec::new();
             for o in book.orders.iter_mut().filter(|o| o.status == "open") {
                 o.status = "canceled".into();
+                entries.push(exec_entry(o, "canceled", "canceled", now));
                 count += 1;
             }
+            push_executions(shared, entries);
             Ok(json!({"count": count}))
+        }
+        // docs.kraken.com, REST "Get Websockets Token": `{"token": …, "expires": 900}`;
+        // "The token should be used within 15 minutes of creation, but it does not expire
+        // once a successful Websockets connection and private subscription has been made
+        // and is maintained." The mock's `/v2` checks exactly that.
+        "GetWebSocketsToken" => {
+            let mut tokens = shared.ws.tokens.lock();
+            let token = BASE64.encode(
+                format!(
+                    "gf-mock-ws-token-{}-{}",
+                    tokens.len() + 1,
+                    now.timestamp_micros()
+                )
+                .as_bytes(),
+            );
+            tokens.insert(token.clone(), now);
+            Ok(json!({"token": token, "expires": WS_TOKEN_VALID_SECS}))
         }
         "CancelAllOrdersAfter" => {
             match param(params, "timeout").and_then(|t| t.parse::<u32>().ok()) {
@@ -1073,6 +1190,7 @@ fn add_order(
         vol_exec: Decimal::ZERO,
         price,
         avg_price: Decimal::ZERO,
+        cost: Decimal::ZERO,
         status: "open".into(),
         reduce_only,
         opened: now,
@@ -1080,6 +1198,7 @@ fn add_order(
     if executes {
         order.vol_exec = volume;
         order.avg_price = market;
+        order.cost = volume * market;
         order.status = "closed".into();
         let notional = volume * market;
         let sign = if side == "buy" {
@@ -1095,6 +1214,18 @@ fn add_order(
         wire::rest_pair_name(&order.pair),
         price.map_or_else(|| "market".to_owned(), |p| format!("limit {p}"))
     );
+    // Kraken v2 `executions` for spot: `pending_new` acknowledges a validated order,
+    // `new` reports it live, then its trades and `filled` (docs.kraken.com, WebSocket v2
+    // `executions`).
+    let mut entries = vec![
+        exec_entry(&order, "pending_new", "pending_new", now),
+        exec_entry(&order, "new", "new", now),
+    ];
+    if order.vol_exec > Decimal::ZERO {
+        let (qty, price) = (order.vol_exec, order.avg_price);
+        entries.extend(trade_entries(book, &order, qty, price, now));
+    }
+    push_executions(shared, entries);
     book.orders.push(order);
     Ok(json!({"descr": {"order": descr}, "txid": [txid]}))
 }
@@ -1114,6 +1245,241 @@ fn kraken_accepts_cl_ord_id(id: &str) -> bool {
     let simple = id.len() == 32 && hex(id);
     let text = (1..=18).contains(&id.len()) && id.chars().all(|c| c.is_ascii_graphic());
     dashed || simple || text
+}
+
+/// How long a token from `GetWebSocketsToken` may wait before it is used to subscribe
+/// (Kraken: "used within 15 minutes of creation").
+pub const WS_TOKEN_VALID_SECS: u64 = 900;
+
+/// Kraken's error for a subscription with a token it does not accept (an unknown,
+/// expired or malformed token): `ESession:Invalid session` (support.kraken.com, "Why am I
+/// getting a Session Invalid message"; the remedy is a new token from
+/// `GetWebSocketsToken`).
+pub const WS_INVALID_SESSION: &str = "ESession:Invalid session";
+
+fn ws_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One `executions` entry for a status change of `o` (docs.kraken.com, WebSocket v2
+/// `executions`: `exec_type`, `order_id`, `cl_ord_id`, `symbol`, `side`, `order_type`,
+/// `order_qty`, `order_status`, `cum_qty`, `cum_cost`, `avg_price`, `timestamp`; money as
+/// JSON numbers).
+fn exec_entry(o: &MockOrder, exec_type: &str, order_status: &str, now: DateTime<Utc>) -> Value {
+    let mut entry = json!({
+        "exec_type": exec_type,
+        "order_id": o.txid,
+        "symbol": o.pair.as_str(),
+        "side": o.side,
+        "order_type": o.ordertype,
+        "order_qty": number(o.volume),
+        "order_status": order_status,
+        "cum_qty": number(o.vol_exec),
+        "cum_cost": number(o.cost),
+        "avg_price": number(o.avg_price),
+        "timestamp": ws_time(now),
+    });
+    if let Some(id) = &o.cl_ord_id {
+        entry["cl_ord_id"] = json!(id);
+    }
+    if let Some(price) = o.price {
+        entry["limit_price"] = number(price);
+    }
+    entry
+}
+
+/// The entries of one execution of `qty` at `price` that took `o` to its current state: a
+/// `trade` (whose `order_status` is `partially_filled` even when it completes the order,
+/// as Kraken documents it can be) and, when complete, the separate `filled` update.
+fn trade_entries(
+    book: &mut Book,
+    o: &MockOrder,
+    qty: Decimal,
+    price: Decimal,
+    now: DateTime<Utc>,
+) -> Vec<Value> {
+    book.next_exec += 1;
+    let mut trade = exec_entry(o, "trade", "partially_filled", now);
+    trade["exec_id"] = json!(format!("E{:06}-MOCK", book.next_exec));
+    trade["trade_id"] = json!(book.next_exec);
+    trade["last_qty"] = number(qty);
+    trade["last_price"] = number(price);
+    trade["cost"] = number(qty * price);
+    trade["liquidity_ind"] = json!(if o.ordertype == "market" { "t" } else { "m" });
+    // The mock charges no fee (REST `fee` is "0" too).
+    trade["fees"] = json!([{"asset": o.pair.quote(), "qty": number(Decimal::ZERO)}]);
+    let mut entries = vec![trade];
+    if o.vol_exec == o.volume {
+        entries.push(exec_entry(o, "filled", "filled", now));
+    }
+    entries
+}
+
+/// A decimal as a JSON number with its digits as written (Kraken v2 puts money on the
+/// wire as numbers).
+fn number(d: Decimal) -> Value {
+    serde_json::from_str(&d.normalize().to_string()).unwrap_or(Value::Null)
+}
+
+/// Sends an `executions` update to every subscribed connection.
+fn push_executions(shared: &Shared, entries: Vec<Value>) {
+    if entries.is_empty() {
+        return;
+    }
+    let sequence = shared.ws.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+    let text = json!({
+        "channel": "executions",
+        "type": "update",
+        "data": entries,
+        "sequence": sequence,
+    })
+    .to_string();
+    let _ = shared.ws.pushes.send(Arc::from(text));
+}
+
+async fn ws_upgrade(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| ws_session(shared, socket))
+}
+
+/// What a `subscribe` request gets: the subscription (a receiver made under the book's
+/// lock, so no update falls between the snapshot and the stream) or Kraken's error.
+fn ws_subscribe(
+    shared: &Shared,
+    request: &Value,
+) -> Result<(broadcast::Receiver<Arc<str>>, Vec<Value>), &'static str> {
+    let params = request.get("params").unwrap_or(&Value::Null);
+    if params.get("channel").and_then(Value::as_str) != Some("executions") {
+        return Err("EGeneral:Invalid arguments");
+    }
+    if shared
+        .ws
+        .refuse
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err("EService:Unavailable");
+    }
+    let now = shared.cfg.clock.now();
+    let token = params
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let issued = shared.ws.tokens.lock().get(token).copied();
+    let fresh = issued.is_some_and(|at| {
+        now - at <= chrono::Duration::seconds(i64::try_from(WS_TOKEN_VALID_SECS).unwrap_or(900))
+    });
+    if !fresh {
+        return Err(WS_INVALID_SESSION);
+    }
+    let book = shared.book.lock();
+    let receiver = shared.ws.pushes.subscribe();
+    let snapshot = if params.get("snap_orders").and_then(Value::as_bool) == Some(false) {
+        Vec::new()
+    } else {
+        book.orders
+            .iter()
+            .filter(|o| o.status == "open")
+            .map(|o| {
+                let status = if o.vol_exec > Decimal::ZERO {
+                    "partially_filled"
+                } else {
+                    "new"
+                };
+                exec_entry(o, "new", status, o.opened)
+            })
+            .collect()
+    };
+    Ok((receiver, snapshot))
+}
+
+async fn ws_session(shared: Arc<Shared>, mut socket: WebSocket) {
+    let mut drops = shared.ws.drops.subscribe();
+    drops.borrow_and_update();
+    let mut pushes: Option<broadcast::Receiver<Arc<str>>> = None;
+    let mut heartbeat = tokio::time::interval(shared.cfg.ws_heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silent = || shared.ws.silent.load(Ordering::SeqCst);
+    loop {
+        let out: Option<String> = tokio::select! {
+            _ = drops.changed() => return,
+            msg = socket.recv() => {
+                let text = match msg {
+                    Some(Ok(WsMessage::Text(text))) => text,
+                    Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => continue,
+                };
+                let request: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                let req_id = request.get("req_id").cloned().unwrap_or(Value::Null);
+                let now = ws_time(shared.cfg.clock.now());
+                match request.get("method").and_then(Value::as_str) {
+                    Some("subscribe") => match ws_subscribe(&shared, &request) {
+                        Ok((receiver, snapshot)) => {
+                            shared.ws.log.lock().push("ok".into());
+                            pushes = Some(receiver);
+                            let ack = json!({
+                                "method": "subscribe",
+                                "result": {"channel": "executions", "snapshot": true},
+                                "success": true,
+                                "time_in": now,
+                                "time_out": now,
+                                "req_id": req_id,
+                            });
+                            if !silent()
+                                && socket.send(WsMessage::text(ack.to_string())).await.is_err()
+                            {
+                                return;
+                            }
+                            let sequence = shared.ws.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+                            Some(json!({
+                                "channel": "executions",
+                                "type": "snapshot",
+                                "data": snapshot,
+                                "sequence": sequence,
+                            }).to_string())
+                        }
+                        Err(error) => {
+                            shared.ws.log.lock().push(error.into());
+                            Some(json!({
+                                "method": "subscribe",
+                                "success": false,
+                                "error": error,
+                                "time_in": now,
+                                "time_out": now,
+                                "req_id": req_id,
+                            }).to_string())
+                        }
+                    },
+                    Some("ping") => Some(json!({
+                        "method": "pong", "req_id": req_id, "time_in": now, "time_out": now,
+                    }).to_string()),
+                    _ => Some(json!({
+                        "error": "EGeneral:Invalid arguments", "success": false,
+                        "time_in": now, "time_out": now,
+                    }).to_string()),
+                }
+            }
+            push = async {
+                match pushes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match push {
+                Ok(text) if !silent() => Some(text.to_string()),
+                Ok(_) => None,
+                // Lost messages: end the connection, as Kraken would drop a slow reader.
+                Err(_) => return,
+            },
+            _ = heartbeat.tick(), if pushes.is_some() => {
+                (!silent()).then(|| json!({"channel": "heartbeat"}).to_string())
+            }
+        };
+        // Silent: nothing leaves, not even an acknowledgement or an error.
+        if let Some(text) = out.filter(|_| !silent())
+            && socket.send(WsMessage::text(text)).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,23 @@
 //! The trading gate is checked where each `AddOrder` is written, not before the rate
 //! limiter or the retry loop: the Kraken client against the mock Kraken over loopback.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gf_core::{
     ClientOrderId, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderStatus,
     OrderType, Pair, Payload, Side, Source, Subscription, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
-use gf_exec::ratelimit::Limits;
+use gf_exec::ratelimit::{Lane, Limits};
 use gf_exec::sim::{Fault, MockConfig, MockKraken, MockKrakenHandle};
 use gf_exec::{Error, Exchange, GatedExchange, KrakenClient, KrakenConfig};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
+
+use common::wait_for;
 
 fn order(id: &str) -> OrderRequest {
     OrderRequest {
@@ -116,24 +120,25 @@ async fn an_order_waiting_for_the_rate_limiter_is_refused_at_the_wire_when_the_g
     for id in ["n1", "n2"] {
         s.exchange.place_order(&order(id)).await.unwrap();
     }
-    let started = Instant::now();
     let exchange = Arc::new(s.exchange);
     let waiting = tokio::spawn({
         let exchange = Arc::clone(&exchange);
         async move { exchange.place_order(&order("n3")).await }
     });
-    // One turn of this single-threaded runtime: n3 passes the early check (the gate is
-    // open) and parks in the limiter.
-    tokio::task::yield_now().await;
+    // n3 passes the early check (the gate is open) and parks in the limiter.
+    wait_for(
+        "n3 to wait in the rate limiter",
+        Duration::from_secs(10),
+        || s.client.trading_limiter().waiting(Lane::Normal) == 1,
+    )
+    .await;
     assert!(!waiting.is_finished(), "n3 waits for the limiter");
     assert!(s.gate.close());
 
+    // Refused after the limiter's wait, at the wire: it was past the early check.
     let refused = waiting.await.unwrap();
     assert!(matches!(refused, Err(Error::Halted)), "{refused:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "refused after the limiter's wait, at the wire, not by the early check"
-    );
+    assert_eq!(s.client.trading_limiter().waiting(Lane::Normal), 0);
     assert!(
         add_orders(&s.server, "n3").is_empty(),
         "nothing reached Kraken"

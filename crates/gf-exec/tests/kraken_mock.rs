@@ -1,5 +1,7 @@
 //! The Kraken REST client against the mock Kraken server over real sockets on 127.0.0.1.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +11,14 @@ use gf_core::{
     Subscription, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
-use gf_exec::ratelimit::Limits;
+use gf_exec::ratelimit::{Lane, Limits};
 use gf_exec::sign::{FixedCredentials, api_sign};
 use gf_exec::sim::{Fault, MockConfig, MockKraken, MockKrakenHandle};
 use gf_exec::{Error, Exchange, KrakenClient, KrakenConfig, OrderRef};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
+
+use common::wait_for;
 
 fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
     OrderRequest {
@@ -581,10 +585,16 @@ async fn retries_recover_from_every_fault_without_doubling() {
 #[tokio::test]
 async fn dead_man_switch_arms_and_disarms() {
     let s = setup().await;
+    let before = chrono::Utc::now();
     let status = s.client.cancel_all_after(60).await.unwrap();
+    let after = chrono::Utc::now();
     let trigger = status.trigger_at.unwrap();
-    let ahead = trigger - chrono::Utc::now();
-    assert!(ahead > chrono::Duration::seconds(55) && ahead <= chrono::Duration::seconds(61));
+    // 60 s after the call, whenever the mock handled it (to the second).
+    assert!(
+        trigger >= before + chrono::Duration::seconds(59)
+            && trigger <= after + chrono::Duration::seconds(61),
+        "{before} .. {trigger} .. {after}"
+    );
     assert_eq!(s.server.dead_man_trigger(), Some(trigger));
     assert_eq!(s.client.cancel_all_after(0).await.unwrap().trigger_at, None);
     assert_eq!(s.server.dead_man_trigger(), None);
@@ -760,10 +770,12 @@ async fn order_sync_publishes_fills_and_status_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
-    // A tiny matching-engine budget: 3 points, 1 reserved for the priority lane, 0.5/s decay.
+    // A tiny matching-engine budget: 3 points, 1 reserved for the priority lane, and a
+    // decay so slow (0.01/s) that an order waiting for it waits for minutes: whatever
+    // queues behind the throttled normal order cannot meet the deadline below.
     let tight = Limits {
         max: 3,
-        decay_milli_per_sec: 500,
+        decay_milli_per_sec: 10,
         priority_reserve: 1,
     };
     let s = setup_with(MockConfig::default(), |c| c.trading_limits = tight).await;
@@ -773,25 +785,32 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
             .await
             .unwrap();
     }
-    // The third normal order must wait for decay …
+    // The third normal order must wait for decay (about 140 s of it) …
     let client = s.client.clone();
     let waiting = tokio::spawn(async move {
         client
             .place_order(&order("n3", Side::Buy, dec!(1), Some(dec!(0.40))))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for(
+        "n3 to wait in the rate limiter",
+        Duration::from_secs(10),
+        || s.client.trading_limiter().waiting(Lane::Normal) == 1,
+    )
+    .await;
     // … while a halt-closure order goes straight through the reserve.
-    let started = std::time::Instant::now();
     let mut closure = order("closure", Side::Sell, dec!(5), None);
     seal(&mut closure, &s.opener);
-    s.client.place_order(&closure).await.unwrap();
-    // The normal order needs about 4 s of decay; the closure order none.
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    tokio::time::timeout(Duration::from_secs(30), s.client.place_order(&closure))
+        .await
+        .expect("the closure order queued behind the throttled normal order")
+        .unwrap();
     assert!(
         !waiting.is_finished(),
         "the normal order is still throttled"
     );
+    assert_eq!(s.client.trading_limiter().waiting(Lane::Normal), 1);
+    assert_eq!(s.client.trading_limiter().waiting(Lane::Priority), 0);
     let placed: Vec<String> = s
         .server
         .orders()
@@ -799,8 +818,11 @@ async fn closure_orders_do_not_queue_behind_throttled_normal_orders() {
         .filter_map(|o| o.cl_ord_id)
         .collect();
     assert_eq!(placed, vec!["n1", "n2", "closure"]);
-    waiting.await.unwrap().unwrap();
-    assert_eq!(count_orders(&s.server, "n3"), 1);
+    // The strategy gives up on n3: it never reaches Kraken, and it no longer waits.
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    assert_eq!(s.client.trading_limiter().waiting(Lane::Normal), 0);
+    assert_eq!(count_orders(&s.server, "n3"), 0);
 }
 
 #[tokio::test]

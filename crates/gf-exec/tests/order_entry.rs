@@ -1,20 +1,26 @@
 //! Idempotent order entry against the mock Kraken: every `AddOrder` carries a `deadline`,
 //! an attempt whose answer is lost is looked up until that deadline has passed, and one
-//! `cl_ord_id` never becomes two orders.
+//! `cl_ord_id` never becomes two orders. Paused tokio time: the client's timeouts, the
+//! mock's processing delays and both sides' `deadline` arithmetic share one virtual clock,
+//! so "processed before / after the deadline" does not depend on the machine's load.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gf_core::{
-    ClientOrderId, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderStatus,
-    OrderType, Pair, Payload, Side, Source, SystemClock, TimeInForce, TradingGate,
+    ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderStatus,
+    OrderType, Pair, Payload, Side, Source, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::Limits;
 use gf_exec::sim::{DEADLINE_ELAPSED, Fault, MockConfig, MockKraken, MockKrakenHandle};
 use gf_exec::{Error, Exchange, KrakenClient, KrakenConfig};
 use rust_decimal_macros::dec;
+
+use common::{TokioClock, wait_for};
 
 fn limit_buy(id: &str) -> OrderRequest {
     OrderRequest {
@@ -32,9 +38,18 @@ fn limit_buy(id: &str) -> OrderRequest {
     }
 }
 
-/// A client timing out after 300 ms, sending `deadline` 1 s ahead, deciding 200 ms after it.
-async fn setup(max_retries: u32) -> (MockKrakenHandle, KrakenClient, EventBus) {
-    let server = MockKraken::start(MockConfig::default()).await.unwrap();
+/// A client timing out after 300 ms, sending `deadline` 1 s ahead, deciding 200 ms after it;
+/// the mock and the client read the time from `clock`.
+async fn setup(
+    max_retries: u32,
+    clock: &Arc<TokioClock>,
+) -> (MockKrakenHandle, KrakenClient, EventBus) {
+    let server = MockKraken::start(MockConfig {
+        clock: clock.clone(),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
     let bus = EventBus::new(1024);
     let mut cfg = KrakenConfig::new(server.url());
     cfg.timeout = Duration::from_millis(300);
@@ -51,7 +66,7 @@ async fn setup(max_retries: u32) -> (MockKrakenHandle, KrakenClient, EventBus) {
     let client = KrakenClient::new(
         cfg,
         Arc::new(server.credentials()),
-        Publisher::new(Some(bus.clone()), Arc::new(SystemClock), Source::Exec),
+        Publisher::new(Some(bus.clone()), clock.clone(), Source::Exec),
     )
     .unwrap()
     .with_gate(TradingGate::new_open());
@@ -88,9 +103,10 @@ fn add_order_deadlines(server: &MockKrakenHandle) -> Vec<(DateTime<Utc>, String)
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn first_add_order_processed_after_the_client_timeout_is_found_not_sent_again() {
-    let (server, client, bus) = setup(2).await;
+    let clock = Arc::new(TokioClock::new());
+    let (server, client, bus) = setup(2, &clock).await;
     let mut updates = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
     // The exchange queues the request 700 ms: past the client's 300 ms timeout, before
     // the order's 1 s deadline. It is placed while the client no longer listens.
@@ -98,8 +114,9 @@ async fn first_add_order_processed_after_the_client_timeout_is_found_not_sent_ag
         Some("AddOrder"),
         Fault::ProcessLate(Duration::from_millis(700)),
     );
-    let sent = Utc::now();
+    let sent = clock.now();
     let ack = client.place_order(&limit_buy("late-1")).await.unwrap();
+    let returned = clock.now();
 
     assert_eq!(orders_with(&server, "late-1"), 1, "exactly one order");
     let placed = server.orders().into_iter().next().unwrap();
@@ -108,10 +125,12 @@ async fn first_add_order_processed_after_the_client_timeout_is_found_not_sent_ag
     let adds = add_order_deadlines(&server);
     assert_eq!(adds.len(), 1, "no second AddOrder: {adds:?}");
     assert_eq!(adds[0].1, "ok");
-    let ahead = adds[0].0 - sent;
+    // 1 s after the send (stamped to the millisecond), which lies within the call.
+    let deadline = adds[0].0;
     assert!(
-        ahead >= chrono::Duration::milliseconds(900) && ahead <= chrono::Duration::seconds(2),
-        "deadline {ahead:?} ahead"
+        deadline >= sent + chrono::Duration::milliseconds(999)
+            && deadline <= returned + chrono::Duration::seconds(1),
+        "deadline {deadline} for a send between {sent} and {returned}"
     );
     let reported = std::iter::from_fn(|| updates.try_recv().ok()).any(|ev| {
         matches!(&ev.payload, Payload::OrderUpdate { order_id: Some(id), status, .. }
@@ -120,9 +139,9 @@ async fn first_add_order_processed_after_the_client_timeout_is_found_not_sent_ag
     assert!(reported, "an OrderUpdate names the order");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn add_order_processed_after_its_deadline_is_not_placed_and_sent_again_only_then() {
-    let (server, client, _bus) = setup(2).await;
+    let (server, client, _bus) = setup(2, &Arc::new(TokioClock::new())).await;
     // Queued past its deadline: the mock's matching engine rejects it.
     server.faults().inject(
         Some("AddOrder"),
@@ -130,10 +149,12 @@ async fn add_order_processed_after_its_deadline_is_not_placed_and_sent_again_onl
     );
     let ack = client.place_order(&limit_buy("late-2")).await.unwrap();
     // Let the late request finish at the mock (it is recorded when processed).
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while add_order_deadlines(&server).len() < 2 && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "both AddOrder attempts at the mock",
+        Duration::from_secs(10),
+        || add_order_deadlines(&server).len() >= 2,
+    )
+    .await;
     assert_eq!(orders_with(&server, "late-2"), 1, "exactly one order");
     assert_eq!(ack.order_id.as_str(), server.orders()[0].txid);
     let mut adds = add_order_deadlines(&server);
@@ -150,19 +171,21 @@ async fn add_order_processed_after_its_deadline_is_not_placed_and_sent_again_onl
     assert!(gap >= chrono::Duration::milliseconds(1200), "{gap:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_retries_an_expired_order_is_reported_failed_and_never_placed() {
-    let (server, client, _bus) = setup(0).await;
+    let (server, client, _bus) = setup(0, &Arc::new(TokioClock::new())).await;
     server.faults().inject(
         Some("AddOrder"),
         Fault::ProcessLate(Duration::from_millis(1500)),
     );
     let err = client.place_order(&limit_buy("late-3")).await.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while add_order_deadlines(&server).is_empty() && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the late AddOrder at the mock",
+        Duration::from_secs(10),
+        || !add_order_deadlines(&server).is_empty(),
+    )
+    .await;
     assert_eq!(orders_with(&server, "late-3"), 0);
     assert_eq!(add_order_deadlines(&server)[0].1, DEADLINE_ELAPSED);
 }

@@ -1,6 +1,8 @@
 //! The paper exchange fed by the event bus, behind the gate, with the dead man's switch
 //! keeper: the composition the daemon runs in paper mode.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use gf_exec::{
 };
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
+
+use common::wait_for;
 
 fn pair() -> Pair {
     Pair::new("DOGE/USD").unwrap()
@@ -45,16 +49,6 @@ fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderReq
     }
 }
 
-async fn wait_for<F: Fn() -> bool>(check: F) {
-    for _ in 0..1000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("condition not reached");
-}
-
 #[tokio::test]
 async fn bus_fed_paper_exchange_behind_the_gate() {
     let clock = ManualClock::default();
@@ -81,7 +75,12 @@ async fn bus_fed_paper_exchange_behind_the_gate() {
         }),
     ));
     let probe = Arc::clone(&paper);
-    wait_for(move || probe.best_bid_ask(&pair()).is_some()).await;
+    wait_for(
+        "the paper book to take the snapshot",
+        Duration::from_secs(10),
+        move || probe.best_bid_ask(&pair()).is_some(),
+    )
+    .await;
     assert_eq!(
         paper.best_bid_ask(&pair()),
         Some((dec!(0.0999), dec!(0.1001)))

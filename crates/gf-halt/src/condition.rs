@@ -1257,3 +1257,483 @@ mod property_tests {
         }
     }
 }
+
+/// Tests that kill mutants `cargo xtask mutants` found alive: what each condition is
+/// called and asks for, the time-based and exchange conditions without the coordinator,
+/// and the exact edges of windows and reporting.
+#[cfg(test)]
+mod mutant_kills {
+    use std::sync::Arc;
+
+    use super::tests::{View, pair, trade};
+    use super::*;
+    use gf_core::{ApiErrorKind, BookSnapshot, BookUpdate, Clock, ManualClock, Source};
+    use parking_lot::Mutex;
+    use rust_decimal_macros::dec;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn ctx<'a>(clock: &ManualClock, view: &'a View) -> EvalContext<'a> {
+        EvalContext {
+            now: clock.now(),
+            portfolio: view,
+        }
+    }
+
+    fn event(clock: &ManualClock, payload: Payload) -> Event {
+        Event::new(clock.now(), Source::Test, payload)
+    }
+
+    fn api_error(clock: &ManualClock) -> Event {
+        event(
+            clock,
+            Payload::ApiError {
+                endpoint: "AddOrder".into(),
+                kind: ApiErrorKind::ServiceUnavailable,
+                message: "EService:Unavailable".into(),
+                retryable: true,
+            },
+        )
+    }
+
+    fn all_conditions() -> ConditionSet {
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        set.register(
+            Box::new(DiskSpace::new(100, Box::new(|| None))),
+            HaltBehaviour::Hold,
+        );
+        set.register(
+            Box::new(ExchangeStatus::new(ExchangeSystem::Online, "rest")),
+            HaltBehaviour::Hold,
+        );
+        set
+    }
+
+    #[test]
+    fn debug_output_shows_what_identifies_a_condition() {
+        let clock = ManualClock::default();
+        let view = View::default();
+        let c = ctx(&clock, &view);
+        assert_eq!(
+            format!("{c:?}"),
+            format!("EvalContext {{ now: {:?}, .. }}", clock.now())
+        );
+        let dd = PortfolioMetric::total_drawdown(dec!(15));
+        assert_eq!(
+            format!("{dd:?}"),
+            "PortfolioMetric { id: \"max_total_drawdown\", threshold: 15, .. }"
+        );
+        let disk = DiskSpace::new(100, Box::new(|| None));
+        assert_eq!(
+            format!("{disk:?}"),
+            "DiskSpace { min_free_mib: 100, last_free_mib: None, .. }"
+        );
+        assert_eq!(format!("{:?}", ConditionSet::empty()), "[]");
+        let mut set = ConditionSet::default();
+        set.register(Box::new(dd), HaltBehaviour::Hold);
+        let text = format!("{set:?}");
+        assert!(
+            text.starts_with("[ConditionStatus { id: \"max_total_drawdown\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_market_data_payload_names_its_pair() {
+        let p = pair("XRP/USD");
+        let payloads = [
+            Payload::BookSnapshot(BookSnapshot {
+                pair: p.clone(),
+                bids: vec![],
+                asks: vec![],
+                checksum: 0,
+            }),
+            Payload::BookUpdate(BookUpdate {
+                pair: p.clone(),
+                bids: vec![],
+                asks: vec![],
+                checksum: 0,
+                best_bid: None,
+                best_ask: None,
+            }),
+            Payload::BookInvalid {
+                pair: p.clone(),
+                reason: "checksum".into(),
+            },
+            Payload::Ticker {
+                pair: p.clone(),
+                bid: dec!(1),
+                ask: dec!(1),
+                last: dec!(1),
+                volume: dec!(1),
+            },
+            Payload::Staleness {
+                pair: p.clone(),
+                stale: true,
+                age_ms: 1,
+                threshold_ms: 1,
+            },
+        ];
+        for payload in &payloads {
+            assert_eq!(event_pair(payload), Some(&p), "{payload:?}");
+        }
+        let clock = ManualClock::default();
+        assert_eq!(event_pair(&trade(&clock, "XRP/USD").payload), Some(&p));
+        assert_eq!(event_pair(&api_error(&clock).payload), None);
+    }
+
+    #[test]
+    fn every_condition_has_its_name_threshold_kinds_and_items() {
+        let set = all_conditions();
+        let got: Vec<(String, String, Decimal)> = set
+            .statuses()
+            .into_iter()
+            .map(|s| (s.id, s.name, s.threshold))
+            .collect();
+        let want = [
+            ("max_total_drawdown", "max total drawdown %", dec!(15)),
+            ("max_daily_drawdown", "max daily drawdown %", dec!(2)),
+            ("max_consecutive_losses", "max consecutive losses", dec!(5)),
+            ("market_volatility", "market volatility %", dec!(5)),
+            ("api_error_rate", "api errors per minute", dec!(10)),
+            ("market_data_staleness", "market data age (s)", dec!(60)),
+            ("position_risk", "position exposure", dec!(100000)),
+            (
+                "disk_space_low",
+                "data-dir free disk shortfall MiB",
+                dec!(0),
+            ),
+            (
+                "exchange_status",
+                "exchange not trading (maintenance)",
+                dec!(0),
+            ),
+        ];
+        let want: Vec<(String, String, Decimal)> = want
+            .iter()
+            .map(|(i, n, t)| ((*i).to_owned(), (*n).to_owned(), *t))
+            .collect();
+        assert_eq!(got, want);
+        let items = |id: &str| -> Vec<String> {
+            set.recovery_items(id).into_iter().map(|i| i.id).collect()
+        };
+        assert_eq!(items("max_total_drawdown"), ["review_drawdown_cause"]);
+        assert_eq!(items("max_daily_drawdown"), ["review_drawdown_cause"]);
+        assert_eq!(items("max_consecutive_losses"), ["review_strategy_losses"]);
+        assert_eq!(items("market_volatility"), ["confirm_volatility_normal"]);
+        assert_eq!(items("api_error_rate"), ["confirm_exchange_status"]);
+        assert_eq!(
+            items("market_data_staleness"),
+            ["confirm_market_data_restored"]
+        );
+        assert_eq!(items("position_risk"), ["review_exposure_limits"]);
+        assert_eq!(items("disk_space_low"), ["free_disk_space"]);
+        assert_eq!(items("exchange_status"), ["confirm_exchange_online"]);
+        assert!(items("unknown").is_empty());
+
+        let prices = [
+            EventKind::Trade,
+            EventKind::Ticker,
+            EventKind::BookUpdate,
+            EventKind::BookSnapshot,
+        ];
+        let with = |extra: &[EventKind]| KindSet::of(&[&prices[..], extra].concat());
+        assert_eq!(
+            PortfolioMetric::total_drawdown(dec!(1)).kinds(),
+            with(&[EventKind::Fill])
+        );
+        assert_eq!(
+            PortfolioMetric::daily_drawdown(dec!(1)).kinds(),
+            with(&[EventKind::Fill])
+        );
+        assert_eq!(
+            PortfolioMetric::position_risk(dec!(1)).kinds(),
+            with(&[EventKind::Fill])
+        );
+        assert_eq!(
+            PortfolioMetric::consecutive_losses(1).kinds(),
+            KindSet::of(&[EventKind::Fill])
+        );
+        assert_eq!(Volatility::new(dec!(1)).kinds(), with(&[]));
+        assert_eq!(
+            Staleness::new(1).kinds(),
+            with(&[EventKind::Staleness])
+        );
+        assert_eq!(
+            ApiErrorRate::new(1).kinds(),
+            KindSet::of(&[EventKind::ApiError])
+        );
+        assert_eq!(
+            ExchangeStatus::new(ExchangeSystem::Online, "").kinds(),
+            KindSet::of(&[EventKind::ExchangeStatus])
+        );
+        assert_eq!(DiskSpace::new(1, Box::new(|| None)).kinds(), KindSet::NONE);
+        assert_eq!(
+            set.kinds(),
+            with(&[
+                EventKind::Fill,
+                EventKind::ApiError,
+                EventKind::Staleness,
+                EventKind::ExchangeStatus
+            ])
+        );
+    }
+
+    #[test]
+    fn the_sweep_rereads_every_portfolio_figure_and_volatility() {
+        let clock = ManualClock::default();
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        let mut view = View {
+            vol: Some(dec!(1)),
+            ..View::default()
+        };
+        assert!(
+            set.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view), &mut |_| {})
+                .is_empty()
+        );
+        view.total = dec!(16);
+        view.daily = dec!(3);
+        view.losses = 6;
+        view.exposure = dec!(200000);
+        view.vol = Some(dec!(7));
+        let breaches = set.sweep(&ctx(&clock, &view), &mut |_| {});
+        let ids: Vec<&str> = breaches.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "max_total_drawdown",
+                "max_daily_drawdown",
+                "max_consecutive_losses",
+                "market_volatility",
+                "position_risk"
+            ]
+        );
+        let value = |id: &str| breaches.iter().find(|b| b.id == id).unwrap().value;
+        assert_eq!(value("max_total_drawdown"), dec!(16));
+        assert_eq!(value("max_daily_drawdown"), dec!(3));
+        assert_eq!(value("max_consecutive_losses"), dec!(6));
+        assert_eq!(value("market_volatility"), dec!(7));
+        assert_eq!(value("position_risk"), dec!(200000));
+        let vol = breaches
+            .iter()
+            .find(|b| b.id == "market_volatility")
+            .unwrap();
+        assert_eq!(vol.detail.as_deref(), Some("XRP/USD"));
+        assert_eq!(vol.reason, "market volatility % 7 > 5 (XRP/USD)");
+        // A pair whose volatility is unknown now keeps its last figure.
+        view.vol = None;
+        set.sweep(&ctx(&clock, &view), &mut |_| {});
+        let st = set.statuses();
+        let vol = st.iter().find(|s| s.id == "market_volatility").unwrap();
+        assert_eq!(vol.value, dec!(7));
+    }
+
+    #[test]
+    fn disk_space_is_the_shortfall_in_whole_mib() {
+        let clock = ManualClock::default();
+        let view = View::default();
+        let free: Arc<Mutex<Option<u64>>> = Arc::new(Mutex::new(Some(250 * MIB)));
+        let reading = Arc::clone(&free);
+        let mut disk = DiskSpace::new(100, Box::new(move || *reading.lock()));
+        assert_eq!(disk.id(), DISK_SPACE_LOW);
+        assert_eq!(disk.sample(&ctx(&clock, &view)), Decimal::ZERO);
+        assert_eq!(
+            disk.detail().as_deref(),
+            Some("250 MiB free, 100 MiB required")
+        );
+        *free.lock() = Some(40 * MIB + 123);
+        assert_eq!(disk.sample(&ctx(&clock, &view)), dec!(60));
+        assert_eq!(
+            disk.detail().as_deref(),
+            Some("40 MiB free, 100 MiB required")
+        );
+        *free.lock() = Some(0);
+        assert_eq!(
+            disk.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view)),
+            dec!(100)
+        );
+        *free.lock() = None;
+        assert_eq!(disk.sample(&ctx(&clock, &view)), Decimal::ZERO);
+        assert_eq!(disk.detail().as_deref(), Some("free space unknown"));
+
+        // Through the set: the sweep finds it, no event reaches it.
+        *free.lock() = Some(40 * MIB);
+        let reading = Arc::clone(&free);
+        let mut set = ConditionSet::empty();
+        set.register(
+            Box::new(DiskSpace::new(100, Box::new(move || *reading.lock()))),
+            HaltBehaviour::Hold,
+        );
+        assert!(
+            set.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view), &mut |_| {})
+                .is_empty()
+        );
+        let b = set.sweep(&ctx(&clock, &view), &mut |_| {});
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            b[0].reason,
+            "data-dir free disk shortfall MiB 60 > 0 (40 MiB free, 100 MiB required)"
+        );
+        assert_eq!(b[0].behaviour, HaltBehaviour::Hold);
+    }
+
+    #[test]
+    fn exchange_status_breaches_in_maintenance_and_undocumented_modes() {
+        let clock = ManualClock::default();
+        let view = View::default();
+        let mut c = ExchangeStatus::new(ExchangeSystem::Online, "rest SystemStatus");
+        assert_eq!(c.id(), EXCHANGE_STATUS);
+        assert_eq!(c.sample(&ctx(&clock, &view)), Decimal::ZERO);
+        assert_eq!(
+            c.detail().as_deref(),
+            Some("kraken reports online (rest SystemStatus)")
+        );
+        for (system, value) in [
+            (ExchangeSystem::Maintenance, Decimal::ONE),
+            (ExchangeSystem::CancelOnly, Decimal::ZERO),
+            (ExchangeSystem::Unknown, Decimal::ONE),
+            (ExchangeSystem::PostOnly, Decimal::ZERO),
+            (ExchangeSystem::Maintenance, Decimal::ONE),
+        ] {
+            let ev = event(
+                &clock,
+                Payload::ExchangeStatus {
+                    system,
+                    detail: "ws status".into(),
+                },
+            );
+            assert_eq!(c.observe(&ev, &ctx(&clock, &view)), value, "{system}");
+            assert_eq!(c.sample(&ctx(&clock, &view)), value, "{system}");
+        }
+        assert_eq!(
+            c.detail().as_deref(),
+            Some("kraken reports maintenance (ws status)")
+        );
+        // Anything else leaves the mode as it was.
+        assert_eq!(
+            c.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view)),
+            Decimal::ONE
+        );
+    }
+
+    #[test]
+    fn api_errors_age_out_at_exactly_a_minute_and_the_window_is_capped() {
+        let clock = ManualClock::default();
+        let view = View::default();
+        // A limit of 2 keeps at least 16 timestamps; a limit of 10 keeps 40.
+        let mut low = ApiErrorRate::new(2);
+        let mut high = ApiErrorRate::new(10);
+        for _ in 0..50 {
+            low.observe(&api_error(&clock), &ctx(&clock, &view));
+            high.observe(&api_error(&clock), &ctx(&clock, &view));
+        }
+        assert_eq!(low.sample(&ctx(&clock, &view)), dec!(16));
+        assert_eq!(high.sample(&ctx(&clock, &view)), dec!(40));
+        // Other events add nothing.
+        assert_eq!(
+            high.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view)),
+            dec!(40)
+        );
+        clock.advance(Duration::milliseconds(59_999));
+        assert_eq!(high.sample(&ctx(&clock, &view)), dec!(40));
+        clock.advance(Duration::milliseconds(1));
+        assert_eq!(
+            high.sample(&ctx(&clock, &view)),
+            Decimal::ZERO,
+            "an error exactly a minute old is out of the window"
+        );
+    }
+
+    #[test]
+    fn a_fresh_staleness_report_resets_the_age_and_an_older_time_wins() {
+        let clock = ManualClock::default();
+        let view = View::default();
+        let mut c = Staleness::new(60);
+        c.watch_pair(&pair("XRP/USD"), clock.now());
+        clock.advance(Duration::seconds(10));
+        assert_eq!(c.sample(&ctx(&clock, &view)), dec!(10));
+        let report = |stale: bool, age_ms: u64| {
+            event(
+                &clock,
+                Payload::Staleness {
+                    pair: pair("XRP/USD"),
+                    stale,
+                    age_ms,
+                    threshold_ms: 60_000,
+                },
+            )
+        };
+        // A report younger than what the clock measured keeps the older time.
+        assert_eq!(c.observe(&report(true, 5_000), &ctx(&clock, &view)), dec!(10));
+        assert_eq!(c.observe(&report(true, 70_000), &ctx(&clock, &view)), dec!(70));
+        assert_eq!(c.detail().as_deref(), Some("XRP/USD"));
+        assert_eq!(
+            c.observe(&report(false, 0), &ctx(&clock, &view)),
+            Decimal::ZERO
+        );
+        // Watching an already watched pair does not reset it.
+        clock.advance(Duration::seconds(3));
+        c.watch_pair(&pair("XRP/USD"), clock.now());
+        assert_eq!(c.sample(&ctx(&clock, &view)), dec!(3));
+        assert_eq!(Staleness::new(1).sample(&ctx(&clock, &view)), Decimal::ZERO);
+    }
+
+    #[test]
+    fn value_changes_are_reported_a_second_apart_and_flips_at_once() {
+        let clock = ManualClock::default();
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        let mut view = View::default();
+        let step = |set: &mut ConditionSet, view: &View| -> Vec<(Decimal, bool)> {
+            let mut seen = Vec::new();
+            set.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, view), &mut |s| {
+                if s.id == "max_total_drawdown" {
+                    seen.push((s.value, s.triggered));
+                }
+            });
+            seen
+        };
+        view.total = dec!(1);
+        assert_eq!(step(&mut set, &view), [(dec!(1), false)]);
+        clock.advance(Duration::seconds(1));
+        view.total = dec!(2);
+        assert_eq!(step(&mut set, &view), [(dec!(2), false)], "a second later");
+        clock.advance(Duration::milliseconds(500));
+        view.total = dec!(3);
+        assert!(step(&mut set, &view).is_empty(), "half a second later");
+        clock.advance(Duration::milliseconds(100));
+        view.total = dec!(16);
+        assert_eq!(step(&mut set, &view), [(dec!(16), true)], "a flip");
+        clock.advance(Duration::milliseconds(100));
+        view.total = dec!(1);
+        assert_eq!(step(&mut set, &view), [(dec!(1), false)], "a flip back");
+        clock.advance(Duration::seconds(5));
+        assert!(step(&mut set, &view).is_empty(), "unchanged");
+        let st = set.statuses();
+        let dd = st.iter().find(|s| s.id == "max_total_drawdown").unwrap();
+        assert_eq!(dd.last_evaluated, Some(clock.now()));
+        assert!(set.breached().is_empty());
+    }
+
+    #[test]
+    fn a_reported_change_refreshes_the_worst_pair() {
+        let clock = ManualClock::default();
+        let mut set = ConditionSet::from_config(&HaltConfig::default());
+        let mut view = View {
+            vol: Some(dec!(1)),
+            ..View::default()
+        };
+        let detail = |set: &ConditionSet| {
+            set.statuses()
+                .into_iter()
+                .find(|s| s.id == "market_volatility")
+                .unwrap()
+                .detail
+        };
+        set.observe(&trade(&clock, "XRP/USD"), &ctx(&clock, &view), &mut |_| {});
+        assert_eq!(detail(&set).as_deref(), Some("XRP/USD"));
+        clock.advance(Duration::seconds(2));
+        view.vol = Some(dec!(3));
+        set.observe(&trade(&clock, "DOGE/USD"), &ctx(&clock, &view), &mut |_| {});
+        assert_eq!(detail(&set).as_deref(), Some("DOGE/USD"));
+    }
+}

@@ -318,6 +318,18 @@ impl Journal {
             }
             Connection::open(path)?
         };
+        Self::over_conn(conn, path, clock, key, read_only)
+    }
+
+    /// The journal over an open connection to `path` (`:memory:` for an in-memory one).
+    fn over_conn(
+        conn: Connection,
+        path: &Path,
+        clock: SharedClock,
+        key: JournalKey,
+        read_only: bool,
+    ) -> Result<Self, Error> {
+        let memory = path == Path::new(":memory:");
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let legacy_path = || Error::LegacyFormat {
             path: path.to_owned(),
@@ -379,6 +391,30 @@ impl Journal {
     /// [`Error::LegacyFormat`] for a journal of the first, unkeyed format.
     pub fn open(path: &Path, clock: SharedClock, key: JournalKey) -> Result<Self, Error> {
         Self::open_conn(path, clock, key, false)
+    }
+
+    /// A journal over a connection the caller opened (the schema is created when
+    /// missing), bound to no data directory, as [`Journal::open`] gives. For fuzzing the
+    /// reader over databases built in memory; with [`Journal::into_connection`] a harness
+    /// can tamper with the rows between two openings.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    #[doc(hidden)]
+    pub fn from_connection(
+        conn: Connection,
+        clock: SharedClock,
+        key: JournalKey,
+    ) -> Result<Self, Error> {
+        Self::over_conn(conn, Path::new(":memory:"), clock, key, false)
+    }
+
+    /// The journal's connection, for a harness that tampers with the rows (see
+    /// [`Journal::from_connection`]).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn into_connection(self) -> Connection {
+        self.inner.into_inner().conn
     }
 
     /// An in-memory journal under a random key (backtests and research).
@@ -1372,6 +1408,31 @@ mod tests {
         )
         .unwrap();
         c
+    }
+
+    /// The fuzz target's way in: a journal over an in-memory connection, handed back,
+    /// tampered with and opened again, is read the way a file is.
+    #[test]
+    fn a_journal_over_a_given_connection_finds_tampering_after_reopening() {
+        let clock: SharedClock = Arc::new(ManualClock::default());
+        let j =
+            Journal::from_connection(Connection::open_in_memory().unwrap(), clock.clone(), key())
+                .unwrap();
+        j.append("api_halt", "alice", &json!({"reason": "drill"}))
+            .unwrap();
+        j.append("api_resume", "bob", &json!({})).unwrap();
+        assert_eq!(j.verify().unwrap().records, 2);
+        let conn = j.into_connection();
+        conn.execute_batch("DROP TRIGGER journal_no_update;")
+            .unwrap();
+        conn.execute("UPDATE journal SET actor = 'mallory' WHERE id = 2", [])
+            .unwrap();
+        let j = Journal::from_connection(conn, clock, key()).unwrap();
+        assert_eq!(j.head_id(), 2);
+        match j.verify() {
+            Err(Error::Tampered { record_id, .. }) => assert_eq!(record_id, 2),
+            other => panic!("tampering not found: {other:?}"),
+        }
     }
 
     #[test]

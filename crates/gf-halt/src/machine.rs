@@ -586,3 +586,89 @@ mod tests {
         assert_eq!(&back, m.snapshot());
     }
 }
+
+/// Tests that kill mutants `cargo xtask mutants` found alive.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn trig(source: HaltSource, condition: Option<&str>, items: &[&str]) -> Trigger {
+        Trigger {
+            source,
+            reason: "r".into(),
+            behaviour: HaltBehaviour::Hold,
+            condition: condition.map(str::to_owned),
+            items: items.iter().map(|i| ItemSpec::new(*i, *i)).collect(),
+            at: at(),
+        }
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn every_trigger_bumps_the_epoch_by_one() {
+        let mut m = Machine::default();
+        assert_eq!(m.epoch(), 0);
+        m.trigger(trig(HaltSource::Cli, None, &[]));
+        assert_eq!(m.epoch(), 1);
+        m.trigger(trig(HaltSource::Cli, None, &[]));
+        m.trigger(trig(HaltSource::Fleet, None, &[]));
+        assert_eq!(m.epoch(), 3);
+        assert_eq!(Machine::from_snapshot(m.snapshot().clone()).epoch(), 0);
+    }
+
+    #[test]
+    fn restoring_a_resumed_machine_starts_a_new_halt() {
+        let mut m = Machine::default();
+        m.trigger(trig(HaltSource::Cli, None, &[]));
+        m.finish_halting(1, None, &[]).unwrap();
+        m.begin_recovery("alice").unwrap();
+        let ids = m.snapshot().checklist.as_ref().unwrap().missing();
+        for id in ids.iter().filter(|i| *i != crate::checklist::CONFIRM_RESUME) {
+            m.complete(id, "alice", None, at()).unwrap();
+        }
+        m.complete(crate::checklist::CONFIRM_RESUME, "alice", None, at())
+            .unwrap();
+        m.resume("alice", vec![], false).unwrap();
+        assert!(m.snapshot().halt.is_some(), "Running keeps its last halt");
+        m.restore_halted(trig(
+            HaltSource::Auto("journal_integrity".into()),
+            Some("journal_integrity"),
+            &[],
+        ));
+        assert_eq!(m.state(), HaltState::Halted);
+        let halt = m.snapshot().halt.as_ref().unwrap();
+        assert_eq!(halt.id, 2, "a fresh halt, not the resumed one");
+        assert_eq!(halt.source, HaltSource::Auto("journal_integrity".into()));
+    }
+
+    #[test]
+    fn restoring_a_halt_in_force_adds_the_fallbacks_items_to_its_checklist() {
+        let mut m = Machine::default();
+        m.trigger(trig(HaltSource::Cli, None, &[]));
+        m.finish_halting(1, None, &[]).unwrap();
+        m.begin_recovery("alice").unwrap();
+        m.restore_halted(trig(
+            HaltSource::Auto("restart".into()),
+            Some("journal_unwritable"),
+            &["review_journal_storage"],
+        ));
+        assert_eq!(m.state(), HaltState::Halted);
+        assert_eq!(m.snapshot().halt.as_ref().unwrap().id, 1, "the same halt");
+        let list = m.snapshot().checklist.as_ref().unwrap();
+        let item = list
+            .items
+            .iter()
+            .find(|i| i.id == "review_journal_storage")
+            .expect("the fallback's item is on the checklist");
+        assert_eq!(item.added_for.as_deref(), Some("journal_unwritable"));
+        // Without a condition, the source names the reason.
+        m.restore_halted(trig(HaltSource::Fleet, None, &["check_fleet"]));
+        let list = m.snapshot().checklist.as_ref().unwrap();
+        let item = list.items.iter().find(|i| i.id == "check_fleet").unwrap();
+        assert_eq!(item.added_for.as_deref(), Some("fleet"));
+    }
+}

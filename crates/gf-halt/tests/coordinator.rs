@@ -976,3 +976,153 @@ async fn a_halt_takes_effect_even_when_the_journal_cannot_be_written() {
     assert_eq!(err.code(), "journal_database");
     assert_eq!(env.coordinator.state(), HaltState::Halted);
 }
+
+/// Tests that kill mutants `cargo xtask mutants` found alive in the coordinator.
+mod mutant_kills {
+    use super::*;
+    use gf_core::{EventBus, TradingGate};
+    use gf_halt::Journal;
+
+    /// A coordinator on `db` whose bus was subscribed to before it opened.
+    fn open_watched(db: &std::path::Path) -> (HaltCoordinator, Subscription) {
+        let clock = ManualClock::default();
+        let journal =
+            Journal::open(db, Arc::new(clock.clone()), common::test_key()).unwrap();
+        let bus = EventBus::new(1024);
+        let sub = bus.subscribe(KindSet::critical());
+        let c = HaltCoordinator::open(
+            &fast_cfg(),
+            Arc::new(journal),
+            TradingGate::new_closed(),
+            FakeExchange::new(),
+            View::new(),
+            bus,
+            Arc::new(clock),
+        )
+        .unwrap();
+        (c, sub)
+    }
+
+    #[tokio::test]
+    async fn a_restart_publishes_its_state_change_and_only_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gf.sqlite");
+        let (c, mut sub) = open_watched(&db);
+        assert!(
+            drain(&mut sub)
+                .iter()
+                .all(|p| !matches!(p, Payload::HaltStateChanged { .. })),
+            "running to running is no change"
+        );
+        c.halt(HaltSource::Cli, "drill").await;
+        halted(&c).await;
+        c.begin_recovery("alice").await.unwrap();
+        drop((c, sub));
+        let (c, mut sub) = open_watched(&db);
+        assert_eq!(c.state(), HaltState::Halted);
+        let changes: Vec<(HaltState, HaltState)> = drain(&mut sub)
+            .into_iter()
+            .filter_map(|p| match p {
+                Payload::HaltStateChanged { from, to, .. } => Some((from, to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changes, [(HaltState::Recovering, HaltState::Halted)]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_journal_under_a_halt_is_recorded_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gf.sqlite");
+        {
+            let env = Env::open(&fast_cfg(), &db);
+            env.coordinator.halt(HaltSource::Cli, "drill").await;
+            halted(&env.coordinator).await;
+        }
+        {
+            let raw = rusqlite::Connection::open(&db).unwrap();
+            raw.execute_batch("DROP TRIGGER journal_no_update;")
+                .unwrap();
+            raw.execute("UPDATE journal SET actor = 'mallory' WHERE id = 3", [])
+                .unwrap();
+        }
+        // Halted before, halted after: the problem alone is worth a record.
+        let env = Env::open(&fast_cfg(), &db);
+        assert_eq!(env.coordinator.state(), HaltState::Halted);
+        let restored = env.coordinator.journal().records(1).unwrap().pop().unwrap();
+        assert_eq!(restored.kind, kinds::RESTORED);
+        assert_eq!(restored.detail["from"], "halted");
+        assert_eq!(restored.detail["to"], "halted");
+        let problem = restored.detail["problem"].as_str().unwrap();
+        assert!(problem.contains("journal record 3"), "{problem}");
+    }
+
+    #[tokio::test]
+    async fn an_order_of_unknown_outcome_is_reconciled_though_nothing_is_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+        let order = normal_order(7);
+        {
+            let mut permit = env.gate.enter(&order).unwrap();
+            permit.mark_unresolved();
+        }
+        assert_eq!(env.gate.in_flight(), 0);
+        env.coordinator.halt(HaltSource::Cli, "drill").await;
+        halted(&env.coordinator).await;
+        let calls: Vec<Call> = env.exchange.calls().into_iter().map(|(_, c)| c).collect();
+        assert!(
+            calls.contains(&Call::Status(gf_exec::OrderRef::Client(
+                order.client_order_id.clone()
+            ))),
+            "{calls:?}"
+        );
+        assert_eq!(env.exchange.cancel_all_count(), 2, "cancelled again after");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_halt_waits_for_the_wire_past_the_exchange_timeout_by_the_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+        env.coordinator.set_exchange_timeout(Duration::from_secs(1));
+        let permit = env.gate.enter(&normal_order(9)).unwrap();
+        env.coordinator.halt(HaltSource::Cli, "drill").await;
+        // 1.2 s: past the exchange timeout, within its margin (1.5 s in all).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(env.coordinator.state(), HaltState::Halting);
+        assert_eq!(env.exchange.cancel_all_count(), 1);
+        drop(permit);
+        halted(&env.coordinator).await;
+        assert_eq!(env.exchange.cancel_all_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn replaced_conditions_are_the_ones_evaluated() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+        env.coordinator
+            .set_conditions(gf_halt::ConditionSet::empty());
+        assert!(env.coordinator.conditions().is_empty());
+        *env.view.total_dd.lock() = dec!(50);
+        assert_eq!(
+            env.coordinator.on_event(&trade(&env, "XRP/USD")).await,
+            None
+        );
+        assert!(env.gate.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_watched_pair_that_never_delivers_goes_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+        env.coordinator.watch_pairs(&[pair("DOGE/USD")]);
+        env.clock.advance(chrono::Duration::seconds(61));
+        let outcomes = env.coordinator.sweep().await;
+        assert_eq!(outcomes.len(), 1);
+        let halt = env.coordinator.status().halt.unwrap();
+        assert_eq!(
+            halt.source,
+            HaltSource::Auto("market_data_staleness".into())
+        );
+        assert!(halt.reason.contains("(DOGE/USD)"), "{}", halt.reason);
+    }
+}

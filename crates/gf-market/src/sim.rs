@@ -6,7 +6,8 @@
 //! the recording's book updates, trades and tickers to the sessions subscribed to them,
 //! sends heartbeats when idle, and on command drops every connection, stalls (goes
 //! silent), corrupts the next book checksum or sends garbage. It counts connections and
-//! records every request it received.
+//! records every request it received, and can tell a test when the client has read
+//! everything sent so far ([`SimHandle::drained`]).
 //!
 //! ```
 //! # #[cfg(feature = "sim")]
@@ -95,6 +96,9 @@ enum Channel {
     Trade,
     Ticker,
     Raw,
+    /// Not a message: send a WebSocket Ping (payload: the item's `seq`) after what came
+    /// before it.
+    Ping,
 }
 
 #[derive(Debug)]
@@ -118,6 +122,8 @@ struct Shared {
     requests: Mutex<Vec<SimRequest>>,
     stalled: AtomicBool,
     corrupt_next: AtomicBool,
+    /// The highest Ping payload (a `seq`) a client answered with a Pong.
+    pongs: watch::Sender<u64>,
     /// The `system` value of the `status` channel: sent on connect and on every change.
     system: Mutex<String>,
     started: Notify,
@@ -174,6 +180,26 @@ impl SimHandle {
             pair: None,
             text: status_text(0, system),
         }));
+    }
+
+    /// Returns once a client has read every message sent to it before the call.
+    ///
+    /// Every open session sends a WebSocket Ping frame after the messages already queued
+    /// for it (also while stalled: a control frame, not traffic); a client answers with a
+    /// Pong carrying the same payload (RFC 6455 §5.5.2 and §5.5.3) when it reads the Ping,
+    /// that is after reading everything before it on the connection. Waits for the first
+    /// such Pong, so it is meant for one connected client; with none it waits forever
+    /// (bound it with a timeout).
+    pub async fn drained(&self) {
+        let mut pongs = self.shared.pongs.subscribe();
+        let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.shared.tx.send(Arc::new(Item {
+            seq,
+            channel: Channel::Ping,
+            pair: None,
+            text: String::new(),
+        }));
+        let _ = pongs.wait_for(|answered| *answered >= seq).await;
     }
 
     /// Connections accepted so far.
@@ -329,6 +355,7 @@ fn load(recording: &[u8], cfg: SimConfig) -> (Shared, Vec<String>) {
         requests: Mutex::new(Vec::new()),
         stalled: AtomicBool::new(false),
         corrupt_next: AtomicBool::new(false),
+        pongs: watch::channel(0).0,
         system: Mutex::new("online".to_owned()),
         started: Notify::new(),
         start_flag: AtomicBool::new(false),
@@ -434,6 +461,8 @@ struct Session {
     /// Per pair: the seq the last snapshot already includes.
     snapshot_seq: std::collections::HashMap<Pair, u64>,
     out: Vec<String>,
+    /// A Ping to send after `out` ([`SimHandle::drained`]).
+    ping: Option<u64>,
 }
 
 impl Session {
@@ -575,6 +604,7 @@ async fn session(stream: TcpStream, connection: u64, shared: Arc<Shared>) {
         subs: HashSet::new(),
         snapshot_seq: std::collections::HashMap::new(),
         out: vec![status_text(connection, &shared.system.lock())],
+        ping: None,
     };
     let mut last_sent = tokio::time::Instant::now();
     loop {
@@ -584,6 +614,14 @@ async fn session(stream: TcpStream, connection: u64, shared: Arc<Shared>) {
             }
             shared.messages_sent.fetch_add(1, Ordering::SeqCst);
             last_sent = tokio::time::Instant::now();
+        }
+        if let Some(seq) = s.ping.take()
+            && ws
+                .send(WsMessage::Ping(seq.to_be_bytes().to_vec().into()))
+                .await
+                .is_err()
+        {
+            return;
         }
         let heartbeat_at = last_sent + shared.cfg.heartbeat;
         tokio::select! {
@@ -595,10 +633,17 @@ async fn session(stream: TcpStream, connection: u64, shared: Arc<Shared>) {
             _ = drops.changed() => return, // dropping the socket without a close frame
             msg = ws.next() => match msg {
                 Some(Ok(WsMessage::Text(text))) => s.handle_request(&shared, text.as_str()),
+                Some(Ok(WsMessage::Pong(payload))) => {
+                    if let Ok(seq) = <[u8; 8]>::try_from(payload.as_ref()) {
+                        let seq = u64::from_be_bytes(seq);
+                        shared.pongs.send_modify(|answered| *answered = (*answered).max(seq));
+                    }
+                }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
             item = rx.recv() => match item {
+                Ok(item) if item.channel == Channel::Ping => s.ping = Some(item.seq),
                 Ok(item) => {
                     if s.wants(&item) {
                         s.out.push(item.text.clone());

@@ -4,7 +4,7 @@
 //! 100 ms (manual clock); garbage is counted, not fatal; recording then verifying.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gf_core::{
     Clock, ConnectionState, Event, EventBus, KindSet, ManualClock, Pair, Payload, SharedClock,
@@ -242,18 +242,23 @@ async fn corrupted_checksum_triggers_a_resync() {
     assert_eq!(stats.resyncs, 1);
 }
 
-#[tokio::test]
+// Paused tokio time: the client's staleness checks (every 10 ms) run on tokio's clock, so
+// "within 100 ms" and "not during 150 ms" are measured on it, not on a loaded machine's.
+#[tokio::test(start_paused = true)]
 async fn a_stall_raises_staleness_within_threshold_plus_100ms() {
     let mut run = start(|c| {
         c.staleness = Duration::from_secs(60);
         c.heartbeat_timeout = Duration::from_secs(30);
+        c.ping_interval = Duration::from_secs(30);
     })
     .await;
     run.both_snapshots().await;
     run.server.handle().stall(true);
-    // Let in-flight messages drain; the manual clock has not moved, so every pair's
-    // last message is at `t0`.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The client has read everything sent before the stall; the manual clock has not
+    // moved, so every pair's last message is at `t0`.
+    tokio::time::timeout(WAIT, run.server.handle().drained())
+        .await
+        .expect("the client never read what was sent before the stall");
     let t0 = run.clock.now();
     run.clock.advance(chrono::Duration::milliseconds(59_900));
     let early = tokio::time::timeout(
@@ -265,7 +270,7 @@ async fn a_stall_raises_staleness_within_threshold_plus_100ms() {
     .await;
     assert!(early.is_err(), "stale before the threshold: {early:?}");
     run.clock.set(t0 + chrono::Duration::seconds(60));
-    let crossed = Instant::now();
+    let crossed = tokio::time::Instant::now();
     let ev = run
         .until("staleness", |e| {
             matches!(e.payload, Payload::Staleness { stale: true, .. })

@@ -136,7 +136,8 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
     }
 }
 
-#[tokio::test]
+// Paused tokio time: the backoff is measured on tokio's clock, not the machine's.
+#[tokio::test(start_paused = true)]
 async fn server_errors_are_retried_with_backoff_until_delivered() {
     let server = CaptureServer::scripted(vec![503, 502]).await;
     let cfg = channel(
@@ -152,15 +153,16 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
         Metrics::new(),
         clock(),
     );
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
     assert!(r.delivered(), "{r:?}");
     assert_eq!(r.attempts, 3);
     assert_eq!(server.requests().len(), 3);
+    let waited = started.elapsed();
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
-        "50 ms then 100 ms of backoff"
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(200),
+        "50 ms then 100 ms of backoff, not {waited:?}"
     );
 }
 
@@ -186,7 +188,9 @@ async fn client_errors_are_not_retried() {
     assert!(r.error.as_deref().unwrap().contains("400"), "{r:?}");
 }
 
-#[tokio::test]
+// Paused tokio time: "while the hanging one is still waiting" is measured on tokio's clock
+// (the hanging channel's 2 s timeout), not the machine's.
+#[tokio::test(start_paused = true)]
 async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
     let hanging = CaptureServer::hanging().await;
     let good = CaptureServer::start().await;
@@ -215,16 +219,18 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
         metrics.clone(),
         clock(),
     );
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     d.dispatch(&notice(), &[]);
-    // The good channel's request arrives while the hanging one is still waiting.
+    // The good channel's request arrives while the hanging one is still waiting for its
+    // first answer.
     while good.requests().is_empty() {
         assert!(
-            started.elapsed() < Duration::from_millis(1500),
+            started.elapsed() < Duration::from_millis(2000),
             "good channel held up"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    assert_eq!(metrics.notifications("hang", false), 0, "still waiting");
     let mut reports = d.flush().await;
     reports.sort_by(|a, b| a.channel.cmp(&b.channel));
     let [down, good_r, hang] = &reports[..] else {

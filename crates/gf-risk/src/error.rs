@@ -73,6 +73,30 @@ pub enum Error {
         /// The offending value.
         value: Decimal,
     },
+    /// A holding to seed that no account balance can be: negative (a spot balance never
+    /// is), above [`crate::portfolio::MAX_SEED_QTY`], or with more than
+    /// [`crate::portfolio::MAX_SEED_DP`] decimal places.
+    #[error("invalid holding {qty} of {pair}: {reason}")]
+    InvalidHolding {
+        /// The pair whose base asset is held.
+        pair: Pair,
+        /// The offending quantity.
+        qty: Decimal,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A quote-currency balance that no account's cash can be: negative (a spot balance
+    /// never is), above [`crate::portfolio::MAX_SEED_QTY`], or with more than
+    /// [`crate::portfolio::MAX_SEED_DP`] decimal places.
+    #[error("invalid {currency} balance {balance}: {reason}")]
+    InvalidBalance {
+        /// The quote currency.
+        currency: String,
+        /// The offending balance.
+        balance: Decimal,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Arithmetic left Decimal's range (about 7.9e28): the input is absurd.
     #[error("arithmetic overflow computing {what} for {pair}")]
     Overflow {

@@ -2,8 +2,10 @@
 //! consecutive losses, volatility, pre-trade checks and trading statistics.
 //!
 //! - [`portfolio`]: [`Portfolio`] applies fills and marks (all `Decimal`), tracks equity,
-//!   peak, drawdowns and round trips, and round-trips through a JSON
-//!   [`PortfolioSnapshot`].
+//!   peak, drawdowns and round trips, seeds holdings the account already has
+//!   ([`Portfolio::seed_holdings`]: entry = their first price) and its cash
+//!   ([`Portfolio::seed_cash`]: a deposit or withdrawal, not P&L), and round-trips through
+//!   a JSON [`PortfolioSnapshot`].
 //! - [`volatility`]: [`RollingVolatility`], O(1) per tick.
 //! - [`pretrade`]: the [`PreTradeCheck`] seam, [`RiskLimits`] from `[risk]`, the stateful
 //!   [`PreTradeChecker`] and typed [`Verdict`]s.
@@ -69,8 +71,8 @@ pub mod volatility;
 
 pub use error::Error;
 pub use portfolio::{
-    Applied, DailyEquity, FillReport, Mark, Portfolio, PortfolioConfig, PortfolioSnapshot,
-    SNAPSHOT_VERSION,
+    Applied, CashReport, DailyEquity, FillReport, MAX_SEED_DP, MAX_SEED_QTY, Mark, Portfolio,
+    PortfolioConfig, PortfolioSnapshot, SNAPSHOT_VERSION, SeedReport,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use pretrade::MockPreTradeCheck;

@@ -24,6 +24,25 @@
 //! drawdown is `(peak - equity) / peak × 100`. Daily drawdown is measured from the equity
 //! at the start of the current UTC day, which is captured at the first change after
 //! midnight by the [`Clock`]; both are clamped to `[0, 100]`.
+//!
+//! # Seeded holdings
+//!
+//! A quantity the account already holds when the daemon starts (live: the exchange
+//! balance of a traded base asset) is *seeded* ([`Portfolio::seed_position`]): the
+//! position holds it, but its entry price is unknown. Until the first price after seeding
+//! — a mark or a fill of the pair, whichever comes first — the holding is *unpriced*: it
+//! has no mark and no cost, counts zero in equity and exposure, and pre-trade refuses
+//! every order but a halt closure ([`crate::Refusal::UnpricedHolding`]), since the
+//! exposure is not known. That first price becomes its entry (unrealised P&L starts at
+//! zero) and the holding's value at that price is added to initial, peak and
+//! start-of-day equity (a deposit: no phantom profit, drawdown or P&L). Seeding a
+//! quantity that differs from the position held (a restored snapshot that disagrees with
+//! the balance) replaces the position: the old one is withdrawn at its value (its cost
+//! leaves initial equity, its open round trip is dropped) and the new quantity is
+//! unpriced until the next price. The cash is seeded the same way
+//! ([`Portfolio::seed_cash`], live: the quote currency's balance): a balance that differs
+//! from the cash held is a deposit or a withdrawal of the difference, moving initial, peak
+//! and start-of-day equity with it. Trading statistics keep starting from the cash.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -53,6 +72,12 @@ pub const RECENT_TRADES: usize = 200;
 pub const EQUITY_CURVE_DAYS: usize = 730;
 /// Trade ids remembered to refuse a fill delivered twice.
 pub const RECENT_FILL_IDS: usize = 1024;
+/// The largest quantity a holding may be seeded with (10^15 units: above the whole supply
+/// of any asset Kraken lists); more is a misread balance, refused.
+pub const MAX_SEED_QTY: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0);
+/// The most decimal places a seeded holding may have (Kraken reports balances with at most
+/// 10); more is a misread balance, refused.
+pub const MAX_SEED_DP: u32 = 18;
 
 /// How to build a [`Portfolio`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +182,10 @@ struct PairState {
     /// `|qty| × mark`, or `|cost|` while unmarked (derived).
     #[serde(skip)]
     exposure: Decimal,
+    /// A seeded holding whose entry is not known yet: no mark, no cost, valued at zero
+    /// until the first price (see the module docs, "Seeded holdings").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unpriced: bool,
 }
 
 impl PairState {
@@ -171,6 +200,7 @@ impl PairState {
             volatility: RollingVolatility::new(window),
             value: Decimal::ZERO,
             exposure: Decimal::ZERO,
+            unpriced: false,
         }
     }
 
@@ -233,6 +263,31 @@ pub struct FillReport {
     pub fee: Decimal,
     /// The round trip this fill closed, if any.
     pub closed: Option<ClosedTrade>,
+}
+
+/// What seeding a holding changed (an audit record; the daemon journals it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedReport {
+    /// The pair whose base asset is held.
+    pub pair: Pair,
+    /// Signed quantity the portfolio held before (a restored snapshot's, or zero).
+    pub qty_before: Decimal,
+    /// The quantity held now (the balance); unpriced until the first price.
+    pub qty_after: Decimal,
+    /// Average entry of the position replaced, when there was one.
+    pub replaced_avg_entry: Option<Decimal>,
+}
+
+/// What replacing the cash by the account's quote balance changed (an audit record; the
+/// daemon journals it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashReport {
+    /// The quote currency.
+    pub currency: String,
+    /// The cash the portfolio held before (a restored snapshot's).
+    pub cash_before: Decimal,
+    /// The cash held now (the balance).
+    pub cash_after: Decimal,
 }
 
 /// What applying an event did.
@@ -391,6 +446,13 @@ impl Portfolio {
             return Err(invalid(format!(
                 "pair {p} is not quoted in {}",
                 snapshot.quote
+            )));
+        }
+        if let Some((p, _)) = snapshot.positions.iter().find(|(_, st)| {
+            st.unpriced && (st.qty <= Decimal::ZERO || !st.cost.is_zero() || st.mark.is_some())
+        }) {
+            return Err(invalid(format!(
+                "pair {p} is unpriced but not a positive holding without cost and mark"
             )));
         }
         let fill_ids = snapshot.recent_fill_ids.iter().cloned().collect();
@@ -552,6 +614,240 @@ impl Portfolio {
         self.s.stats.stats()
     }
 
+    /// The pairs holding a seeded quantity whose entry is not known yet (no price seen
+    /// since seeding): their value, hence equity and exposure, leave them out.
+    pub fn unpriced(&self) -> impl Iterator<Item = &Pair> {
+        self.s
+            .positions
+            .iter()
+            .filter(|(_, st)| st.unpriced)
+            .map(|(pair, _)| pair)
+    }
+
+    /// Whether `pair` holds a seeded quantity not priced yet.
+    #[must_use]
+    pub fn is_unpriced(&self, pair: &Pair) -> bool {
+        self.s.positions.get(pair).is_some_and(|st| st.unpriced)
+    }
+
+    fn check_holding(&self, pair: &Pair, qty: Decimal) -> Result<(), Error> {
+        self.known(pair)?;
+        let bad = |reason| {
+            Err(Error::InvalidHolding {
+                pair: pair.clone(),
+                qty,
+                reason,
+            })
+        };
+        if qty < Decimal::ZERO {
+            return bad("must not be negative (a spot balance never is)");
+        }
+        if qty > MAX_SEED_QTY {
+            return bad("above the largest holding accepted (10^15 units)");
+        }
+        if qty.normalize().scale() > MAX_SEED_DP {
+            return bad("more than 18 decimal places");
+        }
+        Ok(())
+    }
+
+    /// Seeds the holding of `pair`'s base asset: the position becomes `qty` (at least zero,
+    /// a spot balance), unpriced until the first mark or fill of the pair, whose price
+    /// becomes its entry (module docs, "Seeded holdings"). A position already at `qty` is
+    /// kept as it is, entry included (`Ok(None)`); a different one is replaced.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPair`]; [`Error::InvalidHolding`] for a negative quantity, one above
+    /// [`MAX_SEED_QTY`] or with more than [`MAX_SEED_DP`] decimal places;
+    /// [`Error::Overflow`] for absurd values. The portfolio is unchanged on error.
+    pub fn seed_position(
+        &mut self,
+        pair: &Pair,
+        qty: Decimal,
+    ) -> Result<Option<SeedReport>, Error> {
+        self.check_holding(pair, qty)?;
+        let st = self
+            .s
+            .positions
+            .get(pair)
+            .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
+        if st.qty == qty {
+            return Ok(None);
+        }
+        let c = |v: Option<Decimal>, what| checked(v, what, pair);
+        // The old position leaves at its value; its cost leaves initial equity, so that
+        // equity - initial = realised + unrealised - fees still holds.
+        let positions_value = c(self.positions_value.checked_sub(st.value), "position value")?;
+        let exposure = c(self.exposure.checked_sub(st.exposure), "exposure")?;
+        let equity = c(self.s.cash.checked_add(positions_value), "equity")?;
+        let initial = c(self.s.initial_equity.checked_sub(st.cost), "initial equity")?;
+        let report = SeedReport {
+            pair: pair.clone(),
+            qty_before: st.qty,
+            qty_after: qty,
+            replaced_avg_entry: (!st.qty.is_zero() && !st.unpriced)
+                .then(|| to_position(pair, st).avg_entry),
+        };
+        let withdrawn = st.value;
+
+        // Commit.
+        self.roll_day();
+        let st = self
+            .s
+            .positions
+            .get_mut(pair)
+            .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
+        st.qty = qty;
+        st.cost = Decimal::ZERO;
+        st.trip = None;
+        st.value = Decimal::ZERO;
+        st.exposure = Decimal::ZERO;
+        st.unpriced = !qty.is_zero();
+        if st.unpriced {
+            // The next price, not an old one, sets the entry; pre-trade sees no mark.
+            st.mark = None;
+        }
+        self.positions_value = positions_value;
+        self.exposure = exposure;
+        self.s.initial_equity = initial;
+        self.shift_baseline(-withdrawn);
+        self.set_equity(equity);
+        Ok(Some(report))
+    }
+
+    /// Seeds every pair from `balances` (by asset: the pair's base asset, zero when
+    /// absent), as [`Portfolio::seed_position`]; returns what changed. All or nothing.
+    ///
+    /// # Errors
+    /// As [`Portfolio::seed_position`]; nothing is seeded then.
+    pub fn seed_holdings(
+        &mut self,
+        balances: &BTreeMap<String, Decimal>,
+    ) -> Result<Vec<SeedReport>, Error> {
+        let pairs: Vec<Pair> = self.s.positions.keys().cloned().collect();
+        let held = |pair: &Pair| balances.get(pair.base()).copied().unwrap_or(Decimal::ZERO);
+        for pair in &pairs {
+            self.check_holding(pair, held(pair))?;
+        }
+        let saved = (
+            self.s.clone(),
+            self.positions_value,
+            self.exposure,
+            self.equity,
+        );
+        let mut reports = Vec::new();
+        for pair in &pairs {
+            match self.seed_position(pair, held(pair)) {
+                Ok(report) => reports.extend(report),
+                Err(e) => {
+                    (self.s, self.positions_value, self.exposure, self.equity) = saved;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Sets the quote-currency cash to the account's `balance` (module docs, "Seeded
+    /// holdings"): the difference is a deposit or a withdrawal, not a gain or a loss, so
+    /// it moves initial, peak and start-of-day equity with the cash — P&L and the fall
+    /// from the peak stay as they were. Cash already at `balance` is kept (`Ok(None)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidBalance`] for a negative balance, one above [`MAX_SEED_QTY`] or with
+    /// more than [`MAX_SEED_DP`] decimal places; [`Error::Overflow`] for absurd values.
+    /// The portfolio is unchanged on error.
+    pub fn seed_cash(&mut self, balance: Decimal) -> Result<Option<CashReport>, Error> {
+        let bad = |reason| {
+            Err(Error::InvalidBalance {
+                currency: self.s.quote.clone(),
+                balance,
+                reason,
+            })
+        };
+        if balance < Decimal::ZERO {
+            return bad("must not be negative (a spot balance never is)");
+        }
+        if balance > MAX_SEED_QTY {
+            return bad("above the largest balance accepted (10^15 units)");
+        }
+        if balance.normalize().scale() > MAX_SEED_DP {
+            return bad("more than 18 decimal places");
+        }
+        if balance == self.s.cash {
+            return Ok(None);
+        }
+        let any = self.s.positions.keys().next().cloned();
+        let any = any.as_ref().ok_or(Error::NoPairs)?;
+        let c = |v: Option<Decimal>, what| checked(v, what, any);
+        let delta = c(balance.checked_sub(self.s.cash), "cash")?;
+        let equity = c(balance.checked_add(self.positions_value), "equity")?;
+        let initial = c(self.s.initial_equity.checked_add(delta), "initial equity")?;
+        let report = CashReport {
+            currency: self.s.quote.clone(),
+            cash_before: self.s.cash,
+            cash_after: balance,
+        };
+
+        // Commit.
+        self.roll_day();
+        self.s.cash = balance;
+        self.s.initial_equity = initial;
+        self.shift_baseline(delta);
+        self.set_equity(equity);
+        Ok(Some(report))
+    }
+
+    /// Prices an unpriced holding at `price`: its entry, and a deposit of its value into
+    /// the equity baselines. No-op for a priced pair.
+    fn price_holding(&mut self, pair: &Pair, price: Decimal) -> Result<(), Error> {
+        let st = self
+            .s
+            .positions
+            .get(pair)
+            .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
+        if !st.unpriced {
+            return Ok(());
+        }
+        let c = |v: Option<Decimal>, what| checked(v, what, pair);
+        // Unpriced: value, exposure and cost are zero, so these add the holding whole.
+        let deposit = c(st.qty.checked_mul(price), "position value")?;
+        let positions_value = c(self.positions_value.checked_add(deposit), "position value")?;
+        let exposure = c(self.exposure.checked_add(deposit.abs()), "exposure")?;
+        let equity = c(self.s.cash.checked_add(positions_value), "equity")?;
+        let initial = c(self.s.initial_equity.checked_add(deposit), "initial equity")?;
+
+        // Commit.
+        self.roll_day();
+        let st = self
+            .s
+            .positions
+            .get_mut(pair)
+            .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
+        st.cost = deposit;
+        st.value = deposit;
+        st.exposure = deposit.abs();
+        st.unpriced = false;
+        self.positions_value = positions_value;
+        self.exposure = exposure;
+        self.s.initial_equity = initial;
+        self.shift_baseline(deposit);
+        self.set_equity(equity);
+        Ok(())
+    }
+
+    /// Moves peak and start-of-day equity, and today's curve, by a deposit (`delta > 0`)
+    /// or a withdrawal: neither is a gain or a drawdown.
+    fn shift_baseline(&mut self, delta: Decimal) {
+        self.s.peak_equity = self.s.peak_equity.saturating_add(delta);
+        self.s.day_start_equity = self.s.day_start_equity.saturating_add(delta);
+        if let Some(day) = self.s.equity_curve.back_mut() {
+            day.open = day.open.saturating_add(delta);
+            day.high = day.high.saturating_add(delta);
+            day.low = day.low.saturating_add(delta);
+        }
+    }
+
     fn roll_day(&mut self) {
         let today = self.clock.now().date_naive();
         if today != self.s.day {
@@ -655,6 +951,15 @@ impl Portfolio {
         if st.mark.is_some_and(|m| ts < m.ts) {
             return Ok(false);
         }
+        if st.unpriced {
+            // The first price after seeding is the holding's entry.
+            self.price_holding(pair, price)?;
+        }
+        let st = self
+            .s
+            .positions
+            .get(pair)
+            .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
         let (value, exposure) = checked(st.valuation(Some(price)), "position value", pair)?;
         let positions_value = checked(
             self.positions_value
@@ -724,6 +1029,24 @@ impl Portfolio {
     /// [`Error::Overflow`] for absurd sizes. The portfolio is unchanged on error.
     pub fn apply_fill(&mut self, fill: &Fill) -> Result<FillReport, Error> {
         self.validate_fill(fill)?;
+        if self.is_unpriced(&fill.pair) {
+            // The fill's price is the first price of the seeded holding: its entry. All or
+            // nothing with the fill itself.
+            let saved = (
+                self.s.clone(),
+                self.positions_value,
+                self.exposure,
+                self.equity,
+            );
+            self.price_holding(&fill.pair, fill.price)?;
+            return match self.apply_fill(fill) {
+                Ok(report) => Ok(report),
+                Err(e) => {
+                    (self.s, self.positions_value, self.exposure, self.equity) = saved;
+                    Err(e)
+                }
+            };
+        }
         let pair = &fill.pair;
         let st = self
             .s
@@ -846,6 +1169,7 @@ impl Portfolio {
             volatility: RollingVolatility::new(2),
             value: Decimal::ZERO,
             exposure: Decimal::ZERO,
+            unpriced: false,
         };
         let (value, exposure) = checked(
             next.valuation(st.mark.map(|m| m.price)),
@@ -1770,6 +2094,445 @@ mod property_tests {
                     assert_eq!(p.exposure(), marked);
                 }
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    //! Holdings seeded from the account's balances (module docs, "Seeded holdings").
+    use super::test_support::*;
+    use super::*;
+    use gf_core::Clock;
+    use rust_decimal_macros::dec;
+
+    fn identity_holds(p: &Portfolio) {
+        assert_eq!(
+            p.equity() - p.initial_equity(),
+            p.realised_pnl() + p.unrealised_pnl() - p.fees()
+        );
+    }
+
+    #[test]
+    fn a_seeded_holding_is_unpriced_until_its_first_mark_which_becomes_its_entry() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        let x = xrp();
+        let report = p.seed_position(&x, dec!(100)).unwrap().unwrap();
+        assert_eq!(
+            report,
+            SeedReport {
+                pair: x.clone(),
+                qty_before: Decimal::ZERO,
+                qty_after: dec!(100),
+                replaced_avg_entry: None,
+            }
+        );
+        // Unpriced: held, but neither valued nor marked.
+        assert!(p.is_unpriced(&x));
+        assert_eq!(p.unpriced().collect::<Vec<_>>(), [&x]);
+        assert_eq!(p.position_qty(&x), Some(dec!(100)));
+        assert_eq!(p.mark(&x), None);
+        assert_eq!((p.equity(), p.exposure()), (dec!(1000), Decimal::ZERO));
+        assert_eq!(p.balances()["XRP"], dec!(100));
+        assert_eq!(p.positions().len(), 1);
+        identity_holds(&p);
+
+        // The first mark is the entry: no P&L, and the value is a deposit, not a gain.
+        assert!(p.mark_price(&x, dec!(0.5), clock.now()).unwrap());
+        assert!(!p.is_unpriced(&x));
+        let pos = p.position(&x).unwrap();
+        assert_eq!(
+            (pos.avg_entry, pos.unrealised_pnl),
+            (dec!(0.5), Decimal::ZERO)
+        );
+        assert_eq!(p.equity(), dec!(1050));
+        assert_eq!(p.initial_equity(), dec!(1050));
+        assert_eq!(p.peak_equity(), dec!(1050));
+        assert_eq!(p.exposure(), dec!(50));
+        assert_eq!(p.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+        let today = p.equity_curve().last().copied().unwrap();
+        assert_eq!(
+            (today.open, today.low, today.close),
+            (dec!(1050), dec!(1050), dec!(1050))
+        );
+        identity_holds(&p);
+
+        // From then on it is a position like any other.
+        p.mark_price(&x, dec!(0.4), clock.now()).unwrap();
+        assert_eq!(p.equity(), dec!(1040));
+        assert_eq!(p.unrealised_pnl(), dec!(-10));
+        assert_eq!(p.exposure(), dec!(40));
+        assert_eq!(p.total_drawdown_pct(), dec!(10) / dec!(1050) * dec!(100));
+        identity_holds(&p);
+    }
+
+    #[test]
+    fn a_fill_before_any_mark_prices_the_holding_at_the_fill() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.seed_position(&x, dec!(100)).unwrap();
+        // A halt closure sells it before market data arrived.
+        let report = p
+            .apply_fill(&fill("s1", &x, Side::Sell, dec!(100), dec!(0.6), dec!(0.1)))
+            .unwrap();
+        assert_eq!(
+            (report.qty_before, report.qty_after),
+            (dec!(100), Decimal::ZERO)
+        );
+        assert_eq!(report.realised, Decimal::ZERO);
+        assert!(!p.is_unpriced(&x));
+        assert_eq!(p.cash(), dec!(1059.9));
+        assert_eq!(p.equity(), dec!(1059.9));
+        assert_eq!(p.initial_equity(), dec!(1060));
+        assert_eq!(p.fees(), dec!(0.1));
+        let trip = p.recent_trades().last().unwrap();
+        assert_eq!((trip.avg_entry, trip.net_pnl), (dec!(0.6), dec!(-0.1)));
+        identity_holds(&p);
+
+        // A failing fill leaves an unpriced holding as it was.
+        let (mut p, _clock) = portfolio(dec!(1000));
+        p.seed_position(&x, dec!(100)).unwrap();
+        let before = p.snapshot();
+        let err = p
+            .apply_fill(&fill("s2", &x, Side::Buy, Decimal::MAX, dec!(2), dec!(0)))
+            .unwrap_err();
+        assert!(matches!(err, Error::Overflow { .. }), "{err}");
+        assert_eq!(p.snapshot(), before);
+        assert!(p.is_unpriced(&x));
+    }
+
+    #[test]
+    fn impossible_holdings_are_refused_and_change_nothing() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let x = xrp();
+        assert_eq!(MAX_SEED_QTY, dec!(1_000_000_000_000_000));
+        let before = p.snapshot();
+        for (qty, reason) in [
+            (dec!(-1), "must not be negative"),
+            (MAX_SEED_QTY + Decimal::ONE, "above the largest holding"),
+            (Decimal::new(1, 19), "more than 18 decimal places"),
+        ] {
+            let err = p.seed_position(&x, qty).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidHolding { pair, qty: q, .. } if *pair == x && *q == qty),
+                "{err}"
+            );
+            assert!(err.to_string().contains(reason), "{err}");
+            assert!(err.to_string().contains("XRP/USD"), "{err}");
+        }
+        let err = p
+            .seed_position(&Pair::new("ETH/USD").unwrap(), dec!(1))
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownPair { .. }), "{err}");
+        assert_eq!(p.snapshot(), before);
+        // The largest and the finest accepted.
+        assert!(p.seed_position(&x, MAX_SEED_QTY).unwrap().is_some());
+        assert!(p.seed_position(&x, Decimal::new(1, 18)).unwrap().is_some());
+        assert!(p.seed_position(&x, Decimal::ZERO).unwrap().is_some());
+        assert!(!p.is_unpriced(&x));
+        assert_eq!(p.equity(), dec!(1000));
+
+        // From balances: all or nothing.
+        let before = p.snapshot();
+        let balances =
+            BTreeMap::from([("XRP".to_owned(), dec!(10)), ("DOGE".to_owned(), dec!(-3))]);
+        assert!(matches!(
+            p.seed_holdings(&balances).unwrap_err(),
+            Error::InvalidHolding { .. }
+        ));
+        assert_eq!(p.snapshot(), before);
+    }
+
+    #[test]
+    fn seeding_from_balances_keeps_a_matching_position_and_replaces_a_different_one() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        let (x, d) = (xrp(), doge());
+        p.apply_fill(&fill("b1", &x, Side::Buy, dec!(100), dec!(0.5), dec!(0)))
+            .unwrap();
+        p.mark_price(&x, dec!(0.6), clock.now()).unwrap();
+        assert_eq!(p.equity(), dec!(1010));
+
+        // The balance agrees: the position and its entry are kept; DOGE is not held.
+        let same = BTreeMap::from([("XRP".to_owned(), dec!(100)), ("USD".to_owned(), dec!(1))]);
+        assert_eq!(p.seed_holdings(&same).unwrap(), []);
+        assert_eq!(p.position(&x).unwrap().avg_entry, dec!(0.5));
+        assert_eq!(p.position_qty(&d), Some(Decimal::ZERO));
+
+        // The balance differs: the balance wins, its entry is the next price.
+        let peak = p.peak_equity();
+        let differs = BTreeMap::from([("XRP".to_owned(), dec!(80)), ("DOGE".to_owned(), dec!(5))]);
+        let reports = p.seed_holdings(&differs).unwrap();
+        assert_eq!(
+            reports,
+            [
+                SeedReport {
+                    pair: d.clone(),
+                    qty_before: Decimal::ZERO,
+                    qty_after: dec!(5),
+                    replaced_avg_entry: None,
+                },
+                SeedReport {
+                    pair: x.clone(),
+                    qty_before: dec!(100),
+                    qty_after: dec!(80),
+                    replaced_avg_entry: Some(dec!(0.5)),
+                },
+            ]
+        );
+        assert!(p.is_unpriced(&x) && p.is_unpriced(&d));
+        assert_eq!(p.mark(&x), None, "an old mark does not price it");
+        // The old position left at its value: no drawdown, no P&L.
+        assert_eq!(p.equity(), dec!(950));
+        assert_eq!(p.peak_equity(), peak - dec!(60));
+        assert_eq!(p.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.exposure(), Decimal::ZERO);
+        identity_holds(&p);
+        p.mark_price(&x, dec!(0.7), clock.now()).unwrap();
+        assert_eq!(p.position(&x).unwrap().avg_entry, dec!(0.7));
+        assert_eq!(p.equity(), dec!(1006));
+        assert_eq!(p.exposure(), dec!(56));
+        assert!(p.is_unpriced(&d));
+        identity_holds(&p);
+    }
+
+    #[test]
+    fn an_unpriced_holding_survives_a_snapshot_and_a_tampered_one_is_refused() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.seed_position(&x, dec!(100)).unwrap();
+        let json = p.snapshot_json().unwrap();
+        assert!(json.contains("\"unpriced\":true"), "{json}");
+        let mut q = Portfolio::restore_json(&json, std::sync::Arc::new(clock.clone())).unwrap();
+        assert!(q.is_unpriced(&x));
+        assert_eq!(q.snapshot(), p.snapshot());
+        q.mark_price(&x, dec!(2), clock.now()).unwrap();
+        assert_eq!(q.initial_equity(), dec!(1200));
+        // A priced portfolio's snapshot does not mention the flag (older snapshots read back).
+        assert!(!q.snapshot_json().unwrap().contains("unpriced"));
+
+        let mut s = p.snapshot();
+        s.positions.get_mut(&x).unwrap().cost = dec!(5);
+        let err = Portfolio::restore(s, std::sync::Arc::new(clock.clone())).unwrap_err();
+        assert!(err.to_string().contains("unpriced"), "{err}");
+    }
+
+    #[test]
+    fn replacing_the_cash_moves_the_baselines_not_the_pnl() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.apply_fill(&fill("b1", &x, Side::Buy, dec!(100), dec!(0.5), dec!(0.1)))
+            .unwrap();
+        p.mark_price(&x, dec!(0.6), clock.now()).unwrap();
+        assert_eq!((p.cash(), p.equity()), (dec!(949.9), dec!(1009.9)));
+        assert_eq!(p.peak_equity(), dec!(1009.9));
+        let max_dd = p.max_drawdown_pct();
+        assert!(max_dd > Decimal::ZERO, "the fee dipped below the start");
+
+        // 449.9 were withdrawn while the daemon was down: the balance is the cash.
+        let report = p.seed_cash(dec!(500)).unwrap().unwrap();
+        assert_eq!(
+            report,
+            CashReport {
+                currency: "USD".into(),
+                cash_before: dec!(949.9),
+                cash_after: dec!(500),
+            }
+        );
+        assert_eq!(p.cash(), dec!(500));
+        assert_eq!(p.balances()["USD"], dec!(500));
+        assert_eq!(p.equity(), dec!(560));
+        assert_eq!(p.initial_equity(), dec!(550.1));
+        assert_eq!(p.equity() - p.initial_equity(), dec!(9.9), "P&L as before");
+        assert_eq!(
+            (p.realised_pnl(), p.unrealised_pnl(), p.fees()),
+            (Decimal::ZERO, dec!(10), dec!(0.1))
+        );
+        identity_holds(&p);
+        // Neither a drawdown nor a new peak: the baselines moved with the cash.
+        assert_eq!(p.peak_equity(), dec!(560));
+        assert_eq!(p.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.max_drawdown_pct(), max_dd);
+        let today = p.equity_curve().last().copied().unwrap();
+        assert_eq!(
+            (today.open, today.high, today.close),
+            (dec!(550.1), dec!(560), dec!(560))
+        );
+        // The position and its entry are untouched.
+        let pos = p.position(&x).unwrap();
+        assert_eq!((pos.qty, pos.avg_entry), (dec!(100), dec!(0.5)));
+        assert_eq!(p.exposure(), dec!(60));
+
+        // A fall from the peak stays the same fall in the quote currency.
+        p.mark_price(&x, dec!(0.55), clock.now()).unwrap();
+        assert_eq!(p.peak_equity() - p.equity(), dec!(5));
+        p.seed_cash(dec!(250)).unwrap().unwrap();
+        assert_eq!(p.peak_equity() - p.equity(), dec!(5));
+        assert_eq!(p.equity() - p.initial_equity(), dec!(4.9));
+        identity_holds(&p);
+
+        // A deposit likewise: no phantom profit, and no new peak.
+        p.seed_cash(dec!(10_000)).unwrap().unwrap();
+        assert_eq!(p.equity(), dec!(10_055));
+        assert_eq!(p.peak_equity(), dec!(10_060));
+        assert_eq!(p.equity() - p.initial_equity(), dec!(4.9));
+        identity_holds(&p);
+        assert_eq!(p.statistics().total_pnl, Decimal::ZERO);
+
+        // Survives a snapshot.
+        let q = Portfolio::restore_json(
+            &p.snapshot_json().unwrap(),
+            std::sync::Arc::new(clock.clone()),
+        )
+        .unwrap();
+        assert_eq!(q.snapshot(), p.snapshot());
+        assert_eq!(q.cash(), dec!(10_000));
+    }
+
+    #[test]
+    fn a_withdrawal_is_not_a_drawdown_even_across_midnight() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        // The daemon was down over midnight; 90% of the cash left the account.
+        clock.advance(chrono::Duration::hours(20));
+        p.seed_cash(dec!(100)).unwrap().unwrap();
+        assert_eq!(p.equity(), dec!(100));
+        assert_eq!(p.peak_equity(), dec!(100));
+        assert_eq!(p.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.max_drawdown_pct(), Decimal::ZERO);
+        let days: Vec<_> = p.equity_curve().copied().collect();
+        assert_eq!(days.len(), 2, "{days:?}");
+        assert_eq!(days[0].close, dec!(1000));
+        assert_eq!(
+            (days[1].date, days[1].open, days[1].low, days[1].close),
+            (clock.now().date_naive(), dec!(100), dec!(100), dec!(100))
+        );
+        identity_holds(&p);
+        // Everything withdrawn from a flat account: zero, and still no drawdown.
+        p.seed_cash(Decimal::ZERO).unwrap().unwrap();
+        assert_eq!(
+            (p.equity(), p.initial_equity()),
+            (Decimal::ZERO, Decimal::ZERO)
+        );
+        assert_eq!(p.total_drawdown_pct(), Decimal::ZERO);
+        assert_eq!(p.daily_drawdown_pct(), Decimal::ZERO);
+    }
+
+    #[test]
+    fn cash_equal_to_the_balance_is_kept() {
+        let (mut p, clock) = portfolio(dec!(1000));
+        let x = xrp();
+        p.apply_fill(&fill("b1", &x, Side::Buy, dec!(100), dec!(0.5), dec!(0)))
+            .unwrap();
+        p.mark_price(&x, dec!(0.4), clock.now()).unwrap();
+        let before = p.snapshot();
+        assert_eq!(p.seed_cash(dec!(950.000)).unwrap(), None);
+        assert_eq!(p.snapshot(), before);
+        assert_eq!(p.total_drawdown_pct(), dec!(1));
+    }
+
+    #[test]
+    fn an_impossible_balance_is_refused_and_changes_nothing() {
+        let (mut p, _clock) = portfolio(dec!(1000));
+        let before = p.snapshot();
+        for (balance, reason) in [
+            (dec!(-0.01), "must not be negative"),
+            (MAX_SEED_QTY + Decimal::ONE, "above the largest balance"),
+            (Decimal::new(1, 19), "more than 18 decimal places"),
+        ] {
+            let err = p.seed_cash(balance).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidBalance { currency, balance: b, .. }
+                    if currency == "USD" && *b == balance),
+                "{err}"
+            );
+            assert!(err.to_string().contains(reason), "{err}");
+            assert!(err.to_string().contains("USD"), "{err}");
+            assert_eq!(p.snapshot(), before);
+        }
+        // The largest and the finest accepted (each from the start: together they need
+        // more digits than Decimal has, module docs "Accounting").
+        for balance in [MAX_SEED_QTY, Decimal::new(1, 18), Decimal::ZERO] {
+            let (mut p, _clock) = portfolio(dec!(1000));
+            assert!(p.seed_cash(balance).unwrap().is_some());
+            assert_eq!((p.cash(), p.equity()), (balance, balance));
+            identity_holds(&p);
+        }
+    }
+
+    proptest::proptest! {
+        /// Seeding at any point of a random session keeps every accounting identity:
+        /// P&L conservation, drawdowns within [0, 100], exposure = Σ |qty| × price of the
+        /// priced positions, and an identical restore.
+        #[test]
+        fn prop_seeding_keeps_the_books_consistent(
+            ops in proptest::collection::vec(
+                (0u8..4, proptest::bool::ANY, proptest::bool::ANY, 0i64..100_000, 1i64..50_000),
+                1..60,
+            )
+        ) {
+            let (mut p, clock) = portfolio(Decimal::new(1_000_000, 0));
+            for (i, (kind, on_doge, buy, qty, price)) in ops.into_iter().enumerate() {
+                let pair = if on_doge { doge() } else { xrp() };
+                let (qty, price) = (Decimal::new(qty, 2), Decimal::new(price, 4));
+                match kind {
+                    0 => {
+                        p.seed_position(&pair, qty).unwrap();
+                    }
+                    3 => {
+                        // A deposit or a withdrawal while the daemon was down: neither P&L
+                        // nor the fall from the peak move.
+                        let (pnl, fall, before) = (
+                            p.equity() - p.initial_equity(),
+                            p.peak_equity() - p.equity(),
+                            p.cash(),
+                        );
+                        let balance = qty * Decimal::from(20);
+                        let report = p.seed_cash(balance).unwrap();
+                        proptest::prop_assert_eq!(report.is_some(), balance != before);
+                        proptest::prop_assert_eq!(p.cash(), balance);
+                        proptest::prop_assert_eq!(p.equity() - p.initial_equity(), pnl);
+                        proptest::prop_assert_eq!(p.peak_equity() - p.equity(), fall);
+                    }
+                    1 => {
+                        if !qty.is_zero() {
+                            let side = if buy { Side::Buy } else { Side::Sell };
+                            let f = fill(&i.to_string(), &pair, side, qty, price, Decimal::ONE);
+                            p.apply_fill(&f).unwrap();
+                        }
+                    }
+                    _ => {
+                        p.mark_price(&pair, price, clock.now()).unwrap();
+                    }
+                }
+                proptest::prop_assert_eq!(
+                    p.equity() - p.initial_equity(),
+                    p.realised_pnl() + p.unrealised_pnl() - p.fees()
+                );
+                for dd in [p.total_drawdown_pct(), p.daily_drawdown_pct(), p.max_drawdown_pct()] {
+                    proptest::prop_assert!(dd >= Decimal::ZERO && dd <= Decimal::ONE_HUNDRED);
+                }
+                let priced: Decimal = p
+                    .s
+                    .positions
+                    .values()
+                    .filter(|st| !st.unpriced)
+                    .map(|st| st.mark.map_or(st.cost.abs(), |m| st.qty.abs() * m.price))
+                    .sum();
+                proptest::prop_assert_eq!(p.exposure(), priced);
+                for pair in p.unpriced() {
+                    proptest::prop_assert_eq!(p.mark(pair), None);
+                }
+            }
+            let q = Portfolio::restore_json(
+                &p.snapshot_json().unwrap(),
+                std::sync::Arc::new(clock.clone()),
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(q.snapshot(), p.snapshot());
+            proptest::prop_assert_eq!(q.equity(), p.equity());
+            proptest::prop_assert_eq!(q.exposure(), p.exposure());
         }
     }
 }

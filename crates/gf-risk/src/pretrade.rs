@@ -7,7 +7,9 @@
 //! 1. the order is self-consistent ([`OrderRequest::validate`]) and for a known pair;
 //! 2. its client order id is not already open;
 //! 3. a reduce-only or halt-closure order really reduces the position;
-//! 4. the pair has a market price, no older than `max_price_age_secs` — never guessed;
+//! 4. no holding seeded from the account's balance is still unpriced (its value is
+//!    unknown until its first price: [`crate::portfolio`], "Seeded holdings"), and the
+//!    pair has a market price, no older than `max_price_age_secs` — never guessed;
 //! 5. a limit price is within `price_collar_pct` of that market price;
 //! 6. `qty × price` (limit price, or the market price for market orders) is at most
 //!    `max_order_notional`;
@@ -63,6 +65,12 @@ pub enum Refusal {
         side: Side,
         /// The order's quantity.
         qty: Decimal,
+    },
+    /// A holding seeded from the account's balance has seen no price yet: its value, hence
+    /// the exposure, is unknown (any pair's order waits; a halt closure does not).
+    UnpricedHolding {
+        /// The pair whose holding is unpriced.
+        pair: Pair,
     },
     /// No market price has been seen for the pair.
     NoMarketPrice {
@@ -158,6 +166,7 @@ impl Refusal {
             Refusal::UnknownPair { .. } => "unknown_pair",
             Refusal::DuplicateOrderId { .. } => "duplicate_order_id",
             Refusal::WouldNotReduce { .. } => "would_not_reduce",
+            Refusal::UnpricedHolding { .. } => "unpriced_holding",
             Refusal::NoMarketPrice { .. } => "no_market_price",
             Refusal::StalePrice { .. } => "stale_price",
             Refusal::PriceCollar { .. } => "price_collar",
@@ -188,6 +197,10 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "{side} {qty} would not reduce the position of {position}"
+            ),
+            Refusal::UnpricedHolding { pair } => write!(
+                f,
+                "the holding of {pair} seeded from the balance has no price yet"
             ),
             Refusal::NoMarketPrice { pair } => write!(f, "no market price for {pair}"),
             Refusal::StalePrice {
@@ -601,6 +614,11 @@ impl PreTradeChecker {
             if order.is_closure() {
                 return Ok(false);
             }
+        }
+        if let Some(unpriced) = portfolio.unpriced().next() {
+            return Err(Refusal::UnpricedHolding {
+                pair: unpriced.clone(),
+            });
         }
         let mark = portfolio
             .mark(pair)
@@ -1344,5 +1362,82 @@ mod property_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    //! Pre-trade while a holding seeded from the balance has no price yet.
+    use super::*;
+    use crate::portfolio::test_support::*;
+    use gf_core::{Clock, OrderPurpose, TimeInForce};
+    use rust_decimal_macros::dec;
+
+    fn market(id: &str, pair: Pair, side: Side, qty: Decimal) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new(id),
+            pair,
+            side,
+            order_type: OrderType::Market,
+            qty,
+            limit_price: None,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
+        }
+    }
+
+    #[test]
+    fn orders_wait_for_the_first_price_of_a_seeded_holding_but_a_closure_does_not() {
+        let (mut p, clock) = portfolio(dec!(100000));
+        let mut checker =
+            PreTradeChecker::new(RiskLimits::from_config(&RiskConfig::default()).unwrap());
+        let (x, d) = (xrp(), doge());
+        // DOGE is marked; the XRP holding (worth far more than the position limit at any
+        // realistic price) was just seeded and has no price.
+        p.mark_price(&d, dec!(0.1), clock.now()).unwrap();
+        p.seed_position(&x, dec!(120000)).unwrap();
+
+        for order in [
+            market("a", d.clone(), Side::Buy, dec!(10)),
+            market("b", x.clone(), Side::Sell, dec!(10)),
+        ] {
+            let verdict = checker.check(order, &p, clock.now());
+            assert_eq!(
+                verdict.refusal(),
+                Some(&Refusal::UnpricedHolding { pair: x.clone() }),
+                "{verdict:?}"
+            );
+            assert_eq!(verdict.refusal().unwrap().code(), "unpriced_holding");
+        }
+        assert_eq!(
+            Refusal::UnpricedHolding { pair: x.clone() }.to_string(),
+            "the holding of XRP/USD seeded from the balance has no price yet"
+        );
+        assert_eq!(
+            (checker.open_orders(), checker.orders_in_window(clock.now())),
+            (0, 0)
+        );
+
+        // A halt closure of the holding is never held back.
+        let mut closure = market("h", x.clone(), Side::Sell, dec!(120000));
+        closure.purpose = OrderPurpose::HaltClosure;
+        assert!(checker.check(closure, &p, clock.now()).is_approved());
+
+        // Priced: the holding counts in the position limit (120 000 × 0.5 = 60 000 > 50 000).
+        p.mark_price(&x, dec!(0.5), clock.now()).unwrap();
+        assert!(
+            checker
+                .check(market("c", d.clone(), Side::Buy, dec!(10)), &p, clock.now())
+                .is_approved()
+        );
+        let verdict = checker.check(market("e", x.clone(), Side::Buy, dec!(1)), &p, clock.now());
+        assert_eq!(
+            verdict.refusal().unwrap().code(),
+            "position_notional",
+            "{verdict:?}"
+        );
     }
 }

@@ -20,6 +20,8 @@
 
 pub mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 mod openapi;
 pub mod server;
 mod ws;
@@ -161,21 +163,7 @@ async fn halt(
     Operator(who): Operator,
     ApiJson(body): ApiJson<HaltBody>,
 ) -> Result<Response, ApiError> {
-    let reason = body.reason.trim();
-    check_line("reason", reason, MAX_REASON_CHARS, true)?;
-    let source = match body.source.as_deref() {
-        None | Some("api") => HaltSource::Api(who.name.clone()),
-        Some("console") => HaltSource::Console(who.name.clone()),
-        Some(other) => {
-            return Err(ApiError::invalid_field(
-                "source",
-                format!(
-                    "source \"{}\": expected \"api\" or \"console\"",
-                    gf_core::text::escape_control(other)
-                ),
-            ));
-        }
-    };
+    let (source, reason) = halt_request(&body, &who.name)?;
     let outcome = d.halt.halt(source, reason).await;
     if !outcome.durable {
         // Never 2xx for a halt the journal could not record: a restart could forget it.
@@ -199,6 +187,26 @@ async fn halt(
         Json(json!({ "outcome": outcome, "status": d.halt.status() })),
     )
         .into_response())
+}
+
+/// Checks a halt body: the trimmed reason and the source the halt is recorded under.
+fn halt_request<'b>(body: &'b HaltBody, operator: &str) -> Result<(HaltSource, &'b str), ApiError> {
+    let reason = body.reason.trim();
+    check_line("reason", reason, MAX_REASON_CHARS, true)?;
+    let source = match body.source.as_deref() {
+        None | Some("api") => HaltSource::Api(operator.to_owned()),
+        Some("console") => HaltSource::Console(operator.to_owned()),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "source",
+                format!(
+                    "source \"{}\": expected \"api\" or \"console\"",
+                    gf_core::text::escape_control(other)
+                ),
+            ));
+        }
+    };
+    Ok((source, reason))
 }
 
 async fn resume(State(d): State<Daemon>, Operator(who): Operator) -> Result<Json<Value>, ApiError> {
@@ -250,9 +258,7 @@ async fn complete_item(
     ApiPath(item): ApiPath<String>,
     OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(note) = &body.note {
-        check_line("note", note, MAX_NOTE_CHARS, false)?;
-    }
+    check_complete(&body)?;
     if d.halt.state() == HaltState::Halted {
         d.halt.begin_recovery(&who.name).await.map_err(halt_error)?;
     }
@@ -264,6 +270,14 @@ async fn complete_item(
     Ok(Json(
         json!({ "item": done, "missing": d.halt.status().checklist_missing }),
     ))
+}
+
+/// Checks a checklist completion body (the note, when given).
+fn check_complete(body: &CompleteBody) -> Result<(), ApiError> {
+    if let Some(note) = &body.note {
+        check_line("note", note, MAX_NOTE_CHARS, false)?;
+    }
+    Ok(())
 }
 
 async fn positions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
@@ -318,13 +332,18 @@ async fn journal(
     _: Viewer,
     ApiQuery(q): ApiQuery<JournalQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(1000);
+    let limit = journal_limit(&q);
     let journal = d.halt.journal().clone();
     let records = tokio::task::spawn_blocking(move || journal.records(limit))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(json!({ "records": records })))
+}
+
+/// How many records `GET /api/v1/journal` returns.
+fn journal_limit(q: &JournalQuery) -> usize {
+    q.limit.unwrap_or(100).min(1000)
 }
 
 async fn whoami(Viewer(who): Viewer) -> Json<Identity> {
