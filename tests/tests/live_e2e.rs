@@ -153,6 +153,15 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
     );
     assert!(running.daemon.live.is_some());
 
+    // Fills are pushed once the private `executions` feed is subscribed and caught up; the
+    // status says so (the dashboard and console show `polled` as a warning).
+    eventually(Duration::from_secs(30), "fills pushed", || async {
+        let s = http.get("/api/v1/halt/status", Some(&token)).await?;
+        Ok((s.body["fills"] == "pushed").then_some(()))
+    })
+    .await
+    .unwrap();
+
     // The WebSocket crash trips an automatic halt.
     let status = eventually(Duration::from_secs(90), "the automatic halt", || async {
         let s = http.get("/api/v1/halt/status", Some(&token)).await?;
@@ -169,7 +178,15 @@ async fn live_mode_signs_orders_and_halt_cancels_all_and_flattens_on_the_mock() 
         "the daemon subscribed to the WebSocket books"
     );
 
+    // Fills were pushed: the daemon subscribed to the private `executions` channel with a
+    // token it fetched (`GetWebSocketsToken`).
+    assert!(
+        kraken.ws_subscribes().iter().any(|o| o == "ok"),
+        "{:?}",
+        kraken.ws_subscribes()
+    );
     let requests = kraken.requests();
+    assert!(requests.iter().any(|r| r.endpoint == "GetWebSocketsToken"));
     let private: Vec<&RecordedRequest> = requests
         .iter()
         .filter(|r| r.nonce.is_some() || r.api_key.is_some())

@@ -159,6 +159,9 @@ pub struct Status {
     /// Kraken's trading mode (`online`, `maintenance`, `cancel_only`, `post_only`,
     /// `unknown`); `None` in paper mode.
     pub exchange_status: Option<String>,
+    /// How fills arrive in live mode: `pushed` (the `executions` WebSocket) or `polled`
+    /// (REST, while the socket is down); `None` in paper mode.
+    pub fills: Option<String>,
 }
 
 /// One recovery checklist item.

@@ -367,6 +367,15 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
         }
         (_, None) => lines.push(Line::raw("Halted (no halt details).")),
     }
+    if state.status.fills.as_deref() == Some("polled") {
+        lines.insert(
+            0,
+            Line::styled(
+                "Fills polled over REST: the executions socket is down.",
+                Style::new().fg(Color::Yellow),
+            ),
+        );
+    }
     if let Some(venue) = state
         .status
         .exchange_status
@@ -1099,6 +1108,10 @@ mod tests {
         assert!(!draw(&s, (80, 24)).contains("KRAKEN"));
         s.status.exchange_status = Some("cancel_only".into());
         assert!(draw(&s, (80, 24)).contains("KRAKEN CANCEL_ONLY"));
+        s.status.fills = Some("pushed".into());
+        assert!(!draw(&s, (160, 48)).contains("Fills polled"));
+        s.status.fills = Some("polled".into());
+        assert!(draw(&s, (160, 48)).contains("Fills polled over REST"));
         let wide = draw(&s, (160, 48));
         assert!(
             wide.contains("KRAKEN CANCEL_ONLY: only cancels and halt closures pass"),

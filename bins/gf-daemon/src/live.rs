@@ -65,6 +65,16 @@ pub use gf_secrets::env::{EnvLookup, env_from_pairs, process_env};
 use crate::app::Daemon;
 use crate::supervise::{Ending, Supervisor};
 
+/// How fills reach a live daemon (status field `fills`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillsPath {
+    /// Pushed by the private WebSocket's `executions` channel (REST only as a safety net).
+    Pushed,
+    /// Polled over REST: the feed is down, reconnecting or not started.
+    Polled,
+}
+
 /// How often the orders this daemon placed are polled for executions (`QueryOrders`; only
 /// while some are still open, so an idle daemon spends nothing on it) while the private
 /// WebSocket's `executions` feed is down: the fallback of pushed fills.
@@ -364,6 +374,8 @@ pub struct Live {
     market: ClientConfig,
     /// The private WebSocket's `executions` feed (fills pushed).
     executions: gf_exec::ExecutionsConfig,
+    /// The running feed's state, once [`Live::spawn`] started it.
+    fills_feed: Mutex<Option<tokio::sync::watch::Receiver<gf_exec::FeedState>>>,
     /// Kraken's trading mode, enforced by the gated exchange.
     venue: VenueMode,
     /// What start-up reconciliation found and did, journaled on attach.
@@ -506,6 +518,7 @@ impl Live {
             dead_man,
             market,
             executions,
+            fills_feed: Mutex::new(None),
             venue,
             reconciliation: Mutex::new(Some(reconciliation)),
             journal_key,
@@ -523,6 +536,17 @@ impl Live {
     #[must_use]
     pub fn exchange_status(&self) -> ExchangeSystem {
         self.venue.get()
+    }
+
+    /// How fills reach the daemon now: [`FillsPath::Pushed`] while the private WebSocket's
+    /// `executions` feed is live, [`FillsPath::Polled`] while it is down (REST every
+    /// [`ORDER_SYNC_EVERY`]) or before the live tasks started.
+    #[must_use]
+    pub fn fills_path(&self) -> FillsPath {
+        match self.fills_feed.lock().as_ref() {
+            Some(state) if state.borrow().live => FillsPath::Pushed,
+            _ => FillsPath::Polled,
+        }
     }
 
     /// The bus the client publishes on; the daemon is composed around it.
@@ -786,6 +810,7 @@ impl Live {
         // rarely while it is live. Both apply cumulative reports: a fill is published once.
         match gf_exec::ExecutionsFeed::new(Arc::clone(&self.client), self.executions.clone()) {
             Ok(feed) => {
+                *self.fills_feed.lock() = Some(feed.state());
                 let sync = self.client.spawn_sync_fallback(
                     feed.state(),
                     gf_exec::SyncPlan {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use gf_core::{
     ApiErrorKind, ClientOrderId, CredentialHandle, EventBus, EventKind, GateOpener, KindSet,
-    OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side, Source,
-    Subscription, SystemClock, TimeInForce, TradingGate,
+    OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, SharedClock, Side,
+    Source, Subscription, SystemClock, TimeInForce, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::{Lane, Limits};
@@ -18,7 +18,7 @@ use gf_exec::{Error, Exchange, KrakenClient, KrakenConfig, OrderRef};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use common::wait_for;
+use common::{TokioClock, wait_for};
 
 fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
     OrderRequest {
@@ -60,6 +60,15 @@ struct Setup {
 }
 
 async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> Setup {
+    setup_on(Arc::new(SystemClock), mock, tune).await
+}
+
+/// As [`setup_with`], the client reading the time from `clock`.
+async fn setup_on(
+    clock: SharedClock,
+    mock: MockConfig,
+    tune: impl FnOnce(&mut KrakenConfig),
+) -> Setup {
     let server = MockKraken::start(mock).await.unwrap();
     let bus = EventBus::new(4096);
     let mut cfg = KrakenConfig::new(server.url());
@@ -77,7 +86,7 @@ async fn setup_with(mock: MockConfig, tune: impl FnOnce(&mut KrakenConfig)) -> S
     let client = KrakenClient::new(
         cfg,
         Arc::new(server.credentials()),
-        Publisher::new(Some(bus.clone()), Arc::new(SystemClock), Source::Exec),
+        Publisher::new(Some(bus.clone()), clock, Source::Exec),
     )
     .unwrap()
     .with_gate(gate);
@@ -452,9 +461,16 @@ fn count_orders(server: &MockKrakenHandle, cl: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
+// Paused tokio time (the mock and the client on a clock that follows it): the stalls,
+// timeouts and the look-ups until the `deadline` take no real time.
+#[tokio::test(start_paused = true)]
 async fn every_injected_fault_yields_its_typed_error_and_no_doubled_order() {
-    let s = setup_with(MockConfig::default(), |c| c.max_retries = 0).await;
+    let clock: SharedClock = Arc::new(TokioClock::new());
+    let mock = MockConfig {
+        clock: clock.clone(),
+        ..MockConfig::default()
+    };
+    let s = setup_on(clock, mock, |c| c.max_retries = 0).await;
     let mut api_errors = s.bus.subscribe(KindSet::of(&[EventKind::ApiError]));
 
     struct Case {
@@ -552,9 +568,15 @@ async fn every_injected_fault_yields_its_typed_error_and_no_doubled_order() {
     assert_eq!(s.server.faults().pending(), 0);
 }
 
-#[tokio::test]
+// Paused tokio time, as above.
+#[tokio::test(start_paused = true)]
 async fn retries_recover_from_every_fault_without_doubling() {
-    let s = setup_with(MockConfig::default(), |c| c.max_retries = 2).await;
+    let clock: SharedClock = Arc::new(TokioClock::new());
+    let mock = MockConfig {
+        clock: clock.clone(),
+        ..MockConfig::default()
+    };
+    let s = setup_on(clock, mock, |c| c.max_retries = 2).await;
     let faults = [
         Fault::ServerError(503),
         Fault::RateLimit,

@@ -1067,8 +1067,23 @@ mod mutant_kills {
             permit.mark_unresolved();
         }
         assert_eq!(env.gate.in_flight(), 0);
+        env.exchange
+            .cancelled_per_cancel_all
+            .store(3, Ordering::SeqCst);
         env.coordinator.halt(HaltSource::Cli, "drill").await;
         halted(&env.coordinator).await;
+        // Both cancel-alls count in the halt's report.
+        let result = env
+            .coordinator
+            .journal()
+            .records(100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kind == kinds::CLOSURE_RESULT)
+            .unwrap();
+        let cancel = &result.detail["report"]["cancel"];
+        assert_eq!(cancel["attempts"], 2, "{cancel}");
+        assert_eq!(cancel["cancelled"], 6, "{cancel}");
         let calls: Vec<Call> = env.exchange.calls().into_iter().map(|(_, c)| c).collect();
         assert!(
             calls.contains(&Call::Status(gf_exec::OrderRef::Client(
@@ -1093,6 +1108,17 @@ mod mutant_kills {
         drop(permit);
         halted(&env.coordinator).await;
         assert_eq!(env.exchange.cancel_all_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn debug_output_shows_the_state_and_the_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::open(&fast_cfg(), &dir.path().join("gf.sqlite"));
+        let text = format!("{:?}", env.coordinator);
+        assert!(
+            text.starts_with("HaltCoordinator { state: Running, gate: TradingGate {"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -2536,3 +2536,36 @@ mod seed_tests {
         }
     }
 }
+
+/// Tests that kill mutants `cargo xtask mutants` found alive in the drawdown code.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+    use gf_core::Clock;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn percent_of_a_base_is_capped_to_0_100_and_a_lost_base_is_all_or_nothing() {
+        assert_eq!(pct_of(dec!(25), dec!(100)), dec!(25));
+        assert_eq!(pct_of(dec!(150), dec!(100)), dec!(100));
+        assert_eq!(pct_of(dec!(-5), dec!(100)), Decimal::ZERO);
+        // No positive base: any fall is all of it, no fall is none.
+        assert_eq!(pct_of(dec!(5), Decimal::ZERO), dec!(100));
+        assert_eq!(pct_of(dec!(5), dec!(-1)), dec!(100));
+        assert_eq!(pct_of(Decimal::ZERO, Decimal::ZERO), Decimal::ZERO);
+        assert_eq!(pct_of(dec!(-5), dec!(-1)), Decimal::ZERO);
+    }
+
+    #[test]
+    fn the_equity_curve_keeps_exactly_its_last_days() {
+        let (mut p, clock) = test_support::portfolio(dec!(1000));
+        let x = test_support::xrp();
+        for _ in 0..EQUITY_CURVE_DAYS + 5 {
+            clock.advance(chrono::Duration::days(1));
+            p.mark_price(&x, dec!(0.5), clock.now()).unwrap();
+        }
+        let days: Vec<NaiveDate> = p.equity_curve().map(|d| d.date).collect();
+        assert_eq!(days.len(), EQUITY_CURVE_DAYS);
+        assert_eq!(days.last().copied(), Some(clock.now().date_naive()));
+    }
+}

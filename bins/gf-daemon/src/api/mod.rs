@@ -233,6 +233,12 @@ pub(crate) fn status_value(d: &Daemon) -> Value {
                 .as_ref()
                 .map_or(Value::Null, |l| json!(l.exchange_status())),
         );
+        map.insert(
+            "fills".into(),
+            d.live
+                .as_ref()
+                .map_or(Value::Null, |l| json!(l.fills_path())),
+        );
     }
     value
 }

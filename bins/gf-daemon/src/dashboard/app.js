@@ -377,7 +377,10 @@
     const gate = st ? (st.gate_open ? 'order gate open' : 'order gate closed') : '';
     // Kraken's own trading mode (live only): anything but `online` limits what passes.
     const venue = st && st.exchange_status ? st.exchange_status : null;
-    $('gate').textContent = venue && venue !== 'online' ? `${gate} · kraken ${venue}` : gate;
+    // How fills arrive (live only): pushed by the executions socket, or polled over REST
+    // while it is down (slower: seconds, not milliseconds).
+    const fills = st && st.fills === 'polled' ? ' · fills polled (executions socket down)' : '';
+    $('gate').textContent = (venue && venue !== 'online' ? `${gate} · kraken ${venue}` : gate) + fills;
     const halt = st ? st.halt : null;
     let reason = '–';
     let source = '–';

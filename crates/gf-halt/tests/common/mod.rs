@@ -42,6 +42,8 @@ pub struct FakeExchange {
     pub reject_closures: AtomicBool,
     /// Fail cancel-all with a non-retryable error.
     pub fail_cancel_all: AtomicBool,
+    /// How many orders each cancel-all reports cancelled (0 unless set).
+    pub cancelled_per_cancel_all: AtomicU64,
     /// Never answer cancel-all (a hung exchange).
     pub hang_cancel_all: AtomicBool,
     /// When the first cancel-all arrived.
@@ -163,7 +165,7 @@ impl Exchange for FakeExchange {
                 message: "EGeneral:Permission denied".into(),
             });
         }
-        Ok(0)
+        Ok(u32::try_from(self.cancelled_per_cancel_all.load(Ordering::SeqCst)).unwrap_or(u32::MAX))
     }
 
     async fn cancel_all_after(&self, timeout_secs: u32) -> Result<DeadManStatus, gf_exec::Error> {
