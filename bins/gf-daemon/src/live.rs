@@ -840,15 +840,20 @@ impl Live {
         // The exchange-side dead man's switch, refreshed while the daemon lives, halted or
         // not (docs/runbook.md, "Going live"), disarmed at a clean shutdown if configured.
         if let Some(cfg) = self.dead_man {
-            let keeper = DeadManSwitch::spawn(
+            let mut keeper = DeadManSwitch::spawn(
                 daemon.exchange.clone(),
                 cfg,
                 Publisher::new(Some(daemon.bus.clone()), daemon.clock.clone(), Source::Exec),
             );
+            // The keeper's own task is watched too: should it die, the switch is no longer
+            // refreshed, and that is a failed task (`auto:task_failed:dead_man`).
             tasks.push(sup.spawn("dead_man", Ending::AtShutdown, {
                 let token = token.clone();
                 async move {
-                    token.cancelled().await;
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        why = keeper.stopped() => anyhow::bail!("dead man's switch keeper ended: {why}"),
+                    }
                     if let Err(e) = keeper.shutdown().await {
                         tracing::warn!(cause = %e, "disarming the dead man's switch failed");
                     }
@@ -862,9 +867,12 @@ impl Live {
         // Credential rotation.
         if let Some(every) = self.rotation_poll {
             let (stop_tx, stop_rx) = broadcast::channel(1);
-            let watcher = Arc::clone(&self.rotator).spawn(every, stop_rx);
+            let mut watcher = Arc::clone(&self.rotator).spawn(every, stop_rx);
             tasks.push(sup.spawn("rotation", Ending::AtShutdown, async move {
-                token.cancelled().await;
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = watcher.ended() => anyhow::bail!("credential rotation watcher ended"),
+                }
                 let _ = stop_tx.send(());
                 watcher.join().await;
                 Ok(())

@@ -124,6 +124,24 @@ impl DeadManSwitch {
         }
     }
 
+    /// Waits until the keeper's task ends by itself — it never should while not shut down:
+    /// a panic or an abort means the switch is no longer refreshed, and the caller (the
+    /// daemon's supervisor) must treat that as a failed task. Returns what ended it; pending
+    /// forever once [`DeadManSwitch::shutdown`] or this has taken the task.
+    pub async fn stopped(&mut self) -> String {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let outcome = task.await;
+        self.task = None;
+        match outcome {
+            Ok(Ok(())) => "the keeper returned".into(),
+            Ok(Err(e)) => format!("the keeper failed: {e}"),
+            Err(e) if e.is_panic() => "the keeper panicked".into(),
+            Err(e) => format!("the keeper was cancelled: {e}"),
+        }
+    }
+
     /// Stops refreshing and, if configured, disarms the switch.
     ///
     /// # Errors
@@ -220,6 +238,35 @@ mod tests {
         assert_eq!(statuses, vec![AlertStatus::Firing, AlertStatus::Resolved]);
         keeper.shutdown().await.unwrap();
         assert_eq!(*n.lock().unwrap(), 2, "no disarm call when not configured");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keeper_that_dies_is_reported_not_silently_gone() {
+        let mut mock = MockExchange::new();
+        let n = Arc::new(Mutex::new(0));
+        let count = n.clone();
+        mock.expect_cancel_all_after().returning(move |_| {
+            let calls = {
+                let mut c = count.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            assert!(calls < 2, "the exchange double blows up on the second refresh");
+            Ok(DeadManStatus { trigger_at: None })
+        });
+        let bus = EventBus::new(64);
+        let mut keeper = spawn(mock, false, &bus);
+        // Still refreshing: `stopped` does not resolve.
+        tokio::select! {
+            why = keeper.stopped() => panic!("ended early: {why}"),
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        // The second refresh (at 15 s) panics inside the keeper's task.
+        let why = keeper.stopped().await;
+        assert_eq!(why, "the keeper panicked");
+        assert_eq!(*n.lock().unwrap(), 2);
+        // Once reported, shutting down is still clean (nothing left to stop).
+        keeper.shutdown().await.unwrap();
     }
 
     #[test]

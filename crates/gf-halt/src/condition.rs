@@ -1455,10 +1455,7 @@ mod mutant_kills {
             KindSet::of(&[EventKind::Fill])
         );
         assert_eq!(Volatility::new(dec!(1)).kinds(), with(&[]));
-        assert_eq!(
-            Staleness::new(1).kinds(),
-            with(&[EventKind::Staleness])
-        );
+        assert_eq!(Staleness::new(1).kinds(), with(&[EventKind::Staleness]));
         assert_eq!(
             ApiErrorRate::new(1).kinds(),
             KindSet::of(&[EventKind::ApiError])
@@ -1664,8 +1661,14 @@ mod mutant_kills {
             )
         };
         // A report younger than what the clock measured keeps the older time.
-        assert_eq!(c.observe(&report(true, 5_000), &ctx(&clock, &view)), dec!(10));
-        assert_eq!(c.observe(&report(true, 70_000), &ctx(&clock, &view)), dec!(70));
+        assert_eq!(
+            c.observe(&report(true, 5_000), &ctx(&clock, &view)),
+            dec!(10)
+        );
+        assert_eq!(
+            c.observe(&report(true, 70_000), &ctx(&clock, &view)),
+            dec!(70)
+        );
         assert_eq!(c.detail().as_deref(), Some("XRP/USD"));
         assert_eq!(
             c.observe(&report(false, 0), &ctx(&clock, &view)),

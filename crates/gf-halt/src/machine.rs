@@ -627,7 +627,10 @@ mod mutant_kills {
         m.finish_halting(1, None, &[]).unwrap();
         m.begin_recovery("alice").unwrap();
         let ids = m.snapshot().checklist.as_ref().unwrap().missing();
-        for id in ids.iter().filter(|i| *i != crate::checklist::CONFIRM_RESUME) {
+        for id in ids
+            .iter()
+            .filter(|i| *i != crate::checklist::CONFIRM_RESUME)
+        {
             m.complete(id, "alice", None, at()).unwrap();
         }
         m.complete(crate::checklist::CONFIRM_RESUME, "alice", None, at())

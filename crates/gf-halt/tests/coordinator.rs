@@ -986,8 +986,7 @@ mod mutant_kills {
     /// A coordinator on `db` whose bus was subscribed to before it opened.
     fn open_watched(db: &std::path::Path) -> (HaltCoordinator, Subscription) {
         let clock = ManualClock::default();
-        let journal =
-            Journal::open(db, Arc::new(clock.clone()), common::test_key()).unwrap();
+        let journal = Journal::open(db, Arc::new(clock.clone()), common::test_key()).unwrap();
         let bus = EventBus::new(1024);
         let sub = bus.subscribe(KindSet::critical());
         let c = HaltCoordinator::open(

@@ -1441,3 +1441,80 @@ mod seed_tests {
         );
     }
 }
+
+/// Tests that kill mutants `cargo xtask mutants` found alive in the pre-trade checks.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+    use crate::portfolio::test_support::{portfolio, t0, xrp};
+    use chrono::Duration;
+    use gf_core::{OrderPurpose, TimeInForce};
+    use rust_decimal_macros::dec;
+
+    fn buy(id: &str) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new(id),
+            pair: xrp(),
+            side: Side::Buy,
+            order_type: OrderType::Market,
+            qty: dec!(10),
+            limit_price: None,
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
+        }
+    }
+
+    fn secs(v: u64) -> Duration {
+        Duration::seconds(i64::try_from(v).unwrap())
+    }
+
+    #[test]
+    fn a_price_exactly_as_old_as_the_limit_is_still_fresh() {
+        let (mut p, _clock) = portfolio(dec!(100000));
+        p.mark_price(&xrp(), dec!(0.5), t0()).unwrap();
+        let cfg = RiskConfig::default();
+        let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+        let limit = t0() + secs(cfg.max_price_age_secs);
+        let v = checker.check(buy("a"), &p, limit);
+        assert!(v.is_approved(), "{v:?}");
+        let v = checker.check(buy("b"), &p, limit + Duration::milliseconds(1));
+        assert_eq!(v.refusal().map(Refusal::code), Some("stale_price"));
+    }
+
+    #[test]
+    fn an_order_exactly_a_window_old_no_longer_counts() {
+        let (mut p, _clock) = portfolio(dec!(100000));
+        p.mark_price(&xrp(), dec!(0.5), t0()).unwrap();
+        let cfg = RiskConfig::default();
+        let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+        assert!(checker.check(buy("a"), &p, t0()).is_approved());
+        let window = secs(cfg.order_window_secs);
+        assert_eq!(checker.orders_in_window(t0()), 1);
+        assert_eq!(
+            checker.orders_in_window(t0() + window - Duration::milliseconds(1)),
+            1
+        );
+        assert_eq!(checker.orders_in_window(t0() + window), 0);
+    }
+
+    #[test]
+    fn a_percent_of_exactly_100_is_valid_and_above_it_is_not() {
+        let mut cfg = RiskConfig {
+            risk_per_trade_pct: dec!(100),
+            price_collar_pct: dec!(100),
+            max_order_notional: dec!(1234),
+            ..RiskConfig::default()
+        };
+        let limits = RiskLimits::from_config(&cfg).unwrap();
+        assert_eq!(limits.config(), &cfg, "the limits keep the configuration");
+        assert_eq!(limits.config().max_order_notional, dec!(1234));
+        cfg.price_collar_pct = dec!(100.01);
+        match RiskLimits::from_config(&cfg) {
+            Err(Error::InvalidLimit { key, .. }) => assert_eq!(key, "risk.price_collar_pct"),
+            other => panic!("expected an invalid limit, got {other:?}"),
+        }
+    }
+}

@@ -392,6 +392,18 @@ impl WatcherGuard {
         }
     }
 
+    /// Waits until the watcher task ends by itself (a panic or an abort: it only returns
+    /// after its shutdown signal otherwise); pending forever once joined.
+    pub async fn ended(&mut self) {
+        match self.task.as_mut() {
+            Some(task) => {
+                let _ = task.await;
+                self.task = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Whether the watcher task has ended.
     #[must_use]
     pub fn is_finished(&self) -> bool {
