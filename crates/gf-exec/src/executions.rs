@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use gf_core::backoff::Backoff;
 use gf_core::{OrderId, OrderStatus};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -152,51 +153,6 @@ struct Counters {
     reconnects: AtomicU64,
 }
 
-/// Exponential backoff with full jitter: the n-th delay is uniform in
-/// `[0, min(max, initial * 2^n)]` (the market feed's rule; gf-exec does not depend on
-/// gf-market).
-#[derive(Debug)]
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-    state: u64,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0xe8ec);
-        Self {
-            initial,
-            max: max.max(initial),
-            attempt: 0,
-            state: h.finish(),
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
-        let ceiling = self.initial.saturating_mul(factor).min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        // splitmix64
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(z % (nanos + 1))
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -756,13 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_bounded_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_millis(400));
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
+    fn the_url_must_be_a_websocket() {
         let cfg = ExecutionsConfig::new("https://x");
         assert!(
             cfg.validate()

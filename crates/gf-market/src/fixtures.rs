@@ -30,7 +30,7 @@ use rust_decimal::Decimal;
 
 use crate::book::Precision;
 use crate::checksum::checksum;
-use crate::client::splitmix;
+use gf_core::backoff::splitmix;
 use crate::error::Error;
 
 /// The book depth the fixtures are recorded at.

@@ -69,7 +69,8 @@ pub mod staleness;
 pub mod verify;
 
 pub use book::{Book, BookSide, Precision};
-pub use client::{Backoff, ClientConfig, KrakenClient};
+pub use client::{ClientConfig, KrakenClient};
+pub use gf_core::backoff::Backoff;
 pub use error::Error;
 pub use feed::{FeedProcessor, FeedStats, Ingest, PairStats};
 pub use replay::{EventTime, ReplaySource};

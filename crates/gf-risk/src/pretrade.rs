@@ -1485,6 +1485,22 @@ mod mutant_kills {
     }
 
     #[test]
+    fn an_order_of_exactly_the_maximum_notional_passes() {
+        let (mut p, _clock) = portfolio(dec!(100000));
+        p.mark_price(&xrp(), dec!(0.5), t0()).unwrap();
+        let cfg = RiskConfig::default();
+        let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
+        let mut at_max = buy("a");
+        at_max.qty = cfg.max_order_notional / dec!(0.5);
+        let v = checker.check(at_max.clone(), &p, t0());
+        assert!(v.is_approved(), "{v:?}");
+        let mut over = buy("b");
+        over.qty = at_max.qty + Decimal::ONE;
+        let v = checker.check(over, &p, t0());
+        assert_eq!(v.refusal().map(Refusal::code), Some("order_notional"));
+    }
+
+    #[test]
     fn an_order_exactly_a_window_old_no_longer_counts() {
         let (mut p, _clock) = portfolio(dec!(100000));
         p.mark_price(&xrp(), dec!(0.5), t0()).unwrap();
