@@ -251,7 +251,10 @@ mod tests {
                 *c += 1;
                 *c
             };
-            assert!(calls < 2, "the exchange double blows up on the second refresh");
+            assert!(
+                calls < 2,
+                "the exchange double blows up on the second refresh"
+            );
             Ok(DeadManStatus { trigger_at: None })
         });
         let bus = EventBus::new(64);

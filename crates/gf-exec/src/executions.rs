@@ -153,7 +153,6 @@ struct Counters {
     reconnects: AtomicU64,
 }
 
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

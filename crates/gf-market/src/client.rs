@@ -113,7 +113,6 @@ fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d.min(YEAR)).unwrap_or(t)
 }
 
-
 /// The live client. See the module docs.
 #[derive(Debug)]
 pub struct KrakenClient {

@@ -30,8 +30,8 @@ use rust_decimal::Decimal;
 
 use crate::book::Precision;
 use crate::checksum::checksum;
-use gf_core::backoff::splitmix;
 use crate::error::Error;
+use gf_core::backoff::splitmix;
 
 /// The book depth the fixtures are recorded at.
 pub const DEPTH: usize = 10;

@@ -70,9 +70,9 @@ pub mod verify;
 
 pub use book::{Book, BookSide, Precision};
 pub use client::{ClientConfig, KrakenClient};
-pub use gf_core::backoff::Backoff;
 pub use error::Error;
 pub use feed::{FeedProcessor, FeedStats, Ingest, PairStats};
+pub use gf_core::backoff::Backoff;
 pub use replay::{EventTime, ReplaySource};
 pub use source::MarketSource;
 #[cfg(any(test, feature = "mocks"))]
