@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: paths, an HTTP client that
-//! keeps status codes, and a WebSocket reader.
+//! keeps status codes, a WebSocket reader, and ([`live`]) the mocks and config of the
+//! live-mode tests.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+
+pub mod live;
 
 /// The workspace root (where `fixtures/` lives).
 #[must_use]

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use gf_core::config::SecretProviderKind;
-use gf_core::{Config, EventBus, EventKind, KindSet, Mode, Pair, Payload, RecvError, SystemClock};
+use gf_core::{Config, EventBus, EventKind, KindSet, Payload, RecvError, SystemClock};
 use gf_daemon::app::{Running, Scenario, start_with_env};
 use gf_daemon::live::{EnvLookup, env_from_pairs};
+use gf_e2e::live::{self, pair};
 use gf_e2e::{Http, eventually};
-use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken, MockKrakenHandle, RecordedRequest};
+use gf_exec::sim::{DEFAULT_SECRET_B64, MockKrakenHandle, RecordedRequest};
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -28,10 +29,6 @@ const START_USD: i64 = 80_000;
 /// A key of Kraken's shape (56 base64-alphabet characters) that the mock accepts.
 const API_KEY: &str = "GfLiveE2eMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-fn pair(s: &str) -> Pair {
-    Pair::new(s).unwrap()
-}
-
 /// A client order id in the form the daemon generates: 32 hex digits (a UUID's simple
 /// form, which Kraken accepts as `cl_ord_id`).
 fn kraken_uuid(id: &str) -> bool {
@@ -39,25 +36,8 @@ fn kraken_uuid(id: &str) -> bool {
 }
 
 async fn mock_kraken() -> MockKrakenHandle {
-    assert_eq!(API_KEY.len(), 56);
-    MockKraken::start(MockConfig {
-        api_key: API_KEY.into(),
-        secret_b64: DEFAULT_SECRET_B64.into(),
-        // Cash only, so every base-asset unit the account holds is one the daemon bought.
-        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(START_USD))]),
-        // Where the crash recording starts.
-        prices: BTreeMap::from([
-            (pair("XRP/USD"), Decimal::new(218_445, 5)),
-            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
-        ]),
-        // A key with a nonce window, as the runbook advises; the client also keeps its
-        // requests in nonce order on the wire (crates/gf-exec/tests/nonce_order.rs checks
-        // that against a mock without a window).
-        nonce_window: 1_000_000,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap()
+    // Cash only, so every base-asset unit the account holds is one the daemon bought.
+    live::mock_kraken(API_KEY, &[("ZUSD", Decimal::from(START_USD))]).await
 }
 
 /// Keeps the mock's market price at the mid of the WebSocket books the daemon sees, as
@@ -87,20 +67,9 @@ fn follow_market(kraken: Arc<MockKrakenHandle>, bus: &EventBus) -> tokio::task::
 }
 
 fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
-    let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.mode = Mode::Live;
-    // The journal key and witness must live outside the data directory (and the tests
-    // never write under the real $HOME).
-    cfg.general.data_dir = dir.join("data");
-    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
-    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.exchange.rest_url = rest_url.into();
-    cfg.exchange.ws_auth_url = format!("{}/v2", rest_url.replacen("http://", "ws://", 1));
-    cfg.exchange.tier = "pro".into();
+    let mut cfg = live::live_config(dir, rest_url, ws_url);
     // The shortest switch `config check` accepts on the pro tier.
     cfg.exchange.dead_man_switch_secs = 8;
-    cfg.market.ws_url = ws_url.into();
-    cfg.secrets.provider = SecretProviderKind::Env;
     cfg
 }
 

@@ -5,65 +5,33 @@
 //! start-up and on the channel) lets cancels through and no new order; the mode is shown
 //! in `GET /api/v1/halt/status`; a first `AssetPairs` failure at start-up is retried.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gf_core::config::SecretProviderKind;
 use gf_core::{
-    ClientOrderId, Config, HaltSource, Mode, OrderPurpose, OrderRequest, OrderType, Pair, Side,
-    SystemClock, TimeInForce,
+    ClientOrderId, HaltSource, OrderPurpose, OrderRequest, OrderType, Side, SystemClock,
+    TimeInForce,
 };
 use gf_daemon::app::{Running, Scenario, start_with_env};
-use gf_daemon::live::env_from_pairs;
+use gf_e2e::live::{self, pair};
 use gf_e2e::{Http, eventually};
 use gf_exec::Exchange as _;
-use gf_exec::sim::{DEFAULT_SECRET_B64, Fault, MockConfig, MockKraken, MockKrakenHandle};
+use gf_exec::sim::{Fault, MockKrakenHandle};
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 const API_KEY: &str = "GfLiveStatusMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-fn pair(s: &str) -> Pair {
-    Pair::new(s).unwrap()
-}
-
 async fn mock_kraken() -> MockKrakenHandle {
-    assert_eq!(API_KEY.len(), 56);
-    MockKraken::start(MockConfig {
-        api_key: API_KEY.into(),
-        secret_b64: DEFAULT_SECRET_B64.into(),
-        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(50_000))]),
-        prices: BTreeMap::from([
-            (pair("XRP/USD"), Decimal::new(218_445, 5)),
-            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
-        ]),
-        nonce_window: 1_000_000,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap()
+    live::mock_kraken(API_KEY, &[("ZUSD", Decimal::from(50_000))]).await
 }
 
 async fn start(dir: &std::path::Path, kraken: &MockKrakenHandle, ws: &SimServer) -> Running {
-    let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.mode = Mode::Live;
-    cfg.general.data_dir = dir.join("data");
-    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
-    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.exchange.rest_url = kraken.url();
-    cfg.exchange.ws_auth_url = kraken.ws_url();
-    cfg.exchange.tier = "pro".into();
-    cfg.market.ws_url = ws.url();
-    cfg.secrets.provider = SecretProviderKind::Env;
     start_with_env(
-        cfg,
+        live::live_config(dir, &kraken.url(), &ws.url()),
         Scenario::Crash,
         std::sync::Arc::new(SystemClock),
-        env_from_pairs([
-            ("KRAKEN_API_KEY", API_KEY),
-            ("KRAKEN_API_SECRET", DEFAULT_SECRET_B64),
-        ]),
+        live::mock_credentials(API_KEY),
     )
     .await
     .unwrap()

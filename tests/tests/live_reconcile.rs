@@ -4,47 +4,33 @@
 //! tracked (`"adopt"`: its later fill reaches the bus); what was found and done is
 //! journaled; and a first failing `AssetPairs` does not abort the launch.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf_core::config::{SecretProviderKind, UnknownOrders};
+use gf_core::config::UnknownOrders;
 use gf_core::{
-    ClientOrderId, Config, EventKind, KindSet, Mode, OrderPurpose, OrderRequest, OrderType, Pair,
-    Payload, Side, Source, SystemClock, TimeInForce, TradingGate,
+    ClientOrderId, Config, EventKind, KindSet, OrderPurpose, OrderRequest, OrderType, Payload,
+    Side, Source, SystemClock, TimeInForce, TradingGate,
 };
 use gf_daemon::app::{Running, Scenario, start_with_env};
-use gf_daemon::live::{RECONCILIATION_KIND, env_from_pairs};
+use gf_e2e::live::{self, pair};
 use gf_exec::events::Publisher;
-use gf_exec::sim::{DEFAULT_SECRET_B64, Fault, MockConfig, MockKraken, MockKrakenHandle};
+use gf_exec::sim::{Fault, MockKrakenHandle};
 use gf_exec::{Exchange as _, KrakenClient, KrakenConfig};
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 
 const API_KEY: &str = "GfLiveReconcileMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-fn pair(s: &str) -> Pair {
-    Pair::new(s).unwrap()
-}
-
 async fn mock_kraken() -> MockKrakenHandle {
-    assert_eq!(API_KEY.len(), 56);
-    MockKraken::start(MockConfig {
-        api_key: API_KEY.into(),
-        secret_b64: DEFAULT_SECRET_B64.into(),
-        balances: BTreeMap::from([
-            ("ZUSD".to_owned(), Decimal::from(50_000)),
-            ("XXRP".to_owned(), Decimal::from(300)),
-        ]),
-        prices: BTreeMap::from([
-            (pair("XRP/USD"), Decimal::new(218_445, 5)),
-            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
-        ]),
-        nonce_window: 1_000_000,
-        ..MockConfig::default()
-    })
+    live::mock_kraken(
+        API_KEY,
+        &[
+            ("ZUSD", Decimal::from(50_000)),
+            ("XXRP", Decimal::from(300)),
+        ],
+    )
     .await
-    .unwrap()
 }
 
 /// A resting limit buy far below the market, placed by "a previous run" before the daemon
@@ -83,38 +69,22 @@ async fn start(
     ws: &SimServer,
     policy: UnknownOrders,
 ) -> Running {
-    let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.mode = Mode::Live;
-    cfg.general.data_dir = dir.join("data");
-    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
-    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.exchange.rest_url = kraken.url();
-    cfg.exchange.ws_auth_url = kraken.ws_url();
-    cfg.exchange.tier = "pro".into();
+    let mut cfg = live::live_config(dir, &kraken.url(), &ws.url());
     cfg.exchange.unknown_orders = policy;
-    cfg.market.ws_url = ws.url();
-    cfg.secrets.provider = SecretProviderKind::Env;
     start_with_env(
         cfg,
         Scenario::Normal,
         Arc::new(SystemClock),
-        env_from_pairs([
-            ("KRAKEN_API_KEY", API_KEY),
-            ("KRAKEN_API_SECRET", DEFAULT_SECRET_B64),
-        ]),
+        live::mock_credentials(API_KEY),
     )
     .await
     .unwrap()
 }
 
 fn reconciliation(running: &Running) -> serde_json::Value {
-    let records = running.daemon.halt.journal().records(1_000).unwrap();
-    let found: Vec<_> = records
-        .into_iter()
-        .filter(|r| r.kind == RECONCILIATION_KIND)
-        .collect();
+    let found = live::reconciliations(running);
     assert_eq!(found.len(), 1, "one reconciliation record per start");
-    found[0].detail.clone()
+    found[0].clone()
 }
 
 async fn ws_server() -> SimServer {

@@ -6,16 +6,14 @@
 //! restored cash (a withdrawal: no loss, no drawdown); and an operator halt with
 //! `close_positions` sells the whole holding to flat by balance, the portfolio agreeing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf_core::config::SecretProviderKind;
-use gf_core::{Config, HaltBehaviour, Mode, Pair, SystemClock};
+use gf_core::{HaltBehaviour, SystemClock};
 use gf_daemon::app::{Running, Scenario, start_with_env};
-use gf_daemon::live::{RECONCILIATION_KIND, env_from_pairs};
+use gf_e2e::live::{self, pair};
 use gf_e2e::{Http, eventually};
-use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken, MockKrakenHandle};
+use gf_exec::sim::MockKrakenHandle;
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -25,10 +23,6 @@ const START_USD: i64 = 50_000;
 /// The USD left after a withdrawal while the daemon was down.
 const AFTER_WITHDRAWAL_USD: i64 = 42_000;
 
-fn pair(s: &str) -> Pair {
-    Pair::new(s).unwrap()
-}
-
 fn dec(v: &Value) -> Decimal {
     v.as_str()
         .unwrap_or_else(|| panic!("a decimal string, got {v}"))
@@ -37,24 +31,15 @@ fn dec(v: &Value) -> Decimal {
 }
 
 async fn mock_kraken() -> MockKrakenHandle {
-    assert_eq!(API_KEY.len(), 56);
-    MockKraken::start(MockConfig {
-        api_key: API_KEY.into(),
-        secret_b64: DEFAULT_SECRET_B64.into(),
-        // XRP held before the daemon ever ran (Kraken's asset name for XRP is XXRP).
-        balances: BTreeMap::from([
-            ("ZUSD".to_owned(), Decimal::from(START_USD)),
-            ("XXRP".to_owned(), Decimal::from(300)),
-        ]),
-        prices: BTreeMap::from([
-            (pair("XRP/USD"), Decimal::new(218_445, 5)),
-            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
-        ]),
-        nonce_window: 1_000_000,
-        ..MockConfig::default()
-    })
+    // XRP held before the daemon ever ran (Kraken's asset name for XRP is XXRP).
+    live::mock_kraken(
+        API_KEY,
+        &[
+            ("ZUSD", Decimal::from(START_USD)),
+            ("XXRP", Decimal::from(300)),
+        ],
+    )
     .await
-    .unwrap()
 }
 
 async fn start(dir: &std::path::Path, kraken: &MockKrakenHandle, ws: &SimServer) -> Running {
@@ -66,38 +51,22 @@ async fn try_start(
     kraken: &MockKrakenHandle,
     ws: &SimServer,
 ) -> anyhow::Result<Running> {
-    let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.mode = Mode::Live;
-    cfg.general.data_dir = dir.join("data");
-    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
-    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.exchange.rest_url = kraken.url();
-    cfg.exchange.ws_auth_url = kraken.ws_url();
-    cfg.exchange.tier = "pro".into();
-    cfg.market.ws_url = ws.url();
-    cfg.secrets.provider = SecretProviderKind::Env;
+    let cfg = live::live_config(dir, &kraken.url(), &ws.url());
     assert_eq!(cfg.halt.behaviour, HaltBehaviour::ClosePositions);
     start_with_env(
         cfg,
         Scenario::Normal,
         Arc::new(SystemClock),
-        env_from_pairs([
-            ("KRAKEN_API_KEY", API_KEY),
-            ("KRAKEN_API_SECRET", DEFAULT_SECRET_B64),
-        ]),
+        live::mock_credentials(API_KEY),
     )
     .await
 }
 
 /// This start's reconciliation record (the latest).
 fn reconciliation(running: &Running) -> Value {
-    let records = running.daemon.halt.journal().records(1_000).unwrap();
-    records
-        .into_iter()
-        .rev()
-        .find(|r| r.kind == RECONCILIATION_KIND)
+    live::reconciliations(running)
+        .pop()
         .expect("a start-up reconciliation record")
-        .detail
 }
 
 /// The XRP position once it has a mark, from the API.

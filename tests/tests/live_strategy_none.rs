@@ -2,36 +2,17 @@
 //! Kraken with the crash recording (whose paper example, `hold_long`, buys after 20 book
 //! messages per pair) and no `strategy.kind`, it runs none and places no order.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf_core::config::{SecretProviderKind, StrategyKind};
-use gf_core::{Config, EventKind, KindSet, Mode, Pair, Payload, SystemClock};
+use gf_core::config::StrategyKind;
+use gf_core::{Config, EventKind, KindSet, Mode, Payload, SystemClock};
 use gf_daemon::app::{Scenario, chosen_strategy, start_with_env};
-use gf_daemon::live::env_from_pairs;
-use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken};
+use gf_e2e::live::{self};
 use gf_market::sim::{SimConfig, SimServer};
 use rust_decimal::Decimal;
 
 const API_KEY: &str = "GfLiveE2eMockKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-fn pair(s: &str) -> Pair {
-    Pair::new(s).unwrap()
-}
-
-fn live_config(dir: &std::path::Path, rest_url: &str, ws_url: &str) -> Config {
-    let mut cfg = Config::from_toml_str("").unwrap();
-    cfg.general.mode = Mode::Live;
-    cfg.general.data_dir = dir.join("data");
-    cfg.journal = gf_core::config::JournalConfig::under(&dir.join("keys"));
-    cfg.api.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.exchange.rest_url = rest_url.into();
-    cfg.exchange.ws_auth_url = format!("{}/v2", rest_url.replacen("http://", "ws://", 1));
-    cfg.market.ws_url = ws_url.into();
-    cfg.secrets.provider = SecretProviderKind::Env;
-    cfg
-}
 
 #[test]
 fn live_runs_none_unless_chosen_and_paper_keeps_its_example() {
@@ -54,33 +35,18 @@ fn live_runs_none_unless_chosen_and_paper_keeps_its_example() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_without_a_chosen_strategy_places_no_order() {
-    let kraken = MockKraken::start(MockConfig {
-        api_key: API_KEY.into(),
-        secret_b64: DEFAULT_SECRET_B64.into(),
-        balances: BTreeMap::from([("ZUSD".to_owned(), Decimal::from(80_000))]),
-        prices: BTreeMap::from([
-            (pair("XRP/USD"), Decimal::new(218_445, 5)),
-            (pair("DOGE/USD"), Decimal::new(17_234, 5)),
-        ]),
-        nonce_window: 1_000_000,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let kraken = live::mock_kraken(API_KEY, &[("ZUSD", Decimal::from(80_000))]).await;
     let recording = std::fs::read(gf_e2e::fixture("market/crash.jsonl")).unwrap();
     let ws = SimServer::start(&recording, SimConfig::default())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = live_config(dir.path(), &kraken.url(), &ws.url());
+    let cfg = live::live_config(dir.path(), &kraken.url(), &ws.url());
     let running = start_with_env(
         cfg,
         Scenario::Crash,
         Arc::new(SystemClock),
-        env_from_pairs([
-            ("KRAKEN_API_KEY", API_KEY),
-            ("KRAKEN_API_SECRET", DEFAULT_SECRET_B64),
-        ]),
+        live::mock_credentials(API_KEY),
     )
     .await
     .unwrap();
