@@ -3,10 +3,12 @@
 //! process that stops refreshing lets the exchange cancel them. Paused tokio time; the
 //! mock's `CancelAllOrdersAfter` runs on a clock that follows it.
 
+mod common;
+use common::TokioClock;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use gf_core::{
     ClientOrderId, Clock, OrderPurpose, OrderRequest, OrderType, Pair, Side, Source, TimeInForce,
     TradingGate,
@@ -17,26 +19,9 @@ use gf_exec::sim::{MockConfig, MockKraken};
 use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
 use rust_decimal_macros::dec;
 
-/// Wall time that moves with tokio's (paused) clock.
-#[derive(Debug)]
-struct TokioClock {
-    start: DateTime<Utc>,
-    t0: tokio::time::Instant,
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now() - self.t0;
-        self.start + chrono::Duration::from_std(elapsed).unwrap_or_default()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn hold_keeps_resting_orders_past_the_switch_timeout() {
-    let clock = Arc::new(TokioClock {
-        start: Utc::now(),
-        t0: tokio::time::Instant::now(),
-    });
+    let clock = Arc::new(TokioClock::new());
     let server = MockKraken::start(MockConfig {
         clock: clock.clone(),
         ..MockConfig::default()

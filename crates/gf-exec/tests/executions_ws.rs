@@ -3,6 +3,9 @@
 //! (REST and `/v2` on one listener) over real sockets on 127.0.0.1. Nothing sleeps to
 //! synchronise: every wait is for a state change or an event, under a deadline.
 
+mod common;
+use common::wait_for;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,20 +244,17 @@ async fn with_the_socket_silent_or_dropped_fills_arrive_over_rest() {
     s.server.drop_ws_connections();
     s.until("down after the drop", |st| !st.live).await;
     // Polled under a deadline: the feed's next attempt is refused.
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !s
-        .server
-        .ws_subscribes()
-        .iter()
-        .any(|o| o == "EService:Unavailable")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            s.server.ws_subscribes()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for(
+        "a subscribe refused with EService:Unavailable",
+        LIMIT,
+        || {
+            s.server
+                .ws_subscribes()
+                .iter()
+                .any(|o| o == "EService:Unavailable")
+        },
+    )
+    .await;
     assert!(s.server.fill_order(&txid, dec!(70), dec!(0.39)));
     let fill = s.next_fill().await;
     assert_eq!((fill.qty, fill.price), (dec!(70), dec!(0.39)));
@@ -308,15 +308,10 @@ async fn after_reconnect_each_execution_is_published_exactly_once() {
     }
     // Wait (polling under a deadline) until the socket's copies have all been applied —
     // three trades and `filled` — then REST once more. Nothing new from either.
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while s.feed.stats().executions < before + 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            s.feed.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for("the socket's four executions applied", LIMIT, || {
+        s.feed.stats().executions >= before + 4
+    })
+    .await;
     s.client.sync_orders().await.unwrap();
     s.no_more_fills();
     assert_eq!(total, dec!(100));

@@ -4,11 +4,13 @@
 //! never exceeded, and fill detection keeps going. Prints the fill-detection latency
 //! (execution at the mock → `Fill` on the bus).
 
+mod common;
+use common::TokioClock;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use gf_core::config::Config;
 use gf_core::{
     ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderType,
@@ -20,20 +22,6 @@ use gf_exec::sim::{MockConfig, MockKraken};
 use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
 use rust_decimal_macros::dec;
 use tokio::time::Instant;
-
-/// Wall time that moves with tokio's (paused) clock.
-#[derive(Debug)]
-struct TokioClock {
-    start: DateTime<Utc>,
-    t0: Instant,
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = Instant::now() - self.t0;
-        self.start + chrono::Duration::from_std(elapsed).unwrap_or_default()
-    }
-}
 
 /// The daemon's order-status sync period (`gf-daemon` `ORDER_SYNC_EVERY`).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -71,10 +59,7 @@ fn order(id: String, limit: Option<rust_decimal::Decimal>) -> OrderRequest {
 /// Trades for ten minutes: a market buy every 30 s and a resting limit buy every 30 s
 /// (offset by 15 s) that the market fills 7 s later; balances are read every 20 s.
 async fn ten_minutes_on_starter(switch_secs: u32) -> Run {
-    let clock = Arc::new(TokioClock {
-        start: Utc::now(),
-        t0: Instant::now(),
-    });
+    let clock = Arc::new(TokioClock::new());
     let server = MockKraken::start(MockConfig {
         clock: clock.clone(),
         rest_limits: Some(Tier::Starter.rest_limits()),
