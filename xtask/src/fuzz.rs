@@ -21,6 +21,7 @@ pub const TARGETS: &[&str] = &[
     "config",
     "journal",
     "api_request",
+    "executions",
 ];
 
 /// Seconds per target when `--secs` is not given.

@@ -499,6 +499,13 @@ impl ExecutionsFeed {
         }
     }
 
+    /// Handles `text` as if the socket had pushed it after a subscribe with `req_id` 1 (the
+    /// `executions` fuzz target's entry).
+    #[doc(hidden)]
+    pub fn fuzz_message(&self, text: &str) {
+        let _ = self.handle_text(text, 1);
+    }
+
     /// Handles one text message; malformed input is counted and logged, never fatal.
     fn handle_text(&self, text: &str, req_id: u64) -> Handled {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);

@@ -949,8 +949,14 @@ impl KrakenClient {
             (k.clone(), deltas.0, deltas.1, deltas.2)
         };
         if new_qty > Decimal::ZERO {
+            // The cost over the quantity of this execution; a quotient out of Decimal's
+            // range (a malformed report: say cost 7.9e28 for 1e-20) falls back to the
+            // average price the report gave rather than panic.
             let price = if new_cost > Decimal::ZERO {
-                new_cost / new_qty
+                new_cost
+                    .checked_div(new_qty)
+                    .or(update.avg_price)
+                    .unwrap_or_default()
             } else {
                 update.avg_price.unwrap_or_default()
             };
@@ -1018,6 +1024,23 @@ impl KrakenClient {
             self.claim_pushed(order_id);
         }
         Applied::Held
+    }
+
+    /// Tracks `order_id` as `order` placed and open, nothing filled, without sending it,
+    /// then claims what was pushed for it before (as a placement does): for the
+    /// `executions` fuzz target, which pushes executions for tracked and untracked orders.
+    #[doc(hidden)]
+    pub fn fuzz_track(&self, order_id: &OrderId, order: &OrderRequest) {
+        self.remember(order_id, order, OrderStatus::Open);
+        self.claim_pushed(order_id);
+    }
+
+    /// Forgets every tracked order and every held execution (the fuzz target's reset
+    /// between inputs).
+    #[doc(hidden)]
+    pub fn fuzz_forget_all(&self) {
+        self.known.lock().clear();
+        self.orphans.lock().clear();
     }
 
     /// The cumulative quantity and cost published so far for a tracked order.

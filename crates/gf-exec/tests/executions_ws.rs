@@ -352,6 +352,34 @@ async fn a_malformed_executions_message_does_not_kill_the_feed() {
     s.no_more_fills();
 }
 
+/// A report whose cost over quantity is out of `Decimal`'s range (the division panicked
+/// and took the feed task down; seen while writing the `executions` fuzz target)
+/// publishes the fill at the report's average price, and the feed goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_whose_price_overflows_is_published_not_a_panic() {
+    let mut s = setup(SyncPlan {
+        while_down: NEVER,
+        while_live: NEVER,
+    })
+    .await;
+    s.until("live", |st| st.live).await;
+    let txid = s.resting_buy("overflow-1", dec!(10)).await;
+    s.server.send_ws_text(&format!(
+        r#"{{"channel":"executions","type":"update","data":[{{"exec_type":"trade","order_id":"{txid}","symbol":"XRP/USD","order_status":"partially_filled","last_qty":1e-20,"cum_qty":1e-20,"cum_cost":79228162514264337593543950335,"avg_price":0.4}}]}}"#
+    ));
+    let fill = s.next_fill().await;
+    assert_eq!(
+        (fill.qty, fill.price),
+        (dec!(0.00000000000000000001), dec!(0.4))
+    );
+    // The feed is alive: the rest of the order fills and is published.
+    assert!(s.server.fill_order(&txid, dec!(10), dec!(0.4)));
+    let fill = s.next_fill().await;
+    assert_eq!(fill.qty, dec!(10) - dec!(0.00000000000000000001));
+    assert!(s.state.borrow().live);
+    s.no_more_fills();
+}
+
 async fn raw_subscribe(server: &MockKrakenHandle, token: &str) -> serde_json::Value {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await

@@ -94,6 +94,27 @@ CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 ";
 
+/// Whether every table, index and trigger [`SCHEMA`] creates and its format row exist,
+/// so that opening need not run it (one query instead of seven statements to parse).
+/// When anything is missing — a trigger dropped, say — the schema runs and restores it.
+fn schema_complete(conn: &Connection) -> Result<bool, Error> {
+    let objects: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('journal', 'journal_by_kind',
+         'journal_head', 'journal_meta', 'journal_no_update', 'journal_no_delete')",
+        [],
+        |r| r.get(0),
+    )?;
+    if objects != 6 {
+        return Ok(false);
+    }
+    let format: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM journal_meta WHERE key = 'format'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(format == 1)
+}
+
 /// One record to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -345,7 +366,9 @@ impl Journal {
             if is_legacy(&conn)? {
                 return Err(legacy_path());
             }
-            conn.execute_batch(SCHEMA)?;
+            if !schema_complete(&conn)? {
+                conn.execute_batch(SCHEMA)?;
+            }
             if !memory {
                 restrict_files(path);
             }
@@ -724,11 +747,13 @@ impl Journal {
                 .finalize()
                 .into_bytes(),
             );
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO journal (id, ts, kind, actor, detail, snapshot, prev_mac, mac)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, ts, e.kind, e.actor, detail, snap, prev_mac, mac],
-            )?;
+            )?
+            .execute(params![
+                id, ts, e.kind, e.actor, detail, snap, prev_mac, mac
+            ])?;
             out.push(JournalRecord {
                 id,
                 ts: Some(now),
@@ -741,11 +766,11 @@ impl Journal {
             });
             last_id = id;
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO journal_head (one, last_id, mac) VALUES (1, ?1, ?2)
              ON CONFLICT(one) DO UPDATE SET last_id = excluded.last_id, mac = excluded.mac",
-            params![last_id, prev_mac],
-        )?;
+        )?
+        .execute(params![last_id, prev_mac])?;
         tx.commit()?;
         inner.head = (last_id, prev_mac);
         self.head_id.store(last_id, Ordering::SeqCst);
@@ -801,7 +826,7 @@ impl Journal {
     pub fn records(&self, limit: usize) -> Result<Vec<JournalRecord>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let inner = self.inner.lock();
-        let mut stmt = inner.conn.prepare(
+        let mut stmt = inner.conn.prepare_cached(
             "SELECT id, ts, kind, actor, detail, prev_mac, mac FROM journal
              ORDER BY id DESC LIMIT ?1",
         )?;
@@ -939,7 +964,7 @@ impl Journal {
     }
 
     fn walk_chain(&self, conn: &Connection, witness_id: Option<i64>) -> Result<Walked, Error> {
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT id, ts, kind, actor, detail, snapshot, prev_mac, mac FROM journal
              ORDER BY id",
         )?;
@@ -1073,20 +1098,19 @@ impl Journal {
         let inner = self.inner.lock();
         let row = inner
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT ts, kind, actor, detail, prev_mac, mac FROM journal WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
             .optional()?;
         Ok(row.map(|(ts_text, kind, actor, detail, prev_mac, mac)| {
             let ts = parse_ts(&ts_text);
@@ -1433,6 +1457,44 @@ mod tests {
             Err(Error::Tampered { record_id, .. }) => assert_eq!(record_id, 2),
             other => panic!("tampering not found: {other:?}"),
         }
+    }
+
+    /// Opening skips the schema only when all of it is there: a dropped append-only
+    /// trigger (or a deleted format row) is restored, and a complete one is left as is.
+    #[test]
+    fn reopening_restores_a_dropped_trigger_and_the_format_row() {
+        let clock: SharedClock = Arc::new(ManualClock::default());
+        let j =
+            Journal::from_connection(Connection::open_in_memory().unwrap(), clock.clone(), key())
+                .unwrap();
+        j.append("api_halt", "alice", &json!({})).unwrap();
+        let conn = j.into_connection();
+        assert!(schema_complete(&conn).unwrap());
+        conn.execute_batch("DROP TRIGGER journal_no_delete;")
+            .unwrap();
+        assert!(!schema_complete(&conn).unwrap());
+        let j = Journal::from_connection(conn, clock.clone(), key()).unwrap();
+        let conn = j.into_connection();
+        assert!(schema_complete(&conn).unwrap());
+        assert!(
+            conn.execute("DELETE FROM journal WHERE id = 1", [])
+                .is_err(),
+            "the append-only trigger is back"
+        );
+        conn.execute("DELETE FROM journal_meta WHERE key = 'format'", [])
+            .unwrap();
+        assert!(!schema_complete(&conn).unwrap());
+        let j = Journal::from_connection(conn, clock, key()).unwrap();
+        assert_eq!(j.verify().unwrap().records, 1);
+        let conn = j.into_connection();
+        let format: String = conn
+            .query_row(
+                "SELECT value FROM journal_meta WHERE key = 'format'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(format, FORMAT);
     }
 
     #[test]
