@@ -2,7 +2,8 @@
 //! `ulimit -n 1024` (soft and hard, so the daemon cannot raise it) answers `POST
 //! /api/v1/halt` and `/livez` with 2,000 idle and some half-sent connections open; a
 //! half-sent request is closed after the header-read timeout, an idle connection after the
-//! idle timeout; a connection beyond the limit closes the longest-idle one.
+//! idle timeout; a connection beyond the limit closes the longest-idle one. Launched with a
+//! soft open-file limit below the hard one, the daemon raises it to the hard limit.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -68,10 +69,10 @@ fn raise_own_fd_limit(needed: u64) {
     }
 }
 
-/// Launches the binary under `ulimit -n 1024` (soft and hard) through `sh`, which `exec`s
-/// it: the daemon's pid is the child's. Data in `<root>/data`, the journal key and witness
-/// in `<root>/keys`, never under the real `$HOME`.
-fn launch_limited(root: &Path) -> Daemon {
+/// Launches the binary under a soft open-file limit of `soft` and a hard limit of 1,024
+/// through `sh`, which `exec`s it: the daemon's pid is the child's. Data in `<root>/data`,
+/// the journal key and witness in `<root>/keys`, never under the real `$HOME`.
+fn launch_limited(root: &Path, soft: u32) -> Daemon {
     let log = root.join("daemon.log");
     let mut child = Command::new("sh")
         .env("GF_JOURNAL__KEY_FILE", root.join("keys/journal.key"))
@@ -79,7 +80,9 @@ fn launch_limited(root: &Path) -> Daemon {
         .env("HOME", root.join("home"))
         .env("XDG_CONFIG_HOME", root.join("home/.config"))
         .arg("-c")
-        .arg(r#"ulimit -Sn 1024 && ulimit -Hn 1024 && exec "$0" "$@""#)
+        .arg(format!(
+            r#"ulimit -Sn {soft} && ulimit -Hn 1024 && exec "$0" "$@""#
+        ))
         .arg(BIN)
         .args(["--log-format", "json", "launch", "--bind", "127.0.0.1:0"])
         .args(["--scenario", "normal", "--data-dir"])
@@ -177,7 +180,7 @@ fn request(
 fn halt_answers_with_2000_idle_connections_open_under_ulimit_1024() {
     raise_own_fd_limit((IDLE + HALF_SENT + 200) as u64);
     let dir = tempfile::tempdir().unwrap();
-    let d = launch_limited(dir.path());
+    let d = launch_limited(dir.path(), 1024);
     assert_eq!(
         fd_limits(d.child.id()),
         ("1024".to_owned(), "1024".to_owned()),
@@ -235,6 +238,20 @@ fn halt_answers_with_2000_idle_connections_open_under_ulimit_1024() {
         "still the same limited daemon"
     );
     drop(held);
+}
+
+#[test]
+fn the_daemon_raises_its_soft_open_file_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = launch_limited(dir.path(), 256);
+    assert_eq!(
+        fd_limits(d.child.id()),
+        ("1024".to_owned(), "1024".to_owned()),
+        "launched with soft 256 and hard 1024, the daemon serves with soft = hard\n{}",
+        d.log_tail()
+    );
+    let (status, body, _) = request(&d.addr, "GET", "/livez", None, "", Duration::from_secs(5));
+    assert_eq!(status, 200, "{body}");
 }
 
 fn config(dir: &Path, header_ms: u64, idle_ms: u64, max_connections: usize) -> Config {

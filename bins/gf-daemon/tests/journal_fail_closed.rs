@@ -1,7 +1,7 @@
 //! The daemon and its journal, through real HTTP on 127.0.0.1: a journal that cannot be
 //! written halts the daemon, a halt it cannot journal is answered 503 (never 2xx) and
 //! `/readyz` fails, and the restart comes back halted; one daemon per data directory; the
-//! journal key never inside the data directory.
+//! journal key never inside the data directory; a tampered timestamp still lists.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,15 +74,19 @@ async fn a_full_journal_halts_answers_503_on_halt_fails_readyz_and_restarts_halt
     let (code, metrics) = get(&client, &format!("{base}/metrics"), &token).await;
     assert_eq!(code, 200);
     let head = running.daemon.halt.journal().head_id();
+    let exported: i64 = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("gf_journal_head_id "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the journal head is exported");
+    // The head only grows, and the metric follows it: at least the genesis record, at
+    // most the head read after the scrape.
     assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("gf_journal_head_id ")),
-        "the journal head is exported"
+        (1..=head).contains(&exported),
+        "exported head {exported}, journal head {head}"
     );
-    assert!(head >= 1, "genesis at least");
 
     let journal = running.daemon.halt.journal().clone();
     tokio::task::spawn_blocking(move || fill_to_the_brim(&journal))
@@ -119,6 +123,13 @@ async fn a_full_journal_halts_answers_503_on_halt_fails_readyz_and_restarts_halt
 
     let status = eventually_halted(&client, &base, &token).await;
     assert_eq!(status["gate_open"], false);
+    // The self-halt acts as configured (close_positions): cancel-all went to the exchange.
+    assert_eq!(status["halt"]["behaviour"], "close_positions", "{status}");
+    let cancel = &status["halt"]["closure"]["cancel"];
+    assert!(
+        cancel["attempts"].as_u64().is_some_and(|n| n >= 1) && cancel["cancelled"].is_u64(),
+        "{status}"
+    );
     assert_eq!(
         status["halt"]["source"], "auto:journal_unwritable",
         "{status}"
@@ -183,4 +194,51 @@ async fn a_journal_key_inside_the_data_dir_is_refused() {
     cfg.journal.witness_dir = Some(root.path().join("data/witness"));
     let text = format!("{:#}", build(cfg, Arc::new(SystemClock)).unwrap_err());
     assert!(text.contains("journal.witness_dir"), "{text}");
+}
+
+/// A tampered timestamp does not break the journal listing: `GET /api/v1/journal` answers
+/// 200, the record with `ts` null and the stored text in `ts_malformed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_timestamp_still_lists_on_get_journal() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = config(root.path());
+    let db = cfg.general.data_dir.join("gal-friday.sqlite");
+    let running = start(cfg, Scenario::Normal, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let token = running.operator_token.clone().unwrap();
+    let base = running.url();
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/api/v1/halt"))
+        .bearer_auth(&token)
+        .json(&json!({ "reason": "more than one record" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+
+    // Beside the daemon, as someone with write access to the data directory could.
+    let key = gf_halt::JournalKey::random();
+    let conn = gf_halt::Journal::open(&db, Arc::new(SystemClock), key)
+        .unwrap()
+        .into_connection();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS journal_no_update;
+         UPDATE journal SET ts = 'yesterday' WHERE id = 1;",
+    )
+    .unwrap();
+
+    let url = format!("{base}/api/v1/journal?limit=1000");
+    let (code, body) = get(&client, &url, &token).await;
+    assert_eq!(code, 200, "{body}");
+    let records = body["records"].as_array().unwrap();
+    let first = records.iter().find(|r| r["id"] == 1).expect("record 1");
+    assert_eq!(first["ts"], Value::Null, "{first}");
+    assert_eq!(first["ts_malformed"], "yesterday", "{first}");
+    assert!(
+        records.iter().any(|r| r["id"] != 1 && r["ts"].is_string()),
+        "the other records keep their timestamps: {body}"
+    );
+    running.stop().await;
 }

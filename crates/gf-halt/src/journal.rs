@@ -98,20 +98,18 @@ BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 /// so that opening need not run it (one query instead of seven statements to parse).
 /// When anything is missing — a trigger dropped, say — the schema runs and restores it.
 fn schema_complete(conn: &Connection) -> Result<bool, Error> {
-    let objects: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('journal', 'journal_by_kind',
+    let objects: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('journal', 'journal_by_kind',
          'journal_head', 'journal_meta', 'journal_no_update', 'journal_no_delete')",
-        [],
-        |r| r.get(0),
-    )?;
+        )?
+        .query_row([], |r| r.get(0))?;
     if objects != 6 {
         return Ok(false);
     }
-    let format: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM journal_meta WHERE key = 'format'",
-        [],
-        |r| r.get(0),
-    )?;
+    let format: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM journal_meta WHERE key = 'format'")?
+        .query_row([], |r| r.get(0))?;
     Ok(format == 1)
 }
 
@@ -269,17 +267,14 @@ fn parse_ts(text: &str) -> Option<DateTime<Utc>> {
 }
 
 fn read_head(conn: &Connection) -> Result<Option<(i64, String)>, rusqlite::Error> {
-    conn.query_row(
-        "SELECT last_id, mac FROM journal_head WHERE one = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+    conn.prepare_cached("SELECT last_id, mac FROM journal_head WHERE one = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 /// Whether the database holds a journal of the first, unkeyed format (a `hash` column).
 fn is_legacy(conn: &Connection) -> Result<bool, rusqlite::Error> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('journal')")?;
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info('journal')")?;
     let cols: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -869,7 +864,8 @@ impl Journal {
             .inner
             .lock()
             .conn
-            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM journal")?
+            .query_row([], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -1062,12 +1058,11 @@ impl Journal {
             .inner
             .lock()
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, snapshot FROM journal WHERE snapshot IS NOT NULL
                  ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
 
@@ -1080,11 +1075,8 @@ impl Journal {
             .inner
             .lock()
             .conn
-            .query_row(
-                "SELECT id FROM journal WHERE kind = ?1 ORDER BY id DESC LIMIT 1",
-                [kind],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT id FROM journal WHERE kind = ?1 ORDER BY id DESC LIMIT 1")?
+            .query_row([kind], |r| r.get(0))
             .optional()?;
         let Some(id) = id else { return Ok(None) };
         self.record(id)
@@ -1135,17 +1127,17 @@ impl Journal {
     pub fn unresolved_halt(&self) -> Result<Option<JournalRecord>, Error> {
         let (halt, resume): (Option<i64>, Option<i64>) = {
             let inner = self.inner.lock();
-            let halt = inner.conn.query_row(
-                "SELECT MAX(id) FROM journal WHERE kind = ?1",
-                [crate::coordinator::kinds::HALT_TRIGGERED],
-                |r| r.get(0),
-            )?;
-            let resume = inner.conn.query_row(
-                "SELECT MAX(id) FROM journal WHERE kind = ?1 AND
+            let halt = inner
+                .conn
+                .prepare_cached("SELECT MAX(id) FROM journal WHERE kind = ?1")?
+                .query_row([crate::coordinator::kinds::HALT_TRIGGERED], |r| r.get(0))?;
+            let resume = inner
+                .conn
+                .prepare_cached(
+                    "SELECT MAX(id) FROM journal WHERE kind = ?1 AND
                  (CASE WHEN json_valid(detail) THEN json_extract(detail, '$.to') END) = 'running'",
-                [crate::coordinator::kinds::STATE_CHANGED],
-                |r| r.get(0),
-            )?;
+                )?
+                .query_row([crate::coordinator::kinds::STATE_CHANGED], |r| r.get(0))?;
             (halt, resume)
         };
         match halt {
