@@ -139,10 +139,11 @@ fn run_quiet(program: &str, args: &[&str]) -> Result<()> {
         .output()
         .with_context(|| format!("running {shown}"))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("{shown} failed ({}): {}", output.status, tail.join(" | "));
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            crate::stderr_tail(&output.stderr, 5)
+        );
     }
     Ok(())
 }
@@ -237,29 +238,58 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("running cargo fuzz run {target}"))?;
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let stats = parse_stats(&text);
-        let result = if status.success() {
-            "ok".to_owned()
-        } else {
+        let failure = (!status.success()).then(|| status.to_string());
+        if failure.is_some() {
             let tail: Vec<&str> = text.lines().rev().take(30).collect();
             for line in tail.into_iter().rev() {
                 eprintln!("  {line}");
             }
-            let saved = artifact(&text).map_or_else(String::new, |a| format!(", input {a}"));
-            failed.push(format!("{target} ({status}{saved})"));
-            format!("FAILED{saved}")
-        };
+        }
+        let (result, failure) = judge(target, failure.as_deref(), &text);
+        failed.extend(failure);
         rows.push((target.clone(), stats.unwrap_or_default(), result));
     }
-    println!(
-        "{:<14} {:>6} {:>14} {:>10}  result",
+    print!("{}", summary(plan.secs, &rows));
+    verdict(&failed)
+}
+
+/// The result column of a target's run (`failure`: the exit status of a failed run) and,
+/// when it failed, the entry naming it and the input libFuzzer saved.
+#[must_use]
+pub fn judge(target: &str, failure: Option<&str>, log: &str) -> (String, Option<String>) {
+    match failure {
+        None => ("ok".to_owned(), None),
+        Some(status) => {
+            let saved = artifact(log).map_or_else(String::new, |a| format!(", input {a}"));
+            (
+                format!("FAILED{saved}"),
+                Some(format!("{target} ({status}{saved})")),
+            )
+        }
+    }
+}
+
+/// The printed summary: one row per target (name, statistics, result).
+#[must_use]
+pub fn summary(secs: u64, rows: &[(String, Stats, String)]) -> String {
+    let mut out = format!(
+        "{:<14} {:>6} {:>14} {:>10}  result\n",
         "target", "secs", "executions", "exec/s"
     );
-    for (target, stats, result) in &rows {
-        println!(
-            "{target:<14} {:>6} {:>14} {:>10}  {result}",
-            plan.secs, stats.executions, stats.per_sec
-        );
+    for (target, stats, result) in rows {
+        out.push_str(&format!(
+            "{target:<14} {secs:>6} {:>14} {:>10}  {result}\n",
+            stats.executions, stats.per_sec
+        ));
     }
+    out
+}
+
+/// `Ok` when no target failed.
+///
+/// # Errors
+/// Every failed target, with how to reproduce.
+pub fn verdict(failed: &[String]) -> Result<()> {
     if !failed.is_empty() {
         bail!(
             "fuzz target(s) failed: {}; reproduce with `cargo +nightly fuzz run --sanitizer=none --debug-assertions TARGET INPUT`",
@@ -364,6 +394,72 @@ mod tests {
                 .iter()
                 .any(|a| a.starts_with("-jobs") || a.starts_with("-workers"))
         );
+    }
+
+    #[test]
+    fn a_crashed_target_is_named_with_its_saved_input_and_the_others_pass() {
+        let crash = "Test unit written to fuzz/artifacts/config/crash-abc\n";
+        assert_eq!(judge("journal", None, crash), ("ok".to_owned(), None));
+        let (result, failure) = judge("config", Some("exit status: 77"), crash);
+        assert_eq!(result, "FAILED, input fuzz/artifacts/config/crash-abc");
+        assert_eq!(
+            failure.as_deref(),
+            Some("config (exit status: 77, input fuzz/artifacts/config/crash-abc)")
+        );
+        // A build failure saves no input.
+        let (result, failure) = judge("config", Some("exit status: 101"), "error[E0425]\n");
+        assert_eq!(result, "FAILED");
+        assert_eq!(failure.as_deref(), Some("config (exit status: 101)"));
+        assert!(verdict(&[]).is_ok());
+        let err = verdict(&["a (x)".to_owned(), "b (y)".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a (x); b (y)"), "{err}");
+        assert!(err.contains("cargo +nightly fuzz run"), "{err}");
+    }
+
+    #[test]
+    fn the_summary_has_a_row_per_target() {
+        let rows = [
+            (
+                "config".to_owned(),
+                Stats {
+                    executions: 1000,
+                    per_sec: 16,
+                },
+                "ok".to_owned(),
+            ),
+            ("journal".to_owned(), Stats::default(), "FAILED".to_owned()),
+        ];
+        let text = summary(60, &rows);
+        let words: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                vec!["target", "secs", "executions", "exec/s", "result"],
+                vec!["config", "60", "1000", "16", "ok"],
+                vec!["journal", "60", "0", "0", "FAILED"],
+            ]
+        );
+    }
+
+    #[test]
+    fn quiet_commands_report_success_and_the_end_of_stderr() {
+        assert!(succeeds("sh", &["-c", "exit 0"]));
+        assert!(!succeeds("sh", &["-c", "exit 1"]));
+        assert!(!succeeds("/nonexistent/xtask-program", &[]));
+        run_quiet("sh", &["-c", "echo noise"]).unwrap();
+        let err = run_quiet("sh", &["-c", "echo why >&2; exit 2"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("sh -c echo why >&2; exit 2 failed"),
+            "{err}"
+        );
+        assert!(err.ends_with(": why"), "{err}");
     }
 
     /// Every declared target is run by default and has a seed corpus, and the other way

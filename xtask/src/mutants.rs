@@ -273,10 +273,7 @@ fn ensure_cargo_mutants() -> Result<()> {
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let root = crate::root();
-    let areas: Vec<&Area> = AREAS
-        .iter()
-        .filter(|a| opts.areas.is_empty() || opts.areas.iter().any(|n| n == a.name))
-        .collect();
+    let areas = selected(&opts);
     if !opts.report_only {
         ensure_cargo_mutants()?;
         for area in &areas {
@@ -290,20 +287,48 @@ pub fn run(args: &[String]) -> Result<()> {
             let status = Command::new("cargo")
                 .args(&args)
                 .current_dir(&root)
-                .env("CARGO_TARGET_DIR", root.join("target/mutants/build"))
-                .env("CARGO_PROFILE_DEV_DEBUG", "0")
-                // Property tests run every mutant: fewer cases keep a run within the hour
-                // (the unit tests around them pin the exact cases).
-                .env(
-                    "PROPTEST_CASES",
-                    std::env::var("PROPTEST_CASES").unwrap_or_else(|_| "32".into()),
-                )
+                .envs(run_env(&root, std::env::var("PROPTEST_CASES").ok()))
                 .status()
                 .context("running cargo mutants")?;
             eprintln!("xtask: [{}] cargo-mutants exited with {status}", area.name);
         }
     }
     report(&root, &areas)
+}
+
+/// The areas to run, in [`AREAS`] order: the named ones, or all.
+fn selected(opts: &Options) -> Vec<&'static Area> {
+    AREAS
+        .iter()
+        .filter(|a| opts.areas.is_empty() || opts.areas.iter().any(|n| n == a.name))
+        .collect()
+}
+
+/// The environment of a cargo-mutants run: its own target directory without debug info,
+/// and `PROPTEST_CASES` (`proptest_cases`: the caller's, if set).
+fn run_env(root: &Path, proptest_cases: Option<String>) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "CARGO_TARGET_DIR",
+            root.join("target/mutants/build").display().to_string(),
+        ),
+        ("CARGO_PROFILE_DEV_DEBUG", "0".to_owned()),
+        // Property tests run every mutant: fewer cases keep a run within the hour (the
+        // unit tests around them pin the exact cases).
+        (
+            "PROPTEST_CASES",
+            proptest_cases.unwrap_or_else(|| "32".into()),
+        ),
+    ]
+}
+
+/// The mutant names of `cargo mutants --list` output, one a line.
+fn parse_list(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The mutants the area has now (names as in `outcomes.json`), after the exclusions of
@@ -323,11 +348,7 @@ fn list_mutants(root: &Path, area: &Area) -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect())
+    Ok(parse_list(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Every outcome seen for the area, newest last: the kept history, then the results a
@@ -356,43 +377,65 @@ fn history(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 fn report(root: &Path, areas: &[&Area]) -> Result<()> {
-    println!("mutation scores (timeouts count as caught; unviable mutants left out)");
-    println!(
-        "{:<12} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>5} {:>5}",
-        "area", "caught", "missed", "timeout", "unviable", "untested", "score", "goal", ""
-    );
+    print!("{}", report_header());
     let mut failures = Vec::new();
     for area in areas {
         let dir = out_dir(root, area);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let current = list_mutants(root, area)?;
         let (t, missed) = tally(&current, &history(&dir)?)?;
-        let ok = t.score() >= area.goal && t.untested == 0;
-        println!(
-            "{:<12} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7.2}% {:>4.0}% {:>5}",
+        let (text, failure) = report_area(area, &t, &missed);
+        print!("{text}");
+        failures.extend(failure);
+    }
+    verdict(&failures)
+}
+
+/// The head of the score table.
+fn report_header() -> String {
+    format!(
+        "mutation scores (timeouts count as caught; unviable mutants left out)\n\
+         {:<12} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>5} {:>5}\n",
+        "area", "caught", "missed", "timeout", "unviable", "untested", "score", "goal", ""
+    )
+}
+
+/// An area's row of the score table and its missed mutants, and the failure when it is
+/// under its goal or has untested mutants.
+fn report_area(area: &Area, t: &Tally, missed: &[String]) -> (String, Option<String>) {
+    let ok = t.score() >= area.goal && t.untested == 0;
+    let mut text = format!(
+        "{:<12} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7.2}% {:>4.0}% {:>5}\n",
+        area.name,
+        t.caught,
+        t.missed,
+        t.timeout,
+        t.unviable,
+        t.untested,
+        t.score(),
+        area.goal,
+        if ok { "ok" } else { "UNDER" }
+    );
+    for name in missed {
+        text.push_str(&format!("    missed: {name}\n"));
+    }
+    let failure = (!ok).then(|| {
+        format!(
+            "{} {:.2}% (goal {:.0}%, {} untested)",
             area.name,
-            t.caught,
-            t.missed,
-            t.timeout,
-            t.unviable,
-            t.untested,
             t.score(),
             area.goal,
-            if ok { "ok" } else { "UNDER" }
-        );
-        for name in &missed {
-            println!("    missed: {name}");
-        }
-        if !ok {
-            failures.push(format!(
-                "{} {:.2}% (goal {:.0}%, {} untested)",
-                area.name,
-                t.score(),
-                area.goal,
-                t.untested
-            ));
-        }
-    }
+            t.untested
+        )
+    });
+    (text, failure)
+}
+
+/// `Ok` when every area met its goal.
+///
+/// # Errors
+/// Every area under its goal.
+fn verdict(failures: &[String]) -> Result<()> {
     if !failures.is_empty() {
         bail!("mutation score under the goal: {}", failures.join("; "));
     }
@@ -455,6 +498,177 @@ mod tests {
         let args = mutants_args(coordinator, Path::new("/w/c"), false, &[]);
         assert!(!args.iter().any(|a| a == "--cargo-arg=--lib"));
         assert!(!args.iter().any(|a| a == "--iterate" || a == "--re"));
+    }
+
+    #[test]
+    fn areas_are_chosen_by_name_in_table_order() {
+        let all = selected(&Options::default());
+        assert_eq!(all.len(), AREAS.len());
+        let opts = parse(&own(&["--area", "risk", "--area", "gate"])).unwrap();
+        let names: Vec<&str> = selected(&opts).iter().map(|a| a.name).collect();
+        assert_eq!(names, ["gate", "risk"]);
+    }
+
+    #[test]
+    fn runs_build_apart_without_debug_info_and_with_few_proptest_cases() {
+        let env = run_env(Path::new("/w"), None);
+        assert_eq!(
+            env,
+            [
+                ("CARGO_TARGET_DIR", "/w/target/mutants/build".to_owned()),
+                ("CARGO_PROFILE_DEV_DEBUG", "0".to_owned()),
+                ("PROPTEST_CASES", "32".to_owned()),
+            ]
+        );
+        let env = run_env(Path::new("/w"), Some("256".into()));
+        assert_eq!(env[2], ("PROPTEST_CASES", "256".to_owned()));
+    }
+
+    #[test]
+    fn the_list_has_one_mutant_a_line() {
+        assert_eq!(
+            parse_list(
+                "a.rs:1:1: replace f with ()\n\n  \nb.rs:2:3: replace g -> bool with true\n"
+            ),
+            [
+                "a.rs:1:1: replace f with ()",
+                "b.rs:2:3: replace g -> bool with true"
+            ]
+        );
+        assert!(parse_list("").is_empty());
+    }
+
+    #[test]
+    fn an_area_under_its_goal_or_with_untested_mutants_fails_by_name() {
+        let gate = AREAS.iter().find(|a| a.name == "gate").unwrap();
+        let good = Tally {
+            caught: 9,
+            missed: 1,
+            ..Tally::default()
+        };
+        let (text, failure) = report_area(gate, &good, &["m1".to_owned()]);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["gate", "9", "1", "0", "0", "0", "90.00%", "90%", "ok"],
+                vec!["missed:", "m1"],
+            ]
+        );
+        assert_eq!(failure, None);
+        let (text, failure) = report_area(
+            gate,
+            &Tally {
+                caught: 8,
+                missed: 2,
+                ..Tally::default()
+            },
+            &[],
+        );
+        assert!(text.trim_end().ends_with("UNDER"), "{text}");
+        assert_eq!(
+            failure.as_deref(),
+            Some("gate 80.00% (goal 90%, 0 untested)")
+        );
+        let untested = Tally {
+            caught: 10,
+            untested: 1,
+            ..Tally::default()
+        };
+        assert_eq!(
+            report_area(gate, &untested, &[]).1.as_deref(),
+            Some("gate 100.00% (goal 90%, 1 untested)")
+        );
+        assert!(verdict(&[]).is_ok());
+        let err = verdict(&["gate x".to_owned(), "risk y".to_owned()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mutation score under the goal: gate x; risk y"
+        );
+        let header = report_header();
+        assert!(header.starts_with("mutation scores"));
+        let head: Vec<&str> = header.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            head,
+            [
+                "area", "caught", "missed", "timeout", "unviable", "untested", "score", "goal"
+            ]
+        );
+    }
+
+    /// Results of successive runs add up: the kept history, the run an `--iterate` moved
+    /// aside, then the latest run, newest winning; and the sum is saved back.
+    #[test]
+    fn history_adds_up_runs_newest_last_and_is_kept() {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-mutants-history-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("mutants.out.old")).unwrap();
+        std::fs::create_dir_all(dir.join("mutants.out")).unwrap();
+        let mutant = |name: &str, summary: &str| serde_json::json!({"scenario": {"Mutant": {"name": name}}, "summary": summary});
+        std::fs::write(
+            dir.join("history.json"),
+            r#"{"a": "MissedMutant", "b": "MissedMutant", "c": "Timeout"}"#,
+        )
+        .unwrap();
+        let old = serde_json::json!({"outcomes": [mutant("a", "CaughtMutant"), mutant("b", "MissedMutant")]});
+        std::fs::write(dir.join("mutants.out.old/outcomes.json"), old.to_string()).unwrap();
+        let new = serde_json::json!({"outcomes": [
+            {"scenario": "Baseline", "summary": "Success"},
+            mutant("b", "CaughtMutant"),
+            mutant("d", "Unviable"),
+        ]});
+        std::fs::write(dir.join("mutants.out/outcomes.json"), new.to_string()).unwrap();
+        let h = history(&dir).unwrap();
+        let expected: BTreeMap<String, String> = [
+            ("a", "CaughtMutant"),
+            ("b", "CaughtMutant"),
+            ("c", "Timeout"),
+            ("d", "Unviable"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(h, expected);
+        // Saved: with the runs gone, the history still holds.
+        std::fs::remove_dir_all(dir.join("mutants.out")).unwrap();
+        std::fs::remove_dir_all(dir.join("mutants.out.old")).unwrap();
+        assert_eq!(history(&dir).unwrap(), expected);
+        // A corrupt run is an error, not an empty history.
+        std::fs::create_dir_all(dir.join("mutants.out")).unwrap();
+        std::fs::write(dir.join("mutants.out/outcomes.json"), "{").unwrap();
+        assert!(history(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unnamed_mutants_are_named_from_their_parts_and_odd_outcomes_refused() {
+        let m = serde_json::json!({
+            "file": "src/a.rs",
+            "span": {"start": {"line": 7}},
+            "function": {"function_name": "f"},
+            "replacement": "true"
+        });
+        assert_eq!(mutant_name(&m), "src/a.rs:7: f: replace with true");
+        assert_eq!(
+            mutant_name(&serde_json::json!({})),
+            "?:0: ?: replace with ?"
+        );
+        let history: BTreeMap<String, String> = [("x".to_owned(), "Exploded".to_owned())]
+            .into_iter()
+            .collect();
+        let err = tally(&["x".to_owned()], &history).unwrap_err().to_string();
+        assert!(err.contains("Exploded"), "{err}");
+        assert_eq!(
+            out_dir(Path::new("/w"), &AREAS[0]),
+            PathBuf::from("/w/target/mutants/gate")
+        );
     }
 
     #[test]

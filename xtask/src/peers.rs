@@ -232,6 +232,80 @@ pub fn install_plan(
     Ok(steps)
 }
 
+/// Who may run `apt-get`, from the output of `id -u` (`None` when it did not run) and, only
+/// when that is not root, whether `sudo -n true` succeeds.
+pub fn privilege(uid: Option<&str>, sudo_works: impl FnOnce() -> bool) -> Privilege {
+    if uid == Some("0") {
+        Privilege::Root
+    } else if sudo_works() {
+        Privilege::Sudo
+    } else {
+        Privilege::None
+    }
+}
+
+/// Debian's `python3-venv`: Debian's own python3 creates venvs only with it installed.
+const PYTHON3_VENV: Peer = Peer {
+    name: "python3-venv",
+    used_by: "the venv of the Python peers",
+    detect: Detect::Programs(&[]),
+    install: Install::Apt(&["python3-venv"]),
+};
+
+/// [`install_plan`], preceded by the installation of `python3-venv` when the plan creates
+/// the venv and the system Python cannot (`has_ensurepip` is asked only then).
+///
+/// # Errors
+/// As [`install_plan`], also for `python3-venv`.
+pub fn full_plan(
+    missing: &[&Peer],
+    privilege: Privilege,
+    venv: &Path,
+    venv_exists: bool,
+    has_ensurepip: impl FnOnce() -> bool,
+) -> Result<Vec<Step>, String> {
+    let mut plan = install_plan(missing, privilege, venv, venv_exists)?;
+    let creates_venv = plan
+        .iter()
+        .any(|s| s.args.first().is_some_and(|a| a == "-m"));
+    if creates_venv && !has_ensurepip() {
+        let extra_steps = install_plan(&[&PYTHON3_VENV], privilege, venv, true)?;
+        plan.splice(0..0, extra_steps);
+    }
+    Ok(plan)
+}
+
+/// After installing: one report line per peer (`before[i]`: whether `peers[i]` was there
+/// before; `present` is asked only for the ones that were not), and an error naming every
+/// peer still missing.
+///
+/// # Errors
+/// The names of the peers still missing.
+pub fn outcome(
+    peers: &[Peer],
+    before: &[bool],
+    present: impl Fn(&Peer) -> bool,
+) -> (Vec<String>, Result<(), String>) {
+    let mut lines = Vec::new();
+    let mut still_missing = Vec::new();
+    for (peer, &was) in peers.iter().zip(before) {
+        let now = was || present(peer);
+        lines.push(report_line(peer, was, now));
+        if !now {
+            still_missing.push(peer.name);
+        }
+    }
+    let result = if still_missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "test peer(s) still missing after installing: {}",
+            still_missing.join(", ")
+        ))
+    };
+    (lines, result)
+}
+
 /// The one-line report for a peer.
 #[must_use]
 pub fn report_line(peer: &Peer, was_present: bool, now_present: bool) -> String {
@@ -387,6 +461,97 @@ mod tests {
             line.contains("MISSING") && line.contains("age_cli"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn privilege_is_root_then_sudo_then_none_and_sudo_is_asked_only_when_needed() {
+        let asked = std::cell::Cell::new(false);
+        let sudo = |works: bool| {
+            let asked = &asked;
+            move || {
+                asked.set(true);
+                works
+            }
+        };
+        assert_eq!(privilege(Some("0"), sudo(true)), Privilege::Root);
+        assert!(!asked.get(), "root needs no sudo");
+        assert_eq!(privilege(Some("1000"), sudo(true)), Privilege::Sudo);
+        assert!(asked.get());
+        assert_eq!(privilege(Some("1000"), sudo(false)), Privilege::None);
+        assert_eq!(privilege(None, sudo(false)), Privilege::None);
+    }
+
+    #[test]
+    fn a_new_venv_without_ensurepip_installs_python3_venv_first() {
+        let probe = fake(
+            &[
+                "chromium",
+                "chromedriver",
+                "age",
+                "prometheus",
+                "openssl",
+                "bao",
+            ],
+            &["aiosmtpd"],
+        );
+        let m = missing(PEERS, &probe, &OsString::new());
+        assert_eq!(names(&m), ["moto"]);
+        let venv = Path::new("/t/venv");
+        let lines = |plan: Vec<Step>| plan.iter().map(Step::display).collect::<Vec<_>>();
+        let pip = "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server]";
+        assert_eq!(
+            lines(full_plan(&m, Privilege::Sudo, venv, false, || false).unwrap()),
+            [
+                "sudo -n apt-get update -qq",
+                "sudo -n apt-get install -y -qq --no-install-recommends python3-venv",
+                "python3 -m venv /t/venv",
+                pip,
+            ]
+        );
+        assert_eq!(
+            lines(full_plan(&m, Privilege::Sudo, venv, false, || true).unwrap()),
+            ["python3 -m venv /t/venv", pip]
+        );
+        // An existing venv needs no python3-venv, and ensurepip is not even asked.
+        let asked = std::cell::Cell::new(false);
+        let plan = full_plan(&m, Privilege::None, venv, true, || {
+            asked.set(true);
+            false
+        })
+        .unwrap();
+        assert_eq!(lines(plan), [pip]);
+        assert!(!asked.get());
+        // Creating the venv without ensurepip needs apt, hence root or sudo.
+        let err = full_plan(&m, Privilege::None, venv, false, || false).unwrap_err();
+        assert!(err.contains("python3-venv"), "{err}");
+    }
+
+    #[test]
+    fn the_outcome_names_every_peer_still_missing() {
+        let age = PEERS.iter().find(|p| p.name == "age").unwrap();
+        let moto = PEERS.iter().find(|p| p.name == "moto").unwrap();
+        let peers = [*age, *moto];
+        // age was there; moto was installed.
+        let (lines, result) = outcome(&peers, &[true, false], |p| p.name == "moto");
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("present"), "{lines:?}");
+        assert!(
+            lines[1].contains("installed (pip install moto[server]"),
+            "{lines:?}"
+        );
+        assert_eq!(result, Ok(()));
+        // Neither is there after installing: both are named, and a peer that was there is
+        // not probed again.
+        let (lines, result) = outcome(&peers, &[false, false], |_| false);
+        assert!(lines.iter().all(|l| l.contains("MISSING")), "{lines:?}");
+        assert_eq!(
+            result,
+            Err("test peer(s) still missing after installing: age, moto".to_owned())
+        );
+        let (_, result) = outcome(&peers, &[true, true], |p| {
+            unreachable!("{} probed again", p.name)
+        });
+        assert_eq!(result, Ok(()));
     }
 
     #[test]

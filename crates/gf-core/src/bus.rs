@@ -443,6 +443,157 @@ mod tests {
         assert_eq!(sub.recv().await.unwrap_err(), RecvError::Closed);
     }
 
+    fn resumed() -> Event {
+        Event::new(
+            Utc::now(),
+            Source::Halt,
+            Payload::Resumed {
+                operator: "a".into(),
+            },
+        )
+    }
+
+    /// Polls `fut` once, without a runtime: what a waiting `recv` sees at this instant.
+    fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::Pin::new(fut).poll(&mut cx)
+    }
+
+    /// A subscriber already waiting in `recv` when the ring overflows is told how many
+    /// events it missed, and then resumes with the oldest event still held.
+    #[tokio::test]
+    async fn a_lag_while_waiting_is_reported_with_its_count() {
+        let bus = EventBus::new(16);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::Latency]));
+        {
+            let mut waiting = Box::pin(sub.recv());
+            assert!(poll_once(&mut waiting).is_pending());
+            for i in 0..100 {
+                bus.publish(latency(i));
+            }
+            assert_eq!(
+                poll_once(&mut waiting),
+                std::task::Poll::Ready(Err(RecvError::Lagged { missed: 84 }))
+            );
+        }
+        assert_eq!(sub.lagged_total(), 84);
+        assert_eq!(micros(&sub.recv().await.unwrap()), 84);
+    }
+
+    /// A waiting subscriber is woken by either lane, and a normal-lane event of a kind it
+    /// did not ask for does not end the wait.
+    #[tokio::test]
+    async fn a_waiting_receive_takes_its_kinds_from_either_lane() {
+        let bus = EventBus::new(16);
+        let kinds = KindSet::of(&[EventKind::Resumed, EventKind::Latency]);
+        let mut sub = bus.subscribe(kinds);
+        assert_eq!(sub.kinds(), kinds);
+        {
+            let mut waiting = Box::pin(sub.recv());
+            assert!(poll_once(&mut waiting).is_pending());
+            bus.publish(resumed());
+            match poll_once(&mut waiting) {
+                std::task::Poll::Ready(Ok(ev)) => assert_eq!(ev.kind(), EventKind::Resumed),
+                other => panic!("expected the resume, got {other:?}"),
+            }
+        }
+        let mut only_latency = bus.subscribe(KindSet::of(&[EventKind::Latency]));
+        {
+            let mut waiting = Box::pin(only_latency.recv());
+            assert!(poll_once(&mut waiting).is_pending());
+            bus.publish(Event::new(
+                Utc::now(),
+                Source::Test,
+                Payload::Health {
+                    check: "x".into(),
+                    status: crate::event::HealthStatus::Healthy,
+                    message: String::new(),
+                    latency_micros: 1,
+                },
+            ));
+            assert!(
+                poll_once(&mut waiting).is_pending(),
+                "other kinds are skipped"
+            );
+            bus.publish(latency(5));
+            match poll_once(&mut waiting) {
+                std::task::Poll::Ready(Ok(ev)) => assert_eq!(micros(&ev), 5),
+                other => panic!("expected the latency, got {other:?}"),
+            }
+        }
+        assert_eq!(sub.try_recv().unwrap().kind(), EventKind::Latency);
+    }
+
+    /// A subscriber of lossless kinds only, waiting through a flood, is never told of the
+    /// lag (it missed nothing it asked for) but counts it, and gets the halt event.
+    #[tokio::test]
+    async fn a_lossless_only_subscriber_waits_through_a_flood_without_lag_errors() {
+        let bus = EventBus::new(16);
+        let mut halts = bus.subscribe(KindSet::critical());
+        {
+            let mut waiting = Box::pin(halts.recv());
+            assert!(poll_once(&mut waiting).is_pending());
+            for i in 0..100 {
+                bus.publish(latency(i));
+            }
+            assert!(poll_once(&mut waiting).is_pending());
+            bus.publish(halt());
+            match poll_once(&mut waiting) {
+                std::task::Poll::Ready(Ok(ev)) => {
+                    assert_eq!(ev.kind(), EventKind::HaltStateChanged);
+                }
+                other => panic!("expected the halt, got {other:?}"),
+            }
+        }
+        assert_eq!(halts.lagged_total(), 84);
+    }
+
+    /// Dropping the bus ends a wait with `Closed`, for subscriptions with and without the
+    /// lossless lane.
+    #[tokio::test]
+    async fn dropping_the_bus_ends_a_waiting_receive() {
+        let bus = EventBus::new(8);
+        let mut all = bus.subscribe_all();
+        let mut market = bus.subscribe(KindSet::of(&[EventKind::Latency]));
+        let mut wait_all = Box::pin(all.recv());
+        let mut wait_market = Box::pin(market.recv());
+        assert!(poll_once(&mut wait_all).is_pending());
+        assert!(poll_once(&mut wait_market).is_pending());
+        drop(bus);
+        assert_eq!(
+            poll_once(&mut wait_all),
+            std::task::Poll::Ready(Err(RecvError::Closed))
+        );
+        assert_eq!(
+            poll_once(&mut wait_market),
+            std::task::Poll::Ready(Err(RecvError::Closed))
+        );
+        drop((wait_all, wait_market));
+        assert_eq!(all.try_recv().unwrap_err(), TryRecvError::Closed);
+        assert_eq!(market.try_recv().unwrap_err(), TryRecvError::Closed);
+    }
+
+    #[test]
+    fn debug_output_shows_subscribers_published_and_lag() {
+        let bus = EventBus::new(2);
+        let mut sub = bus.subscribe_all();
+        let _other = bus.subscribe(KindSet::market_data());
+        for i in 0..5 {
+            bus.publish(latency(i));
+        }
+        let text = format!("{bus:?}");
+        assert!(
+            text.contains("subscribers: 2") && text.contains("published: 5"),
+            "{text}"
+        );
+        assert!(matches!(
+            sub.try_recv(),
+            Err(TryRecvError::Lagged { missed: 3 })
+        ));
+        let text = format!("{sub:?}");
+        assert!(text.contains("lagged_total: 3"), "{text}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_subscribers_receive_everything_in_order() {
         let bus = EventBus::new(1 << 16);

@@ -1460,6 +1460,289 @@ mod tests {
         }
     }
 
+    /// Every range and consistency rule refuses with its key and says what is allowed.
+    #[test]
+    fn each_rule_refuses_with_its_key_and_what_is_allowed() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[general]\nlog_format = \"xml\"",
+                "general.log_format",
+                "must be auto, human or json",
+            ),
+            ("[market]\npairs = []", "market.pairs", "at least one pair"),
+            (
+                "[market]\npairs = [\"XRP/USD\", \"DOGE/USD\", \"XRP/USD\"]",
+                "market.pairs",
+                "listed twice",
+            ),
+            (
+                "[market]\nstaleness_secs = 0",
+                "market.staleness_secs",
+                "must be at least 1",
+            ),
+            (
+                "[market]\nreconnect_initial_ms = 500\nreconnect_max_ms = 499",
+                "market.reconnect_max_ms",
+                "must be at least market.reconnect_initial_ms",
+            ),
+            (
+                "[market]\nreplay_speed = -1",
+                "market.replay_speed",
+                "must be 0 (full speed) or positive",
+            ),
+            (
+                "[exchange]\ntimeout_ms = 0",
+                "exchange.timeout_ms",
+                "must be at least 1",
+            ),
+            (
+                "[exchange]\npaper_taker_fee_pct = 100.5",
+                "exchange.paper_taker_fee_pct",
+                "between 0 and 100",
+            ),
+            (
+                "[exchange]\npaper_maker_fee_pct = -0.1",
+                "exchange.paper_maker_fee_pct",
+                "between 0 and 100",
+            ),
+            (
+                "[exchange.paper_balances]\nUSD = -1",
+                "exchange.paper_balances.USD",
+                "must not be negative",
+            ),
+            (
+                "[risk]\nrisk_per_trade_pct = 0",
+                "risk.risk_per_trade_pct",
+                "above 0 and at most 100",
+            ),
+            (
+                "[risk]\nmax_order_notional = 0",
+                "risk.max_order_notional",
+                "must be positive",
+            ),
+            ("[risk]\nlot_size = -1", "risk.lot_size", "must be positive"),
+            (
+                "[risk]\nmax_open_orders = 0",
+                "risk.max_open_orders",
+                "must be at least 1",
+            ),
+            (
+                "[risk.pairs.\"XRP/USD\"]\nmax_position_notional = 0",
+                "risk.pairs.\"XRP/USD\".max_position_notional",
+                "must be positive",
+            ),
+            (
+                "[risk.pairs.\"XRP/USD\"]\nlot_size = -1",
+                "risk.pairs.\"XRP/USD\".lot_size",
+                "must be positive",
+            ),
+            (
+                "[halt]\nmax_volatility_pct = 0",
+                "halt.max_volatility_pct",
+                "above 0",
+            ),
+            (
+                "[halt]\nvolatility_window_mins = 1",
+                "halt.volatility_window_mins",
+                "at least 2",
+            ),
+            (
+                "[halt]\nmax_api_errors_per_min = 0",
+                "halt.max_api_errors_per_min",
+                "must be at least 1",
+            ),
+            (
+                "[halt]\nmax_exposure_notional = 0",
+                "halt.max_exposure_notional",
+                "must be positive",
+            ),
+            (
+                "[halt]\nclosure_max_attempts = 0",
+                "halt.closure_max_attempts",
+                "must be at least 1",
+            ),
+            (
+                "[api]\nmax_body_bytes = 255",
+                "api.max_body_bytes",
+                "must be at least 256",
+            ),
+            (
+                "[api]\nmax_connections = 7",
+                "api.max_connections",
+                "must be at least 8",
+            ),
+            (
+                "[api]\nidle_timeout_ms = 0",
+                "api.idle_timeout_ms",
+                "must be at least 1",
+            ),
+            (
+                "[secrets]\nprovider = \"file\"",
+                "secrets.file_path",
+                "required by the file provider",
+            ),
+            (
+                "[secrets]\nprovider = \"vault\"\nvault_addr = \"https://v:8200\"",
+                "secrets.vault_path",
+                "required by the vault provider",
+            ),
+            (
+                "[secrets]\nprovider = \"vault\"\nvault_addr = \"https://v:8200\"\n\
+                 vault_path = \"gf\"\nvault_auth = \"ldap\"",
+                "secrets.vault_auth",
+                "must be token or approle",
+            ),
+            (
+                "[secrets]\nprovider = \"aws\"",
+                "secrets.aws_region",
+                "required by the aws provider",
+            ),
+            (
+                "[secrets]\nprovider = \"aws\"\naws_region = \"eu-west-1\"",
+                "secrets.aws_secret_id",
+                "required by the aws provider",
+            ),
+            (
+                "[monitor]\ndashboard_interval_ms = 0",
+                "monitor.dashboard_interval_ms",
+                "must be at least 1",
+            ),
+            (
+                "[monitor]\nalert_drawdown_pct = 101",
+                "monitor.alert_drawdown_pct",
+                "at most 100",
+            ),
+            (
+                "[[monitor.channels]]\nname = \"ops\"\nkind = \"log\"\n\
+                 min_severity = \"debug\"",
+                "monitor.channels[0].min_severity",
+                "must be info, warning or critical",
+            ),
+        ];
+        for (text, key, reason) in cases {
+            match Config::from_toml_str(text) {
+                Err(ConfigError::Invalid {
+                    key: k, reason: r, ..
+                }) => {
+                    assert_eq!(k, *key, "{text:?}");
+                    assert!(r.contains(reason), "{text:?}: {r}");
+                }
+                other => panic!("{text:?}: expected {key} refused, got {other:?}"),
+            }
+        }
+    }
+
+    /// The values just inside each rule pass, and each provider passes with what it needs.
+    #[test]
+    fn the_edges_of_each_rule_and_complete_providers_pass() {
+        for text in [
+            "[market]\nreplay_speed = 0\nreconnect_initial_ms = 500\nreconnect_max_ms = 500",
+            "[exchange]\npaper_taker_fee_pct = 0\npaper_maker_fee_pct = 100",
+            "[exchange.paper_balances]\nUSD = 0",
+            "[risk]\nrisk_per_trade_pct = 100",
+            "[risk.pairs.\"XRP/USD\"]\nmax_position_notional = 1\nlot_size = 0.1",
+            "[halt]\nvolatility_window_mins = 2",
+            "[api]\nmax_body_bytes = 256\nmax_connections = 8",
+            "[secrets]\nprovider = \"file\"\nfile_path = \"/s/secrets.age\"",
+            "[secrets]\nprovider = \"vault\"\nvault_addr = \"https://v:8200\"\n\
+             vault_path = \"gf\"\nvault_auth = \"approle\"",
+            "[secrets]\nprovider = \"aws\"\naws_region = \"eu-west-1\"\naws_secret_id = \"gf\"",
+            "[general]\nmode = \"live\"\n[secrets]\nprovider = \"env\"",
+            "[[monitor.channels]]\nname = \"ops\"\nkind = \"slack\"\nmin_severity = \"critical\"",
+        ] {
+            Config::from_toml_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bad_env_overrides_name_the_variable() {
+        let err = Config::from_toml_with_env("", "t", env(&[("GF_API____BIND", "x")])).unwrap_err();
+        match err {
+            ConfigError::Env { var, reason } => {
+                assert_eq!(var, "GF_API____BIND");
+                assert!(reason.contains("empty key segment"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A key the file sets to a value cannot be descended into.
+        let err = Config::from_toml_with_env(
+            "[general]\nlog_format = \"json\"\n",
+            "t",
+            env(&[("GF_GENERAL__LOG_FORMAT__X", "1")]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Env { reason, .. } if reason.contains("`log_format` is not a table")),
+            "{err}"
+        );
+        // An override is validated like the file.
+        let err = Config::from_toml_with_env("", "t", env(&[("GF_API__MAX_CONNECTIONS", "2")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("api.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn loading_a_file_names_it_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gal-friday.toml");
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(&err, ConfigError::Read { path: p, .. } if *p == path));
+        assert!(err.to_string().contains("gal-friday.toml"), "{err}");
+        std::fs::write(&path, "[halt]\nmax_consecutive_losses = 7\n").unwrap();
+        // Loading also reads the process environment; without GF_ overrides in it the
+        // file's value holds.
+        if !std::env::vars().any(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__")) {
+            assert_eq!(Config::load(&path).unwrap().halt.max_consecutive_losses, 7);
+            assert_eq!(
+                Config::embedded_default().unwrap(),
+                Config::from_toml_str("").unwrap()
+            );
+        }
+        std::fs::write(&path, "[halt\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("gal-friday.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_strategy_is_explicit_in_live_mode() {
+        let none = StrategyConfig { kind: None };
+        assert_eq!(none.effective(Mode::Live), Some(StrategyKind::None));
+        assert_eq!(none.effective(Mode::Paper), None);
+        let ema = StrategyConfig {
+            kind: Some(StrategyKind::EmaCross),
+        };
+        assert_eq!(ema.effective(Mode::Live), Some(StrategyKind::EmaCross));
+        assert_eq!(ema.effective(Mode::Paper), Some(StrategyKind::EmaCross));
+        for kind in [
+            StrategyKind::None,
+            StrategyKind::EmaCross,
+            StrategyKind::HoldLong,
+        ] {
+            assert_eq!(kind.to_string().parse::<StrategyKind>(), Ok(kind));
+            let c = Config::from_toml_str(&format!("[strategy]\nkind = \"{kind}\"")).unwrap();
+            assert_eq!(c.strategy.kind, Some(kind));
+        }
+        let err = "ema".parse::<StrategyKind>().unwrap_err();
+        assert!(
+            err.contains("\"ema\"") && err.contains("hold_long"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_journal_key_file_wins_over_the_environment() {
+        let j = JournalConfig {
+            key_file: Some(PathBuf::from("/k/journal.key")),
+            ..JournalConfig::default()
+        };
+        assert_eq!(
+            j.key_file_path(|_| Some("/home/u".into())),
+            Some(PathBuf::from("/k/journal.key"))
+        );
+        assert_eq!(kraken_rest_counter("gold"), None);
+        assert_eq!(kraken_rest_counter("pro"), Some((20, 1000)));
+    }
+
     #[test]
     fn parse_errors_are_one_line() {
         for text in ["[halt\n", "[halt]\nmax_drawdown = 3\n", "x = = 1"] {

@@ -804,6 +804,57 @@ mod tests {
     }
 
     #[test]
+    fn kraken_system_modes_are_read_and_only_maintenance_or_unknown_halts() {
+        for (text, mode, halts) in [
+            ("online", ExchangeSystem::Online, false),
+            ("maintenance", ExchangeSystem::Maintenance, true),
+            ("cancel_only", ExchangeSystem::CancelOnly, false),
+            ("post_only", ExchangeSystem::PostOnly, false),
+            ("limit_only", ExchangeSystem::Unknown, true),
+            ("", ExchangeSystem::Unknown, true),
+            ("Online", ExchangeSystem::Unknown, true),
+        ] {
+            let read = ExchangeSystem::from_kraken(text);
+            assert_eq!(read, mode, "{text:?}");
+            assert_eq!(read.halts(), halts, "{text:?}");
+        }
+        for mode in [
+            ExchangeSystem::Online,
+            ExchangeSystem::Maintenance,
+            ExchangeSystem::CancelOnly,
+            ExchangeSystem::PostOnly,
+        ] {
+            assert_eq!(ExchangeSystem::from_kraken(mode.name()), mode);
+            assert_eq!(mode.to_string(), mode.name());
+            // The wire form is Kraken's name too.
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::Value::from(mode.name())
+            );
+        }
+        assert_eq!(ExchangeSystem::Unknown.to_string(), "unknown");
+    }
+
+    #[test]
+    fn halt_states_and_kinds_display_their_wire_names() {
+        for state in [
+            HaltState::Running,
+            HaltState::Halting,
+            HaltState::Halted,
+            HaltState::Recovering,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.to_string())
+            );
+        }
+        assert_eq!(HaltState::Recovering.to_string(), "recovering");
+        for kind in EventKind::ALL {
+            assert_eq!(kind.to_string(), kind.name());
+        }
+    }
+
+    #[test]
     fn kind_names_match_serde_tags() {
         let ev = Payload::Resumed {
             operator: "alice".into(),

@@ -115,6 +115,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_refusal_names_its_field_and_checks_come_in_order() {
+        assert_eq!(
+            check_line("operator", "   ", 10, true),
+            Err(TextError::Empty { field: "operator" })
+        );
+        check_line("note", "", 10, false).unwrap();
+        let long = check_line("reason", "abcdef", 5, true).unwrap_err();
+        assert_eq!(
+            long,
+            TextError::TooLong {
+                field: "reason",
+                max: 5,
+                chars: 6
+            }
+        );
+        // Characters, not bytes: five two-byte characters fit in five.
+        check_line("reason", "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}", 5, true).unwrap();
+        // A control character is reported before the length.
+        let control = check_line("label", "abcdef\u{7}", 5, true).unwrap_err();
+        assert!(matches!(control, TextError::Control { position: 7, .. }));
+        for err in [TextError::Empty { field: "operator" }, long, control] {
+            assert!(err.to_string().starts_with(err.field()), "{err}");
+        }
+        assert_eq!(TextError::Empty { field: "x" }.field(), "x");
+        assert_eq!(
+            TextError::TooLong {
+                field: "y",
+                max: 1,
+                chars: 2
+            }
+            .field(),
+            "y"
+        );
+    }
+
+    #[test]
     fn every_c0_del_and_c1_character_is_refused_naming_the_field() {
         let controls = (0u32..0x20).chain([0x7f]).chain(0x80..0xa0);
         for code in controls {

@@ -651,6 +651,123 @@ mod tests {
         assert!(order.validate().unwrap_err().to_string().contains("qty"));
     }
 
+    fn limit_order() -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new("c1"),
+            pair: Pair::new("XRP/USD").unwrap(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            qty: Decimal::ONE,
+            limit_price: Some(Decimal::new(5, 1)),
+            time_in_force: TimeInForce::Gtc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
+        }
+    }
+
+    /// The field and reason an invalid order is refused with.
+    fn refusal(order: &OrderRequest) -> (String, String) {
+        match order.validate() {
+            Err(Error::InvalidOrder {
+                client_order_id,
+                field,
+                reason,
+            }) => {
+                assert_eq!(client_order_id, order.client_order_id.0);
+                (field, reason)
+            }
+            other => panic!("expected an invalid-order refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn order_validation_refuses_each_inconsistency_by_field() {
+        limit_order().validate().unwrap();
+        for price in [Decimal::ZERO, Decimal::NEGATIVE_ONE] {
+            let mut o = limit_order();
+            o.limit_price = Some(price);
+            assert_eq!(
+                refusal(&o),
+                (
+                    "limit_price".to_owned(),
+                    format!("must be positive, got {price}")
+                )
+            );
+        }
+        let mut market = limit_order();
+        market.order_type = OrderType::Market;
+        let (field, reason) = refusal(&market);
+        assert_eq!(field, "limit_price");
+        assert!(reason.contains("a market order takes no price"), "{reason}");
+        market.limit_price = None;
+        market.validate().unwrap();
+        let mut nameless = limit_order();
+        nameless.client_order_id = ClientOrderId::new("");
+        assert_eq!(
+            refusal(&nameless),
+            ("client_order_id".to_owned(), "must not be empty".to_owned())
+        );
+        // The quantity is checked first: a negative one is named even with other faults.
+        nameless.qty = Decimal::NEGATIVE_ONE;
+        assert_eq!(refusal(&nameless).0, "qty");
+    }
+
+    #[test]
+    fn a_closure_label_is_not_a_seal() {
+        let mut o = limit_order();
+        assert!(!o.is_closure() && !o.is_sealed());
+        o.purpose = OrderPurpose::HaltClosure;
+        assert!(o.is_closure());
+        assert!(!o.is_sealed(), "saying closure carries no seal");
+    }
+
+    #[test]
+    fn terminal_statuses_signs_and_notional() {
+        use OrderStatus::{Cancelled, Expired, Filled, Open, PartiallyFilled, Pending, Rejected};
+        for (status, terminal) in [
+            (Pending, false),
+            (Open, false),
+            (PartiallyFilled, false),
+            (Filled, true),
+            (Cancelled, true),
+            (Rejected, true),
+            (Expired, true),
+        ] {
+            assert_eq!(status.is_terminal(), terminal, "{status:?}");
+        }
+        let qty = Decimal::new(3, 0);
+        assert_eq!(Side::Buy.sign() * qty, qty);
+        assert_eq!(Side::Sell.sign() * qty, -qty);
+        assert_eq!(Side::Buy.opposite(), Side::Sell);
+        assert_eq!(Side::Sell.opposite(), Side::Buy);
+        let fill = Fill {
+            trade_id: "T1".into(),
+            order_id: OrderId::new("O1"),
+            client_order_id: None,
+            pair: Pair::new("XRP/USD").unwrap(),
+            side: Side::Sell,
+            qty: Decimal::new(25, 1),
+            price: Decimal::new(52, 2),
+            fee: Decimal::ZERO,
+            ts: DateTime::UNIX_EPOCH,
+            purpose: OrderPurpose::Normal,
+        };
+        assert_eq!(fill.notional(), Decimal::new(13, 1));
+    }
+
+    #[test]
+    fn pairs_parse_from_text_and_debug_as_their_symbol() {
+        let pair: Pair = "XRP/USD".parse().unwrap();
+        assert_eq!(pair, Pair::new("XRP/USD").unwrap());
+        assert_eq!(format!("{pair:?}"), "Pair(XRP/USD)");
+        assert!("xrp/usd".parse::<Pair>().is_err());
+        let id = ClientOrderId::kraken("strat-1").unwrap();
+        assert_eq!(id.as_str(), "strat-1");
+        assert_eq!(id.to_string(), "strat-1");
+    }
+
     #[test]
     fn position_side_and_exposure() {
         let mut p = Position::flat(Pair::new("XRP/USD").unwrap());
