@@ -710,3 +710,33 @@ async fn low_free_space_on_the_data_dir_halts_before_the_disk_is_full() {
     }
     assert!(env.coordinator.resume("alice").await.is_err());
 }
+
+#[tokio::test]
+async fn a_witness_note_under_a_journaled_halt_is_journaled_once_on_restart() {
+    let site = Site::new();
+    {
+        let env = site.open();
+        env.coordinator.halt(HaltSource::Cli, "drill").await;
+        halted(&env.coordinator).await;
+        // A later halt that the journal could not record, kept only in the witness.
+        env.coordinator
+            .journal()
+            .note_unjournaled_halt(gf_halt::UnjournaledHalt {
+                source: HaltSource::Api("bob".into()),
+                reason: "manual".into(),
+                at: site.clock.now(),
+            });
+    }
+    // Halted before and after: the note alone is worth a record, which clears it.
+    let env = site.open();
+    assert_eq!(env.coordinator.state(), HaltState::Halted);
+    let restored = env.coordinator.journal().records(1).unwrap().pop().unwrap();
+    assert_eq!(restored.kind, kinds::RESTORED);
+    assert_eq!(restored.detail["from"], "halted");
+    assert_eq!(restored.detail["to"], "halted");
+    assert_eq!(restored.detail["unjournaled_halt"]["reason"], "manual");
+    drop(env);
+    let env = site.open();
+    assert_eq!(env.coordinator.state(), HaltState::Halted);
+    assert_eq!(count_kind(&site.db(), kinds::RESTORED), 1);
+}

@@ -18,7 +18,7 @@ use gf_core::{
     ApiErrorKind, ClientOrderId, Clock, EventBus, ManualClock, OrderId, OrderPurpose, OrderRequest,
     OrderStatus, OrderType, Pair, Position, Side, TimeInForce, TradingGate,
 };
-use gf_exec::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef};
+use gf_exec::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef, Reconciled};
 use gf_halt::{HaltCoordinator, Journal, JournalKey};
 use gf_risk::PortfolioView;
 
@@ -51,6 +51,11 @@ pub struct FakeExchange {
     pub cancel_seen: Notify,
     /// What the (spot) account holds of each pair's base asset; fills move it.
     pub holdings: Mutex<BTreeMap<Pair, Decimal>>,
+    /// Quantity `reconcile_order` reports it published as new fills, per client order id
+    /// (taken once; 0 otherwise, as when every execution was already published).
+    pub publish_on_reconcile: Mutex<HashMap<ClientOrderId, Decimal>>,
+    /// How long `reconcile_order` takes (tokio time).
+    pub reconcile_delay: Mutex<std::time::Duration>,
 }
 
 impl FakeExchange {
@@ -187,6 +192,26 @@ impl Exchange for FakeExchange {
             .get(id)
             .cloned()
             .ok_or_else(|| gf_exec::Error::UnknownOrder(id.to_string()))
+    }
+
+    async fn reconcile_order(
+        &self,
+        id: &ClientOrderId,
+    ) -> Result<Option<Reconciled>, gf_exec::Error> {
+        let delay = *self.reconcile_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let published = self
+            .publish_on_reconcile
+            .lock()
+            .remove(id)
+            .unwrap_or_default();
+        match self.order_status(&OrderRef::Client(id.clone())).await {
+            Ok(info) => Ok(Some(Reconciled { info, published })),
+            Err(gf_exec::Error::UnknownOrder(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn balances(&self) -> Result<BTreeMap<String, Decimal>, gf_exec::Error> {
