@@ -9,7 +9,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use common::{Call, Env, FakeExchange, View, fast_cfg, normal_order, pair, position};
+use common::{Call, Env, FakeExchange, View, fast_cfg, halted, normal_order, pair, position};
 use gf_core::config::{ConditionConfig, HaltConfig};
 use gf_core::{
     ApiErrorKind, ClientOrderId, Event, EventKind, HaltBehaviour, HaltSource, HaltState, KindSet,
@@ -31,17 +31,6 @@ fn trade(env: &Env, p: &str) -> Event {
             trade_id: 1,
         },
     )
-}
-
-async fn halted(c: &HaltCoordinator) {
-    let mut rx = c.watch_state();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        rx.wait_for(|s| *s == HaltState::Halted),
-    )
-    .await
-    .expect("halted in time")
-    .unwrap();
 }
 
 fn drain(sub: &mut Subscription) -> Vec<Payload> {

@@ -8,13 +8,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
-use common::{Env, FakeExchange, View, fast_cfg, test_key};
+use common::{Env, FakeExchange, View, fast_cfg, halted, test_key};
 use gf_core::{Clock, HaltBehaviour, HaltSource, HaltState, ManualClock};
 use gf_halt::coordinator::{JOURNAL_INTEGRITY, JOURNAL_MISSING, JOURNAL_UNWRITABLE, kinds};
 use gf_halt::datadir::JOURNAL_FILE;
@@ -85,17 +84,6 @@ impl Site {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-async fn halted(c: &HaltCoordinator) {
-    let mut rx = c.watch_state();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        rx.wait_for(|s| *s == HaltState::Halted),
-    )
-    .await
-    .expect("halted in time")
-    .unwrap();
 }
 
 async fn complete_everything(c: &HaltCoordinator) {

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use tokio::time::Instant;
 
-use common::{Env, fast_cfg, normal_order, pair, position};
+use common::{Env, fast_cfg, halted, normal_order, pair, position};
 use gf_core::config::HaltConfig;
 use gf_core::{
     AlertStatus, ClientOrderId, Event, EventKind, Fill, HaltBehaviour, HaltSource, HaltState,
@@ -30,17 +30,6 @@ fn open(cfg: &HaltConfig) -> (Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::open(cfg, &dir.path().join("gf.sqlite"));
     (env, dir)
-}
-
-async fn halted(c: &HaltCoordinator) {
-    let mut rx = c.watch_state();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        rx.wait_for(|s| *s == HaltState::Halted),
-    )
-    .await
-    .expect("halted in time")
-    .unwrap();
 }
 
 /// The `closure_result` records: (round, flat, detail).

@@ -12,11 +12,9 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use common::View;
+use common::{View, halted};
 use gf_core::config::HaltConfig;
-use gf_core::{
-    EventBus, HaltBehaviour, HaltSource, HaltState, ManualClock, Pair, Source, TradingGate,
-};
+use gf_core::{EventBus, HaltBehaviour, HaltSource, ManualClock, Pair, Source, TradingGate};
 use gf_exec::events::Publisher;
 use gf_exec::sim::{MockConfig, MockKraken, MockKrakenHandle};
 use gf_exec::{Exchange, KrakenClient, KrakenConfig};
@@ -78,17 +76,6 @@ async fn setup(balances: &[(&str, Decimal)]) -> Setup {
     )
     .unwrap();
     Setup { server, halt }
-}
-
-async fn halted(c: &HaltCoordinator) {
-    let mut rx = c.watch_state();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        rx.wait_for(|s| *s == HaltState::Halted),
-    )
-    .await
-    .expect("halted in time")
-    .unwrap();
 }
 
 /// The journaled `closure_result` of round 1: (flat, detail).

@@ -394,3 +394,15 @@ pub fn fast_cfg() -> HaltConfig {
         ..HaltConfig::default()
     }
 }
+
+/// Waits until `c` is Halted (failing after 30 s: a bound on a broken test, not a timing).
+pub async fn halted(c: &HaltCoordinator) {
+    let mut rx = c.watch_state();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        rx.wait_for(|s| *s == gf_core::HaltState::Halted),
+    )
+    .await
+    .expect("halted in time")
+    .unwrap();
+}
