@@ -409,6 +409,9 @@ pub fn coverage(root: &Path, args: &[String]) -> Result<()> {
     )
     .with_context(|| format!("in {}", table_path.display()))?;
     ensure_llvm_cov()?;
+    // The tests need their peers (browser, SMTP, Vault, …) exactly as `cargo xtask test`
+    // does: installed when missing, the Python ones from the venv on PATH.
+    let (venv, path) = crate::ensure_peers()?;
     let out_dir = root.join("target/coverage");
     std::fs::create_dir_all(&out_dir)?;
     let json_path = out_dir.join("summary.json");
@@ -417,7 +420,7 @@ pub fn coverage(root: &Path, args: &[String]) -> Result<()> {
         out_dir.to_str().context("non-UTF-8 target path")?,
     ) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        crate::cargo(&args)?;
+        crate::cargo_with_peers(&args, &venv, &path)?;
     }
     let json: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&json_path).with_context(|| format!("reading {}", json_path.display()))?,

@@ -104,9 +104,22 @@ fn root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cargo_in(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
+        args,
+    )
+}
+
+/// `cargo ARGS` with the test peers of [`ensure_peers`] on `PATH` (and its venv active).
+fn cargo_with_peers(args: &[&str], venv: &Path, path: &std::ffi::OsStr) -> Result<()> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.env("PATH", path).env("VIRTUAL_ENV", venv);
+    cargo_in(cmd, args)
+}
+
+fn cargo_in(mut cmd: Command, args: &[&str]) -> Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
+    let status = cmd
         .args(args)
         .current_dir(root())
         .status()
