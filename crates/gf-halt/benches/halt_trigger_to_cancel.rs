@@ -2,7 +2,9 @@
 //! exchange. Goal: p99 ≤ 50 µs with the in-memory journal, ≤ 100 µs with the SQLite file
 //! journal (whose single-transaction, HMAC-chained write of the halt runs alongside).
 //! Prints p50/p99/max after the run, and the same for trigger → durable (the trigger's
-//! outcome returned, i.e. its journal transaction committed).
+//! outcome returned, i.e. its journal transaction committed). `data_dir_journal` is the
+//! daemon's own journal: bound to a locked data directory, with the witness written
+//! outside it after every commit.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -15,9 +17,21 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
-use common::{Env, FakeExchange, View, pair};
+use common::{Env, FakeExchange, View, pair, test_key};
 use gf_core::config::HaltConfig;
-use gf_core::{Event, HaltBehaviour, HaltState, ManualClock, Payload, Side, Source};
+use gf_core::{Clock, Event, HaltBehaviour, HaltState, ManualClock, Payload, Side, Source};
+use gf_halt::{DataDir, Journal};
+
+/// Where the journal lives.
+#[derive(Clone, Copy)]
+enum Store {
+    /// SQLite in memory.
+    Memory,
+    /// A SQLite file bound to no data directory.
+    File,
+    /// The daemon's journal: a locked data directory and a witness outside it.
+    DataDir,
+}
 
 fn breaching_trade(env: &Env) -> Event {
     Event::new(
@@ -60,10 +74,11 @@ fn bench(c: &mut Criterion) {
     let durable: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut group = c.benchmark_group("halt_trigger_to_cancel");
     group.sample_size(20);
-    for (name, file, rt) in [
-        ("memory_journal", false, &current),
-        ("file_journal", true, &current),
-        ("memory_journal_multi_thread", false, &multi),
+    for (name, store, rt) in [
+        ("memory_journal", Store::Memory, &current),
+        ("file_journal", Store::File, &current),
+        ("data_dir_journal", Store::DataDir, &current),
+        ("memory_journal_multi_thread", Store::Memory, &multi),
     ] {
         samples.lock().clear();
         durable.lock().clear();
@@ -73,19 +88,38 @@ fn bench(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let db = if file {
-                        dir.path().join(format!("bench-{n}.sqlite"))
-                    } else {
-                        Path::new(":memory:").to_owned()
-                    };
                     let view = View::new();
                     *view.total_dd.lock() = Decimal::new(16, 0);
-                    let env = Env::open_with(
+                    let clock = ManualClock::default();
+                    let root = dir.path().join(format!("run-{n}"));
+                    let journal = match store {
+                        Store::Memory => Journal::open(
+                            Path::new(":memory:"),
+                            Arc::new(clock.clone()),
+                            test_key(),
+                        ),
+                        Store::File => {
+                            std::fs::create_dir_all(&root).unwrap();
+                            Journal::open(
+                                &root.join("bench.sqlite"),
+                                Arc::new(clock.clone()),
+                                test_key(),
+                            )
+                        }
+                        Store::DataDir => Journal::open_data_dir(
+                            DataDir::open(&root.join("data"), clock.now()).unwrap(),
+                            Arc::new(clock.clone()),
+                            test_key(),
+                            &root.join("witness"),
+                        ),
+                    }
+                    .unwrap();
+                    let env = Env::open_journal(
                         &cfg,
-                        &db,
+                        Arc::new(journal),
                         FakeExchange::new(),
                         view,
-                        ManualClock::default(),
+                        clock,
                     );
                     let event = breaching_trade(&env);
                     // In the daemon the evaluation path is hot (it runs on every market
@@ -123,9 +157,8 @@ fn bench(c: &mut Criterion) {
                         let mut rx = env.coordinator.watch_state();
                         rx.wait_for(|s| *s == HaltState::Halted).await.unwrap();
                     });
-                    if file {
-                        let _ = std::fs::remove_file(&db);
-                    }
+                    drop(env);
+                    let _ = std::fs::remove_dir_all(&root);
                     samples.lock().push(took);
                     durable.lock().push(durable_after);
                     total += took;
