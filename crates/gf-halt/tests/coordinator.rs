@@ -489,10 +489,8 @@ async fn rejected_closure_is_retried_recorded_and_alerted() {
     let closure = env
         .coordinator
         .journal()
-        .records(100)
+        .last_of_kind(kinds::CLOSURE_RESULT)
         .unwrap()
-        .into_iter()
-        .find(|r| r.kind == kinds::CLOSURE_RESULT)
         .unwrap();
     assert_eq!(closure.detail["flat"], false);
 }
@@ -1064,10 +1062,8 @@ mod mutant_kills {
         let result = env
             .coordinator
             .journal()
-            .records(100)
+            .last_of_kind(kinds::CLOSURE_RESULT)
             .unwrap()
-            .into_iter()
-            .find(|r| r.kind == kinds::CLOSURE_RESULT)
             .unwrap();
         let cancel = &result.detail["report"]["cancel"];
         assert_eq!(cancel["attempts"], 2, "{cancel}");
