@@ -310,10 +310,7 @@ impl MarketSource for ReplaySource {
                         }
                     }
                 } else {
-                    while let Some(d) = tracker.next_deadline().filter(|d| *d <= t) {
-                        tracker.check(d, &mut events);
-                        out.publish(Some(d), &mut events);
-                    }
+                    due_staleness(&mut tracker, t, &mut events, |d, ev| out.publish(Some(d), ev));
                     if count.is_multiple_of(256) {
                         tokio::task::yield_now().await;
                     }
@@ -321,22 +318,176 @@ impl MarketSource for ReplaySource {
                 pace.now = Some(pace.now.map_or(t, |n| n.max(t)));
             }
             let recorded = pace.recorded_now();
-            match feed.process(text, &mut events) {
-                Ok(ingest) => {
-                    let mut fresh = Vec::new();
-                    for pair in &ingest.touched {
-                        if let Some(now) = recorded {
-                            tracker.touch(pair, now, &mut fresh);
-                        }
-                    }
-                    out.publish(recorded, &mut fresh);
-                }
-                Err(err) => debug!(line = count, cause = %err, "replay: bad line"),
-            }
-            out.publish(recorded, &mut events);
+            ingest(&mut feed, &mut tracker, text, recorded, count, &mut events, |ev| {
+                out.publish(recorded, ev);
+            });
         }
         info!(messages = count, "replay finished");
         Ok(feed.stats())
+    }
+}
+
+/// Publishes the staleness deadlines due at or before recorded time `upto`, each at its
+/// own time. The one staleness rule of both [`ReplaySource`] (at full speed) and
+/// [`Recording`].
+fn due_staleness(
+    tracker: &mut StalenessTracker,
+    upto: DateTime<Utc>,
+    events: &mut Vec<Payload>,
+    mut publish: impl FnMut(DateTime<Utc>, &mut Vec<Payload>),
+) {
+    while let Some(d) = tracker.next_deadline().filter(|d| *d <= upto) {
+        tracker.check(d, events);
+        publish(d, events);
+    }
+}
+
+/// Feeds one message to the book code: the pairs it touched are fresh again (their
+/// `Staleness` recovery events first), then the message's own events. A message the feed
+/// refuses is logged and skipped, as the daemon's replay does. The one ingest rule of
+/// both [`ReplaySource`] and [`Recording`].
+fn ingest(
+    feed: &mut FeedProcessor,
+    tracker: &mut StalenessTracker,
+    text: &str,
+    recorded: Option<DateTime<Utc>>,
+    line: u64,
+    events: &mut Vec<Payload>,
+    mut publish: impl FnMut(&mut Vec<Payload>),
+) {
+    match feed.process(text, events) {
+        Ok(ingest) => {
+            let mut fresh = Vec::new();
+            for pair in &ingest.touched {
+                if let Some(now) = recorded {
+                    tracker.touch(pair, now, &mut fresh);
+                }
+            }
+            publish(&mut fresh);
+        }
+        Err(err) => debug!(line, cause = %err, "replay: bad line"),
+    }
+    publish(events);
+}
+
+/// A recording read synchronously, message by message, with every event stamped with the
+/// recording's own time: what a deterministic backtest consumes. It runs the same book
+/// code ([`FeedProcessor`]) and staleness rule as [`ReplaySource`] at full speed, so a
+/// backtest sees exactly the events the paper daemon's replay publishes.
+///
+/// ```
+/// use gf_market::replay::Recording;
+/// let text = br#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.10000000}],"asks":[{"price":45285.2,"qty":0.00100000}],"checksum":2383917627,"timestamp":"2026-03-02T14:00:00Z"}]}"#;
+/// let mut rec = Recording::new(&text[..], None, None, std::time::Duration::from_secs(60));
+/// assert_eq!(rec.first_time().unwrap().to_rfc3339(), "2026-03-02T14:00:00+00:00");
+/// let mut out = Vec::new();
+/// assert!(rec.next_message(&mut out).unwrap());
+/// assert_eq!(out.len(), 1); // the book snapshot
+/// assert!(!rec.next_message(&mut out).unwrap());
+/// ```
+#[derive(Debug)]
+pub struct Recording<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    feed: FeedProcessor,
+    tracker: StalenessTracker,
+    now: Option<DateTime<Utc>>,
+    lines: u64,
+    events: Vec<Payload>,
+}
+
+impl<'a> Recording<'a> {
+    /// Reads `bytes` (JSON lines, as `market record` writes them), keeping `depth` levels
+    /// (the recording's own depth when `None`) of `pairs` (all when `None`), with a
+    /// staleness `threshold` judged in recorded time.
+    #[must_use]
+    pub fn new(
+        bytes: &'a [u8],
+        depth: Option<usize>,
+        pairs: Option<&[Pair]>,
+        threshold: Duration,
+    ) -> Self {
+        let feed = match depth {
+            Some(d) => FeedProcessor::new(d, pairs),
+            None => FeedProcessor::with_auto_depth(pairs),
+        };
+        Self {
+            bytes,
+            pos: 0,
+            feed,
+            tracker: StalenessTracker::new(threshold),
+            now: None,
+            lines: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// The first timestamp in the recording, if any message carries one.
+    #[must_use]
+    pub fn first_time(&self) -> Option<DateTime<Utc>> {
+        self.bytes
+            .split(|b| *b == b'\n')
+            .find_map(|l| peek_timestamp(&String::from_utf8_lossy(l)))
+    }
+
+    /// Messages read so far.
+    #[must_use]
+    pub fn messages(&self) -> u64 {
+        self.lines
+    }
+
+    /// The book code's counters (checksum mismatches, updates verified).
+    #[must_use]
+    pub fn stats(&self) -> FeedStats {
+        self.feed.stats()
+    }
+
+    /// Reads the next message and appends its events to `out`, each with its recorded
+    /// time: staleness deadlines that fell due before the message first (at their own
+    /// time), then the message's events (at the latest time seen). Events before the
+    /// first timestamped message are dropped: they have no time. Returns `false` at the
+    /// end of the recording.
+    ///
+    /// # Errors
+    /// None today; the `Result` keeps room for a reader that can fail.
+    pub fn next_message(
+        &mut self,
+        out: &mut Vec<(DateTime<Utc>, Payload)>,
+    ) -> Result<bool, Error> {
+        loop {
+            if self.pos >= self.bytes.len() {
+                return Ok(false);
+            }
+            let rest = &self.bytes[self.pos..];
+            let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+            self.pos += (end + 1).min(rest.len());
+            let text = String::from_utf8_lossy(&rest[..end]);
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            self.lines += 1;
+            if let Some(t) = peek_timestamp(text) {
+                due_staleness(&mut self.tracker, t, &mut self.events, |d, ev| {
+                    out.extend(ev.drain(..).map(|p| (d, p)));
+                });
+                self.now = Some(self.now.map_or(t, |n| n.max(t)));
+            }
+            let recorded = self.now;
+            ingest(
+                &mut self.feed,
+                &mut self.tracker,
+                text,
+                recorded,
+                self.lines,
+                &mut self.events,
+                |ev| match recorded {
+                    Some(t) => out.extend(ev.drain(..).map(|p| (t, p))),
+                    None => ev.clear(),
+                },
+            );
+            return Ok(true);
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //! [`NoStrategy`], which a live daemon runs unless one is chosen explicitly.
 //!
 //! A strategy sees market-data events and the current position of each pair and answers
-//! with [`Signal`]s. It never places orders: the daemon sizes each signal with gf-risk,
-//! runs the pre-trade checks, and sends it through the gated exchange.
+//! with [`Signal`]s. It never places orders: [`crate::SignalExecutor`] sizes each signal
+//! with gf-risk, runs the pre-trade checks, and sends it through the gated exchange.
+//! See `examples/custom_strategy.rs` for a strategy of your own.
 
 use std::collections::HashMap;
 
+use gf_core::config::StrategyKind;
 use gf_core::{Event, Pair, Payload, Price, Qty, Side};
 use rust_decimal::Decimal;
 
@@ -43,7 +45,7 @@ pub trait Strategy: Send {
 /// a sell of the position. It needs `slow` samples before it signals anything.
 ///
 /// ```
-/// use gf_daemon::strategy::{EmaCross, Strategy};
+/// use gf_strategy::{EmaCross, Strategy};
 /// let s = EmaCross::default();
 /// assert_eq!(s.name(), "ema_cross");
 /// ```
@@ -215,7 +217,7 @@ impl Strategy for HoldLong {
 /// explicitly (`strategy.kind`, `launch --strategy`).
 ///
 /// ```
-/// use gf_daemon::strategy::{NoStrategy, Strategy};
+/// use gf_strategy::{NoStrategy, Strategy};
 /// assert_eq!(NoStrategy.name(), "none");
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -228,6 +230,21 @@ impl Strategy for NoStrategy {
 
     fn on_market(&mut self, _event: &Event, _position: Qty) -> Option<Signal> {
         None
+    }
+}
+
+/// The example strategy of a configured kind (`strategy.kind`, `--strategy NAME`).
+///
+/// ```
+/// use gf_strategy::{StrategyKind, by_kind};
+/// assert_eq!(by_kind(StrategyKind::EmaCross).name(), "ema_cross");
+/// ```
+#[must_use]
+pub fn by_kind(kind: StrategyKind) -> Box<dyn Strategy> {
+    match kind {
+        StrategyKind::None => Box::new(NoStrategy),
+        StrategyKind::EmaCross => Box::new(EmaCross::default()),
+        StrategyKind::HoldLong => Box::new(HoldLong::default()),
     }
 }
 
