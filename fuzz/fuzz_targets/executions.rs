@@ -8,10 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use gf_core::{
-    ClientOrderId, OrderId, OrderPurpose, OrderRequest, OrderType, Pair, Side, Source, SystemClock,
-    TimeInForce,
-};
+use gf_core::{ClientOrderId, OrderId, OrderRequest, Pair, Side, Source, SystemClock};
 use gf_exec::events::Publisher;
 use gf_exec::sign::FixedCredentials;
 use gf_exec::{ExecutionsConfig, ExecutionsFeed, KrakenClient, KrakenConfig};
@@ -37,19 +34,12 @@ fn feed() -> &'static (Arc<KrakenClient>, ExecutionsFeed) {
 }
 
 fn order(side: Side, id: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: Pair::new("XRP/USD").unwrap(),
+    OrderRequest::market(
+        ClientOrderId::new(id),
+        Pair::new("XRP/USD").unwrap(),
         side,
-        order_type: OrderType::Market,
-        qty: Decimal::new(100, 0),
-        limit_price: None,
-        time_in_force: TimeInForce::default(),
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::default(),
-        closure_seal: None,
-    }
+        Decimal::new(100, 0),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

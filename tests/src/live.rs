@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gf_core::config::SecretProviderKind;
+use gf_core::config::{SecretProviderKind, Tier};
 use gf_core::{Config, Mode, Pair};
 use gf_daemon::live::{EnvLookup, env_from_pairs};
 use gf_exec::sim::{DEFAULT_SECRET_B64, MockConfig, MockKraken, MockKrakenHandle};
@@ -77,7 +77,7 @@ pub fn live_config(dir: &Path, rest_url: &str, market_ws_url: &str) -> Config {
     cfg.api.bind = "127.0.0.1:0".parse().expect("a loopback address");
     cfg.exchange.rest_url = rest_url.into();
     cfg.exchange.ws_auth_url = format!("{}/v2", rest_url.replacen("http://", "ws://", 1));
-    cfg.exchange.tier = "pro".into();
+    cfg.exchange.tier = Tier::Pro;
     cfg.market.ws_url = market_ws_url.into();
     cfg.secrets.provider = SecretProviderKind::Env;
     cfg

@@ -2,6 +2,8 @@
 //! its own, flattens, reports it over HTTP and WebSocket, refuses to resume until the
 //! checklist is walked, then resumes. Plus auth and bad-input behaviour of the API.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,12 +5,11 @@
 //! start-up and on the channel) lets cancels through and no new order; the mode is shown
 //! in `GET /api/v1/halt/status`; a first `AssetPairs` failure at start-up is retried.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
-use gf_core::{
-    ClientOrderId, HaltSource, OrderPurpose, OrderRequest, OrderType, Side, SystemClock,
-    TimeInForce,
-};
+use gf_core::{ClientOrderId, HaltSource, OrderRequest, Side, SystemClock};
 use gf_daemon::app::{Running, Scenario, start_with_env};
 use gf_e2e::live::{self, pair};
 use gf_e2e::{Http, eventually};
@@ -45,19 +44,13 @@ async fn status(http: &Http, token: &str) -> Value {
 }
 
 fn buy(id: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: pair("XRP/USD"),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        qty: Decimal::from(10),
-        limit_price: Some(Decimal::new(2, 0)),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::limit(
+        ClientOrderId::new(id),
+        pair("XRP/USD"),
+        Side::Buy,
+        Decimal::from(10),
+        Decimal::new(2, 0),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,15 @@
 //! tracked (`"adopt"`: its later fill reaches the bus); what was found and done is
 //! journaled; and a first failing `AssetPairs` does not abort the launch.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::config::UnknownOrders;
 use gf_core::{
-    ClientOrderId, Config, EventKind, KindSet, OrderPurpose, OrderRequest, OrderType, Payload,
-    Side, Source, SystemClock, TimeInForce, TradingGate,
+    ClientOrderId, Config, EventKind, KindSet, OrderRequest, Payload, Side, Source, SystemClock,
+    TradingGate,
 };
 use gf_daemon::app::{Running, Scenario, start_with_env};
 use gf_e2e::live::{self, pair};
@@ -45,19 +47,13 @@ async fn leave_an_open_order(kraken: &MockKrakenHandle) -> String {
     .with_gate(TradingGate::new_open());
     by_hand.asset_pairs().await.unwrap();
     let ack = by_hand
-        .place_order(&OrderRequest {
-            client_order_id: ClientOrderId::new("byhand1"),
-            pair: pair("XRP/USD"),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            qty: Decimal::from(20),
-            limit_price: Some(Decimal::ONE),
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        })
+        .place_order(&OrderRequest::limit(
+            ClientOrderId::new("byhand1"),
+            pair("XRP/USD"),
+            Side::Buy,
+            Decimal::from(20),
+            Decimal::ONE,
+        ))
         .await
         .unwrap();
     ack.order_id.to_string()

@@ -6,6 +6,8 @@
 //! restored cash (a withdrawal: no loss, no drawdown); and an operator halt with
 //! `close_positions` sells the whole holding to flat by balance, the portfolio agreeing.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::model::{ChecklistReply, HaltOutcome, Identity, JournalRecord, Status};
 
@@ -171,27 +171,9 @@ impl HttpApi {
         self.http.get(format!("{}{path}", self.base))
     }
 
-    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+    fn post<B: serde::Serialize>(&self, path: &str, body: &B) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base)).json(body)
     }
-}
-
-#[derive(serde::Deserialize)]
-struct JournalReply {
-    #[serde(default)]
-    records: Vec<JournalRecord>,
-}
-
-#[derive(serde::Deserialize)]
-struct StatusReply {
-    #[serde(default)]
-    status: Status,
-}
-
-#[derive(serde::Deserialize)]
-struct HaltReply {
-    #[serde(default)]
-    outcome: HaltOutcome,
 }
 
 #[async_trait]
@@ -209,28 +191,38 @@ impl ConsoleApi for HttpApi {
     }
 
     async fn journal(&self, limit: usize) -> Result<Vec<JournalRecord>, ApiError> {
-        let reply: JournalReply = self
+        let reply: gf_api::JournalReply = self
             .send(self.get(&format!("/api/v1/journal?limit={limit}")))
             .await?;
         Ok(reply.records)
     }
 
     async fn halt(&self, reason: &str) -> Result<HaltOutcome, ApiError> {
-        let body = json!({ "reason": reason, "source": "console" });
-        let reply: HaltReply = self.send(self.post("/api/v1/halt", &body)).await?;
+        let body = gf_api::HaltRequest {
+            reason: reason.to_owned(),
+            source: Some("console".to_owned()),
+        };
+        let reply: gf_api::HaltReply = self.send(self.post("/api/v1/halt", &body)).await?;
         Ok(reply.outcome)
     }
 
     async fn complete_item(&self, item: &str, note: Option<String>) -> Result<(), ApiError> {
-        let body = json!({ "note": note });
+        let body = gf_api::CompleteRequest { note };
         let path = format!("/api/v1/recovery/checklist/{}/complete", path_segment(item));
-        let _: Value = self.send(self.post(&path, &body)).await?;
+        let _: gf_api::CompleteReply = self.send(self.post(&path, &body)).await?;
         Ok(())
     }
 
     async fn resume(&self) -> Result<Status, ApiError> {
-        let reply: StatusReply = self.send(self.post("/api/v1/resume", &json!({}))).await?;
-        Ok(reply.status)
+        let reply: gf_api::ResumeReply = self
+            .send(self.post("/api/v1/resume", &serde_json::json!({})))
+            .await?;
+        // The resume answer carries the coordinator's status; the venue's fields come
+        // with the next status read or frame.
+        Ok(Status {
+            core: reply.status,
+            ..Status::default()
+        })
     }
 }
 

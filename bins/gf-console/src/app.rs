@@ -323,7 +323,7 @@ impl State {
     /// The state shown (from the last status).
     #[must_use]
     pub fn halt_state(&self) -> HaltState {
-        self.status.state
+        self.status.core.state
     }
 
     /// The checklist's items (empty before the first halt).
@@ -361,6 +361,7 @@ impl State {
             state: None,
             items: self
                 .status
+                .core
                 .checklist_missing
                 .iter()
                 .map(|id| self.title_of(id).to_owned())
@@ -398,14 +399,14 @@ impl State {
     fn apply_status(&mut self, status: Status, checklist: Option<Checklist>) {
         self.status = status;
         self.have_status = true;
-        if checklist.is_some() || self.status.halt.is_none() {
+        if checklist.is_some() || self.status.core.halt.is_none() {
             self.checklist = checklist;
         }
         let n = self.items().len();
         if self.selected >= n {
             self.selected = n.saturating_sub(1);
         }
-        if self.status.state == HaltState::Running {
+        if self.status.core.state == HaltState::Running {
             self.refusal = None;
         }
     }
@@ -707,7 +708,7 @@ pub fn update(state: &mut State, msg: Msg) -> Action {
                             out.halt_id
                         )
                     };
-                    state.status.state = out.state;
+                    state.status.core.state = out.state;
                     match out.journal_error {
                         Some(j) => state.set_notice(
                             Level::Error,
@@ -737,9 +738,9 @@ pub fn update(state: &mut State, msg: Msg) -> Action {
                         entry.completed_at = Some(now);
                         title.clone_from(&entry.title);
                     }
-                    state.status.checklist_missing.retain(|m| *m != item);
-                    if state.status.state == HaltState::Halted {
-                        state.status.state = HaltState::Recovering;
+                    state.status.core.checklist_missing.retain(|m| *m != item);
+                    if state.status.core.state == HaltState::Halted {
+                        state.status.core.state = HaltState::Recovering;
                     }
                     state.select_next_missing();
                     state.set_notice(Level::Success, format!("completed: {title}"));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use gf_core::backoff::Backoff;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -67,7 +68,8 @@ pub async fn run(url: String, token: String, channel: Channel, tx: mpsc::Sender<
     run_with_backoff(url, token, channel, tx, FIRST_BACKOFF, MAX_BACKOFF).await;
 }
 
-/// [`run`] with the backoff given: `first` after the first failure, doubling to `max`.
+/// [`run`] with the backoff given: `first` after the first failure, doubling to `max`, no
+/// jitter (the workspace's one [`Backoff`]); back to `first` after a connection.
 pub async fn run_with_backoff(
     url: String,
     token: String,
@@ -76,11 +78,11 @@ pub async fn run_with_backoff(
     first: Duration,
     max: Duration,
 ) {
-    let mut backoff = first;
+    let mut backoff = Backoff::exponential(first, max);
     loop {
         let error = match connect(&url, &token).await {
             Ok(ws) => {
-                backoff = first;
+                backoff.reset();
                 if tx
                     .send(Msg::Feed(FeedEvent::Connected(channel)))
                     .await
@@ -95,16 +97,16 @@ pub async fn run_with_backoff(
             }
             Err(e) => e,
         };
+        let delay = backoff.next_delay();
         let down = FeedEvent::Down {
             channel,
             error,
-            retry_in_secs: backoff.as_secs().max(1),
+            retry_in_secs: delay.as_secs().max(1),
         };
         if tx.send(Msg::Feed(down)).await.is_err() {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(max);
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -231,7 +233,7 @@ mod tests {
             seen.push(match msg {
                 Msg::Feed(FeedEvent::Connected(_)) => "connected".to_owned(),
                 Msg::Feed(FeedEvent::Frame(f)) => match *f {
-                    Frame::Status { status, .. } => format!("status {}", status.state),
+                    Frame::Status { status, .. } => format!("status {}", status.core.state),
                     Frame::Other => "other".to_owned(),
                     Frame::Dashboard { .. } => "dashboard".to_owned(),
                 },

@@ -198,6 +198,7 @@ pub fn journal() -> Vec<JournalRecord> {
             kind: kind.into(),
             actor: actor.into(),
             detail,
+            ..JournalRecord::default()
         })
         .collect()
 }

@@ -1,5 +1,7 @@
-//! The console's own view of the daemon's JSON: lenient structs (every field defaulted,
-//! unknown fields ignored) so that a daemon newer than the console never crashes it.
+//! The console's view of the daemon's JSON: the API's wire types from [`gf_api`] (shared
+//! with the daemon, which serves them) and the dashboard frames. All are lenient (every
+//! field defaulted, unknown fields ignored) so that a daemon newer than the console never
+//! crashes it.
 //!
 //! Money and percentages stay decimal: they arrive as strings (or numbers) and are kept
 //! as [`Num`], displayed through `rust_decimal`, never through `f64`.
@@ -8,105 +10,15 @@
 //! halt reason, note or operator name holding ESC, CR or BEL (an old journal may) is shown
 //! escaped (`\u{1b}`) rather than dropped or sent to the terminal.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// The halt state machine's state, as the daemon reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HaltState {
-    /// Trading normally.
-    Running,
-    /// A trigger fired: cancels and closures are in progress.
-    Halting,
-    /// Stopped; waiting for an operator.
-    Halted,
-    /// An operator is working through the recovery checklist.
-    Recovering,
-    /// Not known yet (no answer from the daemon) or a state this console does not know.
-    #[default]
-    #[serde(other)]
-    Unknown,
-}
-
-impl HaltState {
-    /// The word shown on screen.
-    #[must_use]
-    pub fn label(self) -> &'static str {
-        match self {
-            HaltState::Running => "RUNNING",
-            HaltState::Halting => "HALTING",
-            HaltState::Halted => "HALTED",
-            HaltState::Recovering => "RECOVERING",
-            HaltState::Unknown => "UNKNOWN",
-        }
-    }
-
-    /// `true` in Halted and Recovering, where the checklist can be worked and resume asked.
-    #[must_use]
-    pub fn is_recoverable(self) -> bool {
-        matches!(self, HaltState::Halted | HaltState::Recovering)
-    }
-}
-
-impl fmt::Display for HaltState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.label().to_lowercase())
-    }
-}
-
-/// A decimal figure from the daemon, kept as text: JSON strings (`"0.0123"`) and numbers
-/// are both accepted; anything else becomes empty.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Num(pub String);
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Num(match Value::deserialize(d)? {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            _ => String::new(),
-        }))
-    }
-}
-
-impl Num {
-    /// The value, when it is a decimal.
-    #[must_use]
-    pub fn decimal(&self) -> Option<Decimal> {
-        Decimal::from_str(self.0.trim())
-            .or_else(|_| Decimal::from_scientific(self.0.trim()))
-            .ok()
-    }
-
-    /// Rounded to `dp` places for display; `-` when unknown.
-    #[must_use]
-    pub fn show(&self, dp: u32) -> String {
-        match self.decimal() {
-            Some(d) => d.round_dp(dp).normalize().to_string(),
-            None if self.0.is_empty() => "-".to_owned(),
-            None => self.0.clone(),
-        }
-    }
-
-    /// `true` when the value is below zero.
-    #[must_use]
-    pub fn is_negative(&self) -> bool {
-        self.decimal()
-            .is_some_and(|d| d.is_sign_negative() && !d.is_zero())
-    }
-}
-
-impl From<&str> for Num {
-    fn from(s: &str) -> Self {
-        Num(s.to_owned())
-    }
-}
+pub use gf_api::{
+    Checklist, ChecklistItem, ChecklistReply, HaltInfo, HaltOutcome, HaltState, HaltStatus,
+    Identity, JournalRecord, Num, ResumeRefusal, Status,
+};
 
 /// `value / threshold` as a gauge ratio in `0.0..=1.0` (a display fraction, not money).
 #[must_use]
@@ -120,96 +32,6 @@ pub fn ratio(value: &Num, threshold: &Num) -> f64 {
         (Some(v), Some(_)) if v > Decimal::ZERO => 1.0,
         _ => 0.0,
     }
-}
-
-/// One halt: what triggered it.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct HaltInfo {
-    /// Increasing id.
-    pub id: u64,
-    /// `auto:<condition>`, `api:<operator>`, `console:<operator>`, `cli`, `signal`, `fleet`.
-    pub source: String,
-    /// Why.
-    pub reason: String,
-    /// What it does beyond closing the gate (`cancel_orders`, `close_positions`, …).
-    pub behaviour: Option<String>,
-    /// When it was triggered.
-    pub triggered_at: Option<DateTime<Utc>>,
-    /// Conditions involved.
-    pub conditions: Vec<String>,
-}
-
-/// `GET /api/v1/halt/status`, and the `status` of both WebSocket frames.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct Status {
-    /// State.
-    pub state: HaltState,
-    /// Whether non-closure orders may pass.
-    pub gate_open: bool,
-    /// The current (or last) halt.
-    pub halt: Option<HaltInfo>,
-    /// Checklist items still missing, by id.
-    pub checklist_missing: Vec<String>,
-    /// Who resumed last.
-    pub resumed_by: Option<String>,
-    /// A journal problem the daemon reports.
-    pub journal_problem: Option<String>,
-    /// Kraken's trading mode (`online`, `maintenance`, `cancel_only`, `post_only`,
-    /// `unknown`); `None` in paper mode.
-    pub exchange_status: Option<String>,
-    /// How fills arrive in live mode: `pushed` (the `executions` WebSocket) or `polled`
-    /// (REST, while the socket is down); `None` in paper mode.
-    pub fills: Option<String>,
-}
-
-/// One recovery checklist item.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct ChecklistItem {
-    /// Stable id (the path segment of the complete route).
-    pub id: String,
-    /// What the operator must do.
-    pub title: String,
-    /// The halt reason that added it (`None` for the standard items).
-    pub added_for: Option<String>,
-    /// Who completed it.
-    pub completed_by: Option<String>,
-    /// When.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The operator's note.
-    pub note: Option<String>,
-}
-
-impl ChecklistItem {
-    /// `true` once completed.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        self.completed_by.is_some()
-    }
-}
-
-/// The checklist of one halt.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct Checklist {
-    /// The halt it belongs to.
-    pub halt_id: u64,
-    /// Items in order; `confirm_resume` is last.
-    pub items: Vec<ChecklistItem>,
-}
-
-/// `GET /api/v1/recovery/checklist`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct ChecklistReply {
-    /// State.
-    pub state: HaltState,
-    /// The checklist, when a halt has been seen.
-    pub checklist: Option<Checklist>,
-    /// Items still missing.
-    pub missing: Vec<String>,
 }
 
 /// A halt condition with its current value and limit.
@@ -335,66 +157,6 @@ pub enum Frame {
     Other,
 }
 
-/// One journal record.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct JournalRecord {
-    /// Consecutive id.
-    pub id: i64,
-    /// When it was written.
-    pub ts: Option<DateTime<Utc>>,
-    /// What happened.
-    pub kind: String,
-    /// Who did it.
-    pub actor: String,
-    /// Structured detail.
-    pub detail: Value,
-}
-
-/// `GET /api/v1/whoami`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct Identity {
-    /// The operator's name, as journaled.
-    pub name: String,
-    /// `viewer`, `operator` or `admin`.
-    pub role: String,
-}
-
-impl Identity {
-    /// `true` when the role may halt, complete items and resume.
-    #[must_use]
-    pub fn can_operate(&self) -> bool {
-        matches!(self.role.as_str(), "operator" | "admin")
-    }
-}
-
-/// What `POST /api/v1/halt` answered.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct HaltOutcome {
-    /// The halt in force.
-    pub halt_id: u64,
-    /// `true` when this request started it; `false` when one was already in force.
-    pub started: bool,
-    /// State right after.
-    pub state: HaltState,
-    /// Set when the journal write failed (the halt is in force regardless).
-    pub journal_error: Option<String>,
-}
-
-/// Why the daemon refused to resume (`detail` of a `resume_refused` error).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct ResumeRefusal {
-    /// Checklist items not completed.
-    pub missing_items: Vec<String>,
-    /// Conditions breached now.
-    pub breached_conditions: Vec<String>,
-    /// Two-person rule violation.
-    pub two_person_violation: Option<String>,
-}
-
 /// `v` with every string (and object key) passed through
 /// [`gf_core::text::escape_control`]: control characters become visible text.
 #[must_use]
@@ -430,14 +192,14 @@ mod tests {
         let Frame::Status { status, checklist } = serde_json::from_str(status).unwrap() else {
             panic!("not a status frame");
         };
-        assert_eq!(status.state, HaltState::Halted);
-        assert_eq!(status.halt.unwrap().source, "console:alice");
+        assert_eq!(status.core.state, HaltState::Halted);
+        assert_eq!(status.core.halt.unwrap().source, "console:alice");
         assert_eq!(checklist.unwrap().items[0].id, "a");
 
         let other: Frame = serde_json::from_str(r#"{"type":"telemetry","x":1}"#).unwrap();
         assert_eq!(other, Frame::Other);
         let unknown_state: Status = serde_json::from_str(r#"{"state":"paused"}"#).unwrap();
-        assert_eq!(unknown_state.state, HaltState::Unknown);
+        assert_eq!(unknown_state.core.state, HaltState::Unknown);
     }
 
     #[test]
@@ -496,7 +258,7 @@ mod tests {
         assert!(!clean.to_string().contains("\\u001b"), "{clean}");
         assert_eq!(clean["extra"]["k\\u{1b}"][1], "a\\tb");
         let status: Status = serde_json::from_value(clean).unwrap();
-        let halt = status.halt.unwrap();
+        let halt = status.core.halt.unwrap();
         assert_eq!(halt.reason, "drill\\u{1b}[31m\\r\\nfake\\u{7}");
         assert_eq!(halt.source, "api:eve\\u{9b}");
     }

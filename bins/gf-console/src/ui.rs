@@ -324,7 +324,7 @@ pub fn big_text(word: &str) -> [String; 3] {
 }
 
 fn state_lines(state: &State) -> Vec<Line<'static>> {
-    let halt = state.status.halt.as_ref();
+    let halt = state.status.core.halt.as_ref();
     let label = |k: &str, v: String| {
         Line::from(vec![
             Span::styled(format!("{k:<8}"), Style::new().dim()),
@@ -346,7 +346,7 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
                 lines.push(label("last", format!("#{} {}", h.id, h.reason)));
                 lines.push(label(
                     "resumed",
-                    state.status.resumed_by.clone().unwrap_or_default(),
+                    state.status.core.resumed_by.clone().unwrap_or_default(),
                 ));
             }
             lines.push(Line::raw("Press H to halt."));
@@ -395,7 +395,7 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
             ),
         );
     }
-    if let Some(problem) = &state.status.journal_problem {
+    if let Some(problem) = &state.status.core.journal_problem {
         lines.insert(
             0,
             Line::styled(
@@ -660,7 +660,7 @@ fn render_recovery(frame: &mut Frame<'_>, area: Rect, state: &State) {
     ])
     .areas(area);
     let hs = state.halt_state();
-    let head_lines = match (&state.status.halt, hs) {
+    let head_lines = match (&state.status.core.halt, hs) {
         (Some(h), HaltState::Running) => vec![
             Line::styled(
                 "Trading is running: nothing to recover.",
@@ -1097,7 +1097,7 @@ mod tests {
     #[test]
     fn a_journal_problem_is_shown_first() {
         let mut s = console(HaltState::Halted);
-        s.status.journal_problem = Some("hash chain broken at record 12".into());
+        s.status.core.journal_problem = Some("hash chain broken at record 12".into());
         assert!(draw(&s, (80, 24)).contains("JOURNAL PROBLEM: hash chain broken"));
     }
 

@@ -13,7 +13,7 @@ use crate::app::{
 };
 use crate::exec::execute;
 use crate::fixtures::{self, console};
-use crate::model::{ChecklistReply, HaltOutcome, HaltState, Identity, Status};
+use crate::model::{ChecklistReply, HaltOutcome, HaltState, HaltStatus, Identity, Status};
 
 fn k(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
@@ -56,6 +56,7 @@ async fn halt_takes_h_the_reason_and_enter() {
                 started: true,
                 state: HaltState::Halting,
                 journal_error: None,
+                durable: true,
             })
         });
     let mut state = console(HaltState::Running);
@@ -160,7 +161,7 @@ async fn enter_on_the_recovery_screen_completes_the_selected_item_with_a_note() 
     let item = &state.items()[1];
     assert_eq!(item.completed_by.as_deref(), Some("alice"));
     assert_eq!(item.completed_at, Some(fixtures::now()));
-    assert!(!state.status.checklist_missing.contains(&item.id));
+    assert!(!state.status.core.checklist_missing.contains(&item.id));
     // Completing from Halted begins recovery; the cursor goes to the first open item.
     assert_eq!(state.halt_state(), HaltState::Recovering);
     assert_eq!(state.selected, 0);
@@ -256,7 +257,7 @@ fn all_done(state: &mut State) {
     for i in &mut state.checklist.as_mut().unwrap().items {
         i.completed_by = Some("alice".into());
     }
-    state.status.checklist_missing.clear();
+    state.status.core.checklist_missing.clear();
 }
 
 #[tokio::test]
@@ -277,9 +278,12 @@ async fn r_resumes_once_everything_is_done() {
     let mut api = MockConsoleApi::new();
     api.expect_resume().times(1).returning(|| {
         Ok(Status {
-            state: HaltState::Running,
-            gate_open: true,
-            resumed_by: Some("alice".into()),
+            core: HaltStatus {
+                state: HaltState::Running,
+                gate_open: true,
+                resumed_by: Some("alice".into()),
+                ..HaltStatus::default()
+            },
             ..Status::default()
         })
     });
@@ -376,7 +380,10 @@ async fn r_refreshes_everything() {
     });
     api.expect_status().times(1).returning(|| {
         Ok(Status {
-            state: HaltState::Halted,
+            core: HaltStatus {
+                state: HaltState::Halted,
+                ..HaltStatus::default()
+            },
             ..Status::default()
         })
     });
@@ -483,7 +490,7 @@ fn a_status_frame_updates_the_state_and_reloads_the_journal() {
     assert_eq!(action, Action::LoadJournal);
     assert_eq!(state.halt_state(), HaltState::Halted);
     assert_eq!(state.checklist.as_ref().unwrap().halt_id, 3);
-    assert_eq!(state.status.checklist_missing.len(), 8);
+    assert_eq!(state.status.core.checklist_missing.len(), 8);
 
     update(
         &mut state,

@@ -3,6 +3,7 @@
 //! `execute` over HTTP, answers and WebSocket frames through `update` — to halt, complete
 //! every checklist item the daemon lists (confirm_resume last), resume, and see the
 //! daemon go away (reconnect banner).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,27 @@ fn screen_text(state: &State) -> String {
     t.backend().to_string()
 }
 
+/// `GET path` on the real daemon, decoded with the shared wire type the console uses
+/// ([`gf_api`]) and encoded again: it must give back exactly what the daemon sent — no
+/// field the console's types do not know, none reshaped.
+async fn decodes_losslessly<T>(url: &str, token: &str, path: &str) -> T
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let resp = reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    let raw: serde_json::Value = resp.json().await.unwrap();
+    let typed: T = serde_json::from_value(raw.clone())
+        .unwrap_or_else(|e| panic!("{path} does not decode: {e}\n{raw:#}"));
+    assert_eq!(serde_json::to_value(&typed).unwrap(), raw, "{path}");
+    typed
+}
+
 fn no_error(state: &State) {
     if let Some(n) = &state.notice {
         assert_ne!(n.level, Level::Error, "{}", n.text);
@@ -119,7 +141,7 @@ async fn halt_complete_every_item_and_resume_against_a_real_daemon() {
         s.halt_state() == HaltState::Halted
     })
     .await;
-    let halt = state.status.halt.clone().unwrap();
+    let halt = state.status.core.halt.clone().unwrap();
     assert_eq!(halt.source, "console:alice");
     assert_eq!(halt.reason, "console end-to-end test");
     assert!(screen_text(&state).contains("HALTED"));
@@ -153,7 +175,7 @@ async fn halt_complete_every_item_and_resume_against_a_real_daemon() {
     assert_eq!(completed.len(), total);
     assert_eq!(completed.last().map(String::as_str), Some("confirm_resume"));
     assert_eq!(state.halt_state(), HaltState::Recovering);
-    assert!(state.status.checklist_missing.is_empty());
+    assert!(state.status.core.checklist_missing.is_empty());
     for item in state.items() {
         assert_eq!(item.completed_by.as_deref(), Some("alice"), "{item:?}");
         assert_eq!(
@@ -168,15 +190,41 @@ async fn halt_complete_every_item_and_resume_against_a_real_daemon() {
     );
     assert!(screen_text(&state).contains("READY"));
 
+    // Every answer the console and the CLI read decodes with the shared wire types, with
+    // nothing left over: a halt with its closure report, a worked checklist, journal
+    // records with details and MACs.
+    let status: gf_api::Status = decodes_losslessly(&url, &token, "/api/v1/halt/status").await;
+    assert_eq!(status.core.state, HaltState::Recovering);
+    assert!(status.core.halt.as_ref().unwrap().closure.is_some());
+    assert_eq!(status.exchange_status, None, "paper mode");
+    let checklist: gf_api::ChecklistReply =
+        decodes_losslessly(&url, &token, "/api/v1/recovery/checklist").await;
+    assert!(
+        checklist
+            .checklist
+            .unwrap()
+            .items
+            .iter()
+            .all(|i| i.is_done())
+    );
+    let conditions: gf_api::ConditionsReply =
+        decodes_losslessly(&url, &token, "/api/v1/conditions").await;
+    assert!(!conditions.conditions.is_empty());
+    let journal: gf_api::JournalReply =
+        decodes_losslessly(&url, &token, "/api/v1/journal?limit=1000").await;
+    assert!(journal.records.iter().any(|r| r.kind == "checklist_step"));
+    let me: gf_api::Identity = decodes_losslessly(&url, &token, "/api/v1/whoami").await;
+    assert!(me.can_operate());
+
     // Resume: R.
     press(&mut state, &api, KeyCode::Char('R')).await;
     no_error(&state);
     assert_eq!(state.halt_state(), HaltState::Running);
-    assert!(state.status.gate_open);
-    assert_eq!(state.status.resumed_by.as_deref(), Some("alice"));
+    assert!(state.status.core.gate_open);
+    assert_eq!(state.status.core.resumed_by.as_deref(), Some("alice"));
     assert_eq!(running.daemon.halt.state(), gf_core::HaltState::Running);
     pump_until(&mut state, &api, &mut rx, "Running on the feed", |s| {
-        s.halt_state() == HaltState::Running && s.status.gate_open
+        s.halt_state() == HaltState::Running && s.status.core.gate_open
     })
     .await;
 

@@ -6,6 +6,8 @@
 //! 2-core machine measures CPU saturation by the in-process load generator rather than
 //! the API.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -10,29 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use gf_core::config::StrategyKind;
 use gf_core::{
-    Config, Event, EventBus, EventKind, KindSet, Mode, OrderPurpose, OrderRequest, OrderType,
-    Payload, SharedClock, Side, Source, SystemClock, TimeInForce, TradingGate,
+    Config, EventBus, EventKind, KindSet, Mode, SharedClock, Source, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
 use gf_halt::HaltCoordinator;
 use gf_monitor::health::{CheckOutcome, FnCheck};
 use gf_monitor::{Monitor, MonitorBuilder};
-use gf_risk::{Portfolio, PreTradeCheck, SharedPortfolio, Verdict};
+use gf_risk::{Portfolio, SharedPortfolio};
 use parking_lot::RwLock;
-use rust_decimal::Decimal;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Role, TokenStore};
-use crate::strategy::{EmaCross, HoldLong, NoStrategy, Signal, Strategy};
+use gf_strategy::{HoldLong, OrderIds, SignalExecutor, Strategy};
 
 /// The bundled recordings, embedded so the binary runs from anywhere.
-const PAPER_FIXTURE: &[u8] = include_bytes!("../../../fixtures/market/paper.jsonl");
-const CRASH_FIXTURE: &[u8] = include_bytes!("../../../fixtures/market/crash.jsonl");
-const GAP_FIXTURE: &[u8] = include_bytes!("../../../fixtures/market/gap.jsonl");
+use gf_market::bundled::{CRASH as CRASH_FIXTURE, GAP as GAP_FIXTURE, PAPER as PAPER_FIXTURE};
 
 /// Which bundled market scenario paper mode replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -299,18 +293,15 @@ pub fn build_with(
     };
 
     let view: Arc<dyn gf_risk::PortfolioView> = Arc::new(portfolio.clone());
-    let halt = HaltCoordinator::open(
-        &config.halt,
-        journal,
-        gate.clone(),
-        exchange.clone(),
-        view.clone(),
-        bus.clone(),
-        clock.clone(),
-    )?;
-    // A halt waits this long for orders already on the wire before it reconciles them.
-    halt.set_exchange_timeout(Duration::from_millis(config.exchange.timeout_ms));
-    halt.watch_pairs(&config.market.pairs);
+    let halt = HaltCoordinator::builder(&config.halt, journal, gate.clone())
+        .exchange(exchange.clone())
+        .portfolio(view.clone())
+        .bus(bus.clone())
+        .clock(clock.clone())
+        // A halt waits this long for orders already on the wire before it reconciles them.
+        .exchange_timeout(Duration::from_millis(config.exchange.timeout_ms))
+        .watch_pairs(&config.market.pairs)
+        .open()?;
     if config.journal.min_free_disk_mb > 0 {
         // Halt while the journal can still record it, not once the disk is full.
         let dir = data_dir.clone();
@@ -414,39 +405,35 @@ pub fn spawn_tasks(
         daemon.config.halt.behaviour,
     );
     let mut tasks = Vec::new();
-    let (stop_tx, _) = broadcast::channel::<()>(1);
-    {
-        let token = daemon.shutdown.clone();
-        let stop_tx = stop_tx.clone();
-        tasks.push(sup.spawn("shutdown_relay", Ending::AtShutdown, async move {
-            token.cancelled().await;
-            let _ = stop_tx.send(());
-            Ok(())
-        }));
-    }
 
     // Paper mode: the paper exchange's book feed (a dead feed would fill at stale prices).
     if let Some(feed) = daemon.paper_feed.lock().take() {
         tasks.push(sup.watch_abort_at_shutdown("paper_feed", feed));
     }
 
-    // Risk: marks, fills, drawdown.
-    let sub = daemon.bus.subscribe(SharedPortfolio::kinds());
+    // Risk, then the halt conditions on the same event: the risk task applies each event
+    // to the portfolio and then lets the coordinator evaluate it, so a condition that reads
+    // the portfolio (drawdown, exposure, losses) sees the event applied and halts on the
+    // event that breaks the limit, not on a later one — the order the backtest runs too.
+    // The halt task takes every other kind it listens to, its periodic sweep and lags.
+    let risk_kinds = SharedPortfolio::kinds();
+    let sub = daemon.bus.subscribe(risk_kinds);
     tasks.push(sup.spawn("risk", Ending::AtShutdown, {
-        let p = daemon.portfolio.clone();
-        let stop = stop_tx.subscribe();
+        let (p, halt) = (daemon.portfolio.clone(), daemon.halt.clone());
+        let stop = daemon.shutdown.clone();
         async move {
-            let report = p.run(sub, stop).await;
-            tracing::info!(?report, "risk task stopped");
+            run_risk_then_halt(p, halt, sub, stop).await;
             Ok(())
         }
     }));
 
     // Halt conditions.
-    let sub = daemon.bus.subscribe(daemon.halt.subscription_kinds());
+    let sub = daemon
+        .bus
+        .subscribe(daemon.halt.subscription_kinds().difference(risk_kinds));
     tasks.push(sup.spawn("halt", Ending::AtShutdown, {
         let halt = daemon.halt.clone();
-        let stop = stop_tx.subscribe();
+        let stop = daemon.shutdown.clone();
         async move {
             halt.run(sub, stop).await;
             Ok(())
@@ -459,13 +446,7 @@ pub fn spawn_tasks(
         let monitor = daemon.monitor.clone();
         let token = daemon.shutdown.clone();
         async move {
-            monitor
-                .run(
-                    sub,
-                    async move { token.cancelled().await },
-                    Duration::from_secs(5),
-                )
-                .await;
+            monitor.run(sub, token, Duration::from_secs(5)).await;
             Ok(())
         }
     }));
@@ -526,6 +507,50 @@ pub fn spawn_tasks(
     tasks
 }
 
+/// The risk task: applies each event to the portfolio, then hands the kinds the halt
+/// coordinator listens to to [`HaltCoordinator::on_event`]. A lag (market data only: fills
+/// and order updates never drop) makes the coordinator re-sample every condition.
+async fn run_risk_then_halt(
+    portfolio: SharedPortfolio,
+    halt: HaltCoordinator,
+    mut sub: gf_core::Subscription,
+    stop: CancellationToken,
+) {
+    let halt_kinds = halt.subscription_kinds();
+    let (mut applied, mut errors, mut lagged) = (0u64, 0u64, 0u64);
+    loop {
+        let ev = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            ev = sub.recv() => ev,
+        };
+        match ev {
+            Ok(ev) => {
+                match portfolio.apply_event(&ev) {
+                    Ok(_) => applied += 1,
+                    Err(err) => {
+                        errors += 1;
+                        tracing::warn!(cause = %err, kind = %ev.kind(), "risk: event refused");
+                    }
+                }
+                if halt_kinds.contains(ev.kind()) {
+                    halt.on_event(&ev).await;
+                }
+            }
+            Err(gf_core::RecvError::Lagged { missed }) => {
+                lagged += missed;
+                tracing::warn!(
+                    missed,
+                    "risk: skipped market data while lagging; marks refresh with the next update"
+                );
+                halt.sweep().await;
+            }
+            Err(gf_core::RecvError::Closed) => break,
+        }
+    }
+    tracing::info!(applied, errors, lagged, "risk task stopped");
+}
+
 /// Whether paper mode replays its recording in a loop: the bundled normal scenario only.
 fn replay_looped(config: &Config, scenario: Scenario) -> bool {
     config.market.replay_file.is_none() && scenario == Scenario::Normal
@@ -574,159 +599,54 @@ async fn run_replay(d: Daemon, scenario: Scenario) -> Result<()> {
     }
 }
 
-/// Feeds book events to the strategy and executes its signals until shutdown. A strategy
-/// that panics takes this task down with it; the supervisor halts on that.
+/// Feeds book events to the strategy and executes its signals (gf-strategy's
+/// [`SignalExecutor`], the path the backtest runs too) until shutdown. A strategy that
+/// panics takes this task down with it; the supervisor halts on that.
 async fn run_strategy(
     d: Daemon,
     mut strategy: Box<dyn Strategy>,
     mut sub: gf_core::Subscription,
 ) -> Result<()> {
-    let mut seq: u64 = 0;
+    let mut executor = signal_executor(&d);
     loop {
         let ev = tokio::select! {
             biased;
             () = d.shutdown.cancelled() => break,
             ev = sub.recv() => ev,
         };
-        let ev = match ev {
-            Ok(ev) => ev,
+        match ev {
+            Ok(ev) => {
+                // Let the tasks woken by the same event (the paper exchange's book, the
+                // risk marks) take it first, so the strategy sizes on this event's mark
+                // and the order meets this event's book, as in the backtest.
+                tokio::task::yield_now().await;
+                executor.on_market(strategy.as_mut(), &ev).await;
+            }
             Err(gf_core::RecvError::Lagged { missed }) => {
                 tracing::warn!(missed, "strategy lagged behind market data");
-                continue;
             }
             Err(gf_core::RecvError::Closed) => break,
-        };
-        let Some(pair) = gf_halt::condition::event_pair(&ev.payload) else {
-            continue;
-        };
-        // Strategies start once the portfolio can price the pair (the risk task marks it
-        // from the same events), so a signal is never refused for want of a price.
-        let Some(position) = d
-            .portfolio
-            .read(|p| p.mark(pair).and_then(|_| p.position_qty(pair)))
-        else {
-            continue;
-        };
-        let Some(signal) = strategy.on_market(&ev, position) else {
-            continue;
-        };
-        if !d.gate.is_open() {
-            tracing::debug!(pair = %signal.pair, "signal ignored: trading is halted");
-            continue;
         }
-        seq += 1;
-        execute_signal(&d, strategy.name(), &signal, position, seq).await;
     }
     Ok(())
 }
 
 /// Journal kind of the record mapping a strategy order's client order id to its strategy
 /// and signal sequence number.
-pub const CLIENT_ORDER_ID_KIND: &str = "client_order_id";
+pub use gf_strategy::CLIENT_ORDER_ID_KIND;
 
-/// Turns a signal into an order: sized by gf-risk, checked, sent through the gate.
-pub async fn execute_signal(
-    d: &Daemon,
-    strategy: &str,
-    signal: &Signal,
-    position: Decimal,
-    seq: u64,
-) {
-    d.bus.publish(Event::new(
-        d.clock.now(),
-        Source::Strategy,
-        Payload::Signal {
-            strategy: strategy.to_owned(),
-            pair: signal.pair.clone(),
-            side: signal.side,
-            entry: signal.entry,
-            stop: signal.stop,
-        },
-    ));
-    // Size against the price the pre-trade check will use (the portfolio's mark), scaled
-    // so the stop keeps its distance; fall back to the signal's own price.
-    let reference = d
-        .portfolio
-        .read(|p| p.mark(&signal.pair))
-        .map_or(signal.entry, |m| m.price);
-    // An exit sells the holding as a plain sell, never `reduce_only`: on a spot account
-    // there is no margin position for it to reduce, and Kraken rejects a reduce-only order
-    // without one.
-    let qty = match (signal.side, signal.stop) {
-        (Side::Buy, Some(stop)) => match d.portfolio.size(
-            &signal.pair,
-            Side::Buy,
-            reference,
-            stop * reference / signal.entry,
-        ) {
-            Ok(q) => q,
-            Err(refusal) => {
-                tracing::info!(pair = %signal.pair, reason = %refusal, "signal not sized");
-                return;
-            }
-        },
-        (Side::Sell, None) if position > Decimal::ZERO => position,
-        _ => return,
-    };
-    // 128 random bits as 32 hex digits: a `cl_ord_id` Kraken accepts (a UUID's simple
-    // form), unlike readable text that outgrows Kraken's 18 characters. The id is
-    // journaled with its strategy and signal before the order can reach the exchange.
-    let client_order_id = gf_core::ClientOrderId::from_u128(rand::random::<u128>());
-    if let Err(e) = d
-        .halt
-        .record(
-            CLIENT_ORDER_ID_KIND,
-            strategy,
-            serde_json::json!({
-                "client_order_id": client_order_id,
-                "strategy": strategy,
-                "signal_seq": seq,
-                "pair": signal.pair,
-                "side": signal.side,
-            }),
-        )
-        .await
-    {
-        // A failed journal write halts through the journal's hook; place nothing.
-        tracing::warn!(order = %client_order_id, cause = %e, "order id not journaled: not placed");
-        return;
-    }
-    let order = OrderRequest {
-        client_order_id,
-        pair: signal.pair.clone(),
-        side: signal.side,
-        order_type: OrderType::Market,
-        qty,
-        limit_price: None,
-        time_in_force: TimeInForce::Ioc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    };
-    match d.portfolio.check(order) {
-        Verdict::Approved(order) => {
-            if let Err(e) = d.exchange.place_order(&order).await {
-                tracing::warn!(order = %order.client_order_id, cause = %e, "order not placed");
-                d.portfolio.release(&order.client_order_id);
-            }
-        }
-        Verdict::Refused { order, reason } => {
-            tracing::info!(order = %order.client_order_id, reason = %reason, "pre-trade check refused");
-            d.bus.publish(Event::new(
-                d.clock.now(),
-                Source::Risk,
-                Payload::OrderUpdate {
-                    client_order_id: order.client_order_id.clone(),
-                    order_id: None,
-                    pair: order.pair.clone(),
-                    status: gf_core::OrderStatus::Rejected,
-                    filled_qty: Decimal::ZERO,
-                    reason: Some(reason.to_string()),
-                },
-            ));
-        }
-    }
+/// The daemon's signal executor: random client order ids, the gated exchange, the halt
+/// coordinator's journal.
+#[must_use]
+pub fn signal_executor(d: &Daemon) -> SignalExecutor {
+    SignalExecutor::new(
+        d.bus.clone(),
+        d.clock.clone(),
+        d.portfolio.clone(),
+        d.halt.clone(),
+        d.exchange.clone(),
+        OrderIds::Random,
+    )
 }
 
 /// The strategy a scenario runs.
@@ -734,7 +654,7 @@ pub async fn execute_signal(
 pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
     match scenario {
         Scenario::Crash => Box::new(HoldLong::default()),
-        Scenario::Normal | Scenario::Gap => Box::new(EmaCross::default()),
+        Scenario::Normal | Scenario::Gap => Box::new(gf_strategy::EmaCross::default()),
     }
 }
 
@@ -743,9 +663,7 @@ pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
 #[must_use]
 pub fn chosen_strategy(config: &Config, scenario: Scenario) -> Box<dyn Strategy> {
     match config.strategy.effective(config.general.mode) {
-        Some(StrategyKind::None) => Box::new(NoStrategy),
-        Some(StrategyKind::EmaCross) => Box::new(EmaCross::default()),
-        Some(StrategyKind::HoldLong) => Box::new(HoldLong::default()),
+        Some(kind) => gf_strategy::by_kind(kind),
         None => strategy_for(scenario),
     }
 }
@@ -932,7 +850,7 @@ fn print_banner(d: &Daemon, addr: std::net::SocketAddr, token: Option<&str>, sce
     );
     println!("  state      {}", d.halt.state());
     let strategy = chosen_strategy(&d.config, scenario);
-    if strategy.name() == NoStrategy.name() {
+    if strategy.name() == gf_strategy::NoStrategy.name() {
         println!(
             "  strategy   none (orders come only from the halt's closure; choose one with strategy.kind or --strategy)"
         );
@@ -969,6 +887,7 @@ mod seed_tests {
     //! account's balances.
     use super::*;
     use gf_core::{ManualClock, Pair};
+    use rust_decimal::Decimal;
 
     #[tokio::test]
     async fn paper_balances_holding_a_base_asset_are_a_position_the_paper_exchange_holds_too() {

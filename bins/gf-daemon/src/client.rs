@@ -11,6 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use gf_core::text::escape_control;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Errors of the API client, one clear line each.
@@ -125,6 +127,30 @@ impl ApiClient {
         self.send(req).await
     }
 
+    /// `GET path`, decoded as the API's wire type `T` ([`gf_api`]).
+    ///
+    /// # Errors
+    /// As [`ApiClient::get`], and [`ClientError::Malformed`] when the answer is not a `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(self.get(path).await?)
+    }
+
+    /// `POST path` with the wire type `body`, the answer decoded as `T`.
+    ///
+    /// # Errors
+    /// As [`ApiClient::post`], and [`ClientError::Malformed`] when the answer is not a `T`.
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_value(body).map_err(|e| ClientError::Malformed {
+            status: 0,
+            snippet: e.to_string(),
+        })?;
+        decode(self.post(path, &body).await?)
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
         let resp =
             req.bearer_auth(&self.token)
@@ -158,76 +184,74 @@ impl ApiClient {
     }
 }
 
-/// A string field of a daemon answer, escaped for the terminal; `default` when absent.
-fn text<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
-    escape_control(v.as_str().unwrap_or(default))
+/// A successful answer as the wire type `T`.
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|e| ClientError::Malformed {
+        status: 200,
+        snippet: escape_control(&e.to_string()).into_owned(),
+    })
 }
 
-/// A list of strings, escaped and joined with `, `.
-fn list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(escape_control)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+/// A string from the daemon, escaped for the terminal.
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_control(s)
 }
 
-/// What `gf-daemon status` (and `halt`, `resume`) print for a `/api/v1/halt/status` answer.
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| escape_control(s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `status` as the `status`, `halt` and `resume` subcommands print it.
 #[must_use]
-pub fn format_status(s: &Value) -> String {
+pub fn format_status(s: &gf_api::HaltStatus) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "state: {}", text(&s["state"], "?"));
-    let gate = if s["gate_open"].as_bool() == Some(true) {
-        "open"
-    } else {
-        "closed"
-    };
+    let _ = writeln!(out, "state: {}", s.state);
+    let gate = if s.gate_open { "open" } else { "closed" };
     let _ = writeln!(out, "gate: {gate}");
-    if let Some(h) = s["halt"].as_object() {
-        let label = if s["state"] == "running" {
+    if let Some(h) = &s.halt {
+        let label = if s.state == gf_api::HaltState::Running {
             "last halt"
         } else {
             "halt"
         };
-        let field = |k: &str| h.get(k).unwrap_or(&Value::Null);
+        let at = h.triggered_at.map_or_else(
+            || "?".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        );
         let _ = writeln!(
             out,
-            "{label} #{}: {} — {} (at {})",
-            field("id").as_u64().unwrap_or(0),
-            text(field("source"), "?"),
-            text(field("reason"), "?"),
-            text(field("triggered_at"), "?"),
+            "{label} #{}: {} — {} (at {at})",
+            h.id,
+            text(&h.source),
+            text(&h.reason),
         );
     }
-    if s["checklist_missing"]
-        .as_array()
-        .is_some_and(|m| !m.is_empty())
-    {
-        let _ = writeln!(out, "checklist missing: {}", list(&s["checklist_missing"]));
+    if !s.checklist_missing.is_empty() {
+        let _ = writeln!(out, "checklist missing: {}", list(&s.checklist_missing));
     }
     out
 }
 
-/// What `gf-daemon checklist` prints for a `/api/v1/recovery/checklist` answer.
+/// The recovery checklist as `checklist` prints it.
 #[must_use]
-pub fn format_checklist(v: &Value) -> String {
+pub fn format_checklist(v: &gf_api::ChecklistReply) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "state: {}", text(&v["state"], "?"));
-    match v["checklist"]["items"].as_array() {
+    let _ = writeln!(out, "state: {}", v.state);
+    match &v.checklist {
         None => out.push_str("no checklist: nothing to recover from\n"),
-        Some(items) => {
-            for item in items {
-                let done = item["completed_by"].as_str().map(escape_control);
+        Some(list) => {
+            for item in &list.items {
+                let done = item.completed_by.as_deref().map(escape_control);
                 let _ = writeln!(
                     out,
                     "[{}] {:<28} {}{}",
                     if done.is_some() { "x" } else { " " },
-                    text(&item["id"], "?"),
-                    text(&item["title"], ""),
+                    text(&item.id),
+                    text(&item.title),
                     done.map(|by| format!(" (by {by})")).unwrap_or_default(),
                 );
             }
@@ -236,14 +260,14 @@ pub fn format_checklist(v: &Value) -> String {
     out
 }
 
-/// What `gf-daemon checklist complete ITEM` prints for the answer.
+/// A completed checklist item as `checklist complete` prints it.
 #[must_use]
-pub fn format_completed(item: &str, v: &Value) -> String {
-    let missing = list(&v["missing"]);
+pub fn format_completed(item: &str, v: &gf_api::CompleteReply) -> String {
+    let missing = list(&v.missing);
     format!(
         "completed {} by {}\nmissing: {}\n",
         escape_control(item),
-        text(&v["item"]["completed_by"], "?"),
+        text(v.item.completed_by.as_deref().unwrap_or("?")),
         if missing.is_empty() {
             "nothing"
         } else {
@@ -271,7 +295,7 @@ mod tests {
             },
             "checklist_missing": ["confirm_resume", "x\u{1b}]0;title\u{7}"],
         });
-        let out = format_status(&s);
+        let out = format_status(&serde_json::from_value(s).unwrap());
         assert!(
             !out.chars().any(|c| c.is_control() && c != '\n'),
             "a control character reached the terminal: {out:?}"
@@ -296,7 +320,7 @@ mod tests {
                 { "id": "confirm_resume", "title": "Confirm resume", "completed_by": null },
             ]},
         });
-        let out = format_checklist(&v);
+        let out = format_checklist(&serde_json::from_value(v).unwrap());
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
         assert!(out.contains("(by bob\\u{1b}[8m)"), "{out}");
         assert!(out.contains("x\\u{7}"), "{out}");
@@ -304,7 +328,10 @@ mod tests {
         assert!(out.contains("[ ] confirm_resume"), "{out}");
         let done = format_completed(
             "review_halt_reason",
-            &json!({ "item": { "completed_by": "eve\u{9b}" }, "missing": [] }),
+            &serde_json::from_value(
+                json!({ "item": { "completed_by": "eve\u{9b}" }, "missing": [] }),
+            )
+            .unwrap(),
         );
         assert_eq!(
             done,

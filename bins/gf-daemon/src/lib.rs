@@ -1,19 +1,17 @@
 //! The Gal-Friday daemon as a library: the composition of every crate into the program an
-//! operator runs (`launch`), its HTTP/WebSocket API, the CLI clients, and the [`Strategy`]
-//! seam through which research code plugs its own signals into the daemon.
+//! operator runs (`launch`, `backtest`), its HTTP/WebSocket API and the CLI clients.
+//! Strategies, signals and the backtest driver live in the `gf-strategy` crate.
 //!
 //! The `gf-daemon` binary only parses arguments and calls into this crate.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backtest;
 pub mod client;
 pub mod dashboard;
 pub mod live;
 pub mod logging;
 pub mod perms;
 pub mod signals;
-pub mod strategy;
 pub mod supervise;
-
-pub use strategy::{EmaCross, HoldLong, Signal, Strategy};

@@ -57,7 +57,6 @@ use gf_secrets::rotation::RotationOutcome;
 use gf_secrets::rotation::{CredentialCheck, RotatingCredentials, Rotator};
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 pub use gf_secrets::env::{EnvLookup, env_from_pairs, process_env};
@@ -795,7 +794,7 @@ impl Live {
             let (bus, clock, token) = (daemon.bus.clone(), daemon.clock.clone(), token.clone());
             async move {
                 let mut source =
-                    gf_market::KrakenClient::new(cfg).context("kraken websocket source")?;
+                    gf_market::MarketClient::new(cfg).context("kraken websocket source")?;
                 let stats = source
                     .run(bus, clock, token)
                     .await
@@ -866,14 +865,12 @@ impl Live {
 
         // Credential rotation.
         if let Some(every) = self.rotation_poll {
-            let (stop_tx, stop_rx) = broadcast::channel(1);
-            let mut watcher = Arc::clone(&self.rotator).spawn(every, stop_rx);
+            let mut watcher = Arc::clone(&self.rotator).spawn(every, token.clone());
             tasks.push(sup.spawn("rotation", Ending::AtShutdown, async move {
                 tokio::select! {
                     () = token.cancelled() => {}
                     () = watcher.ended() => anyhow::bail!("credential rotation watcher ended"),
                 }
-                let _ = stop_tx.send(());
                 watcher.join().await;
                 Ok(())
             }));

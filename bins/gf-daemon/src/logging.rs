@@ -6,30 +6,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Log formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human on a TTY, JSON otherwise.
-    Auto,
-    /// Human-readable lines.
-    Human,
-    /// JSON lines.
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(LogFormat::Auto),
-            "human" => Ok(LogFormat::Human),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format {other:?}: expected auto, human or json"
-            )),
-        }
-    }
-}
+/// Log formats (`--log-format`, `general.log_format`).
+pub use gf_core::config::LogFormat;
 
 /// Installs the global subscriber, writing to stderr, at `default_level` unless
 /// `RUST_LOG` says otherwise. Safe to call more than once (later calls are no-ops).

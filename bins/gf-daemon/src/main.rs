@@ -11,7 +11,7 @@ use gf_daemon::app::{LaunchOptions, Scenario};
 use gf_daemon::auth::{Role, TokenStore};
 use gf_daemon::client::{ApiClient, resolve_token};
 use gf_daemon::logging::{LogFormat, init_logging};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// Gal-Friday daemon.
@@ -80,6 +80,45 @@ enum Command {
         /// mode runs none unless one is chosen here or in the configuration.
         #[arg(long, value_parser = parse_strategy)]
         strategy: Option<gf_core::config::StrategyKind>,
+    },
+    /// Replays a recording through the daemon's own market, risk, gate, paper-exchange
+    /// and halt code on the recording's event time: trades, statistics, every halt that
+    /// would have fired and what it saved. Deterministic: the same input gives the same
+    /// output, byte for byte.
+    Backtest {
+        /// The recording (the format `market record` writes); default: the scenario's
+        /// bundled recording.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The bundled recording to replay when no --data is given.
+        #[arg(long, value_enum, default_value = "normal")]
+        scenario: Scenario,
+        /// Strategy: none, ema_cross or hold_long (default: strategy.kind, else the
+        /// scenario's example).
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<gf_core::config::StrategyKind>,
+        /// Configuration file (TOML); without it the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Writes a self-contained HTML report (equity curve, halts, trades).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Writes the run's journal as JSON lines.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Prints the report as JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// Skips the comparison run without halts.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Sweeps a numeric key over values, e.g. halt.max_daily_drawdown_pct=1,2,3
+        /// (give it twice for a two-key grid); prints one row per point.
+        #[arg(long)]
+        sweep: Vec<String>,
+        /// Sweep points run at once (default: every core).
+        #[arg(long)]
+        jobs: Option<std::num::NonZeroUsize>,
     },
     /// Shows the halt state.
     Status(ClientArgs),
@@ -349,29 +388,63 @@ async fn run(command: Command) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backtest {
+            data,
+            scenario,
+            strategy,
+            config,
+            report,
+            journal,
+            json,
+            no_baseline,
+            sweep,
+            jobs,
+        } => {
+            let opts = gf_daemon::backtest::BacktestOptions {
+                data,
+                scenario,
+                strategy,
+                config,
+                report,
+                journal,
+                json,
+                no_baseline,
+                sweep,
+                jobs,
+            };
+            // CPU-bound and synchronous: off the async runtime's worker.
+            tokio::task::spawn_blocking(move || gf_daemon::backtest::run(&opts))
+                .await
+                .context("the backtest thread")??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(c) => {
-            let s = c.client()?.get("/api/v1/halt/status").await?;
-            print_status(&s);
+            let s: gf_api::Status = c.client()?.get_as("/api/v1/halt/status").await?;
+            print_status(&s.core);
             Ok(ExitCode::SUCCESS)
         }
         Command::Halt { client, reason } => {
-            let v = client
-                .client()?
-                .post("/api/v1/halt", &json!({ "reason": reason }))
-                .await?;
-            print_status(&v["status"]);
+            let body = gf_api::HaltRequest {
+                reason,
+                source: None,
+            };
+            let v: gf_api::HaltReply = client.client()?.post_as("/api/v1/halt", &body).await?;
+            print_status(&v.status);
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume(c) => {
-            let v = c.client()?.post("/api/v1/resume", &json!({})).await?;
-            print_status(&v["status"]);
+            let v: gf_api::ResumeReply = c.client()?.post_as("/api/v1/resume", &json!({})).await?;
+            print_status(&v.status);
             Ok(ExitCode::SUCCESS)
         }
         Command::Checklist {
             client,
             action: None,
         } => {
-            let v = client.client()?.get("/api/v1/recovery/checklist").await?;
+            let v: gf_api::ChecklistReply = client
+                .client()?
+                .get_as("/api/v1/recovery/checklist")
+                .await?;
             print_checklist(&v);
             Ok(ExitCode::SUCCESS)
         }
@@ -380,9 +453,9 @@ async fn run(command: Command) -> Result<ExitCode> {
             action: Some(ChecklistAction::Complete { item, note }),
         } => {
             let path = format!("/api/v1/recovery/checklist/{item}/complete");
-            let v = client
+            let v: gf_api::CompleteReply = client
                 .client()?
-                .post(&path, &json!({ "note": note }))
+                .post_as(&path, &gf_api::CompleteRequest { note })
                 .await?;
             print!("{}", gf_daemon::client::format_completed(&item, &v));
             Ok(ExitCode::SUCCESS)
@@ -600,10 +673,10 @@ async fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
-fn print_status(s: &Value) {
+fn print_status(s: &gf_api::HaltStatus) {
     print!("{}", gf_daemon::client::format_status(s));
 }
 
-fn print_checklist(v: &Value) {
+fn print_checklist(v: &gf_api::ChecklistReply) {
     print!("{}", gf_daemon::client::format_checklist(v));
 }

@@ -73,6 +73,7 @@ fn tighten(path: &Path, changed: &mut Vec<Tightened>) -> io::Result<()> {
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

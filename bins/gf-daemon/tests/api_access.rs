@@ -3,6 +3,8 @@
 //! the halt reason) need a viewer token unless `api.public_metrics = true`. A real
 //! Prometheus scrapes `/metrics` with a bearer token from its scrape config.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! the right status; lengths count characters; an unauthenticated request is answered
 //! before its body arrives.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,8 @@
 //! `/readyz` fails, and the restart comes back halted; one daemon per data directory; the
 //! journal key never inside the data directory; a tampered timestamp still lists.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

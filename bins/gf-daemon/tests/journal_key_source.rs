@@ -3,6 +3,8 @@
 //! the key file outside the data directory; a malformed provider key is refused naming the
 //! field, never showing the value.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use gf_core::Config;

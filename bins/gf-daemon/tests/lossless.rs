@@ -12,7 +12,7 @@ use gf_core::{
 };
 use gf_daemon::app::build;
 use rust_decimal::Decimal;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// More than the daemon bus's ring (1 << 16 events).
 const FLOOD: u64 = 70_000;
@@ -41,15 +41,15 @@ async fn api_errors_and_fills_before_a_flood_still_reach_halt_and_risk() {
     assert_eq!(d.halt.state(), HaltState::Running);
 
     // The daemon's own subscriptions for its halt and risk tasks.
-    let (stop, _) = broadcast::channel::<()>(1);
+    let stop = CancellationToken::new();
     let halt_sub = d.bus.subscribe(d.halt.subscription_kinds());
     let risk_sub = d.bus.subscribe(gf_risk::SharedPortfolio::kinds());
     let halt = d.halt.clone();
     let halt_task = tokio::spawn({
-        let stop = stop.subscribe();
+        let stop = stop.clone();
         async move { halt.run(halt_sub, stop).await }
     });
-    let risk_task = tokio::spawn(d.portfolio.clone().run(risk_sub, stop.subscribe()));
+    let risk_task = tokio::spawn(d.portfolio.clone().run(risk_sub, stop.clone()));
 
     // On this single-threaded runtime nothing else runs until the loop ends: both tasks
     // are a whole ring behind before they read their first event.
@@ -112,7 +112,7 @@ async fn api_errors_and_fills_before_a_flood_still_reach_halt_and_risk() {
     .expect("every fill reached the portfolio");
     assert_eq!(position, Some(bought));
 
-    let _ = stop.send(());
+    stop.cancel();
     halt_task.await.unwrap();
     let report = risk_task.await.unwrap();
     assert!(report.lagged >= FLOOD - (1 << 16), "{report:?}");

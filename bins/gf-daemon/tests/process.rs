@@ -1,6 +1,8 @@
 //! The `gf-daemon` binary as an operator runs it: launch, the CLI clients, SIGUSR1,
 //! SIGKILL while halted and a relaunch on the same data directory, and the offline tools.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -5,6 +5,7 @@
 //! older install's 0755/0644.
 
 #![cfg(unix)]
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

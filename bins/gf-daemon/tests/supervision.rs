@@ -2,6 +2,7 @@
 //! halts the daemon (`auto:task_failed:strategy`), closes the gate, turns `/readyz` red and
 //! refuses resume until a restart, while the other tasks keep running; a replay that is
 //! not looped finishes without being taken for a failure.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use gf_core::{Config, Event, Qty, SystemClock};
 use gf_daemon::app::{Daemon, Scenario, build, spawn_tasks};
 use gf_daemon::supervise::TaskState;
-use gf_daemon::{Signal, Strategy};
+use gf_strategy::{Signal, Strategy};
 use serde_json::Value;
 
 /// A strategy with a bug: it panics on the first market event it is shown.

@@ -2,6 +2,8 @@
 //! process (what `gf-daemon token create` does) authenticates over HTTP without a
 //! restart, a revoked one stops working, and a broken file keeps the tokens already loaded.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Bus throughput: one publisher, four subscribers; events delivered per subscriber per
 //! second (criterion reports elements/s = events each subscriber received per second).
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;

@@ -2,26 +2,17 @@
 //! client id for a halt's reconciliation) and of a refused check.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gf_core::{
-    ClientOrderId, OrderPurpose, OrderRequest, OrderType, Pair, Side, TimeInForce, TradingGate,
-};
+use gf_core::{ClientOrderId, OrderRequest, Pair, Side, TradingGate};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 
 fn order() -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new("bench-0001"),
-        pair: Pair::new("XRP/USD").expect("pair"),
-        side: Side::Buy,
-        order_type: OrderType::Market,
-        qty: Decimal::TEN,
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::market(
+        ClientOrderId::new("bench-0001"),
+        Pair::new("XRP/USD").expect("pair"),
+        Side::Buy,
+        Decimal::TEN,
+    )
 }
 
 fn gate_check(c: &mut Criterion) {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::event::Severity;
 use crate::types::Pair;
 
 /// Prefix of environment overrides; `GF_API__BIND=0.0.0.0:9000` sets `api.bind`.
@@ -198,7 +199,52 @@ pub struct GeneralConfig {
     /// Where the SQLite database and generated tokens live.
     pub data_dir: PathBuf,
     /// Log format: `auto` (human on a TTY, JSON otherwise), `human` or `json`.
-    pub log_format: String,
+    pub log_format: LogFormat,
+}
+
+/// `general.log_format` (and `gf-daemon --log-format`): how logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable on a TTY, JSON lines otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Human,
+    /// JSON lines.
+    Json,
+}
+
+impl LogFormat {
+    /// Every format, in documentation order.
+    pub const ALL: [Self; 3] = [Self::Auto, Self::Human, Self::Json];
+
+    /// The name in configuration and on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Human => "human",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown log format {s:?}: expected auto, human or json"))
+    }
 }
 
 impl Default for GeneralConfig {
@@ -206,7 +252,7 @@ impl Default for GeneralConfig {
         Self {
             mode: Mode::Paper,
             data_dir: PathBuf::from("./data"),
-            log_format: "auto".into(),
+            log_format: LogFormat::Auto,
         }
     }
 }
@@ -334,7 +380,7 @@ pub struct ExchangeConfig {
     /// (REST order-status polling is the fallback while it is down).
     pub ws_auth_url: String,
     /// Kraken verification tier (`starter`, `intermediate`, `pro`), for the rate limiter.
-    pub tier: String,
+    pub tier: Tier,
     /// Per-call timeout, milliseconds.
     pub timeout_ms: u64,
     /// Dead man's switch (`CancelAllOrdersAfter`) timeout, seconds; 0 disables.
@@ -371,7 +417,7 @@ impl Default for ExchangeConfig {
         Self {
             rest_url: "https://api.kraken.com".into(),
             ws_auth_url: "wss://ws-auth.kraken.com/v2".into(),
-            tier: "starter".into(),
+            tier: Tier::Starter,
             timeout_ms: 5_000,
             dead_man_switch_secs: 60,
             disarm_on_shutdown: false,
@@ -383,17 +429,46 @@ impl Default for ExchangeConfig {
     }
 }
 
-/// Kraken's REST API counter of a verification tier: the maximum, in points, and the decay,
-/// in thousandths of a point per second (docs.kraken.com, "Spot REST Rate Limits": Starter
-/// max 15, −0.33/s; Intermediate max 20, −0.5/s; Pro max 20, −1/s). `None` for an unknown
-/// tier.
-#[must_use]
-pub fn kraken_rest_counter(tier: &str) -> Option<(u32, u32)> {
-    match tier {
-        "starter" => Some((15, 330)),
-        "intermediate" => Some((20, 500)),
-        "pro" => Some((20, 1000)),
-        _ => None,
+/// `exchange.tier`: the account's Kraken verification tier, which sets its rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Starter.
+    #[default]
+    Starter,
+    /// Intermediate.
+    Intermediate,
+    /// Pro.
+    Pro,
+}
+
+impl Tier {
+    /// The name in configuration.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starter => "starter",
+            Self::Intermediate => "intermediate",
+            Self::Pro => "pro",
+        }
+    }
+
+    /// Kraken's REST API counter of this tier: the maximum, in points, and the decay, in
+    /// thousandths of a point per second (docs.kraken.com, "Spot REST Rate Limits": Starter
+    /// max 15, −0.33/s; Intermediate max 20, −0.5/s; Pro max 20, −1/s).
+    #[must_use]
+    pub fn rest_counter(self) -> (u32, u32) {
+        match self {
+            Self::Starter => (15, 330),
+            Self::Intermediate => (20, 500),
+            Self::Pro => (20, 1000),
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -431,8 +506,8 @@ pub fn rest_budget(timeout_secs: u64, decay_milli_per_sec: u64) -> (u64, u64) {
 
 /// `None` when the tier can sustain a dead man's switch of `timeout_secs` beside the
 /// minimum order-status sync; otherwise why not, naming the numbers.
-fn dead_man_budget_problem(tier: &str, timeout_secs: u64) -> Option<String> {
-    let (_, decay) = kraken_rest_counter(tier)?;
+fn dead_man_budget_problem(tier: Tier, timeout_secs: u64) -> Option<String> {
+    let (_, decay) = tier.rest_counter();
     let decay = u64::from(decay);
     let fits = |t: u64| {
         let (needed, sync) = rest_budget(t, decay);
@@ -647,6 +722,19 @@ pub enum SecretProviderKind {
     Aws,
 }
 
+/// `secrets.vault_auth`: how the `vault` provider logs in (its credentials come from the
+/// environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultAuthMethod {
+    /// A token from `VAULT_TOKEN`.
+    #[default]
+    Token,
+    /// AppRole login with `VAULT_ROLE_ID` and `VAULT_SECRET_ID`.
+    #[serde(rename = "approle")]
+    AppRole,
+}
+
 /// `[secrets]`. Provider-specific settings live in their own tables and are
 /// validated by gf-secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -671,7 +759,7 @@ pub struct SecretsConfig {
     /// `vault` provider: path under the mount.
     pub vault_path: Option<String>,
     /// `vault` provider: `token` or `approle`.
-    pub vault_auth: String,
+    pub vault_auth: VaultAuthMethod,
     /// `aws` provider: region.
     pub aws_region: Option<String>,
     /// `aws` provider: endpoint override (for emulators).
@@ -692,7 +780,7 @@ impl Default for SecretsConfig {
             vault_namespace: None,
             vault_mount: "secret".into(),
             vault_path: None,
-            vault_auth: "token".into(),
+            vault_auth: VaultAuthMethod::Token,
             aws_region: None,
             aws_endpoint: None,
             aws_secret_id: None,
@@ -742,13 +830,55 @@ pub struct ChannelConfig {
     /// A name for logs and errors.
     pub name: String,
     /// Channel type.
-    pub kind: String,
-    /// Lowest severity delivered: `info`, `warning`, `critical`.
+    pub kind: ChannelKind,
+    /// Lowest severity delivered: `info` (unset), `warning`, `critical`.
     #[serde(default)]
-    pub min_severity: Option<String>,
+    pub min_severity: Option<Severity>,
     /// Channel-specific settings (URL, SMTP host, …).
     #[serde(flatten)]
     pub settings: BTreeMap<String, toml::Value>,
+}
+
+/// `monitor.channels[].kind`: where an alert channel delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// The daemon's own log.
+    Log,
+    /// E-mail over SMTP.
+    Email,
+    /// A generic webhook (the notice as JSON).
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Discord webhook.
+    Discord,
+    /// Telegram's `sendMessage`.
+    Telegram,
+    /// A Twilio-compatible SMS endpoint.
+    Sms,
+}
+
+impl ChannelKind {
+    /// The name in configuration.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+            Self::Slack => "slack",
+            Self::Discord => "discord",
+            Self::Telegram => "telegram",
+            Self::Sms => "sms",
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Config {
@@ -853,15 +983,6 @@ impl Config {
             }
         };
 
-        // [general]
-        if !["auto", "human", "json"].contains(&self.general.log_format.as_str()) {
-            return Err(ConfigError::invalid(
-                "general.log_format",
-                &self.general.log_format,
-                "must be auto, human or json",
-            ));
-        }
-
         // [market]
         let m = &self.market;
         if m.pairs.is_empty() {
@@ -909,13 +1030,6 @@ impl Config {
         cleartext_only_on_loopback("exchange.rest_url", &e.rest_url, "http://", "https://")?;
         url_scheme("exchange.ws_auth_url", &e.ws_auth_url, &["ws://", "wss://"])?;
         cleartext_only_on_loopback("exchange.ws_auth_url", &e.ws_auth_url, "ws://", "wss://")?;
-        if !["starter", "intermediate", "pro"].contains(&e.tier.as_str()) {
-            return Err(ConfigError::invalid(
-                "exchange.tier",
-                &e.tier,
-                "must be starter, intermediate or pro",
-            ));
-        }
         nonzero("exchange.timeout_ms", e.timeout_ms)?;
         if e.dead_man_switch_secs > 86_400 {
             return Err(ConfigError::invalid(
@@ -924,7 +1038,7 @@ impl Config {
                 "kraken accepts at most 86400 seconds",
             ));
         }
-        if let Some(reason) = dead_man_budget_problem(&e.tier, e.dead_man_switch_secs) {
+        if let Some(reason) = dead_man_budget_problem(e.tier, e.dead_man_switch_secs) {
             return Err(ConfigError::invalid(
                 "exchange.dead_man_switch_secs",
                 e.dead_man_switch_secs,
@@ -1057,13 +1171,6 @@ impl Config {
             SecretProviderKind::Vault => {
                 need("secrets.vault_addr", s.vault_addr.is_some(), "vault")?;
                 need("secrets.vault_path", s.vault_path.is_some(), "vault")?;
-                if !["token", "approle"].contains(&s.vault_auth.as_str()) {
-                    return Err(ConfigError::invalid(
-                        "secrets.vault_auth",
-                        &s.vault_auth,
-                        "must be token or approle",
-                    ));
-                }
             }
             SecretProviderKind::Aws => {
                 need("secrets.aws_region", s.aws_region.is_some(), "aws")?;
@@ -1076,27 +1183,6 @@ impl Config {
         let mo = &self.monitor;
         nonzero("monitor.dashboard_interval_ms", mo.dashboard_interval_ms)?;
         pct("monitor.alert_drawdown_pct", mo.alert_drawdown_pct, false)?;
-        const KINDS: &[&str] = &[
-            "log", "email", "webhook", "slack", "discord", "telegram", "sms",
-        ];
-        for (i, ch) in mo.channels.iter().enumerate() {
-            if !KINDS.contains(&ch.kind.as_str()) {
-                return Err(ConfigError::invalid(
-                    &format!("monitor.channels[{i}].kind"),
-                    &ch.kind,
-                    &format!("unknown channel kind; known: {}", KINDS.join(", ")),
-                ));
-            }
-            if let Some(sev) = &ch.min_severity
-                && !["info", "warning", "critical"].contains(&sev.as_str())
-            {
-                return Err(ConfigError::invalid(
-                    &format!("monitor.channels[{i}].min_severity"),
-                    sev,
-                    "must be info, warning or critical",
-                ));
-            }
-        }
         Ok(())
     }
 
@@ -1330,8 +1416,12 @@ mod tests {
         }
         cfg.exchange.dead_man_switch_secs = 27;
         assert!(cfg.validate().is_err());
-        for (tier, shortest) in [("starter", 28), ("intermediate", 16), ("pro", 8)] {
-            cfg.exchange.tier = tier.into();
+        for (tier, shortest) in [
+            (Tier::Starter, 28),
+            (Tier::Intermediate, 16),
+            (Tier::Pro, 8),
+        ] {
+            cfg.exchange.tier = tier;
             cfg.exchange.dead_man_switch_secs = shortest;
             cfg.validate().unwrap();
             cfg.exchange.dead_man_switch_secs = shortest - 1;
@@ -1341,7 +1431,7 @@ mod tests {
         // The default (60 s) and "off" pass on every tier.
         cfg.exchange.dead_man_switch_secs = 0;
         cfg.validate().unwrap();
-        cfg.exchange.tier = "starter".into();
+        cfg.exchange.tier = Tier::Starter;
         cfg.exchange.dead_man_switch_secs = 60;
         cfg.validate().unwrap();
         let (needed, sync) = rest_budget(60, 330);
@@ -1439,7 +1529,7 @@ mod tests {
             },
             Case {
                 toml: "[[monitor.channels]]\nname = \"x\"\nkind = \"pager\"",
-                key: "monitor.channels[0].kind",
+                key: "monitor.channels.kind",
             },
             Case {
                 toml: "[nonsense]\nx = 1",
@@ -1464,11 +1554,6 @@ mod tests {
     #[test]
     fn each_rule_refuses_with_its_key_and_what_is_allowed() {
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "[general]\nlog_format = \"xml\"",
-                "general.log_format",
-                "must be auto, human or json",
-            ),
             ("[market]\npairs = []", "market.pairs", "at least one pair"),
             (
                 "[market]\npairs = [\"XRP/USD\", \"DOGE/USD\", \"XRP/USD\"]",
@@ -1587,12 +1672,6 @@ mod tests {
                 "required by the vault provider",
             ),
             (
-                "[secrets]\nprovider = \"vault\"\nvault_addr = \"https://v:8200\"\n\
-                 vault_path = \"gf\"\nvault_auth = \"ldap\"",
-                "secrets.vault_auth",
-                "must be token or approle",
-            ),
-            (
                 "[secrets]\nprovider = \"aws\"",
                 "secrets.aws_region",
                 "required by the aws provider",
@@ -1611,12 +1690,6 @@ mod tests {
                 "[monitor]\nalert_drawdown_pct = 101",
                 "monitor.alert_drawdown_pct",
                 "at most 100",
-            ),
-            (
-                "[[monitor.channels]]\nname = \"ops\"\nkind = \"log\"\n\
-                 min_severity = \"debug\"",
-                "monitor.channels[0].min_severity",
-                "must be info, warning or critical",
             ),
         ];
         for (text, key, reason) in cases {
@@ -1739,8 +1812,75 @@ mod tests {
             j.key_file_path(|_| Some("/home/u".into())),
             Some(PathBuf::from("/k/journal.key"))
         );
-        assert_eq!(kraken_rest_counter("gold"), None);
-        assert_eq!(kraken_rest_counter("pro"), Some((20, 1000)));
+        assert_eq!(Tier::Pro.rest_counter(), (20, 1000));
+    }
+
+    /// A value outside a closed set (an enum) is refused by the parser, naming the key, the
+    /// value and every allowed spelling.
+    #[test]
+    fn unknown_enum_values_name_the_key_and_the_allowed_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[general]\nlog_format = \"xml\"",
+                "general.log_format",
+                "`auto`, `human`, `json`",
+            ),
+            (
+                "[exchange]\ntier = \"gold\"",
+                "exchange.tier",
+                "`starter`, `intermediate`, `pro`",
+            ),
+            (
+                "[secrets]\nprovider = \"vault\"\nvault_addr = \"https://v:8200\"\n\
+                 vault_path = \"gf\"\nvault_auth = \"ldap\"",
+                "secrets.vault_auth",
+                "expected `token` or `approle`",
+            ),
+            (
+                "[[monitor.channels]]\nname = \"ops\"\nkind = \"pager\"",
+                "monitor.channels.kind",
+                "`log`, `email`, `webhook`, `slack`, `discord`, `telegram`, `sms`",
+            ),
+            (
+                "[[monitor.channels]]\nname = \"ops\"\nkind = \"log\"\n\
+                 min_severity = \"debug\"",
+                "monitor.channels.min_severity",
+                "`info`, `warning`, `critical`",
+            ),
+        ];
+        for (text, key, allowed) in cases {
+            let err = Config::from_toml_str(text).unwrap_err();
+            let ConfigError::Parse { ref message, .. } = err else {
+                panic!("{text:?}: expected a parse error, got {err:?}");
+            };
+            let value = text.rsplit('"').nth(1).unwrap_or_default();
+            assert!(
+                message.contains(&format!("unknown variant `{value}`")),
+                "{message}"
+            );
+            assert!(
+                message.contains(allowed),
+                "{allowed} missing from {message}"
+            );
+            assert!(message.contains(key), "{key} missing from {message}");
+        }
+        // Every spelling the reference file documents is accepted.
+        let c = Config::from_toml_str(
+            "[general]\nlog_format = \"json\"\n[exchange]\ntier = \"intermediate\"\n\
+             [secrets]\nvault_auth = \"approle\"\n\
+             [[monitor.channels]]\nname = \"a\"\nkind = \"sms\"\nmin_severity = \"warning\"",
+        )
+        .unwrap();
+        assert_eq!(c.general.log_format, LogFormat::Json);
+        assert_eq!(c.exchange.tier, Tier::Intermediate);
+        assert_eq!(c.secrets.vault_auth, VaultAuthMethod::AppRole);
+        assert_eq!(c.monitor.channels[0].kind, ChannelKind::Sms);
+        assert_eq!(c.monitor.channels[0].min_severity, Some(Severity::Warning));
+        for f in LogFormat::ALL {
+            assert_eq!(f.to_string().parse::<LogFormat>(), Ok(f));
+        }
+        let err = "xml".parse::<LogFormat>().unwrap_err();
+        assert!(err.contains("auto, human or json"), "{err}");
     }
 
     #[test]

@@ -751,6 +751,19 @@ impl KindSet {
         KindSet(self.0 & other.0)
     }
 
+    /// The kinds in this set and not in `other`.
+    ///
+    /// ```
+    /// use gf_core::{EventKind, KindSet};
+    /// let set = KindSet::of(&[EventKind::Fill, EventKind::Trade]);
+    /// let rest = set.difference(KindSet::of(&[EventKind::Trade]));
+    /// assert!(rest.contains(EventKind::Fill) && !rest.contains(EventKind::Trade));
+    /// ```
+    #[must_use]
+    pub const fn difference(self, other: KindSet) -> Self {
+        KindSet(self.0 & !other.0)
+    }
+
     /// Whether no kind is in the set.
     #[must_use]
     pub const fn is_empty(self) -> bool {

@@ -71,18 +71,13 @@ impl Inner {
 /// submit orders through it, never open it (that takes the [`GateOpener`]).
 ///
 /// ```
-/// use gf_core::{ClientOrderId, OrderPurpose, OrderRequest, OrderType, Pair, Position, Side,
-///     TimeInForce, TradingGate};
+/// use gf_core::{ClientOrderId, OrderPurpose, OrderRequest, Pair, Position, Side, TradingGate};
 /// use rust_decimal::Decimal;
 /// let gate = TradingGate::new_open();
 /// let opener = gate.take_opener().expect("the first taker gets the opener");
 /// assert!(gate.take_opener().is_none(), "and nobody else");
-/// let mut order = OrderRequest {
-///     client_order_id: ClientOrderId::new("c1"), pair: "XRP/USD".parse::<Pair>().unwrap(),
-///     side: Side::Sell, order_type: OrderType::Market, qty: Decimal::TEN, limit_price: None,
-///     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
-///     purpose: OrderPurpose::Normal, closure_seal: None,
-/// };
+/// let pair: Pair = "XRP/USD".parse().unwrap();
+/// let mut order = OrderRequest::market(ClientOrderId::new("c1"), pair, Side::Sell, Decimal::TEN);
 /// assert!(gate.enter(&order).is_ok());
 /// gate.close();
 /// assert!(gate.enter(&order).is_err(), "a closed gate refuses ordinary orders");
@@ -488,23 +483,15 @@ impl Drop for GatePermit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{OrderType, TimeInForce};
     use std::sync::atomic::AtomicUsize;
 
     fn order(id: &str) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: Pair::new("XRP/USD").unwrap(),
-            side: Side::Sell,
-            order_type: OrderType::Market,
-            qty: Decimal::TEN,
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::market(
+            ClientOrderId::new(id),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Sell,
+            Decimal::TEN,
+        )
     }
 
     fn long(qty: i64) -> Position {

@@ -342,6 +342,133 @@ pub struct OrderRequest {
 }
 
 impl OrderRequest {
+    /// A market order: immediate or cancel, not reduce-only, no `userref`, an ordinary
+    /// ([`OrderPurpose::Normal`]) order without a closure seal.
+    ///
+    /// Halt closures are not built here: gf-halt mints and seals them itself.
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderPurpose, OrderRequest, OrderType, Pair, Side, TimeInForce};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let order = OrderRequest::market(ClientOrderId::new("c1"), pair, Side::Buy, Decimal::TEN);
+    /// assert_eq!(order.order_type, OrderType::Market);
+    /// assert_eq!(order.time_in_force, TimeInForce::Ioc);
+    /// assert_eq!(order.limit_price, None);
+    /// assert_eq!(order.purpose, OrderPurpose::Normal);
+    /// assert!(!order.reduce_only && !order.is_sealed());
+    /// order.validate().unwrap();
+    /// ```
+    #[must_use]
+    pub fn market(client_order_id: ClientOrderId, pair: Pair, side: Side, qty: Qty) -> Self {
+        Self {
+            client_order_id,
+            pair,
+            side,
+            order_type: OrderType::Market,
+            qty,
+            limit_price: None,
+            time_in_force: TimeInForce::Ioc,
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
+        }
+    }
+
+    /// A limit order at `price`: good till cancelled (the default [`TimeInForce`]), not
+    /// reduce-only, no `userref`, an ordinary ([`OrderPurpose::Normal`]) order without a
+    /// closure seal.
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderRequest, OrderType, Pair, Side, TimeInForce};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let price = Decimal::new(5, 1);
+    /// let order = OrderRequest::limit(ClientOrderId::new("c1"), pair, Side::Sell, Decimal::ONE, price);
+    /// assert_eq!(order.order_type, OrderType::Limit);
+    /// assert_eq!(order.limit_price, Some(price));
+    /// assert_eq!(order.time_in_force, TimeInForce::Gtc);
+    /// order.validate().unwrap();
+    /// ```
+    #[must_use]
+    pub fn limit(
+        client_order_id: ClientOrderId,
+        pair: Pair,
+        side: Side,
+        qty: Qty,
+        price: Price,
+    ) -> Self {
+        Self {
+            client_order_id,
+            pair,
+            side,
+            order_type: OrderType::Limit,
+            qty,
+            limit_price: Some(price),
+            time_in_force: TimeInForce::default(),
+            reduce_only: false,
+            user_ref: None,
+            purpose: OrderPurpose::Normal,
+            closure_seal: None,
+        }
+    }
+
+    /// The same order with time in force `tif` (it matters for limit orders only).
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderRequest, Pair, Side, TimeInForce};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let order = OrderRequest::limit(ClientOrderId::new("c1"), pair, Side::Buy, Decimal::ONE, Decimal::ONE)
+    ///     .with_time_in_force(TimeInForce::Ioc);
+    /// assert_eq!(order.time_in_force, TimeInForce::Ioc);
+    /// ```
+    #[must_use]
+    pub fn with_time_in_force(mut self, tif: TimeInForce) -> Self {
+        self.time_in_force = tif;
+        self
+    }
+
+    /// The same order tagged with Kraken's numeric `userref`.
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderRequest, Pair, Side};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let order = OrderRequest::market(ClientOrderId::new("c1"), pair, Side::Buy, Decimal::ONE)
+    ///     .with_user_ref(42);
+    /// assert_eq!(order.user_ref, Some(42));
+    /// ```
+    #[must_use]
+    pub fn with_user_ref(mut self, user_ref: i32) -> Self {
+        self.user_ref = Some(user_ref);
+        self
+    }
+
+    /// The same order, reduce-only: it may shrink a position, never open or grow one.
+    /// It stays an ordinary order; only gf-halt mints halt closures.
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderRequest, Pair, Side};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let order = OrderRequest::market(ClientOrderId::new("c1"), pair, Side::Sell, Decimal::ONE)
+    ///     .reduce_only();
+    /// assert!(order.reduce_only);
+    /// assert!(!order.is_closure() && !order.is_sealed());
+    /// ```
+    #[must_use]
+    pub fn reduce_only(mut self) -> Self {
+        self.reduce_only = true;
+        self
+    }
+
     /// Checks the request is self-consistent (positive quantity, a positive limit price
     /// exactly when the type is limit).
     ///
@@ -625,19 +752,8 @@ mod tests {
 
     #[test]
     fn order_validation_names_the_field() {
-        let mut order = OrderRequest {
-            client_order_id: ClientOrderId::new("c1"),
-            pair: Pair::new("XRP/USD").unwrap(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            qty: Decimal::ONE,
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        };
+        let mut order = limit_order();
+        order.limit_price = None;
         assert!(
             order
                 .validate()
@@ -652,19 +768,13 @@ mod tests {
     }
 
     fn limit_order() -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new("c1"),
-            pair: Pair::new("XRP/USD").unwrap(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            qty: Decimal::ONE,
-            limit_price: Some(Decimal::new(5, 1)),
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::limit(
+            ClientOrderId::new("c1"),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Buy,
+            Decimal::ONE,
+            Decimal::new(5, 1),
+        )
     }
 
     /// The field and reason an invalid order is refused with.

@@ -2,6 +2,8 @@
 //! errors and closure results survive a subscriber that lags far behind a flood of market
 //! data, in publication order, while the flood itself is (visibly) dropped.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::Utc;
 use gf_core::{
     ApiErrorKind, ClientOrderId, Event, EventBus, EventKind, Fill, KindSet, OrderId, OrderPurpose,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gf_core::{
-    BookSnapshot, ClientOrderId, Clock, Event, Level, ManualClock, OrderPurpose, OrderRequest,
-    OrderType, Pair, Payload, Side, Source, TimeInForce, TradingGate,
+    BookSnapshot, ClientOrderId, Clock, Event, Level, ManualClock, OrderRequest, Pair, Payload,
+    Side, Source, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::sign::api_sign;
@@ -16,19 +16,7 @@ use gf_exec::{Exchange, GatedExchange, PaperConfig, PaperExchange};
 use rust_decimal::Decimal;
 
 fn order(id: String, pair: &Pair, qty: Decimal) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: pair.clone(),
-        side: Side::Buy,
-        order_type: OrderType::Market,
-        qty,
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::market(ClientOrderId::new(id), pair.clone(), Side::Buy, qty)
 }
 
 fn gate_check(c: &mut Criterion) {

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use gf_core::{
-    ClientOrderId, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderType, Pair,
-    Payload, Side, Source, Subscription, SystemClock, TimeInForce, TradingGate,
+    ClientOrderId, EventBus, EventKind, KindSet, OrderRequest, Pair, Payload, Side, Source,
+    Subscription, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
-use gf_exec::ratelimit::Tier;
+use gf_exec::ratelimit::{Limits, Tier};
 use gf_exec::sim::{MockConfig, MockKraken, MockKrakenHandle};
 use gf_exec::{
     Exchange, ExecutionsConfig, ExecutionsFeed, FeedState, KrakenClient, KrakenConfig, SyncPlan,
@@ -39,7 +39,7 @@ struct Rig {
 impl Rig {
     async fn start(with_feed: bool) -> Self {
         let server = MockKraken::start(MockConfig {
-            rest_limits: Some(Tier::Starter.rest_limits()),
+            rest_limits: Some(Limits::rest(Tier::Starter)),
             // Enough for any number of resting orders a run places.
             balances: std::collections::BTreeMap::from([(
                 "ZUSD".to_owned(),
@@ -104,19 +104,13 @@ impl Rig {
         let n = self.samples.lock().len();
         let ack = self
             .client
-            .place_order(&OrderRequest {
-                client_order_id: ClientOrderId::new(format!("bench-{n}")),
-                pair: Pair::new("XRP/USD").expect("pair"),
-                side: Side::Buy,
-                order_type: OrderType::Limit,
-                qty: Decimal::from(RESTING_QTY),
-                limit_price: Some(Decimal::new(4, 1)),
-                time_in_force: TimeInForce::Gtc,
-                reduce_only: false,
-                user_ref: None,
-                purpose: OrderPurpose::Normal,
-                closure_seal: None,
-            })
+            .place_order(&OrderRequest::limit(
+                ClientOrderId::new(format!("bench-{n}")),
+                Pair::new("XRP/USD").expect("pair"),
+                Side::Buy,
+                Decimal::from(RESTING_QTY),
+                Decimal::new(4, 1),
+            ))
             .await
             .expect("resting order");
         let txid = ack.order_id.to_string();

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use gf_core::config::ExchangeConfig;
 use gf_core::{AlertStatus, Severity};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::Publisher;
 use crate::{Error, Exchange};
@@ -71,14 +71,15 @@ impl DeadManConfig {
 /// [`DeadManSwitch::shutdown`] for a clean stop.
 #[derive(Debug)]
 pub struct DeadManSwitch {
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: Option<JoinHandle<Result<(), Error>>>,
 }
 
 impl DeadManSwitch {
     /// Starts the keeper on the current runtime. It refreshes whatever the trading state.
     pub fn spawn(exchange: Arc<dyn Exchange>, cfg: DeadManConfig, events: Publisher) -> Self {
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(cfg.refresh_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -86,7 +87,7 @@ impl DeadManSwitch {
             loop {
                 tokio::select! {
                     biased;
-                    _ = &mut stopped => break,
+                    () = stopped.cancelled() => break,
                     _ = tick.tick() => {}
                 }
                 match exchange.cancel_all_after(cfg.timeout_secs).await {
@@ -119,7 +120,7 @@ impl DeadManSwitch {
             }
         });
         Self {
-            stop: Some(stop),
+            stop,
             task: Some(task),
         }
     }
@@ -147,9 +148,7 @@ impl DeadManSwitch {
     /// # Errors
     /// [`Error`] of the disarm call.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         match self.task.take() {
             Some(task) => task.await.unwrap_or(Ok(())),
             None => Ok(()),

@@ -265,13 +265,16 @@ mod tests {
     #[test]
     fn messages_are_lower_case_and_name_the_value() {
         let err = Error::Config {
-            key: "exchange.tier".into(),
-            value: "gold".into(),
-            reason: "expected starter, intermediate or pro".into(),
+            key: "exchange.timeout_ms".into(),
+            value: "0".into(),
+            reason: "must be positive".into(),
         };
         let text = err.to_string();
         assert!(text.starts_with("invalid"));
-        assert!(text.contains("gold") && text.contains("exchange.tier"));
+        assert!(
+            text.contains("`exchange.timeout_ms` = \"0\": must be positive"),
+            "{text}"
+        );
         assert_eq!(err.endpoint(), None);
         let timeout = Error::Timeout {
             endpoint: "Balance".into(),

@@ -129,27 +129,20 @@ impl VenueMode {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use gf_core::{ClientOrderId, OrderPurpose, OrderRequest, OrderType, Pair, Side, Source,
-///     SystemClock, TimeInForce, TradingGate};
+/// use gf_core::{ClientOrderId, OrderPurpose, OrderRequest, Pair, Side, Source, SystemClock,
+///     TradingGate};
 /// use gf_exec::{events::Publisher, Error, Exchange, GatedExchange, PaperExchange, PaperConfig};
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let gate = TradingGate::new_closed();
 /// let publisher = Publisher::new(None, Arc::new(SystemClock), Source::Paper);
 /// let paper = PaperExchange::new(PaperConfig::default(), publisher.clone());
 /// let exchange = GatedExchange::new(paper, gate, publisher);
-/// let mut order = OrderRequest {
-///     client_order_id: ClientOrderId::new("c1"),
-///     pair: "XRP/USD".parse::<Pair>().unwrap(),
-///     side: Side::Buy,
-///     order_type: OrderType::Market,
-///     qty: 10.into(),
-///     limit_price: None,
-///     time_in_force: TimeInForce::Gtc,
-///     reduce_only: false,
-///     user_ref: None,
-///     purpose: OrderPurpose::Normal,
-///     closure_seal: None,
-/// };
+/// let mut order = OrderRequest::market(
+///     ClientOrderId::new("c1"),
+///     "XRP/USD".parse::<Pair>().unwrap(),
+///     Side::Buy,
+///     10.into(),
+/// );
 /// assert!(matches!(exchange.place_order(&order).await, Err(Error::Halted)));
 /// // Calling it a closure does not help: closures are sealed by the gate's opener.
 /// order.purpose = OrderPurpose::HaltClosure;
@@ -304,25 +297,18 @@ mod tests {
     use super::*;
     use crate::MockExchange;
     use gf_core::{
-        EventBus, EventKind, GateOpener, KindSet, ManualClock, OrderId, OrderPurpose, OrderType,
-        Pair, Payload, Side, Source, TimeInForce,
+        EventBus, EventKind, GateOpener, KindSet, ManualClock, OrderId, OrderPurpose, Pair,
+        Payload, Side, Source,
     };
     use std::sync::atomic::AtomicU64;
 
     fn order(id: &str) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: Pair::new("XRP/USD").unwrap(),
-            side: Side::Sell,
-            order_type: OrderType::Market,
-            qty: Decimal::new(10, 0),
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::market(
+            ClientOrderId::new(id),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Sell,
+            Decimal::new(10, 0),
+        )
     }
 
     /// A closure of a 10 XRP long, sealed by `opener`.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gf_core::backoff::Backoff;
 use gf_core::{
     ApiErrorKind, ClientOrderId, Config, CredentialHandle, OrderId, OrderPurpose, OrderRequest,
     OrderStatus, OrderType, Pair, Position, Side, TimeInForce, TradingGate,
@@ -38,6 +39,9 @@ use crate::{
     DeadManStatus, Error, Exchange, GatedExchange, OrderAck, OrderInfo, OrderRef, Reconciled,
 };
 
+/// Longest wait between two retries of one REST call.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// Settings of the Kraken client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KrakenConfig {
@@ -51,7 +55,7 @@ pub struct KrakenConfig {
     pub trading_limits: Limits,
     /// Retries of a failed call where retrying is safe.
     pub max_retries: u32,
-    /// First retry delay; doubles per attempt, capped at 5 s.
+    /// First retry delay; doubles per attempt, capped at [`RETRY_BACKOFF_MAX`].
     pub retry_backoff: Duration,
     /// Pairs traded (for pair names and spot positions).
     pub pairs: Vec<Pair>,
@@ -78,8 +82,8 @@ impl KrakenConfig {
         Self {
             base_url: base_url.into(),
             timeout: Duration::from_secs(5),
-            rest_limits: Tier::Starter.rest_limits(),
-            trading_limits: Tier::Starter.trading_limits(),
+            rest_limits: Limits::rest(Tier::Starter),
+            trading_limits: Limits::trading(Tier::Starter),
             max_retries: 2,
             retry_backoff: Duration::from_millis(200),
             pairs: market.pairs,
@@ -95,10 +99,9 @@ impl KrakenConfig {
     /// `<general.data_dir>/kraken.nonce`.
     ///
     /// # Errors
-    /// [`Error::Config`] for an unknown tier, a zero timeout or a switch timeout above
-    /// Kraken's maximum.
+    /// [`Error::Config`] for a zero timeout or a switch timeout above Kraken's maximum.
     pub fn from_config(cfg: &Config) -> Result<Self, Error> {
-        let tier: Tier = cfg.exchange.tier.parse()?;
+        let tier = cfg.exchange.tier;
         if cfg.exchange.timeout_ms == 0 {
             return Err(Error::Config {
                 key: "exchange.timeout_ms".into(),
@@ -109,8 +112,8 @@ impl KrakenConfig {
         Ok(Self {
             base_url: cfg.exchange.rest_url.clone(),
             timeout: Duration::from_millis(cfg.exchange.timeout_ms),
-            rest_limits: tier.rest_limits(),
-            trading_limits: tier.trading_limits(),
+            rest_limits: Limits::rest(tier),
+            trading_limits: Limits::trading(tier),
             max_retries: 2,
             retry_backoff: Duration::from_millis(200),
             pairs: cfg.market.pairs.clone(),
@@ -538,9 +541,11 @@ impl KrakenClient {
         chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(5))
     }
 
+    /// The wait before retry `attempt` (1-based): the workspace's one [`Backoff`], without
+    /// jitter (the retries of one call are few and paced by the rate limiter).
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(10);
-        (self.cfg.retry_backoff * factor).min(Duration::from_secs(5))
+        Backoff::exponential(self.cfg.retry_backoff, RETRY_BACKOFF_MAX)
+            .ceiling_after(attempt.saturating_sub(1))
     }
 
     /// A private call that is safe to repeat: retried on retryable errors.
@@ -1598,14 +1603,13 @@ mod tests {
     #[test]
     fn config_from_gf_config() {
         let mut cfg = Config::default();
-        cfg.exchange.tier = "pro".into();
+        cfg.exchange.tier = Tier::Pro;
         let k = KrakenConfig::from_config(&cfg).unwrap();
-        assert_eq!(k.rest_limits, Tier::Pro.rest_limits());
+        assert_eq!(k.rest_limits, Limits::rest(Tier::Pro));
+        assert_eq!(k.trading_limits, Limits::trading(Tier::Pro));
         assert_eq!(k.timeout, Duration::from_millis(5000));
         assert!(k.nonce_file.unwrap().ends_with("kraken.nonce"));
-        cfg.exchange.tier = "gold".into();
-        assert!(KrakenConfig::from_config(&cfg).is_err());
-        cfg.exchange.tier = "starter".into();
+        cfg.exchange.tier = Tier::Starter;
         cfg.exchange.timeout_ms = 0;
         assert!(
             KrakenConfig::from_config(&cfg)
@@ -1620,6 +1624,16 @@ mod tests {
         let creds = Arc::new(FixedCredentials::from_raw("k", vec![1; 64]));
         let err = KrakenClient::new(KrakenConfig::new("ftp://x"), creds, publisher()).unwrap_err();
         assert!(err.to_string().contains("ftp://x"));
+    }
+
+    #[test]
+    fn retries_back_off_by_doubling_up_to_the_cap() {
+        let creds = Arc::new(FixedCredentials::from_raw("k", vec![1; 64]));
+        let client =
+            KrakenClient::new(KrakenConfig::new("http://127.0.0.1:9"), creds, publisher()).unwrap();
+        let waits: Vec<u128> = (1..=8).map(|a| client.backoff(a).as_millis()).collect();
+        assert_eq!(waits, vec![200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(client.backoff(u32::MAX), RETRY_BACKOFF_MAX);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   retries and reconciliation by client order id.
 //! - [`PaperExchange`]: fills against books from the bus, fees, balances; deterministic.
 //! - [`DeadManSwitch`]: keeps `CancelAllOrdersAfter` armed while trading is live.
+//! - [`NullExchange`]: an empty account that places nothing, for tests and examples.
 //! - [`ExecutionsFeed`]: fills pushed by Kraken's private WebSocket v2 `executions`
 //!   channel, with REST order-status sync as the fallback while it is down
 //!   ([`KrakenClient::spawn_sync_fallback`]).
@@ -23,8 +24,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use gf_core::{BookSnapshot, Clock, ClientOrderId, Event, EventBus, Level, ManualClock,
-//!     OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side,
-//!     Source, TimeInForce, TradingGate};
+//!     OrderPurpose, OrderRequest, OrderStatus, Pair, Payload, Position, Side, Source,
+//!     TradingGate};
 //! use gf_exec::{events::Publisher, Error, Exchange, GatedExchange, PaperConfig, PaperExchange};
 //! use rust_decimal::Decimal;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -41,13 +42,12 @@
 //! })));
 //! let gate = TradingGate::new_open();
 //! let exchange = GatedExchange::new(paper, gate.clone(), events);
-//! let mut order = OrderRequest {
-//!     client_order_id: ClientOrderId::new("buy-1"), pair, side: Side::Buy,
-//!     order_type: OrderType::Market, qty: Decimal::from(100), limit_price: None,
-//!     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
-//!     purpose: OrderPurpose::Normal,
-//!     closure_seal: None,
-//! };
+//! let mut order = OrderRequest::market(
+//!     ClientOrderId::new("buy-1"),
+//!     pair,
+//!     Side::Buy,
+//!     Decimal::from(100),
+//! );
 //! assert_eq!(exchange.place_order(&order).await.unwrap().status, OrderStatus::Filled);
 //!
 //! gate.close(); // a halt: only closure orders sealed by the gate's opener pass now
@@ -73,6 +73,7 @@ pub mod exchange;
 pub mod executions;
 pub mod gated;
 pub mod kraken;
+pub mod null;
 pub mod paper;
 pub mod ratelimit;
 pub mod sign;
@@ -88,4 +89,5 @@ pub use exchange::{DeadManStatus, Exchange, LotRules, OrderAck, OrderInfo, Order
 pub use executions::{ExecutionsConfig, ExecutionsFeed, FeedState, SyncPlan};
 pub use gated::GatedExchange;
 pub use kraken::{KrakenClient, KrakenConfig};
+pub use null::NullExchange;
 pub use paper::{PaperConfig, PaperExchange};

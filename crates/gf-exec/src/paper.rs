@@ -63,9 +63,29 @@ impl PaperConfig {
 struct Book {
     bids: BTreeMap<Price, Qty>,
     asks: BTreeMap<Price, Qty>,
+    /// The subscribed depth: the snapshot's levels per side.
+    depth: usize,
 }
 
 impl Book {
+    /// Kraken's book channel sends no delete for a level that falls out of the subscribed
+    /// depth (a better price pushed it out); the client truncates each side to the depth
+    /// after applying an update (docs.kraken.com, WebSocket v2 `book`: "Maintaining the
+    /// book"; gf-market's `Book::apply_update` does the same). Without it a level that
+    /// scrolled out stays here forever and the paper exchange fills at a price the
+    /// market left long ago.
+    fn truncate(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
+        while self.bids.len() > self.depth {
+            self.bids.pop_first();
+        }
+        while self.asks.len() > self.depth {
+            self.asks.pop_last();
+        }
+    }
+
     fn apply(levels: &[gf_core::Level], side: &mut BTreeMap<Price, Qty>) {
         for l in levels {
             if l.qty.is_zero() {
@@ -137,8 +157,8 @@ impl State {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use gf_core::{BookSnapshot, ClientOrderId, Event, Level, ManualClock, Clock, OrderPurpose,
-///     OrderRequest, OrderType, Pair, Payload, Side, Source, TimeInForce};
+/// use gf_core::{BookSnapshot, ClientOrderId, Event, Level, ManualClock, Clock, OrderRequest,
+///     Pair, Payload, Side, Source};
 /// use gf_exec::{events::Publisher, Exchange, PaperConfig, PaperExchange};
 /// use rust_decimal::Decimal;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -152,13 +172,12 @@ impl State {
 ///                Level::new(Decimal::new(51, 2), Decimal::from(100))],
 ///     checksum: 0,
 /// })));
-/// let ack = paper.place_order(&OrderRequest {
-///     client_order_id: ClientOrderId::new("b1"), pair, side: Side::Buy,
-///     order_type: OrderType::Market, qty: Decimal::from(150), limit_price: None,
-///     time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
-///     purpose: OrderPurpose::Normal,
-///     closure_seal: None,
-/// }).await.unwrap();
+/// let ack = paper.place_order(&OrderRequest::market(
+///     ClientOrderId::new("b1"),
+///     pair,
+///     Side::Buy,
+///     Decimal::from(150),
+/// )).await.unwrap();
 /// let info = paper.order_status(&gf_exec::OrderRef::Exchange(ack.order_id)).await.unwrap();
 /// // 100 @ 0.50 + 50 @ 0.51 = 75.5 over 150.
 /// assert_eq!(info.avg_price, Some("0.5033333333333333333333333333".parse().unwrap()));
@@ -225,7 +244,10 @@ impl PaperExchange {
             self.expire_dead_man(&mut st, &mut out);
             let pair = match &event.payload {
                 Payload::BookSnapshot(s) => {
-                    let mut book = Book::default();
+                    let mut book = Book {
+                        depth: s.bids.len().max(s.asks.len()),
+                        ..Book::default()
+                    };
                     Book::apply(&s.bids, &mut book.bids);
                     Book::apply(&s.asks, &mut book.asks);
                     st.books.insert(s.pair.clone(), book);
@@ -235,6 +257,7 @@ impl PaperExchange {
                     Some(book) => {
                         Book::apply(&u.bids, &mut book.bids);
                         Book::apply(&u.asks, &mut book.asks);
+                        book.truncate();
                         Some(u.pair.clone())
                     }
                     None => None,
@@ -876,23 +899,42 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_level_pushed_out_of_the_subscribed_depth_is_dropped_not_filled() {
+        // Kraken sends no delete for a level a better price pushes out of the depth: the
+        // book is truncated to the snapshot's depth after each update.
+        let (paper, clock, _bus) = setup(&[("XRP", dec!(100)), ("USD", dec!(1000))]);
+        paper.on_event(&snapshot(
+            &clock,
+            &[(dec!(2.00), dec!(10)), (dec!(1.99), dec!(10))],
+            &[(dec!(2.01), dec!(10)), (dec!(2.02), dec!(10))],
+        ));
+        // The market falls: two new, lower bids and asks arrive; the old top levels are
+        // deleted, and the ones left beyond depth 2 scroll out without a delete.
+        paper.on_event(&update(
+            &clock,
+            &[
+                (dec!(2.00), dec!(0)),
+                (dec!(1.90), dec!(10)),
+                (dec!(1.89), dec!(10)),
+            ],
+            &[(dec!(1.91), dec!(10)), (dec!(1.92), dec!(10))],
+        ));
+        let (bid, ask) = paper.best_bid_ask(&pair()).unwrap();
+        assert_eq!((bid, ask), (dec!(1.99), dec!(1.91)));
+        let st = paper.state.lock();
+        let book = &st.books[&pair()];
+        assert_eq!(book.bids.len(), 2);
+        assert_eq!(book.asks.len(), 2);
+        assert!(!book.asks.contains_key(&dec!(2.02)), "{:?}", book.asks);
+        assert!(!book.bids.contains_key(&dec!(1.89)), "{:?}", book.bids);
+    }
+
     fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: pair(),
-            side,
-            order_type: if limit.is_some() {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            },
-            qty,
-            limit_price: limit,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
+        let id = ClientOrderId::new(id);
+        match limit {
+            Some(price) => OrderRequest::limit(id, pair(), side, qty, price),
+            None => OrderRequest::market(id, pair(), side, qty),
         }
     }
 
@@ -1325,18 +1367,18 @@ mod property_tests {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let mut placed = Vec::new();
             for (i, op) in ops.into_iter().enumerate() {
-                let order = |buy: bool, q: u32, limit: Option<u32>, ioc: bool| OrderRequest {
-                    client_order_id: ClientOrderId::new(format!("o{i}")),
-                    pair: pair.clone(),
-                    side: if buy { Side::Buy } else { Side::Sell },
-                    order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
-                    qty: Decimal::from(q),
-                    limit_price: limit.map(|p| Decimal::new(i64::from(p), 2)),
-                    time_in_force: if ioc { TimeInForce::Ioc } else { TimeInForce::Gtc },
-                    reduce_only: false,
-                    user_ref: None,
-                    purpose: OrderPurpose::Normal,
-                    closure_seal: None,
+                let order = |buy: bool, q: u32, limit: Option<u32>, ioc: bool| {
+                    let id = ClientOrderId::new(format!("o{i}"));
+                    let side = if buy { Side::Buy } else { Side::Sell };
+                    let tif = if ioc { TimeInForce::Ioc } else { TimeInForce::Gtc };
+                    match limit {
+                        Some(p) => {
+                            let price = Decimal::new(i64::from(p), 2);
+                            OrderRequest::limit(id, pair.clone(), side, Decimal::from(q), price)
+                                .with_time_in_force(tif)
+                        }
+                        None => OrderRequest::market(id, pair.clone(), side, Decimal::from(q)),
+                    }
                 };
                 match op {
                     Op::Snapshot(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
@@ -1397,13 +1439,12 @@ mod property_tests {
                     checksum: 0,
                 })));
                 let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                let res = rt.block_on(paper.place_order(&OrderRequest {
-                    client_order_id: ClientOrderId::new("p"), pair, side: Side::Buy,
-                    order_type: OrderType::Market, qty: Decimal::from(qty), limit_price: None,
-                    time_in_force: TimeInForce::Gtc, reduce_only: false, user_ref: None,
-                    purpose: OrderPurpose::Normal,
-                    closure_seal: None,
-                }));
+                let res = rt.block_on(paper.place_order(&OrderRequest::market(
+                    ClientOrderId::new("p"),
+                    pair,
+                    Side::Buy,
+                    Decimal::from(qty),
+                )));
                 let balances = rt.block_on(paper.balances()).unwrap();
                 (res.map(|a| a.status).map_err(|e| e.to_string()), balances)
             };

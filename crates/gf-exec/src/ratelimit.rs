@@ -31,8 +31,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::Error;
-
 /// One counter's limits: the maximum and the decay, in thousandths of a point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -44,62 +42,33 @@ pub struct Limits {
     pub priority_reserve: u32,
 }
 
-/// Kraken verification tiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// Starter: REST max 15, decay 0.33/s; engine threshold 60, decay 1/s.
-    Starter,
-    /// Intermediate: REST max 20, decay 0.5/s; engine threshold 125, decay 2.34/s.
-    Intermediate,
-    /// Pro: REST max 20, decay 1/s; engine threshold 180, decay 3.75/s.
-    Pro,
-}
+/// Kraken verification tiers (`exchange.tier`).
+pub use gf_core::config::Tier;
 
-impl std::str::FromStr for Tier {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "starter" => Ok(Tier::Starter),
-            "intermediate" => Ok(Tier::Intermediate),
-            "pro" => Ok(Tier::Pro),
-            other => Err(Error::Config {
-                key: "exchange.tier".into(),
-                value: other.into(),
-                reason: "expected starter, intermediate or pro".into(),
-            }),
-        }
-    }
-}
-
-impl Tier {
-    /// The REST API counter (per key) of this tier (the table is
-    /// [`gf_core::config::kraken_rest_counter`]), with 2 points reserved for priority.
+impl Limits {
+    /// The REST API counter (per key) of `tier` (the table is
+    /// [`Tier::rest_counter`]), with 2 points reserved for priority.
     #[must_use]
-    pub fn rest_limits(self) -> Limits {
-        let name = match self {
-            Tier::Starter => "starter",
-            Tier::Intermediate => "intermediate",
-            Tier::Pro => "pro",
-        };
-        let (max, decay_milli_per_sec) =
-            gf_core::config::kraken_rest_counter(name).unwrap_or((15, 330));
-        Limits {
+    pub fn rest(tier: Tier) -> Self {
+        let (max, decay_milli_per_sec) = tier.rest_counter();
+        Self {
             max,
             decay_milli_per_sec,
             priority_reserve: 2,
         }
     }
 
-    /// The matching-engine counter of this tier (orders and cancels), with 10 points
-    /// reserved for priority.
+    /// The matching-engine counter of `tier` (orders and cancels: Starter threshold 60,
+    /// decay 1/s; Intermediate 125, 2.34/s; Pro 180, 3.75/s), with 10 points reserved for
+    /// priority.
     #[must_use]
-    pub fn trading_limits(self) -> Limits {
-        let (max, decay_milli_per_sec) = match self {
+    pub fn trading(tier: Tier) -> Self {
+        let (max, decay_milli_per_sec) = match tier {
             Tier::Starter => (60, 1000),
             Tier::Intermediate => (125, 2340),
             Tier::Pro => (180, 3750),
         };
-        Limits {
+        Self {
             max,
             decay_milli_per_sec,
             priority_reserve: 10,
@@ -448,12 +417,14 @@ mod tests {
 
     #[test]
     fn tiers_match_krakens_table() {
-        assert_eq!("starter".parse::<Tier>().unwrap().rest_limits().max, 15);
-        assert_eq!(Tier::Intermediate.rest_limits().decay_milli_per_sec, 500);
-        assert_eq!(Tier::Pro.rest_limits().decay_milli_per_sec, 1000);
-        assert_eq!(Tier::Pro.trading_limits().max, 180);
-        let err = "gold".parse::<Tier>().unwrap_err().to_string();
-        assert!(err.contains("gold") && err.contains("exchange.tier"));
+        assert_eq!(Limits::rest(Tier::Starter).max, 15);
+        assert_eq!(Limits::rest(Tier::Intermediate).decay_milli_per_sec, 500);
+        assert_eq!(Limits::rest(Tier::Pro).decay_milli_per_sec, 1000);
+        assert_eq!(Limits::trading(Tier::Pro).max, 180);
+        assert_eq!(
+            Limits::trading(Tier::Intermediate).decay_milli_per_sec,
+            2340
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -521,7 +492,7 @@ mod tests {
             dead_man_every: Some(Duration::from_secs(3)),
             sync: true,
         };
-        let rl = Arc::new(RateLimiter::with_lanes(Tier::Starter.rest_limits(), plan));
+        let rl = Arc::new(RateLimiter::with_lanes(Limits::rest(Tier::Starter), plan));
         let shares = rl.shares();
         assert_eq!(shares[0].rate_milli_per_sec, 165);
         assert_eq!(
@@ -654,7 +625,7 @@ mod property_tests {
                     dead_man_every: dead_man_secs.map(Duration::from_secs),
                     sync: true,
                 };
-                let rl = RateLimiter::with_lanes(Tier::Starter.rest_limits(), plan);
+                let rl = RateLimiter::with_lanes(Limits::rest(Tier::Starter), plan);
                 for (lane, cost, gap_ms) in calls {
                     tokio::time::advance(Duration::from_millis(gap_ms)).await;
                     let lane = RateLimiter::lanes()[lane];

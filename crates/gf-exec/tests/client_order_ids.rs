@@ -2,12 +2,14 @@
 //! one sent with `userref`) before anything reaches the exchange, and generated ids pass
 //! the mock Kraken's strict check.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::{
-    ApiErrorKind, ClientOrderId, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest,
-    OrderStatus, OrderType, Pair, Payload, Side, Source, SystemClock, TimeInForce, TradingGate,
+    ApiErrorKind, ClientOrderId, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, Pair,
+    Payload, Side, Source, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::sim::{MockConfig, MockKraken, MockKrakenHandle};
@@ -15,19 +17,12 @@ use gf_exec::{Error, Exchange, KrakenClient, KrakenConfig};
 use rust_decimal::Decimal;
 
 fn buy(id: ClientOrderId) -> OrderRequest {
-    OrderRequest {
-        client_order_id: id,
-        pair: Pair::new("XRP/USD").unwrap(),
-        side: Side::Buy,
-        order_type: OrderType::Market,
-        qty: Decimal::from(20),
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::market(
+        id,
+        Pair::new("XRP/USD").unwrap(),
+        Side::Buy,
+        Decimal::from(20),
+    )
 }
 
 async fn setup() -> (MockKrakenHandle, KrakenClient, EventBus) {

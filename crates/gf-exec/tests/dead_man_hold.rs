@@ -9,10 +9,7 @@ use common::TokioClock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf_core::{
-    ClientOrderId, Clock, OrderPurpose, OrderRequest, OrderType, Pair, Side, Source, TimeInForce,
-    TradingGate,
-};
+use gf_core::{ClientOrderId, Clock, OrderRequest, Pair, Side, Source, TradingGate};
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::Limits;
 use gf_exec::sim::{MockConfig, MockKraken};
@@ -42,19 +39,13 @@ async fn hold_keeps_resting_orders_past_the_switch_timeout() {
             .unwrap()
             .with_gate(gate.clone()),
     );
-    let resting = OrderRequest {
-        client_order_id: ClientOrderId::new("resting-1"),
-        pair: Pair::new("XRP/USD").unwrap(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        qty: dec!(10),
-        limit_price: Some(dec!(0.40)),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    };
+    let resting = OrderRequest::limit(
+        ClientOrderId::new("resting-1"),
+        Pair::new("XRP/USD").unwrap(),
+        Side::Buy,
+        dec!(10),
+        dec!(0.40),
+    );
     client.place_order(&resting).await.unwrap();
     let keeper = DeadManSwitch::spawn(client.clone(), DeadManConfig::new(60, false), events);
 

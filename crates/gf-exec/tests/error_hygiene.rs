@@ -2,6 +2,8 @@
 //! put into an error: an endpoint that echoes the request (headers included) must not put
 //! the API key or a signature into the daemon's log.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

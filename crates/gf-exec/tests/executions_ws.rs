@@ -3,6 +3,8 @@
 //! (REST and `/v2` on one listener) over real sockets on 127.0.0.1. Nothing sleeps to
 //! synchronise: every wait is for a state change or an event, under a deadline.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::wait_for;
 
@@ -11,9 +13,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use gf_core::{
-    ClientOrderId, EventBus, EventKind, Fill, KindSet, ManualClock, OrderPurpose, OrderRequest,
-    OrderStatus, OrderType, Pair, Payload, Side, Source, Subscription, SystemClock, TimeInForce,
-    TradingGate,
+    ClientOrderId, EventBus, EventKind, Fill, KindSet, ManualClock, OrderRequest, OrderStatus,
+    Pair, Payload, Side, Source, Subscription, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::Limits;
@@ -36,22 +37,10 @@ fn xrp() -> Pair {
 }
 
 fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: xrp(),
-        side,
-        order_type: if limit.is_some() {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        qty,
-        limit_price: limit,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
+    let id = ClientOrderId::new(id);
+    match limit {
+        Some(price) => OrderRequest::limit(id, xrp(), side, qty, price),
+        None => OrderRequest::market(id, xrp(), side, qty),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The trading gate is checked where each `AddOrder` is written, not before the rate
 //! limiter or the retry loop: the Kraken client against the mock Kraken over loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::{
-    ClientOrderId, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderStatus,
-    OrderType, Pair, Payload, Side, Source, Subscription, SystemClock, TimeInForce, TradingGate,
+    ClientOrderId, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, OrderType, Pair,
+    Payload, Side, Source, Subscription, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::{Lane, Limits};
@@ -20,19 +22,13 @@ use rust_decimal_macros::dec;
 use common::wait_for;
 
 fn order(id: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: Pair::new("XRP/USD").unwrap(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        qty: dec!(10),
-        limit_price: Some(dec!(0.40)),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::limit(
+        ClientOrderId::new(id),
+        Pair::new("XRP/USD").unwrap(),
+        Side::Buy,
+        dec!(10),
+        dec!(0.40),
+    )
 }
 
 struct Setup {

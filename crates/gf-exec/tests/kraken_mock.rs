@@ -1,5 +1,7 @@
 //! The Kraken REST client against the mock Kraken server over real sockets on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -7,8 +9,8 @@ use std::time::Duration;
 
 use gf_core::{
     ApiErrorKind, ClientOrderId, CredentialHandle, EventBus, EventKind, GateOpener, KindSet,
-    OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, SharedClock, Side,
-    Source, Subscription, SystemClock, TimeInForce, TradingGate,
+    OrderPurpose, OrderRequest, OrderStatus, Pair, Payload, Position, SharedClock, Side, Source,
+    Subscription, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::{Lane, Limits};
@@ -21,22 +23,10 @@ use rust_decimal_macros::dec;
 use common::{TokioClock, wait_for};
 
 fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: Pair::new("XRP/USD").unwrap(),
-        side,
-        order_type: if limit.is_some() {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        qty,
-        limit_price: limit,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
+    let id = ClientOrderId::new(id);
+    match limit {
+        Some(price) => OrderRequest::limit(id, Pair::new("XRP/USD").unwrap(), side, qty, price),
+        None => OrderRequest::market(id, Pair::new("XRP/USD").unwrap(), side, qty),
     }
 }
 
@@ -430,7 +420,9 @@ async fn rate_limiter_holds_the_counter_under_the_tier_limit() {
     // The same burst without the client's limiter is refused by a server whose counter
     // decays at the real starter rate (0.33/s).
     let starter = MockConfig {
-        rest_limits: Some(gf_exec::ratelimit::Tier::Starter.rest_limits()),
+        rest_limits: Some(gf_exec::ratelimit::Limits::rest(
+            gf_exec::ratelimit::Tier::Starter,
+        )),
         ..mock
     };
     let unlimited = setup_with(starter, |c| {

@@ -4,6 +4,8 @@
 //! mock's processing delays and both sides' `deadline` arithmetic share one virtual clock,
 //! so "processed before / after the deadline" does not depend on the machine's load.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gf_core::{
-    ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderStatus,
-    OrderType, Pair, Payload, Side, Source, TimeInForce, TradingGate,
+    ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, Pair, Payload,
+    Side, Source, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::ratelimit::Limits;
@@ -23,19 +25,13 @@ use rust_decimal_macros::dec;
 use common::{TokioClock, wait_for};
 
 fn limit_buy(id: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: Pair::new("XRP/USD").unwrap(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        qty: dec!(10),
-        limit_price: Some(dec!(0.40)),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::limit(
+        ClientOrderId::new(id),
+        Pair::new("XRP/USD").unwrap(),
+        Side::Buy,
+        dec!(10),
+        dec!(0.40),
+    )
 }
 
 /// A client timing out after 300 ms, sending `deadline` 1 s ahead, deciding 200 ms after it;

@@ -1,6 +1,8 @@
 //! The paper exchange fed by the event bus, behind the gate, with the dead man's switch
 //! keeper: the composition the daemon runs in paper mode.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -8,8 +10,8 @@ use std::time::Duration;
 
 use gf_core::{
     BookSnapshot, BookUpdate, ClientOrderId, Clock, Event, EventBus, EventKind, KindSet, Level,
-    ManualClock, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Payload, Position, Side,
-    Source, TimeInForce, TradingGate,
+    ManualClock, OrderPurpose, OrderRequest, OrderStatus, Pair, Payload, Position, Side, Source,
+    TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{
@@ -30,22 +32,10 @@ fn levels(raw: &[(Decimal, Decimal)]) -> Vec<Level> {
 }
 
 fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: pair(),
-        side,
-        order_type: if limit.is_some() {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        qty,
-        limit_price: limit,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
+    let id = ClientOrderId::new(id);
+    match limit {
+        Some(price) => OrderRequest::limit(id, pair(), side, qty, price),
+        None => OrderRequest::market(id, pair(), side, qty),
     }
 }
 

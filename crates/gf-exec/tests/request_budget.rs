@@ -4,6 +4,8 @@
 //! never exceeded, and fill detection keeps going. Prints the fill-detection latency
 //! (execution at the mock → `Fill` on the bus).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::TokioClock;
 
@@ -13,11 +15,11 @@ use std::time::Duration;
 
 use gf_core::config::Config;
 use gf_core::{
-    ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderPurpose, OrderRequest, OrderType,
-    Pair, Payload, Side, Source, TimeInForce, TradingGate,
+    ClientOrderId, Clock, EventBus, EventKind, KindSet, OrderRequest, Pair, Payload, Side, Source,
+    TradingGate,
 };
 use gf_exec::events::Publisher;
-use gf_exec::ratelimit::Tier;
+use gf_exec::ratelimit::{Limits, Tier};
 use gf_exec::sim::{MockConfig, MockKraken};
 use gf_exec::{DeadManConfig, DeadManSwitch, Exchange, KrakenClient, KrakenConfig};
 use rust_decimal_macros::dec;
@@ -37,22 +39,10 @@ struct Run {
 }
 
 fn order(id: String, limit: Option<rust_decimal::Decimal>) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: Pair::new("XRP/USD").unwrap(),
-        side: Side::Buy,
-        order_type: if limit.is_some() {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        qty: dec!(20),
-        limit_price: limit,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
+    let (id, pair) = (ClientOrderId::new(id), Pair::new("XRP/USD").unwrap());
+    match limit {
+        Some(price) => OrderRequest::limit(id, pair, Side::Buy, dec!(20), price),
+        None => OrderRequest::market(id, pair, Side::Buy, dec!(20)),
     }
 }
 
@@ -62,7 +52,7 @@ async fn ten_minutes_on_starter(switch_secs: u32) -> Run {
     let clock = Arc::new(TokioClock::new());
     let server = MockKraken::start(MockConfig {
         clock: clock.clone(),
-        rest_limits: Some(Tier::Starter.rest_limits()),
+        rest_limits: Some(Limits::rest(Tier::Starter)),
         ..MockConfig::default()
     })
     .await
@@ -193,7 +183,7 @@ async fn default_switch_on_starter_fill_detection_latency() {
 async fn twelve_second_switch_on_starter_is_refused_and_cannot_stop_fill_detection() {
     // `config check` refuses it, naming the numbers …
     let mut cfg = Config::default();
-    cfg.exchange.tier = "starter".into();
+    cfg.exchange.tier = Tier::Starter;
     cfg.exchange.dead_man_switch_secs = 12;
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("at least 28 s"), "{err}");

@@ -6,6 +6,8 @@
 //! daemon's own journal: bound to a locked data directory, with the witness written
 //! outside it after every commit.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

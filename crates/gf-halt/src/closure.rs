@@ -30,6 +30,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use gf_core::backoff::Backoff;
 use gf_core::config::HaltConfig;
 use gf_core::{
     ClientOrderId, GateOpener, OrderPurpose, OrderRequest, OrderStatus, OrderType, Pair, Position,
@@ -86,13 +87,17 @@ impl RetryPolicy {
             })
     }
 
+    /// The waits between rounds: `backoff`, doubling, at most [`MAX_BACKOFF`], no jitter
+    /// (the workspace's one [`Backoff`]).
+    #[must_use]
+    pub fn schedule(&self) -> Backoff {
+        Backoff::exponential(self.backoff, MAX_BACKOFF)
+    }
+
     /// The wait after round `round` (1-based).
     #[must_use]
     pub fn delay(&self, round: u32) -> Duration {
-        let factor = 1_u32
-            .checked_shl(round.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
+        self.schedule().ceiling_after(round.saturating_sub(1))
     }
 }
 
@@ -307,6 +312,7 @@ pub async fn cancel_all_with_retry(exchange: &dyn Exchange, policy: RetryPolicy)
         attempts: 0,
         error: None,
     };
+    let mut backoff = policy.schedule();
     for round in 1..=policy.max_attempts {
         outcome.attempts = round;
         match policy.bounded("CancelAll", exchange.cancel_all()).await {
@@ -325,7 +331,7 @@ pub async fn cancel_all_with_retry(exchange: &dyn Exchange, policy: RetryPolicy)
             }
         }
         if round < policy.max_attempts {
-            tokio::time::sleep(policy.delay(round)).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     outcome
@@ -603,6 +609,7 @@ pub async fn close_positions(
     let mut rounds = 0;
     let mut read_once = false;
     let mut unread = None;
+    let mut backoff = policy.schedule();
     for round in 1..=policy.max_attempts {
         rounds = round;
         let mut safe = Vec::with_capacity(work.len());
@@ -644,7 +651,7 @@ pub async fn close_positions(
             break;
         }
         if round < policy.max_attempts {
-            tokio::time::sleep(policy.delay(round)).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     // A last look at orders still unresolved, so the report says what really happened.
@@ -973,6 +980,11 @@ mod tests {
         assert_eq!(p.delay(1), Duration::from_millis(200));
         assert_eq!(p.delay(3), Duration::from_millis(800));
         assert_eq!(p.delay(39), MAX_BACKOFF);
+        // The loops' schedule gives the same waits, round after round.
+        let mut schedule = p.schedule();
+        for round in 1..=40 {
+            assert_eq!(schedule.next_delay(), p.delay(round), "round {round}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -1029,19 +1041,13 @@ mod tests {
         );
         ex.rules = doge_rules(dec!(5));
         // A sell order the cancel did not take holds 34 DOGE.
-        let resting = OrderRequest {
-            client_order_id: ClientOrderId::new("resting"),
-            pair: pair("DOGE/USD"),
-            side: Side::Sell,
-            order_type: OrderType::Limit,
-            qty: dec!(34),
-            limit_price: Some(dec!(9)),
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        };
+        let resting = OrderRequest::limit(
+            ClientOrderId::new("resting"),
+            pair("DOGE/USD"),
+            Side::Sell,
+            dec!(34),
+            dec!(9),
+        );
         ex.orders.lock().insert(
             resting.client_order_id.clone(),
             Spot::info(&resting, Decimal::ZERO, OrderStatus::Open),

@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use gf_core::config::HaltConfig;
 use gf_core::{
@@ -57,6 +58,12 @@ use crate::error::{Error, ResumeRefusal, validate_operator};
 use crate::journal::{Entry, Journal, JournalRecord, RISK_SNAPSHOT};
 use crate::machine::{HaltInfo, Machine, Snapshot, Trigger, TriggerEffect};
 use crate::witness::UnjournaledHalt;
+
+mod builder;
+mod workflow;
+pub use builder::{
+    DEFAULT_BUS_CAPACITY, HaltCoordinatorBuilder, MissingExchange, MissingPortfolio,
+};
 
 /// Journal record kinds written by the coordinator.
 pub mod kinds {
@@ -259,28 +266,9 @@ fn snapshot_json(snap: &Snapshot) -> Result<String, Error> {
 }
 
 impl HaltCoordinator {
-    /// Takes over `journal` (see [`Journal::open_data_dir`], or [`Journal::in_memory`]
-    /// for research) and restores the state it records.
-    ///
-    /// The gate is closed first. The state is derived from the journal: the newest
-    /// snapshot, but a `halt_triggered` record not followed by a resume means Halted
-    /// whatever the snapshot says, and so does a halt the witness holds because it could
-    /// not be journaled. If the journal verifies and its state was Running, the
-    /// coordinator starts Running and opens the gate; if the state was anything else it
-    /// starts Halted with the checklist as it was. If the journal fails verification it
-    /// starts Halted, with a halt `auto:journal_missing` (missing, empty or replaced in a
-    /// data directory that has run before) or `auto:journal_integrity` (an edited or
-    /// re-chained record, a rollback behind the witness) naming the record, and
-    /// [`HaltStatus::journal_problem`] says which. A broken journal stays broken: every
-    /// later start halts again until an administrator adopts a new one
-    /// ([`crate::journal::adopt`]).
-    ///
-    /// From then on any failed journal write — the coordinator's, or anyone else's on
-    /// this journal — closes the gate and halts (`auto:journal_unwritable`).
-    ///
-    /// # Errors
-    /// [`Error::Database`] when the database cannot be read or the restore point written.
-    pub fn open(
+    /// Takes over `journal` and restores the state it records; documented on
+    /// [`HaltCoordinatorBuilder::open`], the only caller.
+    fn restore(
         cfg: &HaltConfig,
         journal: Arc<Journal>,
         gate: TradingGate,
@@ -1469,22 +1457,31 @@ impl HaltCoordinator {
         self.act_on(breaches).await
     }
 
+    /// The periodic duty, every [`SWEEP_INTERVAL`] of the clock: re-samples every
+    /// condition ([`HaltCoordinator::sweep`]) and watches for a fill that landed after a
+    /// halt's closure reported flat. [`HaltCoordinator::run`] calls it on a timer; a
+    /// deterministic backtest calls it as event time passes each interval.
+    pub async fn tick(&self) -> Vec<HaltOutcome> {
+        let outcomes = self.sweep().await;
+        self.watch_late_fills();
+        outcomes
+    }
+
     /// Feeds events from `events` to [`HaltCoordinator::on_event`] and sweeps every
-    /// [`SWEEP_INTERVAL`], until `shutdown` fires or the bus closes. A lagging
+    /// [`SWEEP_INTERVAL`], until `shutdown` is cancelled or the bus closes. A lagging
     /// subscription triggers an immediate sweep (the portfolio figures are re-read). Fills
     /// and sweeps also watch for a fill that landed after a halt's closure reported flat
     /// (see the module documentation): subscribe with
     /// [`HaltCoordinator::subscription_kinds`].
-    pub async fn run(&self, mut events: Subscription, mut shutdown: broadcast::Receiver<()>) {
+    pub async fn run(&self, mut events: Subscription, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.recv() => break,
+                () = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    self.sweep().await;
-                    self.watch_late_fills();
+                    self.tick().await;
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) => {
@@ -1496,43 +1493,6 @@ impl HaltCoordinator {
                     }
                     Err(RecvError::Closed) => break,
                 },
-            }
-        }
-    }
-}
-
-impl HaltCoordinator {
-    /// Keeps the exchange's dead man's switch (`CancelAllOrdersAfter`) armed while this
-    /// process lives, refreshing it every third of `timeout_secs` (at least every second),
-    /// so resting orders are cancelled by the exchange if the process dies. It is refreshed
-    /// in every state: while halted the halt behaviour decides what rests (`hold` keeps
-    /// the orders, which a lapsed switch would cancel). Returns at once when `timeout_secs`
-    /// is 0; otherwise runs until `shutdown` fires (disarming is the caller's choice).
-    pub async fn keep_dead_man_armed(
-        &self,
-        timeout_secs: u32,
-        mut shutdown: broadcast::Receiver<()>,
-    ) {
-        if timeout_secs == 0 {
-            return;
-        }
-        let period = Duration::from_secs(u64::from(timeout_secs / 3).max(1));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.recv() => break,
-                _ = tick.tick() => {
-                    let s = &self.shared;
-                    let armed = s
-                        .policy
-                        .bounded("CancelAllOrdersAfter", s.exchange.cancel_all_after(timeout_secs))
-                        .await;
-                    if let Err(e) = armed {
-                        tracing::warn!(cause = %e, "could not refresh the dead man's switch");
-                    }
-                }
             }
         }
     }

@@ -443,6 +443,11 @@ impl Journal {
         Self::open(Path::new(":memory:"), clock, JournalKey::random())
     }
 
+    /// The clock the journal stamps its records with (the coordinator's default clock).
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Opens the journal of a data directory, bound to its identity and its witness under
     /// `witness_dir`. With a locked `dir` ([`DataDir::open`]) it is the daemon's journal:
     /// created if needed, and on the directory's first launch it starts with a `genesis`

@@ -1,5 +1,7 @@
 //! End-to-end tests of the halt coordinator against a fake exchange and a real SQLite file.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -716,10 +718,11 @@ async fn run_loop_halts_on_stale_market_data_by_sweep() {
     env.coordinator
         .watch_pairs(&[pair("XRP/USD"), pair("DOGE/USD")]);
     let sub = env.bus.subscribe(env.coordinator.subscription_kinds());
-    let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let runner = {
         let c = env.coordinator.clone();
-        tokio::spawn(async move { c.run(sub, shutdown_rx).await })
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { c.run(sub, shutdown).await })
     };
     // Fresh data on XRP; DOGE never delivers.
     env.bus.publish(trade(&env, "XRP/USD"));
@@ -734,7 +737,7 @@ async fn run_loop_halts_on_stale_market_data_by_sweep() {
         HaltSource::Auto("market_data_staleness".into())
     );
     assert!(halt.reason.contains("DOGE/USD") || halt.reason.contains("XRP/USD"));
-    shutdown_tx.send(()).unwrap();
+    shutdown.cancel();
     runner.await.unwrap();
 }
 
@@ -907,6 +910,9 @@ async fn a_hung_exchange_cannot_keep_the_halt_in_halting_forever() {
     );
 }
 
+/// The daemon's one dead man's switch keeper (`gf_exec::DeadManSwitch`) next to a real
+/// coordinator: a halt does not stop the refreshes (a `hold` halt keeps resting orders,
+/// which a lapsed switch would cancel), and a clean shutdown disarms when configured.
 #[tokio::test(start_paused = true)]
 async fn dead_man_switch_is_refreshed_in_every_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -918,23 +924,39 @@ async fn dead_man_switch_is_refreshed_in_every_state() {
             .filter(|(_, c)| matches!(c, Call::DeadMan(60)))
             .count()
     };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    let keeper = {
-        let c = env.coordinator.clone();
-        tokio::spawn(async move { c.keep_dead_man_armed(60, shutdown_rx).await })
-    };
-    // Armed at once, then every 20 s.
-    tokio::time::sleep(Duration::from_secs(41)).await;
+    let events = gf_exec::events::Publisher::new(
+        Some(env.bus.clone()),
+        Arc::new(env.clock.clone()),
+        gf_core::Source::Exec,
+    );
+    let keeper = gf_exec::DeadManSwitch::spawn(
+        env.exchange.clone(),
+        gf_exec::DeadManConfig::new(60, true),
+        events,
+    );
+    // Armed at once, then every 15 s.
+    tokio::time::sleep(Duration::from_secs(31)).await;
     assert_eq!(arms(&env), 3);
     env.coordinator.halt(HaltSource::Cli, "stop").await;
     halted(&env.coordinator).await;
     tokio::time::sleep(Duration::from_secs(100)).await;
-    assert_eq!(arms(&env), 8, "refreshed while halted too (every 20 s)");
-    shutdown_tx.send(()).unwrap();
-    keeper.await.unwrap();
-    // Zero disables it.
-    let (_tx, rx) = tokio::sync::broadcast::channel(1);
-    env.coordinator.keep_dead_man_armed(0, rx).await;
+    assert_eq!(
+        arms(&env),
+        9,
+        "refreshed while halted too (0 s to 120 s, every 15 s)"
+    );
+    keeper.shutdown().await.unwrap();
+    let calls = env.exchange.calls();
+    assert!(
+        matches!(calls.last(), Some((_, Call::DeadMan(0)))),
+        "disarmed at shutdown: {calls:?}"
+    );
+    // Zero disables it: no keeper is configured at all.
+    let off = gf_core::config::ExchangeConfig {
+        dead_man_switch_secs: 0,
+        ..gf_core::config::ExchangeConfig::default()
+    };
+    assert_eq!(gf_exec::DeadManConfig::from_config(&off).unwrap(), None);
 }
 
 #[tokio::test]
@@ -976,16 +998,13 @@ mod mutant_kills {
         let journal = Journal::open(db, Arc::new(clock.clone()), common::test_key()).unwrap();
         let bus = EventBus::new(1024);
         let sub = bus.subscribe(KindSet::critical());
-        let c = HaltCoordinator::open(
-            &fast_cfg(),
-            Arc::new(journal),
-            TradingGate::new_closed(),
-            FakeExchange::new(),
-            View::new(),
-            bus,
-            Arc::new(clock),
-        )
-        .unwrap();
+        let c = HaltCoordinator::builder(&fast_cfg(), Arc::new(journal), TradingGate::new_closed())
+            .exchange(FakeExchange::new())
+            .portfolio(View::new())
+            .bus(bus)
+            .clock(Arc::new(clock))
+            .open()
+            .unwrap();
         (c, sub)
     }
 

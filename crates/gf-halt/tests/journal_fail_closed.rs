@@ -3,6 +3,8 @@
 //! detected (naming the record) and the coordinator starts halted, the free disk of the
 //! data directory is a halt condition, and an administrator can adopt a new journal.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

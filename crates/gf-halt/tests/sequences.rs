@@ -1,6 +1,8 @@
 //! Property tests over random sequences of triggers, checklist completions, resume
 //! attempts and order submissions against the real coordinator (in-memory journal).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 mod property_tests {

@@ -5,6 +5,8 @@
 //! `LATE_FILL_CONFIRM` — not before, not while a round runs, not after a closure that was
 //! not flat — numbered after the rounds before it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! never `reduce_only` (which Kraken, and the mock, reject without a margin position) —
 //! re-reads the balance to verify, and reports a remainder below `ordermin` as dust.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -65,16 +67,14 @@ async fn setup(balances: &[(&str, Decimal)]) -> Setup {
         closure_backoff_ms: 10,
         ..HaltConfig::default()
     };
-    let halt = HaltCoordinator::open(
-        &halt_cfg,
-        Arc::new(Journal::in_memory(Arc::new(clock.clone())).unwrap()),
-        gate,
-        exchange,
-        View::new(),
-        bus,
-        Arc::new(clock),
-    )
-    .unwrap();
+    let journal = Arc::new(Journal::in_memory(Arc::new(clock.clone())).unwrap());
+    let halt = HaltCoordinator::builder(&halt_cfg, journal, gate)
+        .exchange(exchange)
+        .portfolio(View::new())
+        .bus(bus)
+        .clock(Arc::new(clock))
+        .open()
+        .unwrap();
     Setup { server, halt }
 }
 

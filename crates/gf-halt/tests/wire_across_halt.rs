@@ -7,6 +7,8 @@
 //! and flattened — in the halt's own closure when it resolves in time, in a second closure
 //! round (journaled) when it lands after the closure reported flat.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,13 +18,13 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
-use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use gf_core::config::{Config, HaltConfig, RiskConfig};
 use gf_core::{
     ClientOrderId, EventBus, Fill, HaltSource, HaltState, ManualClock, OrderId, OrderPurpose,
-    OrderRequest, OrderStatus, OrderType, Pair, Position, Side, Source, TimeInForce, TradingGate,
+    OrderRequest, OrderStatus, Pair, Position, Side, Source, TradingGate,
 };
 use gf_exec::events::Publisher;
 use gf_exec::{DeadManStatus, Exchange, GatedExchange, OrderAck, OrderInfo, OrderRef, Reconciled};
@@ -39,19 +41,7 @@ fn xrp() -> Pair {
 }
 
 fn market(id: &str, side: Side, qty: Decimal) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: xrp(),
-        side,
-        order_type: OrderType::Market,
-        qty,
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::market(ClientOrderId::new(id), xrp(), side, qty)
 }
 
 /// An exchange whose transport is slow: a normal order leaves this process at once (it is
@@ -232,7 +222,7 @@ struct Env {
     double: Arc<SlowWire>,
     exchange: Arc<dyn Exchange>,
     portfolio: SharedPortfolio,
-    _stop: broadcast::Sender<()>,
+    _stop: DropGuard,
 }
 
 /// A running coordinator (its event loop too) and risk task around the double, with the
@@ -260,26 +250,24 @@ fn start(timeout: Duration) -> Env {
         closure_backoff_ms: 10,
         ..HaltConfig::default()
     };
-    let halt = HaltCoordinator::open(
-        &cfg,
-        Arc::new(Journal::in_memory(Arc::new(clock.clone())).unwrap()),
-        gate.clone(),
-        Arc::clone(&exchange),
-        Arc::new(portfolio.clone()),
-        bus.clone(),
-        Arc::new(clock.clone()),
-    )
-    .unwrap();
-    halt.set_exchange_timeout(timeout);
-    let (stop, _) = broadcast::channel(1);
+    let journal = Arc::new(Journal::in_memory(Arc::new(clock.clone())).unwrap());
+    let halt = HaltCoordinator::builder(&cfg, journal, gate.clone())
+        .exchange(Arc::clone(&exchange))
+        .portfolio(Arc::new(portfolio.clone()))
+        .bus(bus.clone())
+        .clock(Arc::new(clock.clone()))
+        .exchange_timeout(timeout)
+        .open()
+        .unwrap();
+    let stop = CancellationToken::new();
     tokio::spawn(
         portfolio
             .clone()
-            .run(bus.subscribe(SharedPortfolio::kinds()), stop.subscribe()),
+            .run(bus.subscribe(SharedPortfolio::kinds()), stop.clone()),
     );
     let sub = bus.subscribe(halt.subscription_kinds());
     let looping = halt.clone();
-    let stopped = stop.subscribe();
+    let stopped = stop.clone();
     tokio::spawn(async move { looping.run(sub, stopped).await });
     Env {
         halt,
@@ -287,7 +275,7 @@ fn start(timeout: Duration) -> Env {
         double,
         exchange,
         portfolio,
-        _stop: stop,
+        _stop: stop.drop_guard(),
     }
 }
 
@@ -472,15 +460,13 @@ async fn only_one_coordinator_holds_the_gate_opener() {
             Portfolio::from_config(&Config::default(), clock.clone()).unwrap(),
             RiskLimits::from_config(&RiskConfig::default()).unwrap(),
         );
-        HaltCoordinator::open(
-            &HaltConfig::default(),
-            Arc::new(Journal::in_memory(clock.clone()).unwrap()),
-            gate.clone(),
-            double,
-            Arc::new(portfolio),
-            EventBus::new(64),
-            clock.clone(),
-        )
+        let journal = Arc::new(Journal::in_memory(clock.clone()).unwrap());
+        HaltCoordinator::builder(&HaltConfig::default(), journal, gate.clone())
+            .exchange(double)
+            .portfolio(Arc::new(portfolio))
+            .bus(EventBus::new(64))
+            .clock(clock.clone())
+            .open()
     };
     let gate = TradingGate::new_closed();
     let halt = open(&gate).unwrap();

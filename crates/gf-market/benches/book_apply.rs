@@ -1,6 +1,8 @@
 //! Parse + apply + verify the checksum of one Kraken v2 book update, at depth 10 and 100
 //! (goal: at least 1 M updates/s on one core), plus the checksum alone.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

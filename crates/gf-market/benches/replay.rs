@@ -1,6 +1,8 @@
 //! Full replay of the paper fixture: through the feed processor alone (verify), and onto
 //! the event bus at full speed (`ReplaySource`). Reported as messages per second.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

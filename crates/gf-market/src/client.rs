@@ -113,9 +113,10 @@ fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d.min(YEAR)).unwrap_or(t)
 }
 
-/// The live client. See the module docs.
+/// The live market-data client on Kraken's public WebSocket v2 (the REST trading client is
+/// `gf_exec::KrakenClient`). See the module docs.
 #[derive(Debug)]
-pub struct KrakenClient {
+pub struct MarketClient {
     cfg: ClientConfig,
     req_id: u64,
 }
@@ -174,7 +175,7 @@ enum SessionEnd {
     Lost(String),
 }
 
-impl KrakenClient {
+impl MarketClient {
     /// A client with the given settings.
     ///
     /// # Errors
@@ -371,7 +372,7 @@ impl KrakenClient {
 }
 
 #[async_trait]
-impl MarketSource for KrakenClient {
+impl MarketSource for MarketClient {
     async fn run(
         &mut self,
         bus: EventBus,
@@ -482,7 +483,7 @@ mod tests {
         let mut bad = cfg.clone();
         bad.depth = 7;
         assert!(matches!(
-            KrakenClient::new(bad),
+            MarketClient::new(bad),
             Err(Error::InvalidDepth(7))
         ));
         let mut bad = cfg;
@@ -492,7 +493,7 @@ mod tests {
 
     #[test]
     fn subscriptions_cover_every_channel() {
-        let mut client = KrakenClient::new(ClientConfig::new(
+        let mut client = MarketClient::new(ClientConfig::new(
             "ws://127.0.0.1:1",
             vec!["XRP/USD".parse().unwrap()],
         ))

@@ -15,7 +15,7 @@
 //!   consumer that applies the snapshot then each update's levels, truncating to the
 //!   depth, holds the same book (same checksum); `best_bid`/`best_ask` come with every
 //!   update for consumers that only need the top.
-//! - [`MarketSource`]: the seam; [`KrakenClient`] (live, `Source::Market`) and
+//! - [`MarketSource`]: the seam; [`MarketClient`] (live, `Source::Market`) and
 //!   [`ReplaySource`] (a recording, `Source::Replay`) implement it. Both also publish
 //!   `Trade`, `Ticker`, `Staleness` and (live) `Connection` events.
 //! - [`verify::verify_recording`] (for `gf-daemon market verify FILE`): replays a
@@ -24,8 +24,10 @@
 //!   [`VerifyReport::passed`] says whether to exit zero.
 //! - [`record::record`] (for `gf-daemon market record --pairs … --out FILE`): writes the
 //!   live feed, one raw text message per line.
-//! - [`fixtures`]: the seeded generator behind `cargo xtask gen-fixtures` and the
-//!   recordings under `fixtures/market/`.
+//! - [`bundled`]: the recordings under `fixtures/market/`, embedded (the paper daemon's
+//!   default and the backtest's scenarios).
+//! - `fixtures` (feature `fixtures`): the seeded generator behind
+//!   `cargo xtask gen-fixtures` that wrote those recordings.
 //! - `sim` (feature `sim`): a WebSocket server that serves a recording over a real socket
 //!   and drops, stalls, corrupts checksums or sends garbage on command.
 //!
@@ -37,7 +39,7 @@
 //! use rust_decimal::Decimal;
 //! use std::sync::Arc;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let recording = gf_market::fixtures::generate(gf_market::fixtures::Scenario::Paper);
+//! let recording = gf_market::bundled::PAPER;
 //! let bus = EventBus::new(1 << 16);
 //! let mut updates = bus.subscribe(KindSet::of(&[EventKind::BookUpdate]));
 //! let mut replay = ReplaySource::from_bytes(recording, Decimal::ZERO).unwrap(); // full speed
@@ -53,10 +55,12 @@
 //! ```
 
 pub mod book;
+pub mod bundled;
 pub mod checksum;
 pub mod client;
 pub mod error;
 pub mod feed;
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod message;
 pub mod num;
@@ -69,11 +73,11 @@ pub mod staleness;
 pub mod verify;
 
 pub use book::{Book, BookSide, Precision};
-pub use client::{ClientConfig, KrakenClient};
+pub use client::{ClientConfig, MarketClient};
 pub use error::Error;
 pub use feed::{FeedProcessor, FeedStats, Ingest, PairStats};
 pub use gf_core::backoff::Backoff;
-pub use replay::{EventTime, ReplaySource};
+pub use replay::{EventTime, Recording, ReplaySource};
 pub use source::MarketSource;
 #[cfg(any(test, feature = "mocks"))]
 pub use source::MockMarketSource;

@@ -222,7 +222,7 @@ fn pair(symbol: &str, text: &str) -> Result<Pair, Error> {
 
 /// Kraken's usual form, `2023-10-06T17:35:55.440295Z`, parsed without the general
 /// RFC 3339 machinery; `None` for any other form.
-fn fast_timestamp(t: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn fast_timestamp(t: &str) -> Option<DateTime<Utc>> {
     let b = t.as_bytes();
     if b.len() < 20
         || b[4] != b'-'

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gf_core::{EventBus, Pair, SystemClock};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientConfig, KrakenClient};
+use crate::client::{ClientConfig, MarketClient};
 use crate::error::Error;
 use crate::feed::FeedStats;
 use crate::source::MarketSource;
@@ -34,7 +34,7 @@ pub async fn record(
     let mut cfg = ClientConfig::new(url, pairs.to_vec());
     cfg.depth = depth;
     cfg.record = Some(out_path.to_path_buf());
-    let mut client = KrakenClient::new(cfg)?;
+    let mut client = MarketClient::new(cfg)?;
     std::fs::File::create(out_path).map_err(|e| Error::io(out_path, e))?;
     // Nobody listens on this bus: recording only needs the client's tap.
     let bus = EventBus::new(16);

@@ -104,7 +104,7 @@ impl ReplaySource {
     }
 
     /// The daemon's paper-mode source from the `[market]` section: `replay_file` (or,
-    /// when unset, the bundled paper session from [`crate::fixtures`]), `replay_speed`,
+    /// when unset, the bundled paper session [`crate::bundled::PAPER`]), `replay_speed`,
     /// `staleness_secs` and `pairs`. The book depth is the recording's own.
     ///
     /// ```
@@ -118,10 +118,7 @@ impl ReplaySource {
     pub fn from_market_config(cfg: &gf_core::config::MarketConfig) -> Result<Self, Error> {
         let source = match &cfg.replay_file {
             Some(path) => Self::from_path(path, cfg.replay_speed)?,
-            None => Self::from_bytes(
-                crate::fixtures::generate(crate::fixtures::Scenario::Paper),
-                cfg.replay_speed,
-            )?,
+            None => Self::from_bytes(crate::bundled::PAPER, cfg.replay_speed)?,
         };
         Ok(source
             .with_pairs(cfg.pairs.clone())
@@ -310,7 +307,9 @@ impl MarketSource for ReplaySource {
                         }
                     }
                 } else {
-                    due_staleness(&mut tracker, t, &mut events, |d, ev| out.publish(Some(d), ev));
+                    due_staleness(&mut tracker, t, &mut events, |d, ev| {
+                        out.publish(Some(d), ev)
+                    });
                     if count.is_multiple_of(256) {
                         tokio::task::yield_now().await;
                     }
@@ -318,9 +317,17 @@ impl MarketSource for ReplaySource {
                 pace.now = Some(pace.now.map_or(t, |n| n.max(t)));
             }
             let recorded = pace.recorded_now();
-            ingest(&mut feed, &mut tracker, text, recorded, count, &mut events, |ev| {
-                out.publish(recorded, ev);
-            });
+            ingest(
+                &mut feed,
+                &mut tracker,
+                text,
+                recorded,
+                count,
+                &mut events,
+                |ev| {
+                    out.publish(recorded, ev);
+                },
+            );
         }
         info!(messages = count, "replay finished");
         Ok(feed.stats())
@@ -450,10 +457,7 @@ impl<'a> Recording<'a> {
     ///
     /// # Errors
     /// None today; the `Result` keeps room for a reader that can fail.
-    pub fn next_message(
-        &mut self,
-        out: &mut Vec<(DateTime<Utc>, Payload)>,
-    ) -> Result<bool, Error> {
+    pub fn next_message(&mut self, out: &mut Vec<(DateTime<Utc>, Payload)>) -> Result<bool, Error> {
         loop {
             if self.pos >= self.bytes.len() {
                 return Ok(false);
@@ -461,7 +465,15 @@ impl<'a> Recording<'a> {
             let rest = &self.bytes[self.pos..];
             let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
             self.pos += (end + 1).min(rest.len());
-            let text = String::from_utf8_lossy(&rest[..end]);
+            let line = &rest[..end];
+            let lossy;
+            let text = match std::str::from_utf8(line) {
+                Ok(t) => t,
+                Err(_) => {
+                    lossy = String::from_utf8_lossy(line);
+                    &lossy
+                }
+            };
             let text = text.trim();
             if text.is_empty() {
                 continue;
@@ -497,9 +509,12 @@ pub(crate) fn peek_timestamp(text: &str) -> Option<DateTime<Utc>> {
     const KEY: &str = "\"timestamp\":\"";
     let start = text.rfind(KEY)? + KEY.len();
     let end = start + text[start..].find('"')?;
-    DateTime::<chrono::FixedOffset>::from_str(&text[start..end])
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    let t = &text[start..end];
+    crate::message::fast_timestamp(t).or_else(|| {
+        DateTime::<chrono::FixedOffset>::from_str(t)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    })
 }
 
 #[cfg(test)]

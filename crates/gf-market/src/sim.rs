@@ -13,8 +13,8 @@
 //! # #[cfg(feature = "sim")]
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use gf_market::sim::{SimConfig, SimServer};
-//! let recording = gf_market::fixtures::generate(gf_market::fixtures::Scenario::Paper);
-//! let server = SimServer::start(&recording, SimConfig::default()).await.unwrap();
+//! let recording = gf_market::bundled::PAPER;
+//! let server = SimServer::start(recording, SimConfig::default()).await.unwrap();
 //! assert!(server.url().starts_with("ws://127.0.0.1:"));
 //! server.shutdown().await;
 //! # });

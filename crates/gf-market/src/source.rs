@@ -1,5 +1,5 @@
 //! The [`MarketSource`] seam: something that drives market events onto the bus — the live
-//! Kraken client ([`crate::KrakenClient`]) or a recording ([`crate::ReplaySource`]).
+//! Kraken client ([`crate::MarketClient`]) or a recording ([`crate::ReplaySource`]).
 
 use async_trait::async_trait;
 use gf_core::{EventBus, SharedClock};

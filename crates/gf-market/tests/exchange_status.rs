@@ -9,7 +9,7 @@ use gf_core::event::ExchangeSystem;
 use gf_core::{EventBus, EventKind, KindSet, ManualClock, Pair, Payload, SharedClock};
 use gf_market::fixtures::{Scenario, generate};
 use gf_market::sim::{SimConfig, SimServer};
-use gf_market::{ClientConfig, KrakenClient, MarketSource};
+use gf_market::{ClientConfig, MarketClient, MarketSource};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ async fn status_on_connect_and_on_change_reaches_the_bus() {
     assert!(EventKind::ExchangeStatus.is_lossless());
     let clock: SharedClock = Arc::new(ManualClock::default());
     let shutdown = CancellationToken::new();
-    let mut client = KrakenClient::new(cfg).unwrap();
+    let mut client = MarketClient::new(cfg).unwrap();
     let task = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { client.run(bus, clock, shutdown).await })

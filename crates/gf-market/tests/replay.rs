@@ -1,6 +1,8 @@
 //! Replaying the fixtures through the bus: full speed, paced with paused tokio time,
 //! staleness on the gap recording, the crash's drop.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

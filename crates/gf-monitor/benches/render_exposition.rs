@@ -1,5 +1,7 @@
 //! Cost of rendering the whole exposition with 10 pairs populated (target: ≤ 200 µs).
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

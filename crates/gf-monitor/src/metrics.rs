@@ -968,14 +968,7 @@ mod tests {
         }
         assert_eq!(m.trading_stats().unwrap().count, 4);
         // A pair that went flat reads zero rather than keeping its old exposure.
-        let mut flat = MockPortfolioView::new();
-        flat.expect_equity().return_const(dec!(1000));
-        flat.expect_total_drawdown_pct().return_const(dec!(0));
-        flat.expect_daily_drawdown_pct().return_const(dec!(0));
-        flat.expect_positions().return_const(Vec::<Position>::new());
-        flat.expect_trading_stats()
-            .return_const(TradingStats::default());
-        m.observe_portfolio(&flat);
+        m.observe_portfolio(&gf_risk::NullPortfolio::with_equity(dec!(1000)));
         assert!(
             m.render()
                 .unwrap()

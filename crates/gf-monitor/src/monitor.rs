@@ -3,13 +3,13 @@
 //! dashboard.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
+use tokio_util::sync::CancellationToken;
 
 use gf_core::config::MonitorConfig;
 use gf_core::{
@@ -382,7 +382,7 @@ impl Monitor {
         }
     }
 
-    /// Consumes the bus until `shutdown` completes: every event goes to
+    /// Consumes the bus until `shutdown` is cancelled: every event goes to
     /// [`Self::on_event`]; once a second [`Self::tick`]; every `health_every` the health
     /// checks run. Lagging is logged, never fatal. Shutdown is checked first (`biased`);
     /// on shutdown it waits for deliveries in flight (each bounded by its channel's
@@ -391,10 +391,9 @@ impl Monitor {
     pub async fn run(
         self: Arc<Self>,
         mut events: Subscription,
-        shutdown: impl Future<Output = ()>,
+        shutdown: CancellationToken,
         health_every: Duration,
     ) {
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut health = tokio::time::interval(health_every.max(Duration::from_millis(100)));
@@ -402,7 +401,7 @@ impl Monitor {
         loop {
             tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                () = shutdown.cancelled() => break,
                 ev = events.recv() => match ev {
                     Ok(ev) => self.on_event(&ev),
                     Err(RecvError::Lagged { missed }) => {

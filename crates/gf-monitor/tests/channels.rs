@@ -3,12 +3,15 @@
 //! (`aiosmtpd`, started here as a child process). Faults: retries, timeouts, unreachable
 //! peers — a failing channel never holds up the others.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gf_core::config::ChannelKind;
 use gf_core::{ManualClock, SharedClock};
 use gf_monitor::Metrics;
 use gf_monitor::channel::{Dispatcher, build_channel, build_channels};
@@ -35,7 +38,7 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
     let configs = vec![
         channel(
             "hook",
-            "webhook",
+            ChannelKind::Webhook,
             &format!(
                 "url = \"{}\"\nbearer_token_env = \"GF_TEST_HOOK_TOKEN\"",
                 server.url("/generic")
@@ -43,17 +46,17 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
         ),
         channel(
             "slack",
-            "slack",
+            ChannelKind::Slack,
             &format!("url = \"{}\"", server.url("/services/T0/B0/x")),
         ),
         channel(
             "discord",
-            "discord",
+            ChannelKind::Discord,
             &format!("url = \"{}\"", server.url("/api/webhooks/1/abc")),
         ),
         channel(
             "tg",
-            "telegram",
+            ChannelKind::Telegram,
             &format!(
                 "url = \"{}\"\nchat_id = \"-1001\"",
                 server.url("/bot123:abc/sendMessage")
@@ -61,7 +64,7 @@ async fn webhook_slack_discord_telegram_and_sms_deliver_their_shapes() {
         ),
         channel(
             "sms",
-            "sms",
+            ChannelKind::Sms,
             &format!(
                 "url = \"{}\"\naccount_sid = \"AC123\"\nauth_token_env = \"GF_TEST_SMS_TOKEN\"\nfrom = \"+15559999\"\nto = [\"+15550001\", \"+15550002\"]",
                 server.url("/2010-04-01/Accounts/AC123/Messages.json")
@@ -142,7 +145,7 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
     let server = CaptureServer::scripted(vec![503, 502]).await;
     let cfg = channel(
         "hook",
-        "webhook",
+        ChannelKind::Webhook,
         &format!(
             "url = \"{}\"\nattempts = 3\nbackoff_ms = 50",
             server.url("/h")
@@ -171,7 +174,7 @@ async fn client_errors_are_not_retried() {
     let server = CaptureServer::scripted(vec![400]).await;
     let cfg = channel(
         "hook",
-        "slack",
+        ChannelKind::Slack,
         &format!(
             "url = \"{}\"\nattempts = 5\nbackoff_ms = 1",
             server.url("/h")
@@ -197,7 +200,7 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
     let configs = vec![
         channel(
             "hang",
-            "webhook",
+            ChannelKind::Webhook,
             &format!(
                 "url = \"{}\"\ntimeout_ms = 2000\nattempts = 2\nbackoff_ms = 10",
                 hanging.url("/h")
@@ -205,13 +208,17 @@ async fn a_hanging_or_unreachable_channel_never_blocks_the_others() {
         ),
         channel(
             "down",
-            "discord",
+            ChannelKind::Discord,
             &format!(
                 "url = \"http://127.0.0.1:{}/x\"\nattempts = 2\nbackoff_ms = 10",
                 closed_port()
             ),
         ),
-        channel("good", "slack", &format!("url = \"{}\"", good.url("/ok"))),
+        channel(
+            "good",
+            ChannelKind::Slack,
+            &format!("url = \"{}\"", good.url("/ok")),
+        ),
     ];
     let metrics = Metrics::new();
     let d = Dispatcher::new(
@@ -389,7 +396,7 @@ async fn email_arrives_at_a_real_smtp_server_with_subject_and_body() {
     let smtp = SmtpServer::start().await;
     let cfg = channel(
         "mail",
-        "email",
+        ChannelKind::Email,
         &format!(
             "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"Gal-Friday <gf@example.invalid>\"\nto = [\"ops@example.invalid\", \"Trader <trader@example.invalid>\"]",
             smtp.port
@@ -427,13 +434,17 @@ async fn an_unreachable_smtp_server_is_retried_then_recorded_failed_while_others
     let configs = vec![
         channel(
             "mail",
-            "email",
+            ChannelKind::Email,
             &format!(
                 "host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"gf@example.invalid\"\nto = \"ops@example.invalid\"\nattempts = 3\nbackoff_ms = 10\ntimeout_ms = 2000",
                 closed_port()
             ),
         ),
-        channel("hook", "webhook", &format!("url = \"{}\"", good.url("/ok"))),
+        channel(
+            "hook",
+            ChannelKind::Webhook,
+            &format!("url = \"{}\"", good.url("/ok")),
+        ),
     ];
     let metrics = Metrics::new();
     let d = Dispatcher::new(
@@ -540,7 +551,11 @@ async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
         )
     };
     let good = build_channel(
-        &channel("mail", "email", &settings("GF_TEST_SMTP_PASSWORD")),
+        &channel(
+            "mail",
+            ChannelKind::Email,
+            &settings("GF_TEST_SMTP_PASSWORD"),
+        ),
         &smtp_env,
     )
     .unwrap();
@@ -557,7 +572,11 @@ async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
     // A wrong password is a permanent SMTP error: recorded as failed, not retried.
     let wrong = |k: &str| (k == "GF_TEST_SMTP_PASSWORD").then(|| "wrong".to_owned());
     let bad = build_channel(
-        &channel("mail", "email", &settings("GF_TEST_SMTP_PASSWORD")),
+        &channel(
+            "mail",
+            ChannelKind::Email,
+            &settings("GF_TEST_SMTP_PASSWORD"),
+        ),
         &wrong,
     )
     .unwrap();
@@ -571,7 +590,8 @@ async fn email_over_required_starttls_with_auth_reaches_a_real_smtp_server() {
     // Without the private CA the server's certificate is not trusted.
     let no_ca =
         settings("GF_TEST_SMTP_PASSWORD").replace(&format!("ca_file = \"{}\"\n", ca.display()), "");
-    let untrusting = build_channel(&channel("mail", "email", &no_ca), &smtp_env).unwrap();
+    let untrusting =
+        build_channel(&channel("mail", ChannelKind::Email, &no_ca), &smtp_env).unwrap();
     let d = Dispatcher::new(vec![untrusting], Metrics::new(), clock());
     d.dispatch(&notice(), &[]);
     let r = d.flush().await.remove(0);
@@ -587,7 +607,7 @@ async fn email_over_implicit_tls_with_auth_reaches_a_real_smtp_server() {
     smtp.wait_for("READY").await;
     let cfg = channel(
         "mail",
-        "email",
+        ChannelKind::Email,
         &format!(
             "host = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\nusername = \"gf-alerts\"\npassword_env = \"GF_TEST_SMTP_PASSWORD\"\nca_file = \"{}\"\nfrom = \"gf@example.invalid\"\nto = \"ops@example.invalid\"",
             smtp.port,

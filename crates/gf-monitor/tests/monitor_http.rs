@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gf_core::config::MonitorConfig;
+use gf_core::config::{ChannelKind, MonitorConfig};
 use gf_core::{
     AlertStatus, Clock, Event, EventBus, EventKind, HaltSource, HaltState, KindSet, ManualClock,
     Pair, Payload, Position, Source,
@@ -99,7 +99,7 @@ async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
     let config = MonitorConfig {
         channels: vec![channel(
             "ops",
-            "webhook",
+            ChannelKind::Webhook,
             &format!("url = \"{}\"", hook.url("/alerts")),
         )],
         ..MonitorConfig::default()
@@ -112,12 +112,10 @@ async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
             .unwrap(),
     );
     let mut alerts = bus.subscribe(KindSet::of(&[EventKind::Alert]));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = tokio_util::sync::CancellationToken::new();
     let runner = tokio::spawn(monitor.clone().run(
         bus.subscribe_all(),
-        async move {
-            let _ = stopped.await;
-        },
+        stop.clone(),
         Duration::from_secs(30),
     ));
 
@@ -172,7 +170,7 @@ async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
         "{ev:?}"
     );
 
-    stop.send(()).unwrap();
+    stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), runner)
         .await
         .unwrap()
@@ -193,8 +191,8 @@ async fn the_bus_loop_raises_alerts_to_channels_and_back_onto_the_bus() {
 fn an_invalid_channel_is_a_startup_error_naming_it() {
     let mut config = MonitorConfig {
         channels: vec![
-            channel("log", "log", ""),
-            channel("team-slack", "slack", ""),
+            channel("log", ChannelKind::Log, ""),
+            channel("team-slack", ChannelKind::Slack, ""),
         ],
         ..MonitorConfig::default()
     };
@@ -212,7 +210,7 @@ fn an_invalid_channel_is_a_startup_error_naming_it() {
 
     config.channels = vec![channel(
         "mail",
-        "email",
+        ChannelKind::Email,
         "host = \"smtp.example.invalid\"\nfrom = \"gf@example.invalid\"\nto = \"nobody\"",
     )];
     let err = MonitorBuilder::new(&config, Arc::new(ManualClock::default()))
@@ -403,7 +401,7 @@ async fn the_exchange_reachability_check_over_http() {
 #[tokio::test]
 async fn the_log_channel_delivers() {
     let config = MonitorConfig {
-        channels: vec![channel("log", "log", "")],
+        channels: vec![channel("log", ChannelKind::Log, "")],
         ..MonitorConfig::default()
     };
     let clock = ManualClock::default();

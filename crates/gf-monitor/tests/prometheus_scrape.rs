@@ -1,6 +1,8 @@
 //! A real Prometheus server (the Debian package `prometheus`) scrapes the monitor's
 //! `/metrics` on a loopback port, and its HTTP API returns our samples.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Stdio;

@@ -2,6 +2,8 @@
 //! and daily), directly, from a bus event, and at a minute boundary (which also adds a
 //! log return to the rolling volatility).
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 

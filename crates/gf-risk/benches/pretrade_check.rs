@@ -2,16 +2,15 @@
 //! price freshness, collar, order and position notional, open orders, throttle), and of
 //! a whole signal (sizing, then the check), directly and through the shared handle.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gf_core::config::RiskConfig;
-use gf_core::{
-    ClientOrderId, Clock, ManualClock, OrderPurpose, OrderRequest, OrderType, Pair, Side,
-    TimeInForce,
-};
+use gf_core::{ClientOrderId, Clock, ManualClock, OrderRequest, Pair, Side};
 use gf_risk::{
     Portfolio, PortfolioConfig, PreTradeCheck, PreTradeChecker, RiskLimits, SharedPortfolio,
 };
@@ -43,19 +42,13 @@ fn setup() -> (Portfolio, PreTradeChecker, DateTime<Utc>, Pair) {
 }
 
 fn order(pair: &Pair, id: &str) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(id),
-        pair: pair.clone(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        qty: Decimal::new(20_000, 0),
-        limit_price: Some(Decimal::new(5010, 4)),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::limit(
+        ClientOrderId::new(id),
+        pair.clone(),
+        Side::Buy,
+        Decimal::new(20_000, 0),
+        Decimal::new(5010, 4),
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -11,7 +11,8 @@
 //!   [`PreTradeChecker`] and typed [`Verdict`]s.
 //! - [`stats`]: [`TradingStats`] (win rate, profit factor, Sharpe, max drawdown …).
 //! - [`shared`]: [`SharedPortfolio`], the cloneable handle the daemon feeds from the bus.
-//! - [`view`]: [`PortfolioView`], what gf-halt and gf-monitor read.
+//! - [`view`]: [`PortfolioView`], what gf-halt and gf-monitor read; [`NullPortfolio`], a
+//!   view with no positions for tests and examples.
 //!
 //! Mocks of both seams (`MockPortfolioView`, `MockPreTradeCheck`) are exported with the
 //! `mocks` feature. This crate is an **API boundary**: research code depends on it.
@@ -20,8 +21,7 @@
 //! use std::sync::Arc;
 //! use chrono::Utc;
 //! use gf_core::config::RiskConfig;
-//! use gf_core::{ClientOrderId, ManualClock, OrderPurpose, OrderRequest, OrderType, Pair, Side,
-//!     TimeInForce};
+//! use gf_core::{ClientOrderId, ManualClock, OrderRequest, Pair, Side};
 //! use gf_risk::{Portfolio, PortfolioConfig, PortfolioView, PreTradeCheck, RiskLimits,
 //!     SharedPortfolio, Verdict};
 //! use rust_decimal::Decimal;
@@ -42,19 +42,13 @@
 //! assert_eq!(qty, Decimal::new(50_000, 0));
 //!
 //! // A limit 20 % above the market is refused by the 5 % collar.
-//! let order = OrderRequest {
-//!     client_order_id: ClientOrderId::new("c-1"),
-//!     pair: xrp.clone(),
-//!     side: Side::Buy,
-//!     order_type: OrderType::Limit,
-//!     qty: Decimal::new(100, 0),
-//!     limit_price: Some(Decimal::new(6000, 4)),
-//!     time_in_force: TimeInForce::Gtc,
-//!     reduce_only: false,
-//!     user_ref: None,
-//!     purpose: OrderPurpose::Normal,
-//!     closure_seal: None,
-//! };
+//! let order = OrderRequest::limit(
+//!     ClientOrderId::new("c-1"),
+//!     xrp.clone(),
+//!     Side::Buy,
+//!     Decimal::new(100, 0),
+//!     Decimal::new(6000, 4),
+//! );
 //! let verdict = risk.check(order);
 //! assert_eq!(verdict.refusal().unwrap().code(), "price_collar");
 //! assert_eq!(risk.equity(), Decimal::new(100_000, 0));
@@ -62,6 +56,7 @@
 //! ```
 
 pub mod error;
+pub mod null;
 pub mod portfolio;
 pub mod pretrade;
 pub mod shared;
@@ -70,6 +65,7 @@ pub mod view;
 pub mod volatility;
 
 pub use error::Error;
+pub use null::NullPortfolio;
 pub use portfolio::{
     Applied, CashReport, DailyEquity, FillReport, MAX_SEED_DP, MAX_SEED_QTY, Mark, Portfolio,
     PortfolioConfig, PortfolioSnapshot, SNAPSHOT_VERSION, SeedReport,

@@ -316,6 +316,10 @@ pub struct Portfolio {
     positions_value: Decimal,
     exposure: Decimal,
     equity: Decimal,
+    /// Total and daily drawdown, percent: recomputed whenever equity, the peak or the
+    /// day's start moves ([`Portfolio::refresh_drawdowns`]), so the halt conditions that
+    /// read them on every market event pay a field load, not a division.
+    drawdown_pct: (Decimal, Decimal),
 }
 
 impl fmt::Debug for Portfolio {
@@ -337,6 +341,10 @@ fn checked<T>(v: Option<T>, what: &'static str, pair: &Pair) -> Result<T, Error>
 }
 
 fn pct_of(fall: Decimal, base: Decimal) -> Decimal {
+    if fall <= Decimal::ZERO {
+        // At or above the base (the usual case at a new high): no division needed.
+        return Decimal::ZERO;
+    }
     if base <= Decimal::ZERO {
         return if fall > Decimal::ZERO {
             Decimal::ONE_HUNDRED
@@ -411,6 +419,7 @@ impl Portfolio {
             positions_value: Decimal::ZERO,
             exposure: Decimal::ZERO,
             equity: cash,
+            drawdown_pct: (Decimal::ZERO, Decimal::ZERO),
         })
     }
 
@@ -463,6 +472,7 @@ impl Portfolio {
             positions_value: Decimal::ZERO,
             exposure: Decimal::ZERO,
             equity: Decimal::ZERO,
+            drawdown_pct: (Decimal::ZERO, Decimal::ZERO),
         };
         portfolio
             .recompute()
@@ -512,7 +522,23 @@ impl Portfolio {
         self.equity = checked(self.s.cash.checked_add(total_value), "equity", any)?;
         self.positions_value = total_value;
         self.exposure = total_exposure;
+        self.refresh_drawdowns();
         Ok(())
+    }
+
+    /// Recomputes the cached drawdown percentages from equity, the peak and the day's
+    /// start equity.
+    fn refresh_drawdowns(&mut self) {
+        self.drawdown_pct = (
+            pct_of(
+                self.s.peak_equity.saturating_sub(self.equity),
+                self.s.peak_equity,
+            ),
+            pct_of(
+                self.s.day_start_equity.saturating_sub(self.equity),
+                self.s.day_start_equity,
+            ),
+        );
     }
 
     /// The clock used for the daily reset.
@@ -741,6 +767,7 @@ impl Portfolio {
                 Ok(report) => reports.extend(report),
                 Err(e) => {
                     (self.s, self.positions_value, self.exposure, self.equity) = saved;
+                    self.refresh_drawdowns();
                     return Err(e);
                 }
             }
@@ -841,6 +868,7 @@ impl Portfolio {
     fn shift_baseline(&mut self, delta: Decimal) {
         self.s.peak_equity = self.s.peak_equity.saturating_add(delta);
         self.s.day_start_equity = self.s.day_start_equity.saturating_add(delta);
+        self.refresh_drawdowns();
         if let Some(day) = self.s.equity_curve.back_mut() {
             day.open = day.open.saturating_add(delta);
             day.high = day.high.saturating_add(delta);
@@ -853,6 +881,7 @@ impl Portfolio {
         if today != self.s.day {
             self.s.day = today;
             self.s.day_start_equity = self.equity;
+            self.refresh_drawdowns();
             self.s
                 .equity_curve
                 .push_back(DailyEquity::start(today, self.equity));
@@ -872,14 +901,10 @@ impl Portfolio {
         }
         if equity > self.s.peak_equity {
             self.s.peak_equity = equity;
-        } else {
-            let dd = pct_of(
-                self.s.peak_equity.saturating_sub(equity),
-                self.s.peak_equity,
-            );
-            if dd > self.s.max_drawdown_pct {
-                self.s.max_drawdown_pct = dd;
-            }
+        }
+        self.refresh_drawdowns();
+        if self.drawdown_pct.0 > self.s.max_drawdown_pct {
+            self.s.max_drawdown_pct = self.drawdown_pct.0;
         }
     }
 
@@ -950,6 +975,17 @@ impl Portfolio {
             .ok_or_else(|| Error::UnknownPair { pair: pair.clone() })?;
         if st.mark.is_some_and(|m| ts < m.ts) {
             return Ok(false);
+        }
+        if !st.unpriced && st.mark.is_some_and(|m| m.price == price) {
+            // The same price again (a book update below the top, a trade at the mark):
+            // value, exposure and equity stand as they are; only the mark's time, the
+            // volatility sample and the day move.
+            self.roll_day();
+            if let Some(st) = self.s.positions.get_mut(pair) {
+                st.mark = Some(Mark { price, ts });
+                st.volatility.on_price(price, ts);
+            }
+            return Ok(true);
         }
         if st.unpriced {
             // The first price after seeding is the holding's entry.
@@ -1043,6 +1079,7 @@ impl Portfolio {
                 Ok(report) => Ok(report),
                 Err(e) => {
                     (self.s, self.positions_value, self.exposure, self.equity) = saved;
+                    self.refresh_drawdowns();
                     Err(e)
                 }
             };
@@ -1295,10 +1332,7 @@ impl PortfolioView for Portfolio {
     }
 
     fn total_drawdown_pct(&self) -> Decimal {
-        pct_of(
-            self.s.peak_equity.saturating_sub(self.equity),
-            self.s.peak_equity,
-        )
+        self.drawdown_pct.0
     }
 
     fn daily_drawdown_pct(&self) -> Decimal {
@@ -1306,10 +1340,7 @@ impl PortfolioView for Portfolio {
             // A new UTC day began and nothing moved since: it starts at today's equity.
             return Decimal::ZERO;
         }
-        pct_of(
-            self.s.day_start_equity.saturating_sub(self.equity),
-            self.s.day_start_equity,
-        )
+        self.drawdown_pct.1
     }
 
     fn consecutive_losses(&self) -> u32 {

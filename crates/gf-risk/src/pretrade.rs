@@ -702,26 +702,14 @@ mod tests {
     use crate::portfolio::test_support::*;
     use chrono::Duration;
     use gf_core::config::PairRiskConfig;
-    use gf_core::{Clock, ManualClock, OrderPurpose, TimeInForce};
+    use gf_core::{Clock, ManualClock, OrderPurpose};
     use rust_decimal_macros::dec;
 
     fn order(id: &str, side: Side, qty: Decimal, limit: Option<Decimal>) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: xrp(),
-            side,
-            order_type: if limit.is_some() {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            },
-            qty,
-            limit_price: limit,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
+        let id = ClientOrderId::new(id);
+        match limit {
+            Some(price) => OrderRequest::limit(id, xrp(), side, qty, price),
+            None => OrderRequest::market(id, xrp(), side, qty),
         }
     }
 
@@ -1242,7 +1230,7 @@ mod property_tests {
     use super::*;
     use crate::portfolio::test_support::*;
     use chrono::Duration;
-    use gf_core::{Clock, OrderPurpose, TimeInForce};
+    use gf_core::Clock;
     use proptest::prelude::*;
 
     proptest! {
@@ -1300,18 +1288,11 @@ mod property_tests {
                 let side = if buy { Side::Buy } else { Side::Sell };
                 let _ = checker.size(&p, &xrp(), side, entry, stop);
                 let _ = limits.size(&xrp(), side, entry, stop, qty, limit);
-                let order = OrderRequest {
-                    client_order_id: ClientOrderId::new(format!("a{i}")),
-                    pair: xrp(),
-                    side,
-                    order_type: if is_limit { OrderType::Limit } else { OrderType::Market },
-                    qty,
-                    limit_price: is_limit.then_some(limit),
-                    time_in_force: TimeInForce::Gtc,
-                    reduce_only: false,
-                    user_ref: None,
-                    purpose: OrderPurpose::Normal,
-                    closure_seal: None,
+                let id = ClientOrderId::new(format!("a{i}"));
+                let order = if is_limit {
+                    OrderRequest::limit(id, xrp(), side, qty, limit)
+                } else {
+                    OrderRequest::market(id, xrp(), side, qty)
                 };
                 let v = checker.check(order, &p, clock.now());
                 if let Some(reason) = v.refusal() {
@@ -1334,19 +1315,15 @@ mod property_tests {
             let mut checker = PreTradeChecker::new(RiskLimits::from_config(&cfg).unwrap());
             for (i, (buy, qty, limit, reduce, wait, id)) in orders.into_iter().enumerate() {
                 clock.advance(Duration::seconds(wait));
-                let order = OrderRequest {
-                    client_order_id: ClientOrderId::new(format!("c{id}")),
-                    pair: if i % 7 == 6 { doge() } else { xrp() },
-                    side: if buy { Side::Buy } else { Side::Sell },
-                    order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
-                    qty: Decimal::new(qty, 1),
-                    limit_price: limit.map(|l| Decimal::new(l, 4)),
-                    time_in_force: TimeInForce::Gtc,
-                    reduce_only: reduce,
-                    user_ref: None,
-                    purpose: OrderPurpose::Normal,
-                    closure_seal: None,
+                let coid = ClientOrderId::new(format!("c{id}"));
+                let pair = if i % 7 == 6 { doge() } else { xrp() };
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let qty = Decimal::new(qty, 1);
+                let mut order = match limit {
+                    Some(l) => OrderRequest::limit(coid, pair, side, qty, Decimal::new(l, 4)),
+                    None => OrderRequest::market(coid, pair, side, qty),
                 };
+                order.reduce_only = reduce;
                 let before = checker.clone();
                 let portfolio_before = p.snapshot();
                 let verdict = checker.check(order.clone(), &p, clock.now());
@@ -1370,23 +1347,11 @@ mod seed_tests {
     //! Pre-trade while a holding seeded from the balance has no price yet.
     use super::*;
     use crate::portfolio::test_support::*;
-    use gf_core::{Clock, OrderPurpose, TimeInForce};
+    use gf_core::{Clock, OrderPurpose};
     use rust_decimal_macros::dec;
 
     fn market(id: &str, pair: Pair, side: Side, qty: Decimal) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair,
-            side,
-            order_type: OrderType::Market,
-            qty,
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::market(ClientOrderId::new(id), pair, side, qty)
     }
 
     #[test]
@@ -1448,23 +1413,11 @@ mod mutant_kills {
     use super::*;
     use crate::portfolio::test_support::{portfolio, t0, xrp};
     use chrono::Duration;
-    use gf_core::{OrderPurpose, TimeInForce};
+
     use rust_decimal_macros::dec;
 
     fn buy(id: &str) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: xrp(),
-            side: Side::Buy,
-            order_type: OrderType::Market,
-            qty: dec!(10),
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::market(ClientOrderId::new(id), xrp(), Side::Buy, dec!(10))
     }
 
     fn secs(v: u64) -> Duration {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use gf_core::{Event, EventKind, KindSet, Pair, Payload, Position, Qty, RecvError, Side};
@@ -117,8 +117,8 @@ impl SharedPortfolio {
         self.checker.lock().open_orders()
     }
 
-    /// Applies events from `subscription` until `shutdown` fires (or its sender is
-    /// dropped) or the bus closes. Errors are logged and counted, never fatal. A lag can
+    /// Applies events from `subscription` until `shutdown` is cancelled or the bus
+    /// closes. Errors are logged and counted, never fatal. A lag can
     /// only skip market data (fills and order updates are never dropped by the bus), so it
     /// is counted and logged and the next price update repairs the marks. Subscribe with
     /// [`SharedPortfolio::kinds`]. Cancellation-safe: dropping the future loses at most
@@ -135,12 +135,12 @@ impl SharedPortfolio {
     /// let portfolio = Portfolio::from_config(&Config::default(), clock.clone()).unwrap();
     /// let risk = SharedPortfolio::new(portfolio, RiskLimits::from_config(&RiskConfig::default()).unwrap());
     /// let bus = EventBus::new(1024);
-    /// let (shutdown, shutdown_rx) = tokio::sync::broadcast::channel(1);
-    /// let task = tokio::spawn(risk.clone().run(bus.subscribe(SharedPortfolio::kinds()), shutdown_rx));
+    /// let shutdown = tokio_util::sync::CancellationToken::new();
+    /// let task = tokio::spawn(risk.clone().run(bus.subscribe(SharedPortfolio::kinds()), shutdown.clone()));
     /// bus.publish(Event::new(clock.now(), Source::Market, Payload::Trade {
     ///     pair: "XRP/USD".parse().unwrap(), side: Side::Buy,
     ///     price: Decimal::new(5, 1), qty: Decimal::ONE, trade_id: 1 }));
-    /// drop(bus); // or: shutdown.send(())
+    /// drop(bus); // or: shutdown.cancel()
     /// let report = task.await.unwrap();
     /// assert_eq!(report.applied, 1);
     /// assert_eq!(risk.equity(), Decimal::new(100_000, 0));
@@ -150,13 +150,13 @@ impl SharedPortfolio {
     pub async fn run(
         self,
         mut subscription: Subscription,
-        mut shutdown: broadcast::Receiver<()>,
+        shutdown: CancellationToken,
     ) -> RunReport {
         let mut report = RunReport::default();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.recv() => break,
+                () = shutdown.cancelled() => break,
                 received = subscription.recv() => match received {
                     Ok(event) => match self.apply_event(&event) {
                         Ok(_) => report.applied += 1,
@@ -240,9 +240,7 @@ mod tests {
     use super::*;
     use crate::portfolio::test_support::*;
     use gf_core::config::RiskConfig;
-    use gf_core::{
-        ClientOrderId, EventBus, OrderPurpose, OrderStatus, OrderType, Source, TimeInForce,
-    };
+    use gf_core::{ClientOrderId, EventBus, OrderStatus, Source};
     use rust_decimal_macros::dec;
 
     fn shared() -> SharedPortfolio {
@@ -251,19 +249,7 @@ mod tests {
     }
 
     fn market_order(id: &str) -> OrderRequest {
-        OrderRequest {
-            client_order_id: ClientOrderId::new(id),
-            pair: xrp(),
-            side: Side::Buy,
-            order_type: OrderType::Market,
-            qty: dec!(100),
-            limit_price: None,
-            time_in_force: TimeInForce::Gtc,
-            reduce_only: false,
-            user_ref: None,
-            purpose: OrderPurpose::Normal,
-            closure_seal: None,
-        }
+        OrderRequest::market(ClientOrderId::new(id), xrp(), Side::Buy, dec!(100))
     }
 
     fn trade(price: Decimal) -> Event {
@@ -362,16 +348,16 @@ mod tests {
     async fn run_stops_on_shutdown_and_on_bus_close() {
         let bus = EventBus::new(64);
         let risk = shared();
-        let (tx, rx) = broadcast::channel(1);
+        let shutdown = CancellationToken::new();
         let task = tokio::spawn(
             risk.clone()
-                .run(bus.subscribe(SharedPortfolio::kinds()), rx),
+                .run(bus.subscribe(SharedPortfolio::kinds()), shutdown.clone()),
         );
-        tx.send(()).unwrap();
+        shutdown.cancel();
         let report = task.await.unwrap();
         assert_eq!(report, RunReport::default());
 
-        let (_tx, rx) = broadcast::channel(1);
+        let rx = CancellationToken::new();
         let sub = bus.subscribe(SharedPortfolio::kinds());
         bus.publish(trade(dec!(0.5)));
         bus.publish(trade(dec!(-1)));
@@ -385,7 +371,7 @@ mod tests {
     async fn run_counts_lagged_events() {
         let bus = EventBus::new(2);
         let risk = shared();
-        let (_tx, rx) = broadcast::channel(1);
+        let rx = CancellationToken::new();
         let sub = bus.subscribe(SharedPortfolio::kinds());
         for i in 1..=5 {
             bus.publish(trade(Decimal::new(i, 1)));
@@ -401,7 +387,7 @@ mod tests {
     async fn every_fill_and_order_update_is_applied_when_market_data_lags() {
         let bus = EventBus::new(8);
         let risk = shared();
-        let (_tx, rx) = broadcast::channel(1);
+        let rx = CancellationToken::new();
         let sub = bus.subscribe(SharedPortfolio::kinds());
         // Two open orders the order updates will release.
         risk.apply_event(&trade(dec!(0.5))).unwrap();

@@ -36,40 +36,14 @@ pub trait PortfolioView: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A view with no trade history, relying on the default `trading_stats`.
-    struct Flat;
-
-    impl PortfolioView for Flat {
-        fn equity(&self) -> Decimal {
-            Decimal::ONE_HUNDRED
-        }
-        fn peak_equity(&self) -> Decimal {
-            Decimal::ONE_HUNDRED
-        }
-        fn total_drawdown_pct(&self) -> Decimal {
-            Decimal::ZERO
-        }
-        fn daily_drawdown_pct(&self) -> Decimal {
-            Decimal::ZERO
-        }
-        fn consecutive_losses(&self) -> u32 {
-            0
-        }
-        fn positions(&self) -> Vec<Position> {
-            Vec::new()
-        }
-        fn exposure(&self) -> Decimal {
-            Decimal::ZERO
-        }
-        fn volatility_pct(&self, _pair: &Pair) -> Option<Decimal> {
-            None
-        }
-    }
+    use crate::NullPortfolio;
 
     #[test]
     fn default_trading_stats_are_empty() {
-        let view: &dyn PortfolioView = &Flat;
+        // The null view has no trade history and relies on the default `trading_stats`.
+        let null = NullPortfolio::with_equity(Decimal::ONE_HUNDRED);
+        let view: &dyn PortfolioView = &null;
+        assert_eq!(view.equity(), Decimal::ONE_HUNDRED);
         assert_eq!(view.equity(), view.peak_equity());
         assert_eq!(
             view.total_drawdown_pct() + view.daily_drawdown_pct(),

@@ -3,13 +3,15 @@
 //! `SharedPortfolio` task applies them while another task reads its `PortfolioView`; the
 //! state then survives a restart through its JSON snapshot.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use gf_core::config::RiskConfig;
 use gf_core::{
     BookSnapshot, ClientOrderId, Event, EventBus, Fill, Level, ManualClock, OrderId, OrderPurpose,
-    OrderRequest, OrderStatus, OrderType, Pair, Payload, Side, Source, TimeInForce,
+    OrderRequest, OrderStatus, Pair, Payload, Side, Source,
 };
 use gf_risk::{
     Portfolio, PortfolioConfig, PortfolioView, PreTradeCheck, RiskLimits, SharedPortfolio,
@@ -17,7 +19,7 @@ use gf_risk::{
 use rust_decimal::Decimal;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 fn xrp() -> Pair {
     "XRP/USD".parse().unwrap()
@@ -162,10 +164,11 @@ async fn events_over_loopback_tcp_drive_the_portfolio() {
 
     let bus = EventBus::new(1024);
     let risk = new_risk(&clock);
-    let (shutdown_tx, shutdown_rx) = broadcast::channel(1);
+    // Never cancelled: the applier must stop on its own when the bus closes.
+    let shutdown = CancellationToken::new();
     let applier = tokio::spawn(
         risk.clone()
-            .run(bus.subscribe(SharedPortfolio::kinds()), shutdown_rx),
+            .run(bus.subscribe(SharedPortfolio::kinds()), shutdown.clone()),
     );
     // A gf-halt-like reader polling the view while events are applied.
     let view: Arc<dyn PortfolioView> = Arc::new(risk.clone());
@@ -193,7 +196,7 @@ async fn events_over_loopback_tcp_drive_the_portfolio() {
     reader.await.unwrap();
     drop(bus); // the applier drains what is queued, then sees the bus close
     let report = applier.await.unwrap();
-    drop(shutdown_tx);
+    assert!(!shutdown.is_cancelled());
 
     assert_eq!(malformed, 1);
     assert_eq!(report.errors, 2, "{report:?}"); // the negative fill and ETH/USD
@@ -217,19 +220,13 @@ async fn events_over_loopback_tcp_drive_the_portfolio() {
 
     // Pre-trade against the live state: a fresh price (the clock is at 09:10, the last
     // mark at 09:09) and a limit 20 % away.
-    let order = OrderRequest {
-        client_order_id: ClientOrderId::new("n1"),
-        pair: xrp(),
-        side: Side::Sell,
-        order_type: OrderType::Limit,
-        qty: d("100"),
-        limit_price: Some(d("0.4160")),
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    };
+    let order = OrderRequest::limit(
+        ClientOrderId::new("n1"),
+        xrp(),
+        Side::Sell,
+        d("100"),
+        d("0.4160"),
+    );
     let verdict = risk.check(order);
     assert_eq!(verdict.refusal().unwrap().code(), "stale_price");
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gf_core::SharedClock;
-use gf_core::config::{SecretProviderKind, SecretsConfig};
+use gf_core::config::{SecretProviderKind, SecretsConfig, VaultAuthMethod};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::Auditor;
@@ -136,19 +136,15 @@ pub fn provider_from_config(
         SecretProviderKind::Vault => {
             let addr = required(cfg.vault_addr.as_ref(), "secrets.vault_addr", "vault")?;
             let path = required(cfg.vault_path.as_ref(), "secrets.vault_path", "vault")?;
-            let auth = match cfg.vault_auth.as_str() {
-                "token" => VaultAuth::Token(SecretString::from(env_var(env, "VAULT_TOKEN")?)),
-                "approle" => VaultAuth::AppRole {
+            let auth = match cfg.vault_auth {
+                VaultAuthMethod::Token => {
+                    VaultAuth::Token(SecretString::from(env_var(env, "VAULT_TOKEN")?))
+                }
+                VaultAuthMethod::AppRole => VaultAuth::AppRole {
                     mount: "approle".into(),
                     role_id: env_var(env, "VAULT_ROLE_ID")?,
                     secret_id: SecretString::from(env_var(env, "VAULT_SECRET_ID")?),
                 },
-                _ => {
-                    return Err(Error::Config {
-                        key: "secrets.vault_auth",
-                        reason: "must be `token` or `approle`".into(),
-                    });
-                }
             };
             Arc::new(VaultProvider::new(
                 VaultSettings {
@@ -342,9 +338,7 @@ mod tests {
         vault.vault_addr = Some("http://127.0.0.1:8200".into());
         vault.vault_path = Some("gal-friday/kraken".into());
         let mut approle = vault.clone();
-        approle.vault_auth = "approle".into();
-        let mut weird = vault.clone();
-        weird.vault_auth = "ldap".into();
+        approle.vault_auth = VaultAuthMethod::AppRole;
         let mut aws = cfg(SecretProviderKind::Aws);
         aws.aws_region = Some("eu-west-1".into());
         aws.aws_secret_id = Some("kraken".into());
@@ -370,10 +364,6 @@ mod tests {
             Case {
                 cfg: approle,
                 message: "environment variable `VAULT_ROLE_ID` is not set",
-            },
-            Case {
-                cfg: weird,
-                message: "`secrets.vault_auth` must be `token` or `approle`",
             },
             Case {
                 cfg: cfg(SecretProviderKind::Aws),

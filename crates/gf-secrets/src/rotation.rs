@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use gf_core::{AlertStatus, CredentialHandle, Severity};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Auditor, ROTATION_FAILED_ALERT};
 use crate::error::{Error, Result};
@@ -350,13 +350,9 @@ impl Rotator {
     }
 
     /// Starts the watcher: every `interval` it calls [`Self::rotate_now`] as `watcher`,
-    /// until `shutdown` fires or the returned guard is dropped.
+    /// until `shutdown` is cancelled or the returned guard is dropped.
     #[must_use]
-    pub fn spawn(
-        self: Arc<Self>,
-        interval: Duration,
-        mut shutdown: broadcast::Receiver<()>,
-    ) -> WatcherGuard {
+    pub fn spawn(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) -> WatcherGuard {
         let interval = interval.max(Duration::from_millis(10));
         let task = tokio::spawn(async move {
             let mut ticker =
@@ -365,7 +361,7 @@ impl Rotator {
             loop {
                 tokio::select! {
                     biased;
-                    _ = shutdown.recv() => break,
+                    () = shutdown.cancelled() => break,
                     _ = ticker.tick() => {
                         if let Err(e) = self.rotate_now("watcher", false).await {
                             tracing::warn!(cause = %e, retryable = e.is_retryable(), "rotation poll failed");
@@ -678,8 +674,8 @@ mod tests {
             Auditor::new(Arc::new(ManualClock::default())).with_bus(bus),
         ));
         rotator.load("startup").await.unwrap();
-        let (stop_tx, stop_rx) = broadcast::channel(1);
-        let guard = Arc::clone(&rotator).spawn(Duration::from_secs(300), stop_rx);
+        let stop = CancellationToken::new();
+        let guard = Arc::clone(&rotator).spawn(Duration::from_secs(300), stop.clone());
         versions.lock().push((4, "4"));
         // Nothing before the first interval elapses.
         tokio::time::sleep(Duration::from_secs(299)).await;
@@ -696,7 +692,7 @@ mod tests {
             }
         }
         assert!(rotated);
-        stop_tx.send(()).unwrap();
+        stop.cancel();
         guard.join().await;
     }
 }

@@ -2,6 +2,8 @@
 //! it encrypts, we decrypt; files we write, it decrypts — with an X25519 identity and
 //! with a passphrase (typed into age's terminal prompt through `script`'s pseudo-tty).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::fs;

@@ -2,6 +2,8 @@
 //! signature checking on (`INITIAL_NO_AUTH_ACTION_COUNT`), started on a free 127.0.0.1
 //! port by each test and killed at its end.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -230,8 +232,8 @@ async fn get_secret_value_then_put_secret_value_is_picked_up_by_the_watcher() {
     rotator.load("startup").await.unwrap();
     assert_eq!(handle.version().as_deref(), Some(v1.as_str()));
 
-    let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
-    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop_rx);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop.clone());
     let (s, put) = moto
         .secrets(
             "PutSecretValue",
@@ -247,7 +249,7 @@ async fn get_secret_value_then_put_secret_value_is_picked_up_by_the_watcher() {
     .await;
     let (k2, _) = sample_pair(2);
     assert!(handle.with_credentials(&mut |k, _| assert_eq!(k, k2)));
-    stop_tx.send(()).unwrap();
+    stop.cancel();
     watcher.join().await;
 }
 

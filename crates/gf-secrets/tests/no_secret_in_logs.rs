@@ -66,8 +66,8 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
             .with_sink(sink.clone()),
     ));
     rotator.load("startup").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
-    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop_rx);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop.clone());
 
     // A version the exchange refuses (alert), then a good one (rotation).
     bao.write(12, 1).await;
@@ -77,7 +77,7 @@ async fn a_full_fetch_and_rotate_cycle_logs_no_secret() {
         matches!(p, Payload::SecretAudit { action, version, .. } if action == "rotate" && version.as_deref() == Some("3"))
     })
     .await;
-    stop_tx.send(()).unwrap();
+    stop.cancel();
     watcher.join().await;
     // Signing, Debug of everything that holds secrets, a check report, errors.
     assert!(handle.with_credentials(&mut |_, _| {}));

@@ -56,8 +56,8 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
     rotator.load("startup").await.unwrap();
     assert_eq!(handle.version().as_deref(), Some("1"));
 
-    let (stop_tx, stop_rx) = tokio::sync::broadcast::channel(1);
-    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop_rx);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = Arc::clone(&rotator).spawn(Duration::from_millis(100), stop.clone());
 
     // A new version written with check-and-set on version 1.
     bao.write(2, 1).await;
@@ -104,7 +104,7 @@ async fn token_read_then_cas_write_is_picked_up_by_the_watcher_and_a_bad_version
     }
     assert_eq!(handle.version().as_deref(), Some("2"));
 
-    stop_tx.send(()).unwrap();
+    stop.cancel();
     watcher.join().await;
     let records = sink.records();
     assert!(records.iter().any(|r| r.action == "check"

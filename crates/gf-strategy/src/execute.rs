@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use gf_core::{
-    ClientOrderId, Event, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, OrderType,
-    Payload, Qty, SharedClock, Side, Source, TimeInForce,
+    ClientOrderId, Event, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, Payload, Qty,
+    SharedClock, Side, Source, TimeInForce,
 };
 use gf_exec::Exchange;
 use gf_halt::HaltCoordinator;
@@ -235,11 +235,10 @@ fn scale_stop(stop: Decimal, reference: Decimal, entry: Decimal) -> Option<Decim
     stop.checked_mul(reference)?.checked_div(entry)
 }
 
+/// A market order, immediate-or-cancel: what every signal becomes.
 fn market_order(client_order_id: ClientOrderId, signal: &Signal, qty: Qty) -> OrderRequest {
-    let mut order = OrderRequest::market(client_order_id, signal.pair.clone(), signal.side, qty);
-    debug_assert_eq!(order.order_type, OrderType::Market);
-    order.time_in_force = TimeInForce::Ioc;
-    order
+    OrderRequest::market(client_order_id, signal.pair.clone(), signal.side, qty)
+        .with_time_in_force(TimeInForce::Ioc)
 }
 
 #[cfg(test)]
@@ -249,7 +248,11 @@ mod tests {
     #[test]
     fn the_stop_keeps_its_distance_from_the_sizing_price() {
         assert_eq!(
-            scale_stop(Decimal::new(99, 0), Decimal::new(200, 0), Decimal::new(100, 0)),
+            scale_stop(
+                Decimal::new(99, 0),
+                Decimal::new(200, 0),
+                Decimal::new(100, 0)
+            ),
             Some(Decimal::new(198, 0))
         );
         assert_eq!(scale_stop(Decimal::ONE, Decimal::ONE, Decimal::ZERO), None);

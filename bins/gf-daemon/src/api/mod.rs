@@ -24,6 +24,7 @@ mod extract;
 pub mod fuzz;
 mod openapi;
 pub mod server;
+mod wire;
 mod ws;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -31,8 +32,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gf_core::HaltSource;
 use gf_core::text::check_line;
-use gf_core::{HaltSource, HaltState};
 use gf_halt::checklist::MAX_NOTE_CHARS;
 use gf_halt::coordinator::MAX_REASON_CHARS;
 use serde::Deserialize;
@@ -149,14 +150,9 @@ fn halt_error(e: gf_halt::Error) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HaltBody {
-    reason: String,
-    /// `api` (default) or `console`; the operator is always the token's.
-    #[serde(default)]
-    source: Option<String>,
-}
+/// `{reason, source?}`: `source` is `api` (default) or `console`; the operator is always
+/// the token's.
+type HaltBody = gf_api::HaltRequest;
 
 async fn halt(
     State(d): State<Daemon>,
@@ -175,18 +171,22 @@ async fn halt(
                 outcome.journal_error.as_deref().unwrap_or("unknown error")
             ),
         )
-        .with_detail(json!({ "outcome": outcome, "status": d.halt.status() })));
+        .with_detail(halt_reply(&d, &outcome)));
     }
     let code = if outcome.started {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    Ok((
-        code,
-        Json(json!({ "outcome": outcome, "status": d.halt.status() })),
-    )
-        .into_response())
+    Ok((code, Json(halt_reply(&d, &outcome))).into_response())
+}
+
+/// `{outcome, status}`: what a halt request did and the coordinator's status after it.
+fn halt_reply(d: &Daemon, outcome: &gf_halt::HaltOutcome) -> Value {
+    wire::value(&gf_api::HaltReply {
+        outcome: wire::outcome(outcome),
+        status: wire::halt_status(d.halt.status()),
+    })
 }
 
 /// Checks a halt body: the trimmed reason and the source the halt is recorded under.
@@ -210,11 +210,13 @@ fn halt_request<'b>(body: &'b HaltBody, operator: &str) -> Result<(HaltSource, &
 }
 
 async fn resume(State(d): State<Daemon>, Operator(who): Operator) -> Result<Json<Value>, ApiError> {
-    if d.halt.state() == HaltState::Halted {
-        d.halt.begin_recovery(&who.name).await.map_err(halt_error)?;
-    }
-    d.halt.resume(&who.name).await.map_err(halt_error)?;
-    Ok(Json(json!({ "status": d.halt.status() })))
+    d.halt
+        .recover_and_resume(&who.name)
+        .await
+        .map_err(halt_error)?;
+    Ok(Json(wire::value(&gf_api::ResumeReply {
+        status: wire::halt_status(d.halt.status()),
+    })))
 }
 
 async fn status(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
@@ -225,38 +227,19 @@ async fn status(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiEr
 /// (`online`, `maintenance`, `cancel_only`, `post_only`, `unknown`), `null` in paper mode.
 /// Served by `GET /api/v1/halt/status` and in the WebSocket frames' `status`.
 pub(crate) fn status_value(d: &Daemon) -> Value {
-    let mut value = serde_json::to_value(d.halt.status()).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert(
-            "exchange_status".into(),
-            d.live
-                .as_ref()
-                .map_or(Value::Null, |l| json!(l.exchange_status())),
-        );
-        map.insert(
-            "fills".into(),
-            d.live
-                .as_ref()
-                .map_or(Value::Null, |l| json!(l.fills_path())),
-        );
-    }
-    value
+    wire::value(&wire::status(d))
 }
 
 async fn checklist(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({
-        "state": d.halt.state(),
-        "checklist": d.halt.checklist(),
-        "missing": d.halt.status().checklist_missing,
+    Ok(Json(wire::value(&gf_api::ChecklistReply {
+        state: d.halt.state().into(),
+        checklist: d.halt.checklist().as_ref().map(wire::checklist),
+        missing: d.halt.status().checklist_missing,
     })))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteBody {
-    #[serde(default)]
-    note: Option<String>,
-}
+/// `{note?}`.
+type CompleteBody = gf_api::CompleteRequest;
 
 async fn complete_item(
     State(d): State<Daemon>,
@@ -265,17 +248,15 @@ async fn complete_item(
     OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
     check_complete(&body)?;
-    if d.halt.state() == HaltState::Halted {
-        d.halt.begin_recovery(&who.name).await.map_err(halt_error)?;
-    }
     let done = d
         .halt
-        .complete_item(&item, &who.name, body.note.as_deref())
+        .recover_and_complete_item(&item, &who.name, body.note.as_deref())
         .await
         .map_err(halt_error)?;
-    Ok(Json(
-        json!({ "item": done, "missing": d.halt.status().checklist_missing }),
-    ))
+    Ok(Json(wire::value(&gf_api::CompleteReply {
+        item: wire::checklist_item(&done),
+        missing: d.halt.status().checklist_missing,
+    })))
 }
 
 /// Checks a checklist completion body (the note, when given).
@@ -316,7 +297,9 @@ async fn orders(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiEr
 }
 
 async fn conditions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "conditions": d.halt.conditions() })))
+    Ok(Json(wire::value(&gf_api::ConditionsReply {
+        conditions: d.halt.conditions().iter().map(wire::condition).collect(),
+    })))
 }
 
 async fn alerts(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
@@ -344,7 +327,9 @@ async fn journal(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(json!({ "records": records })))
+    Ok(Json(wire::value(&gf_api::JournalReply {
+        records: records.into_iter().map(wire::journal_record).collect(),
+    })))
 }
 
 /// How many records `GET /api/v1/journal` returns.
@@ -352,8 +337,8 @@ fn journal_limit(q: &JournalQuery) -> usize {
     q.limit.unwrap_or(100).min(1000)
 }
 
-async fn whoami(Viewer(who): Viewer) -> Json<Identity> {
-    Json(who)
+async fn whoami(Viewer(who): Viewer) -> Json<Value> {
+    Json(wire::value(&wire::identity(&who)))
 }
 
 async fn rotate_secrets(

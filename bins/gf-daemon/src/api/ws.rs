@@ -57,7 +57,7 @@ fn status_frame(d: &Daemon, event: Option<&gf_core::Event>) -> String {
     json!({
         "type": "status",
         "status": super::status_value(d),
-        "checklist": d.halt.checklist(),
+        "checklist": super::wire::value(&d.halt.checklist().as_ref().map(super::wire::checklist)),
         "event": event,
     })
     .to_string()
@@ -147,7 +147,7 @@ pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
         "type": "dashboard",
         "snapshot": snapshot,
         "status": super::status_value(d),
-        "checklist": d.halt.checklist(),
+        "checklist": super::wire::value(&d.halt.checklist().as_ref().map(super::wire::checklist)),
         "portfolio": positions,
     })
 }

@@ -1,6 +1,6 @@
 //! Test doubles shared by the integration tests and the benchmarks: a stateful fake
 //! exchange that records every call in order, and a settable portfolio view.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 
 use gf_core::config::HaltConfig;
 use gf_core::{
-    ApiErrorKind, ClientOrderId, Clock, EventBus, ManualClock, OrderId, OrderPurpose, OrderRequest,
-    OrderStatus, OrderType, Pair, Position, Side, TimeInForce, TradingGate,
+    ApiErrorKind, ClientOrderId, Clock, EventBus, ManualClock, OrderId, OrderRequest, OrderStatus,
+    Pair, Position, Side, TradingGate,
 };
 use gf_exec::{DeadManStatus, Exchange, OrderAck, OrderInfo, OrderRef, Reconciled};
 use gf_halt::{HaltCoordinator, Journal, JournalKey};
@@ -292,19 +292,12 @@ pub fn position(p: &str, qty: Decimal) -> Position {
 }
 
 pub fn normal_order(i: u64) -> OrderRequest {
-    OrderRequest {
-        client_order_id: ClientOrderId::new(format!("strat-{i}")),
-        pair: pair("XRP/USD"),
-        side: Side::Buy,
-        order_type: OrderType::Market,
-        qty: Decimal::ONE,
-        limit_price: None,
-        time_in_force: TimeInForce::Gtc,
-        reduce_only: false,
-        user_ref: None,
-        purpose: OrderPurpose::Normal,
-        closure_seal: None,
-    }
+    OrderRequest::market(
+        ClientOrderId::new(format!("strat-{i}")),
+        pair("XRP/USD"),
+        Side::Buy,
+        Decimal::ONE,
+    )
 }
 
 /// Everything a coordinator test needs.
@@ -349,16 +342,13 @@ impl Env {
     ) -> Self {
         let gate = TradingGate::new_closed();
         let bus = EventBus::new(4096);
-        let coordinator = HaltCoordinator::open(
-            cfg,
-            journal,
-            gate.clone(),
-            exchange.clone(),
-            view.clone(),
-            bus.clone(),
-            Arc::new(clock.clone()),
-        )
-        .unwrap();
+        let coordinator = HaltCoordinator::builder(cfg, journal, gate.clone())
+            .exchange(exchange.clone())
+            .portfolio(view.clone())
+            .bus(bus.clone())
+            .clock(Arc::new(clock.clone()))
+            .open()
+            .unwrap();
         Self {
             coordinator,
             exchange,

@@ -14,8 +14,9 @@ use super::settings::Settings;
 use super::{Channel, Notice};
 use crate::Error;
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the SMTP connection is secured (the channel's `security` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
     /// Plain connection upgraded with STARTTLS, which is required (port 587).
     StartTls,
@@ -48,17 +49,9 @@ impl std::fmt::Debug for EmailChannel {
 impl EmailChannel {
     pub(crate) fn from_settings(s: &mut Settings<'_>, timeout: Duration) -> Result<Self, Error> {
         let host = s.req_str("host")?;
-        let security = match s.opt_str("security")?.as_deref() {
-            None | Some("starttls") => SmtpSecurity::StartTls,
-            Some("tls") => SmtpSecurity::Tls,
-            Some("none") => SmtpSecurity::None,
-            Some(other) => {
-                return Err(s.invalid(
-                    "security",
-                    format!("{other:?}: must be starttls, tls or none"),
-                ));
-            }
-        };
+        let security = s
+            .opt_enum::<SmtpSecurity>("security")?
+            .unwrap_or(SmtpSecurity::StartTls);
         let default_port = match security {
             SmtpSecurity::StartTls => 587,
             SmtpSecurity::Tls => 465,

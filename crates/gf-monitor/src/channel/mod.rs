@@ -45,7 +45,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use gf_core::config::ChannelConfig;
+use gf_core::backoff::Backoff;
+use gf_core::config::{ChannelConfig, ChannelKind};
 use gf_core::{AlertStatus, Severity, SharedClock};
 
 use crate::{Error, Metrics};
@@ -146,6 +147,15 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
+impl RetryPolicy {
+    /// The waits between attempts: `backoff`, doubling, uncapped (the attempts bound
+    /// them), no jitter (the workspace's one [`Backoff`]).
+    #[must_use]
+    pub fn schedule(&self) -> Backoff {
+        Backoff::exponential(self.backoff, Duration::MAX)
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -174,12 +184,7 @@ pub struct ChannelEntry {
 /// [`Error::ChannelConfig`] naming the channel and the key that is missing or invalid.
 pub fn build_channel(config: &ChannelConfig, env: &EnvLookup) -> Result<ChannelEntry, Error> {
     let mut s = settings::Settings::new(config, env);
-    let min_severity = match config.min_severity.as_deref() {
-        None | Some("info") => Severity::Info,
-        Some("warning") => Severity::Warning,
-        Some("critical") => Severity::Critical,
-        Some(other) => return Err(s.invalid("min_severity", format!("unknown severity {other:?}"))),
-    };
+    let min_severity = config.min_severity.unwrap_or(Severity::Info);
     let policy = RetryPolicy {
         timeout: Duration::from_millis(s.u64_or("timeout_ms", 5_000)?),
         attempts: u32::try_from(s.u64_or("attempts", 3)?.max(1)).unwrap_or(u32::MAX),
@@ -188,31 +193,30 @@ pub fn build_channel(config: &ChannelConfig, env: &EnvLookup) -> Result<ChannelE
     if policy.timeout.is_zero() {
         return Err(s.invalid("timeout_ms", "must be positive".into()));
     }
-    let channel: Arc<dyn Channel> = match config.kind.as_str() {
-        "log" => Arc::new(LogChannel::new(&config.name)),
-        "email" => Arc::new(EmailChannel::from_settings(&mut s, policy.timeout)?),
-        "webhook" => Arc::new(WebhookChannel::from_settings(
+    let channel: Arc<dyn Channel> = match config.kind {
+        ChannelKind::Log => Arc::new(LogChannel::new(&config.name)),
+        ChannelKind::Email => Arc::new(EmailChannel::from_settings(&mut s, policy.timeout)?),
+        ChannelKind::Webhook => Arc::new(WebhookChannel::from_settings(
             &mut s,
             WebhookShape::Generic,
             policy.timeout,
         )?),
-        "slack" => Arc::new(WebhookChannel::from_settings(
+        ChannelKind::Slack => Arc::new(WebhookChannel::from_settings(
             &mut s,
             WebhookShape::Slack,
             policy.timeout,
         )?),
-        "discord" => Arc::new(WebhookChannel::from_settings(
+        ChannelKind::Discord => Arc::new(WebhookChannel::from_settings(
             &mut s,
             WebhookShape::Discord,
             policy.timeout,
         )?),
-        "telegram" => Arc::new(WebhookChannel::from_settings(
+        ChannelKind::Telegram => Arc::new(WebhookChannel::from_settings(
             &mut s,
             WebhookShape::Telegram,
             policy.timeout,
         )?),
-        "sms" => Arc::new(SmsChannel::from_settings(&mut s, policy.timeout)?),
-        other => return Err(s.invalid("kind", format!("unknown channel kind {other:?}"))),
+        ChannelKind::Sms => Arc::new(SmsChannel::from_settings(&mut s, policy.timeout)?),
     };
     s.reject_unused()?;
     Ok(ChannelEntry {
@@ -366,7 +370,7 @@ async fn deliver(
 ) -> DeliveryReport {
     let name = entry.channel.name().to_owned();
     let mut attempts = 0;
-    let mut backoff = entry.policy.backoff;
+    let mut backoff = entry.policy.schedule();
     let result = loop {
         attempts += 1;
         let res =
@@ -381,8 +385,7 @@ async fn deliver(
             Ok(()) => break Ok(()),
             Err(e) if e.is_retryable() && attempts < entry.policy.attempts => {
                 tracing::warn!(channel = %name, attempt = attempts, cause = %e, "alert delivery failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => break Err(e),
         }
@@ -433,14 +436,14 @@ mod tests {
         }
     }
 
-    fn cfg(kind: &str, toml_text: &str) -> ChannelConfig {
+    fn cfg(kind: ChannelKind, toml_text: &str) -> ChannelConfig {
         let mut settings: BTreeMap<String, toml::Value> = toml::from_str(toml_text).unwrap();
         let min_severity = settings
             .remove("min_severity")
-            .and_then(|v| v.as_str().map(str::to_owned));
+            .map(|v| v.try_into().unwrap());
         ChannelConfig {
             name: "ops".into(),
-            kind: kind.into(),
+            kind,
             min_severity,
             settings,
         }
@@ -453,75 +456,70 @@ mod tests {
     #[test]
     fn invalid_configs_name_channel_and_key() {
         struct Case {
-            kind: &'static str,
+            kind: ChannelKind,
             toml: &'static str,
             key: &'static str,
         }
         let cases = [
             Case {
-                kind: "webhook",
+                kind: ChannelKind::Webhook,
                 toml: "",
                 key: "url",
             },
             Case {
-                kind: "slack",
+                kind: ChannelKind::Slack,
                 toml: "url = \"ftp://x\"",
                 key: "url",
             },
             Case {
-                kind: "discord",
+                kind: ChannelKind::Discord,
                 toml: "url = 5",
                 key: "url",
             },
             Case {
-                kind: "telegram",
+                kind: ChannelKind::Telegram,
                 toml: "url = \"http://127.0.0.1:1/x\"",
                 key: "chat_id",
             },
             Case {
-                kind: "email",
+                kind: ChannelKind::Email,
                 toml: "host = \"h\"\nfrom = \"not an address\"\nto = \"a@b.c\"",
                 key: "from",
             },
             Case {
-                kind: "email",
+                kind: ChannelKind::Email,
                 toml: "host = \"h\"\nfrom = \"a@b.c\"",
                 key: "to",
             },
             Case {
-                kind: "email",
+                kind: ChannelKind::Email,
                 toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = [\"ok@x.y\", \"bad\"]",
                 key: "to",
             },
             Case {
-                kind: "email",
+                kind: ChannelKind::Email,
                 toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nsecurity = \"ssl3\"",
                 key: "security",
             },
             Case {
-                kind: "email",
+                kind: ChannelKind::Email,
                 toml: "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nusername = \"u\"\npassword_env = \"GF_TEST_NOPE\"",
                 key: "password_env",
             },
             Case {
-                kind: "sms",
+                kind: ChannelKind::Sms,
                 toml: "url = \"http://127.0.0.1:1/\"\naccount_sid = \"AC1\"\nfrom = \"+1\"\nto = \"+2\"",
                 key: "auth_token_env",
             },
             Case {
-                kind: "webhook",
+                kind: ChannelKind::Webhook,
                 toml: "url = \"http://x/\"\nurll = 1",
                 key: "urll",
             },
             Case {
-                kind: "log",
+                kind: ChannelKind::Log,
                 toml: "timeout_ms = 0",
                 key: "timeout_ms",
-            },
-            Case {
-                kind: "log",
-                toml: "min_severity = \"loud\"",
-                key: "min_severity",
             },
         ];
         for case in cases {
@@ -535,11 +533,25 @@ mod tests {
                 case.toml
             );
         }
+        // A closed set of values names them all.
+        let err = build_channel(
+            &cfg(
+                ChannelKind::Email,
+                "host = \"h\"\nfrom = \"a@b.c\"\nto = \"a@b.c\"\nsecurity = \"ssl3\"",
+            ),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown variant `ssl3`, expected one of `starttls`, `tls`, `none`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn duplicate_names_are_refused() {
-        let a = cfg("log", "");
+        let a = cfg(ChannelKind::Log, "");
         let err = build_channels(&[a.clone(), a], &no_env).unwrap_err();
         assert!(
             matches!(err, Error::DuplicateChannel(ref n) if n == "ops"),
@@ -661,6 +673,13 @@ mod tests {
         assert_eq!(reports[0].attempts, 2);
         assert!(reports[0].error.as_deref().unwrap().contains("timed out"));
         assert_eq!(reports[1].attempts, 1);
+    }
+
+    #[test]
+    fn retry_waits_double_from_the_configured_backoff() {
+        let mut waits = RetryPolicy::default().schedule();
+        let ms: Vec<u128> = (0..5).map(|_| waits.next_delay().as_millis()).collect();
+        assert_eq!(ms, vec![500, 1000, 2000, 4000, 8000]);
     }
 
     #[tokio::test]

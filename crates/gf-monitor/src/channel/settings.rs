@@ -56,6 +56,19 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// A setting whose values are a closed set: an unknown one is refused naming every
+    /// allowed value.
+    pub(crate) fn opt_enum<T: serde::de::DeserializeOwned>(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<T>, Error> {
+        self.get(key)
+            .map(|v| {
+                T::deserialize(v.clone()).map_err(|e| self.invalid(key, e.message().to_owned()))
+            })
+            .transpose()
+    }
+
     pub(crate) fn req_str(&mut self, key: &'static str) -> Result<String, Error> {
         self.opt_str(key)?
             .ok_or_else(|| self.invalid(key, "missing".into()))

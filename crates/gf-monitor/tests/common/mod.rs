@@ -1,7 +1,7 @@
 //! Test peers shared by the integration tests: an HTTP capture server and helpers to
 //! serve the monitor's routes on a loopback port.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -136,11 +136,15 @@ pub fn closed_port() -> u16 {
 }
 
 /// A `[[monitor.channels]]` table from TOML text.
-pub fn channel(name: &str, kind: &str, settings: &str) -> gf_core::config::ChannelConfig {
+pub fn channel(
+    name: &str,
+    kind: gf_core::config::ChannelKind,
+    settings: &str,
+) -> gf_core::config::ChannelConfig {
     let settings = toml::from_str(settings).unwrap();
     gf_core::config::ChannelConfig {
         name: name.into(),
-        kind: kind.into(),
+        kind,
         min_severity: None,
         settings,
     }

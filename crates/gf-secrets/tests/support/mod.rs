@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: real peer processes on 127.0.0.1 free
 //! ports (killed by a drop guard), a Kraken-like credential check server, log capture.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub mod bao;
 

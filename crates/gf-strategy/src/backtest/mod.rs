@@ -48,9 +48,9 @@ use gf_risk::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::StrategyKind;
 use crate::execute::{OrderIds, SignalExecutor};
 use crate::strategy::{Strategy, by_kind};
-use crate::StrategyKind;
 
 /// The backtest journal's key. Public on purpose: a backtest journal is a research
 /// artefact, not evidence, and a fixed key makes its MACs reproducible.
@@ -101,7 +101,7 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Backtest<'a> {
     config: Config,
-    recording: &'a [u8],
+    input: Input<'a>,
     strategy: StrategyKind,
     halts: bool,
     journal: Option<PathBuf>,
@@ -115,7 +115,21 @@ impl<'a> Backtest<'a> {
     pub fn new(config: &Config, recording: &'a [u8], strategy: StrategyKind) -> Self {
         Self {
             config: config.clone(),
-            recording,
+            input: Input::Bytes(recording),
+            strategy,
+            halts: true,
+            journal: None,
+        }
+    }
+
+    /// A backtest of a recording parsed once ([`Parsed::parse`]), for running many
+    /// backtests of the same data (a sweep): the book code's work is not repeated. The
+    /// parse must have used the same `[market]` settings as `config`.
+    #[must_use]
+    pub fn from_parsed(config: &Config, parsed: &'a Parsed, strategy: StrategyKind) -> Self {
+        Self {
+            config: config.clone(),
+            input: Input::Parsed(parsed),
             strategy,
             halts: true,
             journal: None,
@@ -158,6 +172,20 @@ impl<'a> Backtest<'a> {
     /// # Errors
     /// See [`Error`].
     pub fn run_with(&self, strategy: &mut dyn Strategy) -> Result<Run, Error> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Called from async code: the driver needs a runtime of its own (paused time,
+            // one thread), which cannot be entered from this thread.
+            return std::thread::scope(|scope| {
+                scope
+                    .spawn(|| self.run_here(strategy))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Config("the backtest thread panicked".into())))
+            });
+        }
+        self.run_here(strategy)
+    }
+
+    fn run_here(&self, strategy: &mut dyn Strategy) -> Result<Run, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -168,13 +196,21 @@ impl<'a> Backtest<'a> {
     async fn drive(&self, strategy: &mut dyn Strategy) -> Result<Run, Error> {
         let cfg = &self.config;
         let pairs = &cfg.market.pairs;
-        let mut recording = Recording::new(
-            self.recording,
-            Some(cfg.market.book_depth as usize),
-            Some(pairs),
-            Duration::from_secs(cfg.market.staleness_secs),
-        );
-        let start = recording.first_time().ok_or(Error::NoTimestamps)?;
+        let mut recording = match self.input {
+            Input::Bytes(bytes) => Some(Recording::new(
+                bytes,
+                Some(cfg.market.book_depth as usize),
+                Some(pairs),
+                Duration::from_secs(cfg.market.staleness_secs),
+            )),
+            Input::Parsed(_) => None,
+        };
+        let start = match (&recording, self.input) {
+            (Some(r), _) => r.first_time(),
+            (None, Input::Parsed(p)) => p.start,
+            (None, Input::Bytes(_)) => None,
+        }
+        .ok_or(Error::NoTimestamps)?;
         let clock = Arc::new(ManualClock::new(start));
         let shared: SharedClock = clock.clone();
         let bus = EventBus::new(1 << 16);
@@ -209,20 +245,20 @@ impl<'a> Backtest<'a> {
             Publisher::new(Some(bus.clone()), shared.clone(), Source::Exec),
         ));
         let view: Arc<dyn gf_risk::PortfolioView> = Arc::new(portfolio.clone());
-        let halt = HaltCoordinator::open(
-            &cfg.halt,
-            Arc::new(journal),
-            gate.clone(),
-            exchange.clone(),
-            view,
-            bus.clone(),
-            shared.clone(),
-        )?;
-        halt.set_exchange_timeout(Duration::from_millis(cfg.exchange.timeout_ms));
-        if !self.halts {
-            halt.set_conditions(ConditionSet::empty());
-        }
-        halt.watch_pairs(pairs);
+        let conditions = if self.halts {
+            ConditionSet::from_config(&cfg.halt)
+        } else {
+            ConditionSet::empty()
+        };
+        let halt = HaltCoordinator::builder(&cfg.halt, Arc::new(journal), gate.clone())
+            .exchange(exchange.clone())
+            .portfolio(view)
+            .bus(bus.clone())
+            .clock(shared.clone())
+            .exchange_timeout(Duration::from_millis(cfg.exchange.timeout_ms))
+            .conditions(conditions)
+            .watch_pairs(pairs)
+            .open()?;
         if halt.state() != HaltState::Running {
             return Err(Error::Config(format!(
                 "the halt coordinator starts {}, not running",
@@ -260,6 +296,9 @@ impl<'a> Backtest<'a> {
             log: Log::default(),
             trades_seen: 0,
             next_tick: start + sweep_interval(),
+            trigger_equity: None,
+            start,
+            base: tokio::time::Instant::now(),
             flipped: std::collections::BTreeMap::new(),
         };
         driver.kinds.halt = driver.halt.subscription_kinds();
@@ -268,21 +307,38 @@ impl<'a> Backtest<'a> {
             equity: starting_equity,
         });
 
-        let mut batch = Vec::new();
-        while recording.next_message(&mut batch)? {
-            for (at, payload) in batch.drain(..) {
-                driver.market(at, payload).await?;
+        let (messages, checksum_mismatches) = match (&mut recording, self.input) {
+            (Some(recording), _) => {
+                let mut batch = Vec::new();
+                while recording.next_message(&mut batch)? {
+                    for (at, payload) in batch.drain(..) {
+                        driver
+                            .market(Arc::new(Event::new(at, Source::Replay, payload)))
+                            .await?;
+                    }
+                }
+                (recording.messages(), recording.stats().mismatches())
             }
-        }
+            (None, Input::Parsed(parsed)) => {
+                for event in &parsed.events {
+                    driver.market(Arc::clone(event)).await?;
+                }
+                (parsed.messages, parsed.checksum_mismatches)
+            }
+            (None, Input::Bytes(_)) => (0, 0),
+        };
         let end = driver.clock_now();
         // The last interval's duty, then whatever it started.
         driver.halt.tick().await;
         driver.settle().await?;
 
-        let stats = recording.stats();
-        let (final_equity, statistics, max_drawdown_pct) = driver
-            .portfolio
-            .read(|p| (PortfolioView::equity(p), p.statistics(), p.max_drawdown_pct()));
+        let (final_equity, statistics, max_drawdown_pct) = driver.portfolio.read(|p| {
+            (
+                PortfolioView::equity(p),
+                p.statistics(),
+                p.max_drawdown_pct(),
+            )
+        });
         let journal = driver.halt.journal().records(usize::MAX)?;
         let Log {
             trades,
@@ -299,8 +355,8 @@ impl<'a> Backtest<'a> {
             halts_enabled: self.halts,
             start,
             end,
-            messages: recording.messages(),
-            checksum_mismatches: stats.mismatches(),
+            messages,
+            checksum_mismatches,
             market_events,
             events,
             signals,
@@ -315,6 +371,66 @@ impl<'a> Backtest<'a> {
             equity,
             journal,
         })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Input<'a> {
+    Bytes(&'a [u8]),
+    Parsed(&'a Parsed),
+}
+
+/// A recording run through the book code once: its events with their recorded times.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// Built once, published by reference in every run.
+    events: Vec<Arc<Event>>,
+    start: Option<DateTime<Utc>>,
+    messages: u64,
+    checksum_mismatches: u64,
+}
+
+impl Parsed {
+    /// Parses `recording` with `config`'s `[market]` settings (pairs, book depth,
+    /// staleness), as [`Backtest::new`] would.
+    ///
+    /// # Errors
+    /// [`Error::NoTimestamps`], [`Error::Recording`].
+    pub fn parse(config: &Config, recording: &[u8]) -> Result<Self, Error> {
+        let mut r = Recording::new(
+            recording,
+            Some(config.market.book_depth as usize),
+            Some(&config.market.pairs),
+            Duration::from_secs(config.market.staleness_secs),
+        );
+        let start = Some(r.first_time().ok_or(Error::NoTimestamps)?);
+        let mut batch = Vec::new();
+        let mut events = Vec::new();
+        while r.next_message(&mut batch)? {
+            events.extend(
+                batch
+                    .drain(..)
+                    .map(|(at, payload)| Arc::new(Event::new(at, Source::Replay, payload))),
+            );
+        }
+        Ok(Self {
+            events,
+            start,
+            messages: r.messages(),
+            checksum_mismatches: r.stats().mismatches(),
+        })
+    }
+
+    /// Market events held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether it holds no event.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 }
 
@@ -356,6 +472,11 @@ struct Driver<'s> {
     log: Log,
     trades_seen: u64,
     next_tick: DateTime<Utc>,
+    /// Equity at the moment the last halt started.
+    trigger_equity: Option<Decimal>,
+    /// The recording's first time and the runtime instant that stands for it.
+    start: DateTime<Utc>,
+    base: tokio::time::Instant,
     /// Conditions that flipped to breached: when, value, threshold.
     flipped: std::collections::BTreeMap<String, (DateTime<Utc>, Decimal, Decimal)>,
 }
@@ -367,35 +488,70 @@ impl Driver<'_> {
 
     /// One recorded event: the clock moves to its time (never backwards), the periodic
     /// duty runs for every interval that passed, then the event and everything it causes.
-    async fn market(&mut self, at: DateTime<Utc>, payload: Payload) -> Result<(), Error> {
+    async fn market(&mut self, event: Arc<Event>) -> Result<(), Error> {
+        let at = event.ts;
         if at > self.clock_now() {
+            // While a halt is in force its tasks (the closure's settling and retries, the
+            // late-fill watch) run on the runtime's paused time, which stands for event
+            // time: the recording waits for them up to this event's time, as the paper
+            // daemon's paced replay does, so the market moves on during a closure as it
+            // would live. While running nothing else waits on time and the driver skips
+            // the wait.
+            if self.halt.state() != HaltState::Running {
+                self.wait_until(at).await?;
+            }
             // The duty runs at each interval boundary passed, at that boundary's time.
             // After a long hole only the last boundary matters: conditions read the
             // current state, so one sweep at the hole's end stands for the rest.
             if at >= self.next_tick {
                 let step = sweep_interval();
-                let missed = (at - self.next_tick).num_milliseconds() / step.num_milliseconds().max(1);
+                let missed =
+                    (at - self.next_tick).num_milliseconds() / step.num_milliseconds().max(1);
                 if missed > 1 {
                     self.next_tick += step * i32::try_from(missed - 1).unwrap_or(i32::MAX);
                 }
                 while self.next_tick <= at {
                     self.clock.set(self.next_tick);
+                    let before = self.halt.state();
                     self.halt.tick().await;
-                    self.settle().await?;
+                    self.note_trigger(before);
+                    self.pump().await?;
                     self.next_tick += step;
                 }
             }
             self.clock.set(at);
         }
         self.log.market_events += 1;
-        self.bus.publish(Event::new(at, Source::Replay, payload));
-        self.settle().await?;
+        self.bus.publish_arc(event);
+        self.pump().await?;
         self.sample_equity(at);
         Ok(())
     }
 
-    /// Dispatches every event on the bus, and waits (in paused runtime time) for a halt
-    /// in progress to finish its closure, dispatching what it publishes meanwhile.
+    /// Lets the runtime's paused time reach event time `at`, dispatching what the halt's
+    /// tasks publish meanwhile.
+    async fn wait_until(&mut self, at: DateTime<Utc>) -> Result<(), Error> {
+        let offset = (at - self.start).to_std().unwrap_or_default();
+        let due = self.base + offset;
+        let sleep = tokio::time::sleep_until(due);
+        tokio::pin!(sleep);
+        loop {
+            self.pump().await?;
+            tokio::select! {
+                biased;
+                ev = self.sub.recv() => match ev {
+                    Ok(ev) => self.dispatch(&ev).await,
+                    Err(gf_core::RecvError::Lagged { missed }) => return Err(Error::Lost(missed)),
+                    Err(gf_core::RecvError::Closed) => return Ok(()),
+                },
+                () = &mut sleep => return self.pump().await,
+            }
+        }
+    }
+
+    /// At the end of the recording: dispatches every event on the bus, and waits (in
+    /// paused runtime time) for a halt in progress to finish its closure, dispatching what
+    /// it publishes meanwhile.
     async fn settle(&mut self) -> Result<(), Error> {
         self.pump().await?;
         if self.halt.state() != HaltState::Halting {
@@ -452,7 +608,9 @@ impl Driver<'_> {
             }
         }
         if self.kinds.halt.contains(kind) {
+            let before = self.halt.state();
             self.halt.on_event(ev).await;
+            self.note_trigger(before);
         }
         if self.kinds.strategy.contains(kind)
             && let Some(outcome) = self.executor.on_market(&mut *self.strategy, ev).await
@@ -463,6 +621,14 @@ impl Driver<'_> {
             }
         }
         self.observe(ev);
+    }
+
+    /// Keeps the equity at the moment a halt starts: the closure's fills are still on the
+    /// bus, not yet applied.
+    fn note_trigger(&mut self, before: HaltState) {
+        if before == HaltState::Running && self.halt.state() != HaltState::Running {
+            self.trigger_equity = Some(self.portfolio.equity());
+        }
     }
 
     fn collect_trades(&mut self) {
@@ -511,7 +677,10 @@ impl Driver<'_> {
                     reason: reason.clone(),
                     value,
                     threshold,
-                    equity: self.portfolio.equity(),
+                    equity: self
+                        .trigger_equity
+                        .take()
+                        .unwrap_or_else(|| self.portfolio.equity()),
                     closure: None,
                     closure_flat: None,
                 });
@@ -604,7 +773,7 @@ pub struct HaltRecord {
     pub value: Option<Decimal>,
     /// Its threshold.
     pub threshold: Option<Decimal>,
-    /// Equity when it fired.
+    /// Equity when it fired (before its closure).
     pub equity: Decimal,
     /// The closure's result (`ClosureResult` detail), once it finished.
     pub closure: Option<String>,

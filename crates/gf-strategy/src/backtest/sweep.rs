@@ -10,7 +10,7 @@ use gf_core::Config;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Backtest, Error, Run};
+use super::{Backtest, Error, Parsed, Run};
 use crate::StrategyKind;
 
 /// One swept key and its values.
@@ -33,7 +33,9 @@ impl std::str::FromStr for Axis {
             .ok_or_else(|| bad("expected KEY=V1,V2,… (e.g. halt.max_daily_drawdown_pct=1,2,3)"))?;
         let key = key.trim();
         if key.is_empty() || !key.contains('.') {
-            return Err(bad("the key is a dotted path such as halt.max_daily_drawdown_pct"));
+            return Err(bad(
+                "the key is a dotted path such as halt.max_daily_drawdown_pct",
+            ));
         }
         let values: Vec<String> = values
             .split(',')
@@ -103,7 +105,9 @@ impl Point {
 pub fn with_setting(config: &Config, key: &str, value: &str) -> Result<Config, Error> {
     let bad = |why: String| Error::Config(format!("{key}={value}: {why}"));
     let text = config.to_toml().map_err(|e| bad(e.to_string()))?;
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
     let mut parts: Vec<&str> = key.split('.').collect();
     let Some(last) = parts.pop() else {
         return Err(bad("empty key".into()));
@@ -137,7 +141,14 @@ pub fn with_setting(config: &Config, key: &str, value: &str) -> Result<Config, E
     };
     at.insert(last.to_owned(), new);
     let text = toml::to_string(&table).map_err(|e| bad(e.to_string()))?;
-    let changed = Config::from_toml_str(&text).map_err(|e| bad(e.to_string()))?;
+    let changed = Config::from_toml_str(&text).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("unknown field") {
+            bad("no such configuration key".into())
+        } else {
+            bad(text)
+        }
+    })?;
     if changed == *config && !value_matches(config, key, value) {
         return Err(bad("no such configuration key".into()));
     }
@@ -220,6 +231,13 @@ pub fn run(
         }
         configs.push(c);
     }
+    // The book code's work is shared by every point unless a point changes how the
+    // recording is read.
+    let parsed = if axes.iter().any(|a| a.key.starts_with("market.")) {
+        None
+    } else {
+        Some(Parsed::parse(config, recording)?)
+    };
     let workers = workers
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get)
@@ -239,7 +257,10 @@ pub fn run(
                         i
                     };
                     let Some(c) = configs.get(i) else { return };
-                    let run = Backtest::new(c, recording, strategy).run();
+                    let run = match &parsed {
+                        Some(p) => Backtest::from_parsed(c, p, strategy).run(),
+                        None => Backtest::new(c, recording, strategy).run(),
+                    };
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(run);
                     }
@@ -267,8 +288,16 @@ pub fn table(points: &[Point]) -> String {
         .map(|p| p.settings.iter().map(|(k, _)| k.clone()).collect())
         .unwrap_or_default();
     head.extend(
-        ["final_equity", "pnl", "max_dd_pct", "trades", "win_rate_pct", "halts", "first_halt"]
-            .map(str::to_owned),
+        [
+            "final_equity",
+            "pnl",
+            "max_dd_pct",
+            "trades",
+            "win_rate_pct",
+            "halts",
+            "first_halt",
+        ]
+        .map(str::to_owned),
     );
     rows.push(head);
     for p in points {
@@ -287,7 +316,12 @@ pub fn table(points: &[Point]) -> String {
     }
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in &rows {
@@ -335,9 +369,13 @@ mod tests {
         let c = Config::default();
         let changed = with_setting(&c, "halt.max_daily_drawdown_pct", "2.5").unwrap();
         assert_ne!(changed, c);
-        let e = with_setting(&c, "halt.no_such_key", "1").unwrap_err().to_string();
+        let e = with_setting(&c, "halt.no_such_key", "1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("halt.no_such_key"), "{e}");
-        let e = with_setting(&c, "general.mode", "1").unwrap_err().to_string();
+        let e = with_setting(&c, "general.mode", "1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("general.mode"), "{e}");
     }
 }

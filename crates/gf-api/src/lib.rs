@@ -1,0 +1,483 @@
+//! The wire types of the daemon's HTTP API (`/api/v1`), defined once: gf-daemon builds its
+//! answers from them and gf-console and the CLI (`gf-daemon status`, `halt`, …) decode
+//! them, so a field renamed or dropped on one side breaks the build of the other.
+//!
+//! Serialising a type here gives exactly the JSON the daemon has always served (the
+//! OpenAPI document and docs/api.md describe it). Decoding is lenient on purpose: every
+//! answer type defaults each missing field and ignores unknown ones, and a state this
+//! version does not know decodes as [`HaltState::Unknown`], so a daemon newer than its
+//! console never crashes it. Request bodies ([`HaltRequest`], [`CompleteRequest`]) are
+//! strict instead: the daemon refuses a field it does not know.
+//!
+//! Decimal figures travel as strings and are kept as [`Num`] (text), shown through
+//! `rust_decimal`, never `f64`. What the clients do not interpret (a halt's closure
+//! report, a journal record's detail) stays a JSON value.
+//!
+//! ```
+//! use gf_api::{HaltState, Status};
+//! let status: Status = serde_json::from_str(r#"{"state":"halted","gate_open":false}"#).unwrap();
+//! assert_eq!(status.core.state, HaltState::Halted);
+//! assert!(status.core.halt.is_none());
+//! assert_eq!(status.exchange_status, None);
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// The halt state machine's state on the wire (`running`, `halting`, `halted`,
+/// `recovering`); anything else decodes as [`HaltState::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltState {
+    /// Trading normally.
+    Running,
+    /// A trigger fired: cancels and closures are in progress.
+    Halting,
+    /// Stopped; waiting for an operator.
+    Halted,
+    /// An operator is working through the recovery checklist.
+    Recovering,
+    /// Not known yet (no answer) or a state this version does not know. The daemon never
+    /// sends it.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl From<gf_core::HaltState> for HaltState {
+    fn from(s: gf_core::HaltState) -> Self {
+        match s {
+            gf_core::HaltState::Running => HaltState::Running,
+            gf_core::HaltState::Halting => HaltState::Halting,
+            gf_core::HaltState::Halted => HaltState::Halted,
+            gf_core::HaltState::Recovering => HaltState::Recovering,
+        }
+    }
+}
+
+impl HaltState {
+    /// The word shown on screen.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            HaltState::Running => "RUNNING",
+            HaltState::Halting => "HALTING",
+            HaltState::Halted => "HALTED",
+            HaltState::Recovering => "RECOVERING",
+            HaltState::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// `true` in Halted and Recovering, where the checklist can be worked and resume asked.
+    #[must_use]
+    pub fn is_recoverable(self) -> bool {
+        matches!(self, HaltState::Halted | HaltState::Recovering)
+    }
+}
+
+impl fmt::Display for HaltState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label().to_lowercase())
+    }
+}
+
+/// A decimal figure, kept as text. Sent as a JSON string (`"0.0123"`, as `rust_decimal`
+/// writes it); decoded from a string or a number, anything else becoming empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Num(pub String);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Num(match Value::deserialize(d)? {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        }))
+    }
+}
+
+impl Num {
+    /// The value, when it is a decimal.
+    #[must_use]
+    pub fn decimal(&self) -> Option<Decimal> {
+        Decimal::from_str(self.0.trim())
+            .or_else(|_| Decimal::from_scientific(self.0.trim()))
+            .ok()
+    }
+
+    /// Rounded to `dp` places for display; `-` when unknown.
+    #[must_use]
+    pub fn show(&self, dp: u32) -> String {
+        match self.decimal() {
+            Some(d) => d.round_dp(dp).normalize().to_string(),
+            None if self.0.is_empty() => "-".to_owned(),
+            None => self.0.clone(),
+        }
+    }
+
+    /// `true` when the value is below zero.
+    #[must_use]
+    pub fn is_negative(&self) -> bool {
+        self.decimal()
+            .is_some_and(|d| d.is_sign_negative() && !d.is_zero())
+    }
+}
+
+impl From<&str> for Num {
+    fn from(s: &str) -> Self {
+        Num(s.to_owned())
+    }
+}
+
+impl From<Decimal> for Num {
+    fn from(d: Decimal) -> Self {
+        Num(d.to_string())
+    }
+}
+
+/// A trigger that arrived while a halt was in force.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LaterTrigger {
+    /// Who or what (`auto:<condition>`, `api:<operator>`, …).
+    pub source: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// One halt: what triggered it and what it did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaltInfo {
+    /// Increasing id.
+    pub id: u64,
+    /// `auto:<condition>`, `api:<operator>`, `console:<operator>`, `cli`, `signal`, `fleet`.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+    /// What it does beyond closing the gate (`cancel_orders`, `close_positions`, …).
+    pub behaviour: Option<String>,
+    /// When it was triggered.
+    pub triggered_at: Option<DateTime<Utc>>,
+    /// Conditions involved.
+    pub conditions: Vec<String>,
+    /// The newest triggers that arrived while it was in force.
+    pub later_triggers: Vec<LaterTrigger>,
+    /// How many triggers arrived while it was in force, in all.
+    pub later_trigger_count: u64,
+    /// The outcome of cancel and closure once finished (gf-halt's `ClosureReport`).
+    pub closure: Option<Value>,
+}
+
+/// The halt coordinator's status: the `status` of the halt and resume answers, and the
+/// bulk of [`Status`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaltStatus {
+    /// State.
+    pub state: HaltState,
+    /// Whether non-closure orders may pass.
+    pub gate_open: bool,
+    /// The current (or last) halt.
+    pub halt: Option<HaltInfo>,
+    /// Checklist items still missing, by id.
+    pub checklist_missing: Vec<String>,
+    /// Who resumed last.
+    pub resumed_by: Option<String>,
+    /// A journal verification or write problem.
+    pub journal_problem: Option<String>,
+}
+
+/// `GET /api/v1/halt/status`, and the `status` of both WebSocket frames: the
+/// coordinator's [`HaltStatus`] (its fields inline) and the venue's.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// The halt coordinator's status.
+    #[serde(flatten)]
+    pub core: HaltStatus,
+    /// Kraken's trading mode (`online`, `maintenance`, `cancel_only`, `post_only`,
+    /// `unknown`); `None` in paper mode.
+    pub exchange_status: Option<String>,
+    /// How fills arrive in live mode: `pushed` (the `executions` WebSocket) or `polled`
+    /// (REST, while the socket is down); `None` in paper mode.
+    pub fills: Option<String>,
+}
+
+/// One recovery checklist item.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChecklistItem {
+    /// Stable id (the path segment of the complete route).
+    pub id: String,
+    /// What the operator must do.
+    pub title: String,
+    /// The halt reason that added it (`None` for the standard items).
+    pub added_for: Option<String>,
+    /// Who completed it.
+    pub completed_by: Option<String>,
+    /// When.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The operator's note.
+    pub note: Option<String>,
+}
+
+impl ChecklistItem {
+    /// `true` once completed.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.completed_by.is_some()
+    }
+}
+
+/// The checklist of one halt.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Checklist {
+    /// The halt it belongs to.
+    pub halt_id: u64,
+    /// Items in order; `confirm_resume` is last.
+    pub items: Vec<ChecklistItem>,
+}
+
+/// `GET /api/v1/recovery/checklist`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChecklistReply {
+    /// State.
+    pub state: HaltState,
+    /// The checklist, once a halt has been seen.
+    pub checklist: Option<Checklist>,
+    /// Items still missing.
+    pub missing: Vec<String>,
+}
+
+/// The body of `POST /api/v1/halt`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaltRequest {
+    /// Why (one line, at most 500 characters).
+    pub reason: String,
+    /// `api` (default) or `console`; the operator is always the token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// What a halt request did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaltOutcome {
+    /// The halt in force.
+    pub halt_id: u64,
+    /// `true` when this request started it; `false` when one was already in force.
+    pub started: bool,
+    /// State right after.
+    pub state: HaltState,
+    /// Set when the journal write failed (the halt is in force regardless).
+    pub journal_error: Option<String>,
+    /// `true` when the trigger is journaled.
+    pub durable: bool,
+}
+
+/// The answer of `POST /api/v1/halt` (and the `detail` of a `halt_not_durable` error).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaltReply {
+    /// What the request did.
+    pub outcome: HaltOutcome,
+    /// The status right after.
+    pub status: HaltStatus,
+}
+
+/// The answer of `POST /api/v1/resume`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResumeReply {
+    /// The status right after.
+    pub status: HaltStatus,
+}
+
+/// Why the daemon refused to resume (the `detail` of a `resume_refused` error).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResumeRefusal {
+    /// Checklist items not completed.
+    pub missing_items: Vec<String>,
+    /// Conditions breached now.
+    pub breached_conditions: Vec<String>,
+    /// Two-person rule violation.
+    pub two_person_violation: Option<String>,
+}
+
+/// The body of `POST /api/v1/recovery/checklist/{item}/complete` (optional).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The operator's note (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The answer of `POST /api/v1/recovery/checklist/{item}/complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompleteReply {
+    /// The item as completed.
+    pub item: ChecklistItem,
+    /// Items still missing.
+    pub missing: Vec<String>,
+}
+
+/// A halt condition with its latest value, as `GET /api/v1/conditions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConditionStatus {
+    /// Id (`max_daily_drawdown`, …).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Limit.
+    pub threshold: Num,
+    /// Latest value.
+    pub value: Num,
+    /// `value > threshold`.
+    pub triggered: bool,
+    /// When it was last evaluated; `None` before the first evaluation.
+    pub last_evaluated: Option<DateTime<Utc>>,
+    /// Worst pair or component.
+    pub detail: Option<String>,
+    /// What a halt it causes does.
+    pub behaviour: String,
+}
+
+/// `GET /api/v1/conditions`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConditionsReply {
+    /// Every condition, in evaluation order.
+    pub conditions: Vec<ConditionStatus>,
+}
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JournalRecord {
+    /// Consecutive id, from 1.
+    pub id: i64,
+    /// When it was written; `None` when the stored text is not a timestamp.
+    pub ts: Option<DateTime<Utc>>,
+    /// The stored timestamp text, only when it does not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts_malformed: Option<String>,
+    /// What happened.
+    pub kind: String,
+    /// Who did it.
+    pub actor: String,
+    /// Structured detail.
+    pub detail: Value,
+    /// The previous record's MAC.
+    pub prev_mac: String,
+    /// This record's MAC.
+    pub mac: String,
+}
+
+/// `GET /api/v1/journal?limit=N`, newest first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JournalReply {
+    /// The records.
+    pub records: Vec<JournalRecord>,
+}
+
+/// `GET /api/v1/whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Identity {
+    /// The operator's name, as journaled.
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+}
+
+impl Identity {
+    /// `true` when the role may halt, complete items and resume.
+    #[must_use]
+    pub fn can_operate(&self) -> bool {
+        matches!(self.role.as_str(), "operator" | "admin")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_map_from_the_core_and_unknown_ones_decode_as_unknown() {
+        for (core, wire) in [
+            (gf_core::HaltState::Running, "running"),
+            (gf_core::HaltState::Halting, "halting"),
+            (gf_core::HaltState::Halted, "halted"),
+            (gf_core::HaltState::Recovering, "recovering"),
+        ] {
+            // The wire word is the core's own serialisation.
+            assert_eq!(serde_json::to_value(core).unwrap(), wire);
+            assert_eq!(serde_json::to_value(HaltState::from(core)).unwrap(), wire);
+        }
+        let paused: HaltState = serde_json::from_str(r#""paused""#).unwrap();
+        assert_eq!(paused, HaltState::Unknown);
+        assert!(HaltState::Recovering.is_recoverable());
+        assert!(!HaltState::Running.is_recoverable());
+        assert_eq!(HaltState::Halted.to_string(), "halted");
+    }
+
+    #[test]
+    fn numbers_are_sent_as_decimal_strings_and_read_from_strings_or_numbers() {
+        let n = Num::from(Decimal::new(-1005, 3));
+        assert_eq!(serde_json::to_string(&n).unwrap(), r#""-1.005""#);
+        // As rust_decimal's own serde writes it (the daemon's figures).
+        assert_eq!(
+            serde_json::to_value(Decimal::new(-1005, 3)).unwrap(),
+            serde_json::to_value(&n).unwrap()
+        );
+        for (json, show) in [
+            (r#""0.123456""#, "0.12"),
+            ("2", "2"),
+            ("null", "-"),
+            (r#""-1.005""#, "-1"),
+        ] {
+            let n: Num = serde_json::from_str(json).unwrap();
+            assert_eq!(n.show(2), show, "{json}");
+        }
+        assert!(Num::from("-0.1").is_negative());
+        assert!(!Num::from("0").is_negative());
+    }
+
+    #[test]
+    fn answers_default_missing_fields_and_ignore_unknown_ones() {
+        let status: Status = serde_json::from_str(
+            r#"{"state":"halting","brand_new":{"x":1},"halt":{"id":3,"source":"cli","future":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(status.core.state, HaltState::Halting);
+        assert_eq!(status.core.halt.as_ref().unwrap().id, 3);
+        assert!(status.core.checklist_missing.is_empty());
+        // Requests are strict: the daemon refuses what it does not know.
+        assert!(serde_json::from_str::<HaltRequest>(r#"{"reason":"x","force":true}"#).is_err());
+        assert!(serde_json::from_str::<CompleteRequest>(r#"{"notes":"x"}"#).is_err());
+        let empty: CompleteRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty.note, None);
+    }
+}
