@@ -108,6 +108,8 @@ pub fn run(opts: &BacktestOptions) -> Result<()> {
     let started = Instant::now();
     // Parsed once (the book code's work), run twice in parallel: with and without halts.
     let parsed = Parsed::parse(&config, &bytes).with_context(|| format!("recording {name}"))?;
+    let parse_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
     let (run, baseline) = std::thread::scope(|scope| {
         let base = (!opts.no_baseline).then(|| {
             scope.spawn(|| {
@@ -130,8 +132,8 @@ pub fn run(opts: &BacktestOptions) -> Result<()> {
     #[allow(clippy::cast_precision_loss)]
     let rate = run.market_events as f64 / secs.max(1e-9);
     eprintln!(
-        "gf-daemon backtest: {} market events ({} events in all) in {secs:.3} s: {rate:.0} market events/s per run",
-        run.market_events, run.events
+        "gf-daemon backtest: {} messages read and parsed in {parse_secs:.3} s; {} market events ({} events in all) run in {secs:.3} s: {rate:.0} market events/s per run",
+        run.messages, run.market_events, run.events
     );
     if let Some(path) = &opts.journal {
         std::fs::write(path, run.journal_jsonl()?)

@@ -120,13 +120,20 @@ impl Strategy for EmaCross {
         let (pair, price) = mid(&event.payload)?;
         let (fast_a, slow_a) = (Self::alpha(self.fast), Self::alpha(self.slow));
         let every = self.sample_every;
-        let st = self.state.entry(pair.clone()).or_insert_with(|| PairState {
-            since_sample: every - 1,
-            samples: 0,
-            fast: price,
-            slow: price,
-            above: None,
-        });
+        // Looked up before inserting: no clone of the pair on every message.
+        if !self.state.contains_key(pair) {
+            self.state.insert(
+                pair.clone(),
+                PairState {
+                    since_sample: every - 1,
+                    samples: 0,
+                    fast: price,
+                    slow: price,
+                    above: None,
+                },
+            );
+        }
+        let st = self.state.get_mut(pair)?;
         st.since_sample += 1;
         if st.since_sample < every {
             return None;
@@ -195,7 +202,10 @@ impl Strategy for HoldLong {
 
     fn on_market(&mut self, event: &Event, position: Qty) -> Option<Signal> {
         let (pair, price) = mid(&event.payload)?;
-        let seen = self.seen.entry(pair.clone()).or_default();
+        if !self.seen.contains_key(pair) {
+            self.seen.insert(pair.clone(), 0);
+        }
+        let seen = self.seen.get_mut(pair)?;
         *seen = seen.saturating_add(1);
         if *seen < self.warm_up
             || !position.is_zero()

@@ -491,13 +491,13 @@ impl Driver<'_> {
     async fn market(&mut self, event: Arc<Event>) -> Result<(), Error> {
         let at = event.ts;
         if at > self.clock_now() {
-            // While a halt is in force its tasks (the closure's settling and retries, the
-            // late-fill watch) run on the runtime's paused time, which stands for event
-            // time: the recording waits for them up to this event's time, as the paper
-            // daemon's paced replay does, so the market moves on during a closure as it
-            // would live. While running nothing else waits on time and the driver skips
-            // the wait.
-            if self.halt.state() != HaltState::Running {
+            // While a halt acts, its tasks (the closure's settling and retries) run on the
+            // runtime's paused time, which stands for event time: the recording waits for
+            // them up to each event's time, as the paper daemon's paced replay does, so
+            // the market moves on during a closure as it would live. Once halted (the
+            // late-fill watch) it waits at each sweep interval; while running nothing else
+            // waits on time and the driver does not wait.
+            if self.halt.state() == HaltState::Halting {
                 self.wait_until(at).await?;
             }
             // The duty runs at each interval boundary passed, at that boundary's time.
@@ -511,6 +511,9 @@ impl Driver<'_> {
                     self.next_tick += step * i32::try_from(missed - 1).unwrap_or(i32::MAX);
                 }
                 while self.next_tick <= at {
+                    if self.halt.state() != HaltState::Running {
+                        self.wait_until(self.next_tick).await?;
+                    }
                     self.clock.set(self.next_tick);
                     let before = self.halt.state();
                     self.halt.tick().await;
