@@ -16,29 +16,47 @@ use gf_strategy::backtest::{Backtest, Parsed, Run};
 
 use crate::app::Scenario;
 
-/// What `gf-daemon backtest` was asked.
-#[derive(Debug, Clone)]
+/// What `gf-daemon backtest` was asked (its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BacktestOptions {
-    /// The recording (`market record`'s format); `None`: the scenario's bundled one.
+    /// The recording (the format `market record` writes); default: the scenario's
+    /// bundled recording.
+    #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The bundled recording when no file is given.
+    /// The bundled recording to replay when no --data is given.
+    #[arg(long, value_enum, default_value = "normal")]
     pub scenario: Scenario,
-    /// The strategy; `None`: the configured one, else the scenario's example.
+    /// Strategy: none, ema_cross or hold_long (default: strategy.kind, else the
+    /// scenario's example).
+    #[arg(long, value_parser = parse_strategy)]
     pub strategy: Option<StrategyKind>,
-    /// The configuration; `None`: the embedded default.
+    /// Configuration file (TOML); without it the embedded default.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Write the HTML report here.
+    /// Writes a self-contained HTML report (equity curve, halts, trades).
+    #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Write the journal here, as JSON lines.
+    /// Writes the run's journal as JSON lines.
+    #[arg(long)]
     pub journal: Option<PathBuf>,
-    /// Print the JSON report (or the sweep's rows) on stdout instead of the summary.
+    /// Prints the report as JSON instead of the summary.
+    #[arg(long)]
     pub json: bool,
-    /// Skip the run without halts (the report then cannot say what the halts saved).
+    /// Skips the comparison run without halts (the report then cannot say what the
+    /// halts saved).
+    #[arg(long)]
     pub no_baseline: bool,
-    /// One or two `KEY=V1,V2,…` axes.
+    /// Sweeps a numeric key over values, e.g. halt.max_daily_drawdown_pct=1,2,3 (give it
+    /// twice for a two-key grid); prints one row per point.
+    #[arg(long)]
     pub sweep: Vec<String>,
-    /// Sweep points run at once (every core by default).
+    /// Sweep points run at once (default: every core).
+    #[arg(long)]
     pub jobs: Option<NonZeroUsize>,
+}
+
+fn parse_strategy(text: &str) -> Result<StrategyKind, String> {
+    text.parse()
 }
 
 /// Runs the backtest and writes what was asked.

@@ -85,41 +85,7 @@ enum Command {
     /// and halt code on the recording's event time: trades, statistics, every halt that
     /// would have fired and what it saved. Deterministic: the same input gives the same
     /// output, byte for byte.
-    Backtest {
-        /// The recording (the format `market record` writes); default: the scenario's
-        /// bundled recording.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// The bundled recording to replay when no --data is given.
-        #[arg(long, value_enum, default_value = "normal")]
-        scenario: Scenario,
-        /// Strategy: none, ema_cross or hold_long (default: strategy.kind, else the
-        /// scenario's example).
-        #[arg(long, value_parser = parse_strategy)]
-        strategy: Option<gf_core::config::StrategyKind>,
-        /// Configuration file (TOML); without it the embedded default.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Writes a self-contained HTML report (equity curve, halts, trades).
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Writes the run's journal as JSON lines.
-        #[arg(long)]
-        journal: Option<PathBuf>,
-        /// Prints the report as JSON instead of the summary.
-        #[arg(long)]
-        json: bool,
-        /// Skips the comparison run without halts.
-        #[arg(long)]
-        no_baseline: bool,
-        /// Sweeps a numeric key over values, e.g. halt.max_daily_drawdown_pct=1,2,3
-        /// (give it twice for a two-key grid); prints one row per point.
-        #[arg(long)]
-        sweep: Vec<String>,
-        /// Sweep points run at once (default: every core).
-        #[arg(long)]
-        jobs: Option<std::num::NonZeroUsize>,
-    },
+    Backtest(gf_daemon::backtest::BacktestOptions),
     /// Shows the halt state.
     Status(ClientArgs),
     /// Halts trading now.
@@ -388,30 +354,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backtest {
-            data,
-            scenario,
-            strategy,
-            config,
-            report,
-            journal,
-            json,
-            no_baseline,
-            sweep,
-            jobs,
-        } => {
-            let opts = gf_daemon::backtest::BacktestOptions {
-                data,
-                scenario,
-                strategy,
-                config,
-                report,
-                journal,
-                json,
-                no_baseline,
-                sweep,
-                jobs,
-            };
+        Command::Backtest(opts) => {
             // CPU-bound and synchronous: off the async runtime's worker.
             tokio::task::spawn_blocking(move || gf_daemon::backtest::run(&opts))
                 .await
