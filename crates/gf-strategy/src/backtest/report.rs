@@ -146,9 +146,17 @@ impl Report {
         );
 
         h.push_str("<h2>Summary</h2>\n<table class=\"kv\">\n");
-        row(&mut h, "Starting equity", &r.starting_equity.to_string());
-        row(&mut h, "Final equity", &r.final_equity.to_string());
-        row(&mut h, "Profit / loss", &r.pnl().to_string());
+        row(
+            &mut h,
+            "Starting equity",
+            &r.starting_equity.round_dp(2).to_string(),
+        );
+        row(
+            &mut h,
+            "Final equity",
+            &r.final_equity.round_dp(2).to_string(),
+        );
+        row(&mut h, "Profit / loss", &r.pnl().round_dp(2).to_string());
         row(
             &mut h,
             "Max drawdown",
