@@ -23,10 +23,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Role, TokenStore};
-use gf_strategy::{HoldLong, OrderIds, SignalExecutor, Strategy};
-
-/// The bundled recordings, embedded so the binary runs from anywhere.
-use gf_market::bundled::{CRASH as CRASH_FIXTURE, GAP as GAP_FIXTURE, PAPER as PAPER_FIXTURE};
+use gf_strategy::{OrderIds, SignalExecutor, Strategy, StrategyKind};
 
 /// Which bundled market scenario paper mode replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -39,6 +36,27 @@ pub enum Scenario {
     Crash,
     /// A feed gap longer than the staleness limit: the staleness condition halts.
     Gap,
+}
+
+impl Scenario {
+    /// The bundled recording it replays, and its file name under `fixtures/market`.
+    #[must_use]
+    pub fn recording(self) -> (&'static str, &'static [u8]) {
+        match self {
+            Self::Normal => ("paper.jsonl", gf_market::bundled::PAPER),
+            Self::Crash => ("crash.jsonl", gf_market::bundled::CRASH),
+            Self::Gap => ("gap.jsonl", gf_market::bundled::GAP),
+        }
+    }
+
+    /// The example strategy it runs unless one is chosen.
+    #[must_use]
+    pub fn strategy(self) -> StrategyKind {
+        match self {
+            Self::Crash => StrategyKind::HoldLong,
+            Self::Normal | Self::Gap => StrategyKind::EmaCross,
+        }
+    }
 }
 
 /// How to launch.
@@ -422,7 +440,25 @@ pub fn spawn_tasks(
         let (p, halt) = (daemon.portfolio.clone(), daemon.halt.clone());
         let stop = daemon.shutdown.clone();
         async move {
-            run_risk_then_halt(p, halt, sub, stop).await;
+            let halt_kinds = halt.subscription_kinds();
+            let report = p
+                .run_then(sub, stop, move |ev| {
+                    let halt = halt.clone();
+                    async move {
+                        match ev {
+                            Some(ev) if halt_kinds.contains(ev.kind()) => {
+                                halt.on_event(&ev).await;
+                            }
+                            Some(_) => {}
+                            // A lag skipped market data: re-sample every condition.
+                            None => {
+                                halt.sweep().await;
+                            }
+                        }
+                    }
+                })
+                .await;
+            tracing::info!(?report, "risk task stopped");
             Ok(())
         }
     }));
@@ -507,50 +543,6 @@ pub fn spawn_tasks(
     tasks
 }
 
-/// The risk task: applies each event to the portfolio, then hands the kinds the halt
-/// coordinator listens to to [`HaltCoordinator::on_event`]. A lag (market data only: fills
-/// and order updates never drop) makes the coordinator re-sample every condition.
-async fn run_risk_then_halt(
-    portfolio: SharedPortfolio,
-    halt: HaltCoordinator,
-    mut sub: gf_core::Subscription,
-    stop: CancellationToken,
-) {
-    let halt_kinds = halt.subscription_kinds();
-    let (mut applied, mut errors, mut lagged) = (0u64, 0u64, 0u64);
-    loop {
-        let ev = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            ev = sub.recv() => ev,
-        };
-        match ev {
-            Ok(ev) => {
-                match portfolio.apply_event(&ev) {
-                    Ok(_) => applied += 1,
-                    Err(err) => {
-                        errors += 1;
-                        tracing::warn!(cause = %err, kind = %ev.kind(), "risk: event refused");
-                    }
-                }
-                if halt_kinds.contains(ev.kind()) {
-                    halt.on_event(&ev).await;
-                }
-            }
-            Err(gf_core::RecvError::Lagged { missed }) => {
-                lagged += missed;
-                tracing::warn!(
-                    missed,
-                    "risk: skipped market data while lagging; marks refresh with the next update"
-                );
-                halt.sweep().await;
-            }
-            Err(gf_core::RecvError::Closed) => break,
-        }
-    }
-    tracing::info!(applied, errors, lagged, "risk task stopped");
-}
-
 /// Whether paper mode replays its recording in a loop: the bundled normal scenario only.
 fn replay_looped(config: &Config, scenario: Scenario) -> bool {
     config.market.replay_file.is_none() && scenario == Scenario::Normal
@@ -575,9 +567,8 @@ async fn run_replay(d: Daemon, scenario: Scenario) -> Result<()> {
     let bytes = match (&d.config.market.replay_file, scenario) {
         (Some(path), _) => std::fs::read(path)
             .with_context(|| format!("cannot read the replay file {}", path.display()))?,
-        (None, Scenario::Normal) => PAPER_FIXTURE.to_vec(),
-        (None, Scenario::Crash) => CRASH_FIXTURE.to_vec(),
-        (None, Scenario::Gap) => GAP_FIXTURE.to_vec(),
+        // The bundled recordings, embedded so the binary runs from anywhere.
+        (None, scenario) => scenario.recording().1.to_vec(),
     };
     loop {
         let mut source =
@@ -652,10 +643,7 @@ pub fn signal_executor(d: &Daemon) -> SignalExecutor {
 /// The strategy a scenario runs.
 #[must_use]
 pub fn strategy_for(scenario: Scenario) -> Box<dyn Strategy> {
-    match scenario {
-        Scenario::Crash => Box::new(HoldLong::default()),
-        Scenario::Normal | Scenario::Gap => Box::new(gf_strategy::EmaCross::default()),
-    }
+    gf_strategy::by_kind(scenario.strategy())
 }
 
 /// The strategy `config` chooses ([`gf_core::config::StrategyConfig::effective`]): the

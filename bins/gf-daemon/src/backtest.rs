@@ -81,21 +81,14 @@ pub fn run(opts: &BacktestOptions) -> Result<()> {
                 .with_context(|| format!("cannot read the recording {}", path.display()))?,
         ),
         None => {
-            let (n, b) = match opts.scenario {
-                Scenario::Normal => ("paper.jsonl", gf_market::bundled::PAPER),
-                Scenario::Crash => ("crash.jsonl", gf_market::bundled::CRASH),
-                Scenario::Gap => ("gap.jsonl", gf_market::bundled::GAP),
-            };
+            let (n, b) = opts.scenario.recording();
             (format!("bundled {n}"), b.to_vec())
         }
     };
     let strategy = opts
         .strategy
         .or(config.strategy.kind)
-        .unwrap_or(match opts.scenario {
-            Scenario::Crash => StrategyKind::HoldLong,
-            Scenario::Normal | Scenario::Gap => StrategyKind::EmaCross,
-        });
+        .unwrap_or(opts.scenario.strategy());
 
     if !opts.sweep.is_empty() {
         if opts.report.is_some() || opts.journal.is_some() {

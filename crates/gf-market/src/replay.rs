@@ -388,9 +388,9 @@ fn ingest(
 /// let mut rec = Recording::new(&text[..], None, None, std::time::Duration::from_secs(60));
 /// assert_eq!(rec.first_time().unwrap().to_rfc3339(), "2026-03-02T14:00:00+00:00");
 /// let mut out = Vec::new();
-/// assert!(rec.next_message(&mut out).unwrap());
+/// assert!(rec.next_message(&mut out));
 /// assert_eq!(out.len(), 1); // the book snapshot
-/// assert!(!rec.next_message(&mut out).unwrap());
+/// assert!(!rec.next_message(&mut out));
 /// ```
 #[derive(Debug)]
 pub struct Recording<'a> {
@@ -453,14 +453,12 @@ impl<'a> Recording<'a> {
     /// time: staleness deadlines that fell due before the message first (at their own
     /// time), then the message's events (at the latest time seen). Events before the
     /// first timestamped message are dropped: they have no time. Returns `false` at the
-    /// end of the recording.
-    ///
-    /// # Errors
-    /// None today; the `Result` keeps room for a reader that can fail.
-    pub fn next_message(&mut self, out: &mut Vec<(DateTime<Utc>, Payload)>) -> Result<bool, Error> {
+    /// end of the recording. A line the book code refuses is logged and skipped, as the
+    /// daemon's replay does.
+    pub fn next_message(&mut self, out: &mut Vec<(DateTime<Utc>, Payload)>) -> bool {
         loop {
             if self.pos >= self.bytes.len() {
-                return Ok(false);
+                return false;
             }
             let rest = &self.bytes[self.pos..];
             let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
@@ -498,7 +496,7 @@ impl<'a> Recording<'a> {
                     None => ev.clear(),
                 },
             );
-            return Ok(true);
+            return true;
         }
     }
 }

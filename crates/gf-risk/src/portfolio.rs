@@ -316,10 +316,6 @@ pub struct Portfolio {
     positions_value: Decimal,
     exposure: Decimal,
     equity: Decimal,
-    /// Total and daily drawdown, percent: recomputed whenever equity, the peak or the
-    /// day's start moves ([`Portfolio::refresh_drawdowns`]), so the halt conditions that
-    /// read them on every market event pay a field load, not a division.
-    drawdown_pct: (Decimal, Decimal),
 }
 
 impl fmt::Debug for Portfolio {
@@ -419,7 +415,6 @@ impl Portfolio {
             positions_value: Decimal::ZERO,
             exposure: Decimal::ZERO,
             equity: cash,
-            drawdown_pct: (Decimal::ZERO, Decimal::ZERO),
         })
     }
 
@@ -472,7 +467,6 @@ impl Portfolio {
             positions_value: Decimal::ZERO,
             exposure: Decimal::ZERO,
             equity: Decimal::ZERO,
-            drawdown_pct: (Decimal::ZERO, Decimal::ZERO),
         };
         portfolio
             .recompute()
@@ -522,23 +516,7 @@ impl Portfolio {
         self.equity = checked(self.s.cash.checked_add(total_value), "equity", any)?;
         self.positions_value = total_value;
         self.exposure = total_exposure;
-        self.refresh_drawdowns();
         Ok(())
-    }
-
-    /// Recomputes the cached drawdown percentages from equity, the peak and the day's
-    /// start equity.
-    fn refresh_drawdowns(&mut self) {
-        self.drawdown_pct = (
-            pct_of(
-                self.s.peak_equity.saturating_sub(self.equity),
-                self.s.peak_equity,
-            ),
-            pct_of(
-                self.s.day_start_equity.saturating_sub(self.equity),
-                self.s.day_start_equity,
-            ),
-        );
     }
 
     /// The clock used for the daily reset.
@@ -767,7 +745,6 @@ impl Portfolio {
                 Ok(report) => reports.extend(report),
                 Err(e) => {
                     (self.s, self.positions_value, self.exposure, self.equity) = saved;
-                    self.refresh_drawdowns();
                     return Err(e);
                 }
             }
@@ -868,7 +845,6 @@ impl Portfolio {
     fn shift_baseline(&mut self, delta: Decimal) {
         self.s.peak_equity = self.s.peak_equity.saturating_add(delta);
         self.s.day_start_equity = self.s.day_start_equity.saturating_add(delta);
-        self.refresh_drawdowns();
         if let Some(day) = self.s.equity_curve.back_mut() {
             day.open = day.open.saturating_add(delta);
             day.high = day.high.saturating_add(delta);
@@ -881,7 +857,6 @@ impl Portfolio {
         if today != self.s.day {
             self.s.day = today;
             self.s.day_start_equity = self.equity;
-            self.refresh_drawdowns();
             self.s
                 .equity_curve
                 .push_back(DailyEquity::start(today, self.equity));
@@ -901,10 +876,14 @@ impl Portfolio {
         }
         if equity > self.s.peak_equity {
             self.s.peak_equity = equity;
-        }
-        self.refresh_drawdowns();
-        if self.drawdown_pct.0 > self.s.max_drawdown_pct {
-            self.s.max_drawdown_pct = self.drawdown_pct.0;
+        } else {
+            let dd = pct_of(
+                self.s.peak_equity.saturating_sub(equity),
+                self.s.peak_equity,
+            );
+            if dd > self.s.max_drawdown_pct {
+                self.s.max_drawdown_pct = dd;
+            }
         }
     }
 
@@ -1079,7 +1058,6 @@ impl Portfolio {
                 Ok(report) => Ok(report),
                 Err(e) => {
                     (self.s, self.positions_value, self.exposure, self.equity) = saved;
-                    self.refresh_drawdowns();
                     Err(e)
                 }
             };
@@ -1332,7 +1310,10 @@ impl PortfolioView for Portfolio {
     }
 
     fn total_drawdown_pct(&self) -> Decimal {
-        self.drawdown_pct.0
+        pct_of(
+            self.s.peak_equity.saturating_sub(self.equity),
+            self.s.peak_equity,
+        )
     }
 
     fn daily_drawdown_pct(&self) -> Decimal {
@@ -1340,7 +1321,10 @@ impl PortfolioView for Portfolio {
             // A new UTC day began and nothing moved since: it starts at today's equity.
             return Decimal::ZERO;
         }
-        self.drawdown_pct.1
+        pct_of(
+            self.s.day_start_equity.saturating_sub(self.equity),
+            self.s.day_start_equity,
+        )
     }
 
     fn consecutive_losses(&self) -> u32 {

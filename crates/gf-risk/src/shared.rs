@@ -147,24 +147,40 @@ impl SharedPortfolio {
     /// # drop(shutdown);
     /// # });
     /// ```
-    pub async fn run(
+    pub async fn run(self, subscription: Subscription, shutdown: CancellationToken) -> RunReport {
+        self.run_then(subscription, shutdown, |_| std::future::ready(()))
+            .await
+    }
+
+    /// As [`SharedPortfolio::run`], and after each event is applied `then` gets it
+    /// (`None` after a lag): the daemon's risk task hands events to the halt coordinator
+    /// here, so a condition reading the portfolio sees the event already applied.
+    pub async fn run_then<F, Fut>(
         self,
         mut subscription: Subscription,
         shutdown: CancellationToken,
-    ) -> RunReport {
+        mut then: F,
+    ) -> RunReport
+    where
+        F: FnMut(Option<Arc<Event>>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let mut report = RunReport::default();
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 received = subscription.recv() => match received {
-                    Ok(event) => match self.apply_event(&event) {
-                        Ok(_) => report.applied += 1,
-                        Err(err) => {
-                            report.errors += 1;
-                            warn!(cause = %err, kind = %event.kind(), "risk: event refused");
+                    Ok(event) => {
+                        match self.apply_event(&event) {
+                            Ok(_) => report.applied += 1,
+                            Err(err) => {
+                                report.errors += 1;
+                                warn!(cause = %err, kind = %event.kind(), "risk: event refused");
+                            }
                         }
-                    },
+                        then(Some(event)).await;
+                    }
                     Err(RecvError::Lagged { missed }) => {
                         // Only the normal lane lags: market data, never a fill or an order
                         // update (see gf_core::bus). Marks catch up with the next update.
@@ -173,6 +189,7 @@ impl SharedPortfolio {
                             missed,
                             "risk: skipped market data while lagging; marks refresh with the next update"
                         );
+                        then(None).await;
                     }
                     Err(RecvError::Closed) => break,
                 },

@@ -67,9 +67,6 @@ pub enum Error {
     /// The recording has no timestamped message.
     #[error("the recording has no message with a timestamp: nothing to replay")]
     NoTimestamps,
-    /// The recording could not be read.
-    #[error("reading the recording: {0}")]
-    Recording(#[from] gf_market::Error),
     /// The configuration is not usable for a backtest.
     #[error("configuration: {0}")]
     Config(String),
@@ -190,27 +187,19 @@ impl<'a> Backtest<'a> {
             .enable_time()
             .start_paused(true)
             .build()?;
-        runtime.block_on(self.drive(strategy))
+        match self.input {
+            Input::Bytes(bytes) => {
+                let parsed = Parsed::parse(&self.config, bytes)?;
+                runtime.block_on(self.drive(&parsed, strategy))
+            }
+            Input::Parsed(parsed) => runtime.block_on(self.drive(parsed, strategy)),
+        }
     }
 
-    async fn drive(&self, strategy: &mut dyn Strategy) -> Result<Run, Error> {
+    async fn drive(&self, parsed: &Parsed, strategy: &mut dyn Strategy) -> Result<Run, Error> {
         let cfg = &self.config;
         let pairs = &cfg.market.pairs;
-        let mut recording = match self.input {
-            Input::Bytes(bytes) => Some(Recording::new(
-                bytes,
-                Some(cfg.market.book_depth as usize),
-                Some(pairs),
-                Duration::from_secs(cfg.market.staleness_secs),
-            )),
-            Input::Parsed(_) => None,
-        };
-        let start = match (&recording, self.input) {
-            (Some(r), _) => r.first_time(),
-            (None, Input::Parsed(p)) => p.start,
-            (None, Input::Bytes(_)) => None,
-        }
-        .ok_or(Error::NoTimestamps)?;
+        let start = parsed.start;
         let clock = Arc::new(ManualClock::new(start));
         let shared: SharedClock = clock.clone();
         let bus = EventBus::new(1 << 16);
@@ -307,26 +296,9 @@ impl<'a> Backtest<'a> {
             equity: starting_equity,
         });
 
-        let (messages, checksum_mismatches) = match (&mut recording, self.input) {
-            (Some(recording), _) => {
-                let mut batch = Vec::new();
-                while recording.next_message(&mut batch)? {
-                    for (at, payload) in batch.drain(..) {
-                        driver
-                            .market(Arc::new(Event::new(at, Source::Replay, payload)))
-                            .await?;
-                    }
-                }
-                (recording.messages(), recording.stats().mismatches())
-            }
-            (None, Input::Parsed(parsed)) => {
-                for event in &parsed.events {
-                    driver.market(Arc::clone(event)).await?;
-                }
-                (parsed.messages, parsed.checksum_mismatches)
-            }
-            (None, Input::Bytes(_)) => (0, 0),
-        };
+        for event in &parsed.events {
+            driver.market(Arc::clone(event)).await?;
+        }
         let end = driver.clock_now();
         // The last interval's duty, then whatever it started.
         driver.halt.tick().await;
@@ -355,8 +327,8 @@ impl<'a> Backtest<'a> {
             halts_enabled: self.halts,
             start,
             end,
-            messages,
-            checksum_mismatches,
+            messages: parsed.messages,
+            checksum_mismatches: parsed.checksum_mismatches,
             market_events,
             events,
             signals,
@@ -381,11 +353,12 @@ enum Input<'a> {
 }
 
 /// A recording run through the book code once: its events with their recorded times.
+/// Every backtest runs from one ([`Backtest::new`] parses its bytes first).
 #[derive(Debug, Clone)]
 pub struct Parsed {
     /// Built once, published by reference in every run.
     events: Vec<Arc<Event>>,
-    start: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
     messages: u64,
     checksum_mismatches: u64,
 }
@@ -395,7 +368,7 @@ impl Parsed {
     /// staleness), as [`Backtest::new`] would.
     ///
     /// # Errors
-    /// [`Error::NoTimestamps`], [`Error::Recording`].
+    /// [`Error::NoTimestamps`].
     pub fn parse(config: &Config, recording: &[u8]) -> Result<Self, Error> {
         let mut r = Recording::new(
             recording,
@@ -403,10 +376,10 @@ impl Parsed {
             Some(&config.market.pairs),
             Duration::from_secs(config.market.staleness_secs),
         );
-        let start = Some(r.first_time().ok_or(Error::NoTimestamps)?);
+        let start = r.first_time().ok_or(Error::NoTimestamps)?;
         let mut batch = Vec::new();
         let mut events = Vec::new();
-        while r.next_message(&mut batch)? {
+        while r.next_message(&mut batch) {
             events.extend(
                 batch
                     .drain(..)

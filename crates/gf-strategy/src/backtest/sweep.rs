@@ -149,39 +149,7 @@ pub fn with_setting(config: &Config, key: &str, value: &str) -> Result<Config, E
             bad(text)
         }
     })?;
-    if changed == *config && !value_matches(config, key, value) {
-        return Err(bad("no such configuration key".into()));
-    }
     Ok(changed)
-}
-
-/// Whether the key already holds the value (a sweep point equal to the base config).
-fn value_matches(config: &Config, key: &str, value: &str) -> bool {
-    let Ok(text) = config.to_toml() else {
-        return false;
-    };
-    let Ok(table) = text.parse::<toml::Table>() else {
-        return false;
-    };
-    let mut at: Option<&toml::Value> = None;
-    let mut t = &table;
-    for p in key.split('.') {
-        at = t.get(p);
-        match at {
-            Some(toml::Value::Table(next)) => t = next,
-            Some(_) => {}
-            None => return false,
-        }
-    }
-    let Ok(want) = value.parse::<Decimal>() else {
-        return false;
-    };
-    match at {
-        Some(toml::Value::Integer(i)) => Decimal::from(*i) == want,
-        Some(toml::Value::Float(f)) => Decimal::try_from(*f).is_ok_and(|d| d == want),
-        Some(toml::Value::String(s)) => s.parse::<Decimal>().is_ok_and(|d| d == want),
-        _ => false,
-    }
 }
 
 /// The grid's points in order: the first axis outermost.
