@@ -4,7 +4,8 @@
 //! panic.
 //!
 //! Input: the first byte picks the route and the content type, the text up to the first
-//! newline is the path suffix or query, the rest is the body.
+//! newline is the path suffix or query, the rest is the body. A first byte of 0xF0 or more
+//! picks `POST /api/v1/orders` (a trader's order; the path text is not used).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (method, uri) = match selector % 6 {
+        _ if selector >= 0xF0 => ("POST", "/api/v1/orders".to_owned()),
         0 => ("POST", "/api/v1/halt".to_owned()),
         1 => (
             "POST",

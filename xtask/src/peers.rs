@@ -1,7 +1,8 @@
 //! The test peers: the outside programs the workspace tests start (a browser and its driver,
-//! `age`, Prometheus, the AWS and Vault emulators, an SMTP server), how to tell whether one
-//! is present, and how to install it — Debian packages with `apt-get`, Python packages into
-//! a virtual environment under `target/`, never into the system Python.
+//! `age`, Prometheus, the AWS and Vault emulators, an SMTP server, the Python client's
+//! `websockets`), how to tell whether one is present, and how to install it — Debian
+//! packages with `apt-get`, Python packages into a virtual environment under `target/`,
+//! never into the system Python.
 //!
 //! The decisions (what is missing, which commands install it, what PATH the tests get) are
 //! pure functions over a [`Probe`], so they are unit-tested without touching the machine.
@@ -88,6 +89,12 @@ pub const PEERS: &[Peer] = &[
         used_by: "gf-monitor channels (SMTP server)",
         detect: Detect::PythonModule("aiosmtpd"),
         install: Install::Pip(&["aiosmtpd"]),
+    },
+    Peer {
+        name: "websockets",
+        used_by: "gf-daemon gateway_python (the Python client's order feed)",
+        detect: Detect::PythonModule("websockets"),
+        install: Install::Pip(&["websockets"]),
     },
 ];
 
@@ -380,7 +387,7 @@ mod tests {
                 "moto_server",
                 "bao",
             ],
-            &["aiosmtpd"],
+            &["aiosmtpd", "websockets"],
         );
         let path = OsString::from("/usr/bin");
         assert!(missing(PEERS, &all, &path).is_empty());
@@ -405,7 +412,10 @@ mod tests {
         }
         let probe = fake(&["chromium", "chromedriver", "openssl", "bao"], &[]);
         let m = missing(PEERS, &probe, &OsString::new());
-        assert_eq!(names(&m), ["age", "prometheus", "moto", "aiosmtpd"]);
+        assert_eq!(
+            names(&m),
+            ["age", "prometheus", "moto", "aiosmtpd", "websockets"]
+        );
         for case in [
             Case {
                 privilege: Privilege::Root,
@@ -414,7 +424,7 @@ mod tests {
                     "apt-get update -qq",
                     "apt-get install -y -qq --no-install-recommends age prometheus",
                     "python3 -m venv /t/venv",
-                    "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd",
+                    "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd websockets",
                 ],
             },
             Case {
@@ -423,7 +433,7 @@ mod tests {
                 expected: vec![
                     "sudo -n apt-get update -qq",
                     "sudo -n apt-get install -y -qq --no-install-recommends age prometheus",
-                    "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd",
+                    "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd websockets",
                 ],
             },
         ] {
@@ -436,7 +446,7 @@ mod tests {
 
     #[test]
     fn without_root_or_sudo_apt_peers_fail_naming_the_packages() {
-        let probe = fake(&[], &["aiosmtpd"]);
+        let probe = fake(&[], &["aiosmtpd", "websockets"]);
         let m = missing(PEERS, &probe, &OsString::new());
         let err = install_plan(&m, Privilege::None, Path::new("/t/venv"), true).unwrap_err();
         assert!(err.contains("chromium-driver"), "{err}");
@@ -492,7 +502,7 @@ mod tests {
                 "openssl",
                 "bao",
             ],
-            &["aiosmtpd"],
+            &["aiosmtpd", "websockets"],
         );
         let m = missing(PEERS, &probe, &OsString::new());
         assert_eq!(names(&m), ["moto"]);

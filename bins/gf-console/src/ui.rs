@@ -384,7 +384,7 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
     {
         let what = match venue {
             "cancel_only" => "only cancels and halt closures pass",
-            "post_only" => "only post-only orders: none of ours pass",
+            "post_only" => "only post-only limit orders pass",
             _ => "no order passes",
         };
         lines.insert(
@@ -1115,6 +1115,12 @@ mod tests {
         let wide = draw(&s, (160, 48));
         assert!(
             wide.contains("KRAKEN CANCEL_ONLY: only cancels and halt closures pass"),
+            "{wide}"
+        );
+        s.status.exchange_status = Some("post_only".into());
+        let wide = draw(&s, (160, 48));
+        assert!(
+            wide.contains("KRAKEN POST_ONLY: only post-only limit orders pass"),
             "{wide}"
         );
     }

@@ -91,6 +91,8 @@ pub struct Daemon {
     pub exchange: Arc<dyn Exchange>,
     /// API tokens.
     pub tokens: Arc<RwLock<TokenStore>>,
+    /// The order gateway: external strategies' orders (`trader` tokens).
+    pub gateway: crate::gateway::Gateway,
     /// Shutdown signal for every task.
     pub shutdown: CancellationToken,
     /// Live mode: the Kraken venue the live tasks run on (`None` in paper mode).
@@ -386,6 +388,14 @@ pub fn build_with(
 
     Ok((
         Daemon {
+            gateway: crate::gateway::Gateway::new(
+                config.gateway,
+                clock.clone(),
+                bus.clone(),
+                portfolio.clone(),
+                halt.clone(),
+                exchange.clone(),
+            ),
             config: Arc::new(config),
             bus,
             clock,
@@ -497,6 +507,17 @@ pub fn spawn_tasks(
         Ending::AtShutdown,
         run_strategy(daemon.clone(), strategy, sub),
     ));
+
+    // The order gateway follows its orders' updates and fills and the halt's transitions
+    // (for its traders' feeds).
+    let sub = daemon.bus.subscribe(crate::gateway::Gateway::kinds());
+    tasks.push(sup.spawn("gateway", Ending::AtShutdown, {
+        let (gateway, stop) = (daemon.gateway.clone(), daemon.shutdown.clone());
+        async move {
+            gateway.run(sub, stop).await;
+            Ok(())
+        }
+    }));
 
     // Risk snapshots into the journal, so drawdowns survive a restart.
     tasks.push(sup.spawn("snapshots", Ending::AtShutdown, {

@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a token may do. Higher roles include the lower ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What a token may do. Viewer, operator and admin each include the one before; a trader
+/// stands apart ([`Role::includes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read everything.
@@ -33,6 +34,24 @@ pub enum Role {
     Operator,
     /// Also configuration and secrets.
     Admin,
+    /// An external strategy: places and cancels its own orders and reads them, its fills,
+    /// the halt status and the conditions — nothing else. It may not halt, resume or
+    /// complete checklist items (operators do), and no other role may place orders.
+    Trader,
+}
+
+impl Role {
+    /// Whether a token of this role may do what `needed` may: viewer ⊂ operator ⊂ admin,
+    /// and trader only what a trader may.
+    #[must_use]
+    pub fn includes(self, needed: Role) -> bool {
+        match needed {
+            Role::Viewer => matches!(self, Role::Viewer | Role::Operator | Role::Admin),
+            Role::Operator => matches!(self, Role::Operator | Role::Admin),
+            Role::Admin => self == Role::Admin,
+            Role::Trader => self == Role::Trader,
+        }
+    }
 }
 
 impl std::fmt::Display for Role {
@@ -41,6 +60,7 @@ impl std::fmt::Display for Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Trader => "trader",
         })
     }
 }
@@ -52,6 +72,7 @@ impl std::str::FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
+            "trader" => Ok(Role::Trader),
             other => Err(AuthError::BadRole(other.to_owned())),
         }
     }
@@ -86,7 +107,7 @@ pub enum AuthError {
         message: String,
     },
     /// Unknown role name.
-    #[error("unknown role {0:?}: expected viewer, operator or admin")]
+    #[error("unknown role {0:?}: expected viewer, trader, operator or admin")]
     BadRole(String),
     /// Operator names must be short printable identifiers.
     #[error("invalid operator name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
@@ -214,7 +235,7 @@ impl TokenStore {
     /// Whether any token of at least `role` exists.
     #[must_use]
     pub fn has_role(&self, role: Role) -> bool {
-        self.entries.iter().any(|(e, _)| e.role >= role)
+        self.entries.iter().any(|(e, _)| e.role.includes(role))
     }
 
     /// Number of tokens.

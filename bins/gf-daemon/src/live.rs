@@ -25,8 +25,8 @@
 //! backoff like every public start-up call, [`retry_public`]) and the WebSocket `status`
 //! channel reports every change ([`gf_core::Payload::ExchangeStatus`]). The mode is
 //! enforced where orders pass ([`gf_exec::gated::VenueMode`]: `cancel_only` lets only
-//! cancels and sealed closures through, `post_only` no order of ours) and `maintenance`
-//! (or an undocumented mode) halts through the `exchange_status` condition.
+//! cancels and sealed closures through, `post_only` only post-only limit orders) and
+//! `maintenance` (or an undocumented mode) halts through the `exchange_status` condition.
 //!
 //! Nonces: several tasks sign at once (strategy, halt, order sync, dead man's switch,
 //! health check); the Kraken client assigns each nonce and writes its request under one

@@ -257,7 +257,7 @@ enum TokenCommand {
         /// Operator name, journaled with every mutation made with the token.
         #[arg(long)]
         name: String,
-        /// viewer, operator or admin.
+        /// viewer, trader, operator or admin (a trader places orders through the gateway).
         #[arg(long, default_value = "operator")]
         role: String,
         /// Data directory.

@@ -408,7 +408,7 @@ pub struct JournalReply {
 pub struct Identity {
     /// The operator's name, as journaled.
     pub name: String,
-    /// `viewer`, `operator` or `admin`.
+    /// `viewer`, `trader`, `operator` or `admin`.
     pub role: String,
 }
 
@@ -417,6 +417,257 @@ impl Identity {
     #[must_use]
     pub fn can_operate(&self) -> bool {
         matches!(self.role.as_str(), "operator" | "admin")
+    }
+}
+
+/// `POST /api/v1/orders` (role `trader`): an order of an external strategy. Strict: a
+/// field this version does not know is refused, and money travels as decimal strings
+/// (`"0.5"`), never JSON numbers, so nothing is rounded through a float.
+///
+/// `client_order_id` is the trader's idempotency key: 1–64 printable ASCII characters,
+/// unique per trader. A retry with the same id returns the first result and never places a
+/// second order; the order sent to the exchange carries an id of the daemon's own.
+///
+/// ```
+/// use gf_api::PlaceOrder;
+/// let order: PlaceOrder = serde_json::from_str(
+///     r#"{"client_order_id":"s1-0001","pair":"XRP/USD","side":"buy","type":"limit",
+///         "qty":"100","limit_price":"0.5","post_only":true}"#,
+/// ).unwrap();
+/// assert_eq!(order.qty.to_string(), "100");
+/// assert!(serde_json::from_str::<PlaceOrder>(
+///     r#"{"client_order_id":"x","pair":"XRP/USD","side":"buy","type":"market","qty":1.5}"#
+/// ).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    /// The trader's id of the order: its idempotency key.
+    pub client_order_id: String,
+    /// `BASE/QUOTE`, e.g. `XRP/USD`.
+    pub pair: String,
+    /// `buy` or `sell`.
+    pub side: gf_core::Side,
+    /// `market` or `limit`.
+    #[serde(rename = "type")]
+    pub order_type: gf_core::OrderType,
+    /// Quantity in the base currency, a decimal string.
+    pub qty: Decimal,
+    /// Limit price (limit orders only), a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_price: Option<Decimal>,
+    /// `gtc` (default for limit orders) or `ioc` (always, for market orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_in_force: Option<gf_core::TimeInForce>,
+    /// Limit orders only: rest on the book or be cancelled, never take liquidity.
+    #[serde(default)]
+    pub post_only: bool,
+}
+
+/// A gateway order as the daemon tracks it: the answer of `POST /api/v1/orders`, an item
+/// of `GET /api/v1/orders`, and the `order` of a `/ws/orders` update.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayOrder {
+    /// The trader's id (its idempotency key).
+    pub client_order_id: String,
+    /// The token name that placed it.
+    pub trader: String,
+    /// The id the daemon sent to the exchange as `cl_ord_id`.
+    pub exchange_client_order_id: String,
+    /// The exchange's order id, once acknowledged.
+    pub order_id: Option<String>,
+    /// The pair.
+    pub pair: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// `market` or `limit`.
+    #[serde(rename = "type")]
+    pub order_type: String,
+    /// Quantity ordered.
+    pub qty: Num,
+    /// Limit price.
+    pub limit_price: Option<Num>,
+    /// `gtc` or `ioc`.
+    pub time_in_force: String,
+    /// Post-only.
+    pub post_only: bool,
+    /// `pending`, `open`, `partially_filled`, `filled`, `cancelled`, `rejected`, `expired`.
+    pub status: String,
+    /// Quantity filled so far.
+    pub filled_qty: Num,
+    /// Volume-weighted fill price, once something filled.
+    pub avg_fill_price: Option<Num>,
+    /// Fees paid, quote currency.
+    pub fees: Num,
+    /// Why it was cancelled or rejected.
+    pub reason: Option<String>,
+    /// When the daemon accepted it.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl GatewayOrder {
+    /// `true` once the order can no longer change (`filled`, `cancelled`, `rejected`,
+    /// `expired`).
+    #[must_use]
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "filled" | "cancelled" | "rejected" | "expired"
+        )
+    }
+}
+
+/// The answer of `POST /api/v1/orders` when the order was accepted: 201 the first time,
+/// 200 with `replayed: true` for a retry with the same `client_order_id`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlaceOrderReply {
+    /// The order as it stands now.
+    pub order: GatewayOrder,
+    /// `true` when this answers a retry: no second order was placed.
+    pub replayed: bool,
+}
+
+/// `GET /api/v1/orders[?status=open|closed|all|<status>]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrdersReply {
+    /// Gateway orders the caller may see (a trader: its own; viewers and up: every
+    /// trader's), newest first.
+    pub orders: Vec<GatewayOrder>,
+    /// Viewers and up: every order open at the exchange (the internal strategy's too), as
+    /// the exchange reports it. Absent for traders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open: Option<Value>,
+}
+
+/// `DELETE /api/v1/orders/{client_order_id}` and `DELETE /api/v1/orders`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CancelReply {
+    /// Orders the exchange accepted a cancel for (by the trader's id).
+    pub cancelled: Vec<String>,
+    /// Orders whose cancel failed, with why.
+    pub failed: Vec<CancelFailure>,
+}
+
+/// One cancel that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CancelFailure {
+    /// The trader's id of the order.
+    pub client_order_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One execution of a gateway order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayFill {
+    /// The trader's id of the order.
+    pub client_order_id: String,
+    /// The token name that placed it.
+    pub trader: String,
+    /// The exchange's trade id.
+    pub trade_id: String,
+    /// The exchange's order id.
+    pub order_id: String,
+    /// The pair.
+    pub pair: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Quantity executed.
+    pub qty: Num,
+    /// Price.
+    pub price: Num,
+    /// Fee, quote currency.
+    pub fee: Num,
+    /// When the exchange executed it.
+    pub ts: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/fills[?since=RFC3339]`: executions after `since` (exchange time), oldest
+/// first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FillsReply {
+    /// The fills.
+    pub fills: Vec<GatewayFill>,
+}
+
+/// A frame of `WS /ws/orders`. The first frame is `hello`; every other frame carries the
+/// trader's sequence number `seq` (1, 2, 3, … per trader, within one `epoch`). A client
+/// that reconnects with `?since=<last seq seen>` and the same `epoch` gets every later
+/// frame exactly once; `gap` says the frames it asks for are no longer kept (re-read
+/// `GET /api/v1/orders` and continue from `head_seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderFeedFrame {
+    /// Sent once on connect.
+    Hello {
+        /// Changes when the daemon restarts: sequence numbers start again at 1.
+        epoch: String,
+        /// The trader's newest sequence number (0: nothing yet).
+        head_seq: u64,
+        /// The oldest sequence number still kept (0: nothing kept).
+        oldest_seq: u64,
+        /// The halt status now.
+        status: Box<Status>,
+    },
+    /// An order changed.
+    Order {
+        /// Sequence number.
+        seq: u64,
+        /// The order after the change.
+        order: GatewayOrder,
+    },
+    /// An execution of one of the trader's orders.
+    Fill {
+        /// Sequence number.
+        seq: u64,
+        /// The fill.
+        fill: GatewayFill,
+    },
+    /// Trading halted: new orders are refused with `halted` until resumed.
+    Halt {
+        /// Sequence number.
+        seq: u64,
+        /// The halt.
+        halt: HaltInfo,
+    },
+    /// Trading resumed.
+    Resume {
+        /// Sequence number.
+        seq: u64,
+        /// Who resumed.
+        resumed_by: Option<String>,
+    },
+    /// The frames after `since` are no longer kept (or `since` is from another epoch).
+    Gap {
+        /// What the client asked for.
+        since: u64,
+        /// The oldest sequence number kept.
+        oldest_seq: u64,
+        /// The newest.
+        head_seq: u64,
+    },
+}
+
+impl OrderFeedFrame {
+    /// The sequence number, for the frames that have one.
+    #[must_use]
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Order { seq, .. }
+            | Self::Fill { seq, .. }
+            | Self::Halt { seq, .. }
+            | Self::Resume { seq, .. } => Some(*seq),
+            Self::Hello { .. } | Self::Gap { .. } => None,
+        }
     }
 }
 

@@ -122,6 +122,44 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Which strategy runs inside the daemon.
     pub strategy: StrategyConfig,
+    /// The order gateway: external strategies placing orders through the API.
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]`: orders from external strategies (`POST /api/v1/orders` with a `trader`
+/// token). Each order passes the same pre-trade checks and gate as the daemon's own; these
+/// limits apply per token on top of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Accept orders from `trader` tokens. Off: `POST /api/v1/orders` answers 403
+    /// `gateway_disabled`; cancels and reads still work.
+    pub enabled: bool,
+    /// Orders per second one token may place, sustained (a token bucket).
+    pub orders_per_second: u32,
+    /// Orders one token may place at once before the sustained rate applies.
+    pub order_burst: u32,
+    /// Orders one token may have open (accepted and not yet filled, cancelled, rejected
+    /// or expired).
+    pub max_open_orders: u32,
+    /// Frames of `/ws/orders` kept per trader for clients that reconnect with `?since=`.
+    pub feed_capacity: usize,
+    /// Gateway orders (and their fills) remembered for reads and idempotent retries; the
+    /// oldest finished ones are forgotten beyond it.
+    pub max_remembered_orders: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            orders_per_second: 10,
+            order_burst: 20,
+            max_open_orders: 50,
+            feed_capacity: 10_000,
+            max_remembered_orders: 100_000,
+        }
+    }
 }
 
 /// `[strategy]`: the signal source inside the daemon. Gal-Friday is the safety layer; the
@@ -1145,6 +1183,26 @@ impl Config {
             self.api.header_read_timeout_ms,
         )?;
         nonzero("api.idle_timeout_ms", self.api.idle_timeout_ms)?;
+
+        // [gateway]
+        let g = &self.gateway;
+        nonzero("gateway.orders_per_second", u64::from(g.orders_per_second))?;
+        nonzero("gateway.order_burst", u64::from(g.order_burst))?;
+        nonzero("gateway.max_open_orders", u64::from(g.max_open_orders))?;
+        if g.feed_capacity < 16 {
+            return Err(ConfigError::invalid(
+                "gateway.feed_capacity",
+                g.feed_capacity,
+                "must be at least 16",
+            ));
+        }
+        if g.max_remembered_orders < 100 {
+            return Err(ConfigError::invalid(
+                "gateway.max_remembered_orders",
+                g.max_remembered_orders,
+                "must be at least 100",
+            ));
+        }
 
         // [secrets]
         let s = &self.secrets;

@@ -328,6 +328,13 @@ pub struct OrderRequest {
     /// Only reduce an existing position, never open or grow one.
     #[serde(default)]
     pub reduce_only: bool,
+    /// Post-only (maker only): a limit order that would take liquidity on arrival is
+    /// cancelled by the exchange instead of executed; one that does not cross rests on the
+    /// book. Kraken: `oflags=post` on REST `AddOrder`, `post_only: true` on WebSocket v2
+    /// `add_order`; only for limit orders. It is also the only kind of new order Kraken
+    /// accepts in its `post_only` trading mode. See [`OrderRequest::validate`].
+    #[serde(default)]
+    pub post_only: bool,
     /// Kraken's numeric `userref`, for grouping orders.
     #[serde(default)]
     pub user_ref: Option<i32>,
@@ -342,7 +349,7 @@ pub struct OrderRequest {
 }
 
 impl OrderRequest {
-    /// A market order: immediate or cancel, not reduce-only, no `userref`, an ordinary
+    /// A market order: immediate or cancel, not reduce-only, not post-only, no `userref`, an ordinary
     /// ([`OrderPurpose::Normal`]) order without a closure seal.
     ///
     /// Halt closures are not built here: gf-halt mints and seals them itself.
@@ -357,7 +364,7 @@ impl OrderRequest {
     /// assert_eq!(order.time_in_force, TimeInForce::Ioc);
     /// assert_eq!(order.limit_price, None);
     /// assert_eq!(order.purpose, OrderPurpose::Normal);
-    /// assert!(!order.reduce_only && !order.is_sealed());
+    /// assert!(!order.reduce_only && !order.post_only && !order.is_sealed());
     /// order.validate().unwrap();
     /// ```
     #[must_use]
@@ -371,6 +378,7 @@ impl OrderRequest {
             limit_price: None,
             time_in_force: TimeInForce::Ioc,
             reduce_only: false,
+            post_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
             closure_seal: None,
@@ -378,7 +386,7 @@ impl OrderRequest {
     }
 
     /// A limit order at `price`: good till cancelled (the default [`TimeInForce`]), not
-    /// reduce-only, no `userref`, an ordinary ([`OrderPurpose::Normal`]) order without a
+    /// reduce-only, not post-only, no `userref`, an ordinary ([`OrderPurpose::Normal`]) order without a
     /// closure seal.
     ///
     /// ```
@@ -410,6 +418,7 @@ impl OrderRequest {
             limit_price: Some(price),
             time_in_force: TimeInForce::default(),
             reduce_only: false,
+            post_only: false,
             user_ref: None,
             purpose: OrderPurpose::Normal,
             closure_seal: None,
@@ -469,8 +478,29 @@ impl OrderRequest {
         self
     }
 
+    /// The same order, post-only: it may only rest on the book as a maker. If it would take
+    /// liquidity on arrival the exchange cancels it instead. Only a good-till-cancelled limit
+    /// order may be post-only ([`OrderRequest::validate`] refuses the rest).
+    ///
+    /// ```
+    /// use gf_core::{ClientOrderId, OrderRequest, Pair, Side, TimeInForce};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let pair: Pair = "XRP/USD".parse().unwrap();
+    /// let order = OrderRequest::limit(ClientOrderId::new("c1"), pair, Side::Buy, Decimal::ONE, Decimal::ONE)
+    ///     .post_only();
+    /// assert!(order.post_only);
+    /// order.validate().unwrap();
+    /// assert!(order.with_time_in_force(TimeInForce::Ioc).validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn post_only(mut self) -> Self {
+        self.post_only = true;
+        self
+    }
+
     /// Checks the request is self-consistent (positive quantity, a positive limit price
-    /// exactly when the type is limit).
+    /// exactly when the type is limit, post-only only on a good-till-cancelled limit order).
     ///
     /// # Errors
     /// [`Error::InvalidOrder`] naming the field.
@@ -497,6 +527,27 @@ impl OrderRequest {
                 ));
             }
             _ => {}
+        }
+        // Kraken documents the `post` flag as "post-only order (available when ordertype =
+        // limit)" (REST AddOrder `oflags`), and a post limit order "will either get posted to
+        // the order book or be cancelled" (support.kraken.com 203053246, "Post limit order").
+        // So post-only on a market order is refused, and so is post-only with IOC: an IOC
+        // order never rests, so a post-only IOC order could never execute.
+        if self.post_only {
+            if self.order_type == OrderType::Market {
+                return Err(bad(
+                    "post_only",
+                    "only a limit order can be post-only, not a market order".into(),
+                ));
+            }
+            if self.time_in_force == TimeInForce::Ioc {
+                return Err(bad(
+                    "post_only",
+                    "a post-only order must be able to rest on the book: not with time in \
+                     force ioc"
+                        .into(),
+                ));
+            }
         }
         if self.client_order_id.0.is_empty() {
             return Err(bad("client_order_id", "must not be empty".into()));
@@ -822,6 +873,52 @@ mod tests {
         // The quantity is checked first: a negative one is named even with other faults.
         nameless.qty = Decimal::NEGATIVE_ONE;
         assert_eq!(refusal(&nameless).0, "qty");
+    }
+
+    #[test]
+    fn post_only_is_for_resting_limit_orders_only() {
+        let maker = limit_order().post_only();
+        assert!(maker.post_only && !limit_order().post_only);
+        maker.validate().unwrap();
+
+        let ioc = limit_order()
+            .with_time_in_force(TimeInForce::Ioc)
+            .post_only();
+        let (field, reason) = refusal(&ioc);
+        assert_eq!(field, "post_only");
+        assert!(reason.contains("ioc"), "{reason}");
+        limit_order()
+            .with_time_in_force(TimeInForce::Ioc)
+            .validate()
+            .unwrap();
+
+        let market = OrderRequest::market(
+            ClientOrderId::new("m1"),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Buy,
+            Decimal::ONE,
+        );
+        assert!(!market.post_only);
+        let (field, reason) = refusal(&market.clone().post_only());
+        assert_eq!(field, "post_only");
+        assert!(reason.contains("market order"), "{reason}");
+        // Built by hand as a GTC market order: still refused.
+        let mut gtc_market = market.post_only();
+        gtc_market.time_in_force = TimeInForce::Gtc;
+        assert_eq!(refusal(&gtc_market).0, "post_only");
+    }
+
+    #[test]
+    fn post_only_defaults_to_false_when_absent_and_round_trips() {
+        let mut json = serde_json::to_value(limit_order()).unwrap();
+        json.as_object_mut().unwrap().remove("post_only");
+        let read: OrderRequest = serde_json::from_value(json).unwrap();
+        assert!(!read.post_only);
+        let maker = limit_order().post_only();
+        let text = serde_json::to_string(&maker).unwrap();
+        assert!(text.contains("\"post_only\":true"), "{text}");
+        let back: OrderRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, maker);
     }
 
     #[test]

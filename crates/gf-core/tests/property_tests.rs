@@ -77,22 +77,26 @@ fn order_request() -> impl Strategy<Value = OrderRequest> {
         prop::option::of(decimal()),
         prop_oneof![Just(TimeInForce::Gtc), Just(TimeInForce::Ioc)],
         any::<bool>(),
+        any::<bool>(),
         prop::option::of(any::<i32>()),
         prop_oneof![Just(OrderPurpose::Normal), Just(OrderPurpose::HaltClosure)],
     )
         .prop_map(
-            |(id, pair, side, order_type, qty, limit_price, tif, ro, ur, purpose)| OrderRequest {
-                client_order_id: ClientOrderId::new(id),
-                pair,
-                side,
-                order_type,
-                qty,
-                limit_price,
-                time_in_force: tif,
-                reduce_only: ro,
-                user_ref: ur,
-                purpose,
-                closure_seal: None,
+            |(id, pair, side, order_type, qty, limit_price, tif, ro, po, ur, purpose)| {
+                OrderRequest {
+                    client_order_id: ClientOrderId::new(id),
+                    pair,
+                    side,
+                    order_type,
+                    qty,
+                    limit_price,
+                    time_in_force: tif,
+                    reduce_only: ro,
+                    post_only: po,
+                    user_ref: ur,
+                    purpose,
+                    closure_seal: None,
+                }
             },
         )
 }

@@ -12,9 +12,9 @@
 //!
 //! A gated exchange can also follow the venue's own trading mode ([`VenueMode`], fed from
 //! Kraken's `status` channel and `SystemStatus`): `cancel_only` lets only cancels and
-//! sealed halt closures through, `post_only` and `maintenance` (and any undocumented
-//! mode) no new order at all, each refused with a typed [`Error::Rejected`] whose reason
-//! starts with `exchange_<mode>`.
+//! sealed halt closures through, `post_only` only post-only limit orders (and cancels),
+//! `maintenance` (and any undocumented mode) no new order at all, each refusal a typed
+//! [`Error::Rejected`] whose reason starts with `exchange_<mode>`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
 use gf_core::event::ExchangeSystem;
-use gf_core::{ApiErrorKind, ClientOrderId, OrderRequest, OrderStatus, Position, TradingGate};
+use gf_core::{
+    ApiErrorKind, ClientOrderId, OrderRequest, OrderStatus, OrderType, Position, TradingGate,
+};
 use rust_decimal::Decimal;
 
 use crate::events::Publisher;
@@ -46,8 +48,10 @@ pub(crate) fn gate_refusal(err: gf_core::Error) -> Error {
 /// - `cancel_only` ("orders can be cancelled but new orders cannot be placed"): cancels and
 ///   sealed halt closures only — the closure is still tried, the exchange has the last
 ///   word;
-/// - `post_only` ("only limit orders using the `post_only` option"): no order this daemon
-///   places carries `post_only`, so none passes; cancels do;
+/// - `post_only` ("only limit orders using the `post_only` option"): a limit order with
+///   [`OrderRequest::post_only`] passes (the exchange cancels it should it cross); every
+///   other new order is refused, halt closures too (they are market orders); cancels
+///   pass;
 /// - `maintenance` ("new orders cannot be placed and existing orders cannot be
 ///   cancelled") and any undocumented mode: no order passes (the daemon also halts).
 ///
@@ -108,8 +112,12 @@ impl VenueMode {
             ExchangeSystem::Online => return Ok(()),
             ExchangeSystem::CancelOnly if order.closure_seal.is_some() => return Ok(()),
             ExchangeSystem::CancelOnly => "only cancels and halt closures pass",
+            ExchangeSystem::PostOnly if order.post_only && order.order_type == OrderType::Limit => {
+                return Ok(());
+            }
             ExchangeSystem::PostOnly => {
-                "only post-only limit orders are accepted and this daemon places none"
+                "only limit orders with the post_only option are accepted, and this order is \
+                 not one"
             }
             ExchangeSystem::Maintenance | ExchangeSystem::Unknown => {
                 "the exchange accepts no orders"
@@ -488,6 +496,100 @@ mod tests {
         venue.set(ExchangeSystem::Online);
         exchange.place_order(&order("again")).await.unwrap();
         assert_eq!(*sent.lock(), ["online", "close", "again"]);
+        assert_eq!(gate.in_flight(), 0, "refused orders hold no permit");
+    }
+
+    fn limit(id: &str) -> OrderRequest {
+        OrderRequest::limit(
+            ClientOrderId::new(id),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Buy,
+            Decimal::new(10, 0),
+            Decimal::new(5, 1),
+        )
+    }
+
+    #[tokio::test]
+    async fn post_only_mode_passes_only_post_only_limit_orders() {
+        let bus = EventBus::new(64);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
+        let publisher = Publisher::new(
+            Some(bus.clone()),
+            Arc::new(ManualClock::default()),
+            Source::Exec,
+        );
+        let gate = TradingGate::new_open();
+        let opener = gate.take_opener().unwrap();
+        let sent = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let mut mock = MockExchange::new();
+        let log = sent.clone();
+        mock.expect_place_order().returning(move |o| {
+            log.lock().push(o.client_order_id.to_string());
+            Ok(ack(o))
+        });
+        mock.expect_cancel_order().returning(|_| Ok(()));
+        let venue = VenueMode::new(ExchangeSystem::PostOnly);
+        let exchange =
+            GatedExchange::new(mock, gate.clone(), publisher).with_venue_mode(venue.clone());
+
+        exchange
+            .place_order(&limit("maker").post_only())
+            .await
+            .unwrap();
+        for (o, id) in [
+            (limit("plain"), "plain"),
+            (order("market"), "market"),
+            (closure("closure", &opener), "closure"),
+        ] {
+            let err = exchange.place_order(&o).await.unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    Error::Rejected {
+                        kind: ApiErrorKind::Other,
+                        ..
+                    }
+                ),
+                "{id}: {err:?}"
+            );
+            let reason = rejected_reason(&sub.recv().await.unwrap(), id);
+            assert!(reason.starts_with("exchange_post_only:"), "{id}: {reason}");
+            assert!(reason.contains("post_only option"), "{id}: {reason}");
+        }
+        // A post-only order the order itself makes invalid never reaches the venue check.
+        let ioc = limit("ioc")
+            .with_time_in_force(gf_core::TimeInForce::Ioc)
+            .post_only();
+        assert!(matches!(
+            exchange.place_order(&ioc).await,
+            Err(Error::InvalidOrder(_))
+        ));
+        exchange
+            .cancel_order(&OrderRef::Client(ClientOrderId::new("maker")))
+            .await
+            .unwrap();
+        // Post-only orders pass in the other modes that take new orders, and in no other.
+        venue.set(ExchangeSystem::Online);
+        exchange
+            .place_order(&limit("online").post_only())
+            .await
+            .unwrap();
+        for mode in [
+            ExchangeSystem::CancelOnly,
+            ExchangeSystem::Maintenance,
+            ExchangeSystem::Unknown,
+        ] {
+            venue.set(mode);
+            let err = exchange
+                .place_order(&limit("m").post_only())
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("exchange_{mode}")),
+                "{err}"
+            );
+        }
+        assert_eq!(*sent.lock(), ["maker", "online"]);
         assert_eq!(gate.in_flight(), 0, "refused orders hold no permit");
     }
 

@@ -772,6 +772,13 @@ impl KrakenClient {
         if order.reduce_only {
             p.push(("reduce_only", "true".into()));
         }
+        // REST `AddOrder` `oflags`, a comma-delimited list: `post` is "post-only order
+        // (available when ordertype = limit)"; `OrderRequest::validate` has refused it on
+        // anything else. (WebSocket v2 `add_order` spells it `post_only: true`; this
+        // client places orders over REST only.)
+        if order.post_only {
+            p.push(("oflags", "post".into()));
+        }
         Ok(p)
     }
 
@@ -1647,6 +1654,7 @@ mod tests {
             limit_price: Some(Decimal::new(1_2340, 5)),
             time_in_force: TimeInForce::Ioc,
             reduce_only: true,
+            post_only: false,
             user_ref: None,
             purpose: OrderPurpose::HaltClosure,
             closure_seal: None,
@@ -1674,5 +1682,26 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(side_text(Side::Buy), "buy");
+    }
+
+    #[test]
+    fn a_post_only_order_carries_oflags_post() {
+        let maker = OrderRequest::limit(
+            ClientOrderId::new("m-1"),
+            Pair::new("XRP/USD").unwrap(),
+            Side::Buy,
+            Decimal::new(100, 0),
+            Decimal::new(5, 1),
+        );
+        let plain = wire::form_encode(&KrakenClient::add_order_params(&maker).unwrap());
+        assert_eq!(
+            plain,
+            "ordertype=limit&type=buy&volume=100&pair=XRPUSD&price=0.5&cl_ord_id=m-1"
+        );
+        let post = wire::form_encode(&KrakenClient::add_order_params(&maker.post_only()).unwrap());
+        assert_eq!(
+            post,
+            "ordertype=limit&type=buy&volume=100&pair=XRPUSD&price=0.5&cl_ord_id=m-1&oflags=post"
+        );
     }
 }

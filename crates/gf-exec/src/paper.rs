@@ -5,6 +5,9 @@
 //!   taker fee), consuming the liquidity they take; what the book cannot fill is cancelled.
 //! - Limit orders execute what crosses on arrival (taker), then rest (GTC) or are cancelled
 //!   (IOC); a resting order fills at its limit price (maker fee) when a later book crosses it.
+//! - A post-only limit order that would take liquidity on arrival is cancelled without
+//!   executing (reason [`POST_ONLY_CANCEL_REASON`], as Kraken); one that does not cross
+//!   rests as a maker.
 //! - Balances are checked and moved per fill; resting orders reserve their funds.
 //! - Reduce-only orders are rejected, as Kraken rejects them without a margin position:
 //!   this is a spot account (a halt's closure sells the balance instead).
@@ -29,6 +32,10 @@ use rust_decimal::Decimal;
 
 use crate::events::Publisher;
 use crate::{DeadManStatus, Error, Exchange, OrderAck, OrderInfo, OrderRef};
+
+/// The reason Kraken gives for a post-only order it cancelled because it would have taken
+/// liquidity on arrival; the paper exchange's cancel reason starts with it.
+pub const POST_ONLY_CANCEL_REASON: &str = "Post only order";
 
 /// Paper exchange settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -627,6 +634,33 @@ impl PaperExchange {
         );
         st.by_id.insert(order_id.clone(), seq);
         st.by_client.insert(order.client_order_id.clone(), seq);
+        if order.post_only && !takeable.is_zero() {
+            // Kraken: a post-only limit order "will either get posted to the order book or
+            // be cancelled" — it "prevents placing a limit buy order that instantly matches
+            // against the sell side of the order book (and vice versa for sell orders)"
+            // (support.kraken.com/hc/en-us/articles/203053246, "Post limit order"). The
+            // order is accepted, takes nothing, never rests and is cancelled with
+            // Kraken's reason.
+            let entry = st
+                .orders
+                .get_mut(&seq)
+                .ok_or_else(|| Error::UnknownOrder(order_id.to_string()))?;
+            entry.info.status = OrderStatus::Cancelled;
+            let info = entry.info.clone();
+            out.push(update_payload(
+                &info,
+                Some(format!(
+                    "{POST_ONLY_CANCEL_REASON}: would take liquidity on arrival \
+                     ({takeable} of {} would match at once), cancelled without executing",
+                    order.qty
+                )),
+            ));
+            return Ok(OrderAck {
+                order_id,
+                client_order_id: order.client_order_id.clone(),
+                status: OrderStatus::Cancelled,
+            });
+        }
         out.push(update_payload(&info, None));
 
         for (price, q) in Self::take_liquidity(st, &order.pair, order.side, order.qty, limit) {
@@ -1060,6 +1094,119 @@ mod tests {
         let b = paper.balances().await.unwrap();
         assert_eq!(b["XRP"], dec!(100));
         assert_eq!(b["USD"], dec!(100) - dec!(45) - dec!(45) * dec!(0.0025));
+        assert!(paper.open_orders().await.unwrap().is_empty());
+    }
+
+    /// The `OrderUpdate`s published for `id`, as (status, reason).
+    fn updates(sub: &mut gf_core::Subscription, id: &str) -> Vec<(OrderStatus, Option<String>)> {
+        let mut out = Vec::new();
+        while let Ok(ev) = sub.try_recv() {
+            if let Payload::OrderUpdate {
+                client_order_id,
+                status,
+                reason,
+                ..
+            } = &ev.payload
+                && client_order_id.as_str() == id
+            {
+                out.push((*status, reason.clone()));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn post_only_orders_that_would_take_are_cancelled_unexecuted() {
+        let (paper, clock, bus) = setup(&[("XRP", dec!(100)), ("USD", dec!(100))]);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::Fill, EventKind::OrderUpdate]));
+        let (bids, asks) = ([(dec!(0.49), dec!(100))], [(dec!(0.50), dec!(100))]);
+        paper.on_event(&snapshot(&clock, &bids, &asks));
+        // A buy at or above the best ask, a sell at or below the best bid, would take.
+        for (id, side, price) in [
+            ("pb-at", Side::Buy, dec!(0.50)),
+            ("pb-through", Side::Buy, dec!(0.60)),
+            ("ps-at", Side::Sell, dec!(0.49)),
+            ("ps-through", Side::Sell, dec!(0.40)),
+        ] {
+            let ack = paper
+                .place_order(&order(id, side, dec!(10), Some(price)).post_only())
+                .await
+                .unwrap();
+            assert_eq!(ack.status, OrderStatus::Cancelled, "{id}");
+            let info = paper
+                .order_status(&OrderRef::Client(ClientOrderId::new(id)))
+                .await
+                .unwrap();
+            assert_eq!(
+                (info.status, info.filled_qty),
+                (OrderStatus::Cancelled, Decimal::ZERO),
+                "{id}"
+            );
+            let seen = updates(&mut sub, id);
+            assert_eq!(seen.len(), 1, "{id}: {seen:?}");
+            assert_eq!(seen[0].0, OrderStatus::Cancelled, "{id}");
+            let reason = seen[0].1.clone().unwrap();
+            assert!(
+                reason.starts_with(POST_ONLY_CANCEL_REASON),
+                "{id}: {reason}"
+            );
+            assert!(reason.contains("would take liquidity"), "{id}: {reason}");
+        }
+        assert!(fills(&mut sub).is_empty(), "nothing executed");
+        assert!(paper.open_orders().await.unwrap().is_empty());
+        let b = paper.balances().await.unwrap();
+        assert_eq!((b["XRP"], b["USD"]), (dec!(100), dec!(100)));
+        // The book is untouched: a plain crossing limit still takes the whole best ask.
+        let plain = paper
+            .place_order(&order("plain", Side::Buy, dec!(100), Some(dec!(0.50))))
+            .await
+            .unwrap();
+        assert_eq!(plain.status, OrderStatus::Filled);
+        // The client order id stays taken, as on Kraken: a retry answers the first result.
+        let again = paper
+            .place_order(&order("pb-at", Side::Buy, dec!(10), Some(dec!(0.50))).post_only())
+            .await
+            .unwrap();
+        assert_eq!(again.status, OrderStatus::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn post_only_orders_that_do_not_cross_rest_and_fill_as_makers() {
+        let (paper, clock, bus) = setup(&[("XRP", dec!(100)), ("USD", dec!(100))]);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::Fill, EventKind::OrderUpdate]));
+        paper.on_event(&snapshot(
+            &clock,
+            &[(dec!(0.49), dec!(100))],
+            &[(dec!(0.50), dec!(100))],
+        ));
+        let buy = paper
+            .place_order(&order("pb", Side::Buy, dec!(40), Some(dec!(0.495))).post_only())
+            .await
+            .unwrap();
+        let sell = paper
+            .place_order(&order("ps", Side::Sell, dec!(30), Some(dec!(0.505))).post_only())
+            .await
+            .unwrap();
+        assert_eq!(
+            (buy.status, sell.status),
+            (OrderStatus::Open, OrderStatus::Open)
+        );
+        assert_eq!(paper.open_orders().await.unwrap().len(), 2);
+        assert_eq!(updates(&mut sub, "pb"), [(OrderStatus::Open, None)]);
+        // The market comes to both: each fills at its own price, with the maker fee.
+        paper.on_event(&update(
+            &clock,
+            &[(dec!(0.51), dec!(100))],
+            &[(dec!(0.50), dec!(0)), (dec!(0.48), dec!(100))],
+        ));
+        let f = fills(&mut sub);
+        assert_eq!(f.len(), 2, "{f:?}");
+        let by_price: BTreeMap<Decimal, &Fill> = f.iter().map(|x| (x.price, x)).collect();
+        let (b, s) = (by_price[&dec!(0.495)], by_price[&dec!(0.505)]);
+        assert_eq!((b.side, b.qty), (Side::Buy, dec!(40)));
+        assert_eq!((s.side, s.qty), (Side::Sell, dec!(30)));
+        assert_eq!(b.fee, dec!(40) * dec!(0.495) * dec!(0.0025));
+        assert_eq!(s.fee, dec!(30) * dec!(0.505) * dec!(0.0025));
         assert!(paper.open_orders().await.unwrap().is_empty());
     }
 

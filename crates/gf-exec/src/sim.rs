@@ -53,6 +53,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::paper::POST_ONLY_CANCEL_REASON;
 use crate::ratelimit::Limits;
 use crate::sign::{FixedCredentials, verify_api_sign};
 use crate::wire::{self, PairMap};
@@ -209,6 +210,11 @@ pub struct MockOrder {
     pub status: String,
     /// Reduce-only flag.
     pub reduce_only: bool,
+    /// Post-only (`oflags` carried `post`).
+    pub post_only: bool,
+    /// Kraken's `reason`, additional information on the status (for example why the
+    /// exchange cancelled the order); `None` when there is none.
+    pub reason: Option<String>,
     /// Opening time.
     pub opened: DateTime<Utc>,
 }
@@ -241,7 +247,8 @@ impl MockOrder {
             "fee": "0",
             "price": self.avg_price.to_string(),
             "reduce_only": self.reduce_only,
-            "oflags": "fciq",
+            "oflags": if self.post_only { "fciq,post" } else { "fciq" },
+            "reason": self.reason,
         })
     }
 }
@@ -1157,6 +1164,7 @@ fn add_order(
     if cl_ord_id.is_some() && param(params, "userref").is_some() {
         return Err("EGeneral:Invalid arguments:cl_ord_id and userref");
     }
+    let post_only = post_only_flag(params, &ordertype)?;
     let (base, quote) = (balance_code(pair.base()), balance_code(pair.quote()));
     let reduce_only = param(params, "reduce_only") == Some("true");
     let held = |asset: &str| book.balances.get(asset).copied().unwrap_or_default();
@@ -1193,22 +1201,10 @@ fn add_order(
         cost: Decimal::ZERO,
         status: "open".into(),
         reduce_only,
+        post_only,
+        reason: None,
         opened: now,
     };
-    if executes {
-        order.vol_exec = volume;
-        order.avg_price = market;
-        order.cost = volume * market;
-        order.status = "closed".into();
-        let notional = volume * market;
-        let sign = if side == "buy" {
-            Decimal::ONE
-        } else {
-            Decimal::NEGATIVE_ONE
-        };
-        *book.balances.entry(base).or_default() += sign * volume;
-        *book.balances.entry(quote).or_default() -= sign * notional;
-    }
     let descr = format!(
         "{side} {volume} {} @ {}",
         wire::rest_pair_name(&order.pair),
@@ -1217,17 +1213,66 @@ fn add_order(
     // Kraken v2 `executions` for spot: `pending_new` acknowledges a validated order,
     // `new` reports it live, then its trades and `filled` (docs.kraken.com, WebSocket v2
     // `executions`).
-    let mut entries = vec![
-        exec_entry(&order, "pending_new", "pending_new", now),
-        exec_entry(&order, "new", "new", now),
-    ];
-    if order.vol_exec > Decimal::ZERO {
-        let (qty, price) = (order.vol_exec, order.avg_price);
-        entries.extend(trade_entries(book, &order, qty, price, now));
+    let mut entries = Vec::new();
+    if post_only && executes {
+        // A post-only limit order "will either get posted to the order book or be
+        // cancelled" (support.kraken.com/hc/en-us/articles/203053246, "Post limit order":
+        // it "prevents placing a limit buy order that instantly matches against the sell
+        // side of the order book (and vice versa for sell orders)"). `AddOrder` accepts it
+        // and answers a txid; the order never goes live (no `new`) and is cancelled
+        // without executing, with the reason `Post only order`.
+        order.status = "canceled".into();
+        order.reason = Some(POST_ONLY_CANCEL_REASON.to_owned());
+        entries.push(exec_entry(&order, "pending_new", "pending_new", now));
+        entries.push(exec_entry(&order, "canceled", "canceled", now));
+    } else {
+        if executes {
+            order.vol_exec = volume;
+            order.avg_price = market;
+            order.cost = volume * market;
+            order.status = "closed".into();
+            let notional = volume * market;
+            let sign = if side == "buy" {
+                Decimal::ONE
+            } else {
+                Decimal::NEGATIVE_ONE
+            };
+            *book.balances.entry(base).or_default() += sign * volume;
+            *book.balances.entry(quote).or_default() -= sign * notional;
+        }
+        entries.push(exec_entry(&order, "pending_new", "pending_new", now));
+        entries.push(exec_entry(&order, "new", "new", now));
+        if order.vol_exec > Decimal::ZERO {
+            let (qty, price) = (order.vol_exec, order.avg_price);
+            entries.extend(trade_entries(book, &order, qty, price, now));
+        }
     }
     push_executions(shared, entries);
     book.orders.push(order);
     Ok(json!({"descr": {"order": descr}, "txid": [txid]}))
+}
+
+/// The order flags Kraken's REST `AddOrder` documents for `oflags`, a comma-delimited list.
+const ORDER_FLAGS: [&str; 5] = ["post", "fcib", "fciq", "nompp", "viqc"];
+
+/// Whether `AddOrder`'s `oflags` carry `post`. Kraken documents `post` as "post-only order
+/// (available when ordertype = limit)": on any other order type, and for a flag it does not
+/// document, the request is refused as an invalid argument.
+fn post_only_flag(params: &[(String, String)], ordertype: &str) -> Result<bool, &'static str> {
+    let Some(flags) = param(params, "oflags") else {
+        return Ok(false);
+    };
+    let mut post = false;
+    for flag in flags.split(',') {
+        if !ORDER_FLAGS.contains(&flag) {
+            return Err("EGeneral:Invalid arguments:oflags");
+        }
+        post |= flag == "post";
+    }
+    if post && ordertype != "limit" {
+        return Err("EGeneral:Invalid arguments:oflags");
+    }
+    Ok(post)
 }
 
 /// Kraken's `cl_ord_id` format (<https://docs.kraken.com/exchange/guides/general/clordid>,
@@ -1284,6 +1329,11 @@ fn exec_entry(o: &MockOrder, exec_type: &str, order_status: &str, now: DateTime<
     }
     if let Some(price) = o.price {
         entry["limit_price"] = number(price);
+    }
+    if exec_type == "canceled"
+        && let Some(reason) = &o.reason
+    {
+        entry["reason"] = json!(reason);
     }
     entry
 }

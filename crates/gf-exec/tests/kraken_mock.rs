@@ -13,6 +13,7 @@ use gf_core::{
     Subscription, SystemClock, TradingGate,
 };
 use gf_exec::events::Publisher;
+use gf_exec::paper::POST_ONLY_CANCEL_REASON;
 use gf_exec::ratelimit::{Lane, Limits};
 use gf_exec::sign::{FixedCredentials, api_sign};
 use gf_exec::sim::{Fault, MockConfig, MockKraken, MockKrakenHandle};
@@ -938,6 +939,96 @@ async fn price_moves_fill_crossing_limit_orders() {
     assert_eq!(info.avg_price, Some(dec!(0.44)));
 }
 
+/// Kraken: a post-only limit order "will either get posted to the order book or be
+/// cancelled" (support.kraken.com 203053246). Sent as `oflags=post`; one that would take
+/// liquidity on arrival is accepted, then cancelled with the reason `Post only order`
+/// without executing; one that does not cross rests and later fills as a maker.
+#[tokio::test]
+async fn post_only_orders_rest_as_makers_or_are_cancelled_unexecuted() {
+    let s = setup().await;
+    let xrp = Pair::new("XRP/USD").unwrap();
+    let before = s.server.balances();
+    // The mock's XRP/USD market is 0.5.
+    for (id, side, price) in [
+        ("po-buy-x", Side::Buy, dec!(0.55)),
+        ("po-buy-at", Side::Buy, dec!(0.5)),
+        ("po-sell-x", Side::Sell, dec!(0.45)),
+    ] {
+        let ack = s
+            .client
+            .place_order(&order(id, side, dec!(10), Some(price)).post_only())
+            .await
+            .unwrap();
+        let info = s
+            .client
+            .order_status(&OrderRef::Exchange(ack.order_id))
+            .await
+            .unwrap();
+        assert_eq!(info.status, OrderStatus::Cancelled, "{id}");
+        assert_eq!(info.filled_qty, Decimal::ZERO, "{id}");
+        let mock = s
+            .server
+            .orders()
+            .into_iter()
+            .find(|o| o.cl_ord_id.as_deref() == Some(id))
+            .unwrap();
+        assert!(mock.post_only, "{id}");
+        assert_eq!(mock.status, "canceled", "{id}");
+        assert_eq!(
+            mock.reason.as_deref(),
+            Some(POST_ONLY_CANCEL_REASON),
+            "{id}"
+        );
+    }
+    assert_eq!(s.server.balances(), before, "nothing executed");
+
+    let buy = s
+        .client
+        .place_order(&order("po-buy", Side::Buy, dec!(10), Some(dec!(0.45))).post_only())
+        .await
+        .unwrap();
+    let sell = s
+        .client
+        .place_order(&order("po-sell", Side::Sell, dec!(10), Some(dec!(0.55))).post_only())
+        .await
+        .unwrap();
+    for ack in [&buy, &sell] {
+        let info = s
+            .client
+            .order_status(&OrderRef::Exchange(ack.order_id.clone()))
+            .await
+            .unwrap();
+        assert_eq!(info.status, OrderStatus::Open, "{}", ack.client_order_id);
+    }
+    let adds: Vec<_> = s
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "AddOrder")
+        .collect();
+    assert_eq!(adds.len(), 5);
+    for add in &adds {
+        assert!(
+            add.params
+                .contains(&("oflags".to_owned(), "post".to_owned())),
+            "{:?}",
+            add.params
+        );
+    }
+    // The resting orders fill at their own price when the market comes to them.
+    assert_eq!(s.server.set_price(&xrp, dec!(0.44)), 1);
+    assert_eq!(s.server.set_price(&xrp, dec!(0.56)), 1);
+    for ack in [buy, sell] {
+        let info = s
+            .client
+            .order_status(&OrderRef::Exchange(ack.order_id))
+            .await
+            .unwrap();
+        assert_eq!(info.status, OrderStatus::Filled);
+        assert_eq!(info.limit_price, info.avg_price);
+    }
+}
+
 #[tokio::test]
 async fn mock_answers_malformed_requests_with_kraken_errors() {
     let server = MockKraken::start(MockConfig::default()).await.unwrap();
@@ -1093,6 +1184,18 @@ async fn mock_validates_arguments_like_kraken() {
             endpoint: "AddOrder",
             params: "pair=XRPUSD&type=buy&ordertype=limit&price=2&volume=79228162514264337593543950335",
             expected: "EGeneral:Invalid arguments:volume",
+        },
+        // `oflags`: `post` is "available when ordertype = limit"; flags Kraken does not
+        // document are refused.
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=market&volume=1&oflags=post",
+            expected: "EGeneral:Invalid arguments:oflags",
+        },
+        Case {
+            endpoint: "AddOrder",
+            params: "pair=XRPUSD&type=buy&ordertype=limit&price=0.4&volume=1&oflags=post,maker",
+            expected: "EGeneral:Invalid arguments:oflags",
         },
         Case {
             endpoint: "CancelOrder",

@@ -297,6 +297,7 @@ impl<'a> ClosureMint<'a> {
             limit_price: None,
             time_in_force: TimeInForce::Gtc,
             reduce_only: false,
+            post_only: false,
             user_ref: None,
             purpose: OrderPurpose::HaltClosure,
             closure_seal: Some(seal),

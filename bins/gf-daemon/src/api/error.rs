@@ -43,8 +43,18 @@ pub const CODES: &[(&str, u16, &str)] = &[
         403,
         "a valid token without the role the route needs",
     ),
+    (
+        "gateway_disabled",
+        403,
+        "`POST /api/v1/orders` while `gateway.enabled = false`",
+    ),
     ("not_found", 404, "no such route"),
     ("unknown_item", 404, "no such checklist item"),
+    (
+        "unknown_order",
+        404,
+        "no order of this trader has that `client_order_id`",
+    ),
     (
         "method_not_allowed",
         405,
@@ -96,6 +106,51 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "paper mode has no credentials to rotate",
     ),
     (
+        "halted",
+        409,
+        "trading is halted: the order is refused; `detail` has `halt_id`, `source`, `reason`, `state`",
+    ),
+    (
+        "exchange_cancel_only",
+        409,
+        "the exchange accepts only cancels now; `detail.exchange_status`",
+    ),
+    (
+        "exchange_post_only",
+        409,
+        "the exchange accepts only post-only limit orders now; `detail.exchange_status`",
+    ),
+    (
+        "exchange_maintenance",
+        409,
+        "the exchange is in maintenance; `detail.exchange_status`",
+    ),
+    (
+        "exchange_unknown",
+        409,
+        "the exchange's trading status is unknown, so orders are refused; `detail.exchange_status`",
+    ),
+    (
+        "idempotency_conflict",
+        409,
+        "the `client_order_id` was used with a different body; `detail.fields` lists the differences",
+    ),
+    (
+        "order_closed",
+        409,
+        "the order is already filled, cancelled, rejected or expired",
+    ),
+    (
+        "risk_refused",
+        422,
+        "a pre-trade check refused the order; `detail.check` names it, with its limit and value",
+    ),
+    (
+        "rate_limited",
+        429,
+        "the token's order rate or open-order limit; `Retry-After` and `detail.retry_after_secs` say when to retry",
+    ),
+    (
         "internal",
         500,
         "a bug or a journal failure; the log has the cause",
@@ -105,11 +160,21 @@ pub const CODES: &[(&str, u16, &str)] = &[
         502,
         "the new credentials failed their test; the old ones stay in force",
     ),
+    (
+        "exchange_rejected",
+        502,
+        "the exchange refused the order; `detail.reason` has its answer",
+    ),
     ("unavailable", 503, "the exchange did not answer"),
     (
         "halt_not_durable",
         503,
         "the gate is closed but the journal could not record the halt; `detail` has the outcome",
+    ),
+    (
+        "not_journaled",
+        503,
+        "the journal could not record the order, so nothing was placed; a retry may succeed",
     ),
 ];
 

@@ -103,6 +103,7 @@ macro_rules! role_extractor {
     ($(#[$doc:meta])* $name:ident, $role:expr) => {
         $(#[$doc])*
         #[derive(Debug)]
+        #[allow(dead_code, reason = "some routes need the role, not the name")]
         pub(crate) struct $name(pub Identity);
 
         impl FromRequestParts<Daemon> for $name {
@@ -135,6 +136,24 @@ role_extractor!(
     Admin,
     Role::Admin
 );
+role_extractor!(
+    /// A bearer token with the trader role: an external strategy (see [`Viewer`]).
+    Trader,
+    Role::Trader
+);
+
+/// Any valid token, whatever its role (the halt status and conditions, which a trader
+/// reads too).
+#[derive(Debug)]
+pub(crate) struct AnyRole(pub Identity);
+
+impl FromRequestParts<Daemon> for AnyRole {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, d: &Daemon) -> Result<Self, Self::Rejection> {
+        super::authenticate(d, &parts.headers, None).map(Self)
+    }
+}
 
 /// Maps axum's JSON rejection.
 pub(crate) fn json_rejection(rejection: &JsonRejection) -> ApiError {

@@ -41,6 +41,7 @@ impl Harness {
         let limit = gf_core::Config::default().api.max_body_bytes;
         let router = Router::new()
             .route("/api/v1/halt", post(halt))
+            .route("/api/v1/orders", post(place_order))
             .route(
                 "/api/v1/recovery/checklist/{item}/complete",
                 post(complete_item),
@@ -91,6 +92,27 @@ impl Harness {
 async fn halt(ApiJson(body): ApiJson<HaltBody>) -> Result<axum::Json<Value>, ApiError> {
     let (source, reason) = super::halt_request(&body, "fuzz")?;
     Ok(axum::Json(json!({ "source": source, "reason": reason })))
+}
+
+/// `POST /api/v1/orders` up to the gateway's own checks of the request
+/// ([`crate::gateway::to_order`]): what an attacker controls in an order body reaches the
+/// code it reaches in the daemon, and the order is built but placed nowhere.
+async fn place_order(
+    ApiJson(body): ApiJson<gf_api::PlaceOrder>,
+) -> Result<axum::Json<Value>, ApiError> {
+    match crate::gateway::to_order(&body) {
+        Ok(order) => Ok(axum::Json(json!({
+            "client_order_id": body.client_order_id,
+            "qty": order.qty.to_string(),
+        }))),
+        Err(crate::gateway::Refusal::Invalid { field, message }) => {
+            Err(ApiError::invalid_field(field, message))
+        }
+        Err(other) => Err(ApiError::internal(format!(
+            "to_order refused with {}, not a field: {other}",
+            other.code()
+        ))),
+    }
 }
 
 async fn complete_item(
@@ -154,6 +176,34 @@ mod tests {
             .unwrap();
         assert_eq!(no_type.status, 415);
         assert_eq!(code(&no_type), "unsupported_media_type");
+    }
+
+    #[test]
+    fn an_order_body_decodes_as_the_route_decodes_it() {
+        let h = harness();
+        let post = |body: &[u8]| {
+            h.send(b"POST", "/api/v1/orders", Some(b"application/json"), body)
+                .unwrap()
+        };
+        let ok = post(
+            br#"{"client_order_id":"s1-1","pair":"XRP/USD","side":"buy","type":"limit","qty":"10","limit_price":"0.5"}"#,
+        );
+        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        let number = post(
+            br#"{"client_order_id":"s1-1","pair":"XRP/USD","side":"buy","type":"market","qty":10}"#,
+        );
+        assert_eq!(code(&number), "invalid_body");
+        let zero = post(
+            br#"{"client_order_id":"s1-1","pair":"XRP/USD","side":"buy","type":"market","qty":"0"}"#,
+        );
+        assert_eq!(zero.status, 400);
+        assert_eq!(code(&zero), "invalid_field");
+        let v: Value = serde_json::from_slice(&zero.body).unwrap();
+        assert_eq!(v["error"]["detail"]["field"], "qty");
+        let spaced = post(
+            br#"{"client_order_id":"s1 1","pair":"XRP/USD","side":"buy","type":"market","qty":"1"}"#,
+        );
+        assert_eq!(code(&spaced), "invalid_field");
     }
 
     #[test]

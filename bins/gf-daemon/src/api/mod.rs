@@ -7,25 +7,29 @@
 //! |---|---|
 //! | `POST /api/v1/halt` `{reason, source?}` | operator |
 //! | `POST /api/v1/resume` | operator |
-//! | `GET /api/v1/halt/status` | viewer |
+//! | `GET /api/v1/halt/status`, `/conditions`, `/whoami` | any role (trader too) |
 //! | `GET /api/v1/recovery/checklist` | viewer |
 //! | `POST /api/v1/recovery/checklist/{item}/complete` `{note?}` | operator |
-//! | `GET /api/v1/positions`, `/orders`, `/conditions`, `/alerts`, `/journal` | viewer |
+//! | `GET /api/v1/positions`, `/alerts`, `/journal` | viewer |
+//! | `POST /api/v1/orders`, `DELETE /api/v1/orders[/{id}]`, `GET /api/v1/orders/{id}`, `WS /ws/orders` | trader |
+//! | `GET /api/v1/orders`, `/fills` | trader (its own) or viewer (every trader's) |
 //! | `POST /api/v1/secrets/rotate` | admin |
 //! | `GET /api/v1/openapi.json` | none |
 //! | `GET /livez`, `/readyz` (`{"ready": bool}` only) | none |
 //! | `GET /metrics`, `/readyz?verbose` (equity, P&L, the halt reason) | viewer, or none with `api.public_metrics = true` |
 //! | `GET /dashboard` (the page asks for a token itself) | none |
-//! | `WS /ws/halt-status`, `WS /ws/dashboard` (token in `Authorization` or `?token=`) | viewer |
+//! | `WS /ws/halt-status` (token in `Authorization` or `?token=`) | any role |
+//! | `WS /ws/dashboard` | viewer |
 
 pub mod error;
 mod extract;
 #[doc(hidden)]
 pub mod fuzz;
 mod openapi;
+mod orders;
 pub mod server;
-mod wire;
-mod ws;
+pub(crate) mod wire;
+pub(crate) mod ws;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -42,7 +46,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 pub(crate) use server::spawn as serve;
 
-use extract::{Admin, ApiJson, ApiPath, ApiQuery, Operator, OptionalJson, Viewer};
+use extract::{Admin, AnyRole, ApiJson, ApiPath, ApiQuery, Operator, OptionalJson, Viewer};
 
 use crate::app::Daemon;
 use crate::auth::{Identity, Role};
@@ -60,7 +64,17 @@ pub fn router(daemon: Daemon) -> Router {
             post(complete_item),
         )
         .route("/api/v1/positions", get(positions))
-        .route("/api/v1/orders", get(orders))
+        .route(
+            "/api/v1/orders",
+            get(orders::list)
+                .post(orders::place)
+                .delete(orders::cancel_all),
+        )
+        .route(
+            "/api/v1/orders/{client_order_id}",
+            get(orders::one).delete(orders::cancel_one),
+        )
+        .route("/api/v1/fills", get(orders::fills))
         .route("/api/v1/conditions", get(conditions))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/journal", get(journal))
@@ -73,6 +87,7 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/dashboard", get(crate::dashboard::page))
         .route("/ws/halt-status", get(ws::halt_status))
         .route("/ws/dashboard", get(ws::dashboard))
+        .route("/ws/orders", get(orders::feed))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -86,6 +101,22 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     query_token: Option<&str>,
     role: Role,
+) -> Result<Identity, ApiError> {
+    let who = authenticate(d, headers, query_token)?;
+    if !who.role.includes(role) {
+        return Err(ApiError::forbidden(format!(
+            "{} has role {}; this needs {role}",
+            who.name, who.role
+        )));
+    }
+    Ok(who)
+}
+
+/// Authenticates a request with any valid token (any role): 401 without one.
+pub(crate) fn authenticate(
+    d: &Daemon,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
 ) -> Result<Identity, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -110,12 +141,6 @@ pub(crate) fn authorize(
                 gf_core::text::escape_control(&who.name)
             ),
         ));
-    }
-    if who.role < role {
-        return Err(ApiError::forbidden(format!(
-            "{} has role {}; this needs {role}",
-            who.name, who.role
-        )));
     }
     Ok(who)
 }
@@ -219,7 +244,7 @@ async fn resume(State(d): State<Daemon>, Operator(who): Operator) -> Result<Json
     })))
 }
 
-async fn status(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
+async fn status(State(d): State<Daemon>, _: AnyRole) -> Result<Json<Value>, ApiError> {
     Ok(Json(status_value(&d)))
 }
 
@@ -287,16 +312,7 @@ async fn positions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, Ap
     Ok(Json(body))
 }
 
-async fn orders(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
-    let open = d
-        .exchange
-        .open_orders()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("exchange: {e}")))?;
-    Ok(Json(json!({ "open": open })))
-}
-
-async fn conditions(State(d): State<Daemon>, _: Viewer) -> Result<Json<Value>, ApiError> {
+async fn conditions(State(d): State<Daemon>, _: AnyRole) -> Result<Json<Value>, ApiError> {
     Ok(Json(wire::value(&gf_api::ConditionsReply {
         conditions: d.halt.conditions().iter().map(wire::condition).collect(),
     })))
@@ -337,7 +353,7 @@ fn journal_limit(q: &JournalQuery) -> usize {
     q.limit.unwrap_or(100).min(1000)
 }
 
-async fn whoami(Viewer(who): Viewer) -> Json<Value> {
+async fn whoami(AnyRole(who): AnyRole) -> Json<Value> {
     Json(wire::value(&wire::identity(&who)))
 }
 

@@ -23,15 +23,26 @@ pub(super) struct WsQuery {
     token: Option<String>,
 }
 
-/// Authenticates first (401/403 before anything else), then maps a failed handshake to
-/// `invalid_upgrade` (or `method_not_allowed`).
+/// Authenticates first (401/403 before anything else; `need: None` takes any role), then
+/// maps a failed handshake to `invalid_upgrade` (or `method_not_allowed`).
 fn upgrade(
     d: &Daemon,
     headers: &HeaderMap,
     q: &WsQuery,
+    need: Option<Role>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
-    authorize(d, headers, q.token.as_deref(), Role::Viewer)?;
+    match need {
+        Some(role) => authorize(d, headers, q.token.as_deref(), role).map(drop)?,
+        None => super::authenticate(d, headers, q.token.as_deref()).map(drop)?,
+    }
+    handshake(ws)
+}
+
+/// Maps a failed handshake to `invalid_upgrade` (or `method_not_allowed`).
+pub(super) fn handshake(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -49,7 +60,7 @@ pub(super) async fn halt_status(
     ApiQuery(q): ApiQuery<WsQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ws = upgrade(&d, &headers, &q, ws)?;
+    let ws = upgrade(&d, &headers, &q, None, ws)?;
     Ok(ws.on_upgrade(move |socket| halt_status_loop(d, socket)))
 }
 
@@ -105,7 +116,7 @@ pub(super) async fn dashboard(
     ApiQuery(q): ApiQuery<WsQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ws = upgrade(&d, &headers, &q, ws)?;
+    let ws = upgrade(&d, &headers, &q, Some(Role::Viewer), ws)?;
     Ok(ws.on_upgrade(move |socket| dashboard_loop(d, socket)))
 }
 

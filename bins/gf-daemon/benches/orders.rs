@@ -1,0 +1,3 @@
+//! `POST /api/v1/orders` latency over loopback (being written).
+
+fn main() {}

@@ -1,0 +1,1301 @@
+//! The order gateway: orders of external strategies (`POST /api/v1/orders` with a `trader`
+//! token) pass the same pre-trade checks and trading gate as the daemon's own, and the
+//! client never holds the exchange keys.
+//!
+//! - **Idempotent**: the trader's `client_order_id` is a key scoped to the trader. A retry
+//!   with the same key and body returns the first result (the order as it stands now, or
+//!   the same final refusal) and never places a second order; the same key with another
+//!   body is a conflict. Concurrent retries wait for the first to settle.
+//! - **Exchange ids of our own**: the order sent to the exchange carries a random 128-bit
+//!   `cl_ord_id` (a form Kraken accepts), so traders cannot collide with each other or
+//!   with the internal strategy.
+//! - **Fail closed**: a closed gate refuses before anything else is done; the order is
+//!   journaled under the trader's name before it can reach the exchange (no journal, no
+//!   order); an exchange answer that was lost leaves the order `pending` and reconciles it
+//!   instead of calling it refused.
+//! - **Limits per token**: a token bucket of `gateway.orders_per_second` with
+//!   `gateway.order_burst`, and at most `gateway.max_open_orders` open orders (in flight
+//!   included). Refusals over a limit say when to retry and are not final.
+//! - **A sequenced feed per trader** ([`Gateway::feed_after`]): every change of one of its
+//!   orders, its fills, and every halt and resume, numbered 1, 2, 3… within an epoch (a
+//!   daemon run), kept up to `gateway.feed_capacity` frames so a reconnecting client
+//!   resumes from the last number it saw and misses nothing.
+//! - **Remembered across restarts**: at start the gateway re-reads its journal records, so
+//!   a retry after a restart still finds its first result; orders that were open are
+//!   reconciled with the exchange.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gf_api::{GatewayFill, GatewayOrder, Num, OrderFeedFrame, PlaceOrder};
+use gf_core::config::GatewayConfig;
+use gf_core::{
+    ClientOrderId, Event, EventBus, EventKind, HaltState, KindSet, OrderRequest, OrderStatus,
+    OrderType, Pair, Payload, SharedClock, Source, Subscription, TimeInForce,
+};
+use gf_exec::{Exchange, OrderRef};
+use gf_halt::HaltCoordinator;
+use gf_risk::{PreTradeCheck, SharedPortfolio, Verdict};
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Journal kind of an order accepted from a trader (written before it can reach the
+/// exchange).
+pub const ORDER_KIND: &str = "gateway_order";
+/// Journal kind of a refused order.
+pub const REFUSAL_KIND: &str = "gateway_refusal";
+/// Journal kind of a trader's cancel request.
+pub const CANCEL_KIND: &str = "gateway_cancel";
+
+/// Longest trader `client_order_id`.
+pub const MAX_CLIENT_ORDER_ID: usize = 64;
+
+/// Why the gateway refused an order. [`Refusal::is_final`] says whether a retry with the
+/// same `client_order_id` gets the same answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// `gateway.enabled = false`.
+    #[error("the order gateway is disabled (gateway.enabled = false)")]
+    Disabled,
+    /// A field of the request is refused.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The same `client_order_id` was used with another body.
+    #[error(
+        "client order id {client_order_id:?} was used before with a different {}: an idempotency key names one order",
+        fields.join(", ")
+    )]
+    Conflict {
+        /// The key.
+        client_order_id: String,
+        /// The fields that differ.
+        fields: Vec<&'static str>,
+    },
+    /// Trading is halted.
+    #[error("trading is halted{}: new orders are refused until an operator resumes", halt_text(*halt_id, reason.as_deref()))]
+    Halted {
+        /// The halt's id.
+        halt_id: Option<u64>,
+        /// Who or what halted.
+        by: Option<String>,
+        /// Why.
+        reason: Option<String>,
+        /// The halt state.
+        state: String,
+    },
+    /// The venue's trading mode refuses new orders (`cancel_only`, `post_only`, …).
+    #[error("{message}")]
+    Venue {
+        /// The mode (`cancel_only`, `post_only`, `maintenance`, `unknown`).
+        mode: String,
+        /// The exchange layer's words.
+        message: String,
+    },
+    /// A pre-trade check failed.
+    #[error("pre-trade check {check}: {0}", check = .0.code())]
+    Risk(gf_risk::Refusal),
+    /// Over a per-token limit.
+    #[error("over the {limit} limit of {max} for this token: retry after {retry_after_secs} s")]
+    RateLimited {
+        /// `orders_per_second` or `open_orders`.
+        limit: &'static str,
+        /// The limit.
+        max: u32,
+        /// When a retry may pass.
+        retry_after_secs: u64,
+    },
+    /// The exchange refused it.
+    #[error("the exchange refused the order: {0}")]
+    Exchange(String),
+    /// The journal could not record it; nothing was placed.
+    #[error("the order could not be journaled, so it was not placed: {0}")]
+    NotJournaled(String),
+}
+
+fn halt_text(id: Option<u64>, reason: Option<&str>) -> String {
+    match (id, reason) {
+        (Some(id), Some(reason)) => format!(" (halt {id}: {reason})"),
+        (Some(id), None) => format!(" (halt {id})"),
+        _ => String::new(),
+    }
+}
+
+impl Refusal {
+    /// The API error code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Disabled => "gateway_disabled",
+            Refusal::Invalid { .. } => "invalid_field",
+            Refusal::Conflict { .. } => "idempotency_conflict",
+            Refusal::Halted { .. } => "halted",
+            Refusal::Venue { mode, .. } => match mode.as_str() {
+                "cancel_only" => "exchange_cancel_only",
+                "post_only" => "exchange_post_only",
+                "maintenance" => "exchange_maintenance",
+                _ => "exchange_unknown",
+            },
+            Refusal::Risk(_) => "risk_refused",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Exchange(_) => "exchange_rejected",
+            Refusal::NotJournaled(_) => "not_journaled",
+        }
+    }
+
+    /// Whether the refusal is the order's answer for good: a retry with the same
+    /// `client_order_id` returns it again. Refusals of the request (bad field, conflict,
+    /// disabled), over a limit, or of a journal that failed are not: nothing was decided
+    /// about an order, so a retry may pass.
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Halted { .. } | Refusal::Venue { .. } | Refusal::Risk(_) | Refusal::Exchange(_)
+        )
+    }
+}
+
+/// A refusal, and whether it answers a retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Why.
+    pub refusal: Refusal,
+    /// `true` when the first attempt with this `client_order_id` was refused so.
+    pub replayed: bool,
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            replayed: false,
+        }
+    }
+}
+
+/// An accepted order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// The order as it stands.
+    pub order: GatewayOrder,
+    /// `true` when this answers a retry: no second order was placed.
+    pub replayed: bool,
+}
+
+/// Which orders a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Every order.
+    All,
+    /// Not yet terminal.
+    Open,
+    /// Terminal.
+    Closed,
+    /// Exactly this status.
+    Is(OrderStatus),
+}
+
+impl std::str::FromStr for StatusFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "all" => Self::All,
+            "open" => Self::Open,
+            "closed" => Self::Closed,
+            other => Self::Is(
+                serde_json::from_value(serde_json::Value::String(other.to_owned())).map_err(
+                    |_| {
+                        format!(
+                            "status {:?}: expected all, open, closed, pending, partially_filled, filled, cancelled, rejected or expired",
+                            gf_core::text::escape_control(other)
+                        )
+                    },
+                )?,
+            ),
+        })
+    }
+}
+
+impl StatusFilter {
+    fn admits(self, status: OrderStatus) -> bool {
+        match self {
+            Self::All => true,
+            Self::Open => !status.is_terminal(),
+            Self::Closed => status.is_terminal(),
+            Self::Is(s) => s == status,
+        }
+    }
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// The trader has no order with this id.
+    #[error("no order {0:?} of this trader")]
+    Unknown(String),
+    /// The order is already filled, cancelled, rejected or expired.
+    #[error("order {id:?} is already {status}")]
+    Closed {
+        /// The trader's id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The exchange refused the cancel.
+    #[error("the exchange refused the cancel of {id:?}: {reason}")]
+    Exchange {
+        /// The trader's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a read of the feed found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedRead {
+    /// The frames after the asked sequence number (possibly none), and the newest number.
+    Frames(Vec<(u64, Arc<str>)>, u64),
+    /// The frames asked for are no longer kept (or never existed in this epoch).
+    Gap {
+        /// The oldest kept.
+        oldest: u64,
+        /// The newest.
+        head: u64,
+    },
+}
+
+type Key = (String, String);
+
+/// One order the gateway tracks.
+#[derive(Debug, Clone)]
+struct Tracked {
+    trader: String,
+    client_order_id: String,
+    request: OrderRequest,
+    order_id: Option<String>,
+    status: OrderStatus,
+    filled: Decimal,
+    filled_by_fills: Decimal,
+    filled_notional: Decimal,
+    fees: Decimal,
+    trades: HashSet<String>,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Counted in its trader's open orders (until terminal).
+    counted_open: bool,
+}
+
+impl Tracked {
+    fn wire(&self) -> GatewayOrder {
+        let r = &self.request;
+        GatewayOrder {
+            client_order_id: self.client_order_id.clone(),
+            trader: self.trader.clone(),
+            exchange_client_order_id: r.client_order_id.to_string(),
+            order_id: self.order_id.clone(),
+            pair: r.pair.to_string(),
+            side: word(&r.side),
+            order_type: word(&r.order_type),
+            qty: Num::from(r.qty),
+            limit_price: r.limit_price.map(Num::from),
+            time_in_force: word(&r.time_in_force),
+            post_only: r.post_only,
+            status: word(&self.status),
+            filled_qty: Num::from(self.filled),
+            avg_fill_price: (!self.filled.is_zero())
+                .then(|| self.filled_notional.checked_div(self.filled))
+                .flatten()
+                .map(Num::from),
+            fees: Num::from(self.fees),
+            reason: self.reason.clone(),
+            created_at: Some(self.created_at),
+            updated_at: Some(self.updated_at),
+        }
+    }
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// How far an order has come; a status never moves back.
+fn rank(s: OrderStatus) -> u8 {
+    match s {
+        OrderStatus::Pending => 0,
+        OrderStatus::Open => 1,
+        OrderStatus::PartiallyFilled => 2,
+        OrderStatus::Filled
+        | OrderStatus::Cancelled
+        | OrderStatus::Rejected
+        | OrderStatus::Expired => 3,
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// Being placed: replays wait. The order is tracked already, so the exchange's events
+    /// for it are not lost.
+    InFlight,
+    Accepted,
+    Refused(Refusal),
+}
+
+#[derive(Debug)]
+struct Slot {
+    request: PlaceOrder,
+    outcome: Outcome,
+    /// Tracked once it is sent to the exchange (the exchange id is in `by_exchange`).
+    tracked: Option<Tracked>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct Feed {
+    frames: VecDeque<(u64, Arc<str>)>,
+    head: u64,
+}
+
+#[derive(Debug)]
+struct Trader {
+    bucket: Bucket,
+    open: usize,
+    feed: Feed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<Key, Slot>,
+    by_exchange: HashMap<ClientOrderId, Key>,
+    /// Keys in the order they were first seen, for listing and forgetting.
+    log: VecDeque<Key>,
+    fills: VecDeque<GatewayFill>,
+    traders: HashMap<String, Trader>,
+}
+
+/// The order gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("epoch", &self.inner.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    cfg: GatewayConfig,
+    clock: SharedClock,
+    bus: EventBus,
+    portfolio: SharedPortfolio,
+    halt: HaltCoordinator,
+    exchange: Arc<dyn Exchange>,
+    epoch: String,
+    state: Mutex<State>,
+    /// A slot settled or a frame was appended.
+    changed: Notify,
+}
+
+impl Gateway {
+    /// A gateway placing through `exchange` (the gated one) after `portfolio`'s checks,
+    /// journaling with `halt`.
+    #[must_use]
+    pub fn new(
+        cfg: GatewayConfig,
+        clock: SharedClock,
+        bus: EventBus,
+        portfolio: SharedPortfolio,
+        halt: HaltCoordinator,
+        exchange: Arc<dyn Exchange>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                clock,
+                bus,
+                portfolio,
+                halt,
+                exchange,
+                epoch: format!("{:016x}", rand::random::<u64>()),
+                state: Mutex::new(State::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// This run's epoch: sequence numbers of the feed start at 1 in each.
+    #[must_use]
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.cfg
+    }
+
+    /// The event kinds [`Gateway::run`] follows.
+    #[must_use]
+    pub fn kinds() -> KindSet {
+        KindSet::of(&[
+            EventKind::OrderUpdate,
+            EventKind::Fill,
+            EventKind::HaltStateChanged,
+            EventKind::Resumed,
+        ])
+    }
+
+    /// Places a trader's order: the request checked, the idempotency key looked up, the
+    /// gate, the per-token limits, the journal, the pre-trade checks and the gated
+    /// exchange, in that order.
+    ///
+    /// # Errors
+    /// [`Refused`] saying why; see [`Refusal::is_final`].
+    pub async fn place(&self, trader: &str, request: PlaceOrder) -> Result<Placed, Refused> {
+        if !self.inner.cfg.enabled {
+            return Err(Refusal::Disabled.into());
+        }
+        let order = to_order(&request)?;
+        let key: Key = (trader.to_owned(), request.client_order_id.clone());
+        loop {
+            let settled = self.inner.changed.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            {
+                let mut st = self.inner.state.lock();
+                if let Some(slot) = st.slots.get(&key) {
+                    let fields = differences(&slot.request, &request);
+                    if !fields.is_empty() {
+                        return Err(Refusal::Conflict {
+                            client_order_id: request.client_order_id,
+                            fields,
+                        }
+                        .into());
+                    }
+                    match &slot.outcome {
+                        Outcome::InFlight => {}
+                        Outcome::Accepted => {
+                            let order = slot.tracked.as_ref().map(Tracked::wire).unwrap_or_default();
+                            return Ok(Placed {
+                                order,
+                                replayed: true,
+                            });
+                        }
+                        Outcome::Refused(refusal) => {
+                            return Err(Refused {
+                                refusal: refusal.clone(),
+                                replayed: true,
+                            });
+                        }
+                    }
+                } else {
+                    self.admit(&mut st, &key, &request)?;
+                    break;
+                }
+            }
+            settled.await;
+        }
+        Ok(self.send(key, request, order).await?)
+    }
+
+    /// With the state locked and the key new: refuses on a closed gate (final, recorded
+    /// under the key) or over a limit (not recorded), else reserves the key.
+    fn admit(&self, st: &mut State, key: &Key, request: &PlaceOrder) -> Result<(), Refused> {
+        let inner = &self.inner;
+        if !inner.halt.gate().is_open() {
+            let refusal = self.halted();
+            remember(st, key, request, Outcome::Refused(refusal.clone()), None);
+            self.journal_refusal(&key.0, &key.1, &refusal);
+            return Err(refusal.into());
+        }
+        let now = inner.clock.now();
+        let cfg = inner.cfg;
+        let trader = st
+            .traders
+            .entry(key.0.clone())
+            .or_insert_with(|| Trader::new(&cfg, now));
+        if trader.open >= cfg.max_open_orders as usize {
+            let refusal = Refusal::RateLimited {
+                limit: "open_orders",
+                max: cfg.max_open_orders,
+                retry_after_secs: 1,
+            };
+            self.journal_refusal(&key.0, &key.1, &refusal);
+            return Err(refusal.into());
+        }
+        if let Err(retry_after_secs) = trader.bucket.take(now, &cfg) {
+            let refusal = Refusal::RateLimited {
+                limit: "orders_per_second",
+                max: cfg.orders_per_second,
+                retry_after_secs,
+            };
+            self.journal_refusal(&key.0, &key.1, &refusal);
+            return Err(refusal.into());
+        }
+        trader.open += 1;
+        remember(st, key, request, Outcome::InFlight, None);
+        evict(st, cfg.max_remembered_orders);
+        Ok(())
+    }
+
+    /// The refusal for a closed gate, naming the halt in force.
+    fn halted(&self) -> Refusal {
+        let status = self.inner.halt.status();
+        let halt = status.halt.as_ref();
+        Refusal::Halted {
+            halt_id: halt.map(|h| h.id),
+            by: halt.map(|h| h.source.to_string()),
+            reason: halt.map(|h| h.reason.clone()),
+            state: word(&status.state),
+        }
+    }
+
+    /// Journals, checks and sends an admitted order, and settles its key.
+    async fn send(&self, key: Key, request: PlaceOrder, order: OrderRequest) -> Result<Placed, Refusal> {
+        let inner = &self.inner;
+        let journaled = inner
+            .halt
+            .record(
+                ORDER_KIND,
+                &key.0,
+                json!({
+                    "client_order_id": key.1,
+                    "exchange_client_order_id": order.client_order_id,
+                    "request": request,
+                }),
+            )
+            .await;
+        if let Err(e) = journaled {
+            // A failed journal write halts through the journal's hook; place nothing.
+            tracing::warn!(trader = %key.0, order = %key.1, cause = %e, "gateway order not journaled: not placed");
+            self.forget(&key);
+            return Err(Refusal::NotJournaled(e.to_string()));
+        }
+        let order = match inner.portfolio.check(order) {
+            Verdict::Approved(order) => order,
+            Verdict::Refused { order, reason } => {
+                inner.bus.publish(Event::new(
+                    inner.clock.now(),
+                    Source::Risk,
+                    Payload::OrderUpdate {
+                        client_order_id: order.client_order_id.clone(),
+                        order_id: None,
+                        pair: order.pair.clone(),
+                        status: OrderStatus::Rejected,
+                        filled_qty: Decimal::ZERO,
+                        reason: Some(reason.to_string()),
+                    },
+                ));
+                return Err(self.refuse(&key, Refusal::Risk(reason)));
+            }
+        };
+        // Tracked before it is sent: the exchange's events for it may arrive before its
+        // answer does.
+        {
+            let now = inner.clock.now();
+            let mut st = inner.state.lock();
+            st.by_exchange
+                .insert(order.client_order_id.clone(), key.clone());
+            if let Some(slot) = st.slots.get_mut(&key) {
+                slot.tracked = Some(Tracked {
+                    trader: key.0.clone(),
+                    client_order_id: key.1.clone(),
+                    request: order.clone(),
+                    order_id: None,
+                    status: OrderStatus::Pending,
+                    filled: Decimal::ZERO,
+                    filled_by_fills: Decimal::ZERO,
+                    filled_notional: Decimal::ZERO,
+                    fees: Decimal::ZERO,
+                    trades: HashSet::new(),
+                    reason: None,
+                    created_at: now,
+                    updated_at: now,
+                    counted_open: true,
+                });
+            }
+        }
+        match inner.exchange.place_order(&order).await {
+            Ok(ack) => Ok(self.accept(&key, |t| {
+                t.order_id = Some(ack.order_id.to_string());
+                if t.status == OrderStatus::Pending {
+                    t.status = ack.status;
+                }
+            })),
+            Err(e) if e.is_ambiguous() => {
+                // The order may be at the exchange: never call it refused. It stays
+                // pending and is looked up.
+                tracing::warn!(trader = %key.0, order = %key.1, cause = %e, "gateway order's answer lost: reconciling");
+                let placed = self.accept(&key, |t| {
+                    t.reason = Some(format!(
+                        "sent; the exchange's answer was lost ({e}): reconciling"
+                    ));
+                });
+                let this = self.clone();
+                let id = order.client_order_id.clone();
+                tokio::spawn(async move { this.reconcile(&id).await });
+                Ok(placed)
+            }
+            Err(e) => {
+                inner.portfolio.release(&order.client_order_id);
+                let refusal = match e {
+                    gf_exec::Error::Halted => self.halted(),
+                    gf_exec::Error::Rejected { ref reason, .. } if reason.starts_with("exchange_") => {
+                        let mode = reason
+                            .strip_prefix("exchange_")
+                            .and_then(|r| r.split(':').next())
+                            .unwrap_or("unknown")
+                            .to_owned();
+                        Refusal::Venue {
+                            mode,
+                            message: reason.clone(),
+                        }
+                    }
+                    other => Refusal::Exchange(other.to_string()),
+                };
+                inner.state.lock().by_exchange.remove(&order.client_order_id);
+                Err(self.refuse(&key, refusal))
+            }
+        }
+    }
+
+    /// Settles `key` as accepted, applies `f` to its order and publishes it on the feed.
+    fn accept(&self, key: &Key, f: impl FnOnce(&mut Tracked)) -> Placed {
+        let now = self.inner.clock.now();
+        let order = {
+            let mut st = self.inner.state.lock();
+            let order = st.slots.get_mut(key).and_then(|slot| {
+                slot.outcome = Outcome::Accepted;
+                let t = slot.tracked.as_mut()?;
+                f(t);
+                t.updated_at = now;
+                Some(t.wire())
+            });
+            let order = order.unwrap_or_default();
+            let frame_order = order.clone();
+            let cap = self.inner.cfg.feed_capacity;
+            if let Some(trader) = st.traders.get_mut(&key.0) {
+                trader.feed.push(cap, |seq| OrderFeedFrame::Order {
+                    seq,
+                    order: frame_order,
+                });
+            }
+            settle_open(&mut st, key);
+            order
+        };
+        self.inner.changed.notify_waiters();
+        Placed {
+            order,
+            replayed: false,
+        }
+    }
+
+    /// Settles `key` with a final refusal (or forgets it for one that is not final).
+    fn refuse(&self, key: &Key, refusal: Refusal) -> Refusal {
+        self.journal_refusal(&key.0, &key.1, &refusal);
+        if refusal.is_final() {
+            let mut st = self.inner.state.lock();
+            // Admitted orders count as open until settled; one whose rejection the
+            // exchange already published was released then.
+            let open = st.slots.get_mut(key).is_some_and(|slot| {
+                slot.outcome = Outcome::Refused(refusal.clone());
+                slot.tracked.take().is_none_or(|t| t.counted_open)
+            });
+            if open {
+                if let Some(trader) = st.traders.get_mut(&key.0) {
+                    trader.open = trader.open.saturating_sub(1);
+                }
+            }
+            drop(st);
+            self.inner.changed.notify_waiters();
+        } else {
+            self.forget(key);
+        }
+        refusal
+    }
+
+    /// Forgets a key that was admitted but decided nothing (the journal failed).
+    fn forget(&self, key: &Key) {
+        let mut st = self.inner.state.lock();
+        if st.slots.remove(key).is_some() {
+            st.log.retain(|k| k != key);
+            if let Some(trader) = st.traders.get_mut(&key.0) {
+                trader.open = trader.open.saturating_sub(1);
+            }
+        }
+        drop(st);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Journals a refusal under the trader's name, in the background: the refusal is
+    /// answered at once.
+    fn journal_refusal(&self, trader: &str, client_order_id: &str, refusal: &Refusal) {
+        let halt = self.inner.halt.clone();
+        let (trader, detail) = (
+            trader.to_owned(),
+            json!({
+                "client_order_id": client_order_id,
+                "code": refusal.code(),
+                "message": refusal.to_string(),
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = halt.record(REFUSAL_KIND, &trader, detail).await {
+                tracing::warn!(%trader, cause = %e, "gateway refusal not journaled");
+            }
+        });
+    }
+
+    /// Asks the exchange what became of an order whose placement answer was lost.
+    async fn reconcile(&self, id: &ClientOrderId) {
+        let result = self.inner.exchange.reconcile_order(id).await;
+        let now = self.inner.clock.now();
+        let mut st = self.inner.state.lock();
+        let Some(key) = st.by_exchange.get(id).cloned() else {
+            return;
+        };
+        let cap = self.inner.cfg.feed_capacity;
+        let Some(t) = st.slots.get_mut(&key).and_then(|s| s.tracked.as_mut()) else {
+            return;
+        };
+        match result {
+            Ok(Some(found)) => {
+                t.order_id = Some(found.info.order_id.to_string());
+                if rank(found.info.status) >= rank(t.status) {
+                    t.status = found.info.status;
+                }
+                t.reason = None;
+            }
+            Ok(None) => {
+                t.status = OrderStatus::Rejected;
+                t.reason = Some("the exchange never received the order".into());
+            }
+            Err(e) => {
+                t.reason = Some(format!("outcome unknown: the lookup failed ({e})"));
+            }
+        }
+        t.updated_at = now;
+        let order = t.wire();
+        if let Some(trader) = st.traders.get_mut(&key.0) {
+            trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+        }
+        settle_open(&mut st, &key);
+        drop(st);
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Cancels one of `trader`'s orders by its id.
+    ///
+    /// # Errors
+    /// [`CancelError`]: unknown, already closed, or the exchange refused.
+    pub async fn cancel(&self, trader: &str, client_order_id: &str) -> Result<(), CancelError> {
+        let exchange_id = {
+            let st = self.inner.state.lock();
+            let key = (trader.to_owned(), client_order_id.to_owned());
+            let t = st
+                .slots
+                .get(&key)
+                .and_then(|s| s.tracked.as_ref())
+                .ok_or_else(|| CancelError::Unknown(client_order_id.to_owned()))?;
+            if t.status.is_terminal() {
+                return Err(CancelError::Closed {
+                    id: client_order_id.to_owned(),
+                    status: word(&t.status),
+                });
+            }
+            t.request.client_order_id.clone()
+        };
+        let result = self
+            .inner
+            .exchange
+            .cancel_order(&OrderRef::Client(exchange_id.clone()))
+            .await;
+        let halt = self.inner.halt.clone();
+        let detail = json!({
+            "client_order_id": client_order_id,
+            "exchange_client_order_id": exchange_id,
+            "result": match &result { Ok(()) => "accepted".to_owned(), Err(e) => e.to_string() },
+        });
+        let actor = trader.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = halt.record(CANCEL_KIND, &actor, detail).await {
+                tracing::warn!(trader = %actor, cause = %e, "gateway cancel not journaled");
+            }
+        });
+        result.map_err(|e| CancelError::Exchange {
+            id: client_order_id.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The trader's ids of its orders that are not terminal.
+    #[must_use]
+    pub fn open_ids(&self, trader: &str) -> Vec<String> {
+        let st = self.inner.state.lock();
+        st.log
+            .iter()
+            .filter(|k| k.0 == trader)
+            .filter(|k| {
+                st.slots
+                    .get(*k)
+                    .and_then(|s| s.tracked.as_ref())
+                    .is_some_and(|t| !t.status.is_terminal())
+            })
+            .map(|k| k.1.clone())
+            .collect()
+    }
+
+    /// Orders of `trader` (every trader's with `None`) passing `filter`, newest first.
+    #[must_use]
+    pub fn orders(&self, trader: Option<&str>, filter: StatusFilter) -> Vec<GatewayOrder> {
+        let st = self.inner.state.lock();
+        st.log
+            .iter()
+            .rev()
+            .filter(|k| trader.is_none_or(|t| k.0 == t))
+            .filter_map(|k| st.slots.get(k)?.tracked.as_ref())
+            .filter(|t| filter.admits(t.status))
+            .map(Tracked::wire)
+            .collect()
+    }
+
+    /// One of `trader`'s orders.
+    #[must_use]
+    pub fn order(&self, trader: &str, client_order_id: &str) -> Option<GatewayOrder> {
+        let st = self.inner.state.lock();
+        st.slots
+            .get(&(trader.to_owned(), client_order_id.to_owned()))?
+            .tracked
+            .as_ref()
+            .map(Tracked::wire)
+    }
+
+    /// Fills of `trader`'s orders (every trader's with `None`) executed after `since`,
+    /// oldest first.
+    #[must_use]
+    pub fn fills(&self, trader: Option<&str>, since: Option<DateTime<Utc>>) -> Vec<GatewayFill> {
+        let st = self.inner.state.lock();
+        st.fills
+            .iter()
+            .filter(|f| trader.is_none_or(|t| f.trader == t))
+            .filter(|f| since.is_none_or(|s| f.ts.is_some_and(|ts| ts > s)))
+            .cloned()
+            .collect()
+    }
+
+    /// The trader's feed position: (oldest kept, newest). Starts the trader's feed, so
+    /// that halts from now on reach it.
+    #[must_use]
+    pub fn feed_head(&self, trader: &str) -> (u64, u64) {
+        let now = self.inner.clock.now();
+        let cfg = self.inner.cfg;
+        let mut st = self.inner.state.lock();
+        let feed = &st
+            .traders
+            .entry(trader.to_owned())
+            .or_insert_with(|| Trader::new(&cfg, now))
+            .feed;
+        (feed.oldest(), feed.head)
+    }
+
+    /// The trader's frames after `since`.
+    #[must_use]
+    pub fn feed_after(&self, trader: &str, since: u64) -> FeedRead {
+        let st = self.inner.state.lock();
+        let Some(feed) = st.traders.get(trader).map(|t| &t.feed) else {
+            return if since == 0 {
+                FeedRead::Frames(Vec::new(), 0)
+            } else {
+                FeedRead::Gap { oldest: 0, head: 0 }
+            };
+        };
+        if since > feed.head || (since < feed.head && since + 1 < feed.oldest()) {
+            return FeedRead::Gap {
+                oldest: feed.oldest(),
+                head: feed.head,
+            };
+        }
+        let frames = feed
+            .frames
+            .iter()
+            .filter(|(seq, _)| *seq > since)
+            .cloned()
+            .collect();
+        FeedRead::Frames(frames, feed.head)
+    }
+
+    /// Resolves when a frame may have been appended (or a slot settled) after the call to
+    /// `notified` on the returned future started. Use: create, then read, then await.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Follows the exchange's order updates and fills and the halt's transitions until
+    /// `stop`.
+    pub async fn run(&self, mut sub: Subscription, stop: CancellationToken) {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                ev = sub.recv() => ev,
+            };
+            match ev {
+                Ok(ev) => self.on_event(&ev),
+                // Order updates and fills ride the lossless lane; a lag skipped nothing
+                // this task follows.
+                Err(gf_core::RecvError::Lagged { .. }) => {}
+                Err(gf_core::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Applies one event.
+    pub fn on_event(&self, ev: &Event) {
+        let now = self.inner.clock.now();
+        let cap = self.inner.cfg.feed_capacity;
+        let mut st = self.inner.state.lock();
+        let pushed = match &ev.payload {
+            Payload::OrderUpdate {
+                client_order_id,
+                order_id,
+                status,
+                filled_qty,
+                reason,
+                ..
+            } => {
+                let Some(key) = st.by_exchange.get(client_order_id).cloned() else {
+                    return;
+                };
+                let Some(slot) = st.slots.get_mut(&key) else {
+                    return;
+                };
+                let accepted = matches!(slot.outcome, Outcome::Accepted);
+                let Some(t) = slot.tracked.as_mut() else {
+                    return;
+                };
+                if t.status.is_terminal() || rank(*status) < rank(t.status) {
+                    return;
+                }
+                let before = (t.status, t.filled, t.order_id.clone(), t.reason.clone());
+                t.status = *status;
+                if let Some(id) = order_id {
+                    t.order_id = Some(id.to_string());
+                }
+                if *filled_qty > t.filled {
+                    // The fills carry prices; the update only says how much.
+                    t.filled = *filled_qty;
+                }
+                if reason.is_some() {
+                    t.reason.clone_from(reason);
+                }
+                if before == (t.status, t.filled, t.order_id.clone(), t.reason.clone()) {
+                    return;
+                }
+                t.updated_at = now;
+                let order = t.wire();
+                if accepted {
+                    if let Some(trader) = st.traders.get_mut(&key.0) {
+                        trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+                    }
+                }
+                settle_open(&mut st, &key);
+                accepted
+            }
+            Payload::Fill(fill) => {
+                let Some(key) = fill
+                    .client_order_id
+                    .as_ref()
+                    .and_then(|id| st.by_exchange.get(id))
+                    .cloned()
+                else {
+                    return;
+                };
+                let Some(t) = st.slots.get_mut(&key).and_then(|s| s.tracked.as_mut()) else {
+                    return;
+                };
+                if !t.trades.insert(fill.trade_id.clone()) {
+                    return;
+                }
+                t.filled_notional += fill.notional();
+                t.filled_by_fills += fill.qty;
+                t.fees += fill.fee;
+                // The updates' cumulative quantity and the fills' sum: whichever has
+                // arrived further.
+                t.filled = t.filled.max(t.filled_by_fills);
+                t.updated_at = now;
+                let wire = GatewayFill {
+                    client_order_id: key.1.clone(),
+                    trader: key.0.clone(),
+                    trade_id: fill.trade_id.clone(),
+                    order_id: fill.order_id.to_string(),
+                    pair: fill.pair.to_string(),
+                    side: word(&fill.side),
+                    qty: Num::from(fill.qty),
+                    price: Num::from(fill.price),
+                    fee: Num::from(fill.fee),
+                    ts: Some(fill.ts),
+                };
+                let limit = self.inner.cfg.max_remembered_orders;
+                if st.fills.len() >= limit {
+                    st.fills.pop_front();
+                }
+                st.fills.push_back(wire.clone());
+                if let Some(trader) = st.traders.get_mut(&key.0) {
+                    trader.feed.push(cap, |seq| OrderFeedFrame::Fill { seq, fill: wire });
+                }
+                true
+            }
+            Payload::HaltStateChanged { from, .. } if *from == HaltState::Running => {
+                let status = self.inner.halt.status();
+                let Some(halt) = status.halt.as_ref().map(crate::api::wire::halt_info) else {
+                    return;
+                };
+                for trader in st.traders.values_mut() {
+                    let halt = halt.clone();
+                    trader.feed.push(cap, |seq| OrderFeedFrame::Halt { seq, halt });
+                }
+                true
+            }
+            Payload::Resumed { operator } => {
+                for trader in st.traders.values_mut() {
+                    let resumed_by = Some(operator.clone());
+                    trader
+                        .feed
+                        .push(cap, |seq| OrderFeedFrame::Resume { seq, resumed_by });
+                }
+                true
+            }
+            _ => false,
+        };
+        drop(st);
+        if pushed {
+            self.inner.changed.notify_waiters();
+        }
+    }
+}
+
+/// Releases a terminal order's place in its trader's open orders, once.
+fn settle_open(st: &mut State, key: &Key) {
+    let Some(t) = st.slots.get_mut(key).and_then(|s| s.tracked.as_mut()) else {
+        return;
+    };
+    if t.counted_open && t.status.is_terminal() {
+        t.counted_open = false;
+        if let Some(trader) = st.traders.get_mut(&key.0) {
+            trader.open = trader.open.saturating_sub(1);
+        }
+    }
+}
+
+/// Records a new key (a slot, and its place in the log).
+fn remember(st: &mut State, key: &Key, request: &PlaceOrder, outcome: Outcome, tracked: Option<Tracked>) {
+    st.slots.insert(
+        key.clone(),
+        Slot {
+            request: request.clone(),
+            outcome,
+            tracked,
+        },
+    );
+    st.log.push_back(key.clone());
+}
+
+/// Forgets the oldest settled keys beyond `max` (never one in flight or open: its
+/// events and retries still need it).
+fn evict(st: &mut State, max: usize) {
+    while st.slots.len() > max {
+        let evictable = st.log.iter().position(|k| {
+            st.slots.get(k).is_none_or(|s| match s.outcome {
+                Outcome::InFlight => false,
+                Outcome::Refused(_) => true,
+                Outcome::Accepted => s.tracked.as_ref().is_none_or(|t| t.status.is_terminal()),
+            })
+        });
+        let Some(i) = evictable else { return };
+        let Some(key) = st.log.remove(i) else { return };
+        if let Some(slot) = st.slots.remove(&key) {
+            if let Some(t) = slot.tracked {
+                st.by_exchange.remove(&t.request.client_order_id);
+            }
+        }
+    }
+}
+
+impl Trader {
+    fn new(cfg: &GatewayConfig, now: DateTime<Utc>) -> Self {
+        Self {
+            bucket: Bucket {
+                tokens: f64::from(cfg.order_burst),
+                at: now,
+            },
+            open: 0,
+            feed: Feed::default(),
+        }
+    }
+}
+
+impl Bucket {
+    /// Takes one order's token, or says in how many whole seconds one will be there.
+    fn take(&mut self, now: DateTime<Utc>, cfg: &GatewayConfig) -> Result<(), u64> {
+        let rate = f64::from(cfg.orders_per_second);
+        let burst = f64::from(cfg.order_burst);
+        let elapsed = (now - self.at).num_microseconds().unwrap_or(i64::MAX).max(0);
+        #[allow(clippy::cast_precision_loss)]
+        let refill = elapsed as f64 / 1e6 * rate;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - self.tokens) / rate).ceil();
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err((wait as u64).max(1))
+        }
+    }
+}
+
+impl Feed {
+    fn oldest(&self) -> u64 {
+        self.frames.front().map_or(0, |(seq, _)| *seq)
+    }
+
+    fn push(&mut self, capacity: usize, frame: impl FnOnce(u64) -> OrderFeedFrame) {
+        self.head += 1;
+        let seq = self.head;
+        let text: Arc<str> = serde_json::to_string(&frame(seq))
+            .unwrap_or_default()
+            .into();
+        if self.frames.len() >= capacity {
+            self.frames.pop_front();
+        }
+        self.frames.push_back((seq, text));
+    }
+}
+
+/// The fields in which two requests differ.
+fn differences(a: &PlaceOrder, b: &PlaceOrder) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.pair != b.pair {
+        out.push("pair");
+    }
+    if a.side != b.side {
+        out.push("side");
+    }
+    if a.order_type != b.order_type {
+        out.push("type");
+    }
+    if a.qty != b.qty {
+        out.push("qty");
+    }
+    if a.limit_price != b.limit_price {
+        out.push("limit_price");
+    }
+    if a.time_in_force != b.time_in_force {
+        out.push("time_in_force");
+    }
+    if a.post_only != b.post_only {
+        out.push("post_only");
+    }
+    out
+}
+
+/// Checks a request and builds the order sent to the exchange (with an id of the
+/// daemon's own).
+///
+/// # Errors
+/// [`Refusal::Invalid`] naming the field.
+pub fn to_order(r: &PlaceOrder) -> Result<OrderRequest, Refusal> {
+    let invalid = |field: &'static str, message: String| Refusal::Invalid { field, message };
+    let id = &r.client_order_id;
+    if id.is_empty() || id.len() > MAX_CLIENT_ORDER_ID || !id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(invalid(
+            "client_order_id",
+            format!(
+                "{:?}: use 1-{MAX_CLIENT_ORDER_ID} printable ASCII characters (no spaces)",
+                gf_core::text::escape_control(&id.chars().take(80).collect::<String>())
+            ),
+        ));
+    }
+    let pair: Pair = r.pair.parse().map_err(|e| {
+        invalid(
+            "pair",
+            format!(
+                "{:?}: {e}",
+                gf_core::text::escape_control(&r.pair.chars().take(80).collect::<String>())
+            ),
+        )
+    })?;
+    if r.qty <= Decimal::ZERO {
+        return Err(invalid("qty", format!("{}: must be above 0", r.qty)));
+    }
+    let exchange_id = ClientOrderId::from_u128(rand::random::<u128>());
+    let order = match r.order_type {
+        OrderType::Market => {
+            if r.limit_price.is_some() {
+                return Err(invalid(
+                    "limit_price",
+                    "a market order takes no limit price".into(),
+                ));
+            }
+            if r.post_only {
+                return Err(invalid(
+                    "post_only",
+                    "only a limit order can be post-only".into(),
+                ));
+            }
+            if r.time_in_force == Some(TimeInForce::Gtc) {
+                return Err(invalid(
+                    "time_in_force",
+                    "a market order is immediate-or-cancel; leave time_in_force out or say \"ioc\"".into(),
+                ));
+            }
+            OrderRequest::market(exchange_id, pair, r.side, r.qty).with_time_in_force(TimeInForce::Ioc)
+        }
+        OrderType::Limit => {
+            let Some(price) = r.limit_price else {
+                return Err(invalid("limit_price", "a limit order needs a limit price".into()));
+            };
+            if price <= Decimal::ZERO {
+                return Err(invalid("limit_price", format!("{price}: must be above 0")));
+            }
+            let tif = r.time_in_force.unwrap_or_default();
+            if r.post_only && tif == TimeInForce::Ioc {
+                return Err(invalid(
+                    "post_only",
+                    "a post-only order rests on the book; it cannot be immediate-or-cancel".into(),
+                ));
+            }
+            let order =
+                OrderRequest::limit(exchange_id, pair, r.side, r.qty, price).with_time_in_force(tif);
+            if r.post_only { order.post_only() } else { order }
+        }
+    };
+    order.validate().map_err(|e| invalid("order", e.to_string()))?;
+    Ok(order)
+}
