@@ -386,16 +386,26 @@ pub fn build_with(
     halt.journal()
         .observe_head(move |id| metrics.set_journal_head(id));
 
+    // The gateway re-reads its journal records: a trader's retry after a restart still
+    // finds its first result.
+    let gateway = crate::gateway::Gateway::new(
+        config.gateway,
+        clock.clone(),
+        bus.clone(),
+        portfolio.clone(),
+        halt.clone(),
+        exchange.clone(),
+    );
+    let restored = gateway
+        .restore()
+        .context("reading the order gateway's records from the journal")?;
+    if restored > 0 {
+        tracing::info!(restored, "order gateway: client order ids restored from the journal");
+    }
+
     Ok((
         Daemon {
-            gateway: crate::gateway::Gateway::new(
-                config.gateway,
-                clock.clone(),
-                bus.clone(),
-                portfolio.clone(),
-                halt.clone(),
-                exchange.clone(),
-            ),
+            gateway,
             config: Arc::new(config),
             bus,
             clock,
@@ -514,6 +524,7 @@ pub fn spawn_tasks(
     tasks.push(sup.spawn("gateway", Ending::AtShutdown, {
         let (gateway, stop) = (daemon.gateway.clone(), daemon.shutdown.clone());
         async move {
+            gateway.reconcile_restored().await;
             gateway.run(sub, stop).await;
             Ok(())
         }

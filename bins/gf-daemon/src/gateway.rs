@@ -119,7 +119,26 @@ pub enum Refusal {
     /// The journal could not record it; nothing was placed.
     #[error("the order could not be journaled, so it was not placed: {0}")]
     NotJournaled(String),
+    /// A final refusal read back from the journal after a restart.
+    #[error("{message}")]
+    Recorded {
+        /// Its code.
+        code: &'static str,
+        /// Its message.
+        message: String,
+    },
 }
+
+/// The codes of final refusals, as journaled.
+const FINAL_CODES: [&str; 7] = [
+    "halted",
+    "exchange_cancel_only",
+    "exchange_post_only",
+    "exchange_maintenance",
+    "exchange_unknown",
+    "risk_refused",
+    "exchange_rejected",
+];
 
 fn halt_text(id: Option<u64>, reason: Option<&str>) -> String {
     match (id, reason) {
@@ -148,6 +167,7 @@ impl Refusal {
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::Exchange(_) => "exchange_rejected",
             Refusal::NotJournaled(_) => "not_journaled",
+            Refusal::Recorded { code, .. } => code,
         }
     }
 
@@ -159,7 +179,11 @@ impl Refusal {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Refusal::Halted { .. } | Refusal::Venue { .. } | Refusal::Risk(_) | Refusal::Exchange(_)
+            Refusal::Halted { .. }
+                | Refusal::Venue { .. }
+                | Refusal::Risk(_)
+                | Refusal::Exchange(_)
+                | Refusal::Recorded { .. }
         )
     }
 }
@@ -529,7 +553,7 @@ impl Gateway {
         if !inner.halt.gate().is_open() {
             let refusal = self.halted();
             remember(st, key, request, Outcome::Refused(refusal.clone()), None);
-            self.journal_refusal(&key.0, &key.1, &refusal);
+            self.journal_refusal(key, request, &refusal);
             return Err(refusal.into());
         }
         let now = inner.clock.now();
@@ -544,7 +568,7 @@ impl Gateway {
                 max: cfg.max_open_orders,
                 retry_after_secs: 1,
             };
-            self.journal_refusal(&key.0, &key.1, &refusal);
+            self.journal_refusal(key, request, &refusal);
             return Err(refusal.into());
         }
         if let Err(retry_after_secs) = trader.bucket.take(now, &cfg) {
@@ -553,7 +577,7 @@ impl Gateway {
                 max: cfg.orders_per_second,
                 retry_after_secs,
             };
-            self.journal_refusal(&key.0, &key.1, &refusal);
+            self.journal_refusal(key, request, &refusal);
             return Err(refusal.into());
         }
         trader.open += 1;
@@ -610,7 +634,7 @@ impl Gateway {
                         reason: Some(reason.to_string()),
                     },
                 ));
-                return Err(self.refuse(&key, Refusal::Risk(reason)));
+                return Err(self.refuse(&key, &request, Refusal::Risk(reason)));
             }
         };
         // Tracked before it is sent: the exchange's events for it may arrive before its
@@ -657,7 +681,7 @@ impl Gateway {
                 });
                 let this = self.clone();
                 let id = order.client_order_id.clone();
-                tokio::spawn(async move { this.reconcile(&id).await });
+                tokio::spawn(async move { this.reconcile(&id, false).await });
                 Ok(placed)
             }
             Err(e) => {
@@ -678,7 +702,7 @@ impl Gateway {
                     other => Refusal::Exchange(other.to_string()),
                 };
                 inner.state.lock().by_exchange.remove(&order.client_order_id);
-                Err(self.refuse(&key, refusal))
+                Err(self.refuse(&key, &request, refusal))
             }
         }
     }
@@ -715,8 +739,8 @@ impl Gateway {
     }
 
     /// Settles `key` with a final refusal (or forgets it for one that is not final).
-    fn refuse(&self, key: &Key, refusal: Refusal) -> Refusal {
-        self.journal_refusal(&key.0, &key.1, &refusal);
+    fn refuse(&self, key: &Key, request: &PlaceOrder, refusal: Refusal) -> Refusal {
+        self.journal_refusal(key, request, &refusal);
         if refusal.is_final() {
             let mut st = self.inner.state.lock();
             // Admitted orders count as open until settled; one whose rejection the
@@ -752,17 +776,18 @@ impl Gateway {
     }
 
     /// Journals a refusal under the trader's name, in the background: the refusal is
-    /// answered at once.
-    fn journal_refusal(&self, trader: &str, client_order_id: &str, refusal: &Refusal) {
+    /// answered at once. A final refusal's record carries the request, so that a retry
+    /// after a restart still gets it.
+    fn journal_refusal(&self, key: &Key, request: &PlaceOrder, refusal: &Refusal) {
         let halt = self.inner.halt.clone();
-        let (trader, detail) = (
-            trader.to_owned(),
-            json!({
-                "client_order_id": client_order_id,
-                "code": refusal.code(),
-                "message": refusal.to_string(),
-            }),
-        );
+        let trader = key.0.clone();
+        let detail = json!({
+            "client_order_id": key.1,
+            "code": refusal.code(),
+            "message": refusal.to_string(),
+            "final": refusal.is_final(),
+            "request": request,
+        });
         tokio::spawn(async move {
             if let Err(e) = halt.record(REFUSAL_KIND, &trader, detail).await {
                 tracing::warn!(%trader, cause = %e, "gateway refusal not journaled");
@@ -771,7 +796,7 @@ impl Gateway {
     }
 
     /// Asks the exchange what became of an order whose placement answer was lost.
-    async fn reconcile(&self, id: &ClientOrderId) {
+    async fn reconcile(&self, id: &ClientOrderId, restored: bool) {
         let result = self.inner.exchange.reconcile_order(id).await;
         let now = self.inner.clock.now();
         let mut st = self.inner.state.lock();
@@ -790,6 +815,12 @@ impl Gateway {
                 }
                 t.reason = None;
             }
+            Ok(None) if restored => {
+                t.status = OrderStatus::Cancelled;
+                t.reason = Some(
+                    "unknown to the exchange after the restart: it never reached it, or (paper) the paper exchange's orders ended with the previous run".into(),
+                );
+            }
             Ok(None) => {
                 t.status = OrderStatus::Rejected;
                 t.reason = Some("the exchange never received the order".into());
@@ -806,6 +837,114 @@ impl Gateway {
         settle_open(&mut st, &key);
         drop(st);
         self.inner.changed.notify_waiters();
+    }
+
+    /// Re-reads the gateway's journal records (the newest `gateway.max_remembered_orders`)
+    /// so that a retry after a restart finds its first result and never places a second
+    /// order: accepted orders come back `pending` until [`Gateway::reconcile_restored`]
+    /// asks the exchange, final refusals come back as they were. Returns how many ids
+    /// were restored.
+    ///
+    /// # Errors
+    /// [`gf_halt::Error`] when the journal cannot be read.
+    pub fn restore(&self) -> Result<usize, gf_halt::Error> {
+        let inner = &self.inner;
+        let records = inner
+            .halt
+            .journal()
+            .records_of_kinds(&[ORDER_KIND, REFUSAL_KIND], inner.cfg.max_remembered_orders)?;
+        let now = inner.clock.now();
+        let cfg = inner.cfg;
+        let mut restored = 0;
+        let mut st = inner.state.lock();
+        for r in records {
+            let Some(id) = r.detail["client_order_id"].as_str() else {
+                continue;
+            };
+            let Ok(request) = serde_json::from_value::<PlaceOrder>(r.detail["request"].clone())
+            else {
+                continue;
+            };
+            let key: Key = (r.actor.clone(), id.to_owned());
+            if r.kind == ORDER_KIND {
+                let (Some(sent_as), Ok(mut order)) = (
+                    r.detail["exchange_client_order_id"].as_str(),
+                    to_order(&request),
+                ) else {
+                    continue;
+                };
+                if st.slots.contains_key(&key) {
+                    continue;
+                }
+                order.client_order_id = ClientOrderId::new(sent_as);
+                let tracked = Tracked {
+                    trader: key.0.clone(),
+                    client_order_id: key.1.clone(),
+                    request: order,
+                    order_id: None,
+                    status: OrderStatus::Pending,
+                    filled: Decimal::ZERO,
+                    filled_by_fills: Decimal::ZERO,
+                    filled_notional: Decimal::ZERO,
+                    fees: Decimal::ZERO,
+                    trades: HashSet::new(),
+                    reason: Some("restored after a restart: reconciling with the exchange".into()),
+                    created_at: r.ts.unwrap_or(now),
+                    updated_at: now,
+                    counted_open: true,
+                };
+                st.by_exchange
+                    .insert(tracked.request.client_order_id.clone(), key.clone());
+                remember(&mut st, &key, &request, Outcome::Accepted, Some(tracked));
+                st.traders
+                    .entry(key.0.clone())
+                    .or_insert_with(|| Trader::new(&cfg, now))
+                    .open += 1;
+                restored += 1;
+            } else if r.detail["final"] == true {
+                let Some(code) = r.detail["code"]
+                    .as_str()
+                    .and_then(|c| FINAL_CODES.iter().find(|k| **k == c))
+                else {
+                    continue;
+                };
+                let refusal = Refusal::Recorded {
+                    code,
+                    message: r.detail["message"].as_str().unwrap_or_default().to_owned(),
+                };
+                if let Some(slot) = st.slots.get_mut(&key) {
+                    // Its order record came first: the checks or the exchange refused it.
+                    slot.outcome = Outcome::Refused(refusal);
+                    if let Some(t) = slot.tracked.take() {
+                        st.by_exchange.remove(&t.request.client_order_id);
+                        if let Some(trader) = st.traders.get_mut(&key.0) {
+                            trader.open = trader.open.saturating_sub(1);
+                        }
+                    }
+                } else {
+                    remember(&mut st, &key, &request, Outcome::Refused(refusal), None);
+                    restored += 1;
+                }
+            }
+        }
+        evict(&mut st, cfg.max_remembered_orders);
+        Ok(restored)
+    }
+
+    /// Asks the exchange about every order [`Gateway::restore`] brought back.
+    pub async fn reconcile_restored(&self) {
+        let ids: Vec<ClientOrderId> = {
+            let st = self.inner.state.lock();
+            st.slots
+                .values()
+                .filter_map(|s| s.tracked.as_ref())
+                .filter(|t| t.status == OrderStatus::Pending)
+                .map(|t| t.request.client_order_id.clone())
+                .collect()
+        };
+        for id in ids {
+            self.reconcile(&id, true).await;
+        }
     }
 
     /// Cancels one of `trader`'s orders by its id.

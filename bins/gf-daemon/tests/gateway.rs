@@ -618,3 +618,56 @@ async fn a_feed_number_no_longer_kept_is_a_gap() {
     assert_eq!(first["seq"].as_u64().unwrap(), oldest, "{first}");
     s.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_restart_finds_its_first_result_and_places_nothing() {
+    let s = setup().await;
+    let dir = s._dir.path().to_owned();
+    assert_eq!(s.place(&s.trader, &resting("k-1")).await.status, 201);
+    let mut far = resting("k-2");
+    far["limit_price"] = json!("1.00");
+    assert_eq!(s.place(&s.trader, &far).await.status, 422);
+    // The refusal is journaled in the background: wait for it before stopping.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = s.get("/api/v1/journal?limit=50", &s.viewer).await;
+        if j.body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "gateway_refusal")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Setup { running, _dir, .. } = s;
+    running.stop().await;
+
+    // The same data directory, a new process's worth of state.
+    let running = start(config(&dir), Scenario::Normal, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let s = Setup {
+        url: running.url(),
+        trader: running.create_token("strat-a", Role::Trader).unwrap(),
+        operator: running.create_token("olga", Role::Operator).unwrap(),
+        viewer: running.create_token("vic", Role::Viewer).unwrap(),
+        running,
+        _dir,
+        http: reqwest::Client::new(),
+    };
+    let a = s.place(&s.trader, &resting("k-1")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["replayed"], true);
+    // The paper exchange keeps no orders across runs: reconciled, it is gone.
+    s.wait_order("k-1", |o| o["status"] == "cancelled").await;
+    assert_eq!(s.exchange_open().await, 0, "no second order was placed");
+    let b = s.place(&s.trader, &far).await;
+    assert_eq!(b.status, 422, "{}", b.body);
+    assert_eq!(b.body["error"]["code"], "risk_refused");
+    assert_eq!(b.body["error"]["detail"]["restored"], true);
+    assert_eq!(b.body["error"]["detail"]["replayed"], true);
+    s.running.stop().await;
+}

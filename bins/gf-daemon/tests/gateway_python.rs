@@ -58,7 +58,10 @@ fn python() -> PathBuf {
         probe.status.success(),
         "{} has no websockets module ({}): {hint}",
         python.display(),
-        String::from_utf8_lossy(&probe.stderr).trim()
+        String::from_utf8_lossy(&probe.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
     );
     python
 }
@@ -85,8 +88,7 @@ fn transcript(lines: &[String], stderr: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_example_trades_the_paper_daemon_and_sees_the_halt_cancel_its_resting_order()
-{
+async fn the_python_example_trades_the_paper_daemon_and_sees_the_halt_cancel_its_resting_order() {
     let python = python();
     let dir = tempfile::tempdir().unwrap();
     let running = daemon(dir.path()).await;
@@ -211,7 +213,6 @@ async fn the_python_example_trades_the_paper_daemon_and_sees_the_halt_cancel_its
     let stderr = stderr_task.await.unwrap();
     let text = transcript(&lines, &stderr);
     assert!(status.success(), "the example exited {status}\n{text}");
-    eprintln!("TMPDEBUG {}", http.get(format!("{url}/api/v1/orders?status=all")).bearer_auth(&trader).send().await.unwrap().text().await.unwrap());
 
     assert_eq!(
         lines.last().map(String::as_str),
@@ -266,6 +267,23 @@ async fn the_python_example_trades_the_paper_daemon_and_sees_the_halt_cancel_its
         .await
         .unwrap();
     assert_eq!(order["order"]["status"], "cancelled", "{order}");
+    let market = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("PLACED mkt-"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|id| format!("mkt-{id}"))
+        .unwrap_or_else(|| panic!("no market order placed\n{text}"));
+    let order: Value = http
+        .get(format!("{url}/api/v1/orders/{market}"))
+        .bearer_auth(&trader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["order"]["status"], "filled", "{order}");
+    assert_eq!(order["order"]["filled_qty"], "10", "{order}");
     let refused = http
         .post(format!("{url}/api/v1/orders"))
         .bearer_auth(&trader)

@@ -59,7 +59,7 @@ fn decimal_text() -> impl Strategy<Value = String> {
 
 /// A well-formed order: resting limits near the market, limits outside the price collar,
 /// small market orders, sells the account cannot cover.
-fn valid_order() -> impl Strategy<Value = Value> {
+fn valid_order() -> BoxedStrategy<Value> {
     let xrp = prop_oneof![
         Just("2.1"),
         Just("2.12"),
@@ -103,80 +103,85 @@ fn valid_order() -> impl Strategy<Value = Value> {
                 o
             },
         )
+        .boxed()
 }
 
 /// Values that are wrong for one field or another.
-fn odd_value() -> impl Strategy<Value = Value> {
+fn odd_value() -> BoxedStrategy<Value> {
     let long = |c: &str, n: usize| Value::String(c.repeat(n));
+    let fixed = vec![
+        json!(null),
+        json!(true),
+        json!(0),
+        json!(100),
+        json!(0.5),
+        json!(-1),
+        json!(1e300),
+        json!(u64::MAX),
+        json!([]),
+        json!({}),
+        json!(["1"]),
+        json!({ "value": "1" }),
+        json!(""),
+        json!(" "),
+        json!("0"),
+        json!("-0"),
+        json!("0.0"),
+        json!("-1"),
+        json!("-0.5"),
+        json!("+1"),
+        json!(" 1"),
+        json!("1 "),
+        json!("1."),
+        json!(".5"),
+        json!("1e5"),
+        json!("1E-3"),
+        json!("NaN"),
+        json!("inf"),
+        json!("0x10"),
+        json!("1_000"),
+        json!("1,5"),
+        json!("\u{663}"),
+        json!("0.0000000000000000000000000001"),
+        json!("0.00000000000000000000000000001"),
+        json!("79228162514264337593543950335"),
+        json!("79228162514264337593543950336"),
+        json!("99999999999999999999999999999999999999"),
+        long("9", 10_000),
+        json!("BUY"),
+        json!("Buy"),
+        json!("hold"),
+        json!("stop"),
+        json!("Market"),
+        json!("fok"),
+        json!("gtd"),
+        json!("GTC"),
+        json!("true"),
+        json!("xrp/usd"),
+        json!("XRP-USD"),
+        json!("XRPUSD"),
+        json!("BTC/USD"),
+        json!("XRP/USD\u{0}"),
+        json!("XRP/USD "),
+        json!("\u{1b}[31mred"),
+        json!("a\nb"),
+        json!("a\u{7f}b"),
+        json!("a\u{85}b"),
+        json!("ordre-\u{e9}t\u{e9}"),
+        json!("\u{1f680}"),
+        json!("\u{202e}evil"),
+        json!("a b"),
+        long("a", 65),
+        long("a", 10_000),
+        long("\u{e9}", 10_000),
+    ];
     prop_oneof![
-        Just(json!(null)),
-        Just(json!(true)),
-        Just(json!(0)),
-        Just(json!(100)),
-        Just(json!(0.5)),
-        Just(json!(-1)),
-        Just(json!(1e300)),
-        Just(json!(u64::MAX)),
-        Just(json!([])),
-        Just(json!({})),
-        Just(json!(["1"])),
-        Just(json!({ "value": "1" })),
-        Just(json!("")),
-        Just(json!(" ")),
-        Just(json!("0")),
-        Just(json!("-0")),
-        Just(json!("0.0")),
-        Just(json!("-1")),
-        Just(json!("-0.5")),
-        Just(json!("+1")),
-        Just(json!(" 1")),
-        Just(json!("1 ")),
-        Just(json!("1.")),
-        Just(json!(".5")),
-        Just(json!("1e5")),
-        Just(json!("1E-3")),
-        Just(json!("NaN")),
-        Just(json!("inf")),
-        Just(json!("0x10")),
-        Just(json!("1_000")),
-        Just(json!("1,5")),
-        Just(json!("\u{663}")),
-        Just(json!("0.0000000000000000000000000001")),
-        Just(json!("0.00000000000000000000000000001")),
-        Just(json!("79228162514264337593543950335")),
-        Just(json!("79228162514264337593543950336")),
-        Just(json!("99999999999999999999999999999999999999")),
-        Just(long("9", 10_000)),
-        Just(json!("BUY")),
-        Just(json!("Buy")),
-        Just(json!("hold")),
-        Just(json!("stop")),
-        Just(json!("Market")),
-        Just(json!("fok")),
-        Just(json!("gtd")),
-        Just(json!("GTC")),
-        Just(json!("true")),
-        Just(json!("xrp/usd")),
-        Just(json!("XRP-USD")),
-        Just(json!("XRPUSD")),
-        Just(json!("BTC/USD")),
-        Just(json!("XRP/USD\u{0}")),
-        Just(json!("XRP/USD ")),
-        Just(json!("\u{1b}[31mred")),
-        Just(json!("a\nb")),
-        Just(json!("a\u{7f}b")),
-        Just(json!("a\u{85}b")),
-        Just(json!("ordre-\u{e9}t\u{e9}")),
-        Just(json!("\u{1f680}")),
-        Just(json!("\u{202e}evil")),
-        Just(json!("a b")),
-        Just(long("a", 65)),
-        Just(long("a", 10_000)),
-        Just(long("\u{e9}", 10_000)),
-        ".{0,80}".prop_map(Value::String),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|n| json!(n)),
+        8 => prop::sample::select(fixed),
+        1 => ".{0,80}".prop_map(Value::String),
+        1 => any::<i64>().prop_map(|n| json!(n)),
+        1 => any::<f64>().prop_map(|n| json!(n)),
     ]
+    .boxed()
 }
 
 const FIELDS: [&str; 8] = [
@@ -191,7 +196,7 @@ const FIELDS: [&str; 8] = [
 ];
 
 /// A valid order with one thing wrong.
-fn near_valid() -> impl Strategy<Value = (&'static str, Value)> {
+fn near_valid() -> BoxedStrategy<(&'static str, Value)> {
     let field = prop::sample::select(FIELDS.to_vec());
     prop_oneof![
         (valid_order(), field.clone()).prop_map(|(mut o, f)| {
@@ -228,10 +233,11 @@ fn near_valid() -> impl Strategy<Value = (&'static str, Value)> {
         }),
         valid_order().prop_map(|o| ("not an object", json!([o]))),
     ]
+    .boxed()
 }
 
 /// Any JSON value, nested a little.
-fn any_json() -> impl Strategy<Value = Value> {
+fn any_json() -> BoxedStrategy<Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -249,13 +255,14 @@ fn any_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+    .boxed()
 }
 
 fn text(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
-fn case() -> impl Strategy<Value = Case> {
+fn case() -> BoxedStrategy<Case> {
     let content_type = prop_oneof![
         16 => Just(Some("application/json")),
         1 => Just(Some("application/json; charset=utf-8")),
@@ -310,6 +317,7 @@ fn case() -> impl Strategy<Value = Case> {
         ),
         3 => any::<usize>().prop_map(Case::Repeat),
     ]
+    .boxed()
 }
 
 /// An answer as the test reads it.
@@ -397,9 +405,11 @@ fn check(seen: &mut Seen, kind: &str, body: &[u8], a: &Answer) -> Result<(), Tes
         let sent: Value = serde_json::from_slice(body).unwrap();
         prop_assert_eq!(&sent["client_order_id"], &json!(reply.order.client_order_id), "{}", what);
         prop_assert!(!reply.order.exchange_client_order_id.is_empty(), "{what}");
-        prop_assert!(
-            !reply.order.exchange_client_order_id.contains(&reply.order.client_order_id),
-            "the exchange id is the daemon's own: {what}"
+        prop_assert_ne!(
+            &reply.order.exchange_client_order_id,
+            &reply.order.client_order_id,
+            "the exchange id is the daemon's own: {}",
+            what
         );
         prop_assert!(a.server_timing.is_some(), "no Server-Timing: {what}");
         match seen.accepted.get(&reply.order.client_order_id) {
@@ -505,7 +515,9 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
     let mut runner = TestRunner::new(RunnerConfig {
         cases: 400,
         failure_persistence: None,
-        max_shrink_iters: 64,
+        // Cases share one daemon: a shrunk case would run against another state. The
+        // failure message shows the request and the answer instead.
+        max_shrink_iters: 0,
         ..RunnerConfig::default()
     });
     let seen = std::cell::RefCell::new(seen);

@@ -824,12 +824,46 @@ impl Journal {
     /// # Errors
     /// [`Error::Database`].
     pub fn records(&self, limit: usize) -> Result<Vec<JournalRecord>, Error> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let inner = self.inner.lock();
-        let mut stmt = inner.conn.prepare_cached(
+        self.select(
             "SELECT id, ts, kind, actor, detail, prev_mac, mac FROM journal
              ORDER BY id DESC LIMIT ?1",
-        )?;
+            limit,
+        )
+    }
+
+    /// The latest `limit` records whose kind is one of `kinds`, oldest first (what a
+    /// component re-reads of its own records at start).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub fn records_of_kinds(
+        &self,
+        kinds: &[&str],
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The kinds are quoted SQL string literals: `'` doubled.
+        let list = kinds
+            .iter()
+            .map(|k| format!("'{}'", k.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.select(
+            &format!(
+                "SELECT id, ts, kind, actor, detail, prev_mac, mac FROM journal
+                 WHERE kind IN ({list}) ORDER BY id DESC LIMIT ?1"
+            ),
+            limit,
+        )
+    }
+
+    /// Runs a `SELECT` of whole records, newest first with `LIMIT ?1`; oldest first out.
+    fn select(&self, sql: &str, limit: usize) -> Result<Vec<JournalRecord>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let inner = self.inner.lock();
+        let mut stmt = inner.conn.prepare_cached(sql)?;
         let rows = stmt.query_map([limit], |r| {
             Ok((
                 r.get::<_, i64>(0)?,

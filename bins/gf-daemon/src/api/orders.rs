@@ -105,6 +105,14 @@ fn refusal_response(refused: &Refused) -> Response {
         Refusal::NotJournaled(cause) => {
             (StatusCode::SERVICE_UNAVAILABLE, json!({ "cause": cause }))
         }
+        Refusal::Recorded { code, .. } => (
+            match *code {
+                "risk_refused" => StatusCode::UNPROCESSABLE_ENTITY,
+                "exchange_rejected" => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::CONFLICT,
+            },
+            json!({ "restored": true }),
+        ),
     };
     if refused.replayed {
         detail["replayed"] = Value::Bool(true);
