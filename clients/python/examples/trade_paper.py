@@ -3,14 +3,16 @@
 
 Connects the order feed, waits for its hello, then places a small market buy and,
 once it has filled, a resting limit buy ``--offset-pct`` below that fill (inside the
-daemon's price collar, 5 % by default). Every order and fill frame is printed as one
-JSON line. When a ``halt`` frame arrives it stops placing, checks that the resting order
+daemon's price collar, 5 % by default). Every order, fill and halt frame is printed as
+one JSON line. When a ``halt`` frame arrives it stops placing, checks that the resting order
 went to ``cancelled`` (the halt cancels resting orders), prints
 ``HALT_SEEN <halt_id> <reason>`` and exits 0.
 
 Other lines on stdout: ``PLACED <client_order_id> <status>`` after each order,
 ``READY <resting client_order_id>`` once both are placed, ``RESTING_CANCELLED
-<client_order_id>`` before ``HALT_SEEN``. Any unexpected error, or no halt within
+<client_order_id>`` before ``HALT_SEEN``, ``RECONNECTED since=<seq>`` when the feed
+resumed after a lost connection (``--drop-feed-once`` loses it on purpose, once, after the
+first order or fill frame). Any unexpected error, or no halt within
 ``--timeout`` seconds, ends it with one ``trade_paper: error: …`` line on stderr and a
 non-zero exit.
 
@@ -155,6 +157,8 @@ async def run(args: argparse.Namespace, token: str) -> None:
         async for frame in feed:
             kind = frame.get("type")
             if kind == "hello":
+                if feed.connects > 1:
+                    say(f"RECONNECTED since={feed.last_seq}")
                 status = frame.get("status") or {}
                 if placer is None:
                     if not status.get("gate_open", False):
@@ -177,12 +181,17 @@ async def run(args: argparse.Namespace, token: str) -> None:
                     trader.note(frame["order"])
                 else:
                     trader.note_fill(frame["fill"])
+                if args.drop_feed_once and feed.connects == 1:
+                    # A drill: lose the connection once, mid-trade; the feed resumes from
+                    # the last seq and nothing is missed or repeated.
+                    await feed.drop()
                 continue
             if kind == "gap":
                 for order in frame.get("orders", []):
                     trader.note(order)
                 continue
             if kind == "halt":
+                say(dumps(frame))
                 halt = frame.get("halt") or {}
                 trader.halted.set()
                 trader.changed.set()
@@ -260,6 +269,11 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     )
     p.add_argument("--price-decimals", type=int, default=5, help="the pair's price precision")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a halt")
+    p.add_argument(
+        "--drop-feed-once",
+        action="store_true",
+        help="drop the feed's connection after the first order or fill frame (a drill)",
+    )
     p.add_argument(
         "--fill-timeout", type=float, default=15.0, help="seconds for the market buy to fill"
     )

@@ -511,6 +511,17 @@ class OrderFeed:
         path = parts.path.rstrip("/") + "/ws/orders"
         return urllib.parse.urlunsplit((scheme, parts.netloc, path, query, ""))
 
+    async def drop(self) -> None:
+        """Drops the current connection abruptly, as a network failure would (no closing
+        handshake); the feed reconnects and resumes after the last ``seq``. For tests
+        and drills."""
+        ws = self._ws
+        transport = getattr(ws, "transport", None)
+        if transport is not None:
+            transport.abort()
+        elif ws is not None:
+            await ws.close()
+
     async def close(self) -> None:
         """Closes the connection; the iteration ends."""
         self._closed = True

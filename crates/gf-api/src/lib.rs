@@ -91,6 +91,17 @@ impl fmt::Display for HaltState {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Num(pub String);
 
+/// The text as sent (`-` when empty).
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
 impl Serialize for Num {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

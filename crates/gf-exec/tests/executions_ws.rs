@@ -50,6 +50,7 @@ struct Setup {
     feed: Arc<ExecutionsFeed>,
     state: watch::Receiver<FeedState>,
     fills: Subscription,
+    bus: EventBus,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -107,6 +108,7 @@ async fn setup(plan: SyncPlan) -> Setup {
         feed,
         state,
         fills,
+        bus,
         tasks: vec![runner, sync],
     }
 }
@@ -200,6 +202,64 @@ async fn fills_arrive_over_executions_without_polling() {
     s.no_more_fills();
     assert!(s.feed.is_live());
     assert_eq!(s.feed.stats().malformed, 0);
+}
+
+/// A post-only order that would take liquidity on arrival is accepted by `AddOrder`, then
+/// cancelled by the exchange without executing (Kraken: it "will either get posted to the
+/// order book or be cancelled"): the cancel arrives over `executions`, with no fill and no
+/// REST poll; a post-only order that does not cross stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_only_order_that_would_take_is_reported_cancelled_over_executions() {
+    let mut s = setup(SyncPlan {
+        while_down: NEVER,
+        while_live: NEVER,
+    })
+    .await;
+    s.until("live", |st| st.live).await;
+    let mut updates = s.bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
+    let maker = s
+        .client
+        .place_order(&order("ws-po-rest", Side::Buy, dec!(10), Some(dec!(0.4))).post_only())
+        .await
+        .unwrap();
+    assert_eq!(maker.status, OrderStatus::Open);
+    s.client
+        .place_order(&order("ws-po-take", Side::Buy, dec!(10), Some(dec!(0.6))).post_only())
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(LIMIT, async {
+        loop {
+            let ev = updates.recv().await.unwrap();
+            if let Payload::OrderUpdate {
+                client_order_id,
+                status,
+                filled_qty,
+                ..
+            } = &ev.payload
+                && client_order_id.as_str() == "ws-po-take"
+                && status.is_terminal()
+            {
+                return (*status, *filled_qty);
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for the post-only cancel");
+    assert_eq!(cancelled, (OrderStatus::Cancelled, Decimal::ZERO));
+    assert_eq!(
+        s.query_orders(),
+        0,
+        "the cancel came over the socket, not REST"
+    );
+    s.no_more_fills();
+    let open: Vec<_> = s
+        .server
+        .orders()
+        .into_iter()
+        .filter(|o| o.status == "open")
+        .filter_map(|o| o.cl_ord_id)
+        .collect();
+    assert_eq!(open, ["ws-po-rest"]);
 }
 
 /// With the socket silent (open but sending nothing, executions lost) the feed goes down
