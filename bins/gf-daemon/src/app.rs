@@ -389,7 +389,7 @@ pub fn build_with(
     // The gateway re-reads its journal records: a trader's retry after a restart still
     // finds its first result.
     let gateway = crate::gateway::Gateway::new(
-        config.gateway,
+        config.gateway.clone(),
         clock.clone(),
         bus.clone(),
         portfolio.clone(),

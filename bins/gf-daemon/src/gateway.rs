@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gf_api::{GatewayFill, GatewayOrder, Num, OrderFeedFrame, PlaceOrder};
-use gf_core::config::GatewayConfig;
+use gf_core::config::{GatewayConfig, Limits};
 use gf_core::{
     ClientOrderId, Event, EventBus, EventKind, HaltState, KindSet, OrderRequest, OrderStatus,
     OrderType, Pair, Payload, SharedClock, Source, Subscription, TimeInForce,
@@ -401,6 +401,7 @@ struct Feed {
 
 #[derive(Debug)]
 struct Trader {
+    limits: Limits,
     bucket: Bucket,
     open: usize,
     feed: Feed,
@@ -557,24 +558,25 @@ impl Gateway {
             return Err(refusal.into());
         }
         let now = inner.clock.now();
-        let cfg = inner.cfg;
+        let cfg = &inner.cfg;
         let trader = st
             .traders
             .entry(key.0.clone())
-            .or_insert_with(|| Trader::new(&cfg, now));
-        if trader.open >= cfg.max_open_orders as usize {
+            .or_insert_with(|| Trader::new(cfg, &key.0, now));
+        let limits = trader.limits;
+        if trader.open >= limits.max_open_orders as usize {
             let refusal = Refusal::RateLimited {
                 limit: "open_orders",
-                max: cfg.max_open_orders,
+                max: limits.max_open_orders,
                 retry_after_secs: 1,
             };
             self.journal_refusal(key, request, &refusal);
             return Err(refusal.into());
         }
-        if let Err(retry_after_secs) = trader.bucket.take(now, &cfg) {
+        if let Err(retry_after_secs) = trader.bucket.take(now, &limits) {
             let refusal = Refusal::RateLimited {
                 limit: "orders_per_second",
-                max: cfg.orders_per_second,
+                max: limits.orders_per_second,
                 retry_after_secs,
             };
             self.journal_refusal(key, request, &refusal);
@@ -854,7 +856,7 @@ impl Gateway {
             .journal()
             .records_of_kinds(&[ORDER_KIND, REFUSAL_KIND], inner.cfg.max_remembered_orders)?;
         let now = inner.clock.now();
-        let cfg = inner.cfg;
+        let cfg = &inner.cfg;
         let mut restored = 0;
         let mut st = inner.state.lock();
         for r in records {
@@ -898,7 +900,7 @@ impl Gateway {
                 remember(&mut st, &key, &request, Outcome::Accepted, Some(tracked));
                 st.traders
                     .entry(key.0.clone())
-                    .or_insert_with(|| Trader::new(&cfg, now))
+                    .or_insert_with(|| Trader::new(cfg, &key.0, now))
                     .open += 1;
                 restored += 1;
             } else if r.detail["final"] == true {
@@ -1051,12 +1053,12 @@ impl Gateway {
     #[must_use]
     pub fn feed_head(&self, trader: &str) -> (u64, u64) {
         let now = self.inner.clock.now();
-        let cfg = self.inner.cfg;
+        let cfg = &self.inner.cfg;
         let mut st = self.inner.state.lock();
         let feed = &st
             .traders
             .entry(trader.to_owned())
-            .or_insert_with(|| Trader::new(&cfg, now))
+            .or_insert_with(|| Trader::new(cfg, trader, now))
             .feed;
         (feed.oldest(), feed.head)
     }
@@ -1285,10 +1287,12 @@ fn evict(st: &mut State, max: usize) {
 }
 
 impl Trader {
-    fn new(cfg: &GatewayConfig, now: DateTime<Utc>) -> Self {
+    fn new(cfg: &GatewayConfig, name: &str, now: DateTime<Utc>) -> Self {
+        let limits = cfg.limits(name);
         Self {
+            limits,
             bucket: Bucket {
-                tokens: f64::from(cfg.order_burst),
+                tokens: f64::from(limits.order_burst),
                 at: now,
             },
             open: 0,
@@ -1299,9 +1303,9 @@ impl Trader {
 
 impl Bucket {
     /// Takes one order's token, or says in how many whole seconds one will be there.
-    fn take(&mut self, now: DateTime<Utc>, cfg: &GatewayConfig) -> Result<(), u64> {
-        let rate = f64::from(cfg.orders_per_second);
-        let burst = f64::from(cfg.order_burst);
+    fn take(&mut self, now: DateTime<Utc>, limits: &Limits) -> Result<(), u64> {
+        let rate = f64::from(limits.orders_per_second);
+        let burst = f64::from(limits.order_burst);
         let elapsed = (now - self.at).num_microseconds().unwrap_or(i64::MAX).max(0);
         #[allow(clippy::cast_precision_loss)]
         let refill = elapsed as f64 / 1e6 * rate;

@@ -479,6 +479,28 @@ async fn over_a_limit_the_answer_is_429_with_retry_after() {
     assert_eq!(c.status, 200);
     s.wait_order("o-1", |o| o["status"] == "cancelled").await;
     assert_eq!(s.place(&s.trader, &resting("o-3")).await.status, 201);
+
+    // A token's own limits, from the config file, replace the defaults.
+    let own: Config = Config::from_toml_str(
+        "[gateway.traders.\"strat-b\"]\nmax_open_orders = 3\n",
+    )
+    .unwrap();
+    assert_eq!(own.gateway.limits("strat-b").max_open_orders, 3);
+    assert_eq!(own.gateway.limits("strat-b").orders_per_second, 10, "the default");
+    s.running.stop().await;
+
+    let s = setup_with(|cfg| {
+        cfg.gateway.max_open_orders = 2;
+        cfg.gateway.traders = own.gateway.traders.clone();
+    })
+    .await;
+    let b = s.running.create_token("strat-b", Role::Trader).unwrap();
+    for id in ["b-1", "b-2", "b-3"] {
+        assert_eq!(s.place(&b, &resting(id)).await.status, 201, "{id}");
+    }
+    let a = s.place(&b, &resting("b-4")).await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.body["error"]["detail"]["max"], 3);
     s.running.stop().await;
 }
 

@@ -3,9 +3,10 @@
 //! halts, and the example must see the halt on its order feed, find its resting order
 //! cancelled by the halt, print `HALT_SEEN <id> <reason>` and exit 0.
 //!
-//! It runs with the Python of the test peers' venv (`target/test-peers/venv`, where
-//! `cargo xtask test` installs `websockets`), or `GF_PYTHON`. Without one the test fails
-//! and says how to get it: CI must never skip the Python client silently.
+//! The client's own unit tests (`clients/python/tests`) run here too. Both use the Python
+//! of the test peers' venv (`target/test-peers/venv`, where `cargo xtask test` installs
+//! `websockets`), or `GF_PYTHON`. Without one the tests fail and say how to get it: CI must
+//! never skip the Python client silently.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -84,6 +85,28 @@ fn transcript(lines: &[String], stderr: &str) -> String {
         "--- stdout ---\n{}\n--- stderr ---\n{stderr}",
         lines.join("\n")
     )
+}
+
+#[test]
+fn the_python_clients_unit_tests_pass() {
+    let python = python();
+    let root = workspace();
+    let out = std::process::Command::new(&python)
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(root.join("clients/python/tests"))
+        .env("PYTHONPATH", root.join("clients/python"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
+    // unittest reports on stderr.
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    let ran = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Ran "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(ran.is_some_and(|n| n > 0), "no test ran: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,7 @@ pub struct Config {
 /// `[gateway]`: orders from external strategies (`POST /api/v1/orders` with a `trader`
 /// token). Each order passes the same pre-trade checks and gate as the daemon's own; these
 /// limits apply per token on top of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// Accept orders from `trader` tokens. Off: `POST /api/v1/orders` answers 403
@@ -147,6 +147,47 @@ pub struct GatewayConfig {
     /// Gateway orders (and their fills) remembered for reads and idempotent retries; the
     /// oldest finished ones are forgotten beyond it.
     pub max_remembered_orders: usize,
+    /// Limits of one token, by its name, replacing the defaults above:
+    /// `[gateway.traders."strat-a"] orders_per_second = 50`.
+    pub traders: BTreeMap<String, TraderLimits>,
+}
+
+/// `[gateway.traders."<token name>"]`: one token's limits; an unset one is the
+/// `[gateway]` default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraderLimits {
+    /// Orders per second, sustained.
+    pub orders_per_second: Option<u32>,
+    /// Orders at once before the sustained rate applies.
+    pub order_burst: Option<u32>,
+    /// Open orders.
+    pub max_open_orders: Option<u32>,
+}
+
+/// One token's limits in force ([`GatewayConfig::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Orders per second, sustained.
+    pub orders_per_second: u32,
+    /// Orders at once before the sustained rate applies.
+    pub order_burst: u32,
+    /// Open orders.
+    pub max_open_orders: u32,
+}
+
+impl GatewayConfig {
+    /// The limits of the token named `trader`: its `[gateway.traders]` entry over the
+    /// defaults.
+    #[must_use]
+    pub fn limits(&self, trader: &str) -> Limits {
+        let own = self.traders.get(trader).copied().unwrap_or_default();
+        Limits {
+            orders_per_second: own.orders_per_second.unwrap_or(self.orders_per_second),
+            order_burst: own.order_burst.unwrap_or(self.order_burst),
+            max_open_orders: own.max_open_orders.unwrap_or(self.max_open_orders),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -158,6 +199,7 @@ impl Default for GatewayConfig {
             max_open_orders: 50,
             feed_capacity: 10_000,
             max_remembered_orders: 100_000,
+            traders: BTreeMap::new(),
         }
     }
 }
@@ -1189,6 +1231,17 @@ impl Config {
         nonzero("gateway.orders_per_second", u64::from(g.orders_per_second))?;
         nonzero("gateway.order_burst", u64::from(g.order_burst))?;
         nonzero("gateway.max_open_orders", u64::from(g.max_open_orders))?;
+        for (name, own) in &g.traders {
+            for (key, v) in [
+                ("orders_per_second", own.orders_per_second),
+                ("order_burst", own.order_burst),
+                ("max_open_orders", own.max_open_orders),
+            ] {
+                if let Some(v) = v {
+                    nonzero(&format!("gateway.traders.\"{name}\".{key}"), u64::from(v))?;
+                }
+            }
+        }
         if g.feed_capacity < 16 {
             return Err(ConfigError::invalid(
                 "gateway.feed_capacity",
