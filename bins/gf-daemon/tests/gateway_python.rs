@@ -95,6 +95,8 @@ fn the_python_clients_unit_tests_pass() {
         .args(["-m", "unittest", "discover", "-v", "-s"])
         .arg(root.join("clients/python/tests"))
         .env("PYTHONPATH", root.join("clients/python"))
+        // No __pycache__ left in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
@@ -128,6 +130,8 @@ async fn the_python_example_trades_the_paper_daemon_and_sees_the_halt_cancel_its
         .arg("--token-file")
         .arg(&token_file)
         .env("PYTHONPATH", root.join("clients/python"))
+        // No __pycache__ left in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("GF_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -4,17 +4,17 @@
 Connects the order feed, waits for its hello, then places a small market buy and,
 once it has filled, a resting limit buy ``--offset-pct`` below that fill (inside the
 daemon's price collar, 5 % by default). Every order, fill and halt frame is printed as
-one JSON line. When a ``halt`` frame arrives it stops placing, checks that the resting order
-went to ``cancelled`` (the halt cancels resting orders), prints
+one JSON line. When a ``halt`` frame arrives it stops placing, checks that the resting
+order went to ``cancelled`` (the halt cancels resting orders), prints
 ``HALT_SEEN <halt_id> <reason>`` and exits 0.
 
 Other lines on stdout: ``PLACED <client_order_id> <status>`` after each order,
 ``READY <resting client_order_id>`` once both are placed, ``RESTING_CANCELLED
 <client_order_id>`` before ``HALT_SEEN``, ``RECONNECTED since=<seq>`` when the feed
 resumed after a lost connection (``--drop-feed-once`` loses it on purpose, once, after the
-first order or fill frame). Any unexpected error, or no halt within
-``--timeout`` seconds, ends it with one ``trade_paper: error: …`` line on stderr and a
-non-zero exit.
+first order or fill frame), ``WAITING <check>`` while the daemon has no fresh price yet.
+Any unexpected error, or no halt within ``--timeout`` seconds, ends it with one
+``trade_paper: error: …`` line on stderr and a non-zero exit.
 
     python3 examples/trade_paper.py --url http://127.0.0.1:8080 --token-file trader.token
     GF_TOKEN=gf_… python3 examples/trade_paper.py
@@ -38,9 +38,14 @@ from galfriday import (  # noqa: E402
     Client,
     Halted,
     OrderFeed,
+    RiskRefused,
     dumps,
     new_client_order_id,
 )
+
+
+# Risk refusals that only say market data has not arrived yet.
+WAIT_FOR_MARKET = ("no_market_price", "stale_price", "unpriced_holding")
 
 
 class Failure(Exception):
@@ -105,9 +110,26 @@ class Trader:
     async def trade(self) -> None:
         """The market buy, then the resting limit buy below its fill."""
         a = self.args
-        market = await self.place(
-            client_order_id=self.market_id, pair=a.pair, side="buy", type="market", qty=a.qty
-        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + a.fill_timeout
+        while True:
+            try:
+                market = await self.place(
+                    client_order_id=self.market_id,
+                    pair=a.pair,
+                    side="buy",
+                    type="market",
+                    qty=a.qty,
+                )
+                break
+            except RiskRefused as e:
+                # No (fresh) price yet, just after the daemon started: wait for market
+                # data. A refusal is final for its id, so the next try takes a new one.
+                if e.check not in WAIT_FOR_MARKET or loop.time() > deadline:
+                    raise
+                say(f"WAITING {e.check}")
+                await asyncio.sleep(0.2)
+                self.market_id = new_client_order_id("mkt")
         if market is None:
             return
         if market["status"] in ("rejected", "cancelled", "expired"):
