@@ -248,7 +248,11 @@ fn main() {
 
     println!(
         "orders: {total} resting limit orders per concurrency, keep-alive HTTP/1.1 on 127.0.0.1, paper exchange{}",
-        if full { "" } else { " (smoke run: pass --bench to measure)" }
+        if full {
+            ""
+        } else {
+            " (smoke run: pass --bench to measure)"
+        }
     );
     for clients in [1, 16] {
         let (samples, wall) = run(

@@ -751,10 +751,8 @@ impl Gateway {
                 slot.outcome = Outcome::Refused(refusal.clone());
                 slot.tracked.take().is_none_or(|t| t.counted_open)
             });
-            if open {
-                if let Some(trader) = st.traders.get_mut(&key.0) {
-                    trader.open = trader.open.saturating_sub(1);
-                }
+            if open && let Some(trader) = st.traders.get_mut(&key.0) {
+                trader.open = trader.open.saturating_sub(1);
             }
             drop(st);
             self.inner.changed.notify_waiters();
@@ -1158,10 +1156,8 @@ impl Gateway {
                 }
                 t.updated_at = now;
                 let order = t.wire();
-                if accepted {
-                    if let Some(trader) = st.traders.get_mut(&key.0) {
-                        trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
-                    }
+                if accepted && let Some(trader) = st.traders.get_mut(&key.0) {
+                    trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
                 }
                 settle_open(&mut st, &key);
                 accepted
@@ -1278,10 +1274,10 @@ fn evict(st: &mut State, max: usize) {
         });
         let Some(i) = evictable else { return };
         let Some(key) = st.log.remove(i) else { return };
-        if let Some(slot) = st.slots.remove(&key) {
-            if let Some(t) = slot.tracked {
-                st.by_exchange.remove(&t.request.client_order_id);
-            }
+        if let Some(slot) = st.slots.remove(&key)
+            && let Some(t) = slot.tracked
+        {
+            st.by_exchange.remove(&t.request.client_order_id);
         }
     }
 }

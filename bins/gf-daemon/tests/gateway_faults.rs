@@ -474,7 +474,7 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
         Refusal::Halted {
             halt_id, reason, ..
         } => {
-            assert_eq!(*halt_id, outcome.halt_id);
+            assert_eq!(*halt_id, Some(outcome.halt_id));
             assert_eq!(reason.as_deref(), Some("drill"));
         }
         other => panic!("{other:?}"),
@@ -548,7 +548,7 @@ async fn a_halt_before_the_order_passed_the_gate_refuses_it_halted_for_good() {
     let r = refused(first.await.unwrap());
     assert!(!r.replayed);
     match &r.refusal {
-        Refusal::Halted { halt_id, .. } => assert_eq!(*halt_id, outcome.halt_id),
+        Refusal::Halted { halt_id, .. } => assert_eq!(*halt_id, Some(outcome.halt_id)),
         other => panic!("{other:?}"),
     }
     let again = refused(retry.await.unwrap());
@@ -927,22 +927,41 @@ async fn the_feed_under_load_keeps_numbers_contiguous_and_reports_gaps_exactly()
         FeedRead::Gap { oldest: 0, head: 0 }
     );
 
+    // The halt (cancel only): a halt frame for every feed, and each resting order's
+    // cancel (the halt's cancel-all may run before its state change is published: the
+    // two frames come in either order).
     let outcome = e.halt.halt(HaltSource::Cli, "drill").await;
     heads.insert("watcher".into(), 0);
-    e.until("every feed got the halt", |g| {
-        heads.iter().all(|(t, h)| g.feed_head(t).1 == h + 1)
+    e.until("every feed got the halt and every order its cancel", |g| {
+        heads.iter().all(|(t, h)| {
+            let want = if t == "watcher" { 1 } else { 2 };
+            g.feed_head(t).1 == h + want
+        })
     })
     .await;
     for (t, h) in &heads {
         let FeedRead::Frames(frames, head) = e.gateway.feed_after(t, *h) else {
             panic!("{t}: gap");
         };
-        assert_eq!(head, h + 1);
-        assert_eq!(frames.len(), 1, "{t}: one halt frame");
-        let v: serde_json::Value = serde_json::from_str(&frames[0].1).unwrap();
-        assert_eq!(v["type"], "halt", "{v}");
-        assert_eq!(v["seq"], h + 1);
-        assert_eq!(v["halt"]["id"], outcome.halt_id.unwrap(), "{v}");
+        let mut kinds = Vec::new();
+        for (seq, text) in &frames {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(v["seq"], *seq);
+            match v["type"].as_str().unwrap() {
+                "halt" => assert_eq!(v["halt"]["id"], outcome.halt_id, "{v}"),
+                "order" => assert_eq!(v["order"]["status"], "cancelled", "{v}"),
+                other => panic!("{t}: {other}: {v}"),
+            }
+            kinds.push(v["type"].as_str().unwrap().to_owned());
+        }
+        kinds.sort();
+        let want: &[&str] = if t == "watcher" {
+            &["halt"]
+        } else {
+            &["halt", "order"]
+        };
+        assert_eq!(kinds, want, "{t}");
+        assert_eq!(head, h + want.len() as u64);
         check_feed(&e.gateway, t, CAPACITY);
     }
     assert_eq!(
@@ -994,7 +1013,7 @@ async fn the_rate_limit_refills_on_the_clock_and_is_per_token() {
     e.clock.advance(chrono::Duration::milliseconds(200));
     let r = refused(e.place("alice", refused_order.clone()).await);
     assert_eq!(rate_limited(&r), ("orders_per_second", 1));
-    // 0.25 s after the last look: 1.0 + a little; one passes (the same id: not burnt).
+    // 0.25 s later: 1.8 orders; one passes (with the same id: a rate refusal burns none).
     e.clock.advance(chrono::Duration::milliseconds(250));
     let ok = placed(e.place("alice", refused_order).await);
     assert!(!ok.replayed);

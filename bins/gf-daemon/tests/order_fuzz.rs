@@ -207,14 +207,25 @@ fn near_valid() -> BoxedStrategy<(&'static str, Value)> {
             o[f] = v;
             ("odd value", o)
         }),
-        (valid_order(), prop::sample::select(vec!["qty", "limit_price"]), 0u32..1000)
+        (
+            valid_order(),
+            prop::sample::select(vec!["qty", "limit_price"]),
+            0u32..1000
+        )
             .prop_map(|(mut o, f, n)| {
                 o[f] = json!(f64::from(n) / 10.0);
                 ("number for a decimal", o)
             }),
         (
             valid_order(),
-            prop::sample::select(vec!["leverage", "reduce_only", "__proto__", "", "Qty", "id"]),
+            prop::sample::select(vec![
+                "leverage",
+                "reduce_only",
+                "__proto__",
+                "",
+                "Qty",
+                "id"
+            ]),
             odd_value(),
         )
             .prop_map(|(mut o, f, v)| {
@@ -248,7 +259,10 @@ fn any_json() -> BoxedStrategy<Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop_oneof![prop::sample::select(FIELDS.to_vec()).prop_map(str::to_owned), ".{0,8}"],
+                prop_oneof![
+                    prop::sample::select(FIELDS.to_vec()).prop_map(str::to_owned),
+                    ".{0,8}"
+                ],
                 inner,
                 0..8
             )
@@ -403,7 +417,12 @@ fn check(seen: &mut Seen, kind: &str, body: &[u8], a: &Answer) -> Result<(), Tes
             .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
         prop_assert_eq!(reply.replayed, a.status == 200, "{}", what);
         let sent: Value = serde_json::from_slice(body).unwrap();
-        prop_assert_eq!(&sent["client_order_id"], &json!(reply.order.client_order_id), "{}", what);
+        prop_assert_eq!(
+            &sent["client_order_id"],
+            &json!(reply.order.client_order_id),
+            "{}",
+            what
+        );
         prop_assert!(!reply.order.exchange_client_order_id.is_empty(), "{what}");
         prop_assert_ne!(
             &reply.order.exchange_client_order_id,
@@ -419,7 +438,10 @@ fn check(seen: &mut Seen, kind: &str, body: &[u8], a: &Answer) -> Result<(), Tes
                 prop_assert_eq!(first, &reply.order.exchange_client_order_id, "{}", what);
             }
             None => {
-                prop_assert!(!reply.replayed, "a replay of an order never accepted: {what}");
+                prop_assert!(
+                    !reply.replayed,
+                    "a replay of an order never accepted: {what}"
+                );
                 seen.accepted.insert(
                     reply.order.client_order_id.clone(),
                     reply.order.exchange_client_order_id.clone(),
@@ -430,13 +452,18 @@ fn check(seen: &mut Seen, kind: &str, body: &[u8], a: &Answer) -> Result<(), Tes
     }
     // An error: the JSON shape with a documented code and its status.
     prop_assert!(a.content_type.starts_with("application/json"), "{what}");
-    let code = a.body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = a.body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     *seen.codes.entry(code.clone()).or_default() += 1;
     let documented = CODES.iter().find(|(c, _, _)| *c == code);
     prop_assert!(documented.is_some(), "undocumented code: {what}");
     prop_assert_eq!(documented.map(|d| d.1), Some(a.status), "{}", what);
     prop_assert!(
-        a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{what}"
     );
     prop_assert!(
@@ -447,13 +474,21 @@ fn check(seen: &mut Seen, kind: &str, body: &[u8], a: &Answer) -> Result<(), Tes
     );
     if !BEFORE_THE_GATEWAY.contains(&code.as_str()) {
         let timing = a.server_timing.as_deref().unwrap_or_default();
-        prop_assert!(timing.starts_with("gateway;dur="), "Server-Timing {timing:?}: {what}");
+        prop_assert!(
+            timing.starts_with("gateway;dur="),
+            "Server-Timing {timing:?}: {what}"
+        );
     }
     if code == "invalid_field" {
         prop_assert!(a.body["error"]["detail"]["field"].is_string(), "{what}");
     }
     if code == "rate_limited" {
-        let secs: u64 = a.retry_after.as_deref().unwrap_or_default().parse().unwrap_or(0);
+        let secs: u64 = a
+            .retry_after
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
         prop_assert!(secs >= 1, "Retry-After {:?}: {what}", a.retry_after);
     }
     if code == "exchange_rejected" && a.body["error"]["detail"]["replayed"] != true {
@@ -546,9 +581,18 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
     }
     // Valid bodies were accepted and refused bodies refused for the right reasons.
     for status in [201, 200, 400, 409, 422] {
-        assert!(seen.statuses.contains_key(&status), "no {status}: {:?}", seen.statuses);
+        assert!(
+            seen.statuses.contains_key(&status),
+            "no {status}: {:?}",
+            seen.statuses
+        );
     }
-    for code in ["invalid_body", "invalid_field", "idempotency_conflict", "risk_refused"] {
+    for code in [
+        "invalid_body",
+        "invalid_field",
+        "idempotency_conflict",
+        "risk_refused",
+    ] {
         assert!(seen.codes.contains_key(code), "no {code}: {:?}", seen.codes);
     }
 
@@ -559,8 +603,14 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         while let Ok(ev) = exchange_events.try_recv() {
-            if let (Source::Paper, Payload::OrderUpdate { client_order_id, status, .. }) =
-                (ev.source, &ev.payload)
+            if let (
+                Source::Paper,
+                Payload::OrderUpdate {
+                    client_order_id,
+                    status,
+                    ..
+                },
+            ) = (ev.source, &ev.payload)
             {
                 at_exchange
                     .entry(client_order_id.to_string())
@@ -574,7 +624,10 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for id in &accepted {
-        assert!(at_exchange.contains_key(*id), "accepted order {id} never reached the exchange");
+        assert!(
+            at_exchange.contains_key(*id),
+            "accepted order {id} never reached the exchange"
+        );
     }
     let others: Vec<_> = at_exchange
         .iter()

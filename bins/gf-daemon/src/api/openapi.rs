@@ -98,9 +98,11 @@ fn place_order() -> Value {
         "headers": { "Retry-After": { "$ref": "#/components/headers/RetryAfter" } },
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
     });
-    o["responses"]["502"] = error_response("exchange_rejected: the exchange refused it; detail.reason");
-    o["responses"]["503"] =
-        error_response("not_journaled: the journal could not record it; nothing was placed (retry allowed)");
+    o["responses"]["502"] =
+        error_response("exchange_rejected: the exchange refused it; detail.reason");
+    o["responses"]["503"] = error_response(
+        "not_journaled: the journal could not record it; nothing was placed (retry allowed)",
+    );
     o
 }
 
@@ -134,7 +136,12 @@ fn gateway_paths(paths: &mut serde_json::Map<String, Value>) {
     });
     one["parameters"] = client_order_id_param();
     one["responses"]["404"] = error_response("unknown_order");
-    let mut cancel = trader_op("Cancel one of this trader's orders", &[], "200", "CancelReply");
+    let mut cancel = trader_op(
+        "Cancel one of this trader's orders",
+        &[],
+        "200",
+        "CancelReply",
+    );
     cancel["parameters"] = client_order_id_param();
     cancel["responses"]["404"] = error_response("unknown_order");
     cancel["responses"]["409"] = error_response("order_closed: the order is already terminal");
@@ -305,7 +312,10 @@ const TRADER_READS: &[&str] = &[
 /// The roles at or above `role` in viewer < operator < admin.
 fn roles_from(role: &str) -> Vec<&'static str> {
     let ladder = ["viewer", "operator", "admin"];
-    let from = ladder.iter().position(|r| *r == role).unwrap_or(ladder.len());
+    let from = ladder
+        .iter()
+        .position(|r| *r == role)
+        .unwrap_or(ladder.len());
     ladder[from..].to_vec()
 }
 
@@ -471,7 +481,9 @@ mod tests {
         let src = include_str!("mod.rs");
         let start = src.find("pub fn router(").expect("router() in api/mod.rs");
         let body = &src[start..];
-        let end = body.find(".fallback(").expect("router() ends with .fallback");
+        let end = body
+            .find(".fallback(")
+            .expect("router() ends with .fallback");
         let body = &body[..end];
         assert!(
             !body.contains(".merge(") && !body.contains(".nest("),
@@ -516,9 +528,15 @@ mod tests {
         let documented = document_routes(&doc);
         assert!(router.len() >= 19, "{router:?}");
         let missing: Vec<_> = router.difference(&documented).collect();
-        assert!(missing.is_empty(), "routes not in the document: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes not in the document: {missing:?}"
+        );
         let extra: Vec<_> = documented.difference(&router).collect();
-        assert!(extra.is_empty(), "documented routes the router lacks: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "documented routes the router lacks: {extra:?}"
+        );
     }
 
     #[test]
@@ -555,10 +573,7 @@ mod tests {
             roles("/api/v1/halt/status", "get"),
             json!(["viewer", "operator", "admin", "trader"])
         );
-        assert_eq!(
-            roles("/api/v1/halt", "post"),
-            json!(["operator", "admin"])
-        );
+        assert_eq!(roles("/api/v1/halt", "post"), json!(["operator", "admin"]));
         assert_eq!(
             roles("/api/v1/positions", "get"),
             json!(["viewer", "operator", "admin"])

@@ -86,10 +86,10 @@ fn refusal_response(refused: &Refused) -> Response {
         Refusal::Venue { mode, .. } => (StatusCode::CONFLICT, json!({ "exchange_status": mode })),
         Refusal::Risk(refusal) => {
             let mut v = serde_json::to_value(refusal).unwrap_or_else(|_| json!({}));
-            if let Some(obj) = v.as_object_mut() {
-                if let Some(check) = obj.remove("code") {
-                    obj.insert("check".into(), check);
-                }
+            if let Some(obj) = v.as_object_mut()
+                && let Some(check) = obj.remove("code")
+            {
+                obj.insert("check".into(), check);
             }
             (StatusCode::UNPROCESSABLE_ENTITY, v)
         }
