@@ -313,6 +313,8 @@ struct Tracked {
     filled_notional: Decimal,
     fees: Decimal,
     trades: HashSet<String>,
+    /// Fills that arrived before the order's first feed frame.
+    unsent_fills: Vec<GatewayFill>,
     reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -544,7 +546,17 @@ impl Gateway {
             }
             settled.await;
         }
-        Ok(self.send(key, request, order).await?)
+        // The placement runs in a task of its own: a caller that goes away (an HTTP client
+        // that disconnects drops the handler's future) must neither leave the key in flight
+        // for ever (its retries would wait for ever, its open-order place never be
+        // released) nor abandon an order that may already be on the wire.
+        let this = self.clone();
+        match tokio::spawn(async move { this.send(key, request, order).await }).await {
+            Ok(result) => Ok(result?),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: only when the runtime shuts down.
+            Err(e) => Err(Refusal::Exchange(format!("the placement was abandoned: {e}")).into()),
+        }
     }
 
     /// With the state locked and the key new: refuses on a closed gate (final, recorded
@@ -658,6 +670,7 @@ impl Gateway {
                     filled_notional: Decimal::ZERO,
                     fees: Decimal::ZERO,
                     trades: HashSet::new(),
+                    unsent_fills: Vec::new(),
                     reason: None,
                     created_at: now,
                     updated_at: now,
@@ -714,14 +727,17 @@ impl Gateway {
         let now = self.inner.clock.now();
         let order = {
             let mut st = self.inner.state.lock();
-            let order = st.slots.get_mut(key).and_then(|slot| {
-                slot.outcome = Outcome::Accepted;
-                let t = slot.tracked.as_mut()?;
-                f(t);
-                t.updated_at = now;
-                Some(t.wire())
-            });
-            let order = order.unwrap_or_default();
+            let (order, fills) = st
+                .slots
+                .get_mut(key)
+                .and_then(|slot| {
+                    slot.outcome = Outcome::Accepted;
+                    let t = slot.tracked.as_mut()?;
+                    f(t);
+                    t.updated_at = now;
+                    Some((t.wire(), std::mem::take(&mut t.unsent_fills)))
+                })
+                .unwrap_or_default();
             let frame_order = order.clone();
             let cap = self.inner.cfg.feed_capacity;
             if let Some(trader) = st.traders.get_mut(&key.0) {
@@ -729,6 +745,9 @@ impl Gateway {
                     seq,
                     order: frame_order,
                 });
+                for fill in fills {
+                    trader.feed.push(cap, |seq| OrderFeedFrame::Fill { seq, fill });
+                }
             }
             settle_open(&mut st, key);
             order
@@ -888,6 +907,7 @@ impl Gateway {
                     filled_notional: Decimal::ZERO,
                     fees: Decimal::ZERO,
                     trades: HashSet::new(),
+                    unsent_fills: Vec::new(),
                     reason: Some("restored after a restart: reconciling with the exchange".into()),
                     created_at: r.ts.unwrap_or(now),
                     updated_at: now,
@@ -1151,6 +1171,17 @@ impl Gateway {
                 if reason.is_some() {
                     t.reason.clone_from(reason);
                 }
+                if *status == OrderStatus::Cancelled && !self.inner.halt.gate().is_open() {
+                    // The halt's cancel-all: say which halt, not only "cancel all".
+                    if let Some(h) = self.inner.halt.status().halt {
+                        t.reason = Some(format!(
+                            "cancelled while halted (halt {}: {}){}",
+                            h.id,
+                            h.reason,
+                            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                        ));
+                    }
+                }
                 if before == (t.status, t.filled, t.order_id.clone(), t.reason.clone()) {
                     return;
                 }
@@ -1171,7 +1202,11 @@ impl Gateway {
                 else {
                     return;
                 };
-                let Some(t) = st.slots.get_mut(&key).and_then(|s| s.tracked.as_mut()) else {
+                let Some(slot) = st.slots.get_mut(&key) else {
+                    return;
+                };
+                let accepted = matches!(slot.outcome, Outcome::Accepted);
+                let Some(t) = slot.tracked.as_mut() else {
                     return;
                 };
                 if !t.trades.insert(fill.trade_id.clone()) {
@@ -1201,8 +1236,24 @@ impl Gateway {
                     st.fills.pop_front();
                 }
                 st.fills.push_back(wire.clone());
+                if !accepted {
+                    // Its first frame is not out yet: the fill follows it (`accept`).
+                    if let Some(t) = st.slots.get_mut(&key).and_then(|s| s.tracked.as_mut()) {
+                        t.unsent_fills.push(wire);
+                    }
+                    return;
+                }
+                let order = st
+                    .slots
+                    .get(&key)
+                    .and_then(|s| s.tracked.as_ref())
+                    .map(Tracked::wire);
                 if let Some(trader) = st.traders.get_mut(&key.0) {
                     trader.feed.push(cap, |seq| OrderFeedFrame::Fill { seq, fill: wire });
+                    // The order with its new average price and fees.
+                    if let Some(order) = order {
+                        trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+                    }
                 }
                 true
             }

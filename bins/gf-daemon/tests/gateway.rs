@@ -434,8 +434,10 @@ async fn a_halt_refuses_the_next_order_at_once_and_cancels_resting_ones() {
     println!("halted refusal, server time: first {first_ms:.3} ms, median {median:.3} ms");
     assert!(median < 1.0, "median {median} ms: {times:?}");
 
-    // The resting order was cancelled by the halt.
-    s.wait_order("h-1", |o| o["status"] == "cancelled").await;
+    // The resting order was cancelled by the halt, and says so.
+    let cancelled = s.wait_order("h-1", |o| o["status"] == "cancelled").await;
+    let why = cancelled["reason"].as_str().unwrap();
+    assert!(why.contains("desk says stop"), "{cancelled}");
     assert_eq!(s.exchange_open().await, 0);
     // A retry of an order accepted before the halt still answers its first result.
     let a = s.place(&s.trader, &resting("h-1")).await;
