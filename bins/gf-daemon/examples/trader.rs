@@ -105,11 +105,7 @@ pub async fn run(
     let reply: PlaceOrderReply = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     println!(
         "placed {} {} {} @ {}: {}",
-        reply.order.client_order_id,
-        reply.order.side,
-        reply.order.qty,
-        price,
-        reply.order.status
+        reply.order.client_order_id, reply.order.side, reply.order.qty, price, reply.order.status
     );
     if let Some(tx) = placed {
         let _ = tx.send(());
@@ -123,7 +119,10 @@ pub async fn run(
                 order_status = order.status;
             }
             OrderFeedFrame::Fill { seq, fill } => {
-                println!("#{seq} fill {} {} @ {}", fill.client_order_id, fill.qty, fill.price);
+                println!(
+                    "#{seq} fill {} {} @ {}",
+                    fill.client_order_id, fill.qty, fill.price
+                );
             }
             OrderFeedFrame::Halt { seq, halt } => {
                 println!("#{seq} HALT {}: {}", halt.id, halt.reason);
@@ -206,7 +205,10 @@ mod tests {
         let seen = strategy.await.unwrap().unwrap();
         assert_eq!(seen.reason, "example test");
         assert_eq!(seen.order_status, "cancelled");
-        assert_eq!(Some(seen.halt_id), running.daemon.halt.status().halt.map(|h| h.id));
+        assert_eq!(
+            Some(seen.halt_id),
+            running.daemon.halt.status().halt.map(|h| h.id)
+        );
         running.stop().await;
     }
 }

@@ -395,12 +395,16 @@ pub fn build_with(
         portfolio.clone(),
         halt.clone(),
         exchange.clone(),
-    );
+    )
+    .with_metrics(monitor.metrics().clone());
     let restored = gateway
         .restore()
         .context("reading the order gateway's records from the journal")?;
     if restored > 0 {
-        tracing::info!(restored, "order gateway: client order ids restored from the journal");
+        tracing::info!(
+            restored,
+            "order gateway: client order ids restored from the journal"
+        );
     }
 
     Ok((

@@ -441,6 +441,7 @@ struct Inner {
     halt: HaltCoordinator,
     exchange: Arc<dyn Exchange>,
     epoch: String,
+    metrics: Option<gf_monitor::Metrics>,
     state: Mutex<State>,
     /// A slot settled or a frame was appended.
     changed: Notify,
@@ -467,10 +468,21 @@ impl Gateway {
                 halt,
                 exchange,
                 epoch: format!("{:016x}", rand::random::<u64>()),
+                metrics: None,
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
             }),
         }
+    }
+
+    /// Counts every order request in `metrics` (`gf_gateway_orders_total{trader,outcome}`).
+    /// Call before cloning the gateway.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: gf_monitor::Metrics) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = Some(metrics);
+        }
+        self
     }
 
     /// This run's epoch: sequence numbers of the feed start at 1 in each.
@@ -503,6 +515,19 @@ impl Gateway {
     /// # Errors
     /// [`Refused`] saying why; see [`Refusal::is_final`].
     pub async fn place(&self, trader: &str, request: PlaceOrder) -> Result<Placed, Refused> {
+        let result = self.place_inner(trader, request).await;
+        if let Some(m) = &self.inner.metrics {
+            let outcome = match &result {
+                Ok(p) if p.replayed => "replayed",
+                Ok(_) => "accepted",
+                Err(r) => r.refusal.code(),
+            };
+            m.count_gateway_order(trader, outcome);
+        }
+        result
+    }
+
+    async fn place_inner(&self, trader: &str, request: PlaceOrder) -> Result<Placed, Refused> {
         if !self.inner.cfg.enabled {
             return Err(Refusal::Disabled.into());
         }
@@ -526,7 +551,8 @@ impl Gateway {
                     match &slot.outcome {
                         Outcome::InFlight => {}
                         Outcome::Accepted => {
-                            let order = slot.tracked.as_ref().map(Tracked::wire).unwrap_or_default();
+                            let order =
+                                slot.tracked.as_ref().map(Tracked::wire).unwrap_or_default();
                             return Ok(Placed {
                                 order,
                                 replayed: true,
@@ -613,7 +639,12 @@ impl Gateway {
     }
 
     /// Journals, checks and sends an admitted order, and settles its key.
-    async fn send(&self, key: Key, request: PlaceOrder, order: OrderRequest) -> Result<Placed, Refusal> {
+    async fn send(
+        &self,
+        key: Key,
+        request: PlaceOrder,
+        order: OrderRequest,
+    ) -> Result<Placed, Refusal> {
         let inner = &self.inner;
         let journaled = inner
             .halt
@@ -703,7 +734,9 @@ impl Gateway {
                 inner.portfolio.release(&order.client_order_id);
                 let refusal = match e {
                     gf_exec::Error::Halted => self.halted(),
-                    gf_exec::Error::Rejected { ref reason, .. } if reason.starts_with("exchange_") => {
+                    gf_exec::Error::Rejected { ref reason, .. }
+                        if reason.starts_with("exchange_") =>
+                    {
                         let mode = reason
                             .strip_prefix("exchange_")
                             .and_then(|r| r.split(':').next())
@@ -716,7 +749,11 @@ impl Gateway {
                     }
                     other => Refusal::Exchange(other.to_string()),
                 };
-                inner.state.lock().by_exchange.remove(&order.client_order_id);
+                inner
+                    .state
+                    .lock()
+                    .by_exchange
+                    .remove(&order.client_order_id);
                 Err(self.refuse(&key, &request, refusal))
             }
         }
@@ -746,7 +783,9 @@ impl Gateway {
                     order: frame_order,
                 });
                 for fill in fills {
-                    trader.feed.push(cap, |seq| OrderFeedFrame::Fill { seq, fill });
+                    trader
+                        .feed
+                        .push(cap, |seq| OrderFeedFrame::Fill { seq, fill });
                 }
             }
             settle_open(&mut st, key);
@@ -851,7 +890,9 @@ impl Gateway {
         t.updated_at = now;
         let order = t.wire();
         if let Some(trader) = st.traders.get_mut(&key.0) {
-            trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+            trader
+                .feed
+                .push(cap, |seq| OrderFeedFrame::Order { seq, order });
         }
         settle_open(&mut st, &key);
         drop(st);
@@ -1178,7 +1219,10 @@ impl Gateway {
                             "cancelled while halted (halt {}: {}){}",
                             h.id,
                             h.reason,
-                            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                            reason
+                                .as_deref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
                         ));
                     }
                 }
@@ -1188,7 +1232,9 @@ impl Gateway {
                 t.updated_at = now;
                 let order = t.wire();
                 if accepted && let Some(trader) = st.traders.get_mut(&key.0) {
-                    trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+                    trader
+                        .feed
+                        .push(cap, |seq| OrderFeedFrame::Order { seq, order });
                 }
                 settle_open(&mut st, &key);
                 accepted
@@ -1249,10 +1295,14 @@ impl Gateway {
                     .and_then(|s| s.tracked.as_ref())
                     .map(Tracked::wire);
                 if let Some(trader) = st.traders.get_mut(&key.0) {
-                    trader.feed.push(cap, |seq| OrderFeedFrame::Fill { seq, fill: wire });
+                    trader
+                        .feed
+                        .push(cap, |seq| OrderFeedFrame::Fill { seq, fill: wire });
                     // The order with its new average price and fees.
                     if let Some(order) = order {
-                        trader.feed.push(cap, |seq| OrderFeedFrame::Order { seq, order });
+                        trader
+                            .feed
+                            .push(cap, |seq| OrderFeedFrame::Order { seq, order });
                     }
                 }
                 true
@@ -1264,7 +1314,9 @@ impl Gateway {
                 };
                 for trader in st.traders.values_mut() {
                     let halt = halt.clone();
-                    trader.feed.push(cap, |seq| OrderFeedFrame::Halt { seq, halt });
+                    trader
+                        .feed
+                        .push(cap, |seq| OrderFeedFrame::Halt { seq, halt });
                 }
                 true
             }
@@ -1300,7 +1352,13 @@ fn settle_open(st: &mut State, key: &Key) {
 }
 
 /// Records a new key (a slot, and its place in the log).
-fn remember(st: &mut State, key: &Key, request: &PlaceOrder, outcome: Outcome, tracked: Option<Tracked>) {
+fn remember(
+    st: &mut State,
+    key: &Key,
+    request: &PlaceOrder,
+    outcome: Outcome,
+    tracked: Option<Tracked>,
+) {
     st.slots.insert(
         key.clone(),
         Slot {
@@ -1353,7 +1411,10 @@ impl Bucket {
     fn take(&mut self, now: DateTime<Utc>, limits: &Limits) -> Result<(), u64> {
         let rate = f64::from(limits.orders_per_second);
         let burst = f64::from(limits.order_burst);
-        let elapsed = (now - self.at).num_microseconds().unwrap_or(i64::MAX).max(0);
+        let elapsed = (now - self.at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(0);
         #[allow(clippy::cast_precision_loss)]
         let refill = elapsed as f64 / 1e6 * rate;
         self.tokens = (self.tokens + refill).min(burst);
@@ -1462,14 +1523,19 @@ pub fn to_order(r: &PlaceOrder) -> Result<OrderRequest, Refusal> {
             if r.time_in_force == Some(TimeInForce::Gtc) {
                 return Err(invalid(
                     "time_in_force",
-                    "a market order is immediate-or-cancel; leave time_in_force out or say \"ioc\"".into(),
+                    "a market order is immediate-or-cancel; leave time_in_force out or say \"ioc\""
+                        .into(),
                 ));
             }
-            OrderRequest::market(exchange_id, pair, r.side, r.qty).with_time_in_force(TimeInForce::Ioc)
+            OrderRequest::market(exchange_id, pair, r.side, r.qty)
+                .with_time_in_force(TimeInForce::Ioc)
         }
         OrderType::Limit => {
             let Some(price) = r.limit_price else {
-                return Err(invalid("limit_price", "a limit order needs a limit price".into()));
+                return Err(invalid(
+                    "limit_price",
+                    "a limit order needs a limit price".into(),
+                ));
             };
             if price <= Decimal::ZERO {
                 return Err(invalid("limit_price", format!("{price}: must be above 0")));
@@ -1481,11 +1547,17 @@ pub fn to_order(r: &PlaceOrder) -> Result<OrderRequest, Refusal> {
                     "a post-only order rests on the book; it cannot be immediate-or-cancel".into(),
                 ));
             }
-            let order =
-                OrderRequest::limit(exchange_id, pair, r.side, r.qty, price).with_time_in_force(tif);
-            if r.post_only { order.post_only() } else { order }
+            let order = OrderRequest::limit(exchange_id, pair, r.side, r.qty, price)
+                .with_time_in_force(tif);
+            if r.post_only {
+                order.post_only()
+            } else {
+                order
+            }
         }
     };
-    order.validate().map_err(|e| invalid("order", e.to_string()))?;
+    order
+        .validate()
+        .map_err(|e| invalid("order", e.to_string()))?;
     Ok(order)
 }

@@ -141,7 +141,13 @@ impl Setup {
     }
 
     async fn exchange_open(&self) -> usize {
-        self.running.daemon.exchange.open_orders().await.unwrap().len()
+        self.running
+            .daemon
+            .exchange
+            .open_orders()
+            .await
+            .unwrap()
+            .len()
     }
 }
 
@@ -201,7 +207,10 @@ async fn a_trader_places_lists_and_cancels_and_only_a_trader_may_place() {
     assert_eq!(order["trader"], "strat-a");
     assert_eq!(order["qty"], "10");
     assert_eq!(order["limit_price"], "2.10");
-    let exchange_id = order["exchange_client_order_id"].as_str().unwrap().to_owned();
+    let exchange_id = order["exchange_client_order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(exchange_id.len(), 32, "{order}");
     s.wait_order("a-1", |o| o["status"] == "open").await;
     let open = s.running.daemon.exchange.open_orders().await.unwrap();
@@ -213,7 +222,12 @@ async fn a_trader_places_lists_and_cancels_and_only_a_trader_may_place() {
 
     // Lists: the trader's own; a viewer's every trader's plus the exchange's open orders.
     let mine = s.get("/api/v1/orders?status=open", &s.trader).await;
-    assert_eq!(mine.body["orders"].as_array().unwrap().len(), 1, "{}", mine.body);
+    assert_eq!(
+        mine.body["orders"].as_array().unwrap().len(),
+        1,
+        "{}",
+        mine.body
+    );
     assert!(mine.body.get("open").is_none());
     let other = s.running.create_token("strat-b", Role::Trader).unwrap();
     let theirs = s.get("/api/v1/orders", &other).await;
@@ -234,20 +248,35 @@ async fn a_trader_places_lists_and_cancels_and_only_a_trader_may_place() {
 
     // Cancel: accepted, then cancelled; a second cancel is refused as closed.
     let a = s
-        .call(reqwest::Method::DELETE, "/api/v1/orders/a-1", &s.trader, None)
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/orders/a-1",
+            &s.trader,
+            None,
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["cancelled"], json!(["a-1"]));
     s.wait_order("a-1", |o| o["status"] == "cancelled").await;
     let a = s
-        .call(reqwest::Method::DELETE, "/api/v1/orders/a-1", &s.trader, None)
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/orders/a-1",
+            &s.trader,
+            None,
+        )
         .await;
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "order_closed");
     assert_eq!(
-        s.call(reqwest::Method::DELETE, "/api/v1/orders/nope", &s.trader, None)
-            .await
-            .body["error"]["code"],
+        s.call(
+            reqwest::Method::DELETE,
+            "/api/v1/orders/nope",
+            &s.trader,
+            None
+        )
+        .await
+        .body["error"]["code"],
         "unknown_order"
     );
 
@@ -276,13 +305,22 @@ async fn a_trader_places_lists_and_cancels_and_only_a_trader_may_place() {
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
-    let filled = s.wait_order("m-1", |o| o["status"] == "filled" && o["filled_qty"] == "5").await;
+    let filled = s
+        .wait_order("m-1", |o| o["status"] == "filled" && o["filled_qty"] == "5")
+        .await;
     assert!(filled["avg_fill_price"].is_string(), "{filled}");
     let fills = s.get("/api/v1/fills", &s.trader).await;
     let fills = fills.body["fills"].as_array().unwrap().clone();
     assert!(!fills.is_empty());
-    assert!(fills.iter().all(|f| f["client_order_id"] == "m-1" && f["trader"] == "strat-a"));
-    assert_eq!(s.get("/api/v1/fills", &other).await.body["fills"], json!([]));
+    assert!(
+        fills
+            .iter()
+            .all(|f| f["client_order_id"] == "m-1" && f["trader"] == "strat-a")
+    );
+    assert_eq!(
+        s.get("/api/v1/fills", &other).await.body["fills"],
+        json!([])
+    );
     let later = s
         .get("/api/v1/fills?since=2999-01-01T00:00:00Z", &s.trader)
         .await;
@@ -371,11 +409,26 @@ async fn a_retried_client_order_id_places_one_order() {
 
     // Bad requests name the field.
     for (body, field) in [
-        (json!({"client_order_id": "", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "1"}), "client_order_id"),
-        (json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "0"}), "qty"),
-        (json!({"client_order_id": "q", "pair": "XRPUSD", "side": "buy", "type": "market", "qty": "1"}), "pair"),
-        (json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "limit", "qty": "1"}), "limit_price"),
-        (json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "1", "post_only": true}), "post_only"),
+        (
+            json!({"client_order_id": "", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "1"}),
+            "client_order_id",
+        ),
+        (
+            json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "0"}),
+            "qty",
+        ),
+        (
+            json!({"client_order_id": "q", "pair": "XRPUSD", "side": "buy", "type": "market", "qty": "1"}),
+            "pair",
+        ),
+        (
+            json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "limit", "qty": "1"}),
+            "limit_price",
+        ),
+        (
+            json!({"client_order_id": "q", "pair": "XRP/USD", "side": "buy", "type": "market", "qty": "1", "post_only": true}),
+            "post_only",
+        ),
     ] {
         let a = s.place(&s.trader, &body).await;
         assert_eq!(a.status, 400, "{body}: {}", a.body);
@@ -391,6 +444,19 @@ async fn a_retried_client_order_id_places_one_order() {
     assert_eq!(a.status, 400);
     assert_eq!(a.body["error"]["code"], "invalid_body");
     assert_eq!(s.exchange_open().await, 3);
+
+    // Every request is counted by trader and outcome.
+    let metrics = s.running.daemon.monitor.metrics();
+    assert_eq!(metrics.gateway_orders("strat-a", "accepted"), 2);
+    assert_eq!(metrics.gateway_orders("strat-a", "replayed"), 16);
+    assert_eq!(metrics.gateway_orders("strat-a", "idempotency_conflict"), 1);
+    assert_eq!(metrics.gateway_orders("strat-a", "risk_refused"), 2);
+    assert_eq!(metrics.gateway_orders("strat-b", "accepted"), 1);
+    let text = metrics.render().unwrap();
+    assert!(
+        text.contains(r#"gf_gateway_orders_total{trader="strat-a",outcome="accepted"} 2"#),
+        "{text}"
+    );
     s.running.stop().await;
 }
 
@@ -476,19 +542,26 @@ async fn over_a_limit_the_answer_is_429_with_retry_after() {
     assert!(a.headers.contains_key("retry-after"));
     // Not final: once one is cancelled the same id passes.
     let c = s
-        .call(reqwest::Method::DELETE, "/api/v1/orders/o-1", &s.trader, None)
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/orders/o-1",
+            &s.trader,
+            None,
+        )
         .await;
     assert_eq!(c.status, 200);
     s.wait_order("o-1", |o| o["status"] == "cancelled").await;
     assert_eq!(s.place(&s.trader, &resting("o-3")).await.status, 201);
 
     // A token's own limits, from the config file, replace the defaults.
-    let own: Config = Config::from_toml_str(
-        "[gateway.traders.\"strat-b\"]\nmax_open_orders = 3\n",
-    )
-    .unwrap();
+    let own: Config =
+        Config::from_toml_str("[gateway.traders.\"strat-b\"]\nmax_open_orders = 3\n").unwrap();
     assert_eq!(own.gateway.limits("strat-b").max_open_orders, 3);
-    assert_eq!(own.gateway.limits("strat-b").orders_per_second, 10, "the default");
+    assert_eq!(
+        own.gateway.limits("strat-b").orders_per_second,
+        10,
+        "the default"
+    );
     s.running.stop().await;
 
     let s = setup_with(|cfg| {
@@ -506,9 +579,8 @@ async fn over_a_limit_the_answer_is_429_with_retry_after() {
     s.running.stop().await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(s: &Setup, query: &str) -> Ws {
     let url = format!("{}/ws/orders{query}", s.url.replace("http://", "ws://"));
@@ -562,9 +634,14 @@ async fn the_order_feed_resumes_from_a_sequence_number_with_every_frame_exactly_
 
     // While the client is away: a cancel and a new order.
     assert_eq!(
-        s.call(reqwest::Method::DELETE, "/api/v1/orders/w-1", &s.trader, None)
-            .await
-            .status,
+        s.call(
+            reqwest::Method::DELETE,
+            "/api/v1/orders/w-1",
+            &s.trader,
+            None
+        )
+        .await
+        .status,
         200
     );
     s.wait_order("w-1", |o| o["status"] == "cancelled").await;
@@ -585,9 +662,16 @@ async fn the_order_feed_resumes_from_a_sequence_number_with_every_frame_exactly_
         last = seq;
         missed.push(f);
     }
-    assert!(missed.iter().any(|f| f["order"]["client_order_id"] == "w-1"
-        && f["order"]["status"] == "cancelled"));
-    assert!(missed.iter().any(|f| f["order"]["client_order_id"] == "w-3"));
+    assert!(
+        missed
+            .iter()
+            .any(|f| f["order"]["client_order_id"] == "w-1" && f["order"]["status"] == "cancelled")
+    );
+    assert!(
+        missed
+            .iter()
+            .any(|f| f["order"]["client_order_id"] == "w-3")
+    );
 
     // A halt reaches the feed live.
     let halt = s
@@ -625,7 +709,10 @@ async fn the_order_feed_resumes_from_a_sequence_number_with_every_frame_exactly_
 async fn a_feed_number_no_longer_kept_is_a_gap() {
     let s = setup_with(|cfg| cfg.gateway.feed_capacity = 16).await;
     for i in 0..20 {
-        assert_eq!(s.place(&s.trader, &resting(&format!("g-{i}"))).await.status, 201);
+        assert_eq!(
+            s.place(&s.trader, &resting(&format!("g-{i}"))).await.status,
+            201
+        );
     }
     let (oldest, head) = s.running.daemon.gateway.feed_head("strat-a");
     assert!(head >= 20 && oldest > 1, "{oldest}..{head}");

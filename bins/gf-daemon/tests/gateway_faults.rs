@@ -17,8 +17,8 @@ use gf_core::config::{Config, GatewayConfig, HaltConfig, RiskConfig};
 use gf_core::event::BookSnapshot;
 use gf_core::{
     ApiErrorKind, ClientOrderId, Event, EventBus, Fill, HaltBehaviour, HaltSource, HaltState,
-    Level, ManualClock, OrderId, OrderPurpose, OrderRequest, OrderType, Pair,
-    Payload, Position, Side, Source, TradingGate,
+    Level, ManualClock, OrderId, OrderPurpose, OrderRequest, OrderType, Pair, Payload, Position,
+    Side, Source, TradingGate,
 };
 use gf_daemon::gateway::{FeedRead, Gateway, Placed, Refusal, Refused, StatusFilter};
 use gf_exec::events::Publisher;
@@ -68,6 +68,10 @@ struct Faulty {
     asked: watch::Sender<usize>,
     /// Placements passed on to `inner`, by client order id.
     passed: Mutex<Vec<ClientOrderId>>,
+    /// How many of the next look-ups fail (a network error).
+    failing_lookups: Mutex<usize>,
+    /// Look-ups asked of the double.
+    lookups: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Faulty {
@@ -86,6 +90,8 @@ impl Faulty {
             release: Semaphore::new(0),
             asked: watch::channel(0).0,
             passed: Mutex::new(Vec::new()),
+            failing_lookups: Mutex::new(0),
+            lookups: watch::channel(0).0,
         })
     }
 
@@ -174,6 +180,17 @@ impl Exchange for Faulty {
         &self,
         id: &ClientOrderId,
     ) -> Result<Option<Reconciled>, gf_exec::Error> {
+        self.lookups.send_modify(|n| *n += 1);
+        {
+            let mut failing = self.failing_lookups.lock();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(gf_exec::Error::Network {
+                    endpoint: "QueryOrders".into(),
+                    message: "connection reset".into(),
+                });
+            }
+        }
         self.inner.reconcile_order(id).await
     }
 
@@ -464,7 +481,11 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
     let outcome = e.halt.halt(HaltSource::Cli, "drill").await;
     assert!(outcome.started);
     assert!(!e.gate.is_open());
-    assert_eq!(e.halt.state(), HaltState::Halting, "the halt waits for the drain");
+    assert_eq!(
+        e.halt.state(),
+        HaltState::Halting,
+        "the halt waits for the drain"
+    );
 
     // A new order is refused at once, naming the halt; the retry is still waiting.
     let r = refused(e.place("alice", buy("a-2", 100)).await);
@@ -478,8 +499,14 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
         }
         other => panic!("{other:?}"),
     }
-    assert!(!retry.is_finished(), "the retry waits for the first attempt");
-    assert!(e.wire.passed().is_empty(), "nothing reached the paper exchange yet");
+    assert!(
+        !retry.is_finished(),
+        "the retry waits for the first attempt"
+    );
+    assert!(
+        e.wire.passed().is_empty(),
+        "nothing reached the paper exchange yet"
+    );
 
     // The held order lands; the halt's drain ends, its second cancel-all cancels it.
     e.double.release();
@@ -497,7 +524,10 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
         .unwrap()
         .unwrap();
     let order = e.until_status("alice", "a-1", "cancelled").await;
-    assert_eq!(order.exchange_client_order_id, first.order.exchange_client_order_id);
+    assert_eq!(
+        order.exchange_client_order_id,
+        first.order.exchange_client_order_id
+    );
     assert_eq!(e.resting().await, 0, "nothing rests after the halt");
     assert_eq!(e.gate.in_flight(), 0);
 
@@ -555,7 +585,10 @@ async fn a_halt_before_the_order_passed_the_gate_refuses_it_halted_for_good() {
     assert_eq!(again.refusal, r.refusal);
     assert!(e.wire.passed().is_empty(), "nothing reached the exchange");
     assert_eq!(e.resting().await, 0);
-    assert!(e.gateway.order("alice", "a-1").is_none(), "never sent: no order");
+    assert!(
+        e.gateway.order("alice", "a-1").is_none(),
+        "never sent: no order"
+    );
     // The portfolio's reservation and the open-order count were released.
     assert_eq!(e.portfolio.open_orders(), 0);
     let r = refused(e.place("alice", buy("a-3", 100)).await);
@@ -615,7 +648,10 @@ async fn a_lost_answer_is_pending_then_reconciled_and_never_placed_twice() {
     assert!(!first.replayed);
     assert_eq!(first.order.status, "pending", "{:?}", first.order);
     let reason = first.order.reason.clone().unwrap_or_default();
-    assert!(reason.contains("lost") && reason.contains("reconciling"), "{reason}");
+    assert!(
+        reason.contains("lost") && reason.contains("reconciling"),
+        "{reason}"
+    );
     assert_eq!(e.wire.passed().len(), 1);
 
     // Reconciliation asks the exchange: it rests there.
@@ -666,11 +702,56 @@ async fn a_lost_answer_for_an_order_that_never_arrived_ends_rejected_and_is_rele
     assert!(e.wire.passed().is_empty());
     e.double.set(Mode::Pass);
     let again = placed(e.place("alice", buy("a-1", 100)).await);
-    assert!(again.replayed, "the id names that order: no second placement");
+    assert!(
+        again.replayed,
+        "the id names that order: no second placement"
+    );
     assert_eq!(again.order.status, "rejected");
     assert!(e.wire.passed().is_empty());
     let next = placed(e.place("alice", buy("a-2", 100)).await);
-    assert_eq!(next.order.status, "open", "the open-order count was released");
+    assert_eq!(
+        next.order.status, "open",
+        "the open-order count was released"
+    );
+}
+
+/// The answer was lost and the look-up that should settle it failed too: the order stays
+/// `pending` (counted open: it may be at the exchange), and the gateway asks again until
+/// the exchange answers, instead of leaving it pending for ever.
+#[tokio::test(start_paused = true)]
+async fn a_failed_lookup_after_a_lost_answer_is_retried_until_the_exchange_answers() {
+    let e = env(Opts {
+        gateway: GatewayConfig {
+            max_open_orders: 1,
+            ..Opts::default().gateway
+        },
+        ..Opts::default()
+    });
+    e.double.set(Mode::TimeoutAfter);
+    *e.double.failing_lookups.lock() = 2;
+    let first = placed(e.place("alice", buy("a-1", 100)).await);
+    assert_eq!(first.order.status, "pending");
+    let mut lookups = e.double.lookups.subscribe();
+    tokio::time::timeout(DEADLINE, lookups.wait_for(|n| *n >= 1))
+        .await
+        .unwrap()
+        .unwrap();
+    e.until("the failed look-up is reported", |g| {
+        g.order("alice", "a-1")
+            .and_then(|o| o.reason)
+            .is_some_and(|r| r.contains("lookup failed"))
+    })
+    .await;
+    let order = e.gateway.order("alice", "a-1").unwrap();
+    assert_eq!(order.status, "pending", "unknown is not refused");
+    let r = refused(e.place("alice", buy("a-2", 100)).await);
+    assert_eq!(rate_limited(&r).0, "open_orders", "it still counts as open");
+
+    // The exchange answers again: the order is found resting.
+    let order = e.until_status("alice", "a-1", "open").await;
+    assert_eq!(order.reason, None);
+    assert!(*e.double.lookups.borrow() >= 3, "asked until answered");
+    assert_eq!(e.wire.passed().len(), 1, "looked up, never placed again");
 }
 
 // ------------------------------------------------------------- 3. definitive rejection
@@ -696,15 +777,27 @@ async fn a_definitive_rejection_is_final_and_releases_every_reservation() {
     assert!(!r.replayed);
     assert_eq!(r.refusal.code(), "exchange_rejected");
     assert!(r.refusal.is_final());
-    assert!(r.refusal.to_string().contains("Insufficient funds"), "{}", r.refusal);
-    assert_eq!(e.portfolio.open_orders(), 0, "the risk reservation is released");
+    assert!(
+        r.refusal.to_string().contains("Insufficient funds"),
+        "{}",
+        r.refusal
+    );
+    assert_eq!(
+        e.portfolio.open_orders(),
+        0,
+        "the risk reservation is released"
+    );
     assert_eq!(*e.double.asked.borrow(), 1);
 
     e.double.set(Mode::Pass);
     let again = refused(e.place("alice", buy("a-1", 100)).await);
     assert!(again.replayed);
     assert_eq!(again.refusal, r.refusal);
-    assert_eq!(*e.double.asked.borrow(), 1, "a retry does not ask the exchange");
+    assert_eq!(
+        *e.double.asked.borrow(),
+        1,
+        "a retry does not ask the exchange"
+    );
 
     // Neither the risk check (max 1 open) nor the token (max 1 open) refuses the next.
     let next = placed(e.place("alice", buy("a-2", 100)).await);
@@ -798,7 +891,11 @@ async fn lost_order_updates_leave_the_order_as_acknowledged_and_counted_open() {
         "the gateway never learnt of the cancels"
     );
     let r = refused(e.place("alice", buy("a-3", 100)).await);
-    assert_eq!(rate_limited(&r).0, "open_orders", "both still count as open");
+    assert_eq!(
+        rate_limited(&r).0,
+        "open_orders",
+        "both still count as open"
+    );
 
     // A cancel through the gateway: the exchange no longer knows the order.
     let err = e.gateway.cancel("alice", "a-1").await.unwrap_err();
@@ -839,12 +936,20 @@ fn fill_event(e: &Env, exchange_id: &str, n: usize) -> Event {
 fn check_feed(g: &Gateway, trader: &str, capacity: usize) -> (u64, u64) {
     let (oldest, head) = g.feed_head(trader);
     let kept = usize::try_from(head - oldest + 1).unwrap();
-    assert_eq!(kept, capacity.min(usize::try_from(head).unwrap()), "{trader}");
+    assert_eq!(
+        kept,
+        capacity.min(usize::try_from(head).unwrap()),
+        "{trader}"
+    );
     for since in 0..=head + 2 {
         let read = g.feed_after(trader, since);
         let dropped = since + 1 < oldest;
         if dropped || since > head {
-            assert_eq!(read, FeedRead::Gap { oldest, head }, "{trader} since {since}");
+            assert_eq!(
+                read,
+                FeedRead::Gap { oldest, head },
+                "{trader} since {since}"
+            );
             continue;
         }
         let FeedRead::Frames(frames, h) = read else {
@@ -882,7 +987,9 @@ async fn the_feed_under_load_keeps_numbers_contiguous_and_reports_gaps_exactly()
     let mut tasks = Vec::new();
     for t in &traders {
         let (g, t) = (e.gateway.clone(), t.clone());
-        tasks.push(tokio::spawn(async move { g.place(&t, buy("o-1", 10)).await }));
+        tasks.push(tokio::spawn(
+            async move { g.place(&t, buy("o-1", 10)).await },
+        ));
     }
     let mut ids = Vec::new();
     for task in tasks {
@@ -913,11 +1020,18 @@ async fn the_feed_under_load_keeps_numbers_contiguous_and_reports_gaps_exactly()
     let mut heads = BTreeMap::new();
     for (i, t) in traders.iter().enumerate() {
         let (_, head) = check_feed(&e.gateway, t, CAPACITY);
-        assert_eq!(head, 1 + per_fill * 3 * i as u64, "{t}: the order and its fills");
+        assert_eq!(
+            head,
+            1 + per_fill * 3 * i as u64,
+            "{t}: the order and its fills"
+        );
         assert_eq!(e.gateway.fills(Some(t), None).len(), 3 * i);
         heads.insert(t.clone(), head);
     }
-    assert!(heads.values().any(|h| *h > CAPACITY as u64), "frames were dropped");
+    assert!(
+        heads.values().any(|h| *h > CAPACITY as u64),
+        "frames were dropped"
+    );
     // A watcher that only opened its feed; a stranger that never did.
     assert_eq!(e.gateway.feed_head("watcher"), (0, 0));
     assert_eq!(
@@ -1020,7 +1134,10 @@ async fn the_rate_limit_refills_on_the_clock_and_is_per_token() {
     let ok = placed(e.place("alice", refused_order).await);
     assert!(!ok.replayed);
     let (t, o) = next("alice");
-    assert_eq!(rate_limited(&refused(e.place(&t, o).await)).0, "orders_per_second");
+    assert_eq!(
+        rate_limited(&refused(e.place(&t, o).await)).0,
+        "orders_per_second"
+    );
     // After the announced wait a retry passes.
     e.clock.advance(chrono::Duration::seconds(1));
     let (t, o) = next("alice");
@@ -1032,7 +1149,10 @@ async fn the_rate_limit_refills_on_the_clock_and_is_per_token() {
         placed(e.place(&t, o).await);
     }
     let (t, o) = next("alice");
-    assert_eq!(rate_limited(&refused(e.place(&t, o).await)).0, "orders_per_second");
+    assert_eq!(
+        rate_limited(&refused(e.place(&t, o).await)).0,
+        "orders_per_second"
+    );
     // Sustained: one order every 1/4 s passes for ever.
     for _ in 0..20 {
         e.clock.advance(chrono::Duration::milliseconds(250));

@@ -238,6 +238,7 @@ struct Inner {
     market_stale: Family<Labels1, Gauge>,
     alerts: Family<Labels2, Counter>,
     notifications: Family<Labels2, Counter>,
+    gateway_orders: Family<Labels2, Counter>,
     health: Family<Labels1, Gauge>,
     /// One counter per [`EventKind`], indexed by its discriminant (no map lookup).
     events: Vec<Counter>,
@@ -479,6 +480,11 @@ impl Metrics {
                 "Alert deliveries per channel, outcome=sent or failed",
                 Family::default()
             ),
+            gateway_orders: reg!(
+                "gf_gateway_orders",
+                "Orders of external strategies (trader tokens), by trader and outcome: accepted, replayed, or the refusal's code",
+                Family::default()
+            ),
             health: reg!(
                 "gf_health_check_status",
                 "Health check outcome: 0 healthy, 1 degraded, 2 unhealthy",
@@ -683,6 +689,30 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// Counts one order request of the gateway: `outcome` is `accepted`, `replayed` or the
+    /// refusal's code (`halted`, `risk_refused`, `rate_limited`, …).
+    pub fn count_gateway_order(&self, trader: &str, outcome: &str) {
+        self.inner
+            .gateway_orders
+            .get_or_create(&[
+                ("trader", trader.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// How many gateway order requests of `trader` ended with `outcome`.
+    #[must_use]
+    pub fn gateway_orders(&self, trader: &str, outcome: &str) -> u64 {
+        self.inner
+            .gateway_orders
+            .get(&[
+                ("trader", trader.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .map_or(0, |c| c.get())
     }
 
     /// How many deliveries to `channel` ended with `sent` (true) or failed (false).

@@ -124,10 +124,9 @@ fn refusal_response(refused: &Refused) -> Response {
         retry_after_secs, ..
     } = r
     {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(*retry_after_secs),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     response
 }
@@ -146,9 +145,9 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let filter = match q.status.as_deref() {
         None => StatusFilter::All,
-        Some(s) => s.parse().map_err(|e: String| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e)
-        })?,
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e))?,
     };
     if who.role == Role::Trader {
         return Ok(Json(wire::value(&OrdersReply {
