@@ -1083,6 +1083,48 @@ impl Gateway {
             .collect()
     }
 
+    /// Each trader's open orders and counts, and the newest orders.
+    #[must_use]
+    pub fn summary(&self) -> gf_api::GatewaySummary {
+        let st = self.inner.state.lock();
+        let mut traders: std::collections::BTreeMap<&str, gf_api::TraderSummary> = st
+            .traders
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.as_str(),
+                    gf_api::TraderSummary {
+                        name: name.clone(),
+                        open: t.open as u64,
+                        ..gf_api::TraderSummary::default()
+                    },
+                )
+            })
+            .collect();
+        for ((trader, _), slot) in &st.slots {
+            if let Some(line) = traders.get_mut(trader.as_str()) {
+                match slot.outcome {
+                    Outcome::Accepted => line.accepted += 1,
+                    Outcome::Refused(_) => line.refused += 1,
+                    Outcome::InFlight => {}
+                }
+            }
+        }
+        let recent = st
+            .log
+            .iter()
+            .rev()
+            .filter_map(|k| st.slots.get(k)?.tracked.as_ref())
+            .take(10)
+            .map(Tracked::wire)
+            .collect();
+        gf_api::GatewaySummary {
+            enabled: self.inner.cfg.enabled,
+            traders: traders.into_values().collect(),
+            recent,
+        }
+    }
+
     /// One of `trader`'s orders.
     #[must_use]
     pub fn order(&self, trader: &str, client_order_id: &str) -> Option<GatewayOrder> {

@@ -610,6 +610,33 @@ pub struct FillsReply {
     pub fills: Vec<GatewayFill>,
 }
 
+/// The order gateway at a glance (the dashboard frame's `gateway`, and the console's
+/// panel): each trader's open orders and the newest orders of every trader.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewaySummary {
+    /// Whether `POST /api/v1/orders` accepts orders (`gateway.enabled`).
+    pub enabled: bool,
+    /// One line per trader seen since the start, by name.
+    pub traders: Vec<TraderSummary>,
+    /// The newest orders (at most 10), newest first.
+    pub recent: Vec<GatewayOrder>,
+}
+
+/// One trader in [`GatewaySummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TraderSummary {
+    /// The token name.
+    pub name: String,
+    /// Orders open now (in flight included).
+    pub open: u64,
+    /// Orders accepted, among those remembered (`gateway.max_remembered_orders`).
+    pub accepted: u64,
+    /// Final refusals (halted, risk, venue, exchange), among those remembered.
+    pub refused: u64,
+}
+
 /// A frame of `WS /ws/orders`. The first frame is `hello`; every other frame carries the
 /// trader's sequence number `seq` (1, 2, 3, … per trader, within one `epoch`). A client
 /// that reconnects with `?since=<last seq seen>` and the same `epoch` gets every later

@@ -160,6 +160,7 @@ pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
         "status": super::status_value(d),
         "checklist": super::wire::value(&d.halt.checklist().as_ref().map(super::wire::checklist)),
         "portfolio": positions,
+        "gateway": super::wire::value(&d.gateway.summary()),
     })
 }
 
