@@ -727,7 +727,7 @@ impl Gateway {
                 });
                 let this = self.clone();
                 let id = order.client_order_id.clone();
-                tokio::spawn(async move { this.reconcile(&id, false).await });
+                tokio::spawn(async move { this.reconcile(&id, false, 0).await });
                 Ok(placed)
             }
             Err(e) => {
@@ -853,8 +853,10 @@ impl Gateway {
         });
     }
 
-    /// Asks the exchange what became of an order whose placement answer was lost.
-    async fn reconcile(&self, id: &ClientOrderId, restored: bool) {
+    /// Asks the exchange what became of an order whose placement answer was lost. When
+    /// the look-up fails and the order is still `pending`, asks again later (see
+    /// [`Gateway::reconcile_later`]).
+    async fn reconcile(&self, id: &ClientOrderId, restored: bool, attempt: u32) {
         let result = self.inner.exchange.reconcile_order(id).await;
         let now = self.inner.clock.now();
         let mut st = self.inner.state.lock();
@@ -885,6 +887,11 @@ impl Gateway {
             }
             Err(e) => {
                 t.reason = Some(format!("outcome unknown: the lookup failed ({e})"));
+                if t.status == OrderStatus::Pending {
+                    // It may be at the exchange: it stays pending (and counted open) and
+                    // is looked up again until the exchange answers.
+                    tokio::spawn(self.reconcile_later(id.clone(), restored, attempt + 1));
+                }
             }
         }
         t.updated_at = now;
@@ -897,6 +904,21 @@ impl Gateway {
         settle_open(&mut st, &key);
         drop(st);
         self.inner.changed.notify_waiters();
+    }
+
+    /// [`Gateway::reconcile`] again after a failed look-up, after 2^`attempt` seconds (at
+    /// most 64 s). Boxed: `reconcile` spawns it.
+    fn reconcile_later(
+        &self,
+        id: ClientOrderId,
+        restored: bool,
+        attempt: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1 << attempt.min(6))).await;
+            this.reconcile(&id, restored, attempt).await;
+        })
     }
 
     /// Re-reads the gateway's journal records (the newest `gateway.max_remembered_orders`)
@@ -1004,7 +1026,7 @@ impl Gateway {
                 .collect()
         };
         for id in ids {
-            self.reconcile(&id, true).await;
+            self.reconcile(&id, true, 0).await;
         }
     }
 
@@ -1602,4 +1624,185 @@ pub fn to_order(r: &PlaceOrder) -> Result<OrderRequest, Refusal> {
         .validate()
         .map_err(|e| invalid("order", e.to_string()))?;
     Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn limits(rate: u32, burst: u32) -> Limits {
+        Limits {
+            orders_per_second: rate,
+            order_burst: burst,
+            max_open_orders: 10,
+        }
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate_and_says_when_to_retry() {
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
+        let l = limits(2, 3);
+        let mut b = Bucket {
+            tokens: 3.0,
+            at: t0,
+        };
+        for _ in 0..3 {
+            assert_eq!(b.take(t0, &l), Ok(()));
+        }
+        assert_eq!(b.take(t0, &l), Err(1), "empty: one token in half a second, said as 1 s");
+        // Half a second later one token (2/s) is back, and only one.
+        let t1 = t0 + chrono::Duration::milliseconds(500);
+        assert_eq!(b.take(t1, &l), Ok(()));
+        assert!(b.take(t1, &l).is_err());
+        // A long pause refills to the burst, never beyond.
+        let t2 = t1 + chrono::Duration::hours(1);
+        for _ in 0..3 {
+            assert_eq!(b.take(t2, &l), Ok(()));
+        }
+        assert!(b.take(t2, &l).is_err());
+        // Retry-After is whole seconds, rounded up: a quarter token short at 1/s is 1 s.
+        let mut short = Bucket { tokens: 0.75, at: t2 };
+        assert_eq!(short.take(t2, &limits(1, 1)), Err(1));
+        // A clock that went backwards refills nothing.
+        let mut back = Bucket { tokens: 0.0, at: t2 };
+        assert!(back.take(t0, &l).is_err());
+    }
+
+    #[test]
+    fn the_feed_keeps_its_capacity_and_numbers_frames_from_one() {
+        let mut feed = Feed::default();
+        for _ in 0..5 {
+            feed.push(3, |seq| OrderFeedFrame::Resume {
+                seq,
+                resumed_by: None,
+            });
+        }
+        assert_eq!(feed.head, 5);
+        assert_eq!(feed.oldest(), 3);
+        let seqs: Vec<u64> = feed.frames.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        let text = &feed.frames[0].1;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(text).unwrap()["seq"],
+            3
+        );
+    }
+
+    fn request() -> PlaceOrder {
+        serde_json::from_value(json!({
+            "client_order_id": "c-1", "pair": "XRP/USD", "side": "buy", "type": "limit",
+            "qty": "10", "limit_price": "2.10"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_become_orders_with_an_id_of_the_daemons_own() {
+        let r = request();
+        let order = to_order(&r).unwrap();
+        assert_eq!(order.client_order_id.as_str().len(), 32);
+        assert!(order.client_order_id.check_kraken().is_ok());
+        assert_ne!(order.client_order_id, to_order(&r).unwrap().client_order_id);
+        assert_eq!(order.order_type, OrderType::Limit);
+        assert_eq!(order.time_in_force, TimeInForce::Gtc);
+        assert!(!order.post_only);
+        let mut post = r.clone();
+        post.post_only = true;
+        assert!(to_order(&post).unwrap().post_only);
+
+        let mut market = r.clone();
+        market.order_type = OrderType::Market;
+        market.limit_price = None;
+        assert_eq!(to_order(&market).unwrap().time_in_force, TimeInForce::Ioc);
+
+        let field = |r: &PlaceOrder| match to_order(r) {
+            Err(Refusal::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let mut bad = r.clone();
+        bad.client_order_id = "x".repeat(65);
+        assert_eq!(field(&bad), "client_order_id");
+        bad.client_order_id = "has space".into();
+        assert_eq!(field(&bad), "client_order_id");
+        let mut bad = r.clone();
+        bad.qty = Decimal::ZERO;
+        assert_eq!(field(&bad), "qty");
+        let mut bad = r.clone();
+        bad.limit_price = Some(Decimal::NEGATIVE_ONE);
+        assert_eq!(field(&bad), "limit_price");
+        let mut bad = market.clone();
+        bad.limit_price = Some(Decimal::ONE);
+        assert_eq!(field(&bad), "limit_price");
+        let mut bad = market.clone();
+        bad.time_in_force = Some(TimeInForce::Gtc);
+        assert_eq!(field(&bad), "time_in_force");
+        let mut bad = post.clone();
+        bad.time_in_force = Some(TimeInForce::Ioc);
+        assert_eq!(field(&bad), "post_only");
+        let mut bad = r.clone();
+        bad.pair = "XRP-USD".into();
+        assert_eq!(field(&bad), "pair");
+    }
+
+    #[test]
+    fn a_conflict_names_every_field_that_differs() {
+        let a = request();
+        assert!(differences(&a, &a).is_empty());
+        let mut b = a.clone();
+        b.qty = Decimal::ONE;
+        b.side = gf_core::Side::Sell;
+        b.post_only = true;
+        assert_eq!(differences(&a, &b), ["side", "qty", "post_only"]);
+    }
+
+    #[test]
+    fn status_filters_parse_and_admit() {
+        let f: StatusFilter = "open".parse().unwrap();
+        assert!(f.admits(OrderStatus::PartiallyFilled));
+        assert!(!f.admits(OrderStatus::Filled));
+        let f: StatusFilter = "closed".parse().unwrap();
+        assert!(f.admits(OrderStatus::Expired));
+        let f: StatusFilter = "filled".parse().unwrap();
+        assert!(f.admits(OrderStatus::Filled) && !f.admits(OrderStatus::Cancelled));
+        assert!("sideways".parse::<StatusFilter>().unwrap_err().contains("sideways"));
+        assert!(matches!("all".parse::<StatusFilter>(), Ok(StatusFilter::All)));
+    }
+
+    #[test]
+    fn final_refusals_are_the_ones_that_decided_about_an_order() {
+        assert!(Refusal::Exchange("x".into()).is_final());
+        assert!(
+            Refusal::Halted {
+                halt_id: Some(1),
+                by: None,
+                reason: None,
+                state: "halted".into()
+            }
+            .is_final()
+        );
+        assert!(!Refusal::NotJournaled("disk".into()).is_final());
+        assert!(
+            !Refusal::RateLimited {
+                limit: "open_orders",
+                max: 1,
+                retry_after_secs: 1
+            }
+            .is_final()
+        );
+        for code in FINAL_CODES {
+            let r = Refusal::Recorded {
+                code,
+                message: String::new(),
+            };
+            assert!(r.is_final());
+            assert_eq!(r.code(), code);
+        }
+        let venue = Refusal::Venue {
+            mode: "cancel_only".into(),
+            message: String::new(),
+        };
+        assert_eq!(venue.code(), "exchange_cancel_only");
+        assert!(FINAL_CODES.contains(&venue.code()));
+    }
 }

@@ -751,6 +751,7 @@ async fn a_failed_lookup_after_a_lost_answer_is_retried_until_the_exchange_answe
     );
     assert_eq!(*e.double.lookups.borrow(), 3, "asked until answered, then no more");
     assert!(e.wire.passed().is_empty(), "looked up, never placed");
+    e.double.set(Mode::Pass);
     let next = placed(e.place("alice", buy("a-2", 100)).await);
     assert_eq!(next.order.status, "open", "the open-order place was released");
 }

@@ -29,6 +29,7 @@
     checklist: null,
     snapshot: null,
     portfolio: null,
+    gateway: null,
     frames: 0,
     equity: [],
     latency: new Map(),
@@ -125,6 +126,21 @@
   function fmtTime(iso) {
     const t = new Date(iso);
     return Number.isNaN(t.getTime()) ? '–' : t.toLocaleString();
+  }
+
+  function fmtClock(iso) {
+    const t = new Date(iso);
+    return iso && !Number.isNaN(t.getTime()) ? t.toLocaleTimeString() : '–';
+  }
+
+  // A decimal figure exactly as the daemon wrote it (quantities, prices): never through a
+  // float, so "2.10" stays "2.10".
+  function asText(v) {
+    return v === null || v === undefined || v === '' ? '–' : String(v);
+  }
+
+  function shorten(s, max) {
+    return s.length > max ? `${s.slice(0, max - 1)}…` : s;
   }
 
   function fmtSpan(ms) {
@@ -309,6 +325,7 @@
     state.status = frame.status || state.status;
     state.checklist = frame.checklist === undefined ? state.checklist : frame.checklist;
     state.portfolio = frame.portfolio || null;
+    state.gateway = frame.gateway || null;
     record(frame);
     renderAll();
   }
@@ -355,6 +372,7 @@
     renderChecklist();
     renderConditions();
     renderPortfolio();
+    renderGateway();
     renderEquity();
     renderLatency();
     renderSystem();
@@ -505,6 +523,49 @@
     ]));
     $('positions').replaceChildren(
       ...(rows.length ? rows : [el('tr', {}, [el('td', { colspan: '5', cls: 'muted', text: 'no open positions' })])]),
+    );
+  }
+
+  const REASON_CHARS = 40;
+
+  // The order gateway: each external trader's counts and the newest orders of all of them.
+  function renderGateway() {
+    const g = state.gateway;
+    $('gateway-badge').hidden = !g || g.enabled !== false;
+    const traders = (g && g.traders) || [];
+    const traderRows = traders.map((t) => el('tr', { 'data-trader': t.name }, [
+      el('td', { text: t.name }),
+      el('td', { text: asText(t.open) }),
+      el('td', { text: asText(t.accepted) }),
+      el('td', { text: asText(t.refused), cls: num(t.refused) > 0 ? 'neg' : '' }),
+    ]));
+    $('gateway-traders').replaceChildren(
+      ...(traderRows.length
+        ? traderRows
+        : [el('tr', {}, [el('td', { colspan: '4', cls: 'muted', text: g ? 'no trader has placed an order' : 'no data from the gateway' })])]),
+    );
+    const orders = (g && g.recent) || [];
+    const orderRows = orders.map((o) => {
+      const reason = o.reason ? String(o.reason) : '';
+      const reasonProps = { cls: 'reason', text: reason ? shorten(reason, REASON_CHARS) : '–' };
+      if (reason) reasonProps.title = reason;
+      const typeProps = { text: asText(o.type), title: `time in force ${asText(o.time_in_force)}${o.post_only ? ', post-only' : ''}` };
+      return el('tr', { 'data-order': `${o.trader}/${o.client_order_id}` }, [
+        el('td', { text: fmtClock(o.created_at), title: o.created_at ? fmtTime(o.created_at) : '' }),
+        el('td', { text: asText(o.trader) }),
+        el('td', { text: asText(o.client_order_id) }),
+        el('td', { text: asText(o.pair) }),
+        el('td', { text: asText(o.side), cls: `side-${o.side}` }),
+        el('td', typeProps),
+        el('td', { cls: 'num', text: asText(o.qty) }),
+        el('td', { cls: 'num', text: asText(o.limit_price) }),
+        el('td', {}, [el('span', { cls: `st st-${o.status}`, text: asText(o.status) })]),
+        el('td', { cls: 'num', text: asText(o.filled_qty) }),
+        el('td', reasonProps),
+      ]);
+    });
+    $('gateway-orders').replaceChildren(
+      ...(orderRows.length ? orderRows : [el('tr', {}, [el('td', { colspan: '11', cls: 'muted', text: 'no orders yet' })])]),
     );
   }
 
