@@ -9,8 +9,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::api::ApiError;
 use crate::model::{
-    Checklist, ChecklistReply, Frame, HaltOutcome, HaltState, Identity, JournalRecord, Num,
-    ResumeRefusal, Snapshot, Status,
+    Checklist, ChecklistReply, Frame, GatewaySummary, HaltOutcome, HaltState, Identity,
+    JournalRecord, Num, ResumeRefusal, Snapshot, Status,
 };
 
 /// Longest halt reason the daemon accepts, in characters.
@@ -272,6 +272,9 @@ pub struct State {
     pub snapshot: Snapshot,
     /// Realised P&L from the dashboard feed.
     pub realised_pnl: Num,
+    /// The order gateway (traders, newest orders) from the dashboard feed; `None` until
+    /// a frame carries it (a daemon without a gateway never sends one).
+    pub gateway: Option<GatewaySummary>,
     /// Journal records, newest first.
     pub journal: Vec<JournalRecord>,
     /// First journal row shown.
@@ -307,6 +310,7 @@ impl State {
             checklist: None,
             snapshot: Snapshot::default(),
             realised_pnl: Num::default(),
+            gateway: None,
             journal: Vec::new(),
             journal_scroll: 0,
             screen: Screen::Overview,
@@ -816,11 +820,13 @@ fn feed(state: &mut State, ev: FeedEvent) -> Action {
                 status,
                 checklist,
                 portfolio,
+                gateway,
             } => {
                 state.dashboard_link = Link::Up;
                 state.apply_status(status, checklist);
                 state.snapshot = *snapshot;
                 state.realised_pnl = portfolio.realised_pnl;
+                state.gateway = gateway;
                 Action::None
             }
             Frame::Other => Action::None,

@@ -89,8 +89,58 @@ pub fn status_json(state: HaltState, checklist: &Value) -> Value {
     })
 }
 
+/// A gateway order: `fields` over a resting XRP/USD limit buy of `strat-a`.
+fn gateway_order(fields: &Value) -> Value {
+    let mut order = json!({
+        "client_order_id": "s1", "trader": "strat-a", "exchange_client_order_id": "gw-1",
+        "order_id": null, "pair": "XRP/USD", "side": "buy", "type": "limit", "qty": "10",
+        "limit_price": "2.10", "time_in_force": "gtc", "post_only": false, "status": "open",
+        "filled_qty": "0", "avg_fill_price": null, "fees": "0", "reason": null,
+        "created_at": "2026-03-02T14:04:58Z", "updated_at": "2026-03-02T14:04:58Z",
+    });
+    for (k, v) in fields.as_object().unwrap() {
+        order[k] = v.clone();
+    }
+    order
+}
+
+/// The dashboard frame's `gateway`: two traders and their five newest orders, one in
+/// each state the console colours differently.
+pub fn gateway_json() -> Value {
+    json!({
+        "enabled": true,
+        "traders": [
+            {"name": "py-momo", "open": 0, "accepted": 1, "refused": 0},
+            {"name": "strat-a", "open": 2, "accepted": 3, "refused": 1},
+        ],
+        "recent": [
+            gateway_order(&json!({"client_order_id": "s1-0005"})),
+            gateway_order(&json!({
+                "client_order_id": "s1-0004", "side": "sell", "qty": "500",
+                "limit_price": "2.90", "status": "rejected",
+                "reason": "risk_refused: max_order_notional (notional 1450 > max 1000)",
+                "created_at": "2026-03-02T14:04:40Z",
+            })),
+            gateway_order(&json!({
+                "client_order_id": "m-17", "trader": "py-momo", "pair": "DOGE/USD",
+                "type": "market", "qty": "25", "limit_price": null, "time_in_force": "ioc",
+                "status": "filled", "filled_qty": "25", "created_at": "2026-03-02T14:03:10Z",
+            })),
+            gateway_order(&json!({
+                "client_order_id": "s1-0002", "qty": "20", "limit_price": "2.05",
+                "status": "partially_filled", "filled_qty": "8",
+                "created_at": "2026-03-02T14:02:00Z",
+            })),
+            gateway_order(&json!({
+                "client_order_id": "s1-0001", "limit_price": "2.00", "status": "cancelled",
+                "reason": "cancelled by the trader", "created_at": "2026-03-02T14:01:00Z",
+            })),
+        ],
+    })
+}
+
 /// A dashboard frame: conditions (staleness breached unless `clear`), two positions, an
-/// alert.
+/// alert, the order gateway.
 pub fn dashboard_json(state: HaltState, checklist: &Value, clear: bool) -> Value {
     let cond = |id: &str, value: &str, threshold: &str, triggered: bool| {
         json!({"id": id, "value": value, "threshold": threshold, "triggered": triggered,
@@ -140,6 +190,7 @@ pub fn dashboard_json(state: HaltState, checklist: &Value, clear: bool) -> Value
         "status": status_json(state, checklist),
         "checklist": checklist,
         "portfolio": {"realised_pnl": "41.5"},
+        "gateway": gateway_json(),
     })
 }
 

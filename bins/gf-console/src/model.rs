@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use gf_api::{
-    Checklist, ChecklistItem, ChecklistReply, HaltInfo, HaltOutcome, HaltState, HaltStatus,
-    Identity, JournalRecord, Num, ResumeRefusal, Status,
+    Checklist, ChecklistItem, ChecklistReply, GatewayOrder, GatewaySummary, HaltInfo, HaltOutcome,
+    HaltState, HaltStatus, Identity, JournalRecord, Num, ResumeRefusal, Status, TraderSummary,
 };
 
 /// `value / threshold` as a gauge ratio in `0.0..=1.0` (a display fraction, not money).
@@ -151,10 +151,25 @@ pub enum Frame {
         /// Portfolio summary.
         #[serde(default)]
         portfolio: PortfolioSummary,
+        /// The order gateway at a glance; `None` from a daemon without one (or one whose
+        /// summary this console cannot read: the rest of the frame still counts).
+        #[serde(default, deserialize_with = "lenient")]
+        gateway: Option<GatewaySummary>,
     },
     /// A frame type this console does not know; ignored.
     #[serde(other)]
     Other,
+}
+
+/// `Some` when the value decodes as a `T`, `None` when it is absent, `null` or of another
+/// shape: one part of a frame the console cannot read never costs it the rest.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 /// `v` with every string (and object key) passed through
@@ -200,6 +215,48 @@ mod tests {
         assert_eq!(other, Frame::Other);
         let unknown_state: Status = serde_json::from_str(r#"{"state":"paused"}"#).unwrap();
         assert_eq!(unknown_state.core.state, HaltState::Unknown);
+    }
+
+    #[test]
+    fn the_gateway_summary_is_read_when_sent_and_never_breaks_the_frame() {
+        let frame = |gateway: Option<&str>| {
+            let extra = gateway.map_or_else(String::new, |g| format!(r#","gateway":{g}"#));
+            let json = format!(
+                r#"{{"type":"dashboard","snapshot":{{}},"status":{{"state":"running"}}{extra}}}"#
+            );
+            let Frame::Dashboard {
+                status, gateway, ..
+            } = serde_json::from_str(&json).unwrap()
+            else {
+                panic!("not a dashboard frame: {json}");
+            };
+            assert_eq!(status.core.state, HaltState::Running, "{json}");
+            gateway
+        };
+        // A daemon from before the gateway, or one that sends null or nonsense.
+        assert_eq!(frame(None), None);
+        assert_eq!(frame(Some("null")), None);
+        assert_eq!(frame(Some(r#""on""#)), None);
+        assert_eq!(
+            frame(Some(r#"{"traders":[{"name":"a","open":"many"}]}"#)),
+            None
+        );
+        // Unknown fields are ignored; money stays text.
+        let g = frame(Some(
+            r#"{"enabled":true,"traders":[{"name":"strat-a","open":1,"accepted":2,
+                "refused":0,"later":true}],"recent":[{"client_order_id":"s1","trader":"strat-a",
+                "pair":"XRP/USD","side":"buy","type":"limit","qty":"10","limit_price":"2.10",
+                "status":"open","filled_qty":"0","created_at":"2026-03-02T14:04:58Z"}],
+                "new_section":{}}"#,
+        ))
+        .unwrap();
+        assert!(g.enabled);
+        assert_eq!(g.traders[0].name, "strat-a");
+        assert_eq!(g.traders[0].open, 1);
+        let order = &g.recent[0];
+        assert_eq!(order.order_type, "limit");
+        assert_eq!(order.limit_price.as_ref().unwrap().to_string(), "2.10");
+        assert_eq!(order.qty.to_string(), "10");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use ratatui::widgets::{
 };
 
 use crate::app::{Dialog, Level, Link, Screen, State};
-use crate::model::{HaltState, JournalRecord, ratio};
+use crate::model::{GatewayOrder, GatewaySummary, HaltState, JournalRecord, ratio};
 
 /// Amber, for Recovering and warnings.
 const AMBER: Color = Color::Yellow;
@@ -443,15 +443,119 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
     render_conditions(frame, cond_area, state);
     render_positions(frame, pos_area, state);
-    if area.width >= 120 {
-        let [alerts, journal] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(bottom);
-        render_alerts(frame, alerts, state);
-        render_recent_journal(frame, journal, state);
-    } else {
-        render_alerts(frame, bottom, state);
+    // The gateway panel shares the alerts' space: under them when wide (the journal on
+    // the right), beside them when narrow; absent for a daemon that sends no gateway.
+    let halves = |r: Rect| {
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(r)
+    };
+    match (&state.gateway, area.width >= 120) {
+        (Some(gateway), true) => {
+            let [left, journal] = halves(bottom);
+            let alerts_h = u16::try_from(state.snapshot.alerts.len().max(1))
+                .unwrap_or(u16::MAX)
+                .saturating_add(2)
+                .min(left.height / 2);
+            let [alerts, gateway_area] =
+                Layout::vertical([Constraint::Length(alerts_h), Constraint::Min(0)]).areas(left);
+            render_alerts(frame, alerts, state);
+            render_gateway(frame, gateway_area, gateway);
+            render_recent_journal(frame, journal, state);
+        }
+        (None, true) => {
+            let [alerts, journal] = halves(bottom);
+            render_alerts(frame, alerts, state);
+            render_recent_journal(frame, journal, state);
+        }
+        (Some(gateway), false) => {
+            let [alerts, gateway_area] = halves(bottom);
+            render_alerts(frame, alerts, state);
+            render_gateway(frame, gateway_area, gateway);
+        }
+        (None, false) => render_alerts(frame, bottom, state),
     }
+}
+
+/// The order gateway: each trader's open orders on one line, then the newest orders.
+fn render_gateway(frame: &mut Frame<'_>, area: Rect, gateway: &GatewaySummary) {
+    let mut title = vec![Span::raw(" Gateway ")];
+    if !gateway.enabled {
+        title.push(Span::styled("DISABLED", Style::new().fg(AMBER).bold()));
+        title.push(Span::raw(" "));
+    }
+    let block = Block::bordered().title(Line::from(title));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::with_capacity(gateway.recent.len() + 1);
+    if gateway.traders.is_empty() {
+        lines.push(Line::styled(
+            "no trader has placed an order",
+            Style::new().dim(),
+        ));
+    } else {
+        let mut spans = Vec::new();
+        for (i, t) in gateway.traders.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", Style::new().dim()));
+            }
+            spans.push(Span::styled(t.name.clone(), Style::new().bold()));
+            spans.push(Span::raw(format!(" {} open", t.open)));
+            spans.push(Span::styled(
+                format!(", {} accepted", t.accepted),
+                Style::new().dim(),
+            ));
+            if t.refused > 0 {
+                spans.push(Span::styled(
+                    format!(", {} refused", t.refused),
+                    Style::new().fg(Color::Red),
+                ));
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.extend(gateway.recent.iter().map(order_line));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One gateway order: `14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0004 — reason`.
+/// Quantities and prices are shown as the daemon wrote them.
+fn order_line(o: &GatewayOrder) -> Line<'static> {
+    let time = o.created_at.map_or_else(
+        || "--:--:-- ".to_owned(),
+        |t| t.format("%H:%M:%S ").to_string(),
+    );
+    let side = if o.side == "sell" {
+        Style::new().fg(Color::Red)
+    } else {
+        Style::new().fg(Color::Green)
+    };
+    let price = match &o.limit_price {
+        Some(p) if o.order_type != "market" => format!(" @ {p}"),
+        _ => " market".to_owned(),
+    };
+    let status = match o.status.as_str() {
+        "filled" => Style::new().fg(Color::Green).bold(),
+        "rejected" => Style::new().fg(Color::Red).bold(),
+        "cancelled" | "expired" => Style::new().dim(),
+        _ => Style::new().fg(Color::Cyan).bold(),
+    };
+    let mut spans = vec![
+        Span::styled(time, Style::new().dim()),
+        Span::raw(format!("{} ", o.trader)),
+        Span::styled(o.side.clone(), side),
+        Span::raw(format!(" {} {}{price} ", o.qty, o.pair)),
+        Span::styled(o.status.clone(), status),
+    ];
+    if o.status == "partially_filled" {
+        spans.push(Span::raw(format!(" {}/{}", o.filled_qty, o.qty)));
+    }
+    spans.push(Span::styled(
+        format!(" {}", o.client_order_id),
+        Style::new().dim(),
+    ));
+    if let Some(reason) = o.reason.as_deref().filter(|r| !r.is_empty()) {
+        spans.push(Span::styled(format!(" — {reason}"), Style::new().dim()));
+    }
+    Line::from(spans)
 }
 
 fn render_recent_journal(frame: &mut Frame<'_>, area: Rect, state: &State) {

@@ -9,6 +9,9 @@
 //! portfolio does not move; the gateway's and the risk checks' limits are raised so that
 //! every order is accepted, and the orders are cancelled between rounds (untimed).
 //!
+//! Last, it times the journal write every order waits for (one SQLite transaction with
+//! `fsync`), alone, to show how much of an order's latency is the disk.
+//!
 //! `cargo bench -p gf-daemon --bench orders`. `GF_BENCH_ORDERS` sets the orders timed per
 //! concurrency (default 4000). Run without `--bench` (as `cargo test --benches` does) it
 //! times a few orders only, as a smoke test.
@@ -265,5 +268,28 @@ fn main() {
         );
         report(clients, &samples, wall);
     }
+    // What one order costs at least: the journal record written before it may reach the
+    // exchange (one SQLite transaction, fsync'd), timed alone.
+    let halt = running.daemon.halt.clone();
+    let mut journal: Vec<Duration> = daemon_rt.block_on(async {
+        let mut v = Vec::with_capacity(total / 4);
+        for i in 0..(total / 4).max(8) {
+            let start = Instant::now();
+            halt.record("bench_probe", "bench", serde_json::json!({ "i": i }))
+                .await
+                .unwrap();
+            v.push(start.elapsed());
+        }
+        v
+    });
+    journal.sort();
+    println!(
+        "orders/journal_record_alone n={}: p50 {} p90 {} p99 {} max {}",
+        journal.len(),
+        ms(percentile(&journal, 50.0)),
+        ms(percentile(&journal, 90.0)),
+        ms(percentile(&journal, 99.0)),
+        ms(journal.last().copied().unwrap_or_default()),
+    );
     daemon_rt.block_on(running.stop());
 }

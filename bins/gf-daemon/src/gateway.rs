@@ -873,6 +873,9 @@ impl Gateway {
                 if rank(found.info.status) >= rank(t.status) {
                     t.status = found.info.status;
                 }
+                // How much filled, also when the exchange's updates were lost (the fills
+                // carry the prices).
+                t.filled = t.filled.max(found.info.filled_qty);
                 t.reason = None;
             }
             Ok(None) if restored => {

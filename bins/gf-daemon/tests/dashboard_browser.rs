@@ -7,18 +7,22 @@
 //! Every JavaScript error the browser logs fails the test (a probe `console.error` first
 //! proves the log is really read). Screenshots go to `target/`: `dashboard-running.png`,
 //! `dashboard-halted.png`, `dashboard-phone.png` (390 px wide) and `dashboard-crash.png`.
+//! The operator test also places an order through the order gateway as a `trader` and
+//! checks that the "Order gateway" card shows the trader and the order.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::Locator;
-use gf_core::{Config, HaltSource, HaltState, SystemClock};
+use gf_core::{Config, HaltSource, HaltState, Pair, SystemClock};
 use gf_daemon::app::{Running, Scenario, start};
+use gf_daemon::auth::Role;
+use serde_json::{Value, json};
 
 use common::browser::{Browser, LAPTOP, LogEntry, WAIT, severe, with_browser};
 
@@ -38,10 +42,12 @@ async fn daemon(dir: &Path, bind: SocketAddr) -> Result<Running> {
     start(config(dir, bind)?, Scenario::Normal, Arc::new(SystemClock)).await
 }
 
-/// The bundled crash, replayed 20 times faster than recorded.
+/// The bundled crash, replayed 20 times faster than recorded, with the order gateway
+/// switched off (only the internal strategy trades).
 async fn crashing_daemon(dir: &Path) -> Result<Running> {
     let mut cfg = config(dir, "127.0.0.1:0".parse()?)?;
     cfg.market.replay_speed = 20.into();
+    cfg.gateway.enabled = false;
     start(cfg, Scenario::Crash, Arc::new(SystemClock)).await
 }
 
@@ -62,6 +68,120 @@ fn daemon_view(running: &Running) -> String {
         "daemon: state {:?}, halt {:?}; {portfolio}",
         status.state, status.halt
     )
+}
+
+/// The trader and order the operator test places through the gateway.
+const TRADER: &str = "dash-trader";
+const CLIENT_ORDER_ID: &str = "dash-1";
+
+/// Creates a `trader` token named [`TRADER`] and places one resting limit buy of XRP/USD
+/// (about 4 % under the market, inside the price collar) through `POST /api/v1/orders`,
+/// once the daemon has a price for the pair (the risk checks need one). Returns the order
+/// as the daemon answered it.
+async fn place_resting_order(running: &Running) -> Result<Value> {
+    let pair: Pair = "XRP/USD".parse().map_err(|e| anyhow!("{e}"))?;
+    let deadline = Instant::now() + WAIT;
+    while running.daemon.portfolio.read(|p| p.mark(&pair)).is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "no XRP/USD price within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = running.create_token(TRADER, Role::Trader)?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/orders", running.url()))
+        .bearer_auth(token)
+        .json(&json!({
+            "client_order_id": CLIENT_ORDER_ID,
+            "pair": "XRP/USD",
+            "side": "buy",
+            "type": "limit",
+            "qty": "10",
+            "limit_price": "2.10",
+        }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    ensure!(
+        status == reqwest::StatusCode::CREATED,
+        "POST /api/v1/orders answered {status}: {body}"
+    );
+    Ok(body["order"].clone())
+}
+
+/// The cells' text of the gateway card's row for [`TRADER`]'s order, and the reason
+/// cell's `title` (the full reason) last.
+const ORDER_ROW_JS: &str = "const tr = document.querySelector(\
+     '#gateway-orders tr[data-order=\"dash-trader/dash-1\"]'); \
+     if (!tr) return null; \
+     const cells = [...tr.querySelectorAll('td')].map((td) => td.textContent); \
+     cells.push(tr.querySelector('td.reason').getAttribute('title')); \
+     return cells";
+
+/// What the gateway card's order row must read for `order` (the daemon's view of it).
+fn expected_order_row(order: &gf_api::GatewayOrder) -> Vec<Value> {
+    let dash = |s: String| if s.is_empty() { "–".to_owned() } else { s };
+    let reason = order.reason.clone().unwrap_or_default();
+    let shown = if reason.chars().count() > 40 {
+        format!("{}…", reason.chars().take(39).collect::<String>())
+    } else {
+        dash(reason.clone())
+    };
+    vec![
+        json!(order.trader),
+        json!(order.client_order_id),
+        json!(order.pair),
+        json!(order.side),
+        json!(order.order_type),
+        json!(dash(order.qty.0.clone())),
+        json!(dash(
+            order
+                .limit_price
+                .as_ref()
+                .map_or_else(String::new, |p| p.0.clone())
+        )),
+        json!(order.status),
+        json!(dash(order.filled_qty.0.clone())),
+        json!(shown),
+        if reason.is_empty() {
+            Value::Null
+        } else {
+            json!(reason)
+        },
+    ]
+}
+
+/// Waits until the gateway card shows the daemon's current view of the order in
+/// `status`; returns that order.
+async fn until_order_row(
+    b: &Browser,
+    running: &Running,
+    status: &str,
+) -> Result<gf_api::GatewayOrder> {
+    b.until_js(
+        &format!("the gateway order row, {status}"),
+        &format!("const c = (() => {{ {ORDER_ROW_JS} }})(); return c && c[8] === '{status}'"),
+    )
+    .await?;
+    let order = running
+        .daemon
+        .gateway
+        .order(TRADER, CLIENT_ORDER_ID)
+        .context("the daemon knows the order")?;
+    let cells = b.js(ORDER_ROW_JS).await?;
+    let cells = cells.as_array().context("order row cells")?;
+    ensure!(cells.len() == 12, "12 cells and the title: {cells:?}");
+    // The first cell is the local time of day the browser formats; the rest are the
+    // daemon's text, unchanged (quantities and prices never pass through a float).
+    ensure!(
+        cells[0].as_str().is_some_and(|t| t.contains(':')),
+        "time cell {:?}",
+        cells[0]
+    );
+    assert_eq!(cells[1..].to_vec(), expected_order_row(&order));
+    Ok(order)
 }
 
 /// Opens the dashboard and signs in with `token`; returns once the state banner shows a
@@ -175,6 +295,33 @@ async fn operator_halts_from_the_page_and_walks_the_checklist() -> Result<()> {
             assert!(caption.contains(&expected), "{expected:?} in {caption:?}");
         }
 
+        // The order gateway: no trader yet; then a trader places a resting order and the
+        // card shows the trader's counts and the order.
+        assert_eq!(
+            b.text("#gateway-traders").await?,
+            "no trader has placed an order"
+        );
+        let badge_shown = b
+            .client
+            .find(Locator::Id("gateway-badge"))
+            .await?
+            .is_displayed()
+            .await?;
+        assert!(!badge_shown, "the gateway is enabled: no \"disabled\" badge");
+        let placed = place_resting_order(&d).await?;
+        assert_eq!(placed["qty"], "10", "{placed}");
+        assert_eq!(placed["limit_price"], "2.10", "{placed}");
+        b.until_js(
+            "the trader's line in the gateway card",
+            "const tr = document.querySelector('#gateway-traders tr[data-trader=\"dash-trader\"]'); \
+             return !!tr && JSON.stringify([...tr.querySelectorAll('td')].map((td) => td.textContent)) \
+               === JSON.stringify(['dash-trader', '1', '1', '0'])",
+        )
+        .await?;
+        let resting = until_order_row(&b, &d, "open").await?;
+        assert_eq!(resting.qty.0, "10");
+        assert_eq!(resting.limit_price.map(|p| p.0).as_deref(), Some("2.10"));
+
         // The whole page, tall enough to show every card.
         b.client.set_window_size(LAPTOP.0, 1800).await?;
         b.screenshot("dashboard-running.png").await?;
@@ -241,6 +388,17 @@ async fn operator_halts_from_the_page_and_walks_the_checklist() -> Result<()> {
         let halt = status.halt.context("a halt is recorded")?;
         assert_eq!(halt.reason, reason);
         assert_eq!(halt.source, HaltSource::Api("operator".into()));
+
+        // The halt cancelled the resting order; the card shows it, and the trader has none
+        // open.
+        let cancelled = until_order_row(&b, &d, "cancelled").await?;
+        eprintln!("gateway order after the halt: {cancelled:?}");
+        b.until_js(
+            "the trader's open count back to 0",
+            "const tr = document.querySelector('#gateway-traders tr[data-trader=\"dash-trader\"]'); \
+             return !!tr && tr.children[1].textContent === '0'",
+        )
+        .await?;
 
         b.until_js(
             "the recovery checklist",
@@ -451,6 +609,23 @@ async fn automatic_halt_in_a_crash_shows_its_condition_and_the_drawdown() -> Res
     with_browser(move |b| async move {
         let mut errors = Vec::new();
         open_and_sign_in(&b, &url, &token, &mut errors).await?;
+
+        // The gateway is off: its card says so.
+        b.until_js(
+            "the gateway's \"disabled\" badge",
+            "return !document.getElementById('gateway-badge').hidden",
+        )
+        .await?;
+        assert_eq!(
+            b.js("return document.getElementById('gateway-badge').textContent")
+                .await?,
+            "disabled"
+        );
+        assert_eq!(
+            b.text("#gateway-traders").await?,
+            "no trader has placed an order"
+        );
+        assert_eq!(b.text("#gateway-orders").await?, "no orders yet");
 
         // Nobody presses anything: the slide trips a drawdown condition and the page shows
         // the automatic halt and points at the condition that caused it (which may have

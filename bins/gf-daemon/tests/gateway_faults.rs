@@ -360,13 +360,18 @@ fn env(opts: Opts) -> Env {
 impl Env {
     /// XRP/USD at 0.50 / 0.51 for the portfolio (marks) and the paper exchange (book).
     fn book(&self) {
+        self.book_with_ask_qty(100_000);
+    }
+
+    /// As [`Env::book`], with `qty` XRP offered at 0.51 and nothing above.
+    fn book_with_ask_qty(&self, qty: i64) {
         let ev = Event::new(
             self.clock_now(),
             Source::Test,
             Payload::BookSnapshot(BookSnapshot {
                 pair: xrp(),
                 bids: vec![Level::new(Decimal::new(50, 2), Decimal::from(100_000))],
-                asks: vec![Level::new(Decimal::new(51, 2), Decimal::from(100_000))],
+                asks: vec![Level::new(Decimal::new(51, 2), Decimal::from(qty))],
                 checksum: 0,
             }),
         );
@@ -478,6 +483,15 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
         let g = e.gateway.clone();
         async move { g.place("alice", buy("a-1", 100)).await }
     });
+    // The same id with another body is a conflict at once, in flight or not.
+    let r = refused(e.place("alice", buy("a-1", 200)).await);
+    assert_eq!(
+        r.refusal,
+        Refusal::Conflict {
+            client_order_id: "a-1".into(),
+            fields: vec!["qty"],
+        }
+    );
     let outcome = e.halt.halt(HaltSource::Cli, "drill").await;
     assert!(outcome.started);
     assert!(!e.gate.is_open());
@@ -749,11 +763,100 @@ async fn a_failed_lookup_after_a_lost_answer_is_retried_until_the_exchange_answe
         order.reason.unwrap_or_default().contains("never received"),
         "says why"
     );
-    assert_eq!(*e.double.lookups.borrow(), 3, "asked until answered, then no more");
+    assert_eq!(
+        *e.double.lookups.borrow(),
+        3,
+        "asked until answered, then no more"
+    );
     assert!(e.wire.passed().is_empty(), "looked up, never placed");
     e.double.set(Mode::Pass);
     let next = placed(e.place("alice", buy("a-2", 100)).await);
-    assert_eq!(next.order.status, "open", "the open-order place was released");
+    assert_eq!(
+        next.order.status, "open",
+        "the open-order place was released"
+    );
+}
+
+/// A limit buy of 100 at 0.51 against 50 offered there: 50 fill at once, 50 rest.
+fn crossing(id: &str) -> PlaceOrder {
+    PlaceOrder {
+        limit_price: Some(Decimal::new(51, 2)),
+        ..buy(id, 100)
+    }
+}
+
+/// Half-way: the order reached the exchange and half of it filled, then the answer was
+/// lost. The order is accepted `pending`, the exchange's updates and the lookup bring it
+/// to `partially_filled` with its fill (on the feed once, after the order's first frame),
+/// and the halt's cancel-all ends it `cancelled` with what filled.
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_for_a_half_filled_order_reconciles_its_fill_once() {
+    let e = env(Opts::default());
+    e.book_with_ask_qty(50);
+    let (_, head) = e.gateway.feed_head("alice");
+    e.double.set(Mode::TimeoutAfter);
+    let first = placed(e.place("alice", crossing("a-1")).await);
+    assert_eq!(first.order.status, "pending");
+    let order = e.until_status("alice", "a-1", "partially_filled").await;
+    e.until("the fill is applied", |g| {
+        g.order("alice", "a-1")
+            .is_some_and(|o| o.filled_qty.decimal() == Some(Decimal::from(50)))
+    })
+    .await;
+    assert!(order.order_id.is_some());
+    let order = e.gateway.order("alice", "a-1").unwrap();
+    assert_eq!(
+        order.avg_fill_price.unwrap().decimal(),
+        Some(Decimal::new(51, 2))
+    );
+    let fills = e.gateway.fills(Some("alice"), None);
+    assert_eq!(fills.len(), 1, "{fills:?}");
+    assert_eq!(fills[0].qty.decimal(), Some(Decimal::from(50)));
+    assert_eq!(e.resting().await, 1, "the rest rests");
+
+    let outcome = e.halt.halt(HaltSource::Cli, "drill").await;
+    assert!(outcome.started);
+    let order = e.until_status("alice", "a-1", "cancelled").await;
+    assert_eq!(order.filled_qty.decimal(), Some(Decimal::from(50)));
+    assert_eq!(e.resting().await, 0);
+
+    // The feed: the order's first frame, then its changes; the fill exactly once and
+    // never before the order's first frame.
+    let FeedRead::Frames(frames, _) = e.gateway.feed_after("alice", head) else {
+        panic!("gap");
+    };
+    let frames: Vec<serde_json::Value> = frames
+        .iter()
+        .map(|(_, t)| serde_json::from_str(t).unwrap())
+        .collect();
+    assert_eq!(frames[0]["type"], "order", "{frames:?}");
+    assert_eq!(frames[0]["order"]["client_order_id"], "a-1");
+    let fill_frames: Vec<_> = frames.iter().filter(|f| f["type"] == "fill").collect();
+    assert_eq!(fill_frames.len(), 1, "{frames:?}");
+    assert_eq!(fill_frames[0]["fill"]["qty"], "50");
+    let last_order = frames.iter().rev().find(|f| f["type"] == "order").unwrap();
+    assert_eq!(last_order["order"]["status"], "cancelled");
+    assert_eq!(e.wire.passed().len(), 1);
+}
+
+/// Half-way with every update lost: the lookup alone tells what became of the order, so
+/// it must carry the filled quantity too, not only the status.
+#[tokio::test(start_paused = true)]
+async fn a_lookup_alone_reports_how_much_of_a_half_filled_order_filled() {
+    let e = env(Opts {
+        lose_events: true,
+        ..Opts::default()
+    });
+    e.book_with_ask_qty(50);
+    e.double.set(Mode::TimeoutAfter);
+    let first = placed(e.place("alice", crossing("a-1")).await);
+    assert_eq!(first.order.status, "pending");
+    let order = e.until_status("alice", "a-1", "partially_filled").await;
+    assert_eq!(
+        order.filled_qty.decimal(),
+        Some(Decimal::from(50)),
+        "partially filled by how much: {order:?}"
+    );
 }
 
 // ------------------------------------------------------------- 3. definitive rejection
@@ -813,11 +916,12 @@ async fn a_definitive_rejection_is_final_and_releases_every_reservation() {
 // ------------------------------------------------------------- 4. journal failure
 
 /// The journal cannot record the order: `not_journaled`, nothing reaches the exchange,
-/// the failed write halts (fail closed), and the id is not burnt: a retry is a new
-/// attempt (here refused `halted`, since the failure halted trading), and after the
-/// journal is repaired and trading resumed the same id places the order.
+/// the failed write halts (fail closed), and the refusal is not recorded under the id: a
+/// retry is a new attempt, not a replay (here refused `halted`, since the failure halted
+/// trading). The feed tells of the halt and the resume; once the journal is repaired and
+/// trading resumed, orders are journaled and placed again.
 #[tokio::test(start_paused = true)]
-async fn a_journal_that_cannot_record_the_order_places_nothing_and_the_id_stays_usable() {
+async fn a_journal_that_cannot_record_the_order_places_nothing_and_a_retry_is_no_replay() {
     let e = env(Opts {
         journal_full: true,
         ..Opts::default()
@@ -851,6 +955,18 @@ async fn a_journal_that_cannot_record_the_order_places_nothing_and_the_id_stays_
     }
     e.halt.resume("olga").await.unwrap();
     assert!(e.gate.is_open());
+    // Alice's feed told her of the halt and of the resume.
+    e.until("the halt and the resume reach the feed", |g| {
+        let FeedRead::Frames(frames, _) = g.feed_after("alice", 0) else {
+            return false;
+        };
+        let kinds: Vec<serde_json::Value> = frames
+            .iter()
+            .map(|(_, t)| serde_json::from_str::<serde_json::Value>(t).unwrap()["type"].clone())
+            .collect();
+        kinds == ["halt", "resume"]
+    })
+    .await;
     let ok = placed(e.place("alice", buy("a-9", 100)).await);
     assert_eq!(ok.order.status, "open");
     assert_eq!(*e.double.asked.borrow(), 1);
