@@ -475,6 +475,9 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
     }
 }
 
+/// Below this inner width the gateway panel drops prices, ids and reasons.
+const GATEWAY_COMPACT_BELOW: u16 = 60;
+
 /// The order gateway: each trader's open orders on one line, then the newest orders.
 fn render_gateway(frame: &mut Frame<'_>, area: Rect, gateway: &GatewaySummary) {
     let mut title = vec![Span::raw(" Gateway ")];
@@ -485,12 +488,23 @@ fn render_gateway(frame: &mut Frame<'_>, area: Rect, gateway: &GatewaySummary) {
     let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let compact = inner.width < GATEWAY_COMPACT_BELOW;
     let mut lines = Vec::with_capacity(gateway.recent.len() + 1);
     if gateway.traders.is_empty() {
         lines.push(Line::styled(
             "no trader has placed an order",
             Style::new().dim(),
         ));
+    } else if compact {
+        let mut spans = vec![Span::styled("open ", Style::new().dim())];
+        for (i, t) in gateway.traders.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", Style::new().dim()));
+            }
+            spans.push(Span::styled(t.name.clone(), Style::new().bold()));
+            spans.push(Span::raw(format!(" {}", t.open)));
+        }
+        lines.push(Line::from(spans));
     } else {
         let mut spans = Vec::new();
         for (i, t) in gateway.traders.iter().enumerate() {
@@ -512,17 +526,22 @@ fn render_gateway(frame: &mut Frame<'_>, area: Rect, gateway: &GatewaySummary) {
         }
         lines.push(Line::from(spans));
     }
-    lines.extend(gateway.recent.iter().map(order_line));
+    lines.extend(gateway.recent.iter().map(|o| order_line(o, compact)));
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// One gateway order: `14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0004 — reason`.
-/// Quantities and prices are shown as the daemon wrote them.
-fn order_line(o: &GatewayOrder) -> Line<'static> {
-    let time = o.created_at.map_or_else(
-        || "--:--:-- ".to_owned(),
-        |t| t.format("%H:%M:%S ").to_string(),
-    );
+/// One gateway order: `14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0004 — reason`,
+/// or when `compact` `14:04 open buy 10 XRP/USD strat-a`. Quantities and prices are
+/// shown as the daemon wrote them.
+fn order_line(o: &GatewayOrder, compact: bool) -> Line<'static> {
+    let (format, unknown) = if compact {
+        ("%H:%M ", "--:-- ")
+    } else {
+        ("%H:%M:%S ", "--:--:-- ")
+    };
+    let time = o
+        .created_at
+        .map_or_else(|| unknown.to_owned(), |t| t.format(format).to_string());
     let side = if o.side == "sell" {
         Style::new().fg(Color::Red)
     } else {
@@ -538,6 +557,19 @@ fn order_line(o: &GatewayOrder) -> Line<'static> {
         "cancelled" | "expired" => Style::new().dim(),
         _ => Style::new().fg(Color::Cyan).bold(),
     };
+    if compact {
+        let label = match o.status.as_str() {
+            "partially_filled" => format!("partial {}/{}", o.filled_qty, o.qty),
+            other => other.to_owned(),
+        };
+        return Line::from(vec![
+            Span::styled(time, Style::new().dim()),
+            Span::styled(label, status),
+            Span::raw(" "),
+            Span::styled(o.side.clone(), side),
+            Span::raw(format!(" {} {} {}", o.qty, o.pair, o.trader)),
+        ]);
+    }
     let mut spans = vec![
         Span::styled(time, Style::new().dim()),
         Span::raw(format!("{} ", o.trader)),
@@ -1195,6 +1227,52 @@ mod tests {
                     assert_eq!(text.lines().count(), usize::from(size.1));
                 }
             }
+        }
+    }
+
+    /// The gateway panel: traders with their open orders, the newest orders with their
+    /// status, "DISABLED" when the gateway is off; no panel for a daemon without one.
+    #[test]
+    fn the_gateway_panel_shows_traders_and_orders() {
+        for size in SIZES {
+            let text = draw(&console(HaltState::Running), size);
+            assert!(text.contains("Gateway"), "{size:?}:\n{text}");
+        }
+        let narrow = draw(&console(HaltState::Running), (80, 24));
+        for expected in [
+            "open py-momo 0 · strat-a 2",
+            "14:04 open buy 10 XRP/USD strat-a",
+        ] {
+            assert!(narrow.contains(expected), "{expected:?}:\n{narrow}");
+        }
+        let wide = draw(&console(HaltState::Running), (160, 48));
+        for expected in [
+            "strat-a 2 open, 3 accepted, 1 refused",
+            "14:04:40 strat-a sell 500 XRP/USD @ 2.90 rejected s1-0004 — risk_refused: \
+             max_order_notional (notional 1450 > max 1000)",
+            "14:03:10 py-momo buy 25 DOGE/USD market filled m-17",
+            "14:02:00 strat-a buy 20 XRP/USD @ 2.05 partially_filled 8/20 s1-0002",
+            "14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0005",
+            "14:01:00 strat-a buy 10 XRP/USD @ 2.00 cancelled s1-0001 — cancelled by the trader",
+        ] {
+            assert!(wide.contains(expected), "{expected:?}:\n{wide}");
+        }
+        assert!(!wide.contains("DISABLED"), "{wide}");
+
+        let mut s = console(HaltState::Halted);
+        s.gateway = Some(GatewaySummary::default());
+        snap("gateway_disabled_halted", &s);
+        for size in SIZES {
+            let text = draw(&s, size);
+            assert!(text.contains("Gateway DISABLED"), "{size:?}:\n{text}");
+            assert!(text.contains("no trader has placed an order"), "{text}");
+        }
+
+        s.gateway = None;
+        for size in SIZES {
+            let text = draw(&s, size);
+            assert!(!text.contains("Gateway"), "{size:?}:\n{text}");
+            assert!(text.contains("Alerts"), "{text}");
         }
     }
 

@@ -511,3 +511,41 @@ fn an_unreachable_refresh_is_a_notice_not_a_crash() {
     assert!(notice(&state).contains("refresh failed"));
     assert_eq!(state.halt_state(), HaltState::Halted);
 }
+
+#[test]
+fn dashboard_frames_carry_the_gateway_and_a_daemon_without_one_clears_it() {
+    let mut state = console(HaltState::Running);
+    let gateway = state
+        .gateway
+        .clone()
+        .expect("the fixture's frame has a gateway");
+    assert!(gateway.enabled);
+    assert_eq!(
+        gateway
+            .traders
+            .iter()
+            .map(|t| (t.name.as_str(), t.open))
+            .collect::<Vec<_>>(),
+        [("py-momo", 0), ("strat-a", 2)]
+    );
+    assert_eq!(gateway.recent.len(), 5);
+    assert_eq!(gateway.recent[0].client_order_id, "s1-0005");
+
+    // A daemon from before the gateway (or a frame whose gateway cannot be read): the
+    // rest of the frame is applied and the panel goes away rather than going stale.
+    let list = fixtures::checklist_json(3, 0);
+    let mut json = fixtures::dashboard_json(HaltState::Halted, &list, false);
+    for gateway in [None, Some(json!({"recent": "oops"}))] {
+        match gateway {
+            None => json.as_object_mut().unwrap().remove("gateway"),
+            Some(g) => json.as_object_mut().unwrap().insert("gateway".into(), g),
+        };
+        let mut s = console(HaltState::Running);
+        let frame = serde_json::from_value(json.clone()).unwrap();
+        let action = update(&mut s, Msg::Feed(FeedEvent::Frame(Box::new(frame))));
+        assert_eq!(action, Action::None);
+        assert_eq!(s.gateway, None, "{json}");
+        assert_eq!(s.halt_state(), HaltState::Halted);
+        assert_eq!(s.dashboard_link, Link::Up);
+    }
+}

@@ -51,6 +51,17 @@ pub const REFUSAL_KIND: &str = "gateway_refusal";
 /// Journal kind of a trader's cancel request.
 pub const CANCEL_KIND: &str = "gateway_cancel";
 
+/// Refusal records one token may write to the journal per second; beyond, they are
+/// counted and the next record carries the count.
+pub const REFUSAL_RECORDS_PER_SEC: u32 = 20;
+
+#[derive(Debug, Default)]
+struct RefusalBudget {
+    second: i64,
+    used: u32,
+    unrecorded: u64,
+}
+
 /// Longest trader `client_order_id`.
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
 
@@ -442,6 +453,8 @@ struct Inner {
     exchange: Arc<dyn Exchange>,
     epoch: String,
     metrics: Option<gf_monitor::Metrics>,
+    /// Refusal records per trader in the current second ([`Gateway::journal_refusal`]).
+    refusal_budget: Mutex<HashMap<String, RefusalBudget>>,
     state: Mutex<State>,
     /// A slot settled or a frame was appended.
     changed: Notify,
@@ -469,6 +482,7 @@ impl Gateway {
                 exchange,
                 epoch: format!("{:016x}", rand::random::<u64>()),
                 metrics: None,
+                refusal_budget: Mutex::new(HashMap::new()),
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
             }),
@@ -836,16 +850,39 @@ impl Gateway {
     /// Journals a refusal under the trader's name, in the background: the refusal is
     /// answered at once. A final refusal's record carries the request, so that a retry
     /// after a restart still gets it.
+    ///
+    /// A client refused in a loop (new ids while halted, retries over a limit) must not
+    /// flood the journal: at most [`REFUSAL_RECORDS_PER_SEC`] records per token and second
+    /// of the clock; beyond that refusals are counted (`gf_gateway_orders_total` still has
+    /// each) and the next record says how many were not recorded one by one.
     fn journal_refusal(&self, key: &Key, request: &PlaceOrder, refusal: &Refusal) {
+        let second = self.inner.clock.now().timestamp();
+        let unrecorded = {
+            let mut budgets = self.inner.refusal_budget.lock();
+            let b = budgets.entry(key.0.clone()).or_default();
+            if b.second != second {
+                b.second = second;
+                b.used = 0;
+            }
+            if b.used >= REFUSAL_RECORDS_PER_SEC {
+                b.unrecorded += 1;
+                return;
+            }
+            b.used += 1;
+            std::mem::take(&mut b.unrecorded)
+        };
         let halt = self.inner.halt.clone();
         let trader = key.0.clone();
-        let detail = json!({
+        let mut detail = json!({
             "client_order_id": key.1,
             "code": refusal.code(),
             "message": refusal.to_string(),
             "final": refusal.is_final(),
             "request": request,
         });
+        if unrecorded > 0 {
+            detail["unrecorded_before"] = unrecorded.into();
+        }
         tokio::spawn(async move {
             if let Err(e) = halt.record(REFUSAL_KIND, &trader, detail).await {
                 tracing::warn!(%trader, cause = %e, "gateway refusal not journaled");

@@ -1317,3 +1317,49 @@ async fn the_open_order_limit_is_per_token_and_released_when_an_order_ends() {
     let r = refused(e.place("alice", buy("a-5", 10)).await);
     assert_eq!(rate_limited(&r).0, "open_orders");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_loop_is_counted_not_journaled_one_by_one() {
+    let e = env(Opts::default());
+    e.book();
+    let outcome = e.halt.halt(gf_core::HaltSource::Cli, "loop test").await;
+    assert!(outcome.durable);
+    let limit = gf_daemon::gateway::REFUSAL_RECORDS_PER_SEC as usize;
+    // A client looping on new ids while halted, all within one second of the clock.
+    for i in 0..limit + 15 {
+        let r = refused(e.place("looper", buy(&format!("l-{i}"), 10)).await);
+        assert_eq!(r.refusal.code(), "halted");
+    }
+    let records = |e: &Env| {
+        e.halt
+            .journal()
+            .records_of_kinds(&[gf_daemon::gateway::REFUSAL_KIND], 1_000)
+            .unwrap()
+    };
+    let wait = async {
+        while records(&e).len() < limit {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait).await.unwrap();
+    // The background writes have all run (paused time: yielding lets them finish).
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(records(&e).len(), limit, "one second's budget, not one per refusal");
+    // The next second's first record says how many were not recorded one by one.
+    e.clock.advance(chrono::Duration::seconds(1));
+    refused(e.place("looper", buy("l-next", 10)).await);
+    let wait = async {
+        while records(&e).len() < limit + 1 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait).await.unwrap();
+    let last = records(&e).pop().unwrap();
+    assert_eq!(last.actor, "looper");
+    assert_eq!(last.detail["client_order_id"], "l-next");
+    assert_eq!(last.detail["unrecorded_before"], 15);
+    // Another token has its own budget.
+    refused(e.place("other", buy("o-1", 10)).await);
+}
