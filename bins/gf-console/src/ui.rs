@@ -475,7 +475,8 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
     }
 }
 
-/// Below this inner width the gateway panel drops prices, ids and reasons.
+/// Below this inner width the gateway panel drops prices, ids and reasons, and cuts
+/// lines rather than wrapping them.
 const GATEWAY_COMPACT_BELOW: u16 = 60;
 
 /// The order gateway: each trader's open orders on one line, then the newest orders.
@@ -527,7 +528,14 @@ fn render_gateway(frame: &mut Frame<'_>, area: Rect, gateway: &GatewaySummary) {
         lines.push(Line::from(spans));
     }
     lines.extend(gateway.recent.iter().map(|o| order_line(o, compact)));
-    frame.render_widget(Paragraph::new(lines), inner);
+    let paragraph = Paragraph::new(lines);
+    // Wide, a long reason wraps rather than being cut; compact lines are cut.
+    let paragraph = if compact {
+        paragraph
+    } else {
+        paragraph.wrap(Wrap { trim: true })
+    };
+    frame.render_widget(paragraph, inner);
 }
 
 /// One gateway order: `14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0004 — reason`,
@@ -1248,12 +1256,12 @@ mod tests {
         let wide = draw(&console(HaltState::Running), (160, 48));
         for expected in [
             "strat-a 2 open, 3 accepted, 1 refused",
-            "14:04:40 strat-a sell 500 XRP/USD @ 2.90 rejected s1-0004 — risk_refused: \
-             max_order_notional (notional 1450 > max 1000)",
+            "14:04:40 strat-a sell 500 XRP/USD @ 2.90 rejected s1-0004 — risk_refused:",
+            "max_order_notional (notional 1450 > max 1000)",
             "14:03:10 py-momo buy 25 DOGE/USD market filled m-17",
             "14:02:00 strat-a buy 20 XRP/USD @ 2.05 partially_filled 8/20 s1-0002",
             "14:04:58 strat-a buy 10 XRP/USD @ 2.10 open s1-0005",
-            "14:01:00 strat-a buy 10 XRP/USD @ 2.00 cancelled s1-0001 — cancelled by the trader",
+            "14:01:00 strat-a buy 10 XRP/USD @ 2.00 cancelled s1-0001 — cancelled by the",
         ] {
             assert!(wide.contains(expected), "{expected:?}:\n{wide}");
         }

@@ -514,7 +514,7 @@ fn an_unreachable_refresh_is_a_notice_not_a_crash() {
 
 #[test]
 fn dashboard_frames_carry_the_gateway_and_a_daemon_without_one_clears_it() {
-    let mut state = console(HaltState::Running);
+    let state = console(HaltState::Running);
     let gateway = state
         .gateway
         .clone()

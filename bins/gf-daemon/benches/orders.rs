@@ -13,7 +13,8 @@
 //! `fsync`), alone, to show how much of an order's latency is the disk.
 //!
 //! `cargo bench -p gf-daemon --bench orders`. `GF_BENCH_ORDERS` sets the orders timed per
-//! concurrency (default 4000). Run without `--bench` (as `cargo test --benches` does) it
+//! concurrency (default 4000), `GF_BENCH_SECS` the most time spent on each (default 25 s:
+//! on a slow disk fewer orders are timed; the report says how many). Run without `--bench` (as `cargo test --benches` does) it
 //! times a few orders only, as a smoke test.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
@@ -135,15 +136,17 @@ fn report(clients: usize, samples: &[Sample], wall: Duration) {
 }
 
 /// Times `total` orders sent by `clients` concurrent clients, in rounds of [`ROUND`]
-/// open orders cancelled (untimed) in between.
+/// open orders cancelled (untimed) in between; stops early once `budget` has passed.
 fn run(
     rt: &tokio::runtime::Runtime,
     url: &str,
     token: &str,
     clients: usize,
     total: usize,
+    budget: Duration,
     tag: &str,
 ) -> (Vec<Sample>, Duration) {
+    let deadline = Instant::now() + budget;
     let conns: Vec<reqwest::Client> = (0..clients)
         .map(|_| {
             reqwest::Client::builder()
@@ -157,7 +160,7 @@ fn run(
     let mut wall = Duration::ZERO;
     let mut sent = 0;
     let mut round = 0;
-    while sent < total {
+    while sent < total && Instant::now() < deadline {
         let this_round = (total - sent).min(ROUND);
         let per_client = this_round.div_ceil(clients);
         let started = Instant::now();
@@ -170,6 +173,9 @@ fn run(
                 rt.spawn(async move {
                     let mut v = Vec::with_capacity(per_client);
                     for i in 0..per_client {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
                         v.push(place(&conn, &url, &token, &format!("{tag}-{i}")).await);
                     }
                     v
@@ -246,8 +252,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let warm = if full { 300 } else { 8 };
-    run(&client_rt, &url, &token, 1, warm, "warm1");
-    run(&client_rt, &url, &token, 16, warm, "warm16");
+    let budget = Duration::from_secs(
+        std::env::var("GF_BENCH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(25),
+    );
+    run(&client_rt, &url, &token, 1, warm, budget, "warm1");
+    run(&client_rt, &url, &token, 16, warm, budget, "warm16");
 
     println!(
         "orders: {total} resting limit orders per concurrency, keep-alive HTTP/1.1 on 127.0.0.1, paper exchange{}",
@@ -264,6 +276,7 @@ fn main() {
             &token,
             clients,
             total,
+            budget,
             &format!("c{clients}"),
         );
         report(clients, &samples, wall);
@@ -273,7 +286,11 @@ fn main() {
     let halt = running.daemon.halt.clone();
     let mut journal: Vec<Duration> = daemon_rt.block_on(async {
         let mut v = Vec::with_capacity(total / 4);
+        let deadline = Instant::now() + budget;
         for i in 0..(total / 4).max(8) {
+            if Instant::now() >= deadline {
+                break;
+            }
             let start = Instant::now();
             halt.record("bench_probe", "bench", serde_json::json!({ "i": i }))
                 .await
