@@ -453,6 +453,10 @@ struct Inner {
     exchange: Arc<dyn Exchange>,
     epoch: String,
     metrics: Option<gf_monitor::Metrics>,
+    /// Records waiting for the group commit, and the lock of whoever writes them
+    /// ([`Gateway::journal`]).
+    journal_queue: Mutex<Vec<PendingRecord>>,
+    journal_writer: tokio::sync::Mutex<()>,
     /// Refusal records per trader in the current second ([`Gateway::journal_refusal`]).
     refusal_budget: Mutex<HashMap<String, RefusalBudget>>,
     state: Mutex<State>,
@@ -483,6 +487,8 @@ impl Gateway {
                 epoch: format!("{:016x}", rand::random::<u64>()),
                 metrics: None,
                 refusal_budget: Mutex::new(HashMap::new()),
+                journal_queue: Mutex::new(Vec::new()),
+                journal_writer: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
             }),
@@ -660,9 +666,8 @@ impl Gateway {
         order: OrderRequest,
     ) -> Result<Placed, Refusal> {
         let inner = &self.inner;
-        let journaled = inner
-            .halt
-            .record(
+        let journaled = self
+            .journal(
                 ORDER_KIND,
                 &key.0,
                 json!({
@@ -871,7 +876,6 @@ impl Gateway {
             b.used += 1;
             std::mem::take(&mut b.unrecorded)
         };
-        let halt = self.inner.halt.clone();
         let trader = key.0.clone();
         let mut detail = json!({
             "client_order_id": key.1,
@@ -883,11 +887,64 @@ impl Gateway {
         if unrecorded > 0 {
             detail["unrecorded_before"] = unrecorded.into();
         }
+        let this = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = halt.record(REFUSAL_KIND, &trader, detail).await {
+            if let Err(e) = this.journal(REFUSAL_KIND, &trader, detail).await {
                 tracing::warn!(%trader, cause = %e, "gateway refusal not journaled");
             }
         });
+    }
+
+    /// Journals one record through the gateway's group commit: the records that arrive
+    /// while a commit is in progress are committed together in the next transaction, so
+    /// concurrent orders share one `fsync` instead of queueing for one each. Whoever gets
+    /// the writer's lock commits every record waiting (its own, if not already written,
+    /// and the others'); the rest wait for their answer. No task of its own: nothing
+    /// outlives the daemon. Returns once the record is durable.
+    async fn journal(
+        &self,
+        kind: &'static str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), String> {
+        let (done, mut wait) = tokio::sync::oneshot::channel();
+        self.inner.journal_queue.lock().push(PendingRecord {
+            kind,
+            actor: actor.to_owned(),
+            detail,
+            done,
+        });
+        let stopped = || "the gateway's journal writer stopped".to_owned();
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut wait => return answer.map_err(|_| stopped())?,
+                _writer = self.inner.journal_writer.lock() => {
+                    let batch: Vec<PendingRecord> = {
+                        let mut queue = self.inner.journal_queue.lock();
+                        let n = queue.len().min(MAX_GROUP);
+                        queue.drain(..n).collect()
+                    };
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let (records, waiters): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .map(|p| ((p.kind.to_owned(), p.actor, p.detail), p.done))
+                        .unzip();
+                    let result = self
+                        .inner
+                        .halt
+                        .record_many(records)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                    for waiter in waiters {
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Asks the exchange what became of an order whose placement answer was lost. When
@@ -1096,7 +1153,7 @@ impl Gateway {
             .exchange
             .cancel_order(&OrderRef::Client(exchange_id.clone()))
             .await;
-        let halt = self.inner.halt.clone();
+        let this = self.clone();
         let detail = json!({
             "client_order_id": client_order_id,
             "exchange_client_order_id": exchange_id,
@@ -1104,7 +1161,7 @@ impl Gateway {
         });
         let actor = trader.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = halt.record(CANCEL_KIND, &actor, detail).await {
+            if let Err(e) = this.journal(CANCEL_KIND, &actor, detail).await {
                 tracing::warn!(trader = %actor, cause = %e, "gateway cancel not journaled");
             }
         });
@@ -1442,6 +1499,17 @@ impl Gateway {
     }
 }
 
+/// Most records one group commit writes.
+const MAX_GROUP: usize = 256;
+
+/// A record waiting for the group commit, and who waits for it.
+struct PendingRecord {
+    kind: &'static str,
+    actor: String,
+    detail: serde_json::Value,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
 /// Releases a terminal order's place in its trader's open orders, once.
 fn settle_open(st: &mut State, key: &Key) {
     let Some(t) = st.slots.get_mut(key).and_then(|s| s.tracked.as_mut()) else {
@@ -1690,7 +1758,11 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(b.take(t0, &l), Ok(()));
         }
-        assert_eq!(b.take(t0, &l), Err(1), "empty: one token in half a second, said as 1 s");
+        assert_eq!(
+            b.take(t0, &l),
+            Err(1),
+            "empty: one token in half a second, said as 1 s"
+        );
         // Half a second later one token (2/s) is back, and only one.
         let t1 = t0 + chrono::Duration::milliseconds(500);
         assert_eq!(b.take(t1, &l), Ok(()));
@@ -1702,10 +1774,16 @@ mod tests {
         }
         assert!(b.take(t2, &l).is_err());
         // Retry-After is whole seconds, rounded up: a quarter token short at 1/s is 1 s.
-        let mut short = Bucket { tokens: 0.75, at: t2 };
+        let mut short = Bucket {
+            tokens: 0.75,
+            at: t2,
+        };
         assert_eq!(short.take(t2, &limits(1, 1)), Err(1));
         // A clock that went backwards refills nothing.
-        let mut back = Bucket { tokens: 0.0, at: t2 };
+        let mut back = Bucket {
+            tokens: 0.0,
+            at: t2,
+        };
         assert!(back.take(t0, &l).is_err());
     }
 
@@ -1805,8 +1883,16 @@ mod tests {
         assert!(f.admits(OrderStatus::Expired));
         let f: StatusFilter = "filled".parse().unwrap();
         assert!(f.admits(OrderStatus::Filled) && !f.admits(OrderStatus::Cancelled));
-        assert!("sideways".parse::<StatusFilter>().unwrap_err().contains("sideways"));
-        assert!(matches!("all".parse::<StatusFilter>(), Ok(StatusFilter::All)));
+        assert!(
+            "sideways"
+                .parse::<StatusFilter>()
+                .unwrap_err()
+                .contains("sideways")
+        );
+        assert!(matches!(
+            "all".parse::<StatusFilter>(),
+            Ok(StatusFilter::All)
+        ));
     }
 
     #[test]

@@ -1346,7 +1346,11 @@ async fn a_refusal_loop_is_counted_not_journaled_one_by_one() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(records(&e).len(), limit, "one second's budget, not one per refusal");
+    assert_eq!(
+        records(&e).len(),
+        limit,
+        "one second's budget, not one per refusal"
+    );
     // The next second's first record says how many were not recorded one by one.
     e.clock.advance(chrono::Duration::seconds(1));
     refused(e.place("looper", buy("l-next", 10)).await);
@@ -1362,4 +1366,53 @@ async fn a_refusal_loop_is_counted_not_journaled_one_by_one() {
     assert_eq!(last.detail["unrecorded_before"], 15);
     // Another token has its own budget.
     refused(e.place("other", buy("o-1", 10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_share_commits_and_each_is_journaled_once_before_it_is_sent() {
+    let e = env(Opts::default());
+    e.book();
+    let places = (0..64).map(|i| {
+        let g = e.gateway.clone();
+        tokio::spawn(async move {
+            g.place(&format!("t-{}", i % 4), buy(&format!("c-{i}"), 10))
+                .await
+        })
+    });
+    for p in futures::future::join_all(places).await {
+        placed(p.unwrap());
+    }
+    let records = e
+        .halt
+        .journal()
+        .records_of_kinds(&[gf_daemon::gateway::ORDER_KIND], 1_000)
+        .unwrap();
+    assert_eq!(records.len(), 64);
+    let mut ids: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.actor.clone(),
+                r.detail["client_order_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 64, "each order once");
+    // Every order that rests was journaled: its exchange id is in a record.
+    let sent: std::collections::HashSet<String> = records
+        .iter()
+        .map(|r| {
+            r.detail["exchange_client_order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for o in e.paper.open_orders().await.unwrap() {
+        let id = o.client_order_id.unwrap().to_string();
+        assert!(sent.contains(&id), "{id} reached the exchange unjournaled");
+    }
+    assert_eq!(e.resting().await, 64);
 }

@@ -1353,6 +1353,29 @@ impl HaltCoordinator {
         &self.shared.journal
     }
 
+    /// Journals several records of the daemon's own in one transaction (one `fsync`),
+    /// in the order given: the group commit of callers that write often (the order
+    /// gateway). All are committed or none; a failure halts like [`HaltCoordinator::record`].
+    ///
+    /// # Errors
+    /// [`Error`] when the journal cannot record them.
+    pub async fn record_many(
+        &self,
+        records: Vec<(String, String, serde_json::Value)>,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(
+            records
+                .into_iter()
+                .map(|(kind, actor, detail)| rec(kind, actor, detail))
+                .collect(),
+            None,
+        )
+        .await
+    }
+
     /// Journals an API mutation (or any other record) without blocking the runtime.
     ///
     /// # Errors
