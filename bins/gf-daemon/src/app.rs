@@ -613,6 +613,7 @@ async fn run_replay(d: Daemon, scenario: Scenario) -> Result<()> {
                     s.with_pairs(d.config.market.pairs.clone())
                         .with_depth(d.config.market.book_depth as usize)
                         .with_staleness(Duration::from_secs(d.config.market.staleness_secs))
+                        .with_latency(latency_sink(&d))
                 })
                 .context("replay source")?;
         let stats = source
@@ -674,6 +675,14 @@ pub fn signal_executor(d: &Daemon) -> SignalExecutor {
         d.exchange.clone(),
         OrderIds::Random,
     )
+    .with_latency(latency_sink(d))
+}
+
+/// Where the daemon's hot stages (market ingest, book, decision, order sent) record their
+/// latencies: gf-monitor's metrics, directly, without a bus event per sample.
+#[must_use]
+pub fn latency_sink(d: &Daemon) -> gf_core::SharedLatency {
+    Arc::new(d.monitor.metrics().clone())
 }
 
 /// The strategy a scenario runs.

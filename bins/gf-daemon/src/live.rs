@@ -792,9 +792,11 @@ impl Live {
         tasks.push(sup.spawn("market_ws", Ending::AtShutdown, {
             let cfg = self.market.clone();
             let (bus, clock, token) = (daemon.bus.clone(), daemon.clock.clone(), token.clone());
+            let latency = crate::app::latency_sink(daemon);
             async move {
-                let mut source =
-                    gf_market::MarketClient::new(cfg).context("kraken websocket source")?;
+                let mut source = gf_market::MarketClient::new(cfg)
+                    .context("kraken websocket source")?
+                    .with_latency(latency);
                 let stats = source
                     .run(bus, clock, token)
                     .await

@@ -8,6 +8,7 @@
 //! - [`credentials`]: [`CredentialHandle`], the seam between gf-secrets and gf-exec.
 //! - [`gate`]: the [`TradingGate`] that gf-halt closes and gf-exec consults where orders
 //!   are written, the [`GateOpener`] only gf-halt holds, and the [`ClosureSeal`] it mints.
+//! - [`latency`]: the [`LatencySink`] the hot stages record their latencies into.
 //! - [`text`]: free text that crosses a trust boundary: control characters refused on the
 //!   way in ([`text::check_line`]), escaped on the way out ([`text::escape_control`]).
 //!
@@ -39,6 +40,7 @@ pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod gate;
+pub mod latency;
 pub mod text;
 pub mod types;
 
@@ -52,6 +54,7 @@ pub use event::{
     HaltSource, HaltState, HealthStatus, KindSet, Payload, Severity, Source,
 };
 pub use gate::{ClosureSeal, GateOpener, GatePermit, TradingGate};
+pub use latency::{LatencySink, NoLatency, SharedLatency};
 pub use types::{
     ClientOrderId, ClientOrderIdError, Fill, Level, OrderId, OrderPurpose, OrderRequest,
     OrderStatus, OrderType, Pair, Position, Price, Qty, Side, TimeInForce,

@@ -740,6 +740,7 @@ fn update_payload(info: &OrderInfo, reason: Option<String>) -> Payload {
 impl Exchange for PaperExchange {
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderAck, Error> {
         order.validate()?;
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         let result = {
             let mut st = self.state.lock();
@@ -747,6 +748,14 @@ impl Exchange for PaperExchange {
             self.place_locked(&mut st, order, &mut out)
         };
         self.flush(out);
+        if result.is_ok() {
+            // As the Kraken client: placement to acknowledgement (here the simulated
+            // book's answer, fills included).
+            self.events.latency(
+                gf_core::latency::stage::ORDER_ACK,
+                gf_core::latency::micros(started.elapsed()),
+            );
+        }
         if let Err(err) = &result {
             self.events.order_update(
                 &order.client_order_id,
@@ -1023,6 +1032,34 @@ mod tests {
             .unwrap();
         let next = super::tests::fills(&mut sub);
         assert_eq!(next[0].price, dec!(0.51));
+    }
+
+    #[tokio::test]
+    async fn an_accepted_order_reports_its_ack_latency_and_a_refused_one_none() {
+        let (paper, clock, bus) = setup(&[("USD", dec!(1000))]);
+        let mut sub = bus.subscribe(KindSet::of(&[EventKind::Latency]));
+        paper.on_event(&snapshot(
+            &clock,
+            &[(dec!(0.49), dec!(100))],
+            &[(dec!(0.50), dec!(100))],
+        ));
+        paper
+            .place_order(&order("a1", Side::Buy, dec!(10), None))
+            .await
+            .unwrap();
+        // A limit buy the balance cannot pay for: refused, not acknowledged.
+        let err = paper
+            .place_order(&order("a2", Side::Buy, dec!(100_000), Some(dec!(0.45))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ApiErrorKind::InsufficientFunds, "{err}");
+        let mut stages = Vec::new();
+        while let Ok(ev) = sub.try_recv() {
+            if let Payload::Latency { stage, .. } = &ev.payload {
+                stages.push(stage.clone());
+            }
+        }
+        assert_eq!(stages, ["order_ack"]);
     }
 
     #[tokio::test]

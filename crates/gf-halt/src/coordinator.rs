@@ -592,6 +592,7 @@ impl HaltCoordinator {
     async fn trigger(&self, started_at: Instant, t: Trigger) -> HaltOutcome {
         let s = &self.shared;
         s.gate.close();
+        let gate_closed = started_at.elapsed();
         let in_flight = s.gate.in_flight();
         let source = t.source.clone();
         let reason = t.reason.clone();
@@ -612,6 +613,12 @@ impl HaltCoordinator {
                 tokio::spawn(async move {
                     task.halting(halt_id, behaviour, in_flight, started_at, journaled_rx)
                         .await;
+                });
+                // Published after the halt task is on its way: the stage is measured at
+                // the close, reported off the critical path.
+                self.publish(Payload::Latency {
+                    stage: "halt_gate_closed".into(),
+                    micros: u64::try_from(gate_closed.as_micros()).unwrap_or(u64::MAX),
                 });
                 let task = self.clone();
                 let journaling = tokio::spawn(async move {
@@ -754,7 +761,7 @@ impl HaltCoordinator {
             let issued = started_at.elapsed();
             let mut outcome = cancel_all_with_retry(&*s.exchange, s.policy).await;
             self.publish(Payload::Latency {
-                stage: "halt_cancel_issued".into(),
+                stage: "halt_cancel_sent".into(),
                 micros: u64::try_from(issued.as_micros()).unwrap_or(u64::MAX),
             });
             if in_flight > 0 || !s.gate.in_flight_orders().is_empty() {
@@ -801,6 +808,12 @@ impl HaltCoordinator {
             let mint = ClosureMint::new(&s.opener);
             let run = close_positions(&*s.exchange, &mint, halt_id, &pairs, s.policy, 1).await;
             report.flat = run.flat();
+            if report.flat {
+                self.publish(Payload::Latency {
+                    stage: "halt_flat".into(),
+                    micros: u64::try_from(started_at.elapsed().as_micros()).unwrap_or(u64::MAX),
+                });
+            }
             report.pairs = run.pairs;
             report.rounds = run.rounds;
             report.unread = run.unread;

@@ -596,10 +596,15 @@ async fn every_transition_is_published_and_journaled_in_order() {
         p,
         Payload::ConditionValue { id, triggered: true, .. } if id == "max_total_drawdown"
     )));
-    assert!(events.iter().any(|p| matches!(
-        p,
-        Payload::Latency { stage, .. } if stage == "halt_cancel_issued"
-    )));
+    for exported in ["halt_gate_closed", "halt_cancel_sent", "halt_flat"] {
+        assert!(
+            events.iter().any(|p| matches!(
+                p,
+                Payload::Latency { stage, .. } if stage == exported
+            )),
+            "{exported}"
+        );
+    }
 
     let journal = env.coordinator.journal();
     let summary = journal.verify().unwrap();

@@ -17,7 +17,10 @@ use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use gf_core::backoff::Backoff;
 use gf_core::config::MarketConfig;
-use gf_core::{ConnectionState, Event, EventBus, Pair, Payload, SharedClock, Source};
+use gf_core::latency::{market_sampled, micros, micros_between, stage};
+use gf_core::{
+    ConnectionState, Event, EventBus, Pair, Payload, SharedClock, SharedLatency, Source,
+};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
@@ -119,6 +122,7 @@ fn after(t: Instant, d: Duration) -> Instant {
 pub struct MarketClient {
     cfg: ClientConfig,
     req_id: u64,
+    latency: Option<SharedLatency>,
 }
 
 type Ws =
@@ -131,6 +135,8 @@ struct Ctx<'a> {
     tracker: StalenessTracker,
     recorder: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
     events: Vec<Payload>,
+    /// Text messages received, for latency sampling.
+    received: u64,
 }
 
 impl Ctx<'_> {
@@ -182,7 +188,22 @@ impl MarketClient {
     /// As [`ClientConfig::validate`].
     pub fn new(cfg: ClientConfig) -> Result<Self, Error> {
         cfg.validate()?;
-        Ok(Self { cfg, req_id: 0 })
+        Ok(Self {
+            cfg,
+            req_id: 0,
+            latency: None,
+        })
+    }
+
+    /// Records, for one text message in [`gf_core::latency::MARKET_SAMPLE_EVERY`],
+    /// `market_ingest` (the message's exchange time stamp to its receipt, by the clock `run` is given; messages without a time stamp
+    /// are not sampled, and an exchange clock ahead of ours counts as 0) and
+    /// `book_applied` (the time [`FeedProcessor::process`] takes on it: parse, apply,
+    /// checksum) into `sink`. Default: nothing recorded.
+    #[must_use]
+    pub fn with_latency(mut self, sink: SharedLatency) -> Self {
+        self.latency = Some(sink);
+        self
     }
 
     /// The settings.
@@ -344,9 +365,23 @@ impl MarketClient {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Ctx<'_>, backoff: &mut Backoff) {
-        match ctx.feed.process(text, &mut ctx.events) {
+        let received = ctx.clock.now();
+        ctx.received += 1;
+        let sink = self
+            .latency
+            .as_ref()
+            .filter(|_| market_sampled(ctx.received));
+        let started = sink.map(|_| std::time::Instant::now());
+        let processed = ctx.feed.process(text, &mut ctx.events);
+        if let (Some(sink), Some(started)) = (sink, started) {
+            sink.record(stage::BOOK_APPLIED, micros(started.elapsed()));
+            if let Ok(Some(sent)) = processed.as_ref().map(|i| i.timestamp) {
+                sink.record(stage::MARKET_INGEST, micros_between(sent, received));
+            }
+        }
+        match processed {
             Ok(ingest) => {
-                let now = ctx.clock.now();
+                let now = received;
                 let mut fresh = Vec::new();
                 for pair in &ingest.touched {
                     ctx.tracker.touch(pair, now, &mut fresh);
@@ -402,6 +437,7 @@ impl MarketSource for MarketClient {
             tracker,
             recorder,
             events: Vec::new(),
+            received: 0,
         };
         let mut backoff = Backoff::new(self.cfg.reconnect_initial, self.cfg.reconnect_max);
         let mut attempt: u64 = 0;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gf_core::{Event, EventBus, Pair, Payload, SharedClock, Source};
+use gf_core::latency::{market_sampled, micros, stage};
+use gf_core::{Event, EventBus, Pair, Payload, SharedClock, SharedLatency, Source};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
@@ -69,6 +70,7 @@ pub struct ReplaySource {
     pairs: Option<Vec<Pair>>,
     staleness: Duration,
     event_time: EventTime,
+    latency: Option<SharedLatency>,
 }
 
 impl ReplaySource {
@@ -83,6 +85,7 @@ impl ReplaySource {
             pairs: None,
             staleness: Duration::from_secs(60),
             event_time: EventTime::Clock,
+            latency: None,
         })
     }
 
@@ -152,6 +155,19 @@ impl ReplaySource {
     #[must_use]
     pub fn with_event_time(mut self, event_time: EventTime) -> Self {
         self.event_time = event_time;
+        self
+    }
+
+    /// Records `market_ingest` and `book_applied` into `sink` for one message in
+    /// [`gf_core::latency::MARKET_SAMPLE_EVERY`] (default: nothing recorded, no clock
+    /// read). In a replay the exchange's time stamps are
+    /// history, so `market_ingest` measures the replay's own delay instead: from the
+    /// moment the message is due (its recorded time scaled by the speed; at full speed,
+    /// the moment it is read) to its events being on the bus. `book_applied` is the time
+    /// [`FeedProcessor::process`] takes on it: parse, apply, checksum.
+    #[must_use]
+    pub fn with_latency(mut self, sink: SharedLatency) -> Self {
+        self.latency = Some(sink);
         self
     }
 
@@ -280,6 +296,7 @@ impl MarketSource for ReplaySource {
             }
             count += 1;
             let ts = peek_timestamp(text);
+            let mut due_at = None;
             if let Some(t) = ts {
                 if pace.anchor.is_none() {
                     pace.anchor = Some((t, Instant::now()));
@@ -306,6 +323,7 @@ impl MarketSource for ReplaySource {
                             break;
                         }
                     }
+                    due_at = Some(due);
                 } else {
                     due_staleness(&mut tracker, t, &mut events, |d, ev| {
                         out.publish(Some(d), ev)
@@ -317,6 +335,8 @@ impl MarketSource for ReplaySource {
                 pace.now = Some(pace.now.map_or(t, |n| n.max(t)));
             }
             let recorded = pace.recorded_now();
+            let sink = self.latency.as_deref().filter(|_| market_sampled(count));
+            let due_at = sink.map(|_| due_at.unwrap_or_else(Instant::now));
             ingest(
                 &mut feed,
                 &mut tracker,
@@ -324,10 +344,14 @@ impl MarketSource for ReplaySource {
                 recorded,
                 count,
                 &mut events,
+                sink,
                 |ev| {
                     out.publish(recorded, ev);
                 },
             );
+            if let (Some(sink), Some(due)) = (sink, due_at) {
+                sink.record(stage::MARKET_INGEST, micros(due.elapsed()));
+            }
         }
         info!(messages = count, "replay finished");
         Ok(feed.stats())
@@ -352,7 +376,9 @@ fn due_staleness(
 /// Feeds one message to the book code: the pairs it touched are fresh again (their
 /// `Staleness` recovery events first), then the message's own events. A message the feed
 /// refuses is logged and skipped, as the daemon's replay does. The one ingest rule of
-/// both [`ReplaySource`] and [`Recording`].
+/// both [`ReplaySource`] and [`Recording`]. With a `sink`, the time the book code takes
+/// is recorded as `book_applied`.
+#[allow(clippy::too_many_arguments)] // one call per source; a struct would only rename them
 fn ingest(
     feed: &mut FeedProcessor,
     tracker: &mut StalenessTracker,
@@ -360,9 +386,15 @@ fn ingest(
     recorded: Option<DateTime<Utc>>,
     line: u64,
     events: &mut Vec<Payload>,
+    sink: Option<&dyn gf_core::LatencySink>,
     mut publish: impl FnMut(&mut Vec<Payload>),
 ) {
-    match feed.process(text, events) {
+    let started = sink.map(|_| std::time::Instant::now());
+    let processed = feed.process(text, events);
+    if let (Some(sink), Some(started)) = (sink, started) {
+        sink.record(stage::BOOK_APPLIED, micros(started.elapsed()));
+    }
+    match processed {
         Ok(ingest) => {
             let mut fresh = Vec::new();
             for pair in &ingest.touched {
@@ -491,6 +523,7 @@ impl<'a> Recording<'a> {
                 recorded,
                 self.lines,
                 &mut self.events,
+                None,
                 |ev| match recorded {
                     Some(t) => out.extend(ev.drain(..).map(|p| (t, p))),
                     None => ev.clear(),

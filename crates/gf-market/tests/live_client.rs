@@ -33,6 +33,14 @@ struct Running {
 }
 
 async fn start(tweak: impl FnOnce(&mut ClientConfig)) -> Running {
+    start_with(tweak, ManualClock::default(), None).await
+}
+
+async fn start_with(
+    tweak: impl FnOnce(&mut ClientConfig),
+    clock: ManualClock,
+    latency: Option<gf_core::SharedLatency>,
+) -> Running {
     let server = SimServer::start(&generate(Scenario::Paper), SimConfig::default())
         .await
         .unwrap();
@@ -43,10 +51,12 @@ async fn start(tweak: impl FnOnce(&mut ClientConfig)) -> Running {
     tweak(&mut cfg);
     let bus = EventBus::new(1 << 16);
     let events = bus.subscribe(KindSet::market_data());
-    let clock = ManualClock::default();
     let shared: SharedClock = Arc::new(clock.clone());
     let shutdown = CancellationToken::new();
     let mut client = MarketClient::new(cfg).unwrap();
+    if let Some(sink) = latency {
+        client = client.with_latency(sink);
+    }
     let task = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { client.run(bus, shared, shutdown).await })
@@ -442,4 +452,56 @@ async fn record_writes_a_recording_that_verifies() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.lines().next().unwrap().contains("\"status\""));
     server.shutdown().await;
+}
+
+/// Every exchange time stamp in a recording, in order.
+fn timestamps(recording: &[u8]) -> Vec<chrono::DateTime<chrono::Utc>> {
+    const KEY: &str = "\"timestamp\":\"";
+    let text = String::from_utf8_lossy(recording);
+    text.split(KEY)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn ingest_latency_is_the_clock_at_receipt_minus_the_exchange_time_stamp() {
+    let recording = generate(Scenario::Paper);
+    let stamps = timestamps(&recording);
+    assert!(!stamps.is_empty());
+    // A clock standing a day after the recording's start: every message arrives at it.
+    let now = stamps[0] + chrono::Duration::days(1);
+    let log = Arc::new(gf_core::latency::LatencyLog::default());
+    let mut run = start_with(
+        |_| {},
+        ManualClock::new(now),
+        Some(log.clone() as gf_core::SharedLatency),
+    )
+    .await;
+    run.both_snapshots().await;
+    let mut updates = 0;
+    while updates < 100 {
+        let ev = run.until("updates", |_| true).await;
+        if matches!(ev.payload, Payload::BookUpdate(_)) {
+            updates += 1;
+        }
+    }
+    run.stop().await;
+
+    let expected: std::collections::BTreeSet<u64> = stamps
+        .iter()
+        .map(|t| gf_core::latency::micros_between(*t, now))
+        .collect();
+    let ingest = log.of("market_ingest");
+    // One message in sixteen is timed.
+    assert!(ingest.len() >= 5, "{} samples", ingest.len());
+    for us in &ingest {
+        assert!(
+            expected.contains(us),
+            "{us} µs is no message's age at receipt"
+        );
+    }
+    // Every sampled text message, time-stamped or not (subscription acks, heartbeats), is
+    // applied and timed.
+    assert!(log.of("book_applied").len() >= ingest.len());
 }

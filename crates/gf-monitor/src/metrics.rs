@@ -259,6 +259,23 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
+/// The daemon's hot stages (market ingest, book, decision, order sent) record here
+/// directly, without a bus event per sample.
+///
+/// ```
+/// use gf_core::{LatencySink, SharedLatency, latency::stage};
+/// let metrics = gf_monitor::Metrics::new();
+/// let sink: SharedLatency = std::sync::Arc::new(metrics.clone());
+/// sink.record(stage::BOOK_APPLIED, 3);
+/// assert_eq!(metrics.latency_percentiles()["book_applied"].samples, 1);
+/// ```
+impl gf_core::LatencySink for Metrics {
+    #[inline]
+    fn record(&self, stage: &'static str, micros: u64) {
+        self.record_latency(stage, micros);
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -309,7 +326,7 @@ impl Metrics {
         let latency_family: Family<Labels1, LatencyHistogram> = Family::default();
         r.register_with_unit(
             "gf_latency",
-            "Latency per pipeline stage (market ingest to exchange ack; halt trigger to flat)",
+            "Latency per pipeline stage (market ingest to exchange ack; halt trigger to flat). market_ingest: exchange timestamp to receipt live, due time to published in a paper replay",
             Unit::Seconds,
             latency_family.clone(),
         );

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use gf_core::latency::{micros_between, stage};
 use gf_core::{
     ClientOrderId, Event, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, Payload, Qty,
-    SharedClock, Side, Source, TimeInForce,
+    SharedClock, SharedLatency, Side, Source, TimeInForce,
 };
 use gf_exec::Exchange;
 use gf_halt::HaltCoordinator;
@@ -58,6 +59,7 @@ pub struct SignalExecutor {
     exchange: Arc<dyn Exchange>,
     ids: OrderIds,
     seq: u64,
+    latency: Option<SharedLatency>,
 }
 
 impl std::fmt::Debug for SignalExecutor {
@@ -88,7 +90,18 @@ impl SignalExecutor {
             exchange,
             ids,
             seq: 0,
+            latency: None,
         }
+    }
+
+    /// Records `decision` (a market event's time stamp to the strategy's answer, signal
+    /// or none, by this executor's clock) and `order_sent` (a signal's execution begun to
+    /// its order handed to the exchange: sizing, journal, pre-trade checks) into `sink`.
+    /// Default: nothing recorded, no clock read for it.
+    #[must_use]
+    pub fn with_latency(mut self, sink: SharedLatency) -> Self {
+        self.latency = Some(sink);
+        self
     }
 
     /// The event kinds a strategy runner feeds to [`SignalExecutor::on_market`].
@@ -116,7 +129,11 @@ impl SignalExecutor {
         let position = self
             .portfolio
             .read(|p| p.mark(pair).and_then(|_| p.position_qty(pair)))?;
-        let signal = strategy.on_market(event, position)?;
+        let signal = strategy.on_market(event, position);
+        if let Some(sink) = &self.latency {
+            sink.record(stage::DECISION, micros_between(event.ts, self.clock.now()));
+        }
+        let signal = signal?;
         if !self.halt.gate().is_open() {
             tracing::debug!(pair = %signal.pair, "signal ignored: trading is halted");
             return Some(SignalOutcome::Halted);
@@ -134,6 +151,7 @@ impl SignalExecutor {
         signal: &Signal,
         position: Qty,
     ) -> SignalOutcome {
+        let begun = self.latency.as_ref().map(|_| self.clock.now());
         self.seq += 1;
         let seq = self.seq;
         self.bus.publish(Event::new(
@@ -201,14 +219,19 @@ impl SignalExecutor {
         }
         let order = market_order(client_order_id, signal, qty);
         match self.portfolio.check(order) {
-            Verdict::Approved(order) => match self.exchange.place_order(&order).await {
-                Ok(_) => SignalOutcome::Placed(order.client_order_id),
-                Err(e) => {
-                    tracing::warn!(order = %order.client_order_id, cause = %e, "order not placed");
-                    self.portfolio.release(&order.client_order_id);
-                    SignalOutcome::NotPlaced(order.client_order_id, e.to_string())
+            Verdict::Approved(order) => {
+                if let (Some(sink), Some(begun)) = (&self.latency, begun) {
+                    sink.record(stage::ORDER_SENT, micros_between(begun, self.clock.now()));
                 }
-            },
+                match self.exchange.place_order(&order).await {
+                    Ok(_) => SignalOutcome::Placed(order.client_order_id),
+                    Err(e) => {
+                        tracing::warn!(order = %order.client_order_id, cause = %e, "order not placed");
+                        self.portfolio.release(&order.client_order_id);
+                        SignalOutcome::NotPlaced(order.client_order_id, e.to_string())
+                    }
+                }
+            }
             Verdict::Refused { order, reason } => {
                 tracing::info!(order = %order.client_order_id, reason = %reason, "pre-trade check refused");
                 self.bus.publish(Event::new(

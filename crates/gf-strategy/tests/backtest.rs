@@ -41,3 +41,26 @@ fn the_same_input_gives_byte_identical_output() {
         serde_json::to_string(&b).unwrap()
     );
 }
+
+#[test]
+fn the_executor_times_every_decision_and_every_order_it_sends() {
+    use gf_core::latency::{LatencyLog, stage};
+    let config = Config::default();
+    let log = std::sync::Arc::new(LatencyLog::default());
+    let run = Backtest::new(&config, gf_market::bundled::PAPER, StrategyKind::EmaCross)
+        .latency(log.clone())
+        .run()
+        .unwrap();
+    let decisions = log.of(stage::DECISION);
+    let sent = log.of(stage::ORDER_SENT);
+    assert!(!run.fills.is_empty(), "the session trades");
+    // One decision per book event the strategy is shown once the pair is priced: more
+    // than there are signals; one `order_sent` per order handed to the exchange.
+    assert!(decisions.len() as u64 > run.signals, "{}", decisions.len());
+    assert!(!sent.is_empty() && sent.len() as u64 <= run.signals);
+    // On the backtest's clock, which stands at the event's recorded time, nothing takes
+    // time.
+    assert!(decisions.iter().chain(&sent).all(|us| *us == 0));
+    // The market stages belong to the replay, which the backtest does not run.
+    assert!(log.of(stage::BOOK_APPLIED).is_empty());
+}

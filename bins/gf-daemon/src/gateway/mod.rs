@@ -411,6 +411,8 @@ impl Gateway {
         order: OrderRequest,
     ) -> Result<Placed, Refusal> {
         let inner = &self.inner;
+        // `order_sent`: from admission to the order handed to the exchange.
+        let admitted = inner.clock.now();
         let journaled = self
             .journal(
                 ORDER_KIND,
@@ -472,6 +474,12 @@ impl Gateway {
                     counted_open: true,
                 });
             }
+        }
+        if let Some(m) = &inner.metrics {
+            m.record_latency(
+                gf_core::latency::stage::ORDER_SENT,
+                gf_core::latency::micros_between(admitted, inner.clock.now()),
+            );
         }
         match inner.exchange.place_order(&order).await {
             Ok(ack) => Ok(self.accept(&key, |t| {

@@ -102,6 +102,7 @@ pub struct Backtest<'a> {
     strategy: StrategyKind,
     halts: bool,
     journal: Option<PathBuf>,
+    latency: Option<gf_core::SharedLatency>,
 }
 
 impl<'a> Backtest<'a> {
@@ -116,6 +117,7 @@ impl<'a> Backtest<'a> {
             strategy,
             halts: true,
             journal: None,
+            latency: None,
         }
     }
 
@@ -130,6 +132,7 @@ impl<'a> Backtest<'a> {
             strategy,
             halts: true,
             journal: None,
+            latency: None,
         }
     }
 
@@ -146,6 +149,16 @@ impl<'a> Backtest<'a> {
     #[must_use]
     pub fn journal_file(mut self, path: impl AsRef<Path>) -> Self {
         self.journal = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Records the strategy's `decision` and `order_sent` latencies into `sink`, as the
+    /// daemon does. They are measured on the backtest's clock, which stands at each
+    /// event's recorded time while it is handled: what they show is the clock's own
+    /// resolution, not the strategy's speed (zero unless something advanced the clock).
+    #[must_use]
+    pub fn latency(mut self, sink: gf_core::SharedLatency) -> Self {
+        self.latency = Some(sink);
         self
     }
 
@@ -254,7 +267,7 @@ impl<'a> Backtest<'a> {
                 halt.state()
             )));
         }
-        let executor = SignalExecutor::new(
+        let mut executor = SignalExecutor::new(
             bus.clone(),
             shared.clone(),
             portfolio.clone(),
@@ -262,6 +275,9 @@ impl<'a> Backtest<'a> {
             exchange,
             OrderIds::Sequential,
         );
+        if let Some(sink) = &self.latency {
+            executor = executor.with_latency(sink.clone());
+        }
         let starting_equity = portfolio.equity();
         let mut driver = Driver {
             clock,
