@@ -186,11 +186,10 @@ mod tests {
             .await
             .unwrap();
         let pair: gf_core::Pair = "XRP/USD".parse().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while running.daemon.portfolio.read(|p| p.mark(&pair)).is_none() {
-            assert!(std::time::Instant::now() < deadline, "no price");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        running
+            .wait_for_price(&pair, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
         let trader = running.create_token("rust-example", Role::Trader).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let url = running.url();

@@ -734,6 +734,30 @@ impl Running {
             .create(name, role, &self.daemon.clock.now().to_rfc3339())?)
     }
 
+    /// Waits until the portfolio can price `pair` (the market feed's first book of it has
+    /// been applied), woken by the market events themselves, for at most `within`. What
+    /// tests, examples and benchmarks wait for before their first order.
+    ///
+    /// # Errors
+    /// When no price arrived within `within`, or the bus closed.
+    pub async fn wait_for_price(&self, pair: &gf_core::Pair, within: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut market = self.daemon.bus.subscribe(KindSet::of(&[
+            EventKind::BookSnapshot,
+            EventKind::BookUpdate,
+            EventKind::Trade,
+        ]));
+        while self.daemon.portfolio.read(|p| p.mark(pair)).is_none() {
+            match tokio::time::timeout_at(deadline, market.recv()).await {
+                Err(_) => bail!("no {pair} price within {within:?}"),
+                Ok(Err(gf_core::RecvError::Closed)) => bail!("the event bus closed"),
+                // A lag skipped market events; the next one wakes us again.
+                Ok(Ok(_) | Err(gf_core::RecvError::Lagged { .. })) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Stops every task and the server, and waits for them.
     pub async fn stop(self) {
         self.daemon.shutdown.cancel();

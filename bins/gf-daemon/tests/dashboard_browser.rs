@@ -15,7 +15,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use fantoccini::Locator;
@@ -80,14 +80,7 @@ const CLIENT_ORDER_ID: &str = "dash-1";
 /// as the daemon answered it.
 async fn place_resting_order(running: &Running) -> Result<Value> {
     let pair: Pair = "XRP/USD".parse().map_err(|e| anyhow!("{e}"))?;
-    let deadline = Instant::now() + WAIT;
-    while running.daemon.portfolio.read(|p| p.mark(&pair)).is_none() {
-        ensure!(
-            Instant::now() < deadline,
-            "no XRP/USD price within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running.wait_for_price(&pair, WAIT).await?;
     let token = running.create_token(TRADER, Role::Trader)?;
     let response = reqwest::Client::new()
         .post(format!("{}/api/v1/orders", running.url()))

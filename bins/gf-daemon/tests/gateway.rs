@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use gf_core::config::StrategyKind;
@@ -52,12 +52,10 @@ async fn setup_with(edit: impl FnOnce(&mut Config)) -> Setup {
         .await
         .unwrap();
     let pair: Pair = "XRP/USD".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running.daemon.portfolio.read(|p| p.mark(&pair)).is_none() {
-        assert!(Instant::now() < deadline, "no XRP/USD price within 30 s");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    running
+        .wait_for_price(&pair, Duration::from_secs(30))
+        .await
+        .unwrap();
     Setup {
         url: running.url(),
         trader: running.create_token("strat-a", Role::Trader).unwrap(),
@@ -124,20 +122,49 @@ impl Setup {
         self.call(reqwest::Method::GET, path, token, None).await
     }
 
-    /// Polls the trader's order until `pred` holds (deadline 20 s).
-    async fn wait_order(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Waits until `check` answers, re-checking whenever the gateway changes (an order
+    /// update, a fill, a commit of its journal records), for at most 20 s.
+    async fn until<F>(&self, what: &str, mut check: impl FnMut() -> F) -> Value
+    where
+        F: std::future::Future<Output = Option<Value>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
+            let changed = self.running.daemon.gateway.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, changed).await.is_ok(),
+                "{what}: not within 20 s"
+            );
+        }
+    }
+
+    /// Waits until the trader's order satisfies `pred`.
+    async fn wait_order(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.until(&format!("order {id}"), || async {
             let a = self
                 .get(&format!("/api/v1/orders/{id}"), &self.trader)
                 .await;
             assert_eq!(a.status, 200, "{}", a.body);
-            if pred(&a.body["order"]) {
-                return a.body["order"].clone();
-            }
-            assert!(Instant::now() < deadline, "order {id}: {}", a.body);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+            pred(&a.body["order"]).then(|| a.body["order"].clone())
+        })
+        .await
+    }
+
+    /// Waits until the journal's newest `limit` records satisfy `pred`.
+    async fn wait_journal(&self, limit: usize, pred: impl Fn(&[Value]) -> bool) {
+        self.until("journal records", || async {
+            let j = self
+                .get(&format!("/api/v1/journal?limit={limit}"), &self.viewer)
+                .await;
+            let records = j.body["records"].as_array().cloned().unwrap_or_default();
+            pred(&records).then_some(Value::Null)
+        })
+        .await;
     }
 
     async fn exchange_open(&self) -> usize {
@@ -339,22 +366,16 @@ async fn a_trader_places_lists_and_cancels_and_only_a_trader_may_place() {
     assert_eq!(refused.body["error"]["detail"]["check"], "order_notional");
     assert_eq!(refused.body["error"]["detail"]["max"], "25000");
     assert_eq!(refused.body["error"]["detail"]["notional"], "210000.00");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let j = s.get("/api/v1/journal?limit=200", &s.viewer).await;
-        let records = j.body["records"].as_array().unwrap();
+    s.wait_journal(200, |records| {
         let by = |kind: &str| {
             records
                 .iter()
                 .filter(|r| r["kind"] == kind && r["actor"] == "strat-a")
                 .count()
         };
-        if by("gateway_order") >= 4 && by("gateway_refusal") >= 1 && by("gateway_cancel") >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "journal: {}", j.body);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        by("gateway_order") >= 4 && by("gateway_refusal") >= 1 && by("gateway_cancel") >= 3
+    })
+    .await;
     s.running.stop().await;
 }
 
@@ -739,20 +760,10 @@ async fn a_retry_after_a_restart_finds_its_first_result_and_places_nothing() {
     far["limit_price"] = json!("1.00");
     assert_eq!(s.place(&s.trader, &far).await.status, 422);
     // The refusal is journaled in the background: wait for it before stopping.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let j = s.get("/api/v1/journal?limit=50", &s.viewer).await;
-        if j.body["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["kind"] == "gateway_refusal")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    s.wait_journal(50, |records| {
+        records.iter().any(|r| r["kind"] == "gateway_refusal")
+    })
+    .await;
     let Setup { running, _dir, .. } = s;
     running.stop().await;
 

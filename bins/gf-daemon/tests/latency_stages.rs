@@ -7,10 +7,42 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gf_core::{Config, EventKind, KindSet, SystemClock, TryRecvError};
+use gf_core::{Config, EventKind, KindSet, SystemClock};
 use gf_daemon::app::{Scenario, start};
+
+/// Waits until every stage of `stages` has samples (and, with `need_fill`, a fill was
+/// seen), re-checking at each event of `events`, for at most `within`.
+async fn until_sampled(
+    metrics: &gf_monitor::Metrics,
+    events: &mut gf_core::Subscription,
+    stages: &[&str],
+    need_fill: bool,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut filled = !need_fill;
+    loop {
+        let latency = metrics.latency_percentiles();
+        let missing: Vec<&str> = stages
+            .iter()
+            .copied()
+            .filter(|s| latency.get(*s).is_none_or(|p| p.samples == 0))
+            .collect();
+        if filled && missing.is_empty() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(ev)) => filled |= ev.kind() == EventKind::Fill,
+            Ok(Err(gf_core::RecvError::Lagged { .. })) => {}
+            Ok(Err(e)) => panic!("event bus: {e}"),
+            Err(_) => panic!(
+                "after {within:?}: filled {filled}, stages without samples {missing:?} ({latency:?})"
+            ),
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trading_paper_session_samples_every_pipeline_stage() {
@@ -28,11 +60,14 @@ async fn a_trading_paper_session_samples_every_pipeline_stage() {
     let running = start(cfg, Scenario::Normal, Arc::new(SystemClock))
         .await
         .unwrap();
-    let mut fills = running
-        .daemon
-        .bus
-        .subscribe(KindSet::of(&[EventKind::Fill]));
-
+    // Woken by the bus (the looped replay never stops), never by a timer.
+    let mut events = running.daemon.bus.subscribe(KindSet::of(&[
+        EventKind::BookSnapshot,
+        EventKind::BookUpdate,
+        EventKind::Fill,
+        EventKind::Latency,
+    ]));
+    let metrics = running.daemon.monitor.metrics().clone();
     let pipeline = [
         "market_ingest",
         "book_applied",
@@ -40,32 +75,14 @@ async fn a_trading_paper_session_samples_every_pipeline_stage() {
         "order_sent",
         "order_ack",
     ];
-    let metrics = running.daemon.monitor.metrics().clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut filled = 0u64;
-    loop {
-        loop {
-            match fills.try_recv() {
-                Ok(_) => filled += 1,
-                Err(TryRecvError::Empty) => break,
-                Err(e) => panic!("fill feed: {e:?}"),
-            }
-        }
-        let latency = metrics.latency_percentiles();
-        let missing: Vec<&str> = pipeline
-            .iter()
-            .copied()
-            .filter(|s| latency.get(*s).is_none_or(|p| p.samples == 0))
-            .collect();
-        if filled > 0 && missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after 120 s: {filled} fills, stages without samples {missing:?} ({latency:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_sampled(
+        &metrics,
+        &mut events,
+        &pipeline,
+        true,
+        Duration::from_secs(120),
+    )
+    .await;
 
     // A halt times its own stages: every stage gf-monitor exports has samples.
     let outcome = running
@@ -74,23 +91,14 @@ async fn a_trading_paper_session_samples_every_pipeline_stage() {
         .halt(gf_core::HaltSource::Cli, "latency stages test")
         .await;
     assert!(outcome.durable);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let latency = metrics.latency_percentiles();
-        let missing: Vec<&str> = gf_monitor::STAGES
-            .iter()
-            .copied()
-            .filter(|s| latency.get(*s).is_none_or(|p| p.samples == 0))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after the halt, stages without samples {missing:?} ({latency:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_sampled(
+        &metrics,
+        &mut events,
+        &gf_monitor::STAGES,
+        false,
+        Duration::from_secs(60),
+    )
+    .await;
 
     // Each stage is also exported as a histogram series with a non-zero count.
     let text = metrics.render().unwrap();
@@ -118,11 +126,15 @@ async fn an_order_through_the_gateway_is_timed_from_admission_to_acknowledgement
         .await
         .unwrap();
     let pair: gf_core::Pair = "XRP/USD".parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running.daemon.portfolio.read(|p| p.mark(&pair)).is_none() {
-        assert!(Instant::now() < deadline, "no XRP/USD price within 30 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    running
+        .wait_for_price(&pair, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut events = running.daemon.bus.subscribe(KindSet::of(&[
+        EventKind::BookSnapshot,
+        EventKind::BookUpdate,
+        EventKind::Latency,
+    ]));
     let metrics = running.daemon.monitor.metrics().clone();
     let samples = |stage: &str| {
         metrics
@@ -158,10 +170,13 @@ async fn an_order_through_the_gateway_is_timed_from_admission_to_acknowledgement
         "recorded before the order is sent"
     );
     // The acknowledgement's sample travels as a bus event to the monitor.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while samples("order_ack") == 0 {
-        assert!(Instant::now() < deadline, "no order_ack sample within 30 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_sampled(
+        &metrics,
+        &mut events,
+        &["order_ack"],
+        false,
+        Duration::from_secs(30),
+    )
+    .await;
     running.stop().await;
 }

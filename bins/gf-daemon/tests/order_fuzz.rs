@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gf_core::config::StrategyKind;
 use gf_core::{Config, EventKind, KindSet, OrderStatus, Payload, Source, SystemClock};
@@ -530,22 +530,18 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
         .build()
         .unwrap();
 
-    // The paper book has prices: a valid resting order is accepted.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Once the paper book has prices, a valid resting order is accepted.
+    let xrp: gf_core::Pair = "XRP/USD".parse().unwrap();
+    rt.block_on(running.wait_for_price(&xrp, Duration::from_secs(30)))
+        .unwrap();
     let mut seen = Seen::default();
-    loop {
-        let probe = json!({"client_order_id": format!("probe-{}", seen.history.len()),
-            "pair": "XRP/USD", "side": "buy", "type": "limit", "qty": "1", "limit_price": "2.1"});
-        let body = text(&probe);
-        let a = rt.block_on(post(&client, &url, &token, &body, Some("application/json")));
-        check(&mut seen, "probe", &body, &a).unwrap();
-        seen.history.push((body, Some("application/json")));
-        if a.status == 201 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no order accepted: {}", a.body);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let probe = json!({"client_order_id": "probe-0",
+        "pair": "XRP/USD", "side": "buy", "type": "limit", "qty": "1", "limit_price": "2.1"});
+    let body = text(&probe);
+    let a = rt.block_on(post(&client, &url, &token, &body, Some("application/json")));
+    check(&mut seen, "probe", &body, &a).unwrap();
+    seen.history.push((body, Some("application/json")));
+    assert_eq!(a.status, 201, "a valid order is accepted: {}", a.body);
 
     let mut runner = TestRunner::new(RunnerConfig {
         cases: 400,
@@ -600,28 +596,36 @@ fn fuzzed_order_bodies_never_5xx_and_refused_ones_never_reach_the_exchange() {
     // itself: nothing refused by the daemon, nothing twice.
     let accepted: BTreeSet<&String> = seen.accepted.values().collect();
     let mut at_exchange: BTreeMap<String, Vec<OrderStatus>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Ok(ev) = exchange_events.try_recv() {
-            if let (
-                Source::Paper,
-                Payload::OrderUpdate {
-                    client_order_id,
-                    status,
-                    ..
-                },
-            ) = (ev.source, &ev.payload)
-            {
-                at_exchange
-                    .entry(client_order_id.to_string())
-                    .or_default()
-                    .push(*status);
-            }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = |at_exchange: &mut BTreeMap<String, Vec<OrderStatus>>, ev: &gf_core::Event| {
+        if let (
+            Source::Paper,
+            Payload::OrderUpdate {
+                client_order_id,
+                status,
+                ..
+            },
+        ) = (ev.source, &ev.payload)
+        {
+            at_exchange
+                .entry(client_order_id.to_string())
+                .or_default()
+                .push(*status);
         }
-        if accepted.iter().all(|id| at_exchange.contains_key(*id)) || Instant::now() > deadline {
+    };
+    loop {
+        // Everything already published, then wait (woken by the next update) only while an
+        // accepted order is missing; after the deadline the assertions below name it.
+        while let Ok(ev) = exchange_events.try_recv() {
+            record(&mut at_exchange, &ev);
+        }
+        if accepted.iter().all(|id| at_exchange.contains_key(*id)) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match rt.block_on(tokio::time::timeout_at(deadline, exchange_events.recv())) {
+            Ok(Ok(ev)) => record(&mut at_exchange, &ev),
+            _ => break,
+        }
     }
     for id in &accepted {
         assert!(

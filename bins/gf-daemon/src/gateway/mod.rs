@@ -695,6 +695,8 @@ impl Gateway {
                     for waiter in waiters {
                         let _ = waiter.send(result.clone());
                     }
+                    // Readers of the journal (tests, drills) wait on `changed` too.
+                    self.inner.changed.notify_waiters();
                 }
             }
         }
