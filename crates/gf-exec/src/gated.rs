@@ -437,10 +437,20 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn the_venue_mode_decides_what_passes_an_open_gate() {
+    type VenueSetup = (
+        VenueMode,
+        GatedExchange<MockExchange>,
+        TradingGate,
+        gf_core::GateOpener,
+        Arc<parking_lot::Mutex<Vec<String>>>,
+        gf_core::Subscription,
+    );
+
+    /// An open gate over a mock that records the ids it is sent, in venue mode `mode`,
+    /// with the bus's order updates subscribed.
+    fn venue_setup(mode: ExchangeSystem) -> VenueSetup {
         let bus = EventBus::new(64);
-        let mut sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
+        let sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
         let publisher = Publisher::new(
             Some(bus.clone()),
             Arc::new(ManualClock::default()),
@@ -457,9 +467,15 @@ mod tests {
         });
         mock.expect_cancel_all().returning(|| Ok(1));
         mock.expect_cancel_order().returning(|_| Ok(()));
-        let venue = VenueMode::new(ExchangeSystem::Online);
+        let venue = VenueMode::new(mode);
         let exchange =
             GatedExchange::new(mock, gate.clone(), publisher).with_venue_mode(venue.clone());
+        (venue, exchange, gate, opener, sent, sub)
+    }
+
+    #[tokio::test]
+    async fn the_venue_mode_decides_what_passes_an_open_gate() {
+        let (venue, exchange, gate, opener, sent, mut sub) = venue_setup(ExchangeSystem::Online);
 
         exchange.place_order(&order("online")).await.unwrap();
 
@@ -511,26 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn post_only_mode_passes_only_post_only_limit_orders() {
-        let bus = EventBus::new(64);
-        let mut sub = bus.subscribe(KindSet::of(&[EventKind::OrderUpdate]));
-        let publisher = Publisher::new(
-            Some(bus.clone()),
-            Arc::new(ManualClock::default()),
-            Source::Exec,
-        );
-        let gate = TradingGate::new_open();
-        let opener = gate.take_opener().unwrap();
-        let sent = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
-        let mut mock = MockExchange::new();
-        let log = sent.clone();
-        mock.expect_place_order().returning(move |o| {
-            log.lock().push(o.client_order_id.to_string());
-            Ok(ack(o))
-        });
-        mock.expect_cancel_order().returning(|_| Ok(()));
-        let venue = VenueMode::new(ExchangeSystem::PostOnly);
-        let exchange =
-            GatedExchange::new(mock, gate.clone(), publisher).with_venue_mode(venue.clone());
+        let (venue, exchange, gate, opener, sent, mut sub) = venue_setup(ExchangeSystem::PostOnly);
 
         exchange
             .place_order(&limit("maker").post_only())

@@ -256,12 +256,6 @@ impl Gateway {
         &self.inner.epoch
     }
 
-    /// The configuration in force.
-    #[must_use]
-    pub fn config(&self) -> &GatewayConfig {
-        &self.inner.cfg
-    }
-
     /// The event kinds [`Gateway::run`] follows.
     #[must_use]
     pub fn kinds() -> KindSet {
