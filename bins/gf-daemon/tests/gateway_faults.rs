@@ -417,6 +417,16 @@ impl Env {
         self.gateway.order(trader, id).unwrap()
     }
 
+    /// Places in a task of its own (a caller that can be aborted, or runs concurrently).
+    fn spawn_place(
+        &self,
+        trader: &str,
+        order: PlaceOrder,
+    ) -> tokio::task::JoinHandle<Result<Placed, Refused>> {
+        let (g, trader) = (self.gateway.clone(), trader.to_owned());
+        tokio::spawn(async move { g.place(&trader, order).await })
+    }
+
     /// Orders resting at the paper exchange.
     async fn resting(&self) -> usize {
         self.paper.open_orders().await.unwrap().len()
@@ -472,17 +482,11 @@ fn rate_limited(r: &Refused) -> (&'static str, u64) {
 async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it() {
     let e = env(Opts::default());
     e.double.set(Mode::Hold);
-    let first = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 100)).await }
-    });
+    let first = e.spawn_place("alice", buy("a-1", 100));
     e.double.asked(1).await;
     assert_eq!(e.gate.in_flight(), 1, "the order holds a gate permit");
 
-    let retry = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 100)).await }
-    });
+    let retry = e.spawn_place("alice", buy("a-1", 100));
     // The same id with another body is a conflict at once, in flight or not.
     let r = refused(e.place("alice", buy("a-1", 200)).await);
     assert_eq!(
@@ -575,16 +579,10 @@ async fn a_halt_before_the_order_passed_the_gate_refuses_it_halted_for_good() {
         ..Opts::default()
     });
     e.double.set(Mode::Hold);
-    let first = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 100)).await }
-    });
+    let first = e.spawn_place("alice", buy("a-1", 100));
     e.double.asked(1).await;
     assert_eq!(e.gate.in_flight(), 0, "not yet through the gate");
-    let retry = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 100)).await }
-    });
+    let retry = e.spawn_place("alice", buy("a-1", 100));
     let outcome = e.halt.halt(HaltSource::Cli, "drill").await;
     e.double.release();
 
@@ -622,10 +620,7 @@ async fn a_caller_that_goes_away_mid_placement_leaves_an_answer_for_its_retry() 
         ..Opts::default()
     });
     e.double.set(Mode::Hold);
-    let first = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 100)).await }
-    });
+    let first = e.spawn_place("alice", buy("a-1", 100));
     e.double.asked(1).await;
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
@@ -1292,10 +1287,7 @@ async fn the_open_order_limit_is_per_token_and_released_when_an_order_ends() {
     });
     // One order held inside the exchange counts already.
     e.double.set(Mode::Hold);
-    let held = tokio::spawn({
-        let g = e.gateway.clone();
-        async move { g.place("alice", buy("a-1", 10)).await }
-    });
+    let held = e.spawn_place("alice", buy("a-1", 10));
     e.double.asked(1).await;
     e.double.set(Mode::Pass);
     placed(e.place("alice", buy("a-2", 10)).await);

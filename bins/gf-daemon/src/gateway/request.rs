@@ -57,29 +57,18 @@ impl StatusFilter {
 
 /// The fields in which two requests differ.
 pub(super) fn differences(a: &PlaceOrder, b: &PlaceOrder) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if a.pair != b.pair {
-        out.push("pair");
-    }
-    if a.side != b.side {
-        out.push("side");
-    }
-    if a.order_type != b.order_type {
-        out.push("type");
-    }
-    if a.qty != b.qty {
-        out.push("qty");
-    }
-    if a.limit_price != b.limit_price {
-        out.push("limit_price");
-    }
-    if a.time_in_force != b.time_in_force {
-        out.push("time_in_force");
-    }
-    if a.post_only != b.post_only {
-        out.push("post_only");
-    }
-    out
+    [
+        ("pair", a.pair != b.pair),
+        ("side", a.side != b.side),
+        ("type", a.order_type != b.order_type),
+        ("qty", a.qty != b.qty),
+        ("limit_price", a.limit_price != b.limit_price),
+        ("time_in_force", a.time_in_force != b.time_in_force),
+        ("post_only", a.post_only != b.post_only),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect()
 }
 
 /// Checks a request and builds the order sent to the exchange (with an id of the
