@@ -637,6 +637,118 @@ pub struct TraderSummary {
     pub refused: u64,
 }
 
+/// `POST /api/v1/fleet/halt` (operator): halt every node of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetHaltRequest {
+    /// Why (journaled on every node, shown in every node's halt reason).
+    pub reason: String,
+}
+
+/// The fleet halt as the JetStream bucket holds it (`gf_fleet_<name>_halt`, key `halt`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetHaltRecord {
+    /// The fleet is halted: every node's gate is closed and stays closed until an
+    /// administrator clears it and each node walks its own checklist.
+    pub active: bool,
+    /// Why.
+    pub reason: String,
+    /// Who: `operator:<name>` or `auto:<condition>`.
+    pub by: String,
+    /// The node that wrote it.
+    pub node: String,
+    /// When it was written (RFC 3339).
+    pub at: Option<DateTime<Utc>>,
+    /// The bucket's revision of this record (compare-and-set writes name it).
+    pub revision: u64,
+    /// Administrators who asked to clear it (the two-person rule needs two different ones).
+    pub approvals: Vec<String>,
+    /// Who cleared it, when it is no longer active.
+    pub cleared_by: Option<String>,
+    /// When it was cleared.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/fleet/halt`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHaltReply {
+    /// The fleet halt in force.
+    pub record: FleetHaltRecord,
+    /// `false` when a fleet halt was already in force (this request did not write a second one).
+    pub created: bool,
+}
+
+/// `POST /api/v1/fleet/resume`'s answer (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetResumeReply {
+    /// The record after this request.
+    pub record: FleetHaltRecord,
+    /// The fleet halt is cleared; each node still walks its own checklist before it resumes.
+    pub cleared: bool,
+    /// What is still needed when not cleared (the two-person rule's second administrator).
+    pub needs: Option<String>,
+}
+
+/// One node of the fleet as its newest heartbeat describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetNode {
+    /// The node's id (`fleet.node`).
+    pub node: String,
+    /// Its halt state.
+    pub state: HaltState,
+    /// Why it is halted, when it is.
+    pub halt_reason: Option<String>,
+    /// Its conditions that are breached now.
+    pub breached: Vec<String>,
+    /// Equity, quote currency.
+    pub equity: Num,
+    /// Peak equity, quote currency.
+    pub peak_equity: Num,
+    /// Drawdown from its peak, percent.
+    pub drawdown_pct: Num,
+    /// Open exposure, quote currency.
+    pub exposure: Num,
+    /// Its quote currency.
+    pub quote: String,
+    /// When it sent the heartbeat.
+    pub at: Option<DateTime<Utc>>,
+    /// Milliseconds since then, by this node's clock.
+    pub age_ms: u64,
+    /// No heartbeat for longer than the partition timeout.
+    pub stale: bool,
+}
+
+/// `GET /api/v1/fleet/status` (viewer), the dashboard frame's `fleet` and the console's
+/// fleet panel.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetStatus {
+    /// `fleet.enabled`.
+    pub enabled: bool,
+    /// The fleet's name.
+    pub fleet: String,
+    /// This node's id.
+    pub node: String,
+    /// NATS answered within the partition timeout.
+    pub connected: bool,
+    /// Milliseconds since NATS last acknowledged this node; `None` before it ever did.
+    pub last_contact_ms: Option<u64>,
+    /// `fleet.partition_halt_secs`.
+    pub partition_halt_secs: u64,
+    /// The fleet halt record (`None`: never written, or not read yet).
+    pub halt: Option<FleetHaltRecord>,
+    /// Every node with a heartbeat in the bucket, by id.
+    pub nodes: Vec<FleetNode>,
+    /// Summed equity of the nodes sharing this node's quote currency.
+    pub total_equity: Num,
+    /// `fleet_total_drawdown`: summed drawdown from the nodes' peaks, percent.
+    pub total_drawdown_pct: Num,
+    /// `fleet_exposure`: summed open exposure.
+    pub total_exposure: Num,
+}
+
 /// A frame of `WS /ws/orders`. The first frame is `hello`; every other frame carries the
 /// trader's sequence number `seq` (1, 2, 3, … per trader, within one `epoch`). A client
 /// that reconnects with `?since=<last seq seen>` and the same `epoch` gets every later

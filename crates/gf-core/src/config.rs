@@ -124,6 +124,102 @@ pub struct Config {
     pub strategy: StrategyConfig,
     /// The order gateway: external strategies placing orders through the API.
     pub gateway: GatewayConfig,
+    /// Fleet membership over NATS JetStream (off by default).
+    pub fleet: FleetConfig,
+}
+
+/// How a node authenticates to NATS (`fleet.auth`). The secret itself comes from the
+/// `[secrets]` provider's set `fleet.secret_set`, never from the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetAuth {
+    /// No credentials (a NATS server without authorization; development).
+    #[default]
+    None,
+    /// A token: the set's field `token`.
+    Token,
+    /// User and password: the set's fields `user` and `password`.
+    UserPassword,
+}
+
+impl FleetAuth {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetAuth::None => "none",
+            FleetAuth::Token => "token",
+            FleetAuth::UserPassword => "user_password",
+        }
+    }
+}
+
+/// `[fleet]`: many daemons halted as one over NATS JetStream. Off by default; a single
+/// daemon needs none of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Join the fleet.
+    pub enabled: bool,
+    /// NATS servers (`nats://host:port`), tried in turn.
+    pub nats_url: Vec<String>,
+    /// The fleet's name: its JetStream buckets are `gf_fleet_<name>_halt` and
+    /// `gf_fleet_<name>_nodes`. Letters, digits, `-` and `_`.
+    pub name: String,
+    /// This node's id, unique in the fleet (letters, digits, `-` and `_`). Required when
+    /// enabled.
+    pub node: String,
+    /// How the node authenticates to NATS.
+    pub auth: FleetAuth,
+    /// The `[secrets]` provider's set holding `token` or `user`/`password`.
+    pub secret_set: String,
+    /// A node that cannot reach NATS for longer than this halts itself
+    /// (`auto:fleet_partition`); also how long start-up waits to read the fleet halt.
+    pub partition_halt_secs: u64,
+    /// How often the node publishes its heartbeat, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Local halt reasons that halt the whole fleet: condition ids (e.g.
+    /// `max_total_drawdown`), `operator` (a halt by API, console, CLI or signal) or `any`.
+    /// The fleet conditions always do.
+    pub escalate: Vec<String>,
+    /// `fleet_total_drawdown`: the fleet's summed drawdown from its nodes' peaks, percent;
+    /// `0` disables.
+    pub max_total_drawdown_pct: Decimal,
+    /// `fleet_exposure`: the fleet's summed open exposure, quote currency; `0` disables.
+    pub max_exposure_notional: Decimal,
+    /// Clearing the fleet halt takes two different administrators.
+    pub two_person_rule: bool,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            nats_url: vec!["nats://127.0.0.1:4222".into()],
+            name: "default".into(),
+            node: String::new(),
+            auth: FleetAuth::None,
+            secret_set: "nats".into(),
+            partition_halt_secs: 10,
+            heartbeat_ms: 1000,
+            escalate: vec!["operator".into(), "max_total_drawdown".into()],
+            max_total_drawdown_pct: Decimal::ZERO,
+            max_exposure_notional: Decimal::ZERO,
+            two_person_rule: false,
+        }
+    }
+}
+
+/// Reasons `fleet.escalate` may name besides condition ids.
+pub const FLEET_ESCALATE_WORDS: &[&str] = &["operator", "any"];
+
+/// Whether `s` is a valid fleet or node name: 1–64 of letters, digits, `-` and `_`.
+#[must_use]
+pub fn is_fleet_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `[gateway]`: orders from external strategies (`POST /api/v1/orders` with a `trader`
@@ -1257,6 +1353,9 @@ impl Config {
             ));
         }
 
+        // [fleet]
+        self.validate_fleet()?;
+
         // [secrets]
         let s = &self.secrets;
         if self.general.mode == Mode::Live && s.provider == SecretProviderKind::None {
@@ -1294,6 +1393,97 @@ impl Config {
         let mo = &self.monitor;
         nonzero("monitor.dashboard_interval_ms", mo.dashboard_interval_ms)?;
         pct("monitor.alert_drawdown_pct", mo.alert_drawdown_pct, false)?;
+        Ok(())
+    }
+
+    fn validate_fleet(&self) -> Result<(), ConfigError> {
+        let f = &self.fleet;
+        if !is_fleet_name(&f.name) {
+            return Err(ConfigError::invalid(
+                "fleet.name",
+                &f.name,
+                "must be 1-64 letters, digits, '-' or '_'",
+            ));
+        }
+        if f.enabled && !is_fleet_name(&f.node) {
+            return Err(ConfigError::invalid(
+                "fleet.node",
+                if f.node.is_empty() { "<missing>" } else { &f.node },
+                "must be set when the fleet is enabled: this node's unique id (1-64 letters, digits, '-' or '_')",
+            ));
+        }
+        if f.enabled && f.nats_url.is_empty() {
+            return Err(ConfigError::invalid(
+                "fleet.nats_url",
+                "[]",
+                "needs at least one NATS server when the fleet is enabled",
+            ));
+        }
+        for url in &f.nats_url {
+            let ok = ["nats://", "tls://"]
+                .iter()
+                .any(|p| url.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "fleet.nats_url",
+                    url,
+                    "must be nats://host:port or tls://host:port",
+                ));
+            }
+        }
+        if f.partition_halt_secs == 0 || f.partition_halt_secs > 3600 {
+            return Err(ConfigError::invalid(
+                "fleet.partition_halt_secs",
+                f.partition_halt_secs,
+                "must be between 1 and 3600",
+            ));
+        }
+        if f.heartbeat_ms < 50 || f.heartbeat_ms > f.partition_halt_secs * 1000 / 2 {
+            return Err(ConfigError::invalid(
+                "fleet.heartbeat_ms",
+                f.heartbeat_ms,
+                "must be at least 50 and at most half of fleet.partition_halt_secs (two heartbeats per partition timeout)",
+            ));
+        }
+        for reason in &f.escalate {
+            if !CONDITION_IDS.contains(&reason.as_str())
+                && !FLEET_ESCALATE_WORDS.contains(&reason.as_str())
+            {
+                return Err(ConfigError::invalid(
+                    "fleet.escalate",
+                    reason,
+                    &format!(
+                        "unknown halt reason; use one of {} or a condition id ({})",
+                        FLEET_ESCALATE_WORDS.join(", "),
+                        CONDITION_IDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if f.max_total_drawdown_pct < Decimal::ZERO
+            || f.max_total_drawdown_pct > Decimal::ONE_HUNDRED
+        {
+            return Err(ConfigError::invalid(
+                "fleet.max_total_drawdown_pct",
+                f.max_total_drawdown_pct,
+                "must be a percentage between 0 (off) and 100",
+            ));
+        }
+        if f.max_exposure_notional < Decimal::ZERO {
+            return Err(ConfigError::invalid(
+                "fleet.max_exposure_notional",
+                f.max_exposure_notional,
+                "must be 0 (off) or positive",
+            ));
+        }
+        if f.enabled && f.auth != FleetAuth::None && self.secrets.provider == SecretProviderKind::None
+        {
+            return Err(ConfigError::invalid(
+                "fleet.auth",
+                f.auth.as_str(),
+                "needs a secret provider ([secrets] provider = env, file, vault or aws) holding the NATS credentials",
+            ));
+        }
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! The `env` provider (development): `<SET>_API_KEY` / `<SET>_API_SECRET`, e.g.
 //! `KRAKEN_API_KEY` / `KRAKEN_API_SECRET` for the set `kraken`, and optionally
-//! `<SET>_JOURNAL_KEY` (the field `journal_key`: the journal key in live mode).
+//! `<SET>_JOURNAL_KEY` (the field `journal_key`: the journal key in live mode). A NATS
+//! credential set (`[fleet] auth`) reads `<SET>_TOKEN` or `<SET>_USER`/`<SET>_PASSWORD`
+//! instead, e.g. `NATS_TOKEN` for the set `nats`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -88,10 +90,22 @@ impl SecretProvider for EnvProvider {
     async fn fetch(&self, set: &str) -> Result<SecretSet> {
         let (key_var, secret_var) = Self::var_names(set);
         let journal_var = format!("{}_JOURNAL_KEY", key_var.trim_end_matches("_API_KEY"));
+        let prefix = key_var.trim_end_matches("_API_KEY").to_owned();
         let mut out = SecretSet::new(set, "env", None);
-        for (var, field) in [(key_var, API_KEY_FIELD), (secret_var, API_SECRET_FIELD)] {
-            let value = (self.lookup)(&var).ok_or(Error::MissingEnv { var })?;
-            out.insert(field, value);
+        // A NATS set (`[fleet] auth`): `<SET>_TOKEN`, or `<SET>_USER` and `<SET>_PASSWORD`.
+        for field in NATS_FIELDS {
+            if let Some(value) = (self.lookup)(&format!("{prefix}_{}", field.to_uppercase())) {
+                out.insert(*field, value);
+            }
+        }
+        let nats_only = out.field_names().next().is_some()
+            && (self.lookup)(&key_var).is_none()
+            && (self.lookup)(&secret_var).is_none();
+        if !nats_only {
+            for (var, field) in [(key_var, API_KEY_FIELD), (secret_var, API_SECRET_FIELD)] {
+                let value = (self.lookup)(&var).ok_or(Error::MissingEnv { var })?;
+                out.insert(field, value);
+            }
         }
         // Optional: the journal key of live mode (`<SET>_JOURNAL_KEY`, 64 hex characters).
         if let Some(value) = (self.lookup)(&journal_var) {
@@ -101,6 +115,11 @@ impl SecretProvider for EnvProvider {
     }
 }
 
+/// The fields of a NATS credential set (`[fleet] auth`), read from `<SET>_TOKEN`,
+/// `<SET>_USER` and `<SET>_PASSWORD`; a set with any of them and neither exchange-key
+/// variable needs no exchange key.
+pub const NATS_FIELDS: &[&str] = &["token", "user", "password"];
+
 /// The optional field of a secret set that holds the journal key in live mode.
 pub const JOURNAL_KEY_FIELD: &str = "journal_key";
 
@@ -108,6 +127,24 @@ pub const JOURNAL_KEY_FIELD: &str = "journal_key";
 mod tests {
     use super::*;
     use crate::secret::Credentials;
+
+    #[tokio::test]
+    async fn a_nats_set_needs_no_exchange_key() {
+        let p = EnvProvider::new(env_from_pairs([("NATS_TOKEN", "s3cret")]));
+        let set = p.fetch("nats").await.unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(set.get("token").unwrap()),
+            "s3cret"
+        );
+        assert!(set.get(API_KEY_FIELD).is_none());
+        let p = EnvProvider::new(env_from_pairs([("NATS_USER", "u")]));
+        assert!(p.fetch("nats").await.unwrap().get("user").is_some());
+        let p = EnvProvider::new(env_from_pairs([("OTHER", "x")]));
+        assert!(matches!(
+            p.fetch("nats").await,
+            Err(Error::MissingEnv { var }) if var == "NATS_API_KEY"
+        ));
+    }
     use crate::secret::tests::sample_pair;
 
     #[tokio::test]
