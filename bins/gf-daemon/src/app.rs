@@ -99,6 +99,8 @@ pub struct Daemon {
     pub live: Option<Arc<crate::live::Live>>,
     /// The supervised tasks and their states (the `tasks` health check reads it).
     pub tasks: crate::supervise::TaskHealth,
+    /// This node's membership of the fleet (`[fleet]`; `None` when off).
+    pub fleet: Option<gf_fleet::Fleet>,
     /// Paper mode: the paper exchange's book feed, spawned by [`build_with`] and handed to
     /// the supervisor by [`spawn_tasks`] (its fills depend on it).
     paper_feed: Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -422,6 +424,7 @@ pub fn build_with(
             shutdown: CancellationToken::new(),
             live: live.map(Arc::new),
             tasks,
+            fleet: None,
             paper_feed,
         },
         new_token,
@@ -552,6 +555,16 @@ pub fn spawn_tasks(
             Ok(())
         }
     }));
+
+    // The fleet: heartbeats, the fleet halt watch and escalation. Supervised like every
+    // task: a fleet task that dies halts the node (and NATS silence trips fleet_partition).
+    if let Some(fleet) = daemon.fleet.clone() {
+        let rc = crate::fleet::run_context(daemon);
+        tasks.push(sup.spawn("fleet", Ending::AtShutdown, async move {
+            fleet.run(rc).await;
+            Ok(())
+        }));
+    }
 
     // API tokens: a token created or revoked while running takes effect within a second.
     tasks.push(sup.spawn("tokens", Ending::AtShutdown, {
@@ -788,13 +801,17 @@ pub async fn start_with_env(
     clock: SharedClock,
     env: crate::live::EnvLookup,
 ) -> Result<Running> {
-    let (daemon, operator_token) = if config.general.mode == Mode::Live {
+    // The fleet first: its halt record is read before any task that places orders runs.
+    let fleet = crate::fleet::join(&config, &env, clock.clone()).await?;
+    let (mut daemon, operator_token) = if config.general.mode == Mode::Live {
         let prompt = gf_secrets::cli::Prompt::IfTerminal;
         let live = crate::live::Live::connect(&config, clock.clone(), &env, prompt).await?;
         build_with(config, clock, Some(live))?
     } else {
         build(config, clock)?
     };
+    daemon.fleet = fleet;
+    crate::fleet::attach(&daemon).await;
     let listener = crate::api::server::bind(daemon.config.api.bind)
         .with_context(|| format!("binding the API on {}", daemon.config.api.bind))?;
     let addr = listener.local_addr()?;

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backtest;
 pub mod client;
 pub mod dashboard;
+pub mod fleet;
 pub mod gateway;
 pub mod live;
 pub mod logging;

@@ -240,6 +240,9 @@ impl Fleet {
         Ok(Conn { halt, nodes })
     }
 
+    /// Opens the bucket, creating it when missing. The stream is created directly with the
+    /// key-value layout (what `create_key_value` builds) because that call first asks for
+    /// account details that servers before 2.10 (Debian's 2.9) answer in an older shape.
     async fn bucket(
         &self,
         js: &jetstream::Context,
@@ -251,11 +254,29 @@ impl Fleet {
         {
             return Ok(store);
         }
+        let stream = jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            description: Some(config.description),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: config.history.max(1),
+            max_messages: -1,
+            max_bytes: -1,
+            max_message_size: -1,
+            max_age: config.max_age,
+            storage: config.storage,
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            num_replicas: 1,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        };
         match self
-            .timed("creating a bucket", js.create_key_value(config))
+            .timed("creating a bucket", js.get_or_create_stream(stream))
             .await
         {
-            Ok(store) => Ok(store),
+            Ok(_) => self.timed("opening a bucket", js.get_key_value(name)).await,
             // Another node created it between our two calls.
             Err(first) => self
                 .timed("opening a bucket", js.get_key_value(name))
@@ -529,9 +550,19 @@ impl Fleet {
     /// This node's heartbeat now.
     #[must_use]
     pub fn heartbeat(&self, rc: &RunContext) -> Heartbeat {
-        let status = rc.halt.status();
-        let breached = rc
-            .halt
+        self.heartbeat_of(&rc.halt, &*rc.portfolio, &rc.quote)
+    }
+
+    /// This node's heartbeat now, from its coordinator and portfolio.
+    #[must_use]
+    pub fn heartbeat_of(
+        &self,
+        halt: &HaltCoordinator,
+        portfolio: &dyn PortfolioView,
+        quote: &str,
+    ) -> Heartbeat {
+        let status = halt.status();
+        let breached = halt
             .conditions()
             .into_iter()
             .filter(|c| c.triggered)
@@ -539,8 +570,8 @@ impl Fleet {
             .collect();
         own_figures(
             &self.inner.cfg.node,
-            &*rc.portfolio,
-            &rc.quote,
+            portfolio,
+            quote,
             self.now(),
             status.state,
             status

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod condition;
 pub mod error;
+pub mod testing;
 pub mod view;
 
 pub use client::{Fleet, NatsCredentials, RunContext, halt_bucket, nodes_bucket, own_figures};
