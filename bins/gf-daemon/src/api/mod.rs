@@ -14,6 +14,9 @@
 //! | `POST /api/v1/orders`, `DELETE /api/v1/orders[/{id}]`, `GET /api/v1/orders/{id}`, `WS /ws/orders` | trader |
 //! | `GET /api/v1/orders`, `/fills` | trader (its own) or viewer (every trader's) |
 //! | `POST /api/v1/secrets/rotate` | admin |
+//! | `GET /api/v1/fleet/status` | viewer |
+//! | `POST /api/v1/fleet/halt` `{reason}` | operator |
+//! | `POST /api/v1/fleet/resume` | admin |
 //! | `GET /api/v1/openapi.json` | none |
 //! | `GET /livez`, `/readyz` (`{"ready": bool}` only) | none |
 //! | `GET /metrics`, `/readyz?verbose` (equity, P&L, the halt reason) | viewer, or none with `api.public_metrics = true` |
@@ -23,6 +26,7 @@
 
 pub mod error;
 mod extract;
+mod fleet;
 #[doc(hidden)]
 pub mod fuzz;
 mod openapi;
@@ -80,6 +84,9 @@ pub fn router(daemon: Daemon) -> Router {
         .route("/api/v1/journal", get(journal))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/secrets/rotate", post(rotate_secrets))
+        .route("/api/v1/fleet/status", get(fleet::status))
+        .route("/api/v1/fleet/halt", post(fleet::halt))
+        .route("/api/v1/fleet/resume", post(fleet::resume))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
