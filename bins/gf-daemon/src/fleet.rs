@@ -168,6 +168,7 @@ pub fn run_context(d: &Daemon) -> RunContext {
         quote: quote(d),
         events: d.bus.subscribe(KindSet::of(&[EventKind::HaltTriggered])),
         shutdown: d.shutdown.clone(),
+        events_closed: false,
     }
 }
 

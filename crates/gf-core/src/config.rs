@@ -180,7 +180,8 @@ pub struct FleetConfig {
     pub heartbeat_ms: u64,
     /// Local halt reasons that halt the whole fleet: condition ids (e.g.
     /// `max_total_drawdown`), `operator` (a halt by API, console, CLI or signal) or `any`.
-    /// The fleet conditions always do.
+    /// None by default: a node's own halt stays its own. The fleet conditions
+    /// (`fleet_total_drawdown`, `fleet_exposure`) always halt the fleet.
     pub escalate: Vec<String>,
     /// `fleet_total_drawdown`: the fleet's summed drawdown from its nodes' peaks, percent;
     /// `0` disables.
@@ -202,7 +203,7 @@ impl Default for FleetConfig {
             secret_set: "nats".into(),
             partition_halt_secs: 10,
             heartbeat_ms: 1000,
-            escalate: vec!["operator".into(), "max_total_drawdown".into()],
+            escalate: Vec::new(),
             max_total_drawdown_pct: Decimal::ZERO,
             max_exposure_notional: Decimal::ZERO,
             two_person_rule: false,
@@ -1748,6 +1749,46 @@ mod tests {
             key: &'static str,
         }
         let cases = [
+            Case {
+                toml: "[fleet]\nenabled = true",
+                key: "fleet.node",
+            },
+            Case {
+                toml: "[fleet]\nname = \"a b\"",
+                key: "fleet.name",
+            },
+            Case {
+                toml: "[fleet]\nnats_url = [\"http://x:4222\"]",
+                key: "fleet.nats_url",
+            },
+            Case {
+                toml: "[fleet]\nenabled = true\nnode = \"n\"\nnats_url = []",
+                key: "fleet.nats_url",
+            },
+            Case {
+                toml: "[fleet]\npartition_halt_secs = 0",
+                key: "fleet.partition_halt_secs",
+            },
+            Case {
+                toml: "[fleet]\npartition_halt_secs = 1\nheartbeat_ms = 600",
+                key: "fleet.heartbeat_ms",
+            },
+            Case {
+                toml: "[fleet]\nescalate = [\"bogus\"]",
+                key: "fleet.escalate",
+            },
+            Case {
+                toml: "[fleet]\nmax_total_drawdown_pct = 101",
+                key: "fleet.max_total_drawdown_pct",
+            },
+            Case {
+                toml: "[fleet]\nmax_exposure_notional = -1",
+                key: "fleet.max_exposure_notional",
+            },
+            Case {
+                toml: "[fleet]\nenabled = true\nnode = \"n\"\nauth = \"token\"",
+                key: "fleet.auth",
+            },
             Case {
                 toml: "[halt]\nmax_total_drawdown_pct = -5",
                 key: "halt.max_total_drawdown_pct",

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use gf_api::{FleetHaltRecord, FleetResumeReply};
 use gf_core::config::FleetConfig;
-use gf_core::{Event, HaltSource, Payload, SharedClock, Subscription};
+use gf_core::{Event, HaltSource, Payload, RecvError, SharedClock, Subscription};
 use gf_halt::HaltCoordinator;
 use gf_risk::PortfolioView;
 use parking_lot::Mutex;
@@ -92,6 +92,8 @@ pub struct RunContext {
     pub events: Subscription,
     /// Ends the task.
     pub shutdown: CancellationToken,
+    /// Set once `events` reported the bus closed (it is not polled again).
+    pub events_closed: bool,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -678,6 +680,32 @@ impl Fleet {
         }
     }
 
+    /// Takes one receive from the halt events; `true` when a fleet halt is now owed. A
+    /// lagging subscription may have lost a trigger, so the halt in force is looked at
+    /// instead; a closed bus (shutdown) is not polled again.
+    fn take_event(&self, rc: &mut RunContext, ev: Result<Arc<Event>, RecvError>) -> bool {
+        match ev {
+            Ok(ev) => self.on_event(&ev),
+            Err(RecvError::Lagged { .. }) => {
+                let status = rc.halt.status();
+                match status.halt {
+                    Some(h) if status.state != gf_core::HaltState::Running => {
+                        if let Some(by) = self.escalation(&h.source) {
+                            self.owe_halt(&by, &format!("{}: {}", self.inner.cfg.node, h.reason));
+                            return true;
+                        }
+                        false
+                    }
+                    _ => false,
+                }
+            }
+            Err(RecvError::Closed) => {
+                rc.events_closed = true;
+                false
+            }
+        }
+    }
+
     fn on_event(&self, ev: &Event) -> bool {
         if let Payload::HaltTriggered { source, reason } = &ev.payload
             && let Some(by) = self.escalation(source)
@@ -735,7 +763,7 @@ impl Fleet {
             tokio::select! {
                 () = rc.shutdown.cancelled() => return true,
                 () = tokio::time::sleep_until(until) => return false,
-                ev = rc.events.recv() => if let Ok(ev) = ev { self.on_event(&ev); },
+                ev = rc.events.recv(), if !rc.events_closed => { self.take_event(rc, ev); }
             }
         }
     }
@@ -781,8 +809,8 @@ impl Fleet {
                     Some(Err(e)) => return Err(FleetError::js("watching the heartbeats", e)),
                     None => return Err(FleetError::js("watching the heartbeats", "ended")),
                 },
-                ev = rc.events.recv() => {
-                    if let Ok(ev) = ev && self.on_event(&ev) {
+                ev = rc.events.recv(), if !rc.events_closed => {
+                    if self.take_event(rc, ev) {
                         self.pay_debt(rc).await;
                     }
                 }
