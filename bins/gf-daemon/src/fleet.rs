@@ -189,3 +189,24 @@ pub fn status(d: &Daemon) -> gf_api::FleetStatus {
         }
     }
 }
+
+/// Puts the fleet's figures into the metrics (`gf_fleet_*`), at every scrape.
+pub fn export_metrics(d: &Daemon) {
+    if d.fleet.is_none() {
+        return;
+    }
+    let s = status(d);
+    #[allow(clippy::cast_precision_loss)] // milliseconds as seconds for a gauge
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let ages: Vec<(String, f64)> = s
+        .nodes
+        .iter()
+        .map(|n| (n.node.clone(), secs(n.age_ms)))
+        .collect();
+    d.monitor.metrics().set_fleet(
+        s.connected,
+        s.halt.as_ref().is_none_or(|h| h.active),
+        s.last_contact_ms.map_or(f64::INFINITY, secs),
+        &ages,
+    );
+}

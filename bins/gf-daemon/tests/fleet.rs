@@ -205,6 +205,15 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
     }
     let (status, code) = c.order("during").await;
     assert_eq!((status, code.as_str()), (409, "halted"), "no node trades during a fleet halt");
+    let (_, metrics) = c.get("/metrics", &c.operator).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    for line in [
+        "gf_fleet_connected 1",
+        "gf_fleet_halt_active 1",
+        "gf_fleet_heartbeat_age_seconds{node=\"a\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 
     // A node's own checklist cannot resume it while the fleet halt stands.
     let (status, body) = b.walk_checklist_and_resume().await;
@@ -340,6 +349,36 @@ async fn a_node_that_cannot_read_the_fleet_halt_starts_halted() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "fleet_unreachable");
     n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_credentials_come_from_the_secret_provider_and_a_wrong_token_halts() {
+    let nats = NatsServer::start_with(&["--auth", "fleet-s3cret"]).unwrap();
+    let start_node = |token: &'static str, name: &'static str| {
+        let url = nats.url();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config(dir.path(), &url, name);
+            cfg.fleet.auth = gf_core::config::FleetAuth::Token;
+            cfg.secrets.provider = gf_core::config::SecretProviderKind::Env;
+            let env = gf_secrets::env::env_from_pairs([("NATS_TOKEN", token)]);
+            let running = gf_daemon::app::start_with_env(cfg, Scenario::Normal, Arc::new(SystemClock), env)
+                .await
+                .unwrap();
+            (dir, running)
+        }
+    };
+    let (_d1, good) = start_node("fleet-s3cret", "good").await;
+    assert_eq!(good.daemon.halt.state(), HaltState::Running, "the right token joins");
+    assert_eq!(good.daemon.fleet.as_ref().unwrap().view().fleet_halted(), Some(false));
+    let (_d2, bad) = start_node("wrong", "bad").await;
+    assert!(!bad.daemon.gate.is_open(), "a refused token cannot read the fleet halt: halted");
+    assert_eq!(
+        bad.daemon.halt.status().halt.unwrap().source.to_string(),
+        "auto:fleet_halt"
+    );
+    good.stop().await;
+    bad.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 /// Why the server could not be started.
@@ -38,6 +39,14 @@ impl NatsServer {
     /// [`NatsServerError::Missing`] without the program; [`NatsServerError::Other`] when
     /// it does not come up.
     pub fn start() -> Result<Self, NatsServerError> {
+        Self::start_with(&[])
+    }
+
+    /// As [`NatsServer::start`], with more `nats-server` arguments (e.g. `--auth TOKEN`).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`].
+    pub fn start_with(extra: &[&str]) -> Result<Self, NatsServerError> {
         let store = tempfile::tempdir().map_err(|e| NatsServerError::Other(e.to_string()))?;
         let port = free_port()?;
         let log = store.path().join("nats.log");
@@ -46,6 +55,7 @@ impl NatsServer {
             port,
             store,
             log,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         me.restart()?;
         Ok(me)
@@ -94,6 +104,7 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(self.store.path().join("js"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

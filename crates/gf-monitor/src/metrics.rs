@@ -239,6 +239,11 @@ struct Inner {
     alerts: Family<Labels2, Counter>,
     notifications: Family<Labels2, Counter>,
     gateway_orders: Family<Labels2, Counter>,
+    // the fleet (`[fleet]`)
+    fleet_connected: Gauge,
+    fleet_halt_active: Gauge,
+    fleet_last_contact: FloatGauge,
+    fleet_heartbeat_age: Family<Labels1, FloatGauge>,
     health: Family<Labels1, Gauge>,
     /// One counter per [`EventKind`], indexed by its discriminant (no map lookup).
     events: Vec<Counter>,
@@ -502,6 +507,26 @@ impl Metrics {
                 "Orders of external strategies (trader tokens), by trader and outcome: accepted, replayed, or the refusal's code",
                 Family::default()
             ),
+            fleet_connected: reg!(
+                "gf_fleet_connected",
+                "1 while NATS answered this node within fleet.partition_halt_secs (0 also when the fleet is off)",
+                Gauge::default()
+            ),
+            fleet_halt_active: reg!(
+                "gf_fleet_halt_active",
+                "1 while the fleet halt record is active or could not be read",
+                Gauge::default()
+            ),
+            fleet_last_contact: reg!(
+                "gf_fleet_last_contact_seconds",
+                "Seconds since NATS last answered this node",
+                FloatGauge::default()
+            ),
+            fleet_heartbeat_age: reg!(
+                "gf_fleet_heartbeat_age_seconds",
+                "Age of each fleet node's newest heartbeat, by node",
+                Family::default()
+            ),
             health: reg!(
                 "gf_health_check_status",
                 "Health check outcome: 0 healthy, 1 degraded, 2 unhealthy",
@@ -718,6 +743,24 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// Sets the fleet gauges: NATS reachable, the fleet halt in force (or unknown), seconds
+    /// since NATS last answered, and each node's heartbeat age in seconds.
+    pub fn set_fleet(
+        &self,
+        connected: bool,
+        halt_active: bool,
+        last_contact_secs: f64,
+        heartbeat_ages: &[(String, f64)],
+    ) {
+        let i = &self.inner;
+        i.fleet_connected.set(i64::from(connected));
+        i.fleet_halt_active.set(i64::from(halt_active));
+        i.fleet_last_contact.set(last_contact_secs);
+        for (node, age) in heartbeat_ages {
+            i.fleet_heartbeat_age.get_or_create(&[("node", node.clone())]).set(*age);
+        }
     }
 
     /// How many gateway order requests of `trader` ended with `outcome`.

@@ -420,6 +420,7 @@ async fn readyz(
 
 async fn metrics(State(d): State<Daemon>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize_metrics(&d, &headers)?;
+    crate::fleet::export_metrics(&d);
     match d.monitor.render_metrics() {
         Ok(text) => Ok(([(header::CONTENT_TYPE, gf_monitor::CONTENT_TYPE)], text).into_response()),
         Err(e) => Err(ApiError::internal(e.to_string())),
