@@ -118,6 +118,9 @@ struct Inner {
     conn: Mutex<Option<Conn>>,
     /// A fleet halt this node owes the fleet (escalated while NATS was unreachable).
     pending: Mutex<Option<(String, String)>>,
+    /// Held across every read-then-record and write-then-record of the halt record, so
+    /// a read that started before a write can never overwrite the view after it.
+    halt_io: tokio::sync::Mutex<()>,
     op_timeout: Duration,
 }
 
@@ -152,6 +155,7 @@ impl Fleet {
                 view: FleetView::new(started),
                 conn: Mutex::new(None),
                 pending: Mutex::new(None),
+                halt_io: tokio::sync::Mutex::new(()),
                 op_timeout,
             }),
         }
@@ -333,6 +337,7 @@ impl Fleet {
     }
 
     async fn read_halt(&self, conn: &Conn) -> Result<FleetHaltRecord, FleetError> {
+        let _io = self.inner.halt_io.lock().await;
         let entry = self
             .timed("reading the fleet halt", conn.halt.entry(HALT_KEY))
             .await?;
@@ -389,6 +394,7 @@ impl Fleet {
     /// [`FleetError::Contended`] when the record kept changing.
     pub async fn halt(&self, by: &str, reason: &str) -> Result<(FleetHaltRecord, bool), FleetError> {
         let conn = self.conn().ok_or(FleetError::NotConnected)?;
+        let _io = self.inner.halt_io.lock().await;
         for _ in 0..CAS_ATTEMPTS {
             let current = self
                 .timed("reading the fleet halt", conn.halt.entry(HALT_KEY))
@@ -451,6 +457,7 @@ impl Fleet {
     /// As [`Fleet::halt`].
     pub async fn clear(&self, admin: &str) -> Result<FleetResumeReply, FleetError> {
         let conn = self.conn().ok_or(FleetError::NotConnected)?;
+        let _io = self.inner.halt_io.lock().await;
         for _ in 0..CAS_ATTEMPTS {
             let current = self
                 .timed("reading the fleet halt", conn.halt.entry(HALT_KEY))
@@ -746,7 +753,10 @@ impl Fleet {
             match self.watch(&conn, &mut rc, heartbeat).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "fleet: watches ended; reopening");
+                    tracing::warn!(error = %e, "fleet: watches ended; reconnecting");
+                    // Reopen from scratch: the buckets may be gone (a server that lost
+                    // its store) and are created again, the record read again.
+                    *self.inner.conn.lock() = None;
                     if self.idle(&mut rc, backoff.next_delay()).await {
                         return;
                     }
@@ -790,7 +800,9 @@ impl Fleet {
                 () = rc.shutdown.cancelled() => return Ok(()),
                 entry = halts.next() => match entry {
                     Some(Ok(entry)) => {
-                        self.inner.view.set_halt(decode(&entry));
+                        // A watch may hand over a value older than one a write or
+                        // read already recorded; the next read corrects any other case.
+                        self.inner.view.set_halt_if_newer(decode(&entry));
                         self.inner.view.contact(self.now());
                         rc.halt.sweep().await;
                     }

@@ -105,6 +105,18 @@ impl FleetView {
         self.changed.notify_waiters();
     }
 
+    /// As [`FleetView::set_halt`], unless the view holds a newer revision already.
+    pub fn set_halt_if_newer(&self, record: FleetHaltRecord) {
+        {
+            let mut g = self.inner.lock();
+            if g.halt.as_ref().is_some_and(|h| h.revision > record.revision) {
+                return;
+            }
+            g.halt = Some(record);
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Records a heartbeat (this node's own included).
     pub fn set_node(&self, hb: Heartbeat) {
         self.inner.lock().nodes.insert(hb.node.clone(), hb);
@@ -253,5 +265,26 @@ mod tests {
             ..FleetHaltRecord::default()
         });
         assert_eq!(v.fleet_halted(), Some(true));
+        v.set_halt(FleetHaltRecord {
+            active: true,
+            revision: 5,
+            ..FleetHaltRecord::default()
+        });
+        v.set_halt_if_newer(FleetHaltRecord {
+            revision: 4,
+            ..FleetHaltRecord::default()
+        });
+        assert_eq!(v.fleet_halted(), Some(true), "an older value is ignored");
+        v.set_halt_if_newer(FleetHaltRecord {
+            revision: 6,
+            ..FleetHaltRecord::default()
+        });
+        assert_eq!(v.fleet_halted(), Some(false));
+        v.set_halt(FleetHaltRecord {
+            active: true,
+            revision: 1,
+            ..FleetHaltRecord::default()
+        });
+        assert_eq!(v.fleet_halted(), Some(true), "a read always wins (a store started over)");
     }
 }
