@@ -936,6 +936,20 @@ fn print_banner(d: &Daemon, addr: std::net::SocketAddr, token: Option<&str>, sce
         };
         println!("  strategy   {} ({how})", strategy.name());
     }
+    if let Some(fleet) = &d.fleet {
+        let c = fleet.config();
+        let halted = match fleet.view().fleet_halted() {
+            Some(true) => "fleet HALTED",
+            Some(false) => "fleet not halted",
+            None => "fleet halt record unread: NATS did not answer",
+        };
+        println!(
+            "  fleet      {} as node {} via {} ({halted})",
+            c.name,
+            c.node,
+            c.nats_url.join(", ")
+        );
+    }
     println!("  API        http://{addr}/api/v1/halt/status");
     println!("  dashboard  http://{addr}/dashboard");
     println!("  metrics    http://{addr}/metrics");
