@@ -1,5 +1,5 @@
 //! The test peers: the outside programs the workspace tests start (a browser and its driver,
-//! `age`, Prometheus, the AWS and Vault emulators, an SMTP server, the Python client's
+//! `age`, Prometheus, NATS with JetStream, the AWS and Vault emulators, an SMTP server, the Python client's
 //! `websockets`), how to tell whether one is present, and how to install it — Debian
 //! packages with `apt-get`, Python packages into a virtual environment under `target/`,
 //! never into the system Python.
@@ -65,6 +65,12 @@ pub const PEERS: &[Peer] = &[
         used_by: "gf-monitor prometheus_scrape, gf-daemon api_access (a real scrape)",
         detect: Detect::Programs(&["prometheus"]),
         install: Install::Apt(&["prometheus"]),
+    },
+    Peer {
+        name: "nats-server",
+        used_by: "gf-fleet fleet_nats, gf-daemon fleet (JetStream)",
+        detect: Detect::Programs(&["nats-server"]),
+        install: Install::Apt(&["nats-server"]),
     },
     Peer {
         name: "openssl",
@@ -383,6 +389,7 @@ mod tests {
                 "chromedriver",
                 "age",
                 "prometheus",
+                "nats-server",
                 "openssl",
                 "moto_server",
                 "bao",
@@ -414,7 +421,14 @@ mod tests {
         let m = missing(PEERS, &probe, &OsString::new());
         assert_eq!(
             names(&m),
-            ["age", "prometheus", "moto", "aiosmtpd", "websockets"]
+            [
+                "age",
+                "prometheus",
+                "nats-server",
+                "moto",
+                "aiosmtpd",
+                "websockets"
+            ]
         );
         for case in [
             Case {
@@ -422,7 +436,7 @@ mod tests {
                 venv_exists: false,
                 expected: vec![
                     "apt-get update -qq",
-                    "apt-get install -y -qq --no-install-recommends age prometheus",
+                    "apt-get install -y -qq --no-install-recommends age prometheus nats-server",
                     "python3 -m venv /t/venv",
                     "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd websockets",
                 ],
@@ -432,7 +446,7 @@ mod tests {
                 venv_exists: true,
                 expected: vec![
                     "sudo -n apt-get update -qq",
-                    "sudo -n apt-get install -y -qq --no-install-recommends age prometheus",
+                    "sudo -n apt-get install -y -qq --no-install-recommends age prometheus nats-server",
                     "/t/venv/bin/pip install --quiet --disable-pip-version-check moto[server] aiosmtpd websockets",
                 ],
             },
@@ -499,6 +513,7 @@ mod tests {
                 "chromedriver",
                 "age",
                 "prometheus",
+                "nats-server",
                 "openssl",
                 "bao",
             ],

@@ -181,14 +181,16 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
     // Every node's heartbeat reaches the others.
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
+        let changed = a.running.daemon.fleet.as_ref().unwrap().view().changed();
         let s = fleet_status(&a).await;
         let nodes: Vec<&str> = s["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
         if nodes == ["a", "b", "c"] {
             assert_eq!(s["connected"], true);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "heartbeats: {s}");
-        a.running.daemon.fleet.as_ref().unwrap().view().changed().await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "heartbeats: {s}");
+        let _ = tokio::time::timeout(left, changed).await;
     }
 
     let (status, body) = a
@@ -234,9 +236,15 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
     // Every node is still halted until its own checklist is walked.
     for n in [&a, &b, &c] {
         let deadline = tokio::time::Instant::now() + WITHIN;
-        while n.running.daemon.fleet.as_ref().unwrap().view().fleet_halted() != Some(false) {
-            assert!(tokio::time::Instant::now() < deadline, "node saw the clear");
-            n.running.daemon.fleet.as_ref().unwrap().view().changed().await;
+        let view = n.running.daemon.fleet.as_ref().unwrap().view();
+        loop {
+            let changed = view.changed();
+            if view.fleet_halted() == Some(false) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "node saw the clear");
+            let _ = tokio::time::timeout(left, changed).await;
         }
         assert_ne!(n.state(), HaltState::Running, "clearing the fleet halt resumes no node");
     }
@@ -319,9 +327,14 @@ async fn killing_nats_halts_every_node_after_the_partition_timeout_and_none_trad
     for n in [&a, &b, &c] {
         let fleet = n.running.daemon.fleet.as_ref().unwrap();
         let deadline = tokio::time::Instant::now() + WITHIN;
-        while !fleet_status(n).await["connected"].as_bool().unwrap() {
-            assert!(tokio::time::Instant::now() < deadline, "reconnected");
-            fleet.view().changed().await;
+        loop {
+            let changed = fleet.view().changed();
+            if fleet_status(n).await["connected"].as_bool().unwrap() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "reconnected");
+            let _ = tokio::time::timeout(left, changed).await;
         }
         assert_eq!(n.state(), HaltState::Halted, "reconnecting resumes nothing by itself");
         n.walk_checklist_and_resume_ok().await;

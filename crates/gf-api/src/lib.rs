@@ -662,6 +662,9 @@ pub struct FleetHaltRecord {
     pub at: Option<DateTime<Utc>>,
     /// The bucket's revision of this record (compare-and-set writes name it).
     pub revision: u64,
+    /// Clearing it takes two different administrators: the writing node's
+    /// `fleet.two_person_rule`, which holds whatever the clearing node's own setting.
+    pub two_person: bool,
     /// Administrators who asked to clear it (the two-person rule needs two different ones).
     pub approvals: Vec<String>,
     /// Who cleared it, when it is no longer active.

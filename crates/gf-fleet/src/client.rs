@@ -411,6 +411,7 @@ impl Fleet {
                 by: by.to_owned(),
                 node: self.inner.cfg.node.clone(),
                 at: Some(self.now()),
+                two_person: self.inner.cfg.two_person_rule,
                 ..FleetHaltRecord::default()
             };
             let bytes = encode(&record);
@@ -484,7 +485,10 @@ impl Fleet {
             if !record.approvals.contains(&admin_owned) {
                 record.approvals.push(admin_owned);
             }
-            let cleared = !self.inner.cfg.two_person_rule || record.approvals.len() >= 2;
+            // The rule of the node that wrote the halt holds too: one node's laxer
+            // configuration cannot clear alone what another wrote under the rule.
+            let two = self.inner.cfg.two_person_rule || record.two_person;
+            let cleared = !two || record.approvals.len() >= 2;
             if cleared {
                 record.active = false;
                 record.cleared_by = Some(record.approvals.join(" + "));
@@ -658,7 +662,11 @@ impl Fleet {
     /// write a fleet halt this node owes. NATS answered when both succeeded.
     async fn beat(&self, conn: &Conn, rc: &RunContext) -> Result<(), FleetError> {
         self.put_heartbeat(conn, &self.heartbeat(rc)).await?;
-        self.read_halt(conn).await?;
+        let record = self.read_halt(conn).await?;
+        // A change the watch did not bring closes the gate now, not at the next sweep.
+        if record.active && rc.halt.state() == gf_core::HaltState::Running {
+            rc.halt.sweep().await;
+        }
         self.pay_debt(rc).await;
         Ok(())
     }

@@ -131,10 +131,13 @@ impl FleetView {
 
     /// NATS answered at `now`.
     pub fn contact(&self, now: DateTime<Utc>) {
-        let mut g = self.inner.lock();
-        if g.last_contact.is_none_or(|t| t < now) {
-            g.last_contact = Some(now);
+        {
+            let mut g = self.inner.lock();
+            if g.last_contact.is_none_or(|t| t < now) {
+                g.last_contact = Some(now);
+            }
         }
+        self.changed.notify_waiters();
     }
 
     /// When NATS last answered.
@@ -172,9 +175,12 @@ impl FleetView {
         sum(&all)
     }
 
-    /// Resolves on the next change of the halt record or a heartbeat.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    /// Resolves on the next change of the halt record, a heartbeat or a contact with
+    /// NATS. Create it **before** looking at the view: it receives every change from its
+    /// creation on, even before it is first polled.
+    #[must_use]
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 }
 

@@ -165,6 +165,7 @@ impl Node {
             quote: "USD".into(),
             events: bus.subscribe(KindSet::of(&[EventKind::HaltTriggered])),
             shutdown: shutdown.clone(),
+            events_closed: false,
         };
         let mut tasks = Vec::new();
         let f = fleet.clone();
@@ -245,7 +246,10 @@ pub fn attach(fleet: &Fleet, halt: &HaltCoordinator, behaviour: HaltBehaviour) {
     let view = fleet.view().clone();
     halt.register_condition(Box::new(FleetHaltCondition::new(view.clone())), behaviour);
     halt.register_condition(
-        Box::new(PartitionCondition::new(view.clone(), cfg.partition_halt_secs)),
+        Box::new(PartitionCondition::new(
+            view.clone(),
+            cfg.partition_halt_secs,
+        )),
         behaviour,
     );
     if cfg.max_total_drawdown_pct > Decimal::ZERO {
@@ -284,16 +288,19 @@ pub async fn admin_with(cfg: FleetConfig) -> Fleet {
     f
 }
 
-/// Waits until `check` holds, re-checking on every change of `view` (and at least every
-/// 20 ms: the last contact with NATS is not a change the view announces).
+/// Waits until `check` holds, re-checking on every change of `view` (a halt record, a
+/// heartbeat or a contact with NATS). The wake-up is armed before each check, so no change
+/// between the check and the wait is missed.
 pub async fn until(view: &FleetView, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        tokio::select! {
-            () = view.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+    loop {
+        let changed = view.changed();
+        if check() {
+            return;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{what}: not within {DEADLINE:?}");
+        let _ = tokio::time::timeout(left, changed).await;
     }
 }
 
@@ -301,15 +308,16 @@ pub async fn until(view: &FleetView, what: &str, mut check: impl FnMut() -> bool
 pub async fn halt_store(url: &str, fleet: &str) -> kv::Store {
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.get_key_value(gf_fleet::halt_bucket(fleet)).await.unwrap()
+    js.get_key_value(gf_fleet::halt_bucket(fleet))
+        .await
+        .unwrap()
 }
 
 /// Every value the halt key has held, oldest first, as (revision, the JSON, if it parses).
 pub async fn halt_history(store: &kv::Store) -> Vec<(u64, Option<FleetHaltRecord>)> {
     let mut history = store.history("halt").await.unwrap();
     let mut out = Vec::new();
-    while let Ok(Some(entry)) = tokio::time::timeout(Duration::from_secs(2), history.next()).await
-    {
+    while let Ok(Some(entry)) = tokio::time::timeout(Duration::from_secs(2), history.next()).await {
         let entry = entry.unwrap();
         out.push((entry.revision, serde_json::from_slice(&entry.value).ok()));
     }
