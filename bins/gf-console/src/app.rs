@@ -9,8 +9,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::api::ApiError;
 use crate::model::{
-    Checklist, ChecklistReply, Frame, GatewaySummary, HaltOutcome, HaltState, Identity,
-    JournalRecord, Num, ResumeRefusal, Snapshot, Status,
+    Checklist, ChecklistReply, FleetStatus, Frame, GatewaySummary, HaltOutcome, HaltState,
+    Identity, JournalRecord, Num, ResumeRefusal, Snapshot, Status,
 };
 
 /// Longest halt reason the daemon accepts, in characters.
@@ -275,6 +275,9 @@ pub struct State {
     /// The order gateway (traders, newest orders) from the dashboard feed; `None` until
     /// a frame carries it (a daemon without a gateway never sends one).
     pub gateway: Option<GatewaySummary>,
+    /// The fleet (fleet halt, nodes) from the dashboard feed; `None` until a frame carries
+    /// it (a daemon from before the fleet never sends one), `enabled: false` when off.
+    pub fleet: Option<FleetStatus>,
     /// Journal records, newest first.
     pub journal: Vec<JournalRecord>,
     /// First journal row shown.
@@ -311,6 +314,7 @@ impl State {
             snapshot: Snapshot::default(),
             realised_pnl: Num::default(),
             gateway: None,
+            fleet: None,
             journal: Vec::new(),
             journal_scroll: 0,
             screen: Screen::Overview,
@@ -821,12 +825,14 @@ fn feed(state: &mut State, ev: FeedEvent) -> Action {
                 checklist,
                 portfolio,
                 gateway,
+                fleet,
             } => {
                 state.dashboard_link = Link::Up;
                 state.apply_status(status, checklist);
                 state.snapshot = *snapshot;
                 state.realised_pnl = portfolio.realised_pnl;
                 state.gateway = gateway;
+                state.fleet = fleet.map(|f| *f);
                 Action::None
             }
             Frame::Other => Action::None,

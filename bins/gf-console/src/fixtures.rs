@@ -139,6 +139,45 @@ pub fn gateway_json() -> Value {
     })
 }
 
+/// The dashboard frame's `fleet`: a fleet halt in force (one clear approval of two) over
+/// three nodes — this one halted, one halting, one stale and still running.
+pub fn fleet_json() -> Value {
+    let node = |id: &str, state: &str, equity: &str, dd: &str, exposure: &str, age: u64| {
+        json!({"node": id, "state": state, "equity": equity, "peak_equity": equity,
+               "drawdown_pct": dd, "exposure": exposure, "quote": "USD",
+               "at": "2026-03-02T14:04:59Z", "age_ms": age, "stale": age > 10_000,
+               "breached": []})
+    };
+    let mut alpha = node("alpha", "halted", "10123.46", "3.1", "1520.5", 240);
+    alpha["breached"] = json!(["fleet_halt"]);
+    alpha["halt_reason"] = json!("fleet halt: desk-wide drawdown drill");
+    let beta = node("beta", "halting", "20500.25", "0.4", "0", 1_250);
+    let mut gamma = node("gamma-3", "running", "9000", "12.25", "100.5", 75_000);
+    gamma["breached"] = json!(["max_total_drawdown"]);
+    json!({
+        "enabled": true,
+        "fleet": "prod",
+        "node": "alpha",
+        "connected": true,
+        "last_contact_ms": 240,
+        "partition_halt_secs": 10,
+        "halt": {
+            "active": true,
+            "reason": "desk-wide drawdown drill",
+            "by": "operator:alice",
+            "node": "alpha",
+            "at": "2026-03-02T14:03:00Z",
+            "revision": 7,
+            "approvals": ["bob"],
+        },
+        "nodes": [alpha, beta, gamma],
+        "total_equity": "39623.71",
+        "total_drawdown_pct": "3.9",
+        "total_exposure": "1621",
+        "a_field_from_the_future": true,
+    })
+}
+
 /// A dashboard frame: conditions (staleness breached unless `clear`), two positions, an
 /// alert, the order gateway.
 pub fn dashboard_json(state: HaltState, checklist: &Value, clear: bool) -> Value {

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use gf_api::{
-    Checklist, ChecklistItem, ChecklistReply, GatewayOrder, GatewaySummary, HaltInfo, HaltOutcome,
-    HaltState, HaltStatus, Identity, JournalRecord, Num, ResumeRefusal, Status, TraderSummary,
+    Checklist, ChecklistItem, ChecklistReply, FleetHaltRecord, FleetNode, FleetStatus,
+    GatewayOrder, GatewaySummary, HaltInfo, HaltOutcome, HaltState, HaltStatus, Identity,
+    JournalRecord, Num, ResumeRefusal, Status, TraderSummary,
 };
 
 /// `value / threshold` as a gauge ratio in `0.0..=1.0` (a display fraction, not money).
@@ -155,6 +156,10 @@ pub enum Frame {
         /// summary this console cannot read: the rest of the frame still counts).
         #[serde(default, deserialize_with = "lenient")]
         gateway: Option<GatewaySummary>,
+        /// The fleet (`[fleet]`): the fleet halt and every node's heartbeat; `None` from a
+        /// daemon without fleet support (or one whose fleet this console cannot read).
+        #[serde(default, deserialize_with = "lenient")]
+        fleet: Option<Box<FleetStatus>>,
     },
     /// A frame type this console does not know; ignored.
     #[serde(other)]

@@ -11,7 +11,7 @@ use ratatui::widgets::{
 };
 
 use crate::app::{Dialog, Level, Link, Screen, State};
-use crate::model::{GatewayOrder, GatewaySummary, HaltState, JournalRecord, ratio};
+use crate::model::{FleetStatus, GatewayOrder, GatewaySummary, HaltState, JournalRecord, ratio};
 
 /// Amber, for Recovering and warnings.
 const AMBER: Color = Color::Yellow;
@@ -395,6 +395,28 @@ fn state_lines(state: &State) -> Vec<Line<'static>> {
             ),
         );
     }
+    if let Some(f) = state.fleet.as_ref().filter(|f| f.enabled) {
+        if let Some(h) = f.halt.as_ref().filter(|h| h.active) {
+            lines.insert(
+                0,
+                Line::styled(
+                    format!("FLEET HALT: {} — {}", h.reason, h.by),
+                    Style::new().fg(Color::Red).bold(),
+                ),
+            );
+        } else if !f.connected {
+            lines.insert(
+                0,
+                Line::styled(
+                    format!(
+                        "FLEET: NATS unreachable; halts after {}s",
+                        f.partition_halt_secs
+                    ),
+                    Style::new().fg(AMBER).bold(),
+                ),
+            );
+        }
+    }
     if let Some(problem) = &state.status.core.journal_problem {
         lines.insert(
             0,
@@ -448,7 +470,33 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let halves = |r: Rect| {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(r)
     };
-    match (&state.gateway, area.width >= 120) {
+    // The fleet panel (a daemon in a fleet): above the journal when wide; under the
+    // alerts when narrow and tall enough. At 80×24 only the state box's FLEET line shows.
+    let fleet = state.fleet.as_ref().filter(|f| f.enabled);
+    let wide = area.width >= 120;
+    let mut bottom = bottom;
+    if let Some(f) = fleet
+        && !wide
+    {
+        let h = fleet_height(f);
+        if bottom.height >= h.saturating_add(5) {
+            let [rest, fleet_area] =
+                Layout::vertical([Constraint::Min(5), Constraint::Length(h)]).areas(bottom);
+            render_fleet(frame, fleet_area, f, state.now);
+            bottom = rest;
+        }
+    }
+    let journal_column = |frame: &mut Frame<'_>, area: Rect| match fleet {
+        Some(f) => {
+            let h = fleet_height(f).min(area.height.saturating_mul(2) / 3);
+            let [fleet_area, journal] =
+                Layout::vertical([Constraint::Length(h), Constraint::Min(0)]).areas(area);
+            render_fleet(frame, fleet_area, f, state.now);
+            render_recent_journal(frame, journal, state);
+        }
+        None => render_recent_journal(frame, area, state),
+    };
+    match (&state.gateway, wide) {
         (Some(gateway), true) => {
             let [left, journal] = halves(bottom);
             let alerts_h = u16::try_from(state.snapshot.alerts.len().max(1))
@@ -459,12 +507,12 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
                 Layout::vertical([Constraint::Length(alerts_h), Constraint::Min(0)]).areas(left);
             render_alerts(frame, alerts, state);
             render_gateway(frame, gateway_area, gateway);
-            render_recent_journal(frame, journal, state);
+            journal_column(frame, journal);
         }
         (None, true) => {
             let [alerts, journal] = halves(bottom);
             render_alerts(frame, alerts, state);
-            render_recent_journal(frame, journal, state);
+            journal_column(frame, journal);
         }
         (Some(gateway), false) => {
             let [alerts, gateway_area] = halves(bottom);
@@ -473,6 +521,174 @@ fn render_overview(frame: &mut Frame<'_>, area: Rect, state: &State) {
         }
         (None, false) => render_alerts(frame, bottom, state),
     }
+}
+
+/// Rows the fleet panel needs: borders, the fleet halt (two lines while in force), NATS,
+/// the header, one per node (at least one), the totals.
+fn fleet_height(f: &FleetStatus) -> u16 {
+    let active = f.halt.as_ref().is_some_and(|h| h.active);
+    u16::try_from(f.nodes.len().max(1))
+        .unwrap_or(u16::MAX)
+        .saturating_add(6 + u16::from(active))
+}
+
+/// Milliseconds, short: `240ms`, `1.2s`, `1m15s`.
+fn age_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{}.{}s", ms / 1_000, (ms % 1_000) / 100)
+    } else {
+        let secs = ms / 1_000;
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+/// The fleet: the fleet halt (red while in force), this node's link to NATS, then one
+/// line per node — state, heartbeat age (stale in amber), equity, drawdown, exposure,
+/// breached conditions — and the totals the fleet conditions judge.
+fn render_fleet(frame: &mut Frame<'_>, area: Rect, f: &FleetStatus, now: DateTime<Utc>) {
+    let active = f.halt.as_ref().filter(|h| h.active);
+    let mut title = vec![Span::raw(format!(" Fleet {} · node {} ", f.fleet, f.node))];
+    if active.is_some() {
+        title.push(Span::styled(
+            "FLEET HALT",
+            Style::new().fg(Color::White).bg(Color::Red).bold(),
+        ));
+        title.push(Span::raw(" "));
+    }
+    let border = if active.is_some() {
+        Style::new().fg(Color::Red)
+    } else {
+        Style::new()
+    };
+    let block = Block::bordered()
+        .border_style(border)
+        .title(Line::from(title));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::with_capacity(f.nodes.len() + 5);
+    let halt_line = match (active, &f.halt) {
+        (Some(h), _) => {
+            let approvals = if h.approvals.is_empty() {
+                String::new()
+            } else {
+                format!("; clear approvals: {}", h.approvals.join(", "))
+            };
+            lines.push(Line::styled(
+                format!("HALT: {}", h.reason),
+                Style::new().fg(Color::Red).bold(),
+            ));
+            Line::styled(
+                format!(
+                    "by {} on {}, {}; rev {}{approvals}",
+                    h.by,
+                    h.node,
+                    when(h.at, now),
+                    h.revision
+                ),
+                Style::new().fg(Color::Red),
+            )
+        }
+        (None, Some(h)) if h.cleared_by.is_some() => Line::styled(
+            format!(
+                "no fleet halt (last: {} — cleared by {})",
+                h.reason,
+                h.cleared_by.as_deref().unwrap_or_default()
+            ),
+            Style::new().dim(),
+        ),
+        _ => Line::styled("no fleet halt", Style::new().dim()),
+    };
+    lines.push(halt_line);
+    let contact = f
+        .last_contact_ms
+        .map_or_else(|| "never".to_owned(), |ms| format!("{} ago", age_ms(ms)));
+    lines.push(if f.connected {
+        Line::styled(
+            format!(
+                "NATS connected · last contact {contact} · partition halt after {}s",
+                f.partition_halt_secs
+            ),
+            Style::new().dim(),
+        )
+    } else {
+        Line::styled(
+            format!(
+                "NATS UNREACHABLE · last contact {contact} · partition halt after {}s",
+                f.partition_halt_secs
+            ),
+            Style::new().fg(AMBER).bold(),
+        )
+    });
+    let cells: Vec<[String; 6]> = f
+        .nodes
+        .iter()
+        .map(|n| {
+            let age = age_ms(n.age_ms);
+            [
+                n.node.clone(),
+                n.state.to_string(),
+                if n.stale { format!("{age} STALE") } else { age },
+                n.equity.to_string(),
+                format!("{}%", n.drawdown_pct),
+                n.exposure.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["node", "state", "beat", "equity", "dd", "exposure"];
+    let mut w = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in w.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let pad = |text: &str, i: usize| {
+        if i >= 3 {
+            format!("{text:>width$} ", width = w[i])
+        } else {
+            format!("{text:<width$} ", width = w[i])
+        }
+    };
+    let mut head: String = header.iter().enumerate().map(|(i, h)| pad(h, i)).collect();
+    head.push_str("breached");
+    lines.push(Line::styled(head, Style::new().dim()));
+    if f.nodes.is_empty() {
+        lines.push(Line::styled("no node heartbeats yet", Style::new().dim()));
+    }
+    for (n, row) in f.nodes.iter().zip(&cells) {
+        let stale = if n.stale {
+            Style::new().fg(AMBER).bold()
+        } else {
+            Style::new()
+        };
+        let breached = if n.breached.is_empty() {
+            Span::styled("-", Style::new().dim())
+        } else {
+            Span::styled(n.breached.join(", "), Style::new().fg(Color::Red))
+        };
+        lines.push(Line::from(vec![
+            Span::styled(pad(&row[0], 0), Style::new().bold()),
+            Span::styled(pad(&row[1], 1), Style::new().fg(state_color(n.state))),
+            Span::styled(pad(&row[2], 2), stale),
+            Span::raw(pad(&row[3], 3)),
+            Span::raw(pad(&row[4], 4)),
+            Span::raw(pad(&row[5], 5)),
+            breached,
+        ]));
+    }
+    let stale = f.nodes.iter().filter(|n| n.stale).count();
+    lines.push(Line::styled(
+        format!(
+            "total equity {} · drawdown {}% · exposure {} · {} nodes, {stale} stale",
+            f.total_equity,
+            f.total_drawdown_pct,
+            f.total_exposure,
+            f.nodes.len()
+        ),
+        Style::new().dim(),
+    ));
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 /// Below this inner width the gateway panel drops prices, ids and reasons, and cuts
@@ -1281,6 +1497,70 @@ mod tests {
             let text = draw(&s, size);
             assert!(!text.contains("Gateway"), "{size:?}:\n{text}");
             assert!(text.contains("Alerts"), "{text}");
+        }
+    }
+
+    /// The fleet panel: a fleet halt in force over three nodes (one stale). At 80×24 the
+    /// state box names the fleet halt and the panel yields to alerts and gateway; wide,
+    /// the panel sits above the journal; taller narrow terminals get it under the alerts.
+    #[test]
+    fn the_fleet_panel_shows_the_fleet_halt_and_every_node() {
+        let mut s = console(HaltState::Halted);
+        s.fleet = Some(serde_json::from_value(crate::fixtures::fleet_json()).unwrap());
+        snap("fleet_halt_halted", &s);
+        let small = draw(&s, (80, 24));
+        assert!(
+            small.contains("FLEET HALT: desk-wide drawdown drill — operator:alice"),
+            "{small}"
+        );
+        // The local panels keep their place at 80×24.
+        for expected in ["Alerts", "Gateway", "Conditions", "Positions and P&L"] {
+            assert!(small.contains(expected), "{expected:?}:\n{small}");
+        }
+        let wide = draw(&s, (160, 48));
+        for expected in [
+            "Fleet prod · node alpha FLEET HALT",
+            "HALT: desk-wide drawdown drill",
+            "by operator:alice on alpha, 14:03:00 UTC (2m ago); rev 7; clear approvals: bob",
+            "NATS connected · last contact 240ms ago · partition halt after 10s",
+            "node    state   beat          equity     dd exposure breached",
+            "alpha   halted  240ms       10123.46   3.1%   1520.5 fleet_halt",
+            "beta    halting 1.2s        20500.25   0.4%        0 -",
+            "gamma-3 running 1m15s STALE     9000 12.25%    100.5 max_total_drawdown",
+            "total equity 39623.71 · drawdown 3.9% · exposure 1621 · 3 nodes, 1 stale",
+            "Recent journal",
+        ] {
+            assert!(wide.contains(expected), "{expected:?}:\n{wide}");
+        }
+        let tall = draw(&s, (100, 40));
+        assert!(tall.contains("gamma-3 running 1m15s STALE"), "{tall}");
+        assert!(tall.contains("Alerts"), "{tall}");
+
+        // NATS gone: the state box says the node halts on its own soon.
+        if let Some(f) = s.fleet.as_mut() {
+            f.connected = false;
+            f.halt = None;
+        }
+        let small = draw(&s, (80, 24));
+        assert!(
+            small.contains("FLEET: NATS unreachable; halts after 10s"),
+            "{small}"
+        );
+        let wide = draw(&s, (160, 48));
+        assert!(wide.contains("no fleet halt"), "{wide}");
+        assert!(
+            wide.contains("NATS UNREACHABLE · last contact 240ms ago"),
+            "{wide}"
+        );
+
+        // A daemon with the fleet off (or from before it): no panel, no line.
+        for fleet in [Some(FleetStatus::default()), None] {
+            s.fleet = fleet;
+            for size in SIZES {
+                let text = draw(&s, size);
+                assert!(!text.contains("Fleet"), "{size:?}:\n{text}");
+                assert!(!text.contains("FLEET"), "{size:?}:\n{text}");
+            }
         }
     }
 

@@ -549,3 +549,48 @@ fn dashboard_frames_carry_the_gateway_and_a_daemon_without_one_clears_it() {
         assert_eq!(s.dashboard_link, Link::Up);
     }
 }
+
+#[test]
+fn dashboard_frames_carry_the_fleet_and_a_frame_without_one_clears_it() {
+    let list = fixtures::checklist_json(3, 0);
+    let mut json = fixtures::dashboard_json(HaltState::Halted, &list, false);
+    json["fleet"] = fixtures::fleet_json();
+    let mut s = console(HaltState::Running);
+    assert_eq!(s.fleet, None, "the fixture's frames carry no fleet");
+    let frame = serde_json::from_value(json.clone()).unwrap();
+    update(&mut s, Msg::Feed(FeedEvent::Frame(Box::new(frame))));
+    let fleet = s.fleet.clone().expect("the frame's fleet is kept");
+    assert!(fleet.enabled);
+    assert_eq!(fleet.halt.as_ref().map(|h| h.revision), Some(7));
+    assert_eq!(
+        fleet
+            .nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.state, n.stale))
+            .collect::<Vec<_>>(),
+        [
+            ("alpha", HaltState::Halted, false),
+            ("beta", HaltState::Halting, false),
+            ("gamma-3", HaltState::Running, true)
+        ]
+    );
+    assert_eq!(fleet.total_exposure.to_string(), "1621");
+
+    // A fleet this console cannot read, or none at all: the rest of the frame counts and
+    // the panel goes away rather than going stale.
+    for bad in [Some(json!({"nodes": "oops"})), Some(json!(null)), None] {
+        match bad {
+            None => json.as_object_mut().unwrap().remove("fleet"),
+            Some(b) => json.as_object_mut().unwrap().insert("fleet".into(), b),
+        };
+        let frame = serde_json::from_value(json.clone()).unwrap();
+        let action = update(&mut s, Msg::Feed(FeedEvent::Frame(Box::new(frame))));
+        assert_eq!(action, Action::None);
+        assert_eq!(s.fleet, None, "{json}");
+        assert_eq!(s.halt_state(), HaltState::Halted);
+        assert!(
+            s.gateway.is_some(),
+            "the gateway of the same frame is applied"
+        );
+    }
+}

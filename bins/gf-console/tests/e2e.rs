@@ -126,6 +126,13 @@ async fn halt_complete_every_item_and_resume_against_a_real_daemon() {
     })
     .await;
     assert!(screen_text(&state).contains("RUNNING"));
+    // The daemon's frame carries its fleet: off here, so no fleet line or panel.
+    let fleet = state
+        .fleet
+        .clone()
+        .expect("the dashboard frame carries `fleet`");
+    assert!(!fleet.enabled, "{fleet:?}");
+    assert!(!screen_text(&state).contains("FLEET"));
 
     // Halt: H, the reason, Enter.
     press(&mut state, &api, KeyCode::Char('H')).await;

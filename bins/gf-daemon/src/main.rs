@@ -105,6 +105,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<ChecklistAction>,
     },
+    /// The fleet: many daemons halted as one, over NATS JetStream (`[fleet]`).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Journal tools.
     Journal {
         #[command(subcommand)]
@@ -158,6 +163,31 @@ enum SecretsCommand {
     },
     /// Asks the running (live) daemon to rotate its credentials now; needs an admin token.
     Rotate(ClientArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Halts every node of the fleet now (operator). This node halts even when NATS does
+    /// not answer; the fleet write is then retried.
+    Halt {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Why (journaled on every node).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Clears the fleet halt (admin; the two-person rule needs a second administrator).
+    /// Each node then still walks its own recovery checklist.
+    Resume(ClientArgs),
+    /// Shows the fleet: the fleet halt, every node's state, heartbeat age, equity,
+    /// drawdown and exposure.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Prints the status as JSON (`GET /api/v1/fleet/status`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +431,37 @@ async fn run(command: Command) -> Result<ExitCode> {
                 .post_as(&path, &gf_api::CompleteRequest { note })
                 .await?;
             print!("{}", gf_daemon::client::format_completed(&item, &v));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fleet {
+            command: FleetCommand::Halt { client, reason },
+        } => {
+            let v: gf_api::FleetHaltReply = client
+                .client()?
+                .post_as("/api/v1/fleet/halt", &gf_api::FleetHaltRequest { reason })
+                .await?;
+            print!("{}", gf_daemon::client::format_fleet_halt_reply(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fleet {
+            command: FleetCommand::Resume(c),
+        } => {
+            let v: gf_api::FleetResumeReply = c
+                .client()?
+                .post_as("/api/v1/fleet/resume", &json!({}))
+                .await?;
+            print!("{}", gf_daemon::client::format_fleet_resume_reply(&v));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fleet {
+            command: FleetCommand::Status { client, json },
+        } => {
+            let s: gf_api::FleetStatus = client.client()?.get_as("/api/v1/fleet/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", gf_daemon::client::format_fleet_status(&s));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Journal {

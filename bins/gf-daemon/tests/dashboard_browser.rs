@@ -8,7 +8,9 @@
 //! proves the log is really read). Screenshots go to `target/`: `dashboard-running.png`,
 //! `dashboard-halted.png`, `dashboard-phone.png` (390 px wide) and `dashboard-crash.png`.
 //! The operator test also places an order through the order gateway as a `trader` and
-//! checks that the "Order gateway" card shows the trader and the order.
+//! checks that the "Order gateway" card shows the trader and the order. The crash test
+//! checks the fleet's "off" pill and renders a fleet halt over three nodes into the fleet
+//! card (`window.gfDashboard.previewFleet`: no NATS needed).
 
 mod common;
 
@@ -179,6 +181,52 @@ async fn until_order_row(
 
 /// Opens the dashboard and signs in with `token`; returns once the state banner shows a
 /// state from the daemon.
+/// A fleet halt in force over three nodes, the third one stale: the `FleetStatus` the
+/// dashboard frame would carry (built from the wire type, so a renamed field fails here).
+fn fleet_fixture() -> Value {
+    let node = |id: &str, state: gf_api::HaltState, age_ms: u64, stale: bool| gf_api::FleetNode {
+        node: id.into(),
+        state,
+        quote: "USD".into(),
+        age_ms,
+        stale,
+        ..gf_api::FleetNode::default()
+    };
+    let mut alpha = node("alpha", gf_api::HaltState::Halted, 240, false);
+    alpha.equity = gf_api::Num("10000".into());
+    alpha.drawdown_pct = gf_api::Num("1.5".into());
+    alpha.exposure = gf_api::Num("2500".into());
+    alpha.breached = vec!["fleet_halt".into()];
+    let beta = node("beta", gf_api::HaltState::Halting, 1250, false);
+    let mut gamma = node("gamma", gf_api::HaltState::Running, 75_000, true);
+    gamma.equity = gf_api::Num("9000".into());
+    gamma.drawdown_pct = gf_api::Num("12.25".into());
+    gamma.exposure = gf_api::Num("100.5".into());
+    let status = gf_api::FleetStatus {
+        enabled: true,
+        fleet: "prod".into(),
+        node: "alpha".into(),
+        connected: true,
+        last_contact_ms: Some(240),
+        partition_halt_secs: 10,
+        halt: Some(gf_api::FleetHaltRecord {
+            active: true,
+            reason: "drill <b>now</b>".into(),
+            by: "operator:alice".into(),
+            node: "alpha".into(),
+            at: "2026-03-02T14:00:00Z".parse().ok(),
+            revision: 7,
+            approvals: vec!["admin:bob".into()],
+            ..gf_api::FleetHaltRecord::default()
+        }),
+        nodes: vec![alpha, beta, gamma],
+        total_equity: gf_api::Num("19000".into()),
+        total_drawdown_pct: gf_api::Num("3.4".into()),
+        total_exposure: gf_api::Num("2600.5".into()),
+    };
+    serde_json::to_value(status).unwrap_or_default()
+}
+
 async fn open_and_sign_in(
     b: &Browser,
     url: &str,
@@ -619,6 +667,60 @@ async fn automatic_halt_in_a_crash_shows_its_condition_and_the_drawdown() -> Res
             "no trader has placed an order"
         );
         assert_eq!(b.text("#gateway-orders").await?, "no orders yet");
+
+        // The fleet is off: the top bar says so and there is no fleet card.
+        b.until_text("#fleet-pill", "fleet: off").await?;
+        assert_eq!(
+            b.js("return document.getElementById('fleet-card').hidden")
+                .await?,
+            json!(true)
+        );
+        assert_eq!(
+            b.js("return window.gfDashboard.fleet.enabled").await?,
+            json!(false)
+        );
+        // A fleet halt with three nodes, one stale, rendered as a frame would render it
+        // (no NATS here): checked in the same script, before the next frame replaces it.
+        let fleet = fleet_fixture();
+        let seen = b
+            .js(&format!(
+                "window.gfDashboard.previewFleet({fleet}); \
+                 const rows = [...document.querySelectorAll('#fleet-nodes tr')]; \
+                 return {{ \
+                   card_hidden: document.getElementById('fleet-card').hidden, \
+                   pill: document.getElementById('fleet-pill').textContent, \
+                   pill_class: document.getElementById('fleet-pill').className, \
+                   halt_class: document.getElementById('fleet-halt').className, \
+                   halt: document.getElementById('fleet-halt').textContent, \
+                   nodes: rows.map((r) => r.dataset.node), \
+                   stale: rows.filter((r) => r.classList.contains('stale')).map((r) => r.dataset.node), \
+                   cells: rows.map((r) => [...r.cells].map((c) => c.textContent)), \
+                   markup: document.getElementById('fleet-halt').querySelectorAll('b').length \
+                 }};"
+            ))
+            .await?;
+        eprintln!("fleet card: {seen:#}");
+        assert_eq!(seen["card_hidden"], json!(false));
+        assert_eq!(seen["pill"], "fleet prod: HALTED");
+        assert_eq!(seen["pill_class"], "pill fleet-alarm");
+        assert_eq!(seen["halt_class"], "fleet-halt fleet-halt-active");
+        let halt = seen["halt"].as_str().unwrap_or_default();
+        assert!(
+            halt.contains("drill <b>now</b> — by operator:alice on alpha")
+                && halt.contains("revision 7; clear approvals: admin:bob"),
+            "{halt}"
+        );
+        assert_eq!(seen["markup"], 0, "a reason is text, never markup");
+        assert_eq!(seen["nodes"], json!(["alpha", "beta", "gamma"]));
+        assert_eq!(seen["stale"], json!(["gamma"]));
+        assert_eq!(
+            seen["cells"][0],
+            json!(["alpha (this node)", "halted", "240 ms", "10000 USD", "1.5 %", "2500 USD", "fleet_halt"])
+        );
+        assert_eq!(
+            seen["cells"][2],
+            json!(["gamma", "running", "1m 15s (stale)", "9000 USD", "12.25 %", "100.5 USD", "–"])
+        );
 
         // Nobody presses anything: the slide trips a drawdown condition and the page shows
         // the automatic halt and points at the condition that caused it (which may have

@@ -431,3 +431,39 @@ fn secrets_encrypt_then_check_never_prints_the_secret() {
         "{err}"
     );
 }
+
+/// `fleet.enabled = false` (the default): `fleet status` says so in one line (and as JSON),
+/// `fleet halt` is refused with `fleet_disabled` and halts nothing, `fleet resume` needs
+/// an admin before anything else.
+#[test]
+fn fleet_commands_against_a_daemon_without_a_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = launch(dir.path(), "normal");
+    let token = d.token.clone().expect("a fresh data dir prints a token");
+
+    let status = cli(&d.url, &token, &["fleet", "status"]);
+    assert!(status.status.success(), "{status:?}");
+    assert_eq!(
+        stdout(&status),
+        "fleet: off (fleet.enabled = false on this daemon)\n"
+    );
+    let json = cli(&d.url, &token, &["fleet", "status", "--json"]);
+    assert!(json.status.success(), "{json:?}");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["enabled"], false, "{v}");
+    assert_eq!(v["nodes"], serde_json::json!([]), "{v}");
+
+    let halt = cli(&d.url, &token, &["fleet", "halt", "--reason", "drill"]);
+    assert!(!halt.status.success(), "{halt:?}");
+    let err = String::from_utf8_lossy(&halt.stderr);
+    assert!(err.contains("409 fleet_disabled"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    let out = stdout(&cli(&d.url, &token, &["status"]));
+    assert!(out.starts_with("state: running\ngate: open\n"), "{out}");
+
+    // The launch token is an operator's: clearing a fleet halt is an admin's.
+    let resume = cli(&d.url, &token, &["fleet", "resume"]);
+    assert!(!resume.status.success(), "{resume:?}");
+    let err = String::from_utf8_lossy(&resume.stderr);
+    assert!(err.contains("403 forbidden"), "{err}");
+}

@@ -106,6 +106,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "paper mode has no credentials to rotate",
     ),
     (
+        "fleet_disabled",
+        409,
+        "the fleet is not enabled (`fleet.enabled = false`)",
+    ),
+    (
         "halted",
         409,
         "trading is halted: the order is refused; `detail` has `halt_id`, `source`, `reason`, `state`",
@@ -175,6 +180,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "not_journaled",
         503,
         "the journal could not record the order, so nothing was placed; a retry may succeed",
+    ),
+    (
+        "fleet_unreachable",
+        503,
+        "NATS did not answer: this node is halted anyway (fleet halt) and the fleet write is retried; a fleet resume cleared nothing",
     ),
 ];
 

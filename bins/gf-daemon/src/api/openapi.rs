@@ -301,6 +301,134 @@ fn gateway_schemas() -> Value {
     })
 }
 
+/// The fleet's routes (`[fleet]`, over NATS JetStream).
+fn fleet_paths(paths: &mut serde_json::Map<String, Value>) {
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let mut status = op(
+        "The fleet: the fleet halt record, every node's heartbeat (state, age, equity, drawdown, exposure) and the totals; `enabled: false` when the fleet is off",
+        Some("viewer"),
+        "200",
+    );
+    status["responses"]["200"]["content"]["application/json"]["schema"] = schema("FleetStatus");
+    let mut halt = op(
+        "Halt every node of the fleet (writes the fleet halt with compare-and-set) and this node now",
+        Some("operator"),
+        "201",
+    );
+    halt["description"] = json!(
+        "201 when this request wrote the fleet halt; 200 when one was already in force (`created: \
+         false`, nothing written). Every node watching the bucket closes its gate. When NATS does \
+         not answer, this node halts anyway and the fleet write is retried until it lands: 503 \
+         fleet_unreachable."
+    );
+    halt["requestBody"] = json!({
+        "required": true,
+        "content": { "application/json": { "schema": {
+            "type": "object", "required": ["reason"], "additionalProperties": false,
+            "properties": { "reason": {
+                "type": "string", "minLength": 1, "maxLength": gf_halt::coordinator::MAX_REASON_CHARS,
+                "pattern": NO_CONTROLS,
+                "description": "characters, not bytes; journaled on every node; control characters are refused (400 invalid_field)"
+            } }
+        }}}
+    });
+    halt["responses"]["201"]["content"]["application/json"]["schema"] = schema("FleetHaltReply");
+    halt["responses"]["200"] = json!({
+        "description": "a fleet halt was already in force: `created: false`, nothing written",
+        "content": { "application/json": { "schema": schema("FleetHaltReply") } }
+    });
+    halt["responses"]["409"] = error_response("fleet_disabled");
+    halt["responses"]["503"] = error_response(
+        "fleet_unreachable: this node is halted; the fleet halt is written as soon as NATS answers (detail: halt_id, durable)",
+    );
+    let mut resume = op(
+        "Clear the fleet halt (two different administrators under fleet.two_person_rule); each node then still walks its own checklist",
+        Some("admin"),
+        "200",
+    );
+    resume["responses"]["200"]["content"]["application/json"]["schema"] =
+        schema("FleetResumeReply");
+    resume["responses"]["409"] = error_response("fleet_disabled");
+    resume["responses"]["503"] =
+        error_response("fleet_unreachable: NATS did not answer; nothing was cleared");
+    paths.insert("/api/v1/fleet/status".into(), json!({ "get": status }));
+    paths.insert("/api/v1/fleet/halt".into(), json!({ "post": halt }));
+    paths.insert("/api/v1/fleet/resume".into(), json!({ "post": resume }));
+}
+
+/// The fleet's wire types (`gf_api::Fleet*`).
+fn fleet_schemas() -> Value {
+    let decimal = json!({ "type": "string", "description": "a decimal string" });
+    let opt_time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let opt_string = json!({ "type": ["string", "null"] });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    json!({
+        "FleetHaltRecord": {
+            "type": "object",
+            "description": "The fleet halt as the JetStream bucket gf_fleet_<name>_halt holds it (key `halt`).",
+            "properties": {
+                "active": { "type": "boolean", "description": "every node's gate is closed until an administrator clears it" },
+                "reason": { "type": "string" },
+                "by": { "type": "string", "description": "`operator:<name>` or `auto:<condition>`" },
+                "node": { "type": "string", "description": "the node that wrote it" },
+                "at": opt_time,
+                "revision": { "type": "integer", "minimum": 0, "description": "the bucket's revision (compare-and-set)" },
+                "approvals": { "type": "array", "items": { "type": "string" }, "description": "administrators who asked to clear it" },
+                "cleared_by": opt_string,
+                "cleared_at": opt_time
+            }
+        },
+        "FleetHaltReply": {
+            "type": "object", "required": ["record", "created"],
+            "properties": {
+                "record": { "$ref": "#/components/schemas/FleetHaltRecord" },
+                "created": { "type": "boolean", "description": "false: a fleet halt was already in force" }
+            }
+        },
+        "FleetResumeReply": {
+            "type": "object", "required": ["record", "cleared"],
+            "properties": {
+                "record": { "$ref": "#/components/schemas/FleetHaltRecord" },
+                "cleared": { "type": "boolean", "description": "cleared; each node still walks its own checklist" },
+                "needs": { "type": ["string", "null"], "description": "what is still needed (the two-person rule's second administrator)" }
+            }
+        },
+        "FleetNode": {
+            "type": "object",
+            "properties": {
+                "node": { "type": "string" },
+                "state": { "type": "string", "enum": ["running", "halting", "halted", "recovering", "unknown"] },
+                "halt_reason": opt_string,
+                "breached": strings,
+                "equity": decimal,
+                "peak_equity": decimal,
+                "drawdown_pct": decimal,
+                "exposure": decimal,
+                "quote": { "type": "string" },
+                "at": opt_time,
+                "age_ms": { "type": "integer", "minimum": 0, "description": "since its heartbeat, by this node's clock" },
+                "stale": { "type": "boolean", "description": "no heartbeat for longer than the partition timeout" }
+            }
+        },
+        "FleetStatus": {
+            "type": "object",
+            "properties": {
+                "enabled": { "type": "boolean", "description": "fleet.enabled; false: every other field is empty" },
+                "fleet": { "type": "string" },
+                "node": { "type": "string", "description": "this node's id" },
+                "connected": { "type": "boolean", "description": "NATS answered within the partition timeout" },
+                "last_contact_ms": { "type": ["integer", "null"], "minimum": 0 },
+                "partition_halt_secs": { "type": "integer", "minimum": 0 },
+                "halt": { "oneOf": [{ "$ref": "#/components/schemas/FleetHaltRecord" }, { "type": "null" }] },
+                "nodes": { "type": "array", "items": { "$ref": "#/components/schemas/FleetNode" } },
+                "total_equity": decimal,
+                "total_drawdown_pct": decimal,
+                "total_exposure": decimal
+            }
+        }
+    })
+}
+
 /// Routes of viewers that a `trader` token may read too.
 const TRADER_READS: &[&str] = &[
     "/api/v1/halt/status",
@@ -439,6 +567,7 @@ pub fn spec() -> Value {
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
         gateway_paths(paths);
+        fleet_paths(paths);
         for (path, item) in paths.iter_mut() {
             let Some(ops) = item.as_object_mut() else {
                 continue;
@@ -461,6 +590,12 @@ pub fn spec() -> Value {
         gateway_schemas(),
     ) {
         all.extend(gateway);
+    }
+    if let (Some(all), Value::Object(fleet)) = (
+        doc["components"]["schemas"].as_object_mut(),
+        fleet_schemas(),
+    ) {
+        all.extend(fleet);
     }
     doc
 }
@@ -700,6 +835,60 @@ mod tests {
                 .iter()
                 .any(|c| c["code"] == code && c["status"] == status);
             assert!(listed, "{code} {status}");
+        }
+    }
+
+    #[test]
+    fn the_fleet_routes_name_their_roles_errors_and_wire_types() {
+        let doc = spec();
+        let path = |p: &str, m: &str| doc["paths"][p][m].clone();
+        assert_eq!(
+            path("/api/v1/fleet/status", "get")["x-roles"],
+            json!(["viewer", "operator", "admin"])
+        );
+        assert_eq!(
+            path("/api/v1/fleet/halt", "post")["x-roles"],
+            json!(["operator", "admin"])
+        );
+        assert_eq!(
+            path("/api/v1/fleet/resume", "post")["x-roles"],
+            json!(["admin"])
+        );
+        let halt = path("/api/v1/fleet/halt", "post");
+        for status in ["200", "201", "409", "503"] {
+            assert!(halt["responses"][status].is_object(), "{status}");
+        }
+        let codes = doc["components"]["responses"]["Error"]["x-error-codes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        for (code, status) in [("fleet_disabled", 409), ("fleet_unreachable", 503)] {
+            assert!(
+                codes
+                    .iter()
+                    .any(|c| c["code"] == code && c["status"] == status),
+                "{code} {status}"
+            );
+        }
+        // The schema names every field of the wire type, no more.
+        let wire = serde_json::to_value(gf_api::FleetStatus {
+            halt: Some(gf_api::FleetHaltRecord::default()),
+            nodes: vec![gf_api::FleetNode::default()],
+            ..gf_api::FleetStatus::default()
+        })
+        .unwrap();
+        for (schema, value) in [
+            ("FleetStatus", &wire),
+            ("FleetHaltRecord", &wire["halt"]),
+            ("FleetNode", &wire["nodes"][0]),
+        ] {
+            let documented: BTreeSet<&String> = doc["components"]["schemas"][schema]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect();
+            let fields: BTreeSet<&String> = value.as_object().unwrap().keys().collect();
+            assert_eq!(documented, fields, "{schema}");
         }
     }
 

@@ -120,8 +120,8 @@ pub(super) async fn dashboard(
     Ok(ws.on_upgrade(move |socket| dashboard_loop(d, socket)))
 }
 
-/// One dashboard frame: the monitor's snapshot plus the halt status, checklist and
-/// positions.
+/// One dashboard frame: the monitor's snapshot plus the halt status, checklist,
+/// positions, the order gateway's summary and the fleet (`gf_api::FleetStatus`).
 #[must_use]
 pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
     use gf_risk::PortfolioView;
@@ -161,6 +161,7 @@ pub fn dashboard_frame(d: &Daemon) -> serde_json::Value {
         "checklist": super::wire::value(&d.halt.checklist().as_ref().map(super::wire::checklist)),
         "portfolio": positions,
         "gateway": super::wire::value(&d.gateway.summary()),
+        "fleet": super::wire::value(&crate::fleet::status(d)),
     })
 }
 

@@ -30,6 +30,7 @@
     snapshot: null,
     portfolio: null,
     gateway: null,
+    fleet: null,
     frames: 0,
     equity: [],
     latency: new Map(),
@@ -42,6 +43,13 @@
     get state() { return state.status ? state.status.state : null; },
     get connected() { return dashboardSocket.connected; },
     get historyLength() { return state.equity.length; },
+    get fleet() { return state.fleet; },
+    // Renders a FleetStatus into the fleet card and the top bar as a frame would (the
+    // next frame replaces it): lets the end-to-end test check a fleet halt without NATS.
+    previewFleet(fleet) {
+      state.fleet = fleet;
+      renderFleet();
+    },
     get maxDrawdownPct() {
       return state.equity.reduce((m, p) => Math.max(m, p.peak > 0 ? ((p.peak - p.equity) / p.peak) * 100 : 0), 0);
     },
@@ -326,6 +334,7 @@
     state.checklist = frame.checklist === undefined ? state.checklist : frame.checklist;
     state.portfolio = frame.portfolio || null;
     state.gateway = frame.gateway || null;
+    state.fleet = frame.fleet || null;
     record(frame);
     renderAll();
   }
@@ -373,6 +382,7 @@
     renderConditions();
     renderPortfolio();
     renderGateway();
+    renderFleet();
     renderEquity();
     renderLatency();
     renderSystem();
@@ -566,6 +576,102 @@
     });
     $('gateway-orders').replaceChildren(
       ...(orderRows.length ? orderRows : [el('tr', {}, [el('td', { colspan: '11', cls: 'muted', text: 'no orders yet' })])]),
+    );
+  }
+
+  // A figure as the daemon wrote it with its unit, or a bare dash when there is none.
+  function withUnit(v, unit) {
+    return asText(v) === '–' ? '–' : `${asText(v)}${unit}`;
+  }
+
+  // Milliseconds, short: "350 ms", "12.3 s", "1m 15s".
+  function fmtAgeMs(ms) {
+    const n = num(ms);
+    if (!Number.isFinite(n)) return '–';
+    if (n < 1000) return `${Math.round(n)} ms`;
+    if (n < 60000) return `${(Math.floor(n / 100) / 10).toFixed(1)} s`;
+    const s = Math.floor(n / 1000);
+    return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  }
+
+  // The fleet (`[fleet]`, NATS JetStream): a pill in the top bar and, when enabled, a card
+  // with the fleet halt (red while active) and every node's newest heartbeat.
+  function renderFleet() {
+    const f = state.fleet;
+    const pill = $('fleet-pill');
+    const card = $('fleet-card');
+    if (!f) {
+      pill.hidden = true;
+      card.hidden = true;
+      return;
+    }
+    pill.hidden = false;
+    if (!f.enabled) {
+      pill.textContent = 'fleet: off';
+      pill.className = 'pill';
+      card.hidden = true;
+      return;
+    }
+    card.hidden = false;
+    const halt = f.halt && f.halt.active ? f.halt : null;
+    const nodes = f.nodes || [];
+    const stale = nodes.filter((n) => n.stale).length;
+    if (halt) {
+      pill.textContent = `fleet ${f.fleet}: HALTED`;
+      pill.className = 'pill fleet-alarm';
+    } else if (!f.connected) {
+      pill.textContent = `fleet ${f.fleet}: NATS unreachable`;
+      pill.className = 'pill fleet-alarm';
+    } else {
+      pill.textContent = `fleet ${f.fleet}: ${nodes.length} node${nodes.length === 1 ? '' : 's'}${stale ? `, ${stale} stale` : ''}`;
+      pill.className = 'pill fleet-ok';
+    }
+    $('fleet-name').textContent = `${f.fleet} · this node ${f.node}`;
+    const box = $('fleet-halt');
+    const approvals = (r) => (r.approvals && r.approvals.length ? `; clear approvals: ${r.approvals.join(', ')}` : '');
+    if (halt) {
+      box.className = 'fleet-halt fleet-halt-active';
+      $('fleet-halt-title').textContent = 'Fleet halt';
+      $('fleet-halt-detail').textContent =
+        `${halt.reason} — by ${halt.by} on ${halt.node}, ${fmtTime(halt.at)} (${fmtAgo(halt.at)}); revision ${halt.revision}${approvals(halt)}`;
+    } else if (f.halt && f.halt.cleared_by) {
+      box.className = 'fleet-halt fleet-halt-none';
+      $('fleet-halt-title').textContent = 'No fleet halt';
+      $('fleet-halt-detail').textContent =
+        `last: ${f.halt.reason} (by ${f.halt.by}); cleared by ${f.halt.cleared_by} ${fmtAgo(f.halt.cleared_at)}`;
+    } else {
+      box.className = 'fleet-halt fleet-halt-none';
+      $('fleet-halt-title').textContent = 'No fleet halt';
+      $('fleet-halt-detail').textContent = '';
+    }
+    const contact = f.last_contact_ms === null || f.last_contact_ms === undefined
+      ? 'never' : `${fmtAgeMs(f.last_contact_ms)} ago`;
+    $('fleet-figures').replaceChildren(...[
+      ['NATS', f.connected ? 'connected' : 'unreachable', f.connected ? '' : 'neg'],
+      ['Last contact', contact, ''],
+      ['Partition halt after', withUnit(f.partition_halt_secs, ' s'), ''],
+      ['Total equity', asText(f.total_equity), ''],
+      ['Total drawdown', withUnit(f.total_drawdown_pct, ' %'), ''],
+      ['Total exposure', asText(f.total_exposure), ''],
+    ].map(([k, v, cls]) => el('div', {}, [el('dt', { text: k }), el('dd', { text: v, cls })])));
+    const rows = nodes.map((n) => {
+      const quote = n.quote ? ` ${n.quote}` : '';
+      const age = { cls: 'age', text: `${fmtAgeMs(n.age_ms)}${n.stale ? ' (stale)' : ''}` };
+      if (n.at) age.title = fmtTime(n.at);
+      const stateCell = { cls: `st st-${n.state}`, text: asText(n.state) };
+      if (n.halt_reason) stateCell.title = n.halt_reason;
+      return el('tr', { 'data-node': n.node, cls: n.stale ? 'stale' : '' }, [
+        el('td', { text: n.node === f.node ? `${n.node} (this node)` : asText(n.node) }),
+        el('td', {}, [el('span', stateCell)]),
+        el('td', age),
+        el('td', { text: withUnit(n.equity, quote) }),
+        el('td', { text: withUnit(n.drawdown_pct, ' %') }),
+        el('td', { text: withUnit(n.exposure, quote) }),
+        el('td', { text: n.breached && n.breached.length ? n.breached.join(', ') : '–', cls: n.breached && n.breached.length ? 'neg' : '' }),
+      ]);
+    });
+    $('fleet-nodes').replaceChildren(
+      ...(rows.length ? rows : [el('tr', {}, [el('td', { colspan: '7', cls: 'muted', text: 'no node heartbeats yet' })])]),
     );
   }
 
