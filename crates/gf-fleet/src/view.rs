@@ -178,7 +178,6 @@ impl FleetView {
     /// Resolves on the next change of the halt record, a heartbeat or a contact with
     /// NATS. Create it **before** looking at the view: it receives every change from its
     /// creation on, even before it is first polled.
-    #[must_use]
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
