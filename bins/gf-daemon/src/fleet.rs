@@ -13,11 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use gf_core::config::{Config, FleetAuth};
 use gf_core::{EventKind, KindSet, SharedClock};
-use gf_fleet::{
-    ExposureCondition, Fleet, FleetHaltCondition, NatsCredentials, PartitionCondition, RunContext,
-    TotalDrawdownCondition, own_figures,
-};
-use rust_decimal::Decimal;
+use gf_fleet::{Fleet, NatsCredentials, RunContext};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::Daemon;
@@ -106,49 +102,7 @@ pub async fn attach(d: &Daemon) {
     let Some(fleet) = d.fleet.as_ref() else {
         return;
     };
-    let cfg = fleet.config();
-    let behaviour = d.config.halt.behaviour;
-    let view = fleet.view().clone();
-    d.halt
-        .register_condition(Box::new(FleetHaltCondition::new(view.clone())), behaviour);
-    d.halt.register_condition(
-        Box::new(PartitionCondition::new(view.clone(), cfg.partition_halt_secs)),
-        behaviour,
-    );
-    let quote = quote(d);
-    let own = |node: String, quote: String| -> gf_fleet::condition::OwnFigures {
-        Box::new(move |ctx, now| {
-            own_figures(
-                &node,
-                ctx.portfolio,
-                &quote,
-                now,
-                gf_core::HaltState::Running,
-                None,
-                Vec::new(),
-            )
-        })
-    };
-    if cfg.max_total_drawdown_pct > Decimal::ZERO {
-        d.halt.register_condition(
-            Box::new(TotalDrawdownCondition::new(
-                view.clone(),
-                cfg.max_total_drawdown_pct,
-                own(cfg.node.clone(), quote.clone()),
-            )),
-            behaviour,
-        );
-    }
-    if cfg.max_exposure_notional > Decimal::ZERO {
-        d.halt.register_condition(
-            Box::new(ExposureCondition::new(
-                view,
-                cfg.max_exposure_notional,
-                own(cfg.node.clone(), quote),
-            )),
-            behaviour,
-        );
-    }
+    fleet.register_conditions(&d.halt, d.config.halt.behaviour, &quote(d));
     let outcomes = d.halt.sweep().await;
     if !outcomes.is_empty() {
         tracing::warn!("fleet: starting halted ({})", d.halt.status().halt.map(|h| h.reason).unwrap_or_default());

@@ -30,7 +30,10 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use crate::condition::{FLEET_EXPOSURE, FLEET_HALT, FLEET_PARTITION, FLEET_TOTAL_DRAWDOWN};
+use crate::condition::{
+    FLEET_EXPOSURE, FLEET_HALT, FLEET_PARTITION, FLEET_TOTAL_DRAWDOWN, FleetHaltCondition,
+    FleetSum, FleetSumCondition, OwnFigures, PartitionCondition,
+};
 use crate::error::FleetError;
 use crate::view::{FleetView, Heartbeat};
 
@@ -383,6 +386,50 @@ impl Fleet {
                 ),
             },
             kv::Operation::Delete | kv::Operation::Purge => self.inner.view.remove_node(&entry.key),
+        }
+    }
+
+    /// Registers the fleet conditions on this node's coordinator with `behaviour`:
+    /// `fleet_halt` and `fleet_partition` always, `fleet_total_drawdown` and
+    /// `fleet_exposure` when their limits are set; this node's own figures (in `quote`) are
+    /// taken live from the coordinator's portfolio. Sweep the coordinator afterwards so a
+    /// fleet halt in force (or unknown) halts at once.
+    pub fn register_conditions(
+        &self,
+        halt: &HaltCoordinator,
+        behaviour: gf_core::HaltBehaviour,
+        quote: &str,
+    ) {
+        let cfg = &self.inner.cfg;
+        let view = &self.inner.view;
+        halt.register_condition(Box::new(FleetHaltCondition::new(view.clone())), behaviour);
+        halt.register_condition(
+            Box::new(PartitionCondition::new(view.clone(), cfg.partition_halt_secs)),
+            behaviour,
+        );
+        for (sum, limit) in [
+            (FleetSum::TotalDrawdown, cfg.max_total_drawdown_pct),
+            (FleetSum::Exposure, cfg.max_exposure_notional),
+        ] {
+            if limit <= Decimal::ZERO {
+                continue;
+            }
+            let (node, quote) = (cfg.node.clone(), quote.to_owned());
+            let own: OwnFigures = Box::new(move |ctx, now| {
+                own_figures(
+                    &node,
+                    ctx.portfolio,
+                    &quote,
+                    now,
+                    gf_core::HaltState::Running,
+                    None,
+                    Vec::new(),
+                )
+            });
+            halt.register_condition(
+                Box::new(FleetSumCondition::new(sum, view.clone(), limit, own)),
+                behaviour,
+            );
         }
     }
 

@@ -7,8 +7,7 @@
 //!   halted, so it is).
 //! - [`PartitionCondition`] (`fleet_partition`): NATS has not answered for longer than
 //!   `fleet.partition_halt_secs`.
-//! - [`TotalDrawdownCondition`] (`fleet_total_drawdown`) and [`ExposureCondition`]
-//!   (`fleet_exposure`): the fleet's summed figures from the heartbeats, this node's own
+//! - [`FleetSumCondition`]: `fleet_total_drawdown` and `fleet_exposure`: the fleet's summed figures from the heartbeats, this node's own
 //!   taken live from its portfolio. Every node evaluates them (no leader to lose); a halt
 //!   they cause is escalated to the fleet.
 
@@ -148,100 +147,42 @@ impl Condition for PartitionCondition {
 /// Builds this node's heartbeat figures from its portfolio now.
 pub type OwnFigures = Box<dyn Fn(&EvalContext<'_>, DateTime<Utc>) -> Heartbeat + Send>;
 
-/// `fleet_total_drawdown`: the fleet's summed drawdown from its nodes' peaks, percent.
-pub struct TotalDrawdownCondition {
-    view: FleetView,
-    limit_pct: Decimal,
-    own: OwnFigures,
-    detail: Option<String>,
+/// Which summed figure a [`FleetSumCondition`] watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetSum {
+    /// `fleet_total_drawdown`: the fleet's summed drawdown from its nodes' peaks, percent.
+    TotalDrawdown,
+    /// `fleet_exposure`: the fleet's summed open exposure, quote currency.
+    Exposure,
 }
 
-impl std::fmt::Debug for TotalDrawdownCondition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TotalDrawdownCondition")
-            .field("limit_pct", &self.limit_pct)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TotalDrawdownCondition {
-    /// Over the heartbeats in `view`, with this node's figures from `own`.
-    #[must_use]
-    pub fn new(view: FleetView, limit_pct: Decimal, own: OwnFigures) -> Self {
-        Self {
-            view,
-            limit_pct,
-            own,
-            detail: None,
-        }
-    }
-}
-
-impl Condition for TotalDrawdownCondition {
-    fn id(&self) -> &str {
-        FLEET_TOTAL_DRAWDOWN
-    }
-    fn name(&self) -> &str {
-        "fleet total drawdown %"
-    }
-    fn threshold(&self) -> Decimal {
-        self.limit_pct
-    }
-    fn kinds(&self) -> KindSet {
-        KindSet::NONE
-    }
-    fn observe(&mut self, _event: &Event, ctx: &EvalContext<'_>) -> Decimal {
-        self.sample(ctx)
-    }
-    fn sample(&mut self, ctx: &EvalContext<'_>) -> Decimal {
-        let own = (self.own)(ctx, ctx.now);
-        let t = self.view.totals(Some(&own));
-        if !t.mixed_quotes.is_empty() {
-            self.detail = Some(format!(
-                "cannot sum the fleet: quote currency other than {} at {}",
-                own.quote,
-                t.mixed_quotes.join(", ")
-            ));
-            return Decimal::ONE_HUNDRED.max(self.limit_pct + Decimal::ONE);
-        }
-        self.detail = Some(format!(
-            "{} nodes: equity {} of peaks {}",
-            t.nodes, t.equity, t.peak_equity
-        ));
-        t.drawdown_pct
-    }
-    fn detail(&self) -> Option<String> {
-        self.detail.clone()
-    }
-    fn recovery_items(&self) -> Vec<ItemSpec> {
-        vec![ItemSpec::new(
-            "review_fleet_losses",
-            "Review every node's losses (gf-daemon fleet status) before resuming",
-        )]
-    }
-}
-
-/// `fleet_exposure`: the fleet's summed open exposure, quote currency.
-pub struct ExposureCondition {
+/// A limit on a figure summed over the fleet's heartbeats, this node's own figures taken
+/// live: `fleet_total_drawdown` or `fleet_exposure` ([`FleetSum`]). Nodes in another
+/// quote currency cannot be summed: that is a breach naming them.
+pub struct FleetSumCondition {
+    sum: FleetSum,
     view: FleetView,
     limit: Decimal,
     own: OwnFigures,
     detail: Option<String>,
 }
 
-impl std::fmt::Debug for ExposureCondition {
+impl std::fmt::Debug for FleetSumCondition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExposureCondition")
+        f.debug_struct("FleetSumCondition")
+            .field("sum", &self.sum)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
-impl ExposureCondition {
-    /// Over the heartbeats in `view`, with this node's figures from `own`.
+impl FleetSumCondition {
+    /// `sum` over the heartbeats in `view` against `limit`, with this node's figures from
+    /// `own`.
     #[must_use]
-    pub fn new(view: FleetView, limit: Decimal, own: OwnFigures) -> Self {
+    pub fn new(sum: FleetSum, view: FleetView, limit: Decimal, own: OwnFigures) -> Self {
         Self {
+            sum,
             view,
             limit,
             own,
@@ -250,12 +191,18 @@ impl ExposureCondition {
     }
 }
 
-impl Condition for ExposureCondition {
+impl Condition for FleetSumCondition {
     fn id(&self) -> &str {
-        FLEET_EXPOSURE
+        match self.sum {
+            FleetSum::TotalDrawdown => FLEET_TOTAL_DRAWDOWN,
+            FleetSum::Exposure => FLEET_EXPOSURE,
+        }
     }
     fn name(&self) -> &str {
-        "fleet exposure"
+        match self.sum {
+            FleetSum::TotalDrawdown => "fleet total drawdown %",
+            FleetSum::Exposure => "fleet exposure",
+        }
     }
     fn threshold(&self) -> Decimal {
         self.limit
@@ -277,17 +224,34 @@ impl Condition for ExposureCondition {
             ));
             return self.limit + Decimal::ONE;
         }
-        self.detail = Some(format!("{} nodes", t.nodes));
-        t.exposure
+        match self.sum {
+            FleetSum::TotalDrawdown => {
+                self.detail = Some(format!(
+                    "{} nodes: equity {} of peaks {}",
+                    t.nodes, t.equity, t.peak_equity
+                ));
+                t.drawdown_pct
+            }
+            FleetSum::Exposure => {
+                self.detail = Some(format!("{} nodes", t.nodes));
+                t.exposure
+            }
+        }
     }
     fn detail(&self) -> Option<String> {
         self.detail.clone()
     }
     fn recovery_items(&self) -> Vec<ItemSpec> {
-        vec![ItemSpec::new(
-            "review_fleet_exposure",
-            "Review every node's open positions (gf-daemon fleet status) before resuming",
-        )]
+        vec![match self.sum {
+            FleetSum::TotalDrawdown => ItemSpec::new(
+                "review_fleet_losses",
+                "Review every node's losses (gf-daemon fleet status) before resuming",
+            ),
+            FleetSum::Exposure => ItemSpec::new(
+                "review_fleet_exposure",
+                "Review every node's open positions (gf-daemon fleet status) before resuming",
+            ),
+        }]
     }
 }
 
@@ -402,7 +366,7 @@ mod tests {
     #[test]
     fn fleet_drawdown_sums_the_heartbeats_with_this_nodes_live_figures() {
         let view = FleetView::new(DateTime::UNIX_EPOCH);
-        let mut c = TotalDrawdownCondition::new(view.clone(), dec!(15), own());
+        let mut c = FleetSumCondition::new(FleetSum::TotalDrawdown, view.clone(), dec!(15), own());
         let now = DateTime::UNIX_EPOCH;
         assert_eq!(c.sample(&ctx(now)), Decimal::ZERO, "alone and flat");
         view.set_node(other("a", dec!(500), dec!(1000), dec!(0)));
@@ -419,7 +383,7 @@ mod tests {
     #[test]
     fn fleet_exposure_sums_every_nodes_exposure() {
         let view = FleetView::new(DateTime::UNIX_EPOCH);
-        let mut c = ExposureCondition::new(view.clone(), dec!(250), own());
+        let mut c = FleetSumCondition::new(FleetSum::Exposure, view.clone(), dec!(250), own());
         let now = DateTime::UNIX_EPOCH;
         assert_eq!(c.sample(&ctx(now)), dec!(100));
         view.set_node(other("a", dec!(1), dec!(1), dec!(120)));

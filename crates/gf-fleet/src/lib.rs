@@ -24,8 +24,7 @@ pub mod view;
 
 pub use client::{Fleet, NatsCredentials, RunContext, halt_bucket, nodes_bucket, own_figures};
 pub use condition::{
-    ExposureCondition, FLEET_CONDITION_IDS, FleetHaltCondition, PartitionCondition,
-    TotalDrawdownCondition,
+    FLEET_CONDITION_IDS, FleetHaltCondition, FleetSum, FleetSumCondition, PartitionCondition,
 };
 pub use error::FleetError;
 pub use view::{FleetView, Heartbeat, Totals};

@@ -18,8 +18,7 @@ use gf_core::{
 use gf_exec::NullExchange;
 use gf_fleet::testing::NatsServer;
 use gf_fleet::{
-    Fleet, FleetHaltCondition, FleetView, NatsCredentials, PartitionCondition, RunContext,
-    TotalDrawdownCondition, own_figures,
+    Fleet, FleetView, NatsCredentials, RunContext,
 };
 use gf_halt::{HaltCoordinator, Journal};
 use gf_risk::PortfolioView;
@@ -240,39 +239,9 @@ impl Drop for Node {
     }
 }
 
-/// The daemon's `fleet::attach`: the fleet conditions on the node's coordinator.
+/// The fleet conditions on the node's coordinator, as the daemon registers them.
 pub fn attach(fleet: &Fleet, halt: &HaltCoordinator, behaviour: HaltBehaviour) {
-    let cfg = fleet.config();
-    let view = fleet.view().clone();
-    halt.register_condition(Box::new(FleetHaltCondition::new(view.clone())), behaviour);
-    halt.register_condition(
-        Box::new(PartitionCondition::new(
-            view.clone(),
-            cfg.partition_halt_secs,
-        )),
-        behaviour,
-    );
-    if cfg.max_total_drawdown_pct > Decimal::ZERO {
-        let node = cfg.node.clone();
-        halt.register_condition(
-            Box::new(TotalDrawdownCondition::new(
-                view,
-                cfg.max_total_drawdown_pct,
-                Box::new(move |ctx, now| {
-                    own_figures(
-                        &node,
-                        ctx.portfolio,
-                        "USD",
-                        now,
-                        HaltState::Running,
-                        None,
-                        Vec::new(),
-                    )
-                }),
-            )),
-            behaviour,
-        );
-    }
+    fleet.register_conditions(halt, behaviour, "USD");
 }
 
 /// A fleet member that only writes and reads (an operator's `gf-daemon fleet` command).
