@@ -532,17 +532,6 @@ fn fleet_height(f: &FleetStatus) -> u16 {
         .saturating_add(6 + u16::from(active))
 }
 
-/// Milliseconds, short: `240ms`, `1.2s`, `1m15s`.
-fn age_ms(ms: u64) -> String {
-    if ms < 1_000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{}.{}s", ms / 1_000, (ms % 1_000) / 100)
-    } else {
-        let secs = ms / 1_000;
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
-}
 
 /// The fleet: the fleet halt (red while in force), this node's link to NATS, then one
 /// line per node — state, heartbeat age (stale in amber), equity, drawdown, exposure,
@@ -603,7 +592,7 @@ fn render_fleet(frame: &mut Frame<'_>, area: Rect, f: &FleetStatus, now: DateTim
     lines.push(halt_line);
     let contact = f
         .last_contact_ms
-        .map_or_else(|| "never".to_owned(), |ms| format!("{} ago", age_ms(ms)));
+        .map_or_else(|| "never".to_owned(), |ms| format!("{} ago", gf_api::format_age_ms(ms)));
     lines.push(if f.connected {
         Line::styled(
             format!(
@@ -625,7 +614,7 @@ fn render_fleet(frame: &mut Frame<'_>, area: Rect, f: &FleetStatus, now: DateTim
         .nodes
         .iter()
         .map(|n| {
-            let age = age_ms(n.age_ms);
+            let age = gf_api::format_age_ms(n.age_ms);
             [
                 n.node.clone(),
                 n.state.to_string(),

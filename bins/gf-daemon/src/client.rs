@@ -284,19 +284,6 @@ fn instant(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     )
 }
 
-/// A duration in milliseconds, short: `350ms`, `12.3s`, `4m05s`.
-#[must_use]
-pub fn format_age_ms(ms: u64) -> String {
-    if ms < 1_000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{}.{}s", ms / 1_000, (ms % 1_000) / 100)
-    } else {
-        let secs = ms / 1_000;
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
-}
-
 /// One line describing a fleet halt record (who, why, when, revision, approvals).
 #[must_use]
 pub fn format_fleet_halt_record(r: &gf_api::FleetHaltRecord) -> String {
@@ -343,7 +330,7 @@ pub fn format_fleet_status(s: &gf_api::FleetStatus) -> String {
     );
     let contact = s.last_contact_ms.map_or_else(
         || "never".to_owned(),
-        |ms| format!("{} ago", format_age_ms(ms)),
+        |ms| format!("{} ago", gf_api::format_age_ms(ms)),
     );
     let _ = writeln!(
         out,
@@ -378,7 +365,7 @@ pub fn format_fleet_status(s: &gf_api::FleetStatus) -> String {
             .nodes
             .iter()
             .map(|n| {
-                let age = format_age_ms(n.age_ms);
+                let age = gf_api::format_age_ms(n.age_ms);
                 let quote = if n.quote.is_empty() {
                     String::new()
                 } else {
@@ -634,9 +621,9 @@ mod tests {
             "{done}"
         );
         assert!(done.contains("\nfleet halt: cleared by ?"), "{done}");
-        assert_eq!(format_age_ms(999), "999ms");
-        assert_eq!(format_age_ms(10_050), "10.0s");
-        assert_eq!(format_age_ms(3_605_000), "60m05s");
+        assert_eq!(gf_api::format_age_ms(999), "999ms");
+        assert_eq!(gf_api::format_age_ms(10_050), "10.0s");
+        assert_eq!(gf_api::format_age_ms(3_605_000), "60m05s");
     }
 
     #[test]

@@ -752,6 +752,20 @@ pub struct FleetStatus {
     pub total_exposure: Num,
 }
 
+/// A duration in milliseconds, short, for heartbeat and contact ages on screen: `350ms`,
+/// `12.3s`, `4m05s`.
+#[must_use]
+pub fn format_age_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{}.{}s", ms / 1_000, (ms % 1_000) / 100)
+    } else {
+        let secs = ms / 1_000;
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
 /// A frame of `WS /ws/orders`. The first frame is `hello`; every other frame carries the
 /// trader's sequence number `seq` (1, 2, 3, … per trader, within one `epoch`). A client
 /// that reconnects with `?since=<last seq seen>` and the same `epoch` gets every later
