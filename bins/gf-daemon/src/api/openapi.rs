@@ -373,6 +373,7 @@ fn fleet_schemas() -> Value {
                 "node": { "type": "string", "description": "the node that wrote it" },
                 "at": opt_time,
                 "revision": { "type": "integer", "minimum": 0, "description": "the bucket's revision (compare-and-set)" },
+                "two_person": { "type": "boolean", "description": "clearing it takes two different administrators (the writing node's fleet.two_person_rule)" },
                 "approvals": { "type": "array", "items": { "type": "string" }, "description": "administrators who asked to clear it" },
                 "cleared_by": opt_string,
                 "cleared_at": opt_time
