@@ -1,9 +1,13 @@
 //! Parse + apply + verify the checksum of one Kraken v2 book update, at depth 10 and 100
-//! (goal: at least 1 M updates/s on one core), plus the checksum alone.
+//! (goal: at least 1 M updates/s on one core), plus the checksum alone; and the same over
+//! a generated Kraken-like update stream at depth 10, 100, 500 and 1000 (goal: depth 10
+//! at most 200 ns, deeper at most twice that), through the fast path with and without
+//! events and through the general serde path.
 
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gf_core::Level;
@@ -116,5 +120,69 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Runs `iters` updates of the stream through `feed`, re-sending the snapshot when the
+/// stream ends (once per 20,000 updates), and returns the time taken.
+fn run_stream(
+    feed: &mut FeedProcessor,
+    stream: &gf_market::fixtures::BookStream,
+    next: &mut usize,
+    iters: u64,
+    mut one: impl FnMut(&mut FeedProcessor, &str) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        if *next == stream.updates.len() {
+            *next = 0;
+            black_box(one(feed, &stream.snapshot));
+        }
+        black_box(one(feed, black_box(&stream.updates[*next])));
+        *next += 1;
+    }
+    start.elapsed()
+}
+
+fn stream_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("book_stream");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    for depth in [10usize, 100, 500, 1000] {
+        let stream = gf_market::fixtures::book_stream(depth, 20_000, 0x5eed + depth as u64);
+        for (name, fast, events) in [
+            ("fast_without_events", true, false),
+            ("fast_with_events", true, true),
+            ("general", false, true),
+        ] {
+            let mut feed = FeedProcessor::with_auto_depth(None);
+            feed.set_fast_path(fast);
+            let mut out = Vec::with_capacity(4);
+            for line in stream
+                .header
+                .iter()
+                .chain(std::iter::once(&stream.snapshot))
+            {
+                feed.process(line, &mut out).unwrap();
+            }
+            let mut next = 0;
+            group.bench_function(format!("{name}/depth_{depth}"), |b| {
+                b.iter_custom(|iters| {
+                    run_stream(&mut feed, &stream, &mut next, iters, |feed, line| {
+                        if events {
+                            out.clear();
+                            feed.process(line, &mut out).is_ok()
+                        } else {
+                            feed.process_without_events(line).is_ok()
+                        }
+                    })
+                });
+            });
+            let stats = feed.stats();
+            assert_eq!(stats.mismatches(), 0, "{name} depth {depth}");
+            assert_eq!(stats.malformed, 0, "{name} depth {depth}");
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, stream_bench);
 criterion_main!(benches);

@@ -17,8 +17,9 @@ use chrono::{DateTime, Utc};
 use gf_core::{BookSnapshot, BookUpdate, Level, Pair, Payload};
 use tracing::{debug, warn};
 
-use crate::book::{Book, BookSide, Precision};
+use crate::book::{Book, BookSide, IntLevel, Precision};
 use crate::error::{Error, excerpt};
+use crate::fast;
 use crate::message::{self, BookData, DataKind, Message};
 
 /// Counters of one pair.
@@ -87,6 +88,7 @@ pub struct Ingest {
 
 #[derive(Debug)]
 struct PairBook {
+    pair: Pair,
     book: Book,
     valid: bool,
     resync_pending: bool,
@@ -112,11 +114,25 @@ pub struct FeedProcessor {
     depth: usize,
     auto_depth: bool,
     allowed: Option<HashSet<Pair>>,
-    books: HashMap<Pair, PairBook>,
+    /// Per-pair state, in order of first appearance; `index` maps a pair to its slot.
+    books: Vec<PairBook>,
+    index: HashMap<Pair, usize>,
+    /// The slot the fast path found last (consecutive messages often share a pair).
+    last: usize,
     precision: HashMap<Pair, Precision>,
     resyncs: Vec<Pair>,
     stats: FeedStats,
+    /// The fast path's scratch levels, reused so that it allocates nothing.
+    scratch_bids: Vec<IntLevel>,
+    scratch_asks: Vec<IntLevel>,
+    /// Events of [`Self::process_without_events`]'s general path, dropped.
+    scratch_out: Vec<Payload>,
+    /// Whether recognised book messages take the fast path.
+    fast_path: bool,
 }
+
+/// The one heartbeat Kraken sends.
+const HEARTBEAT: &str = r#"{"channel":"heartbeat"}"#;
 
 impl FeedProcessor {
     /// A processor keeping books at `depth`; `pairs` restricts which pairs are accepted
@@ -127,10 +143,16 @@ impl FeedProcessor {
             depth: depth.max(1),
             auto_depth: false,
             allowed: pairs.map(|p| p.iter().cloned().collect()),
-            books: HashMap::new(),
+            books: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
             precision: HashMap::new(),
             resyncs: Vec::new(),
             stats: FeedStats::default(),
+            scratch_bids: Vec::with_capacity(64),
+            scratch_asks: Vec::with_capacity(64),
+            scratch_out: Vec::new(),
+            fast_path: true,
         }
     }
 
@@ -143,6 +165,13 @@ impl FeedProcessor {
         let mut feed = Self::new(crate::book::VALID_DEPTHS[0] as usize, pairs);
         feed.auto_depth = true;
         feed
+    }
+
+    /// Turns the fast path (a scanner for Kraken's book layout, integer books) on or off
+    /// (it is on by default). Off, every message takes the general serde path, the
+    /// reference the fast path must agree with: for agreement tests and the fuzzer.
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.fast_path = enabled;
     }
 
     /// The depth books are kept at.
@@ -158,7 +187,7 @@ impl FeedProcessor {
         stats.pairs = self
             .books
             .iter()
-            .map(|(pair, state)| (pair.clone(), state.stats))
+            .map(|state| (state.pair.clone(), state.stats))
             .collect();
         stats
     }
@@ -166,31 +195,55 @@ impl FeedProcessor {
     /// Checksum mismatches so far over all pairs (cheaper than [`Self::stats`]).
     #[must_use]
     pub fn mismatches(&self) -> u64 {
-        self.books.values().map(|b| b.stats.mismatches).sum()
+        self.books.iter().map(|b| b.stats.mismatches).sum()
     }
 
     /// The pair's state, created on first use (the lookup does not clone the pair).
     fn state(&mut self, pair: &Pair) -> Option<&mut PairBook> {
-        if !self.books.contains_key(pair) {
+        let i = if let Some(i) = self.index.get(pair) {
+            *i
+        } else {
             let mut book = Book::new(self.depth);
             book.set_precision(self.precision.get(pair).copied());
-            self.books.insert(
-                pair.clone(),
-                PairBook {
-                    book,
-                    valid: false,
-                    resync_pending: false,
-                    stats: PairStats::default(),
-                },
-            );
+            self.books.push(PairBook {
+                pair: pair.clone(),
+                book,
+                valid: false,
+                resync_pending: false,
+                stats: PairStats::default(),
+            });
+            self.index.insert(pair.clone(), self.books.len() - 1);
+            self.books.len() - 1
+        };
+        self.books.get_mut(i)
+    }
+
+    /// The pair's state, if it has one.
+    fn existing(&mut self, pair: &Pair) -> Option<&mut PairBook> {
+        let i = *self.index.get(pair)?;
+        self.books.get_mut(i)
+    }
+
+    /// The slot of the pair whose symbol is exactly `symbol`, without allocating.
+    fn find(&mut self, symbol: &[u8]) -> Option<usize> {
+        if let Some(b) = self.books.get(self.last)
+            && b.pair.as_str().as_bytes() == symbol
+        {
+            return Some(self.last);
         }
-        self.books.get_mut(pair)
+        let i = self
+            .books
+            .iter()
+            .position(|b| b.pair.as_str().as_bytes() == symbol)?;
+        self.last = i;
+        Some(i)
     }
 
     /// The pair's book, only while it is valid (its last checksum verified).
     #[must_use]
     pub fn book(&self, pair: &Pair) -> Option<&Book> {
-        self.books.get(pair).filter(|b| b.valid).map(|b| &b.book)
+        let i = *self.index.get(pair)?;
+        self.books.get(i).filter(|b| b.valid).map(|b| &b.book)
     }
 
     /// The precision learnt from the `instrument` channel.
@@ -207,18 +260,20 @@ impl FeedProcessor {
     /// Marks every valid book invalid (e.g. the connection dropped), publishing
     /// [`Payload::BookInvalid`] for each.
     pub fn invalidate_all(&mut self, reason: &str, out: &mut Vec<Payload>) {
-        let mut pairs: Vec<&Pair> = self.books.keys().collect();
-        pairs.sort();
-        for pair in pairs {
-            let state = &self.books[pair];
-            if state.valid {
-                out.push(Payload::BookInvalid {
-                    pair: pair.clone(),
-                    reason: reason.to_owned(),
-                });
-            }
+        let mut valid: Vec<&Pair> = self
+            .books
+            .iter()
+            .filter(|b| b.valid)
+            .map(|b| &b.pair)
+            .collect();
+        valid.sort();
+        for pair in valid {
+            out.push(Payload::BookInvalid {
+                pair: pair.clone(),
+                reason: reason.to_owned(),
+            });
         }
-        for state in self.books.values_mut() {
+        for state in &mut self.books {
             state.valid = false;
             state.resync_pending = false;
             state.book.clear();
@@ -242,6 +297,143 @@ impl FeedProcessor {
     /// pair's book and requests a resync.
     pub fn process(&mut self, text: &str, out: &mut Vec<Payload>) -> Result<Ingest, Error> {
         self.stats.messages += 1;
+        if text == HEARTBEAT {
+            self.stats.heartbeats += 1;
+            return Ok(Ingest::default());
+        }
+        if let Some((i, timestamp)) = self.fast(text, Some(out)) {
+            return Ok(Ingest {
+                touched: vec![self.books[i].pair.clone()],
+                timestamp,
+            });
+        }
+        self.general(text, out)
+    }
+
+    /// Processes one text message like [`Self::process`] (same books, counters,
+    /// resyncs and errors) without building its events: a book message in Kraken's
+    /// usual layout then allocates nothing. For verifying recordings and benchmarks.
+    ///
+    /// # Errors
+    /// As [`Self::process`].
+    pub fn process_without_events(&mut self, text: &str) -> Result<(), Error> {
+        self.stats.messages += 1;
+        if text == HEARTBEAT {
+            self.stats.heartbeats += 1;
+            return Ok(());
+        }
+        if self.fast(text, None).is_some() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.scratch_out);
+        let result = self.general(text, &mut out);
+        out.clear();
+        self.scratch_out = out;
+        result.map(|_| ())
+    }
+
+    /// The fast path (see [`crate::fast`]): a book message in Kraken's fixed layout for
+    /// a pair already known, applied in integer form. `None` when the message is not
+    /// recognised exactly; then nothing has changed and the caller takes the general
+    /// path. Otherwise the pair's slot and the message's timestamp.
+    fn fast(
+        &mut self,
+        text: &str,
+        mut out: Option<&mut Vec<Payload>>,
+    ) -> Option<(usize, Option<DateTime<Utc>>)> {
+        if !self.fast_path {
+            return None;
+        }
+        let head = fast::header(text.as_bytes())?;
+        if self.auto_depth && head.kind == DataKind::Snapshot {
+            return None;
+        }
+        let i = self.find(head.symbol)?;
+        let state = &self.books[i];
+        let scales = match (head.kind, state.valid) {
+            (DataKind::Update, true) => state.book.int_scales()?,
+            _ => state.book.snapshot_scales()?,
+        };
+        let body = fast::body(
+            text.as_bytes(),
+            &head,
+            scales,
+            &mut self.scratch_bids,
+            &mut self.scratch_asks,
+            out.is_some(),
+        )?;
+        let depth = self.depth;
+        let state = &mut self.books[i];
+        state.stats.messages += 1;
+        let padded = state.book.precision().is_some();
+        let computed = match head.kind {
+            DataKind::Snapshot => {
+                state.book.clear();
+                apply_ints(&mut state.book, &self.scratch_bids, &self.scratch_asks);
+                state.resync_pending = false;
+                let computed = state.book.checksum();
+                if computed == body.checksum {
+                    state.valid = true;
+                    state.stats.snapshots_verified += 1;
+                    if let Some(out) = out.as_deref_mut() {
+                        let precision = state.book.precision();
+                        out.push(Payload::BookSnapshot(BookSnapshot {
+                            bids: padded_all(state.book.top(BookSide::Bid, depth), precision),
+                            asks: padded_all(state.book.top(BookSide::Ask, depth), precision),
+                            checksum: computed,
+                            pair: state.pair.clone(),
+                        }));
+                    }
+                    return Some((i, body.timestamp));
+                }
+                computed
+            }
+            DataKind::Update => {
+                if !state.valid {
+                    state.stats.updates_skipped += 1;
+                    if !state.resync_pending {
+                        let pair = state.pair.clone();
+                        warn!(pair = %pair, "book update before a valid snapshot");
+                        self.request_resync(&pair);
+                    }
+                    return Some((i, body.timestamp));
+                }
+                apply_ints(&mut state.book, &self.scratch_bids, &self.scratch_asks);
+                let computed = state.book.checksum();
+                if computed == body.checksum {
+                    state.stats.updates_verified += 1;
+                    if let Some(out) = out.as_deref_mut() {
+                        let book = &state.book;
+                        let level = |l: &IntLevel| l.to_padded(scales, padded);
+                        out.push(Payload::BookUpdate(BookUpdate {
+                            best_bid: book.best_int(BookSide::Bid).as_ref().map(level),
+                            best_ask: book.best_int(BookSide::Ask).as_ref().map(level),
+                            checksum: computed,
+                            bids: self.scratch_bids.iter().map(level).collect(),
+                            asks: self.scratch_asks.iter().map(level).collect(),
+                            pair: state.pair.clone(),
+                        }));
+                    }
+                    return Some((i, body.timestamp));
+                }
+                computed
+            }
+        };
+        state.valid = false;
+        state.stats.mismatches += 1;
+        let pair = state.pair.clone();
+        let what = match head.kind {
+            DataKind::Snapshot => "snapshot",
+            DataKind::Update => "update",
+        };
+        let mut dropped = Vec::new();
+        let out = out.unwrap_or(&mut dropped);
+        self.mismatch(pair, what, body.checksum, computed, out);
+        Some((i, body.timestamp))
+    }
+
+    /// The general path: every message, through serde (the reference behaviour).
+    fn general(&mut self, text: &str, out: &mut Vec<Payload>) -> Result<Ingest, Error> {
         let msg = match message::parse(text) {
             Ok(msg) => msg,
             Err(err) => {
@@ -313,7 +505,7 @@ impl FeedProcessor {
                     if self.allowed.as_ref().is_some_and(|a| !a.contains(&p.pair)) {
                         continue;
                     }
-                    if let Some(state) = self.books.get_mut(&p.pair) {
+                    if let Some(state) = self.existing(&p.pair) {
                         state.book.set_precision(Some(p.precision));
                     }
                     self.precision.insert(p.pair, p.precision);
@@ -355,7 +547,7 @@ impl FeedProcessor {
                             "book depth follows the server"
                         );
                         self.depth = depth;
-                        for state in self.books.values_mut() {
+                        for state in &mut self.books {
                             let precision = state.book.precision();
                             state.book = Book::new(depth);
                             state.book.set_precision(precision);
@@ -385,7 +577,7 @@ impl FeedProcessor {
         if !text.contains("\"book\"") {
             return;
         }
-        if let Some(state) = self.books.get_mut(&pair) {
+        if let Some(state) = self.existing(&pair) {
             let was_valid = state.valid;
             state.valid = false;
             if was_valid {
@@ -399,7 +591,7 @@ impl FeedProcessor {
     }
 
     fn request_resync(&mut self, pair: &Pair) {
-        if let Some(state) = self.books.get_mut(pair)
+        if let Some(state) = self.existing(pair)
             && !state.resync_pending
         {
             state.resync_pending = true;
@@ -513,6 +705,17 @@ fn padded_all(levels: Vec<Level>, precision: Option<Precision>) -> Vec<Level> {
         return levels;
     }
     levels.into_iter().map(|l| padded(l, precision)).collect()
+}
+
+/// Applies a recognised message's integer levels, then truncates.
+fn apply_ints(book: &mut Book, bids: &[IntLevel], asks: &[IntLevel]) {
+    for l in bids {
+        book.apply_int(BookSide::Bid, *l);
+    }
+    for l in asks {
+        book.apply_int(BookSide::Ask, *l);
+    }
+    book.truncate();
 }
 
 fn note(ingest: &mut Ingest, pair: &Pair, ts: Option<DateTime<Utc>>) {

@@ -642,6 +642,196 @@ pub fn generate(scenario: Scenario) -> Vec<u8> {
     w.out.into_bytes()
 }
 
+/// A book-only stream of one pair at any depth Kraken offers, for benchmarks, the
+/// allocation test and throughput measurements: the subscription ack, the `instrument`
+/// message (XRP/USD, precisions 5 and 8), a snapshot at `depth`, then `updates` book
+/// updates with correct checksums (computed with the plain [`checksum`] function from
+/// the exchange side's own levels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookStream {
+    /// The ack and the instrument message.
+    pub header: Vec<String>,
+    /// The snapshot.
+    pub snapshot: String,
+    /// The updates, in order, following the snapshot.
+    pub updates: Vec<String>,
+}
+
+impl BookStream {
+    /// Every line, newline-terminated, as a recording.
+    #[must_use]
+    pub fn recording(&self) -> String {
+        let mut out = String::new();
+        for line in self
+            .header
+            .iter()
+            .chain(std::iter::once(&self.snapshot))
+            .chain(&self.updates)
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Generates a [`BookStream`] (deterministic for a `seed`).
+///
+/// Updates look like Kraken's: most change a quantity near the top of the book; some
+/// remove a level (and bring the next one into scope at the bottom), some insert a
+/// level between two others (pushing the worst out of scope, which is not sent); one
+/// to three levels per message.
+#[must_use]
+pub fn book_stream(depth: usize, updates: usize, seed: u64) -> BookStream {
+    const PRECISION: Precision = Precision { price: 5, qty: 8 };
+    let depth = depth.max(1);
+    let mut rng = Rng(seed);
+    let price = |t: i64| Decimal::new(t, PRECISION.price);
+    let qty = |l: i64| Decimal::new(l, PRECISION.qty);
+    let lvl_json = |t: i64, l: i64| {
+        let q = if l == 0 { "0".to_owned() } else { num(qty(l)) };
+        format!(r#"{{"price":{},"qty":{q}}}"#, num(price(t)))
+    };
+    let side_json = |levels: &[(i64, i64)]| {
+        let parts: Vec<String> = levels.iter().map(|(t, l)| lvl_json(*t, *l)).collect();
+        format!("[{}]", parts.join(","))
+    };
+    // Ticks -> lots; bids best = highest, asks best = lowest.
+    let mut bids: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut asks: BTreeMap<i64, i64> = BTreeMap::new();
+    let lots = |rng: &mut Rng| rng.range(1, 400_000) * 1_000_000 + rng.range(0, 999_999);
+    let (bid0, ask0) = (218_400_i64, 218_410_i64);
+    let mut t = bid0;
+    for _ in 0..depth {
+        bids.insert(t, lots(&mut rng));
+        t -= rng.range(1, 4);
+    }
+    let mut t = ask0;
+    for _ in 0..depth {
+        asks.insert(t, lots(&mut rng));
+        t += rng.range(1, 4);
+    }
+    let sum = |bids: &BTreeMap<i64, i64>, asks: &BTreeMap<i64, i64>| {
+        let a: Vec<Level> = asks
+            .iter()
+            .take(CHECKSUM_TOP)
+            .map(|(t, l)| Level {
+                price: price(*t),
+                qty: qty(*l),
+            })
+            .collect();
+        let b: Vec<Level> = bids
+            .iter()
+            .rev()
+            .take(CHECKSUM_TOP)
+            .map(|(t, l)| Level {
+                price: price(*t),
+                qty: qty(*l),
+            })
+            .collect();
+        checksum(&a, &b, Some(PRECISION))
+    };
+    let book_line = |kind: &str, b: &[(i64, i64)], a: &[(i64, i64)], ck: u32, us: i64| {
+        let ts = Utc
+            .with_ymd_and_hms(2026, 3, 2, 14, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::Duration::microseconds(us);
+        format!(
+            r#"{{"channel":"book","type":"{kind}","data":[{{"symbol":"XRP/USD","bids":{},"asks":{},"checksum":{ck},"timestamp":"{}"}}]}}"#,
+            side_json(b),
+            side_json(a),
+            ts.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        )
+    };
+    let header = vec![
+        format!(
+            r#"{{"method":"subscribe","req_id":2,"result":{{"channel":"book","depth":{depth},"snapshot":true,"symbol":"XRP/USD"}},"success":true,"time_in":"2026-03-02T14:00:00.000000Z","time_out":"2026-03-02T14:00:00.000180Z"}}"#
+        ),
+        r#"{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":"XRP/USD","base":"XRP","quote":"USD","status":"online","qty_precision":8,"qty_increment":0.00000001,"price_precision":5,"cost_precision":5,"marginable":false,"has_index":true,"cost_min":0.5,"tick_size":0.00001,"price_increment":0.00001,"qty_min":2.0}]}}"#
+            .to_owned(),
+    ];
+    let snap_b: Vec<(i64, i64)> = bids.iter().rev().map(|(t, l)| (*t, *l)).collect();
+    let snap_a: Vec<(i64, i64)> = asks.iter().map(|(t, l)| (*t, *l)).collect();
+    let snapshot = book_line("snapshot", &snap_b, &snap_a, sum(&bids, &asks), 1_000);
+    let mut out = Vec::with_capacity(updates);
+    let mut us = 1_000_i64;
+    for _ in 0..updates {
+        us += rng.range(50, 5_000);
+        let mut sent: View = (Vec::new(), Vec::new());
+        for _ in 0..rng.range(1, 3) {
+            let is_bid = rng.chance(50);
+            let (book, msg) = if is_bid {
+                (&mut bids, &mut sent.0)
+            } else {
+                (&mut asks, &mut sent.1)
+            };
+            let n = book.len();
+            // Best first, as ticks.
+            let at = |book: &BTreeMap<i64, i64>, i: usize| -> i64 {
+                let k = if is_bid {
+                    book.keys().rev().nth(i)
+                } else {
+                    book.keys().nth(i)
+                };
+                k.copied().unwrap_or(0)
+            };
+            let near = if rng.chance(80) { n.min(10) } else { n };
+            let i =
+                usize::try_from(rng.range(0, i64::try_from(near).unwrap_or(1) - 1)).unwrap_or(0);
+            let roll = rng.range(0, 99);
+            if roll < 70 || n < 3 {
+                let t = at(book, i);
+                let l = lots(&mut rng);
+                book.insert(t, l);
+                msg.push((t, l));
+            } else if roll < 85 {
+                // Remove level i; the exchange then shows the next level at the bottom.
+                let t = at(book, i);
+                book.remove(&t);
+                msg.push((t, 0));
+                let worst = at(book, book.len().saturating_sub(1));
+                let next = if is_bid {
+                    worst - rng.range(1, 4)
+                } else {
+                    worst + rng.range(1, 4)
+                };
+                if next > 0 {
+                    let l = lots(&mut rng);
+                    book.insert(next, l);
+                    msg.push((next, l));
+                }
+            } else {
+                // Insert between levels i and i+1 when there is room; the worst level
+                // leaves the client's scope after the message (not sent).
+                let (a, b) = (at(book, i), at(book, i + 1));
+                if i + 1 < n && (a - b).abs() > 1 {
+                    let t = (a + b) / 2;
+                    let l = lots(&mut rng);
+                    book.insert(t, l);
+                    msg.push((t, l));
+                }
+            }
+        }
+        // As the client does: truncate after the whole message.
+        while bids.len() > depth {
+            bids.pop_first();
+        }
+        while asks.len() > depth {
+            asks.pop_last();
+        }
+        out.push(book_line("update", &sent.0, &sent.1, sum(&bids, &asks), us));
+    }
+    BookStream {
+        header,
+        snapshot,
+        updates: out,
+    }
+}
+
+/// Levels per side in the checksum.
+const CHECKSUM_TOP: usize = crate::checksum::CHECKSUM_LEVELS;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,6 +861,17 @@ mod tests {
         // the crash starts at 40% of the session).
         assert!(common(&paper, &crash) > paper.len() / 3);
         assert!(common(&paper, &gap) > paper.len() / 3);
+    }
+
+    #[test]
+    fn book_streams_verify_at_every_depth() {
+        for depth in crate::book::VALID_DEPTHS {
+            let stream = book_stream(depth as usize, 300, 7);
+            let report = verify_reader(stream.recording().as_bytes()).unwrap();
+            assert!(report.passed(), "{depth}: {report}");
+            assert_eq!(report.depth, depth as usize);
+            assert_eq!(report.updates_verified(), 300, "{depth}: {report}");
+        }
     }
 
     #[test]

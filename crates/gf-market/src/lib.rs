@@ -15,6 +15,14 @@
 //!   consumer that applies the snapshot then each update's levels, truncating to the
 //!   depth, holds the same book (same checksum); `best_bid`/`best_ask` come with every
 //!   update for consumers that only need the top.
+//! - The hot path: a book message in Kraken's fixed layout for a known pair is read by a
+//!   hand-written scanner straight into integers at the pair's precision and applied to
+//!   the book's integer form (preallocated ring buffers, cached checksum digits), so
+//!   parse + apply + checksum allocates nothing
+//!   ([`FeedProcessor::process_without_events`]); events still carry exact `Decimal`s.
+//!   Any message the scanner does not recognise exactly takes the general serde path,
+//!   the reference; property tests and the `market_feed` fuzz target check that both
+//!   paths agree on every message ([`FeedProcessor::set_fast_path`]).
 //! - [`MarketSource`]: the seam; [`MarketClient`] (live, `Source::Market`) and
 //!   [`ReplaySource`] (a recording, `Source::Replay`) implement it. Both also publish
 //!   `Trade`, `Ticker`, `Staleness` and (live) `Connection` events.
@@ -59,6 +67,7 @@ pub mod bundled;
 pub mod checksum;
 pub mod client;
 pub mod error;
+mod fast;
 pub mod feed;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;

@@ -223,7 +223,12 @@ fn pair(symbol: &str, text: &str) -> Result<Pair, Error> {
 /// Kraken's usual form, `2023-10-06T17:35:55.440295Z`, parsed without the general
 /// RFC 3339 machinery; `None` for any other form.
 pub(crate) fn fast_timestamp(t: &str) -> Option<DateTime<Utc>> {
-    let b = t.as_bytes();
+    fast_timestamp_bytes(t.as_bytes())
+}
+
+/// [`fast_timestamp`] of raw bytes (every byte is checked to be a digit or the
+/// punctuation of the form, so they are ASCII).
+pub(crate) fn fast_timestamp_bytes(b: &[u8]) -> Option<DateTime<Utc>> {
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
@@ -251,6 +256,43 @@ pub(crate) fn fast_timestamp(t: &str) -> Option<DateTime<Utc>> {
         chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
     let time = date.and_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
     Some(time.and_utc())
+}
+
+/// Whether [`fast_timestamp_bytes`] accepts `b`, without building the time: the same
+/// form, a real calendar date, hours below 24, minutes and seconds below 60.
+pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
+    const FORM: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+        return false;
+    }
+    let form_ok = b[..19].iter().zip(FORM).all(|(c, f)| {
+        if *f == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == f
+        }
+    });
+    if !form_ok {
+        return false;
+    }
+    match &b[19..b.len() - 1] {
+        [] => {}
+        [b'.', frac @ ..]
+            if !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit) => {}
+        _ => return false,
+    }
+    let two = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day) && two(11) < 24 && two(14) < 60 && two(17) < 60
 }
 
 fn timestamp(ts: Option<&str>, text: &str) -> Result<Option<DateTime<Utc>>, Error> {
@@ -804,6 +846,20 @@ mod property_tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn prop_timestamp_validity_equals_fast_parse(
+            s in r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,10})?Z?",
+            other in r"[0-9TZ:.-]{18,32}",
+        ) {
+            for t in [&s, &other] {
+                prop_assert_eq!(
+                    fast_timestamp_valid(t.as_bytes()),
+                    fast_timestamp_bytes(t.as_bytes()).is_some(),
+                    "{}", t
+                );
+            }
+        }
+
         #[test]
         fn prop_fast_timestamp_equals_chrono(secs in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000, digits in 0usize..=9) {
             let t = DateTime::from_timestamp(secs, nanos).unwrap();

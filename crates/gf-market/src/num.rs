@@ -163,6 +163,54 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+/// Powers of ten that fit a `u64` (`POW10[i]` = 10^i, i ≤ 19).
+pub(crate) const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// The number of decimal digits of `n` (none for zero, as [`write_u64`] writes it).
+pub(crate) fn digits_u64(n: u64) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    // floor(log10(n)) is `t` or `t - 1` for t = bits * log10(2) (1233 / 4096).
+    let t = (((64 - n.leading_zeros()) * 1233) >> 12) as usize;
+    t + usize::from(n >= POW10[t])
+}
+
+/// Writes `n` in decimal into exactly `out` (`out.len() == digits_u64(n)`), last digit
+/// first, without a temporary.
+pub(crate) fn write_u64_exact(n: u64, out: &mut [u8]) {
+    // The low eight digits apart: two short dependency chains instead of one long one.
+    if out.len() > 8 {
+        let split = out.len() - 8;
+        write_pairs(n / 100_000_000, &mut out[..split]);
+        write_pairs(n % 100_000_000, &mut out[split..]);
+    } else {
+        write_pairs(n, out);
+    }
+}
+
+/// The last `out.len()` digits of `n` (zero-padded), into `out`.
+fn write_pairs(mut n: u64, out: &mut [u8]) {
+    let mut pos = out.len();
+    while pos >= 2 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        pos -= 2;
+        out[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if pos == 1 {
+        out[0] = b'0' + (n % 10) as u8;
+    }
+}
+
 /// Writes `n` in decimal without leading zeros (nothing for zero) at the start of `buf`.
 fn write_u128(mut n: u128, buf: &mut [u8]) -> usize {
     let mut tmp = [0u8; MAX_DIGITS + 1];
@@ -301,6 +349,21 @@ mod tests {
         let mut buf = [0u8; 80];
         let n = checksum_digits(Decimal::MAX, Some(28), &mut buf);
         assert_eq!(&buf[..n], Decimal::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn exact_u64_digits_match_to_string() {
+        let mut cases = vec![0u64, 1, 9, 10, 99, 100, 12_345, 10u64.pow(18), u64::MAX];
+        for p in 1..20 {
+            cases.extend([10u64.pow(p) - 1, 10u64.pow(p), 10u64.pow(p) + 1]);
+        }
+        for n in cases {
+            let len = digits_u64(n);
+            let mut out = [0u8; 20];
+            write_u64_exact(n, &mut out[..len]);
+            let want = if n == 0 { String::new() } else { n.to_string() };
+            assert_eq!(std::str::from_utf8(&out[..len]).unwrap(), want);
+        }
     }
 
     #[test]

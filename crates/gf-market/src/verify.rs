@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use gf_core::Pair;
@@ -110,53 +110,139 @@ impl fmt::Display for VerifyReport {
 /// [`Error::Io`] when the file cannot be read. Bad lines are reported, not errors.
 pub fn verify_recording(path: &Path) -> Result<VerifyReport, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    verify_reader(std::io::BufReader::new(file)).map_err(|e| Error::io(path, e))
+    verify_read(file).map_err(|e| Error::io(path, e))
 }
 
 /// Verifies a recording from any reader.
 ///
 /// # Errors
 /// The reader's I/O error.
-pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifyReport, std::io::Error> {
-    let mut feed = FeedProcessor::with_auto_depth(None);
-    let mut unparseable = Vec::new();
-    let mut mismatch_lines = Vec::new();
-    let mut events = Vec::new();
-    let mut buf = Vec::new();
-    let (mut number, mut lines) = (0u64, 0u64);
+pub fn verify_reader(reader: impl BufRead) -> Result<VerifyReport, std::io::Error> {
+    verify_read(reader)
+}
+
+/// Bytes read at a time: large reads into one reused buffer, no copy per line.
+const CHUNK: usize = 1 << 20;
+
+/// Reads in large chunks and verifies the complete lines of each (a line longer than the
+/// buffer grows it).
+fn verify_read(mut reader: impl Read) -> Result<VerifyReport, std::io::Error> {
+    let mut check = Check::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
     loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
         }
-        number += 1;
-        let text = String::from_utf8_lossy(&buf);
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        filled += n;
+        let end = if n == 0 {
+            filled
+        } else if let Some(i) = buf[..filled].iter().rposition(|b| *b == b'\n') {
+            i + 1
+        } else {
+            continue;
+        };
+        check.lines(&buf[..end]);
+        buf.copy_within(end..filled, 0);
+        filled -= end;
+        if n == 0 {
+            return Ok(check.report());
+        }
+    }
+}
+
+/// Verifies a recording held in memory: one message per line, surrounding whitespace
+/// ignored.
+#[must_use]
+pub fn verify_bytes(bytes: &[u8]) -> VerifyReport {
+    let mut check = Check::new();
+    check.lines(bytes);
+    check.report()
+}
+
+struct Check {
+    feed: FeedProcessor,
+    unparseable: Vec<BadLine>,
+    mismatch_lines: Vec<u64>,
+    /// Non-empty lines.
+    lines: u64,
+    /// Lines seen, empty ones too (line numbers).
+    number: u64,
+}
+
+impl Check {
+    fn new() -> Self {
+        Check {
+            feed: FeedProcessor::with_auto_depth(None),
+            unparseable: Vec::new(),
+            mismatch_lines: Vec::new(),
+            lines: 0,
+            number: 0,
+        }
+    }
+
+    /// Whole lines (a final newline ends the last one, it does not start another). The
+    /// text is checked as UTF-8 once; only when that fails is each line converted on its
+    /// own (invalid bytes replaced), so bad lines are still reported by number.
+    fn lines(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            for line in text.split('\n') {
+                self.number += 1;
+                self.line(self.number, line);
+            }
+        } else {
+            for line in bytes.split(|b| *b == b'\n') {
+                self.number += 1;
+                self.line(self.number, &String::from_utf8_lossy(line));
+            }
+        }
+    }
+
+    fn line(&mut self, number: u64, text: &str) {
         let text = text.trim();
         if text.is_empty() {
-            continue;
+            return;
         }
-        lines += 1;
-        let before = feed.mismatches();
-        events.clear();
-        if let Err(err) = feed.process(text, &mut events) {
-            unparseable.push(BadLine {
+        self.lines += 1;
+        let before = self.feed.mismatches();
+        if let Err(err) = self.feed.process_without_events(text) {
+            self.unparseable.push(BadLine {
                 line: number,
                 reason: format!("{err}; text: {}", excerpt(text)),
             });
         }
-        if feed.mismatches() > before {
-            mismatch_lines.push(number);
+        if self.feed.mismatches() > before {
+            self.mismatch_lines.push(number);
         }
     }
-    let stats = feed.stats();
-    Ok(VerifyReport {
-        lines,
-        pairs: stats.pairs.clone(),
-        unparseable,
-        mismatch_lines,
-        depth: feed.depth(),
-        stats,
-    })
+
+    fn report(self) -> VerifyReport {
+        let Check {
+            feed,
+            unparseable,
+            mismatch_lines,
+            lines,
+            ..
+        } = self;
+        let stats = feed.stats();
+        VerifyReport {
+            lines,
+            pairs: stats.pairs.clone(),
+            unparseable,
+            mismatch_lines,
+            depth: feed.depth(),
+            stats,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +273,41 @@ mod tests {
         assert!(shown.contains("line 4:"), "{shown}");
         assert!(shown.contains("line 5: checksum mismatch"), "{shown}");
         assert!(shown.ends_with("result: FAIL"), "{shown}");
+    }
+
+    /// A reader that returns a few bytes at a time, so lines straddle reads.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunking_and_line_numbers_do_not_depend_on_reads() {
+        let corrupted = SNAP.replace("2383917627", "2383917628");
+        let text = format!(
+            "{SNAP}\n\n{{\"channel\":\"heartbeat\"}}\n{{broken\n{corrupted}\n\u{0}\u{fffd}\n\n{SNAP}"
+        );
+        let whole = verify_bytes(text.as_bytes());
+        assert_eq!(whole.lines, 6);
+        assert_eq!(whole.mismatch_lines, vec![5]);
+        for step in [1, 7, 100, 4096] {
+            let report = verify_read(Trickle(text.as_bytes(), step)).unwrap();
+            assert_eq!(report, whole, "reads of {step} bytes");
+        }
+        // Invalid UTF-8 is reported on its own line; the other lines still verify.
+        let mut bytes = format!("{SNAP}\n").into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe\n");
+        bytes.extend_from_slice(SNAP.as_bytes());
+        let report = verify_read(Trickle(&bytes, 5)).unwrap();
+        let lines: Vec<u64> = report.unparseable.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![2]);
+        assert_eq!(report.pairs.values().next().unwrap().snapshots_verified, 2);
     }
 
     #[test]

@@ -1,0 +1,370 @@
+//! The fast path: a scanner for Kraken's fixed v2 `book` message layout that reads
+//! prices and quantities straight into integers at the pair's scale, allocating nothing.
+//!
+//! It recognises exactly
+//! `{"channel":"book","type":"update"|"snapshot","data":[{"symbol":"…","bids":[…],
+//! "asks":[…],"checksum":N(,"timestamp":"…")?}]}` with levels `{"price":P,"qty":Q}`,
+//! no whitespace, numbers `0|[1-9][0-9]*` with an optional `.digits` fraction of at most
+//! the scale's digits, fitting a `u64` at that scale, a positive price, a `u32` checksum
+//! and a timestamp in Kraken's usual form. Anything else (other channels, other key
+//! orders, escapes, exponents, signs, more digits, several books in one message …)
+//! returns `None`, and the caller takes the general serde path
+//! ([`crate::message::parse`]), which stays the reference. On every message it accepts,
+//! the scanner yields what the general path yields (see the agreement tests).
+
+use chrono::{DateTime, Utc};
+
+use crate::book::{IntLevel, Scales};
+use crate::message::{DataKind, fast_timestamp_bytes, fast_timestamp_valid};
+use crate::num::POW10;
+
+/// The start of a book message up to the `type` value and the symbol: what a message
+/// must look like for [`header`] to recognise it.
+const CHANNEL: &[u8] = br#"{"channel":"book","type":""#;
+
+/// A recognised message start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header<'a> {
+    /// Snapshot or update.
+    pub kind: DataKind,
+    /// The symbol exactly as written (no escapes).
+    pub symbol: &'a [u8],
+    /// Where the bids array's first byte after `[` is.
+    pub body: usize,
+}
+
+/// The rest of a recognised message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Body {
+    /// The checksum Kraken sent.
+    pub checksum: u32,
+    /// The exchange timestamp, when present.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn lit(&mut self, s: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(s.len())?;
+        (self.b.get(self.i..end)? == s).then(|| self.i = end)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// A run of ASCII digits from the cursor: its value (wrapping past 19 digits, which
+    /// the caller refuses) and its length. Eight bytes at a time where the text allows.
+    fn digits(&mut self) -> (u64, usize) {
+        let (mut v, mut n) = (0u64, 0usize);
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(bytes);
+            let run = digit_run(word);
+            if run == 0 {
+                return (v, n);
+            }
+            v = v
+                .wrapping_mul(POW10[run])
+                .wrapping_add(parse_digits(word, run));
+            n += run;
+            self.i += run;
+            if run < 8 {
+                return (v, n);
+            }
+        }
+        while let Some(&c) = self.b.get(self.i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v.wrapping_mul(10).wrapping_add(u64::from(d));
+            n += 1;
+            self.i += 1;
+        }
+        (v, n)
+    }
+
+    /// A JSON number in the plain form, at `scale`: `(value, fractional digits)`.
+    fn number(&mut self, scale: u32) -> Option<(u64, u8)> {
+        let start = self.i;
+        let (int, digits) = self.digits();
+        // JSON: no leading zeros, at least one digit.
+        if digits == 0 || (digits > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        let (mut v, mut frac) = (int, 0usize);
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let (f, n) = self.digits();
+            if n == 0 || n > 19 {
+                return None;
+            }
+            v = int.checked_mul(POW10[n])?.checked_add(f)?;
+            frac = n;
+        }
+        // At most 19 digits in all: below 10^19, so nothing above wrapped.
+        if digits + frac > 19 || frac > scale as usize {
+            return None;
+        }
+        let v = v.checked_mul(POW10[scale as usize - frac])?;
+        Some((v, frac as u8))
+    }
+
+    /// `[{"price":P,"qty":Q},…]` after the `[`, through the `]`.
+    fn levels(&mut self, scales: Scales, out: &mut Vec<IntLevel>) -> Option<()> {
+        out.clear();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.lit(br#"{"price":"#)?;
+            let (price, price_scale) = self.number(scales.price)?;
+            if price == 0 {
+                return None; // the general path rejects a non-positive price
+            }
+            self.lit(br#","qty":"#)?;
+            let (qty, qty_scale) = self.number(scales.qty)?;
+            self.lit(b"}")?;
+            out.push(IntLevel {
+                price,
+                qty,
+                price_scale,
+                qty_scale,
+            });
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// How many of the eight bytes of `word` (little-endian: the first byte lowest) are
+/// ASCII digits before the first that is not.
+fn digit_run(word: u64) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // A byte is a digit when its high nibble is 3 and adding 6 keeps it so.
+    let high = word & (ONES * 0xF0);
+    let plus6 = word.wrapping_add(ONES * 0x06) & (ONES * 0xF0);
+    let ok = !(high ^ (ONES * 0x30)) & !(plus6 ^ (ONES * 0x30)) & (ONES * 0xF0);
+    // `ok` has 0xF0 in every digit byte; the run ends at the first byte without it.
+    ((!ok & (ONES * 0xF0)).trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `run` (1..=8) digit bytes of `word`.
+fn parse_digits(word: u64, run: usize) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Move the digits to the top bytes and fill the bytes below with '0': eight digits.
+    let word = if run >= 8 {
+        word
+    } else {
+        let shift = 8 * (8 - run as u32);
+        (word << shift) | ((ONES * 0x30) >> (64 - shift))
+    };
+    // Eight ASCII digits, first byte most significant (Lemire's SWAR conversion).
+    let v = ((word & (ONES * 0x0F)).wrapping_mul(2561)) >> 8;
+    let v = ((v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
+    ((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32
+}
+
+/// Recognises the start of a book message, through `"bids":[`.
+pub(crate) fn header(text: &[u8]) -> Option<Header<'_>> {
+    let mut c = Cursor { b: text, i: 0 };
+    c.lit(CHANNEL)?;
+    let kind = if c.lit(br#"update""#).is_some() {
+        DataKind::Update
+    } else {
+        c.lit(br#"snapshot""#)?;
+        DataKind::Snapshot
+    };
+    c.lit(br#","data":[{"symbol":""#)?;
+    let start = c.i;
+    let len = text[start..].iter().position(|&b| b == b'"')?;
+    let symbol = &text[start..start + len];
+    // Escapes and control characters mean the general path.
+    if symbol.iter().any(|&b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    c.i = start + len + 1;
+    c.lit(br#","bids":["#)?;
+    Some(Header {
+        kind,
+        symbol,
+        body: c.i,
+    })
+}
+
+/// Scans the rest of the message from [`Header::body`]: the levels into `bids` and
+/// `asks` (cleared first) at `scales`, the checksum and the timestamp, through the
+/// message's last byte. Without `want_time` the timestamp is only checked (as the
+/// general path would parse it) and [`Body::timestamp`] is `None`.
+pub(crate) fn body(
+    text: &[u8],
+    head: &Header<'_>,
+    scales: Scales,
+    bids: &mut Vec<IntLevel>,
+    asks: &mut Vec<IntLevel>,
+    want_time: bool,
+) -> Option<Body> {
+    let mut c = Cursor {
+        b: text,
+        i: head.body,
+    };
+    c.levels(scales, bids)?;
+    c.lit(br#","asks":["#)?;
+    c.levels(scales, asks)?;
+    c.lit(br#","checksum":"#)?;
+    let start = c.i;
+    let (checksum, digits) = c.digits();
+    // A u32 has at most 10 digits (so nothing wrapped); no leading zeros.
+    if digits == 0 || digits > 10 || (digits > 1 && text[start] == b'0') {
+        return None;
+    }
+    let checksum = u32::try_from(checksum).ok()?;
+    let timestamp = if c.lit(br#","timestamp":""#).is_some() {
+        let start = c.i;
+        let len = text[start..].iter().position(|&b| b == b'"')?;
+        let ts = &text[start..start + len];
+        c.i = start + len + 1;
+        if want_time {
+            Some(fast_timestamp_bytes(ts)?)
+        } else if fast_timestamp_valid(ts) {
+            None
+        } else {
+            return None;
+        }
+    } else {
+        None
+    };
+    c.lit(b"}]}")?;
+    (c.i == text.len()).then_some(Body {
+        checksum,
+        timestamp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Scales = Scales { price: 5, qty: 8 };
+
+    type Scanned = (DataKind, String, Vec<IntLevel>, Vec<IntLevel>, Body);
+
+    fn scan(text: &str) -> Option<Scanned> {
+        let h = header(text.as_bytes())?;
+        let (mut b, mut a) = (Vec::new(), Vec::new());
+        let body = body(text.as_bytes(), &h, S, &mut b, &mut a, true)?;
+        Some((
+            h.kind,
+            String::from_utf8(h.symbol.to_vec()).unwrap(),
+            b,
+            a,
+            body,
+        ))
+    }
+
+    const UPD: &str = r#"{"channel":"book","type":"update","data":[{"symbol":"XRP/USD","bids":[{"price":2.1845,"qty":0}],"asks":[{"price":2.18451,"qty":12.5},{"price":3,"qty":0.00000001}],"checksum":123,"timestamp":"2026-03-02T14:00:01.123456Z"}]}"#;
+
+    #[test]
+    fn scans_kraken_layout_into_scaled_integers() {
+        let (kind, sym, b, a, body) = scan(UPD).unwrap();
+        assert_eq!((kind, sym.as_str()), (DataKind::Update, "XRP/USD"));
+        assert_eq!(
+            b,
+            vec![IntLevel {
+                price: 218_450,
+                qty: 0,
+                price_scale: 4,
+                qty_scale: 0
+            }]
+        );
+        assert_eq!(a[0].price, 218_451);
+        assert_eq!((a[0].qty, a[0].qty_scale), (1_250_000_000, 1));
+        assert_eq!((a[1].price, a[1].price_scale, a[1].qty), (300_000, 0, 1));
+        assert_eq!(body.checksum, 123);
+        assert!(body.timestamp.is_some());
+        let snap = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"A/B","bids":[],"asks":[],"checksum":0}]}"#;
+        let (kind, _, b, a, body) = scan(snap).unwrap();
+        assert_eq!(
+            (kind, b.len(), a.len(), body.checksum),
+            (DataKind::Snapshot, 0, 0, 0)
+        );
+        assert_eq!(body.timestamp, None);
+    }
+
+    #[test]
+    fn eight_digits_at_a_time_equal_one_at_a_time() {
+        for text in [
+            "0",
+            "7",
+            "12",
+            "123",
+            "1234567",
+            "12345678",
+            "123456789",
+            "1234567890123456789",
+            "99999999",
+            "00000001",
+            "5.",
+            "12a45678",
+            "1234567\u{7f}",
+            "\u{ff}12345678",
+        ] {
+            let padded = format!("{text}}}}}}}}}}}}}");
+            for b in [text.as_bytes(), padded.as_bytes()] {
+                let mut c = Cursor { b, i: 0 };
+                let (v, n) = c.digits();
+                let run = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let want = b[..run].iter().fold(0u64, |a, d| {
+                    a.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+                });
+                assert_eq!((v, n, c.i), (want, run, run), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_the_general_path() {
+        for (from, to) in [
+            ("2.1845,", "2.184500000,"),  // more digits than the precision
+            ("2.1845,", "2.1845e0,"),     // exponent
+            ("2.1845,", "02.1845,"),      // leading zero
+            ("2.1845,", "-2.1845,"),      // sign
+            ("2.1845,", "0,"),            // non-positive price
+            ("2.1845,", "2.,"),           // empty fraction
+            ("2.1845,", "\"2.1845\","),   // quoted
+            ("2.1845,", "2.1845 ,"),      // whitespace
+            ("12.5", "99999999999999"),   // does not fit a u64 at scale 8
+            ("XRP/USD", "XRP\\/USD"),     // escape
+            ("\"update\"", "\"Update\""), // other type
+            ("checksum\":123", "checksum\":4294967296"), // not a u32
+            ("checksum\":123", "checksum\":0123"), // leading zero
+            ("checksum\":123", "checksum\":-1"),
+            ("01.123456Z", "01.123456+00:00"), // other timestamp form
+            ("}]}", "},{}]}"),                 // a second book
+            ("}]}", "}]} "),                   // trailing bytes
+            ("\"bids\"", "\"bids\" "),
+        ] {
+            assert!(UPD.contains(from), "{from}");
+            let text = UPD.replacen(from, to, 1);
+            assert!(scan(&text).is_none(), "{text}");
+        }
+        assert!(scan(r#"{"channel":"trade","type":"update","data":[]}"#).is_none());
+        assert!(scan("").is_none());
+        for cut in 0..UPD.len() {
+            assert!(scan(&UPD[..cut]).is_none(), "{cut}");
+        }
+    }
+}
