@@ -48,17 +48,20 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    #[inline(always)]
     fn lit(&mut self, s: &[u8]) -> Option<()> {
         let end = self.i.checked_add(s.len())?;
         (self.b.get(self.i..end)? == s).then(|| self.i = end)
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
     /// A run of ASCII digits from the cursor: its value (wrapping past 19 digits, which
     /// the caller refuses) and its length. Eight bytes at a time where the text allows.
+    #[inline(always)]
     fn digits(&mut self) -> (u64, usize) {
         let (mut v, mut n) = (0u64, 0usize);
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
@@ -91,6 +94,7 @@ impl Cursor<'_> {
     }
 
     /// A JSON number in the plain form, at `scale`: `(value, fractional digits)`.
+    #[inline(always)]
     fn number(&mut self, scale: u32) -> Option<(u64, u8)> {
         let start = self.i;
         let (int, digits) = self.digits();
@@ -117,6 +121,7 @@ impl Cursor<'_> {
     }
 
     /// `[{"price":P,"qty":Q},…]` after the `[`, through the `]`.
+    #[inline(always)]
     fn levels(&mut self, scales: Scales, out: &mut Vec<IntLevel>) -> Option<()> {
         out.clear();
         if self.peek()? == b']' {
@@ -152,6 +157,7 @@ impl Cursor<'_> {
 
 /// How many of the eight bytes of `word` (little-endian: the first byte lowest) are
 /// ASCII digits before the first that is not.
+#[inline(always)]
 fn digit_run(word: u64) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     // A byte is a digit when its high nibble is 3 and adding 6 keeps it so.
@@ -163,6 +169,7 @@ fn digit_run(word: u64) -> usize {
 }
 
 /// The value of the first `run` (1..=8) digit bytes of `word`.
+#[inline(always)]
 fn parse_digits(word: u64, run: usize) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     // Move the digits to the top bytes and fill the bytes below with '0': eight digits.
