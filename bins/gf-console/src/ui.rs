@@ -532,7 +532,6 @@ fn fleet_height(f: &FleetStatus) -> u16 {
         .saturating_add(6 + u16::from(active))
 }
 
-
 /// The fleet: the fleet halt (red while in force), this node's link to NATS, then one
 /// line per node — state, heartbeat age (stale in amber), equity, drawdown, exposure,
 /// breached conditions — and the totals the fleet conditions judge.
@@ -590,9 +589,10 @@ fn render_fleet(frame: &mut Frame<'_>, area: Rect, f: &FleetStatus, now: DateTim
         _ => Line::styled("no fleet halt", Style::new().dim()),
     };
     lines.push(halt_line);
-    let contact = f
-        .last_contact_ms
-        .map_or_else(|| "never".to_owned(), |ms| format!("{} ago", gf_api::format_age_ms(ms)));
+    let contact = f.last_contact_ms.map_or_else(
+        || "never".to_owned(),
+        |ms| format!("{} ago", gf_api::format_age_ms(ms)),
+    );
     lines.push(if f.connected {
         Line::styled(
             format!(

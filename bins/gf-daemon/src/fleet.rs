@@ -105,7 +105,10 @@ pub async fn attach(d: &Daemon) {
     fleet.register_conditions(&d.halt, d.config.halt.behaviour, &quote(d));
     let outcomes = d.halt.sweep().await;
     if !outcomes.is_empty() {
-        tracing::warn!("fleet: starting halted ({})", d.halt.status().halt.map(|h| h.reason).unwrap_or_default());
+        tracing::warn!(
+            "fleet: starting halted ({})",
+            d.halt.status().halt.map(|h| h.reason).unwrap_or_default()
+        );
     }
 }
 

@@ -51,7 +51,9 @@ async fn node(nats: &str, name: &str, edit: impl FnOnce(&mut Config)) -> Node {
         .unwrap();
     Node {
         operator: running.create_token("olga", Role::Operator).unwrap(),
-        admin: running.create_token(&format!("ada-{name}"), Role::Admin).unwrap(),
+        admin: running
+            .create_token(&format!("ada-{name}"), Role::Admin)
+            .unwrap(),
         trader: running.create_token("strat", Role::Trader).unwrap(),
         running,
         _dir: dir,
@@ -63,7 +65,13 @@ fn http() -> reqwest::Client {
 }
 
 impl Node {
-    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = http()
             .request(method, format!("{}{path}", self.running.url()))
             .bearer_auth(token);
@@ -73,11 +81,15 @@ impl Node {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -116,7 +128,13 @@ impl Node {
                        "qty": "10", "limit_price": "2.10"}),
             )
             .await;
-        (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+        (
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
     }
 
     /// Walks the checklist and resumes over the API, as an operator would: every item,
@@ -172,18 +190,31 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
         node(&url, "c", |_| {}),
     );
     for n in [&a, &b, &c] {
-        assert_eq!(n.state(), HaltState::Running, "joined a fleet that is not halted");
+        assert_eq!(
+            n.state(),
+            HaltState::Running,
+            "joined a fleet that is not halted"
+        );
     }
     let pair: Pair = "XRP/USD".parse().unwrap();
     c.running.wait_for_price(&pair, WITHIN).await.unwrap();
-    assert_eq!(c.order("before").await.0, 201, "node c trades before the fleet halt");
+    assert_eq!(
+        c.order("before").await.0,
+        201,
+        "node c trades before the fleet halt"
+    );
 
     // Every node's heartbeat reaches the others.
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
         let changed = a.running.daemon.fleet.as_ref().unwrap().view().changed();
         let s = fleet_status(&a).await;
-        let nodes: Vec<&str> = s["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+        let nodes: Vec<&str> = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap())
+            .collect();
         if nodes == ["a", "b", "c"] {
             assert_eq!(s["connected"], true);
             break;
@@ -194,7 +225,11 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
     }
 
     let (status, body) = a
-        .post("/api/v1/fleet/halt", &a.operator, json!({"reason": "desk-wide loss"}))
+        .post(
+            "/api/v1/fleet/halt",
+            &a.operator,
+            json!({"reason": "desk-wide loss"}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["created"], true);
@@ -206,7 +241,11 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
         assert!(!n.running.daemon.gate.is_open());
     }
     let (status, code) = c.order("during").await;
-    assert_eq!((status, code.as_str()), (409, "halted"), "no node trades during a fleet halt");
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "halted"),
+        "no node trades during a fleet halt"
+    );
     let (_, metrics) = c.get("/metrics", &c.operator).await;
     let metrics = metrics.as_str().unwrap().to_owned();
     for line in [
@@ -226,7 +265,10 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
 
     // Clearing it takes an admin.
     let (status, body) = b.post("/api/v1/fleet/resume", &b.operator, json!({})).await;
-    assert_eq!(status, 403, "an operator may not clear the fleet halt: {body}");
+    assert_eq!(
+        status, 403,
+        "an operator may not clear the fleet halt: {body}"
+    );
     let (status, body) = b.post("/api/v1/fleet/resume", &b.admin, json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cleared"], true);
@@ -246,11 +288,18 @@ async fn a_fleet_halt_reaches_every_node_and_clearing_it_takes_an_admin_and_each
             assert!(!left.is_zero(), "node saw the clear");
             let _ = tokio::time::timeout(left, changed).await;
         }
-        assert_ne!(n.state(), HaltState::Running, "clearing the fleet halt resumes no node");
+        assert_ne!(
+            n.state(),
+            HaltState::Running,
+            "clearing the fleet halt resumes no node"
+        );
     }
     for n in [&a, &c] {
         let (status, body) = n.post("/api/v1/resume", &n.operator, json!({})).await;
-        assert_eq!(status, 409, "resume without the checklist is refused: {body}");
+        assert_eq!(
+            status, 409,
+            "resume without the checklist is refused: {body}"
+        );
         n.walk_checklist_and_resume_ok().await;
     }
     // b walked its checklist during the fleet halt (refused then): the clear lets it resume.
@@ -278,18 +327,33 @@ async fn a_node_started_during_a_fleet_halt_starts_halted_and_two_halts_at_once_
     let (a, b) = tokio::join!(node(&url, "a", |_| {}), node(&url, "b", |_| {}));
     // Two operators on two nodes halt the fleet at the same moment: one record.
     let ((s1, r1), (s2, r2)) = tokio::join!(
-        a.post("/api/v1/fleet/halt", &a.operator, json!({"reason": "from a"})),
-        b.post("/api/v1/fleet/halt", &b.operator, json!({"reason": "from b"})),
+        a.post(
+            "/api/v1/fleet/halt",
+            &a.operator,
+            json!({"reason": "from a"})
+        ),
+        b.post(
+            "/api/v1/fleet/halt",
+            &b.operator,
+            json!({"reason": "from b"})
+        ),
     );
     let mut statuses = [s1, s2];
     statuses.sort_unstable();
-    assert_eq!(statuses, [200, 201], "one created, one found it in force: {r1} {r2}");
+    assert_eq!(
+        statuses,
+        [200, 201],
+        "one created, one found it in force: {r1} {r2}"
+    );
     assert_eq!(r1["record"]["revision"], r2["record"]["revision"]);
     assert_eq!(r1["record"]["reason"], r2["record"]["reason"]);
 
     // A node that was not running comes up halted, before any task of it trades.
     let late = node(&nats.url(), "late", |_| {}).await;
-    assert!(!late.running.daemon.gate.is_open(), "the fleet halt is read before the gate opens");
+    assert!(
+        !late.running.daemon.gate.is_open(),
+        "the fleet halt is read before the gate opens"
+    );
     assert_ne!(late.state(), HaltState::Running);
     assert_eq!(late.halt_source(), "auto:fleet_halt");
     late.wait_state(HaltState::Halted).await;
@@ -320,7 +384,11 @@ async fn killing_nats_halts_every_node_after_the_partition_timeout_and_none_trad
         n.wait_state(HaltState::Halted).await;
         assert_eq!(n.halt_source(), "auto:fleet_partition");
         let (status, code) = n.order("cut-off").await;
-        assert_eq!((status, code.as_str()), (409, "halted"), "a partitioned node does not trade");
+        assert_eq!(
+            (status, code.as_str()),
+            (409, "halted"),
+            "a partitioned node does not trade"
+        );
     }
     // NATS back: the partition clears, but only the checklist resumes.
     nats.restart().unwrap();
@@ -336,7 +404,11 @@ async fn killing_nats_halts_every_node_after_the_partition_timeout_and_none_trad
             assert!(!left.is_zero(), "reconnected");
             let _ = tokio::time::timeout(left, changed).await;
         }
-        assert_eq!(n.state(), HaltState::Halted, "reconnecting resumes nothing by itself");
+        assert_eq!(
+            n.state(),
+            HaltState::Halted,
+            "reconnecting resumes nothing by itself"
+        );
         n.walk_checklist_and_resume_ok().await;
     }
     for n in [a, b, c] {
@@ -348,7 +420,10 @@ async fn killing_nats_halts_every_node_after_the_partition_timeout_and_none_trad
 async fn a_node_that_cannot_read_the_fleet_halt_starts_halted() {
     // A port nobody listens on: the record cannot be read, so the node cannot tell whether
     // the fleet is halted — it is.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let n = node(&format!("nats://{unused}"), "lonely", |_| {}).await;
     assert!(!n.running.daemon.gate.is_open());
     assert_eq!(n.halt_source(), "auto:fleet_halt");
@@ -375,17 +450,28 @@ async fn nats_credentials_come_from_the_secret_provider_and_a_wrong_token_halts(
             cfg.fleet.auth = gf_core::config::FleetAuth::Token;
             cfg.secrets.provider = gf_core::config::SecretProviderKind::Env;
             let env = gf_secrets::env::env_from_pairs([("NATS_TOKEN", token)]);
-            let running = gf_daemon::app::start_with_env(cfg, Scenario::Normal, Arc::new(SystemClock), env)
-                .await
-                .unwrap();
+            let running =
+                gf_daemon::app::start_with_env(cfg, Scenario::Normal, Arc::new(SystemClock), env)
+                    .await
+                    .unwrap();
             (dir, running)
         }
     };
     let (_d1, good) = start_node("fleet-s3cret", "good").await;
-    assert_eq!(good.daemon.halt.state(), HaltState::Running, "the right token joins");
-    assert_eq!(good.daemon.fleet.as_ref().unwrap().view().fleet_halted(), Some(false));
+    assert_eq!(
+        good.daemon.halt.state(),
+        HaltState::Running,
+        "the right token joins"
+    );
+    assert_eq!(
+        good.daemon.fleet.as_ref().unwrap().view().fleet_halted(),
+        Some(false)
+    );
     let (_d2, bad) = start_node("wrong", "bad").await;
-    assert!(!bad.daemon.gate.is_open(), "a refused token cannot read the fleet halt: halted");
+    assert!(
+        !bad.daemon.gate.is_open(),
+        "a refused token cannot read the fleet halt: halted"
+    );
     assert_eq!(
         bad.daemon.halt.status().halt.unwrap().source.to_string(),
         "auto:fleet_halt"
@@ -416,7 +502,10 @@ async fn a_daemon_without_the_fleet_has_no_fleet_routes_conditions_or_task() {
     let (status, body) = n
         .post("/api/v1/fleet/halt", &n.operator, json!({"reason": "x"}))
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("fleet_disabled")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("fleet_disabled"))
+    );
     let (status, _) = n.post("/api/v1/fleet/resume", &n.admin, json!({})).await;
     assert_eq!(status, 409);
     let (_, conds) = n.get("/api/v1/conditions", &n.operator).await;

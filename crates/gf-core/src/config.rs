@@ -1409,7 +1409,11 @@ impl Config {
         if f.enabled && !is_fleet_name(&f.node) {
             return Err(ConfigError::invalid(
                 "fleet.node",
-                if f.node.is_empty() { "<missing>" } else { &f.node },
+                if f.node.is_empty() {
+                    "<missing>"
+                } else {
+                    &f.node
+                },
                 "must be set when the fleet is enabled: this node's unique id (1-64 letters, digits, '-' or '_')",
             ));
         }
@@ -1477,7 +1481,9 @@ impl Config {
                 "must be 0 (off) or positive",
             ));
         }
-        if f.enabled && f.auth != FleetAuth::None && self.secrets.provider == SecretProviderKind::None
+        if f.enabled
+            && f.auth != FleetAuth::None
+            && self.secrets.provider == SecretProviderKind::None
         {
             return Err(ConfigError::invalid(
                 "fleet.auth",

@@ -321,10 +321,8 @@ impl Fleet {
     /// The last attempt's error.
     pub async fn connect_within(&self, within: Duration) -> Result<(), FleetError> {
         let deadline = tokio::time::Instant::now() + within;
-        let mut backoff = gf_core::backoff::Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_secs(1),
-        );
+        let mut backoff =
+            gf_core::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             match self.connect().await {
                 Ok(()) => return Ok(()),
@@ -404,7 +402,10 @@ impl Fleet {
         let view = &self.inner.view;
         halt.register_condition(Box::new(FleetHaltCondition::new(view.clone())), behaviour);
         halt.register_condition(
-            Box::new(PartitionCondition::new(view.clone(), cfg.partition_halt_secs)),
+            Box::new(PartitionCondition::new(
+                view.clone(),
+                cfg.partition_halt_secs,
+            )),
             behaviour,
         );
         for (sum, limit) in [
@@ -439,7 +440,11 @@ impl Fleet {
     /// # Errors
     /// [`FleetError::NotConnected`], [`FleetError::JetStream`] when NATS does not answer,
     /// [`FleetError::Contended`] when the record kept changing.
-    pub async fn halt(&self, by: &str, reason: &str) -> Result<(FleetHaltRecord, bool), FleetError> {
+    pub async fn halt(
+        &self,
+        by: &str,
+        reason: &str,
+    ) -> Result<(FleetHaltRecord, bool), FleetError> {
         let conn = self.conn().ok_or(FleetError::NotConnected)?;
         let _io = self.inner.halt_io.lock().await;
         for _ in 0..CAS_ATTEMPTS {
@@ -463,16 +468,22 @@ impl Fleet {
             };
             let bytes = encode(&record);
             let written = match &current {
-                None => conn
-                    .halt
-                    .create(HALT_KEY, bytes)
-                    .await
-                    .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, e.to_string())),
+                None => conn.halt.create(HALT_KEY, bytes).await.map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                }),
                 Some(e) => conn
                     .halt
                     .update(HALT_KEY, bytes, e.revision)
                     .await
-                    .map_err(|e| (e.kind() == kv::UpdateErrorKind::WrongLastRevision, e.to_string())),
+                    .map_err(|e| {
+                        (
+                            e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    }),
             };
             match written {
                 Ok(revision) => {
@@ -649,7 +660,8 @@ impl Fleet {
         let now = self.now();
         let view = &self.inner.view;
         let silence = view.silence(now);
-        let limit = chrono::Duration::seconds(i64::try_from(cfg.partition_halt_secs).unwrap_or(i64::MAX));
+        let limit =
+            chrono::Duration::seconds(i64::try_from(cfg.partition_halt_secs).unwrap_or(i64::MAX));
         let totals = view.totals(own);
         let mut nodes: Vec<Heartbeat> = view
             .nodes()
@@ -840,10 +852,16 @@ impl Fleet {
         heartbeat: Duration,
     ) -> Result<(), FleetError> {
         let mut halts = self
-            .timed("watching the fleet halt", conn.halt.watch_with_history(HALT_KEY))
+            .timed(
+                "watching the fleet halt",
+                conn.halt.watch_with_history(HALT_KEY),
+            )
             .await?;
         let mut nodes = self
-            .timed("watching the heartbeats", conn.nodes.watch_with_history(">"))
+            .timed(
+                "watching the heartbeats",
+                conn.nodes.watch_with_history(">"),
+            )
             .await?;
         let mut tick = tokio::time::interval(heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -356,7 +356,11 @@ mod tests {
         let mut c = PartitionCondition::new(view.clone(), 10);
         assert_eq!(c.threshold(), dec!(10));
         let at = |ms| start + chrono::Duration::milliseconds(ms);
-        assert_eq!(c.sample(&ctx(at(10_000))), dec!(10.000), "at the limit: not over");
+        assert_eq!(
+            c.sample(&ctx(at(10_000))),
+            dec!(10.000),
+            "at the limit: not over"
+        );
         assert_eq!(c.sample(&ctx(at(10_001))), dec!(10.001));
         view.contact(at(10_001));
         assert_eq!(c.sample(&ctx(at(10_501))), dec!(0.500));
@@ -376,7 +380,10 @@ mod tests {
         let mut eur = other("b", dec!(1), dec!(1), dec!(0));
         eur.quote = "EUR".into();
         view.set_node(eur);
-        assert!(c.sample(&ctx(now)) > dec!(15), "mixed currencies fail closed");
+        assert!(
+            c.sample(&ctx(now)) > dec!(15),
+            "mixed currencies fail closed"
+        );
         assert!(c.detail().unwrap().contains("b (EUR)"));
     }
 

@@ -121,7 +121,9 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if text.contains("Server is ready") && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if text.contains("Server is ready")
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()

@@ -109,7 +109,10 @@ impl FleetView {
     pub fn set_halt_if_newer(&self, record: FleetHaltRecord) {
         {
             let mut g = self.inner.lock();
-            if g.halt.as_ref().is_some_and(|h| h.revision > record.revision) {
+            if g.halt
+                .as_ref()
+                .is_some_and(|h| h.revision > record.revision)
+            {
                 return;
             }
             g.halt = Some(record);
@@ -238,7 +241,11 @@ mod tests {
         assert_eq!(t.equity, dec!(2700));
         assert_eq!(t.peak_equity, dec!(3000));
         assert_eq!(t.drawdown_pct, dec!(10));
-        assert_eq!(t.exposure, dec!(100), "exposure counts short and long alike");
+        assert_eq!(
+            t.exposure,
+            dec!(100),
+            "exposure counts short and long alike"
+        );
         assert!(t.mixed_quotes.is_empty());
     }
 
@@ -263,7 +270,11 @@ mod tests {
         v.contact(later);
         assert_eq!(v.silence(later), chrono::Duration::zero());
         v.contact(start);
-        assert_eq!(v.last_contact(), Some(later), "contact never goes back in time");
+        assert_eq!(
+            v.last_contact(),
+            Some(later),
+            "contact never goes back in time"
+        );
         assert_eq!(v.fleet_halted(), None, "unknown until read");
         v.set_halt(FleetHaltRecord {
             active: true,
@@ -290,6 +301,10 @@ mod tests {
             revision: 1,
             ..FleetHaltRecord::default()
         });
-        assert_eq!(v.fleet_halted(), Some(true), "a read always wins (a store started over)");
+        assert_eq!(
+            v.fleet_halted(),
+            Some(true),
+            "a read always wins (a store started over)"
+        );
     }
 }

@@ -473,5 +473,8 @@ async fn a_halt_written_under_the_two_person_rule_needs_two_admins_whatever_the_
     assert!(first.record.active);
     let second = lax.clear("admin:carol").await.unwrap();
     assert!(second.cleared, "{second:?}");
-    assert_eq!(second.record.cleared_by.as_deref(), Some("admin:bob + admin:carol"));
+    assert_eq!(
+        second.record.cleared_by.as_deref(),
+        Some("admin:bob + admin:carol")
+    );
 }

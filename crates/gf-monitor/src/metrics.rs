@@ -759,7 +759,9 @@ impl Metrics {
         i.fleet_halt_active.set(i64::from(halt_active));
         i.fleet_last_contact.set(last_contact_secs);
         for (node, age) in heartbeat_ages {
-            i.fleet_heartbeat_age.get_or_create(&[("node", node.clone())]).set(*age);
+            i.fleet_heartbeat_age
+                .get_or_create(&[("node", node.clone())])
+                .set(*age);
         }
     }
 

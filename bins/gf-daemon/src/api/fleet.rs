@@ -32,7 +32,10 @@ async fn journal(d: &Daemon, kind: &str, actor: &str, detail: serde_json::Value)
 }
 
 /// `GET /api/v1/fleet/status`.
-pub(super) async fn status(State(d): State<Daemon>, Viewer(_): Viewer) -> Json<gf_api::FleetStatus> {
+pub(super) async fn status(
+    State(d): State<Daemon>,
+    Viewer(_): Viewer,
+) -> Json<gf_api::FleetStatus> {
     Json(crate::fleet::status(&d))
 }
 

@@ -17,9 +17,7 @@ use gf_core::{
 };
 use gf_exec::NullExchange;
 use gf_fleet::testing::NatsServer;
-use gf_fleet::{
-    Fleet, FleetView, NatsCredentials, RunContext,
-};
+use gf_fleet::{Fleet, FleetView, NatsCredentials, RunContext};
 use gf_halt::{HaltCoordinator, Journal};
 use gf_risk::PortfolioView;
 use parking_lot::Mutex;
