@@ -118,12 +118,20 @@ pub fn venv_dir(root: &Path) -> PathBuf {
     root.join("target").join("test-peers").join("venv")
 }
 
-/// PATH for the tests: the venv's `bin` first, then the caller's PATH.
+/// PATH for the tests: the venv's `bin` first, then the caller's PATH, then the system
+/// `sbin` directories it lacks (Debian installs daemons such as `nats-server` in
+/// `/usr/sbin`, which a non-root user's PATH often leaves out).
 #[must_use]
 pub fn test_path(venv: &Path, inherited: Option<&OsString>) -> OsString {
     let mut dirs = vec![venv.join("bin")];
     if let Some(p) = inherited {
         dirs.extend(std::env::split_paths(p));
+    }
+    for sbin in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        let sbin = PathBuf::from(sbin);
+        if !dirs.contains(&sbin) {
+            dirs.push(sbin);
+        }
     }
     std::env::join_paths(dirs).unwrap_or_else(|_| venv.join("bin").into_os_string())
 }
@@ -588,7 +596,10 @@ mod tests {
             [
                 PathBuf::from("/t/venv/bin"),
                 PathBuf::from("/usr/bin"),
-                PathBuf::from("/bin")
+                PathBuf::from("/bin"),
+                PathBuf::from("/usr/local/sbin"),
+                PathBuf::from("/usr/sbin"),
+                PathBuf::from("/sbin")
             ]
         );
     }

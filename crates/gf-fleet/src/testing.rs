@@ -99,7 +99,18 @@ impl NatsServer {
             .truncate(true)
             .open(&self.log)
             .map_err(|e| NatsServerError::Other(e.to_string()))?;
-        let child = Command::new("nats-server")
+        // On PATH, else where Debian puts it (/usr/sbin, often not on a user's PATH).
+        let program = if Path::new("/usr/sbin/nats-server").exists()
+            && Command::new("nats-server")
+                .arg("--version")
+                .output()
+                .is_err()
+        {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
