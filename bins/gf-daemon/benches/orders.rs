@@ -19,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
 
+use gf_core::latency::nearest_rank as percentile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,20 +96,6 @@ async fn cancel_all(client: &reqwest::Client, url: &str, token: &str) {
     assert!(status.is_success(), "cancel all: {status} {text}");
     let reply: gf_api::CancelReply = serde_json::from_str(&text).unwrap();
     assert!(reply.failed.is_empty(), "cancel all: {text}");
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    // Nearest rank.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn ms(d: Duration) -> String {

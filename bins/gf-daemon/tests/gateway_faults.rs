@@ -220,6 +220,21 @@ struct Opts {
     journal_full: bool,
 }
 
+impl Opts {
+    /// The defaults, with one open order per token (`gateway.max_open_orders = 1`): a
+    /// reservation that is not released shows as the next order's 429.
+    fn one_open_order() -> Self {
+        let d = Self::default();
+        Self {
+            gateway: GatewayConfig {
+                max_open_orders: 1,
+                ..d.gateway
+            },
+            ..d
+        }
+    }
+}
+
 impl Default for Opts {
     fn default() -> Self {
         Self {
@@ -572,11 +587,7 @@ async fn a_halt_while_the_order_is_inside_a_slow_exchange_drains_and_cancels_it(
 async fn a_halt_before_the_order_passed_the_gate_refuses_it_halted_for_good() {
     let e = env(Opts {
         double_before_gate: true,
-        gateway: GatewayConfig {
-            max_open_orders: 1,
-            ..Opts::default().gateway
-        },
-        ..Opts::default()
+        ..Opts::one_open_order()
     });
     e.double.set(Mode::Hold);
     let first = e.spawn_place("alice", buy("a-1", 100));
@@ -645,13 +656,7 @@ async fn a_caller_that_goes_away_mid_placement_leaves_an_answer_for_its_retry() 
 /// order; it counts as open until it is terminal.
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_is_pending_then_reconciled_and_never_placed_twice() {
-    let e = env(Opts {
-        gateway: GatewayConfig {
-            max_open_orders: 1,
-            ..Opts::default().gateway
-        },
-        ..Opts::default()
-    });
+    let e = env(Opts::one_open_order());
     e.double.set(Mode::TimeoutAfter);
     let first = placed(e.place("alice", buy("a-1", 100)).await);
     assert!(!first.replayed);
@@ -693,13 +698,7 @@ async fn a_lost_answer_is_pending_then_reconciled_and_never_placed_twice() {
 /// nothing, the order ends `rejected` and stops counting as open.
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_for_an_order_that_never_arrived_ends_rejected_and_is_released() {
-    let e = env(Opts {
-        gateway: GatewayConfig {
-            max_open_orders: 1,
-            ..Opts::default().gateway
-        },
-        ..Opts::default()
-    });
+    let e = env(Opts::one_open_order());
     e.double.set(Mode::TimeoutBefore);
     let first = placed(e.place("alice", buy("a-1", 100)).await);
     assert_eq!(first.order.status, "pending");
@@ -730,13 +729,7 @@ async fn a_lost_answer_for_an_order_that_never_arrived_ends_rejected_and_is_rele
 /// leaving it pending, and its open-order place taken, for ever.
 #[tokio::test(start_paused = true)]
 async fn a_failed_lookup_after_a_lost_answer_is_retried_until_the_exchange_answers() {
-    let e = env(Opts {
-        gateway: GatewayConfig {
-            max_open_orders: 1,
-            ..Opts::default().gateway
-        },
-        ..Opts::default()
-    });
+    let e = env(Opts::one_open_order());
     e.double.set(Mode::TimeoutBefore);
     *e.double.failing_lookups.lock() = 2;
     let first = placed(e.place("alice", buy("a-1", 100)).await);
@@ -862,15 +855,11 @@ async fn a_lookup_alone_reports_how_much_of_a_half_filled_order_filled() {
 #[tokio::test(start_paused = true)]
 async fn a_definitive_rejection_is_final_and_releases_every_reservation() {
     let e = env(Opts {
-        gateway: GatewayConfig {
-            max_open_orders: 1,
-            ..Opts::default().gateway
-        },
         risk: RiskConfig {
             max_open_orders: 1,
             ..Opts::default().risk
         },
-        ..Opts::default()
+        ..Opts::one_open_order()
     });
     e.double.set(Mode::Reject);
     let r = refused(e.place("alice", buy("a-1", 100)).await);

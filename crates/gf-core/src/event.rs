@@ -548,6 +548,22 @@ pub enum Payload {
     },
 }
 
+impl Payload {
+    /// The `OrderUpdate` that says `order` was rejected before it was sent (a pre-trade
+    /// check refused it), nothing filled.
+    #[must_use]
+    pub fn rejected(order: &OrderRequest, reason: impl Into<String>) -> Self {
+        Payload::OrderUpdate {
+            client_order_id: order.client_order_id.clone(),
+            order_id: None,
+            pair: order.pair.clone(),
+            status: OrderStatus::Rejected,
+            filled_qty: Decimal::ZERO,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
 macro_rules! kinds {
     ($($variant:ident => $name:literal),* $(,)?) => {
         /// The kind of a payload, for subscriptions and metrics.

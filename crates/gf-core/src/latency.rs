@@ -115,6 +115,31 @@ impl LatencySink for LatencyLog {
     }
 }
 
+/// The nearest-rank `pct` percentile (0–100) of `sorted` (ascending); zero when empty.
+/// Benchmarks report their p50/p90/p99 with it.
+///
+/// ```
+/// use std::time::Duration;
+/// let ms = |n| Duration::from_millis(n);
+/// let v: Vec<Duration> = (1..=100).map(ms).collect();
+/// assert_eq!(gf_core::latency::nearest_rank(&v, 99.0), ms(99));
+/// assert_eq!(gf_core::latency::nearest_rank(&v, 50.0), ms(50));
+/// assert_eq!(gf_core::latency::nearest_rank(&[], 50.0), Duration::ZERO);
+/// ```
+#[must_use]
+pub fn nearest_rank(sorted: &[Duration], pct: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((pct / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// `d` in whole microseconds, saturating.
 #[must_use]
 #[inline]

@@ -22,18 +22,10 @@ use crate::view::{FleetView, Heartbeat};
 pub const FLEET_HALT: &str = "fleet_halt";
 /// Id of [`PartitionCondition`].
 pub const FLEET_PARTITION: &str = "fleet_partition";
-/// Id of [`TotalDrawdownCondition`].
+/// Id of the [`FleetSumCondition`] over drawdown ([`FleetSum::TotalDrawdown`]).
 pub const FLEET_TOTAL_DRAWDOWN: &str = "fleet_total_drawdown";
-/// Id of [`ExposureCondition`].
+/// Id of the [`FleetSumCondition`] over exposure ([`FleetSum::Exposure`]).
 pub const FLEET_EXPOSURE: &str = "fleet_exposure";
-
-/// Every fleet condition id.
-pub const FLEET_CONDITION_IDS: &[&str] = &[
-    FLEET_HALT,
-    FLEET_PARTITION,
-    FLEET_TOTAL_DRAWDOWN,
-    FLEET_EXPOSURE,
-];
 
 /// `fleet_halt`: 1 while the fleet halt is active or unknown, else 0 (limit 0).
 #[derive(Debug)]
@@ -313,20 +305,7 @@ mod tests {
         }
     }
 
-    fn other(node: &str, equity: Decimal, peak: Decimal, exposure: Decimal) -> Heartbeat {
-        Heartbeat {
-            node: node.into(),
-            state: gf_core::HaltState::Running,
-            halt_reason: None,
-            breached: Vec::new(),
-            equity,
-            peak_equity: peak,
-            drawdown_pct: Decimal::ZERO,
-            exposure,
-            quote: "USD".into(),
-            at: DateTime::UNIX_EPOCH,
-        }
-    }
+    use crate::view::tests::hb as other;
 
     #[test]
     fn fleet_halt_is_breached_while_unknown_or_active_and_clear_once_cleared() {

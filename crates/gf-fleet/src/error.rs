@@ -3,9 +3,6 @@
 /// What went wrong talking to the fleet.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    /// The configuration cannot work (e.g. a credential field missing from the secret set).
-    #[error("fleet configuration: {0}")]
-    Config(String),
     /// NATS could not be reached or refused the connection.
     #[error("cannot connect to NATS at {urls}: {message}")]
     Connect {
@@ -31,9 +28,6 @@ pub enum FleetError {
         /// Attempts made.
         attempts: u32,
     },
-    /// Clearing a fleet halt needs an administrator.
-    #[error("{0}")]
-    Refused(String),
 }
 
 impl FleetError {

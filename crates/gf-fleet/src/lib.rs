@@ -23,8 +23,6 @@ pub mod testing;
 pub mod view;
 
 pub use client::{Fleet, NatsCredentials, RunContext, halt_bucket, nodes_bucket, own_figures};
-pub use condition::{
-    FLEET_CONDITION_IDS, FleetHaltCondition, FleetSum, FleetSumCondition, PartitionCondition,
-};
+pub use condition::{FleetHaltCondition, FleetSum, FleetSumCondition, PartitionCondition};
 pub use error::FleetError;
 pub use view::{FleetView, Heartbeat, Totals};

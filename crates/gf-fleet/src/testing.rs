@@ -67,18 +67,6 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// The port.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The JetStream store directory.
-    #[must_use]
-    pub fn store_dir(&self) -> &Path {
-        self.store.path()
-    }
-
     /// Kills the server (SIGKILL: no goodbye to clients) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

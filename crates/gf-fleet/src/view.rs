@@ -210,7 +210,7 @@ fn sum(all: &[&Heartbeat]) -> Totals {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 

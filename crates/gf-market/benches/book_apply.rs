@@ -153,16 +153,8 @@ fn stream_bench(c: &mut Criterion) {
             ("fast_with_events", true, true),
             ("general", false, true),
         ] {
-            let mut feed = FeedProcessor::with_auto_depth(None);
-            feed.set_fast_path(fast);
+            let mut feed = stream.processor(fast);
             let mut out = Vec::with_capacity(4);
-            for line in stream
-                .header
-                .iter()
-                .chain(std::iter::once(&stream.snapshot))
-            {
-                feed.process(line, &mut out).unwrap();
-            }
             let mut next = 0;
             group.bench_function(format!("{name}/depth_{depth}"), |b| {
                 b.iter_custom(|iters| {

@@ -14,7 +14,6 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use gf_market::FeedProcessor;
 use gf_market::fixtures::{BookStream, book_stream};
 
 const BATCH: usize = 1_000;
@@ -22,16 +21,8 @@ const BATCHES: usize = 400;
 
 /// The fastest batch's time per message.
 fn min_batch(stream: &BookStream, fast: bool, events: bool) -> f64 {
-    let mut feed = FeedProcessor::with_auto_depth(None);
-    feed.set_fast_path(fast);
+    let mut feed = stream.processor(fast);
     let mut out = Vec::with_capacity(4);
-    for line in stream
-        .header
-        .iter()
-        .chain(std::iter::once(&stream.snapshot))
-    {
-        feed.process(line, &mut out).unwrap();
-    }
     let mut next = 0;
     let mut best = Duration::MAX;
     for _ in 0..BATCHES {

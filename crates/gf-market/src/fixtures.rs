@@ -658,6 +658,24 @@ pub struct BookStream {
 }
 
 impl BookStream {
+    /// A processor (learning the depth, fast path on or off) that has taken in the header
+    /// and the snapshot: ready for the updates.
+    ///
+    /// # Panics
+    /// Never for a stream [`book_stream`] built (its lines are valid).
+    #[must_use]
+    #[allow(clippy::missing_panics_doc)]
+    pub fn processor(&self, fast: bool) -> crate::FeedProcessor {
+        let mut feed = crate::FeedProcessor::with_auto_depth(None);
+        feed.set_fast_path(fast);
+        for line in self.header.iter().chain(std::iter::once(&self.snapshot)) {
+            if let Err(e) = feed.process_without_events(line) {
+                panic!("a generated stream's line does not parse: {e}");
+            }
+        }
+        feed
+    }
+
     /// Every line, newline-terminated, as a recording.
     #[must_use]
     pub fn recording(&self) -> String {

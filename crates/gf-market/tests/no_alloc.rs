@@ -21,14 +21,7 @@ const MEASURED: usize = 10_000;
 
 fn warmed_up(depth: usize) -> (FeedProcessor, Vec<String>) {
     let stream = book_stream(depth, WARM_UP + MEASURED, 42);
-    let mut feed = FeedProcessor::with_auto_depth(None);
-    for line in stream
-        .header
-        .iter()
-        .chain(std::iter::once(&stream.snapshot))
-    {
-        feed.process_without_events(line).unwrap();
-    }
+    let mut feed = stream.processor(true);
     for line in &stream.updates[..WARM_UP] {
         feed.process_without_events(line).unwrap();
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use gf_core::latency::{micros_between, stage};
 use gf_core::{
-    ClientOrderId, Event, EventBus, EventKind, KindSet, OrderRequest, OrderStatus, Payload, Qty,
-    SharedClock, SharedLatency, Side, Source, TimeInForce,
+    ClientOrderId, Event, EventBus, EventKind, KindSet, OrderRequest, Payload, Qty, SharedClock,
+    SharedLatency, Side, Source, TimeInForce,
 };
 use gf_exec::Exchange;
 use gf_halt::HaltCoordinator;
@@ -237,14 +237,7 @@ impl SignalExecutor {
                 self.bus.publish(Event::new(
                     self.clock.now(),
                     Source::Risk,
-                    Payload::OrderUpdate {
-                        client_order_id: order.client_order_id.clone(),
-                        order_id: None,
-                        pair: order.pair.clone(),
-                        status: OrderStatus::Rejected,
-                        filled_qty: Decimal::ZERO,
-                        reason: Some(reason.to_string()),
-                    },
+                    Payload::rejected(&order, reason.to_string()),
                 ));
                 SignalOutcome::Refused(reason.to_string())
             }

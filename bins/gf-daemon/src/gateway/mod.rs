@@ -91,6 +91,34 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// A pending order of trader `key.0` (its id `key.1`), nothing filled yet, counted
+    /// open.
+    fn pending(
+        key: &(String, String),
+        request: OrderRequest,
+        reason: Option<String>,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            trader: key.0.clone(),
+            client_order_id: key.1.clone(),
+            request,
+            order_id: None,
+            status: OrderStatus::Pending,
+            filled: Decimal::ZERO,
+            filled_by_fills: Decimal::ZERO,
+            filled_notional: Decimal::ZERO,
+            fees: Decimal::ZERO,
+            trades: HashSet::new(),
+            unsent_fills: Vec::new(),
+            reason,
+            created_at,
+            updated_at: now,
+            counted_open: true,
+        }
+    }
+
     fn wire(&self) -> GatewayOrder {
         let r = &self.request;
         GatewayOrder {
@@ -430,14 +458,7 @@ impl Gateway {
                 inner.bus.publish(Event::new(
                     inner.clock.now(),
                     Source::Risk,
-                    Payload::OrderUpdate {
-                        client_order_id: order.client_order_id.clone(),
-                        order_id: None,
-                        pair: order.pair.clone(),
-                        status: OrderStatus::Rejected,
-                        filled_qty: Decimal::ZERO,
-                        reason: Some(reason.to_string()),
-                    },
+                    Payload::rejected(&order, reason.to_string()),
                 ));
                 return Err(self.refuse(&key, &request, Refusal::Risk(reason)));
             }
@@ -450,23 +471,7 @@ impl Gateway {
             st.by_exchange
                 .insert(order.client_order_id.clone(), key.clone());
             if let Some(slot) = st.slots.get_mut(&key) {
-                slot.tracked = Some(Tracked {
-                    trader: key.0.clone(),
-                    client_order_id: key.1.clone(),
-                    request: order.clone(),
-                    order_id: None,
-                    status: OrderStatus::Pending,
-                    filled: Decimal::ZERO,
-                    filled_by_fills: Decimal::ZERO,
-                    filled_notional: Decimal::ZERO,
-                    fees: Decimal::ZERO,
-                    trades: HashSet::new(),
-                    unsent_fills: Vec::new(),
-                    reason: None,
-                    created_at: now,
-                    updated_at: now,
-                    counted_open: true,
-                });
+                slot.tracked = Some(Tracked::pending(&key, order.clone(), None, now, now));
             }
         }
         if let Some(m) = &inner.metrics {
@@ -805,23 +810,13 @@ impl Gateway {
                     continue;
                 }
                 order.client_order_id = ClientOrderId::new(sent_as);
-                let tracked = Tracked {
-                    trader: key.0.clone(),
-                    client_order_id: key.1.clone(),
-                    request: order,
-                    order_id: None,
-                    status: OrderStatus::Pending,
-                    filled: Decimal::ZERO,
-                    filled_by_fills: Decimal::ZERO,
-                    filled_notional: Decimal::ZERO,
-                    fees: Decimal::ZERO,
-                    trades: HashSet::new(),
-                    unsent_fills: Vec::new(),
-                    reason: Some("restored after a restart: reconciling with the exchange".into()),
-                    created_at: r.ts.unwrap_or(now),
-                    updated_at: now,
-                    counted_open: true,
-                };
+                let tracked = Tracked::pending(
+                    &key,
+                    order,
+                    Some("restored after a restart: reconciling with the exchange".into()),
+                    r.ts.unwrap_or(now),
+                    now,
+                );
                 st.by_exchange
                     .insert(tracked.request.client_order_id.clone(), key.clone());
                 remember(&mut st, &key, &request, Outcome::Accepted, Some(tracked));
