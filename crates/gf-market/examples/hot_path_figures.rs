@@ -4,7 +4,7 @@
 //! book_apply -- book_stream`) measures the same paths with statistics.
 //!
 //! `cargo run --release -p gf-market --features fixtures --example hot_path_figures
-//! [-- --write FILE]`: ns per book update at depth 10, 100, 500 and 1000 through the fast
+//! [-- --write FILE | --profile | --once]`: ns per book update at depth 10, 100, 500 and 1000 through the fast
 //! path (without and with events) and the general serde path; then messages per second
 //! verifying a 100,000-message depth-10 recording in memory (`--write FILE` also writes
 //! that recording, e.g. for timing `gf-daemon market verify FILE`).
@@ -54,6 +54,17 @@ fn main() {
         for _ in 0..40 {
             min_batch(&stream, true, false);
         }
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("--once") {
+        // For instruction counts (`valgrind --tool=callgrind
+        // --toggle-collect='*process_without_events*'`): each depth-10 update once.
+        let stream = book_stream(10, 20_000, 0x5eed + 10);
+        let mut feed = stream.processor(true);
+        for line in &stream.updates {
+            black_box(feed.process_without_events(black_box(line)).is_ok());
+        }
+        assert_eq!(feed.stats().mismatches(), 0);
         return;
     }
     println!("ns per update (fastest batch of {BATCH}, {BATCHES} batches)");

@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 
 use crate::checksum::CHECKSUM_LEVELS;
 use crate::error::Error;
-use crate::num::{MAX_DIGITS, POW10, checksum_digits, digits_u64, write_u64_exact};
+use crate::num::{MAX_DIGITS, POW10, PUT_SLACK, checksum_digits, put_u64};
 
 /// The scale of the integer form before the pair's precision is known.
 pub const DEFAULT_SCALE: u32 = 8;
@@ -225,156 +225,194 @@ fn render(level: &IntLevel, scales: Scales, padded: bool, out: &mut [u8]) -> usi
     r.len()
 }
 
-/// The two numbers a level renders, and their digit counts.
+/// The checksum digits of one level, rendered.
 #[derive(Clone, Copy)]
 struct Rendered {
-    price: u64,
-    qty: u64,
-    price_len: usize,
-    qty_len: usize,
+    len: usize,
+    digits: [u8; LEVEL_DIGITS + PUT_SLACK],
 }
 
 impl Rendered {
+    #[inline(always)]
     fn of(level: &IntLevel, scales: Scales, padded: bool) -> Self {
         let (mut price, mut qty) = (level.price, level.qty);
         if !padded {
             price /= POW10[(scales.price - u32::from(level.price_scale)) as usize];
             qty /= POW10[(scales.qty - u32::from(level.qty_scale)) as usize];
         }
-        Self {
-            price,
-            qty,
-            price_len: digits_u64(price),
-            qty_len: digits_u64(qty),
-        }
+        let mut digits = [0; LEVEL_DIGITS + PUT_SLACK];
+        let n = put_u64(price, &mut digits, 0);
+        let len = n + put_u64(qty, &mut digits, n);
+        Self { len, digits }
     }
 
     fn len(&self) -> usize {
-        self.price_len + self.qty_len
+        self.len
     }
 
     /// Writes the digits at the start of `out`.
     fn write(&self, out: &mut [u8]) {
-        write_u64_exact(self.price, &mut out[..self.price_len]);
-        write_u64_exact(self.qty, &mut out[self.price_len..self.len()]);
+        out[..self.len].copy_from_slice(&self.digits[..self.len]);
     }
 }
 
 /// Most bytes one level renders to.
 const LEVEL_DIGITS: usize = 40;
 
-/// One side in integer form: best first, and the checksum digits of the top
-/// `min(len, CHECKSUM_LEVELS)` levels concatenated in `text` (level `j` ends at
-/// `ends[j]`), kept in step with the levels so the checksum is one CRC over two slices.
+/// Most bytes of checksum text: ten levels a side at most [`LEVEL_DIGITS`] each.
+const TEXT_BYTES: usize = 2 * CHECKSUM_LEVELS * LEVEL_DIGITS;
+
+/// One side in integer form, best first. The checksum digits of its top
+/// `min(len, CHECKSUM_LEVELS)` levels are kept, concatenated, in the book's shared
+/// [`CkText`] (level `j` spans `ends[j]..ends[j + 1]` from the side's start;
+/// `ends[0]` is always 0), in step with the levels.
 #[derive(Clone)]
 struct IntSide {
     levels: VecDeque<IntLevel>,
-    text: [u8; CHECKSUM_LEVELS * LEVEL_DIGITS],
-    ends: [u16; CHECKSUM_LEVELS],
+    ends: [u16; CHECKSUM_LEVELS + 1],
+}
+
+/// Where one side's checksum text lives in the shared buffer: the buffer from the side's
+/// first byte on, and how many bytes of the other side follow it there (they move along
+/// when this side's text grows or shrinks).
+struct Region<'a> {
+    text: &'a mut [u8],
+    after: usize,
 }
 
 impl IntSide {
     fn new(capacity: usize) -> Self {
         Self {
             levels: VecDeque::with_capacity(capacity),
-            text: [0; CHECKSUM_LEVELS * LEVEL_DIGITS],
-            ends: [0; CHECKSUM_LEVELS],
+            ends: [0; CHECKSUM_LEVELS + 1],
         }
     }
 
-    /// Where slot `j` starts.
+    /// Where slot `j` starts (`j == n`: where the text of `n` slots ends).
+    #[inline(always)]
     fn start(&self, j: usize) -> usize {
-        if j == 0 {
-            0
-        } else {
-            usize::from(self.ends[j - 1])
-        }
+        usize::from(self.ends[j])
     }
 
-    /// The checksum text of the top levels.
-    fn text(&self) -> &[u8] {
-        let n = self.levels.len().min(CHECKSUM_LEVELS);
-        &self.text[..self.start(n)]
+    /// Slots in the checksum.
+    fn slots(&self) -> usize {
+        self.levels.len().min(CHECKSUM_LEVELS)
     }
 
-    fn render_all(&mut self, scales: Scales, padded: bool) {
+    /// Length of the side's checksum text.
+    fn text_len(&self) -> usize {
+        self.start(self.slots())
+    }
+
+    /// Renders the top levels at the start of `text`; returns the length.
+    fn render_all(&mut self, scales: Scales, padded: bool, text: &mut [u8]) -> usize {
         let mut pos = 0;
         for (j, l) in self.levels.iter().take(CHECKSUM_LEVELS).enumerate() {
-            pos += render(l, scales, padded, &mut self.text[pos..]);
-            self.ends[j] = pos as u16;
+            pos += render(l, scales, padded, &mut text[pos..]);
+            self.ends[j + 1] = pos as u16;
         }
+        pos
     }
 
     /// Replaces slot `i` of `n` with `d`.
-    fn set_slot(&mut self, i: usize, n: usize, d: Rendered) {
-        let (s, e, total) = (self.start(i), usize::from(self.ends[i]), self.start(n));
+    fn set_slot(&mut self, r: &mut Region<'_>, i: usize, n: usize, d: Rendered) {
+        let (s, e, total) = (self.start(i), self.start(i + 1), self.start(n));
         let new_e = s + d.len();
         if new_e != e {
-            self.text.copy_within(e..total, new_e);
+            r.text.copy_within(e..total + r.after, new_e);
+            for end in &mut self.ends[i + 1..=n] {
+                *end = (usize::from(*end) + new_e - e) as u16;
+            }
         }
-        d.write(&mut self.text[s..]);
-        for end in &mut self.ends[i..n] {
-            *end = (usize::from(*end) + new_e - e) as u16;
-        }
+        d.write(&mut r.text[s..]);
     }
 
-    /// Inserts `d` as slot `i` of `n` (`i <= n`), keeping at most `CHECKSUM_LEVELS`.
-    fn insert_slot(&mut self, i: usize, n: usize, d: Rendered) {
-        let keep = n.min(CHECKSUM_LEVELS - 1);
-        let (s, total) = (self.start(i), self.start(keep));
+    /// Inserts `d` as slot `i` of `n` (`i <= n < CHECKSUM_LEVELS`).
+    fn insert_slot(&mut self, r: &mut Region<'_>, i: usize, n: usize, d: Rendered) {
+        let (s, total) = (self.start(i), self.start(n));
         let len = d.len() as u16;
-        self.text.copy_within(s..total, s + d.len());
-        d.write(&mut self.text[s..]);
-        for j in (i..keep).rev() {
+        r.text.copy_within(s..total + r.after, s + d.len());
+        d.write(&mut r.text[s..]);
+        for j in (i + 1..=n).rev() {
             self.ends[j + 1] = self.ends[j] + len;
         }
-        self.ends[i] = s as u16 + len;
+        self.ends[i + 1] = s as u16 + len;
     }
 
     /// Removes slot `i` of `n`.
-    fn remove_slot(&mut self, i: usize, n: usize) {
-        let (s, e, total) = (self.start(i), usize::from(self.ends[i]), self.start(n));
-        self.text.copy_within(e..total, s);
-        let len = self.ends[i] - s as u16;
-        for j in i + 1..n {
+    fn remove_slot(&mut self, r: &mut Region<'_>, i: usize, n: usize) {
+        let (s, e, total) = (self.start(i), self.start(i + 1), self.start(n));
+        r.text.copy_within(e..total + r.after, s);
+        let len = (e - s) as u16;
+        for j in i + 2..=n {
             self.ends[j - 1] = self.ends[j] - len;
         }
     }
 
-    fn apply(&mut self, side: BookSide, level: IntLevel, scales: Scales, padded: bool) {
+    fn apply(
+        &mut self,
+        r: &mut Region<'_>,
+        side: BookSide,
+        level: IntLevel,
+        scales: Scales,
+        padded: bool,
+    ) {
         let found = match side {
             BookSide::Bid => self.levels.binary_search_by(|e| level.price.cmp(&e.price)),
             BookSide::Ask => self.levels.binary_search_by(|e| e.price.cmp(&level.price)),
         };
-        let n = self.levels.len().min(CHECKSUM_LEVELS);
+        let n = self.slots();
         let rendered = |l: &IntLevel| Rendered::of(l, scales, padded);
         match found {
             Ok(i) if level.qty == 0 => {
                 self.levels.remove(i);
                 if i < CHECKSUM_LEVELS {
-                    self.remove_slot(i, n);
+                    self.remove_slot(r, i, n);
                     if let Some(l) = self.levels.get(CHECKSUM_LEVELS - 1) {
                         let d = rendered(l);
-                        self.insert_slot(CHECKSUM_LEVELS - 1, CHECKSUM_LEVELS - 1, d);
+                        self.insert_slot(r, CHECKSUM_LEVELS - 1, CHECKSUM_LEVELS - 1, d);
                     }
                 }
             }
             Ok(i) => {
                 self.levels[i] = level;
                 if i < CHECKSUM_LEVELS {
-                    self.set_slot(i, n, rendered(&level));
+                    self.set_slot(r, i, n, rendered(&level));
                 }
             }
             Err(_) if level.qty == 0 => {}
             Err(i) => {
                 self.levels.insert(i, level);
                 if i < CHECKSUM_LEVELS {
-                    self.insert_slot(i, n, rendered(&level));
+                    let mut n = n;
+                    if n == CHECKSUM_LEVELS {
+                        // The tenth level leaves the checksum.
+                        self.remove_slot(r, n - 1, n);
+                        n -= 1;
+                    }
+                    self.insert_slot(r, i, n, rendered(&level));
                 }
             }
         }
     }
+
+    /// Keeps the first `depth` levels, dropping the text of slots that leave.
+    fn truncate(&mut self, depth: usize, r: &mut Region<'_>) {
+        if self.levels.len() <= depth {
+            return;
+        }
+        let (old, new) = (self.text_len(), self.start(depth.min(CHECKSUM_LEVELS)));
+        self.levels.truncate(depth);
+        if new < old {
+            r.text.copy_within(old..old + r.after, new);
+        }
+    }
 }
+
+/// The checksum text of both sides in one buffer, asks then bids as Kraken's checksum
+/// reads them, so the checksum is one CRC over one slice with nothing copied.
+#[derive(Clone)]
+struct CkText([u8; TEXT_BYTES]);
 
 /// Which representation a book is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +442,7 @@ pub struct Book {
     mode: Mode,
     int_bids: IntSide,
     int_asks: IntSide,
+    text: CkText,
     bids: Vec<Entry>,
     asks: Vec<Entry>,
 }
@@ -458,6 +497,7 @@ impl Book {
             mode: Scales::of(None).map_or(Mode::Dec, Mode::Int),
             int_bids: IntSide::new(depth + 8),
             int_asks: IntSide::new(depth + 8),
+            text: CkText([0; TEXT_BYTES]),
             bids: Vec::new(),
             asks: Vec::new(),
         }
@@ -512,8 +552,10 @@ impl Book {
                                 *l = r;
                             }
                         }
-                        side.render_all(to, precision.is_some());
                     }
+                    let padded = precision.is_some();
+                    let n = self.int_asks.render_all(to, padded, &mut self.text.0);
+                    self.int_bids.render_all(to, padded, &mut self.text.0[n..]);
                     self.mode = Mode::Int(to);
                 } else {
                     self.make_decimal();
@@ -613,31 +655,51 @@ impl Book {
             return;
         };
         let padded = self.precision.is_some();
-        let s = match side {
-            BookSide::Bid => &mut self.int_bids,
-            BookSide::Ask => &mut self.int_asks,
-        };
-        s.apply(side, level, scales, padded);
+        let (s, mut r) = self.int_side(side);
+        s.apply(&mut r, side, level, scales, padded);
+    }
+
+    /// One integer side and where its checksum text is.
+    fn int_side(&mut self, side: BookSide) -> (&mut IntSide, Region<'_>) {
+        match side {
+            BookSide::Ask => (
+                &mut self.int_asks,
+                Region {
+                    text: &mut self.text.0,
+                    after: self.int_bids.text_len(),
+                },
+            ),
+            BookSide::Bid => {
+                let base = self.int_asks.text_len();
+                (
+                    &mut self.int_bids,
+                    Region {
+                        text: &mut self.text.0[base..],
+                        after: 0,
+                    },
+                )
+            }
+        }
     }
 
     /// Drops levels beyond the depth on both sides.
     pub fn truncate(&mut self) {
         self.bids.truncate(self.depth);
         self.asks.truncate(self.depth);
-        self.int_bids.levels.truncate(self.depth);
-        self.int_asks.levels.truncate(self.depth);
+        let depth = self.depth;
+        for side in [BookSide::Bid, BookSide::Ask] {
+            let (s, mut r) = self.int_side(side);
+            s.truncate(depth, &mut r);
+        }
     }
 
     /// Kraken's CRC32 over the top 10 asks then the top 10 bids.
     #[must_use]
     pub fn checksum(&self) -> u32 {
         if let Mode::Int(_) = self.mode {
-            // One contiguous CRC input: the SIMD CRC then covers nearly all of it.
-            let (a, b) = (self.int_asks.text(), self.int_bids.text());
-            let mut buf = [0u8; 2 * CHECKSUM_LEVELS * LEVEL_DIGITS];
-            buf[..a.len()].copy_from_slice(a);
-            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-            return crc32fast::hash(&buf[..a.len() + b.len()]);
+            // One contiguous CRC input, kept up to date by every change.
+            let len = self.int_asks.text_len() + self.int_bids.text_len();
+            return crc32fast::hash(&self.text.0[..len]);
         }
         // One contiguous buffer and one CRC call: much faster than 20 small updates.
         let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 2 * MAX_DIGITS];

@@ -15,12 +15,14 @@
 use chrono::{DateTime, Utc};
 
 use crate::book::{IntLevel, Scales};
-use crate::message::{DataKind, fast_timestamp_bytes, fast_timestamp_valid};
+use crate::message::{
+    DataKind, fast_timestamp_bytes, fast_timestamp_rest_valid, fast_timestamp_valid,
+};
 use crate::num::POW10;
 
 /// The start of a book message up to the `type` value and the symbol: what a message
 /// must look like for [`header`] to recognise it.
-const CHANNEL: &[u8] = br#"{"channel":"book","type":""#;
+const CHANNEL: &[u8; 26] = br#"{"channel":"book","type":""#;
 
 /// A recognised message start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub(crate) struct Header<'a> {
     pub symbol: &'a [u8],
     /// Where the bids array's first byte after `[` is.
     pub body: usize,
+    /// Whether the symbol is the hint given to [`header`].
+    pub hinted: bool,
 }
 
 /// The rest of a recognised message.
@@ -48,10 +52,13 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    /// The literal `s` at the cursor, stepped over. An array, so the comparison is a
+    /// few word compares of known width.
     #[inline(always)]
-    fn lit(&mut self, s: &[u8]) -> Option<()> {
-        let end = self.i.checked_add(s.len())?;
-        (self.b.get(self.i..end)? == s).then(|| self.i = end)
+    fn lit<const N: usize>(&mut self, s: &[u8; N]) -> Option<()> {
+        let end = self.i.checked_add(N)?;
+        let here: &[u8; N] = self.b.get(self.i..end)?.try_into().ok()?;
+        (here == s).then(|| self.i = end)
     }
 
     #[inline(always)]
@@ -185,8 +192,10 @@ fn parse_digits(word: u64, run: usize) -> u64 {
     ((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32
 }
 
-/// Recognises the start of a book message, through `"bids":[`.
-pub(crate) fn header(text: &[u8]) -> Option<Header<'_>> {
+/// Recognises the start of a book message, through `"bids":[`. `hint` is the symbol
+/// expected (the last one seen; it must be a valid pair symbol, so it holds no escapes),
+/// checked first so the usual message is not scanned byte by byte.
+pub(crate) fn header<'a>(text: &'a [u8], hint: &Hint) -> Option<Header<'a>> {
     let mut c = Cursor { b: text, i: 0 };
     c.lit(CHANNEL)?;
     let kind = if c.lit(br#"update""#).is_some() {
@@ -197,25 +206,111 @@ pub(crate) fn header(text: &[u8]) -> Option<Header<'_>> {
     };
     c.lit(br#","data":[{"symbol":""#)?;
     let start = c.i;
-    let len = text[start..].iter().position(|&b| b == b'"')?;
+    let hinted = hint.matches(&text[start..]);
+    let len = if hinted {
+        hint.len
+    } else {
+        let len = text[start..].iter().position(|&b| b == b'"')?;
+        // Escapes and control characters mean the general path.
+        if text[start..start + len]
+            .iter()
+            .any(|&b| b == b'\\' || b < 0x20)
+        {
+            return None;
+        }
+        len
+    };
     let symbol = &text[start..start + len];
-    // Escapes and control characters mean the general path.
-    if symbol.iter().any(|&b| b == b'\\' || b < 0x20) {
-        return None;
-    }
     c.i = start + len + 1;
     c.lit(br#","bids":["#)?;
     Some(Header {
         kind,
         symbol,
         body: c.i,
+        hinted,
     })
+}
+
+/// A symbol expected at the start of a message, prepared for one masked compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Hint {
+    /// The symbol's bytes, zero-padded, as a word (first byte lowest).
+    word: u128,
+    /// Ones over the symbol's bytes.
+    mask: u128,
+    /// The symbol's length; 0: no hint.
+    len: usize,
+}
+
+impl Hint {
+    /// The hint for a valid pair symbol (one of at most 16 bytes; none for longer).
+    pub(crate) fn of(symbol: &[u8]) -> Self {
+        let len = symbol.len();
+        if len == 0 || len > 16 {
+            return Self::default();
+        }
+        let mut b = [0u8; 16];
+        b[..len].copy_from_slice(symbol);
+        Self {
+            word: u128::from_le_bytes(b),
+            mask: u128::MAX >> (8 * (16 - len)),
+            len,
+        }
+    }
+
+    /// Whether `text` starts with the symbol and a closing `"`.
+    #[inline(always)]
+    fn matches(&self, text: &[u8]) -> bool {
+        let Some(head) = text.get(..16) else {
+            return false;
+        };
+        let mut a = [0u8; 16];
+        a.copy_from_slice(head);
+        self.len != 0
+            && (u128::from_le_bytes(a) ^ self.word) & self.mask == 0
+            && text.get(self.len) == Some(&b'"')
+    }
+}
+
+/// The length of a timestamp in Kraken's usual form, `2023-10-06T17:35:55.440295Z`.
+const USUAL_TIMESTAMP: usize = 27;
+
+/// What the last checked timestamp began with, up to its minutes (bytes 0..8 and 6..14
+/// as words; zero before the first, which no timestamp begins with): a timestamp with
+/// the same beginning needs only its seconds and fraction checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TimestampCache(u64, u64);
+
+impl TimestampCache {
+    /// Whether `ts` is a timestamp [`fast_timestamp_bytes`] accepts.
+    fn valid(&mut self, ts: &[u8]) -> bool {
+        if ts.len() < 20 {
+            return false;
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&ts[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (a, b) = (word(0), word(6));
+        // `dddd-dd-ddTdd:` checked before: the rest is `dd:dd(.d{1,9})?Z` with minutes
+        // and seconds below 60.
+        if (a, b) == (self.0, self.1) && fast_timestamp_rest_valid(ts) {
+            return true;
+        }
+        let ok = fast_timestamp_valid(ts);
+        if ok {
+            (self.0, self.1) = (a, b);
+        }
+        ok
+    }
 }
 
 /// Scans the rest of the message from [`Header::body`]: the levels into `bids` and
 /// `asks` (cleared first) at `scales`, the checksum and the timestamp, through the
 /// message's last byte. Without `want_time` the timestamp is only checked (as the
-/// general path would parse it) and [`Body::timestamp`] is `None`.
+/// general path would parse it, `cache` remembering what was checked) and
+/// [`Body::timestamp`] is `None`.
 pub(crate) fn body(
     text: &[u8],
     head: &Header<'_>,
@@ -223,6 +318,7 @@ pub(crate) fn body(
     bids: &mut Vec<IntLevel>,
     asks: &mut Vec<IntLevel>,
     want_time: bool,
+    cache: &mut TimestampCache,
 ) -> Option<Body> {
     let mut c = Cursor {
         b: text,
@@ -241,12 +337,18 @@ pub(crate) fn body(
     let checksum = u32::try_from(checksum).ok()?;
     let timestamp = if c.lit(br#","timestamp":""#).is_some() {
         let start = c.i;
-        let len = text[start..].iter().position(|&b| b == b'"')?;
+        // The usual length first: a wrong guess holds a `"` or misses the `Z`, and
+        // neither check below accepts that, so the general path then decides.
+        let len = if text.get(start + USUAL_TIMESTAMP) == Some(&b'"') {
+            USUAL_TIMESTAMP
+        } else {
+            text[start..].iter().position(|&b| b == b'"')?
+        };
         let ts = &text[start..start + len];
         c.i = start + len + 1;
         if want_time {
             Some(fast_timestamp_bytes(ts)?)
-        } else if fast_timestamp_valid(ts) {
+        } else if cache.valid(ts) {
             None
         } else {
             return None;
@@ -270,9 +372,21 @@ mod tests {
     type Scanned = (DataKind, String, Vec<IntLevel>, Vec<IntLevel>, Body);
 
     fn scan(text: &str) -> Option<Scanned> {
-        let h = header(text.as_bytes())?;
+        let h = header(text.as_bytes(), &Hint::default())?;
         let (mut b, mut a) = (Vec::new(), Vec::new());
-        let body = body(text.as_bytes(), &h, S, &mut b, &mut a, true)?;
+        let mut cache = TimestampCache::default();
+        let body = body(text.as_bytes(), &h, S, &mut b, &mut a, true, &mut cache)?;
+        // The quiet scan (timestamp only checked, against a remembered beginning) and
+        // the scan with the symbol hint accept exactly the same messages.
+        for hint in [&b"XRP/USD"[..], b"A/B", b"XRP/USDT", b"XRP/US"] {
+            let h2 = header(text.as_bytes(), &Hint::of(hint))?;
+            assert_eq!((h2.kind, h2.symbol, h2.body), (h.kind, h.symbol, h.body));
+            assert_eq!(h2.hinted, h.symbol == hint);
+            for _ in 0..2 {
+                let quiet = super::body(text.as_bytes(), &h, S, &mut b, &mut a, false, &mut cache);
+                assert_eq!(quiet.map(|q| q.checksum), Some(body.checksum));
+            }
+        }
         Some((
             h.kind,
             String::from_utf8(h.symbol.to_vec()).unwrap(),
@@ -309,6 +423,41 @@ mod tests {
             (DataKind::Snapshot, 0, 0, 0)
         );
         assert_eq!(body.timestamp, None);
+    }
+
+    /// Mostly bytes a timestamp is made of, sometimes any byte.
+    fn edit_byte() -> impl proptest::strategy::Strategy<Value = u8> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::sample::select(b"0123456789:.-TZ\"".to_vec()),
+            1 => any::<u8>(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The remembered beginning never changes a verdict: a run of timestamps that
+        /// share beginnings, each with one byte replaced by any byte, is judged exactly
+        /// as the full check judges each alone.
+        #[test]
+        fn prop_timestamp_cache_agrees_with_the_full_check(
+            base in r"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{0,10})?Z",
+            edits in proptest::collection::vec((0usize..30, edit_byte()), 1..12),
+        ) {
+            let mut cache = TimestampCache::default();
+            for (at, byte) in edits {
+                for edited in [false, true] {
+                    let mut t = base.clone().into_bytes();
+                    if edited && let Some(b) = t.get_mut(at) {
+                        *b = byte;
+                    }
+                    proptest::prop_assert_eq!(
+                        cache.valid(&t),
+                        fast_timestamp_bytes(&t).is_some(),
+                        "{:?}", String::from_utf8_lossy(&t)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

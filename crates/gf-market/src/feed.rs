@@ -89,6 +89,8 @@ pub struct Ingest {
 #[derive(Debug)]
 struct PairBook {
     pair: Pair,
+    /// The pair's symbol for the fast path's header check.
+    hint: fast::Hint,
     book: Book,
     valid: bool,
     resync_pending: bool,
@@ -129,6 +131,8 @@ pub struct FeedProcessor {
     scratch_out: Vec<Payload>,
     /// Whether recognised book messages take the fast path.
     fast_path: bool,
+    /// The fast path's memory of the last timestamp it checked.
+    ts_cache: fast::TimestampCache,
 }
 
 /// The one heartbeat Kraken sends.
@@ -153,6 +157,7 @@ impl FeedProcessor {
             scratch_asks: Vec::with_capacity(64),
             scratch_out: Vec::new(),
             fast_path: true,
+            ts_cache: fast::TimestampCache::default(),
         }
     }
 
@@ -207,6 +212,7 @@ impl FeedProcessor {
             book.set_precision(self.precision.get(pair).copied());
             self.books.push(PairBook {
                 pair: pair.clone(),
+                hint: fast::Hint::of(pair.as_str().as_bytes()),
                 book,
                 valid: false,
                 resync_pending: false,
@@ -344,11 +350,20 @@ impl FeedProcessor {
         if !self.fast_path {
             return None;
         }
-        let head = fast::header(text.as_bytes())?;
+        let hint = self
+            .books
+            .get(self.last)
+            .map_or(fast::Hint::default(), |b| b.hint);
+        let head = fast::header(text.as_bytes(), &hint)?;
         if self.auto_depth && head.kind == DataKind::Snapshot {
             return None;
         }
-        let i = self.find(head.symbol)?;
+        // The hint was the symbol of slot `last`.
+        let i = if head.hinted {
+            self.last
+        } else {
+            self.find(head.symbol)?
+        };
         let state = &self.books[i];
         let scales = match (head.kind, state.valid) {
             (DataKind::Update, true) => state.book.int_scales()?,
@@ -361,6 +376,7 @@ impl FeedProcessor {
             &mut self.scratch_bids,
             &mut self.scratch_asks,
             out.is_some(),
+            &mut self.ts_cache,
         )?;
         let depth = self.depth;
         let state = &mut self.books[i];

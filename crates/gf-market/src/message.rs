@@ -261,17 +261,19 @@ pub(crate) fn fast_timestamp_bytes(b: &[u8]) -> Option<DateTime<Utc>> {
 /// Whether [`fast_timestamp_bytes`] accepts `b`, without building the time: the same
 /// form, a real calendar date, hours below 24, minutes and seconds below 60.
 pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
-    const FORM: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
     if b.len() < 20 || b[b.len() - 1] != b'Z' {
         return false;
     }
-    let form_ok = b[..19].iter().zip(FORM).all(|(c, f)| {
-        if *f == b'd' {
-            c.is_ascii_digit()
-        } else {
-            c == f
-        }
-    });
+    // Bytes 0..8, 8..16 and 11..19 as words: `dddd-dd-`, `ddTdd:dd`, `dd:dd:dd`.
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    const FORMS: [(u64, u64); 3] = [form(*b"0000-00-"), form(*b"00T00:00"), form(*b"00:00:00")];
+    let form_ok = form_word(word(0), FORMS[0])
+        && form_word(word(8), FORMS[1])
+        && form_word(word(11), FORMS[2]);
     if !form_ok {
         return false;
     }
@@ -293,6 +295,63 @@ pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
         _ => return false,
     };
     (1..=days).contains(&day) && two(11) < 24 && two(14) < 60 && two(17) < 60
+}
+
+/// Whether the part of a timestamp after `dddd-dd-ddTdd:` (at least 20 bytes in all) is
+/// what [`fast_timestamp_valid`] accepts there: `dd:dd`, minutes and seconds below 60,
+/// an optional fraction of one to nine digits, and `Z`.
+pub(crate) fn fast_timestamp_rest_valid(b: &[u8]) -> bool {
+    const FORM: (u64, u64) = form(*b"00:00:00");
+    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+        return false;
+    }
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if !form_word(word(11), FORM) {
+        return false;
+    }
+    // The usual form, microseconds: one more word is the whole rest.
+    if b.len() == 27 {
+        const MICROS: (u64, u64) = form(*b".000000Z");
+        return form_word(word(19), MICROS) && b[14] < b'6' && b[17] < b'6';
+    }
+    match &b[19..b.len() - 1] {
+        [] => {}
+        [b'.', frac @ ..]
+            if !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit) => {}
+        _ => return false,
+    }
+    b[14] < b'6' && b[17] < b'6'
+}
+
+/// A form of eight bytes, `'0'` standing for any ASCII digit: the bytes as a word (first
+/// byte lowest) and a mask with 0xFF in each digit byte.
+const fn form(f: [u8; 8]) -> (u64, u64) {
+    let mut digit = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        if f[i] == b'0' {
+            digit |= 0xFF << (8 * i);
+        }
+        i += 1;
+    }
+    (u64::from_le_bytes(f), digit)
+}
+
+/// Whether the eight bytes of `word` match the [`form`].
+#[inline(always)]
+fn form_word(word: u64, (form, digit): (u64, u64)) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // A digit byte XOR '0' is 0..=9 exactly when it is a digit; a punctuation byte XOR
+    // itself is 0 exactly when it is that byte.
+    let x = word ^ form;
+    // Below 0x80 in every byte, so adding 0x76 per byte carries into no neighbour; then
+    // bit 7 is set exactly where a byte exceeded 9.
+    x & HIGH == 0 && x.wrapping_add(ONES * 0x76) & HIGH == 0 && x & !digit == 0
 }
 
 fn timestamp(ts: Option<&str>, text: &str) -> Result<Option<DateTime<Utc>>, Error> {
@@ -850,12 +909,19 @@ mod property_tests {
         fn prop_timestamp_validity_equals_fast_parse(
             s in r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,10})?Z?",
             other in r"[0-9TZ:.-]{18,32}",
+            at in 0usize..32,
+            byte in any::<u8>(),
         ) {
-            for t in [&s, &other] {
+            // The valid form with one byte replaced by any byte at all.
+            let mut mutated = s.clone().into_bytes();
+            if let Some(b) = mutated.get_mut(at) {
+                *b = byte;
+            }
+            for t in [s.as_bytes(), other.as_bytes(), &mutated] {
                 prop_assert_eq!(
-                    fast_timestamp_valid(t.as_bytes()),
-                    fast_timestamp_bytes(t.as_bytes()).is_some(),
-                    "{}", t
+                    fast_timestamp_valid(t),
+                    fast_timestamp_bytes(t).is_some(),
+                    "{:?}", String::from_utf8_lossy(t)
                 );
             }
         }

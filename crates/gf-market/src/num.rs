@@ -184,31 +184,48 @@ pub(crate) fn digits_u64(n: u64) -> usize {
     t + usize::from(n >= POW10[t])
 }
 
-/// Writes `n` in decimal into exactly `out` (`out.len() == digits_u64(n)`), last digit
-/// first, without a temporary.
-pub(crate) fn write_u64_exact(n: u64, out: &mut [u8]) {
-    // The low eight digits apart: two short dependency chains instead of one long one.
-    if out.len() > 8 {
-        let split = out.len() - 8;
-        write_pairs(n / 100_000_000, &mut out[..split]);
-        write_pairs(n % 100_000_000, &mut out[split..]);
+/// Bytes [`put_u64`] may write: at most 20 digits plus an eight-byte store's overrun.
+pub(crate) const PUT_SLACK: usize = 8;
+
+/// Writes `n` in decimal without leading zeros (nothing for zero) at `buf[at..]` and
+/// returns the length. Eight digits per store, so it may also write up to
+/// [`PUT_SLACK`] bytes after the digits (`buf` must have them); no loop, no table.
+#[inline(always)]
+pub(crate) fn put_u64(n: u64, buf: &mut [u8], at: usize) -> usize {
+    const E8: u64 = 100_000_000;
+    const E16: u64 = E8 * E8;
+    let len = digits_u64(n);
+    let mut store = |at: usize, word: u64| buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    // `eight_digits` writes leading zeros; shifting right drops the ones not wanted.
+    if len == 0 {
+    } else if len <= 8 {
+        store(at, eight_digits(n) >> (8 * (8 - len)));
+    } else if len <= 16 {
+        store(at, eight_digits(n / E8) >> (8 * (16 - len)));
+        store(at + len - 8, eight_digits(n % E8));
     } else {
-        write_pairs(n, out);
+        let rest = n % E16;
+        store(at, eight_digits(n / E16) >> (8 * (24 - len)));
+        store(at + len - 16, eight_digits(rest / E8));
+        store(at + len - 8, eight_digits(rest % E8));
     }
+    len
 }
 
-/// The last `out.len()` digits of `n` (zero-padded), into `out`.
-fn write_pairs(mut n: u64, out: &mut [u8]) {
-    let mut pos = out.len();
-    while pos >= 2 {
-        let d = (n % 100) as usize * 2;
-        n /= 100;
-        pos -= 2;
-        out[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
-    }
-    if pos == 1 {
-        out[0] = b'0' + (n % 10) as u8;
-    }
+/// `n` (below 10^8) as eight ASCII digits with leading zeros, the first digit in the
+/// lowest byte: split into halves, quarters and digits in parallel lanes of one word,
+/// dividing by multiplication (exact for these ranges).
+#[inline(always)]
+fn eight_digits(n: u64) -> u64 {
+    // Two 32-bit lanes of four digits each, the high half in the low lane.
+    let x = (n / 10_000) | ((n % 10_000) << 32);
+    // v / 100 = (v * 5243) >> 19 for v < 10^4: four 16-bit lanes of two digits.
+    let q = ((x * 5243) >> 19) & 0x0000_007F_0000_007F;
+    let x = q | ((x - q * 100) << 16);
+    // v / 10 = (v * 103) >> 10 for v < 100: eight bytes of one digit.
+    let q = ((x * 103) >> 10) & 0x000F_000F_000F_000F;
+    let x = q | ((x - q * 10) << 8);
+    x | 0x3030_3030_3030_3030
 }
 
 /// Writes `n` in decimal without leading zeros (nothing for zero) at the start of `buf`.
@@ -352,17 +369,28 @@ mod tests {
     }
 
     #[test]
-    fn exact_u64_digits_match_to_string() {
+    fn put_u64_digits_match_to_string() {
         let mut cases = vec![0u64, 1, 9, 10, 99, 100, 12_345, 10u64.pow(18), u64::MAX];
         for p in 1..20 {
             cases.extend([10u64.pow(p) - 1, 10u64.pow(p), 10u64.pow(p) + 1]);
         }
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            // xorshift, at every magnitude
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            cases.push(rng >> (rng % 64));
+        }
         for n in cases {
-            let len = digits_u64(n);
-            let mut out = [0u8; 20];
-            write_u64_exact(n, &mut out[..len]);
-            let want = if n == 0 { String::new() } else { n.to_string() };
-            assert_eq!(std::str::from_utf8(&out[..len]).unwrap(), want);
+            for at in [0usize, 3] {
+                let mut out = [b'#'; 3 + 20 + PUT_SLACK];
+                let len = put_u64(n, &mut out, at);
+                assert_eq!(len, digits_u64(n));
+                let want = if n == 0 { String::new() } else { n.to_string() };
+                assert_eq!(std::str::from_utf8(&out[at..at + len]).unwrap(), want);
+                assert_eq!(&out[..at], &b"###"[..at], "nothing before `at`");
+            }
         }
     }
 
