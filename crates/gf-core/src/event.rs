@@ -326,15 +326,24 @@ pub struct BookSnapshot {
     pub checksum: u32,
 }
 
+/// The levels of one side of a book update: up to [`INLINE_LEVELS`] held inline, so
+/// the usual update (a level or two per side) costs no heap allocation. It dereferences
+/// to a slice; build one with `vec![…].into()`, `Levels::new()` and `push`, or
+/// `collect()`. JSON: an array, as a `Vec` would be.
+pub type Levels = smallvec::SmallVec<[Level; INLINE_LEVELS]>;
+
+/// Levels per side a [`Levels`] holds without allocating.
+pub const INLINE_LEVELS: usize = 4;
+
 /// Market data: an incremental book update (after the checksum verified).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookUpdate {
     /// The pair.
     pub pair: Pair,
     /// Changed bid levels; quantity zero removes the level.
-    pub bids: Vec<Level>,
+    pub bids: Levels,
     /// Changed ask levels; quantity zero removes the level.
-    pub asks: Vec<Level>,
+    pub asks: Levels,
     /// Kraken's CRC32 of the resulting top of book, verified.
     pub checksum: u32,
     /// Best bid after the update.

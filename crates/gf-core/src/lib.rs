@@ -51,7 +51,7 @@ pub use credentials::CredentialHandle;
 pub use error::Error;
 pub use event::{
     AlertStatus, ApiErrorKind, BookSnapshot, BookUpdate, ConnectionState, Event, EventKind,
-    HaltSource, HaltState, HealthStatus, KindSet, Payload, Severity, Source,
+    HaltSource, HaltState, HealthStatus, INLINE_LEVELS, KindSet, Levels, Payload, Severity, Source,
 };
 pub use gate::{ClosureSeal, GateOpener, GatePermit, TradingGate};
 pub use latency::{LatencySink, NoLatency, SharedLatency};

@@ -30,9 +30,12 @@ const MAX_ASSET_LEN: usize = 16;
 /// assert_eq!(pair.quote(), "USD");
 /// assert!("xrp/usd".parse::<Pair>().is_err());
 /// ```
+///
+/// Cloning a pair copies no text (the symbol is shared), so events that carry one cost
+/// no allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pair {
-    symbol: String,
+    symbol: std::sync::Arc<str>,
     slash: usize,
 }
 
@@ -72,7 +75,7 @@ impl Pair {
             return Err(invalid("base and quote must differ"));
         }
         Ok(Self {
-            symbol: text.to_owned(),
+            symbol: std::sync::Arc::from(text),
             slash: base.len(),
         })
     }

@@ -134,8 +134,8 @@ fn payload() -> impl Strategy<Value = Payload> {
             .prop_map(|(pair, bids, asks, checksum, best_bid, best_ask)| {
                 Payload::BookUpdate(BookUpdate {
                     pair,
-                    bids,
-                    asks,
+                    bids: bids.into(),
+                    asks: asks.into(),
                     checksum,
                     best_bid,
                     best_ask,

@@ -1568,7 +1568,7 @@ mod property_tests {
                     Op::Snapshot(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
                         Payload::BookSnapshot(BookSnapshot { pair: pair.clone(), bids: lv(&b), asks: lv(&a), checksum: 0 }))),
                     Op::Update(b, a) => paper.on_event(&Event::new(clock.now(), Source::Replay,
-                        Payload::BookUpdate(BookUpdate { pair: pair.clone(), bids: lv(&b), asks: lv(&a),
+                        Payload::BookUpdate(BookUpdate { pair: pair.clone(), bids: lv(&b).into(), asks: lv(&a).into(),
                             checksum: 0, best_bid: None, best_ask: None }))),
                     Op::Market(buy, q) => {
                         if let Ok(ack) = rt.block_on(paper.place_order(&order(buy, q, None, false))) {

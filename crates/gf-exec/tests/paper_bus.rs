@@ -98,8 +98,8 @@ async fn bus_fed_paper_exchange_behind_the_gate() {
         Source::Market,
         Payload::BookUpdate(BookUpdate {
             pair: pair(),
-            bids: levels(&[(dec!(0.1011), dec!(8000))]),
-            asks: vec![],
+            bids: levels(&[(dec!(0.1011), dec!(8000))]).into(),
+            asks: Default::default(),
             checksum: 0,
             best_bid: Some(Level::new(dec!(0.1011), dec!(8000))),
             best_ask: None,

@@ -1350,8 +1350,8 @@ mod mutant_kills {
             }),
             Payload::BookUpdate(BookUpdate {
                 pair: p.clone(),
-                bids: vec![],
-                asks: vec![],
+                bids: Default::default(),
+                asks: Default::default(),
                 checksum: 0,
                 best_bid: None,
                 best_ask: None,

@@ -393,8 +393,11 @@ impl MarketClient {
                 {
                     backoff.reset();
                 }
-                fresh.append(&mut ctx.events);
-                ctx.events = fresh;
+                // Freshness first; the usual message has none, and then nothing moves
+                // (the events buffer is reused, not replaced).
+                if !fresh.is_empty() {
+                    ctx.events.splice(0..0, fresh);
+                }
                 if text.contains("\"heartbeat\"") {
                     // Quiet line: a good moment to persist the recording.
                     let _ = ctx.flush_recorder();

@@ -80,8 +80,9 @@ impl FeedStats {
 /// What one message amounted to, for the caller's bookkeeping.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ingest {
-    /// Pairs that received book or trade data (they are fresh now).
-    pub touched: Vec<Pair>,
+    /// Pairs that received book or trade data (they are fresh now); inline for the
+    /// usual one or two, so a message costs no allocation here.
+    pub touched: smallvec::SmallVec<[Pair; 2]>,
     /// The latest exchange timestamp in the message, if it had one.
     pub timestamp: Option<DateTime<Utc>>,
 }
@@ -309,7 +310,7 @@ impl FeedProcessor {
         }
         if let Some((i, timestamp)) = self.fast(text, Some(out)) {
             return Ok(Ingest {
-                touched: vec![self.books[i].pair.clone()],
+                touched: smallvec::smallvec![self.books[i].pair.clone()],
                 timestamp,
             });
         }
@@ -671,8 +672,8 @@ impl FeedProcessor {
                         best_bid: state.book.best_bid().map(|l| padded(l, precision)),
                         best_ask: state.book.best_ask().map(|l| padded(l, precision)),
                         checksum: computed,
-                        bids: padded_all(data.bids, precision),
-                        asks: padded_all(data.asks, precision),
+                        bids: padded_all(data.bids, precision).into(),
+                        asks: padded_all(data.asks, precision).into(),
                         pair: data.pair,
                     }));
                 } else {
@@ -774,7 +775,7 @@ mod tests {
         let mut feed = FeedProcessor::new(10, Some(&[btc()]));
         let mut out = Vec::new();
         let ingest = feed.process(SNAP, &mut out).unwrap();
-        assert_eq!(ingest.touched, vec![btc()]);
+        assert_eq!(ingest.touched.as_slice(), [btc()]);
         let Payload::BookSnapshot(s) = &out[0] else {
             panic!("{out:?}")
         };

@@ -117,41 +117,100 @@ pub fn verify_recording(path: &Path) -> Result<VerifyReport, Error> {
 ///
 /// # Errors
 /// The reader's I/O error.
-pub fn verify_reader(reader: impl BufRead) -> Result<VerifyReport, std::io::Error> {
+pub fn verify_reader(reader: impl BufRead + Send) -> Result<VerifyReport, std::io::Error> {
     verify_read(reader)
 }
 
-/// Bytes read at a time: large reads into one reused buffer, no copy per line.
+/// Bytes read at a time: large reads into reused buffers, no copy per line.
 const CHUNK: usize = 1 << 20;
 
-/// Reads in large chunks and verifies the complete lines of each (a line longer than the
-/// buffer grows it).
-fn verify_read(mut reader: impl Read) -> Result<VerifyReport, std::io::Error> {
-    let mut check = Check::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+/// A chunk of whole lines, as the reading thread hands it over.
+enum Chunk {
+    /// Valid UTF-8 (checked on the reading thread; the buffer moved, not copied).
+    Text(String),
+    /// Not valid UTF-8: each line is converted on its own, invalid bytes replaced.
+    Bytes(Vec<u8>),
+}
+
+/// Reads in large chunks on one thread and verifies their complete lines on this one:
+/// reading (the kernel's copy), the UTF-8 check and the books overlap. A line longer
+/// than a buffer grows it; buffers go back to the reader for reuse.
+fn verify_read<R: Read + Send>(reader: R) -> Result<VerifyReport, std::io::Error> {
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(move || read_chunks(reader, &full_tx, &empty_rx));
+        let mut check = Check::new();
+        for chunk in full_rx {
+            let buf = match chunk {
+                Chunk::Text(text) => {
+                    check.text(&text);
+                    text.into_bytes()
+                }
+                Chunk::Bytes(bytes) => {
+                    check.lossy(&bytes);
+                    bytes
+                }
+            };
+            // The reader may have finished; then the buffer is simply dropped.
+            let _ = empty_tx.send(buf);
         }
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        match reading.join() {
+            Ok(result) => result.map(|()| check.report()),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The reading thread: fills buffers, cuts each after its last newline (the rest starts
+/// the next one), checks UTF-8 and sends them on, until the end or an error.
+fn read_chunks(
+    mut reader: impl Read,
+    full: &std::sync::mpsc::SyncSender<Chunk>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), std::io::Error> {
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        let mut buf = empty.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(&rest);
+        buf.resize(CHUNK.max(2 * rest.len()), 0);
+        let mut filled = rest.len();
+        rest.clear();
+        // Fill the buffer (small reads, as from a pipe, are gathered), then cut after
+        // its last newline; a buffer without one grows.
+        let mut eof = false;
+        let end = loop {
+            if filled == buf.len() {
+                match memchr::memrchr(b'\n', &buf[..filled]) {
+                    Some(i) => break i + 1,
+                    None => buf.resize(buf.len() * 2, 0),
+                }
+            }
+            let n = match reader.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                eof = true;
+                break filled;
+            }
+            filled += n;
         };
-        filled += n;
-        let end = if n == 0 {
-            filled
-        } else if let Some(i) = buf[..filled].iter().rposition(|b| *b == b'\n') {
-            i + 1
-        } else {
-            continue;
-        };
-        check.lines(&buf[..end]);
-        buf.copy_within(end..filled, 0);
-        filled -= end;
-        if n == 0 {
-            return Ok(check.report());
+        rest.extend_from_slice(&buf[end..filled]);
+        buf.truncate(end);
+        if !buf.is_empty() {
+            let chunk = match String::from_utf8(buf) {
+                Ok(text) => Chunk::Text(text),
+                Err(e) => Chunk::Bytes(e.into_bytes()),
+            };
+            if full.send(chunk).is_err() {
+                return Ok(()); // the verifier stopped
+            }
+        }
+        if eof {
+            return Ok(());
         }
     }
 }
@@ -190,29 +249,48 @@ impl Check {
     /// text is checked as UTF-8 once; only when that fails is each line converted on its
     /// own (invalid bytes replaced), so bad lines are still reported by number.
     fn lines(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text(text),
+            Err(_) => self.lossy(bytes),
+        }
+    }
+
+    /// [`Self::lines`] of text known to be UTF-8.
+    fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        // Newlines found with SIMD (memchr); `\n` is ASCII, so every cut is on a
+        // character boundary.
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+            self.number += 1;
+            self.line(self.number, &text[start..end]);
+            start = end + 1;
+        }
+    }
+
+    /// [`Self::lines`] of bytes that are not all UTF-8.
+    fn lossy(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if let Ok(text) = std::str::from_utf8(bytes) {
-            // Newlines found with SIMD (memchr); `\n` is ASCII, so every cut is on a
-            // character boundary.
-            let mut start = 0;
-            for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
-                self.number += 1;
-                self.line(self.number, &text[start..end]);
-                start = end + 1;
-            }
-        } else {
-            for line in bytes.split(|b| *b == b'\n') {
-                self.number += 1;
-                self.line(self.number, &String::from_utf8_lossy(line));
-            }
+        for line in bytes.split(|b| *b == b'\n') {
+            self.number += 1;
+            self.line(self.number, &String::from_utf8_lossy(line));
         }
     }
 
     fn line(&mut self, number: u64, text: &str) {
-        let text = text.trim();
+        // A recorded message starts with `{` and ends with `}`: nothing to trim then.
+        let bytes = text.as_bytes();
+        let text = if bytes.first() == Some(&b'{') && bytes.last() == Some(&b'}') {
+            text
+        } else {
+            text.trim()
+        };
         if text.is_empty() {
             return;
         }
@@ -312,6 +390,59 @@ mod tests {
         let lines: Vec<u64> = report.unparseable.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![2]);
         assert_eq!(report.pairs.values().next().unwrap().snapshots_verified, 2);
+    }
+
+    /// Many chunks' worth, a line longer than a chunk in the middle, read from a real
+    /// file by the reading thread: the same report as verifying the bytes in memory.
+    #[test]
+    fn multi_chunk_file_with_a_giant_line_equals_in_memory() {
+        let corrupted = SNAP.replace("2383917627", "2383917628");
+        let mut text = String::new();
+        for i in 0..12_000 {
+            text.push_str(if i == 7_777 { &corrupted } else { SNAP });
+            text.push('\n');
+            if i == 5_000 {
+                text.push_str(&format!(
+                    "{{\"x\":\"{}\"}}\n",
+                    "a".repeat(CHUNK + CHUNK / 2)
+                ));
+            }
+        }
+        assert!(text.len() > 3 * CHUNK);
+        let whole = verify_bytes(text.as_bytes());
+        assert_eq!(whole.lines, 12_001);
+        assert_eq!(whole.mismatch_lines, vec![7_779]);
+        let bad: Vec<u64> = whole.unparseable.iter().map(|b| b.line).collect();
+        assert_eq!(bad, vec![5_002]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(verify_recording(&path).unwrap(), whole);
+        // No final newline: the last line still counts.
+        let trimmed = text.trim_end();
+        assert_eq!(verify_reader(trimmed.as_bytes()).unwrap(), whole);
+    }
+
+    /// A reader that fails half-way: the error comes back; nothing hangs or panics.
+    #[test]
+    fn a_read_error_half_way_is_returned() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk went away"));
+                }
+                let line = format!("{SNAP}\n");
+                let n = line.len().min(buf.len());
+                buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+                self.0 -= 1;
+                Ok(n)
+            }
+        }
+        for good_reads in [0, 1, 20_000] {
+            let err = verify_read(Failing(good_reads)).unwrap_err();
+            assert!(err.to_string().contains("disk went away"), "{err}");
+        }
     }
 
     #[test]

@@ -1676,8 +1676,8 @@ mod tests {
             3,
             Payload::BookUpdate(BookUpdate {
                 pair: x.clone(),
-                bids: vec![],
-                asks: vec![],
+                bids: Default::default(),
+                asks: Default::default(),
                 checksum: 0,
                 best_bid: Some(lvl(dec!(1.20))),
                 best_ask: Some(lvl(dec!(1.24))),
@@ -1689,8 +1689,8 @@ mod tests {
             3,
             Payload::BookUpdate(BookUpdate {
                 pair: x.clone(),
-                bids: vec![],
-                asks: vec![],
+                bids: Default::default(),
+                asks: Default::default(),
                 checksum: 0,
                 best_bid: None,
                 best_ask: Some(lvl(dec!(1.24))),

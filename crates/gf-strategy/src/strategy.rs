@@ -271,8 +271,8 @@ mod tests {
             Source::Replay,
             Payload::BookUpdate(BookUpdate {
                 pair: pair.clone(),
-                bids: vec![],
-                asks: vec![],
+                bids: Default::default(),
+                asks: Default::default(),
                 checksum: 0,
                 best_bid: Some(Level::new(mid - spread, Decimal::ONE)),
                 best_ask: Some(Level::new(mid + spread, Decimal::ONE)),
