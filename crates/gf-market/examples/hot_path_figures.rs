@@ -4,7 +4,7 @@
 //! book_apply -- book_stream`) measures the same paths with statistics.
 //!
 //! `cargo run --release -p gf-market --features fixtures --example hot_path_figures
-//! [-- --write FILE | --profile | --once]`: ns per book update at depth 10, 100, 500 and 1000 through the fast
+//! [-- --write FILE | --profile | --once | --once-events]`: ns per book update at depth 10, 100, 500 and 1000 through the fast
 //! path (without and with events) and the general serde path; then messages per second
 //! verifying a 100,000-message depth-10 recording in memory (`--write FILE` also writes
 //! that recording, e.g. for timing `gf-daemon market verify FILE`).
@@ -56,13 +56,21 @@ fn main() {
         }
         return;
     }
-    if std::env::args().nth(1).as_deref() == Some("--once") {
+    let once = std::env::args().nth(1);
+    if matches!(once.as_deref(), Some("--once" | "--once-events")) {
         // For instruction counts (`valgrind --tool=callgrind
-        // --toggle-collect='*process_without_events*'`): each depth-10 update once.
+        // --toggle-collect='*FeedProcessor*process*'`): each depth-10 update once,
+        // without or with events.
         let stream = book_stream(10, 20_000, 0x5eed + 10);
         let mut feed = stream.processor(true);
+        let mut out = Vec::with_capacity(4);
         for line in &stream.updates {
-            black_box(feed.process_without_events(black_box(line)).is_ok());
+            if once.as_deref() == Some("--once") {
+                black_box(feed.process_without_events(black_box(line)).is_ok());
+            } else {
+                out.clear();
+                black_box(feed.process(black_box(line), &mut out).is_ok());
+            }
         }
         assert_eq!(feed.stats().mismatches(), 0);
         return;

@@ -148,9 +148,14 @@ pub(crate) struct IntLevel {
 
 /// `value` (at `scale`) as the exact decimal written with `written` fractional digits.
 fn dec(value: u64, scale: u32, written: u8) -> Decimal {
-    let written = u32::from(written);
-    let m = value / POW10[(scale - written.min(scale)) as usize];
-    Decimal::try_from_i128_with_scale(i128::from(m), written).unwrap_or_default()
+    let written = u32::from(written).min(scale);
+    // Padded to the scale (the usual event) there is nothing to divide.
+    let m = match scale - written {
+        0 => value,
+        shift => value / POW10[shift as usize],
+    };
+    // A u64 mantissa at a scale of at most MAX_INT_SCALE (18): always a valid Decimal.
+    Decimal::from_parts(m as u32, (m >> 32) as u32, 0, false, written)
 }
 
 /// `d` at `scale`, with its written scale; `None` when it has more fractional digits,

@@ -12,7 +12,7 @@
 //! ([`crate::message::parse`]), which stays the reference. On every message it accepts,
 //! the scanner yields what the general path yields (see the agreement tests).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 
 use crate::book::{IntLevel, Scales};
 use crate::message::{
@@ -276,12 +276,45 @@ impl Hint {
 const USUAL_TIMESTAMP: usize = 27;
 
 /// What the last checked timestamp began with, up to its minutes (bytes 0..8 and 6..14
-/// as words; zero before the first, which no timestamp begins with): a timestamp with
-/// the same beginning needs only its seconds and fraction checked.
+/// as words; zero before the first, which no timestamp begins with), and that hour as a
+/// time once one was built: a timestamp with the same beginning needs only its minutes,
+/// seconds and fraction checked (and added).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TimestampCache(u64, u64);
+pub(crate) struct TimestampCache(u64, u64, Option<(NaiveDate, u32)>);
 
 impl TimestampCache {
+    /// [`fast_timestamp_bytes`] of `ts`.
+    fn time(&mut self, ts: &[u8]) -> Option<DateTime<Utc>> {
+        if ts.len() < 20 {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&ts[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (a, b) = (word(0), word(6));
+        if let Some((date, hour)) = self.2
+            && (a, b) == (self.0, self.1)
+            && fast_timestamp_rest_valid(ts)
+        {
+            // Checked: digits where digits belong, minutes and seconds below 60, one to
+            // nine fractional digits if any.
+            let two = |i: usize| u32::from(ts[i] - b'0') * 10 + u32::from(ts[i + 1] - b'0');
+            let frac = ts.get(20..ts.len() - 1).unwrap_or_default();
+            let mut nanos = 0u32;
+            for d in frac {
+                nanos = nanos * 10 + u32::from(d - b'0');
+            }
+            let nanos = nanos * 10u32.pow(9 - frac.len() as u32);
+            let time = NaiveTime::from_hms_nano_opt(hour, two(14), two(17), nanos)?;
+            return Some(date.and_time(time).and_utc());
+        }
+        let time = fast_timestamp_bytes(ts)?;
+        *self = Self(a, b, Some((time.date_naive(), time.hour())));
+        Some(time)
+    }
+
     /// Whether `ts` is a timestamp [`fast_timestamp_bytes`] accepts.
     fn valid(&mut self, ts: &[u8]) -> bool {
         if ts.len() < 20 {
@@ -299,8 +332,8 @@ impl TimestampCache {
             return true;
         }
         let ok = fast_timestamp_valid(ts);
-        if ok {
-            (self.0, self.1) = (a, b);
+        if ok && (a, b) != (self.0, self.1) {
+            *self = Self(a, b, None);
         }
         ok
     }
@@ -347,7 +380,7 @@ pub(crate) fn body(
         let ts = &text[start..start + len];
         c.i = start + len + 1;
         if want_time {
-            Some(fast_timestamp_bytes(ts)?)
+            Some(cache.time(ts)?)
         } else if cache.valid(ts) {
             None
         } else {
@@ -450,9 +483,15 @@ mod tests {
                     if edited && let Some(b) = t.get_mut(at) {
                         *b = byte;
                     }
+                    let want = fast_timestamp_bytes(&t);
                     proptest::prop_assert_eq!(
                         cache.valid(&t),
-                        fast_timestamp_bytes(&t).is_some(),
+                        want.is_some(),
+                        "{:?}", String::from_utf8_lossy(&t)
+                    );
+                    proptest::prop_assert_eq!(
+                        cache.time(&t),
+                        want,
                         "{:?}", String::from_utf8_lossy(&t)
                     );
                 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use gf_core::{BookSnapshot, BookUpdate, Level, Pair, Payload};
+use gf_core::{BookSnapshot, BookUpdate, Level, Levels, Pair, Payload};
 use tracing::{debug, warn};
 
 use crate::book::{Book, BookSide, IntLevel, Precision};
@@ -426,10 +426,22 @@ impl FeedProcessor {
                             best_bid: book.best_int(BookSide::Bid).as_ref().map(level),
                             best_ask: book.best_int(BookSide::Ask).as_ref().map(level),
                             checksum: computed,
-                            bids: self.scratch_bids.iter().map(level).collect(),
-                            asks: self.scratch_asks.iter().map(level).collect(),
+                            bids: Levels::new(),
+                            asks: Levels::new(),
                             pair: state.pair.clone(),
                         }));
+                        // The levels go straight into the event in place (no moves of
+                        // the inline arrays).
+                        if let Some(Payload::BookUpdate(u)) = out.last_mut() {
+                            for (to, from) in [
+                                (&mut u.bids, &self.scratch_bids),
+                                (&mut u.asks, &self.scratch_asks),
+                            ] {
+                                for l in from {
+                                    to.push(level(l));
+                                }
+                            }
+                        }
                     }
                     return Some((i, body.timestamp));
                 }

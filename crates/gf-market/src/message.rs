@@ -261,27 +261,13 @@ pub(crate) fn fast_timestamp_bytes(b: &[u8]) -> Option<DateTime<Utc>> {
 /// Whether [`fast_timestamp_bytes`] accepts `b`, without building the time: the same
 /// form, a real calendar date, hours below 24, minutes and seconds below 60.
 pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
-    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+    const FORMS: [(u64, u64); 2] = [form(*b"0000-00-"), form(*b"00T00:00")];
+    // The rest first: it also checks the length the words below need.
+    if !fast_timestamp_rest_valid(b)
+        || !form_word(word_at(b, 0), FORMS[0])
+        || !form_word(word_at(b, 8), FORMS[1])
+    {
         return false;
-    }
-    // Bytes 0..8, 8..16 and 11..19 as words: `dddd-dd-`, `ddTdd:dd`, `dd:dd:dd`.
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    const FORMS: [(u64, u64); 3] = [form(*b"0000-00-"), form(*b"00T00:00"), form(*b"00:00:00")];
-    let form_ok = form_word(word(0), FORMS[0])
-        && form_word(word(8), FORMS[1])
-        && form_word(word(11), FORMS[2]);
-    if !form_ok {
-        return false;
-    }
-    match &b[19..b.len() - 1] {
-        [] => {}
-        [b'.', frac @ ..]
-            if !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit) => {}
-        _ => return false,
     }
     let two = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
     let year = two(0) * 100 + two(2);
@@ -294,7 +280,7 @@ pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
         2 => 28,
         _ => return false,
     };
-    (1..=days).contains(&day) && two(11) < 24 && two(14) < 60 && two(17) < 60
+    (1..=days).contains(&day) && two(11) < 24
 }
 
 /// Whether the part of a timestamp after `dddd-dd-ddTdd:` (at least 20 bytes in all) is
@@ -302,29 +288,31 @@ pub(crate) fn fast_timestamp_valid(b: &[u8]) -> bool {
 /// an optional fraction of one to nine digits, and `Z`.
 pub(crate) fn fast_timestamp_rest_valid(b: &[u8]) -> bool {
     const FORM: (u64, u64) = form(*b"00:00:00");
-    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+    if b.len() < 20 || b[b.len() - 1] != b'Z' || !form_word(word_at(b, 11), FORM) {
         return false;
     }
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    if !form_word(word(11), FORM) {
-        return false;
-    }
-    // The usual form, microseconds: one more word is the whole rest.
-    if b.len() == 27 {
+    let rest_ok = if b.len() == 27 {
+        // The usual form, microseconds: one more word is the whole rest.
         const MICROS: (u64, u64) = form(*b".000000Z");
-        return form_word(word(19), MICROS) && b[14] < b'6' && b[17] < b'6';
-    }
-    match &b[19..b.len() - 1] {
-        [] => {}
-        [b'.', frac @ ..]
-            if !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit) => {}
-        _ => return false,
-    }
-    b[14] < b'6' && b[17] < b'6'
+        form_word(word_at(b, 19), MICROS)
+    } else {
+        match &b[19..b.len() - 1] {
+            [] => true,
+            [b'.', frac @ ..] => {
+                !frac.is_empty() && frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit)
+            }
+            _ => false,
+        }
+    };
+    rest_ok && b[14] < b'6' && b[17] < b'6'
+}
+
+/// Bytes `at..at + 8` of `b` as a word, the first byte lowest.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
 }
 
 /// A form of eight bytes, `'0'` standing for any ASCII digit: the bytes as a word (first
