@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 
 use crate::checksum::CHECKSUM_LEVELS;
 use crate::error::Error;
-use crate::num::{MAX_DIGITS, POW10, PUT_SLACK, checksum_digits, put_u64};
+use crate::num::{MAX_DIGITS, POW10, PUT_SLACK, checksum_digits, digits_u64, put_u64};
 
 /// The scale of the integer form before the pair's precision is known.
 pub const DEFAULT_SCALE: u32 = 8;
@@ -240,14 +240,19 @@ struct Rendered {
 impl Rendered {
     #[inline(always)]
     fn of(level: &IntLevel, scales: Scales, padded: bool) -> Self {
-        let (mut price, mut qty) = (level.price, level.qty);
-        if !padded {
-            price /= POW10[(scales.price - u32::from(level.price_scale)) as usize];
-            qty /= POW10[(scales.qty - u32::from(level.qty_scale)) as usize];
-        }
+        let (price, qty) = checksum_values(level, scales, padded);
         let mut digits = [0; LEVEL_DIGITS + PUT_SLACK];
         let n = put_u64(price, &mut digits, 0);
         let len = n + put_u64(qty, &mut digits, n);
+        Self { len, digits }
+    }
+
+    /// The quantity's digits alone.
+    #[inline(always)]
+    fn qty_of(level: &IntLevel, scales: Scales, padded: bool) -> Self {
+        let (_, qty) = checksum_values(level, scales, padded);
+        let mut digits = [0; LEVEL_DIGITS + PUT_SLACK];
+        let len = put_u64(qty, &mut digits, 0);
         Self { len, digits }
     }
 
@@ -258,6 +263,20 @@ impl Rendered {
     /// Writes the digits at the start of `out`.
     fn write(&self, out: &mut [u8]) {
         out[..self.len].copy_from_slice(&self.digits[..self.len]);
+    }
+}
+
+/// The two numbers whose digits a level contributes to the checksum: with a known
+/// precision the scaled integers, without it the numbers as written.
+#[inline(always)]
+fn checksum_values(level: &IntLevel, scales: Scales, padded: bool) -> (u64, u64) {
+    if padded {
+        (level.price, level.qty)
+    } else {
+        (
+            level.price / POW10[(scales.price - u32::from(level.price_scale)) as usize],
+            level.qty / POW10[(scales.qty - u32::from(level.qty_scale)) as usize],
+        )
     }
 }
 
@@ -319,9 +338,10 @@ impl IntSide {
         pos
     }
 
-    /// Replaces slot `i` of `n` with `d`.
-    fn set_slot(&mut self, r: &mut Region<'_>, i: usize, n: usize, d: Rendered) {
-        let (s, e, total) = (self.start(i), self.start(i + 1), self.start(n));
+    /// Replaces slot `i` of `n` from its byte `from` on with `d` (`from` 0: the whole
+    /// slot; after the price's digits: the quantity's).
+    fn set_slot(&mut self, r: &mut Region<'_>, i: usize, n: usize, from: usize, d: Rendered) {
+        let (s, e, total) = (self.start(i) + from, self.start(i + 1), self.start(n));
         let new_e = s + d.len();
         if new_e != e {
             r.text.copy_within(e..total + r.after, new_e);
@@ -380,9 +400,17 @@ impl IntSide {
                 }
             }
             Ok(i) => {
-                self.levels[i] = level;
+                let old = std::mem::replace(&mut self.levels[i], level);
                 if i < CHECKSUM_LEVELS {
-                    self.set_slot(r, i, n, rendered(&level));
+                    if padded || old.price_scale == level.price_scale {
+                        // The same price written the same way: only the quantity's digits
+                        // change.
+                        let (price, _) = checksum_values(&old, scales, padded);
+                        let d = Rendered::qty_of(&level, scales, padded);
+                        self.set_slot(r, i, n, digits_u64(price), d);
+                    } else {
+                        self.set_slot(r, i, n, 0, rendered(&level));
+                    }
                 }
             }
             Err(_) if level.qty == 0 => {}

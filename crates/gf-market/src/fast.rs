@@ -100,6 +100,25 @@ impl Cursor<'_> {
         (v, n)
     }
 
+    /// [`Self::digits`] for a run the caller allows at most eight of: one word, no loop.
+    /// More than eight reports a length of nine (the value is then meaningless).
+    #[inline(always)]
+    fn short_digits(&mut self) -> (u64, usize) {
+        let Some(chunk) = self.b.get(self.i..self.i + 8) else {
+            return self.digits();
+        };
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        let run = digit_run(word);
+        if run == 0 {
+            return (0, 0);
+        }
+        self.i += run;
+        let more = run == 8 && self.peek().is_some_and(|c| c.is_ascii_digit());
+        (parse_digits(word, run), if more { 9 } else { run })
+    }
+
     /// A JSON number in the plain form, at `scale`: `(value, fractional digits)`.
     #[inline(always)]
     fn number(&mut self, scale: u32) -> Option<(u64, u8)> {
@@ -112,7 +131,12 @@ impl Cursor<'_> {
         let (mut v, mut frac) = (int, 0usize);
         if self.peek() == Some(b'.') {
             self.i += 1;
-            let (f, n) = self.digits();
+            // The fraction may not have more digits than the scale.
+            let (f, n) = if scale <= 8 {
+                self.short_digits()
+            } else {
+                self.digits()
+            };
             if n == 0 || n > 19 {
                 return None;
             }
@@ -449,6 +473,12 @@ mod tests {
         assert_eq!((a[1].price, a[1].price_scale, a[1].qty), (300_000, 0, 1));
         assert_eq!(body.checksum, 123);
         assert!(body.timestamp.is_some());
+        // Exactly the scale's eight fractional digits, and one more (the general path).
+        let eight = UPD.replacen("12.5", "12.34567891", 1);
+        let (_, _, _, a, _) = scan(&eight).unwrap();
+        assert_eq!((a[0].qty, a[0].qty_scale), (1_234_567_891, 8));
+        assert!(scan(&UPD.replacen("12.5", "12.345678912", 1)).is_none());
+        assert!(scan(&UPD.replacen("12.5", "0.000000001", 1)).is_none());
         let snap = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"A/B","bids":[],"asks":[],"checksum":0}]}"#;
         let (kind, _, b, a, body) = scan(snap).unwrap();
         assert_eq!(
