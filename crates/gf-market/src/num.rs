@@ -174,7 +174,7 @@ pub(crate) const POW10: [u64; 20] = {
     t
 };
 
-/// The number of decimal digits of `n` (none for zero, as [`write_u64`] writes it).
+/// The number of decimal digits of `n` (none for zero, as [`put_u64`] writes it).
 pub(crate) fn digits_u64(n: u64) -> usize {
     if n == 0 {
         return 0;
