@@ -31,6 +31,8 @@ pub(crate) struct Header<'a> {
     pub kind: DataKind,
     /// The symbol exactly as written (no escapes).
     pub symbol: &'a [u8],
+    /// Where the symbol starts in the message.
+    pub symbol_at: usize,
     /// Where the bids array's first byte after `[` is.
     pub body: usize,
     /// Whether the symbol is the hint given to [`header`].
@@ -119,9 +121,10 @@ impl Cursor<'_> {
         (parse_digits(word, run), if more { 9 } else { run })
     }
 
-    /// A JSON number in the plain form, at `scale`: `(value, fractional digits)`.
+    /// A JSON number in the plain form, as written. `short`: the caller allows at most
+    /// eight fractional digits (more come back as nine, which it refuses).
     #[inline(always)]
-    fn number(&mut self, scale: u32) -> Option<(u64, u8)> {
+    fn raw_number(&mut self, short: bool) -> Option<RawNum> {
         let start = self.i;
         let (int, digits) = self.digits();
         // JSON: no leading zeros, at least one digit.
@@ -131,8 +134,7 @@ impl Cursor<'_> {
         let (mut v, mut frac) = (int, 0usize);
         if self.peek() == Some(b'.') {
             self.i += 1;
-            // The fraction may not have more digits than the scale.
-            let (f, n) = if scale <= 8 {
+            let (f, n) = if short {
                 self.short_digits()
             } else {
                 self.digits()
@@ -144,16 +146,24 @@ impl Cursor<'_> {
             frac = n;
         }
         // At most 19 digits in all: below 10^19, so nothing above wrapped.
-        if digits + frac > 19 || frac > scale as usize {
+        if digits + frac > 19 {
             return None;
         }
-        let v = v.checked_mul(POW10[scale as usize - frac])?;
-        Some((v, frac as u8))
+        Some(RawNum {
+            mantissa: v,
+            frac: frac as u8,
+        })
     }
 
-    /// `[{"price":P,"qty":Q},…]` after the `[`, through the `]`.
+    /// `[{"price":P,"qty":Q},…]` after the `[`, through the `]`, each level made into
+    /// what `out` collects by `conv` (`None`: not for the fast path).
     #[inline(always)]
-    fn levels(&mut self, scales: Scales, out: &mut Vec<IntLevel>) -> Option<()> {
+    fn levels<T>(
+        &mut self,
+        short: (bool, bool),
+        out: &mut Vec<T>,
+        conv: &impl Fn(RawLevel) -> Option<T>,
+    ) -> Option<()> {
         out.clear();
         if self.peek()? == b']' {
             self.i += 1;
@@ -161,19 +171,14 @@ impl Cursor<'_> {
         }
         loop {
             self.lit(br#"{"price":"#)?;
-            let (price, price_scale) = self.number(scales.price)?;
-            if price == 0 {
+            let price = self.raw_number(short.0)?;
+            if price.mantissa == 0 {
                 return None; // the general path rejects a non-positive price
             }
             self.lit(br#","qty":"#)?;
-            let (qty, qty_scale) = self.number(scales.qty)?;
+            let qty = self.raw_number(short.1)?;
             self.lit(b"}")?;
-            out.push(IntLevel {
-                price,
-                qty,
-                price_scale,
-                qty_scale,
-            });
+            out.push(conv(RawLevel { price, qty })?);
             match self.peek()? {
                 b',' => self.i += 1,
                 b']' => {
@@ -183,6 +188,47 @@ impl Cursor<'_> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// A number as written: its digits as one integer (at most 19 of them) and how many of
+/// them are fractional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawNum {
+    mantissa: u64,
+    frac: u8,
+}
+
+impl RawNum {
+    /// The value at `scale`; `None` with more fractional digits or when it does not fit.
+    #[inline(always)]
+    fn at(self, scale: u32) -> Option<u64> {
+        let frac = u32::from(self.frac);
+        if frac > scale {
+            return None;
+        }
+        self.mantissa.checked_mul(POW10[(scale - frac) as usize])
+    }
+}
+
+/// A level as written, before the book's scales are known (see [`body_raw`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawLevel {
+    price: RawNum,
+    qty: RawNum,
+}
+
+impl RawLevel {
+    /// The level at `scales`, as [`body`] would have read it; `None` where [`body`]
+    /// would have declined the message.
+    #[inline(always)]
+    pub(crate) fn at(self, scales: Scales) -> Option<IntLevel> {
+        Some(IntLevel {
+            price: self.price.at(scales.price)?,
+            qty: self.qty.at(scales.qty)?,
+            price_scale: self.price.frac,
+            qty_scale: self.qty.frac,
+        })
     }
 }
 
@@ -250,6 +296,7 @@ pub(crate) fn header<'a>(text: &'a [u8], hint: &Hint) -> Option<Header<'a>> {
     Some(Header {
         kind,
         symbol,
+        symbol_at: start,
         body: c.i,
         hinted,
     })
@@ -377,13 +424,82 @@ pub(crate) fn body(
     want_time: bool,
     cache: &mut TimestampCache,
 ) -> Option<Body> {
+    let short = (scales.price <= 8, scales.qty <= 8);
+    let conv = |l: RawLevel| l.at(scales);
+    body_with(text, head, short, &conv, bids, asks, want_time, cache)
+}
+
+/// [`body`] without the book's scales: the levels as written (for scanning on another
+/// thread than the books'); [`RawLevel::at`] then gives what [`body`] would have. The
+/// timestamp is only checked.
+pub(crate) fn body_raw(
+    text: &[u8],
+    head: &Header<'_>,
+    bids: &mut Vec<RawLevel>,
+    asks: &mut Vec<RawLevel>,
+    cache: &mut TimestampCache,
+) -> Option<Body> {
+    body_with(text, head, (false, false), &Some, bids, asks, false, cache)
+}
+
+/// A line scanned ahead, on another thread than the books': a book message in the
+/// layout the fast path takes, its levels as written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prescan<'a> {
+    /// Snapshot or update.
+    pub kind: DataKind,
+    /// The symbol as written.
+    pub symbol: &'a [u8],
+    /// The checksum (the timestamp was checked).
+    pub body: Body,
+    /// The bids as written.
+    pub bids: &'a [RawLevel],
+    /// The asks as written.
+    pub asks: &'a [RawLevel],
+}
+
+/// [`header`] and [`body_raw`] of `text`: its kind, where its symbol is, and its body,
+/// the levels appended to `levels` (bids first; the count of bids returned too). `None`
+/// where the fast path would decline the message whatever the book (and then `levels`
+/// is as it was).
+pub(crate) fn prescan(
+    text: &[u8],
+    levels: &mut Vec<RawLevel>,
+    scratch: &mut (Vec<RawLevel>, Vec<RawLevel>),
+    cache: &mut TimestampCache,
+) -> Option<(DataKind, std::ops::Range<usize>, Body, usize)> {
+    let head = header(text, &Hint::default())?;
+    let body = body_raw(text, &head, &mut scratch.0, &mut scratch.1, cache)?;
+    let start = head.symbol_at;
+    levels.extend_from_slice(&scratch.0);
+    levels.extend_from_slice(&scratch.1);
+    Some((
+        head.kind,
+        start..start + head.symbol.len(),
+        body,
+        scratch.0.len(),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn body_with<T>(
+    text: &[u8],
+    head: &Header<'_>,
+    short: (bool, bool),
+    conv: &impl Fn(RawLevel) -> Option<T>,
+    bids: &mut Vec<T>,
+    asks: &mut Vec<T>,
+    want_time: bool,
+    cache: &mut TimestampCache,
+) -> Option<Body> {
     let mut c = Cursor {
         b: text,
         i: head.body,
     };
-    c.levels(scales, bids)?;
+    c.levels(short, bids, conv)?;
     c.lit(br#","asks":["#)?;
-    c.levels(scales, asks)?;
+    c.levels(short, asks, conv)?;
     c.lit(br#","checksum":"#)?;
     let start = c.i;
     let (checksum, digits) = c.digits();

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use gf_core::{BookSnapshot, BookUpdate, Level, Levels, Pair, Payload};
 use tracing::{debug, warn};
 
-use crate::book::{Book, BookSide, IntLevel, Precision};
+use crate::book::{Book, BookSide, IntLevel, Precision, Scales};
 use crate::error::{Error, excerpt};
 use crate::fast;
 use crate::message::{self, BookData, DataKind, Message};
@@ -332,11 +332,66 @@ impl FeedProcessor {
         if self.fast(text, None).is_some() {
             return Ok(());
         }
+        self.general_quiet(text)
+    }
+
+    /// [`Self::process_without_events`] of a line already scanned by
+    /// [`fast::prescan`] (`None`: it declined the line): the same books, counters,
+    /// resyncs and errors. For verifying on two threads.
+    pub(crate) fn process_prescanned(
+        &mut self,
+        text: &str,
+        scan: Option<&fast::Prescan<'_>>,
+    ) -> Result<(), Error> {
+        self.stats.messages += 1;
+        if text == HEARTBEAT {
+            self.stats.heartbeats += 1;
+            return Ok(());
+        }
+        if let Some(scan) = scan
+            && self.fast_prescanned(scan).is_some()
+        {
+            return Ok(());
+        }
+        self.general_quiet(text)
+    }
+
+    /// The general path, its events dropped.
+    fn general_quiet(&mut self, text: &str) -> Result<(), Error> {
         let mut out = std::mem::take(&mut self.scratch_out);
         let result = self.general(text, &mut out);
         out.clear();
         self.scratch_out = out;
         result.map(|_| ())
+    }
+
+    /// [`Self::fast`] of a prescanned line: the levels as written taken to the book's
+    /// scales (declining where the scanner would have).
+    fn fast_prescanned(&mut self, p: &fast::Prescan<'_>) -> Option<(usize, Option<DateTime<Utc>>)> {
+        if !self.fast_path || (self.auto_depth && p.kind == DataKind::Snapshot) {
+            return None;
+        }
+        let i = self.find(p.symbol)?;
+        let scales = self.fast_scales(i, p.kind)?;
+        self.scratch_bids.clear();
+        self.scratch_asks.clear();
+        for l in p.bids {
+            self.scratch_bids.push(l.at(scales)?);
+        }
+        for l in p.asks {
+            self.scratch_asks.push(l.at(scales)?);
+        }
+        self.apply_fast(i, p.kind, scales, p.body, None)
+    }
+
+    /// The scales the fast path reads a message of `kind` for slot `i` at (`None`: the
+    /// book is in decimal form and the message must take the general path).
+    fn fast_scales(&self, i: usize, kind: DataKind) -> Option<Scales> {
+        let state = &self.books[i];
+        match (kind, state.valid) {
+            (DataKind::Update, true) => state.book.int_scales(),
+            _ => state.book.snapshot_scales(),
+        }
     }
 
     /// The fast path (see [`crate::fast`]): a book message in Kraken's fixed layout for
@@ -346,7 +401,7 @@ impl FeedProcessor {
     fn fast(
         &mut self,
         text: &str,
-        mut out: Option<&mut Vec<Payload>>,
+        out: Option<&mut Vec<Payload>>,
     ) -> Option<(usize, Option<DateTime<Utc>>)> {
         if !self.fast_path {
             return None;
@@ -365,11 +420,7 @@ impl FeedProcessor {
         } else {
             self.find(head.symbol)?
         };
-        let state = &self.books[i];
-        let scales = match (head.kind, state.valid) {
-            (DataKind::Update, true) => state.book.int_scales()?,
-            _ => state.book.snapshot_scales()?,
-        };
+        let scales = self.fast_scales(i, head.kind)?;
         let body = fast::body(
             text.as_bytes(),
             &head,
@@ -379,11 +430,24 @@ impl FeedProcessor {
             out.is_some(),
             &mut self.ts_cache,
         )?;
+        self.apply_fast(i, head.kind, scales, body, out)
+    }
+
+    /// The fast path's second half: the message's levels (in the scratch lists, at
+    /// `scales`) applied to slot `i`'s book and verified, as [`Self::fast`] does.
+    fn apply_fast(
+        &mut self,
+        i: usize,
+        kind: DataKind,
+        scales: Scales,
+        body: fast::Body,
+        mut out: Option<&mut Vec<Payload>>,
+    ) -> Option<(usize, Option<DateTime<Utc>>)> {
         let depth = self.depth;
         let state = &mut self.books[i];
         state.stats.messages += 1;
         let padded = state.book.precision().is_some();
-        let computed = match head.kind {
+        let computed = match kind {
             DataKind::Snapshot => {
                 state.book.clear();
                 apply_ints(&mut state.book, &self.scratch_bids, &self.scratch_asks);
@@ -451,7 +515,7 @@ impl FeedProcessor {
         state.valid = false;
         state.stats.mismatches += 1;
         let pair = state.pair.clone();
-        let what = match head.kind {
+        let what = match kind {
             DataKind::Snapshot => "snapshot",
             DataKind::Update => "update",
         };

@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, Read};
+use std::ops::Range;
 use std::path::Path;
 
 use gf_core::Pair;
 
 use crate::error::{Error, excerpt};
+use crate::fast::{self, RawLevel, TimestampCache};
 use crate::feed::{FeedProcessor, FeedStats, PairStats};
+use crate::message::DataKind;
 
 /// A line that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +129,85 @@ const CHUNK: usize = 1 << 20;
 
 /// A chunk of whole lines, as the reading thread hands it over.
 enum Chunk {
-    /// Valid UTF-8 (checked on the reading thread; the buffer moved, not copied).
-    Text(String),
+    /// Valid UTF-8 (checked on the reading thread; the buffer moved, not copied), its
+    /// lines cut and book messages scanned there too.
+    Text(Scanned),
     /// Not valid UTF-8: each line is converted on its own, invalid bytes replaced.
     Bytes(Vec<u8>),
+}
+
+/// The lines of a chunk of text as the reading thread saw them.
+#[derive(Default)]
+struct Scanned {
+    text: String,
+    /// Every line, empty ones too (they count for line numbers).
+    lines: Vec<ScannedLine>,
+    /// The levels of all scanned book messages, in order.
+    levels: Vec<RawLevel>,
+}
+
+/// One line: its text without surrounding whitespace, and what the scanner read.
+struct ScannedLine {
+    text: Range<usize>,
+    scan: Option<LineScan>,
+}
+
+/// A book message in the fast path's layout, its levels as written.
+struct LineScan {
+    kind: DataKind,
+    symbol: Range<usize>,
+    body: fast::Body,
+    /// Its levels in [`Scanned::levels`], the first `bids` of them bids.
+    levels: Range<usize>,
+    bids: usize,
+}
+
+impl Scanned {
+    /// Cuts `text` into lines and scans each (on the reading thread).
+    fn of(text: String, mut into: Scanned, cache: &mut TimestampCache) -> Scanned {
+        into.lines.clear();
+        into.levels.clear();
+        let mut scratch = (Vec::new(), Vec::new());
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        if !text.is_empty() {
+            let mut start = 0;
+            for end in
+                memchr::memchr_iter(b'\n', body.as_bytes()).chain(std::iter::once(body.len()))
+            {
+                let raw = &body[start..end];
+                let line = trimmed(raw);
+                // Whatever was trimmed at the front (nothing when the line starts with `{`).
+                let at = start + (raw.len() - raw.trim_start().len());
+                let first = into.levels.len();
+                let scan = fast::prescan(line.as_bytes(), &mut into.levels, &mut scratch, cache)
+                    .map(|(kind, symbol, body, bids)| LineScan {
+                        kind,
+                        symbol: at + symbol.start..at + symbol.end,
+                        body,
+                        levels: first..into.levels.len(),
+                        bids,
+                    });
+                into.lines.push(ScannedLine {
+                    text: at..at + line.len(),
+                    scan,
+                });
+                start = end + 1;
+            }
+        }
+        into.text = text;
+        into
+    }
+}
+
+/// A line without surrounding whitespace: a recorded message starts with `{` and ends
+/// with `}`, and then there is nothing to trim.
+fn trimmed(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    if bytes.first() == Some(&b'{') && bytes.last() == Some(&b'}') {
+        text
+    } else {
+        text.trim()
+    }
 }
 
 /// Reads in large chunks on one thread and verifies their complete lines on this one:
@@ -137,19 +215,22 @@ enum Chunk {
 /// than a buffer grows it; buffers go back to the reader for reuse.
 fn verify_read<R: Read + Send>(reader: R) -> Result<VerifyReport, std::io::Error> {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Scanned>();
     std::thread::scope(|scope| {
         let reading = scope.spawn(move || read_chunks(reader, &full_tx, &empty_rx));
         let mut check = Check::new();
         for chunk in full_rx {
             let buf = match chunk {
-                Chunk::Text(text) => {
-                    check.text(&text);
-                    text.into_bytes()
+                Chunk::Text(scanned) => {
+                    check.scanned(&scanned);
+                    scanned
                 }
                 Chunk::Bytes(bytes) => {
                     check.lossy(&bytes);
-                    bytes
+                    Scanned {
+                        text: String::from_utf8(bytes).unwrap_or_default(),
+                        ..Scanned::default()
+                    }
                 }
             };
             // The reader may have finished; then the buffer is simply dropped.
@@ -163,15 +244,18 @@ fn verify_read<R: Read + Send>(reader: R) -> Result<VerifyReport, std::io::Error
 }
 
 /// The reading thread: fills buffers, cuts each after its last newline (the rest starts
-/// the next one), checks UTF-8 and sends them on, until the end or an error.
+/// the next one), checks UTF-8, cuts the lines and scans the book messages, and sends
+/// them on, until the end or an error.
 fn read_chunks(
     mut reader: impl Read,
     full: &std::sync::mpsc::SyncSender<Chunk>,
-    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+    empty: &std::sync::mpsc::Receiver<Scanned>,
 ) -> Result<(), std::io::Error> {
     let mut rest: Vec<u8> = Vec::new();
+    let mut cache = TimestampCache::default();
     loop {
-        let mut buf = empty.try_recv().unwrap_or_default();
+        let mut recycled = empty.try_recv().unwrap_or_default();
+        let mut buf = std::mem::take(&mut recycled.text).into_bytes();
         buf.clear();
         buf.extend_from_slice(&rest);
         buf.resize(CHUNK.max(2 * rest.len()), 0);
@@ -202,7 +286,7 @@ fn read_chunks(
         buf.truncate(end);
         if !buf.is_empty() {
             let chunk = match String::from_utf8(buf) {
-                Ok(text) => Chunk::Text(text),
+                Ok(text) => Chunk::Text(Scanned::of(text, recycled, &mut cache)),
                 Err(e) => Chunk::Bytes(e.into_bytes()),
             };
             if full.send(chunk).is_err() {
@@ -283,20 +367,45 @@ impl Check {
         }
     }
 
+    /// The lines of a chunk the reading thread cut and scanned.
+    fn scanned(&mut self, s: &Scanned) {
+        for line in &s.lines {
+            self.number += 1;
+            let text = &s.text[line.text.clone()];
+            let scan = line.scan.as_ref().map(|l| {
+                let (bids, asks) = s.levels[l.levels.clone()].split_at(l.bids);
+                fast::Prescan {
+                    kind: l.kind,
+                    symbol: &s.text.as_bytes()[l.symbol.clone()],
+                    body: l.body,
+                    bids,
+                    asks,
+                }
+            });
+            self.line_with(self.number, text, |feed, text| {
+                feed.process_prescanned(text, scan.as_ref())
+            });
+        }
+    }
+
     fn line(&mut self, number: u64, text: &str) {
-        // A recorded message starts with `{` and ends with `}`: nothing to trim then.
-        let bytes = text.as_bytes();
-        let text = if bytes.first() == Some(&b'{') && bytes.last() == Some(&b'}') {
-            text
-        } else {
-            text.trim()
-        };
+        self.line_with(number, text, FeedProcessor::process_without_events);
+    }
+
+    /// One line through `process` (the feed's quiet processing), its outcome recorded.
+    fn line_with(
+        &mut self,
+        number: u64,
+        text: &str,
+        process: impl FnOnce(&mut FeedProcessor, &str) -> Result<(), Error>,
+    ) {
+        let text = trimmed(text);
         if text.is_empty() {
             return;
         }
         self.lines += 1;
         let before = self.feed.mismatches();
-        if let Err(err) = self.feed.process_without_events(text) {
+        if let Err(err) = process(&mut self.feed, text) {
             self.unparseable.push(BadLine {
                 line: number,
                 reason: format!("{err}; text: {}", excerpt(text)),
