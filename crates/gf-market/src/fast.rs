@@ -461,14 +461,19 @@ pub(crate) struct Prescan<'a> {
 /// [`header`] and [`body_raw`] of `text`: its kind, where its symbol is, and its body,
 /// the levels appended to `levels` (bids first; the count of bids returned too). `None`
 /// where the fast path would decline the message whatever the book (and then `levels`
-/// is as it was).
+/// is as it was). `hint`: the symbol seen last, updated.
 pub(crate) fn prescan(
     text: &[u8],
     levels: &mut Vec<RawLevel>,
     scratch: &mut (Vec<RawLevel>, Vec<RawLevel>),
     cache: &mut TimestampCache,
+    hint: &mut Hint,
 ) -> Option<(DataKind, std::ops::Range<usize>, Body, usize)> {
-    let head = header(text, &Hint::default())?;
+    let head = header(text, hint)?;
+    if !head.hinted {
+        // Checked by `header`: no escapes, no control characters.
+        *hint = Hint::of(head.symbol);
+    }
     let body = body_raw(text, &head, &mut scratch.0, &mut scratch.1, cache)?;
     let start = head.symbol_at;
     levels.extend_from_slice(&scratch.0);

@@ -168,6 +168,7 @@ impl Scanned {
         into.lines.clear();
         into.levels.clear();
         let mut scratch = (Vec::new(), Vec::new());
+        let mut hint = fast::Hint::default();
         let body = text.strip_suffix('\n').unwrap_or(&text);
         if !text.is_empty() {
             let mut start = 0;
@@ -179,14 +180,20 @@ impl Scanned {
                 // Whatever was trimmed at the front (nothing when the line starts with `{`).
                 let at = start + (raw.len() - raw.trim_start().len());
                 let first = into.levels.len();
-                let scan = fast::prescan(line.as_bytes(), &mut into.levels, &mut scratch, cache)
-                    .map(|(kind, symbol, body, bids)| LineScan {
-                        kind,
-                        symbol: at + symbol.start..at + symbol.end,
-                        body,
-                        levels: first..into.levels.len(),
-                        bids,
-                    });
+                let scan = fast::prescan(
+                    line.as_bytes(),
+                    &mut into.levels,
+                    &mut scratch,
+                    cache,
+                    &mut hint,
+                )
+                .map(|(kind, symbol, body, bids)| LineScan {
+                    kind,
+                    symbol: at + symbol.start..at + symbol.end,
+                    body,
+                    levels: first..into.levels.len(),
+                    bids,
+                });
                 into.lines.push(ScannedLine {
                     text: at..at + line.len(),
                     scan,
