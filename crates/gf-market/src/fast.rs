@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 
 use crate::book::{IntLevel, Scales};
 use crate::message::{
-    DataKind, fast_timestamp_bytes, fast_timestamp_rest_valid, fast_timestamp_valid,
+    DataKind, fast_timestamp_bytes, fast_timestamp_rest_valid, fast_timestamp_valid, word_at,
 };
 use crate::num::POW10;
 
@@ -354,17 +354,14 @@ const USUAL_TIMESTAMP: usize = 27;
 pub(crate) struct TimestampCache(u64, u64, Option<(NaiveDate, u32)>);
 
 impl TimestampCache {
+    /// Bytes 0..8 and 6..14 of a timestamp long enough to be one.
+    fn prefix(ts: &[u8]) -> Option<(u64, u64)> {
+        (ts.len() >= 20).then(|| (word_at(ts, 0), word_at(ts, 6)))
+    }
+
     /// [`fast_timestamp_bytes`] of `ts`.
     fn time(&mut self, ts: &[u8]) -> Option<DateTime<Utc>> {
-        if ts.len() < 20 {
-            return None;
-        }
-        let word = |at: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&ts[at..at + 8]);
-            u64::from_le_bytes(w)
-        };
-        let (a, b) = (word(0), word(6));
+        let (a, b) = Self::prefix(ts)?;
         if let Some((date, hour)) = self.2
             && (a, b) == (self.0, self.1)
             && fast_timestamp_rest_valid(ts)
@@ -388,15 +385,9 @@ impl TimestampCache {
 
     /// Whether `ts` is a timestamp [`fast_timestamp_bytes`] accepts.
     fn valid(&mut self, ts: &[u8]) -> bool {
-        if ts.len() < 20 {
+        let Some((a, b)) = Self::prefix(ts) else {
             return false;
-        }
-        let word = |at: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&ts[at..at + 8]);
-            u64::from_le_bytes(w)
         };
-        let (a, b) = (word(0), word(6));
         // `dddd-dd-ddTdd:` checked before: the rest is `dd:dd(.d{1,9})?Z` with minutes
         // and seconds below 60.
         if (a, b) == (self.0, self.1) && fast_timestamp_rest_valid(ts) {

@@ -309,7 +309,7 @@ pub(crate) fn fast_timestamp_rest_valid(b: &[u8]) -> bool {
 
 /// Bytes `at..at + 8` of `b` as a word, the first byte lowest.
 #[inline(always)]
-fn word_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn word_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)

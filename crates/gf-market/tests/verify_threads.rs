@@ -2,7 +2,7 @@
 //! report must be exactly the one the single-threaded path gives for the same bytes,
 //! whatever the bytes: generated recordings with random edits (broken checksums, broken
 //! numbers, broken structure, invalid UTF-8, extra whitespace and empty lines) read in
-//! reads of random sizes.
+//! reads of uneven sizes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,25 +12,30 @@ use gf_market::fixtures::book_stream;
 use gf_market::verify::{verify_bytes, verify_reader};
 use proptest::prelude::*;
 
-/// A reader that returns at most `step` bytes per read.
-struct Trickle<'a>(&'a [u8], usize);
+/// A reader whose reads return uneven amounts: `sizes` in turn (each at least 1).
+struct Uneven<'a> {
+    data: &'a [u8],
+    sizes: Vec<usize>,
+    turn: usize,
+}
 
-impl Read for Trickle<'_> {
+impl Read for Uneven<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.1.min(self.0.len()).min(buf.len());
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        let n = size.min(self.data.len()).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
         Ok(n)
     }
 }
 
-impl std::io::BufRead for Trickle<'_> {
+impl std::io::BufRead for Uneven<'_> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        let n = self.1.min(self.0.len());
-        Ok(&self.0[..n])
+        Ok(self.data)
     }
     fn consume(&mut self, amt: usize) {
-        self.0 = &self.0[amt..];
+        self.data = &self.data[amt..];
     }
 }
 
@@ -51,7 +56,7 @@ proptest! {
         depth in prop::sample::select(vec![10usize, 25, 100]),
         edits in prop::collection::vec((any::<prop::sample::Index>(), edit_byte()), 0..40),
         line_edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..6), 0..6),
-        step in prop::sample::select(vec![1usize, 97, 4096, 1 << 22]),
+        sizes in prop::collection::vec(prop_oneof![1usize..300, Just(1 << 22)], 1..5),
     ) {
         let recording = book_stream(depth, 120, seed).recording();
         let mut lines: Vec<String> = recording.lines().map(str::to_owned).collect();
@@ -86,7 +91,7 @@ proptest! {
             bytes[i] = *byte;
         }
         let one = verify_bytes(&bytes);
-        let two = verify_reader(Trickle(&bytes, step)).unwrap();
+        let two = verify_reader(Uneven { data: &bytes, sizes, turn: 0 }).unwrap();
         prop_assert_eq!(&two, &one);
         if edits.is_empty() && line_edits.iter().all(|(_, op)| *op < 3) {
             prop_assert!(one.passed(), "{}", one);
