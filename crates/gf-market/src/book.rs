@@ -288,7 +288,7 @@ const TEXT_BYTES: usize = 2 * CHECKSUM_LEVELS * LEVEL_DIGITS;
 
 /// One side in integer form, best first. The checksum digits of its top
 /// `min(len, CHECKSUM_LEVELS)` levels are kept, concatenated, in the book's shared
-/// [`CkText`] (level `j` spans `ends[j]..ends[j + 1]` from the side's start;
+/// `Book::text` (level `j` spans `ends[j]..ends[j + 1]` from the side's start;
 /// `ends[0]` is always 0), in step with the levels.
 #[derive(Clone)]
 struct IntSide {
@@ -442,11 +442,6 @@ impl IntSide {
     }
 }
 
-/// The checksum text of both sides in one buffer, asks then bids as Kraken's checksum
-/// reads them, so the checksum is one CRC over one slice with nothing copied.
-#[derive(Clone)]
-struct CkText([u8; TEXT_BYTES]);
-
 /// Which representation a book is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -475,7 +470,9 @@ pub struct Book {
     mode: Mode,
     int_bids: IntSide,
     int_asks: IntSide,
-    text: CkText,
+    /// The checksum text of both integer sides in one buffer, asks then bids as Kraken's
+    /// checksum reads them, so the checksum is one CRC over one slice, nothing copied.
+    text: [u8; TEXT_BYTES],
     bids: Vec<Entry>,
     asks: Vec<Entry>,
 }
@@ -530,7 +527,7 @@ impl Book {
             mode: Scales::of(None).map_or(Mode::Dec, Mode::Int),
             int_bids: IntSide::new(depth + 8),
             int_asks: IntSide::new(depth + 8),
-            text: CkText([0; TEXT_BYTES]),
+            text: [0; TEXT_BYTES],
             bids: Vec::new(),
             asks: Vec::new(),
         }
@@ -587,8 +584,8 @@ impl Book {
                         }
                     }
                     let padded = precision.is_some();
-                    let n = self.int_asks.render_all(to, padded, &mut self.text.0);
-                    self.int_bids.render_all(to, padded, &mut self.text.0[n..]);
+                    let n = self.int_asks.render_all(to, padded, &mut self.text);
+                    self.int_bids.render_all(to, padded, &mut self.text[n..]);
                     self.mode = Mode::Int(to);
                 } else {
                     self.make_decimal();
@@ -698,7 +695,7 @@ impl Book {
             BookSide::Ask => (
                 &mut self.int_asks,
                 Region {
-                    text: &mut self.text.0,
+                    text: &mut self.text,
                     after: self.int_bids.text_len(),
                 },
             ),
@@ -707,7 +704,7 @@ impl Book {
                 (
                     &mut self.int_bids,
                     Region {
-                        text: &mut self.text.0[base..],
+                        text: &mut self.text[base..],
                         after: 0,
                     },
                 )
@@ -732,7 +729,7 @@ impl Book {
         if let Mode::Int(_) = self.mode {
             // One contiguous CRC input, kept up to date by every change.
             let len = self.int_asks.text_len() + self.int_bids.text_len();
-            return crc32fast::hash(&self.text.0[..len]);
+            return crc32fast::hash(&self.text[..len]);
         }
         // One contiguous buffer and one CRC call: much faster than 20 small updates.
         let mut buf = [0u8; 2 * CHECKSUM_LEVELS * 2 * MAX_DIGITS];

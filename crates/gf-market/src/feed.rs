@@ -324,15 +324,7 @@ impl FeedProcessor {
     /// # Errors
     /// As [`Self::process`].
     pub fn process_without_events(&mut self, text: &str) -> Result<(), Error> {
-        self.stats.messages += 1;
-        if text == HEARTBEAT {
-            self.stats.heartbeats += 1;
-            return Ok(());
-        }
-        if self.fast(text, None).is_some() {
-            return Ok(());
-        }
-        self.general_quiet(text)
+        self.quietly(text, |feed| feed.fast(text, None).is_some())
     }
 
     /// [`Self::process_without_events`] of a line already scanned by
@@ -343,21 +335,22 @@ impl FeedProcessor {
         text: &str,
         scan: Option<&fast::Prescan<'_>>,
     ) -> Result<(), Error> {
+        self.quietly(text, |feed| {
+            scan.is_some_and(|scan| feed.fast_prescanned(scan).is_some())
+        })
+    }
+
+    /// One message without events: a heartbeat counted, else `fast` tried (`true`: it
+    /// took the message), else the general path with its events dropped.
+    fn quietly(&mut self, text: &str, fast: impl FnOnce(&mut Self) -> bool) -> Result<(), Error> {
         self.stats.messages += 1;
         if text == HEARTBEAT {
             self.stats.heartbeats += 1;
             return Ok(());
         }
-        if let Some(scan) = scan
-            && self.fast_prescanned(scan).is_some()
-        {
+        if fast(self) {
             return Ok(());
         }
-        self.general_quiet(text)
-    }
-
-    /// The general path, its events dropped.
-    fn general_quiet(&mut self, text: &str) -> Result<(), Error> {
         let mut out = std::mem::take(&mut self.scratch_out);
         let result = self.general(text, &mut out);
         out.clear();
@@ -368,7 +361,7 @@ impl FeedProcessor {
     /// [`Self::fast`] of a prescanned line: the levels as written taken to the book's
     /// scales (declining where the scanner would have).
     fn fast_prescanned(&mut self, p: &fast::Prescan<'_>) -> Option<(usize, Option<DateTime<Utc>>)> {
-        if !self.fast_path || (self.auto_depth && p.kind == DataKind::Snapshot) {
+        if !self.fast_takes(p.kind) {
             return None;
         }
         let i = self.find(p.symbol)?;
@@ -382,6 +375,12 @@ impl FeedProcessor {
             self.scratch_asks.push(l.at(scales)?);
         }
         self.apply_fast(i, p.kind, scales, p.body, None)
+    }
+
+    /// Whether the fast path may take a message of `kind` (a snapshot while the depth is
+    /// still to be learnt goes to the general path, which learns it).
+    fn fast_takes(&self, kind: DataKind) -> bool {
+        self.fast_path && !(self.auto_depth && kind == DataKind::Snapshot)
     }
 
     /// The scales the fast path reads a message of `kind` for slot `i` at (`None`: the
@@ -411,7 +410,7 @@ impl FeedProcessor {
             .get(self.last)
             .map_or(fast::Hint::default(), |b| b.hint);
         let head = fast::header(text.as_bytes(), &hint)?;
-        if self.auto_depth && head.kind == DataKind::Snapshot {
+        if !self.fast_takes(head.kind) {
             return None;
         }
         // The hint was the symbol of slot `last`.
@@ -435,6 +434,7 @@ impl FeedProcessor {
 
     /// The fast path's second half: the message's levels (in the scratch lists, at
     /// `scales`) applied to slot `i`'s book and verified, as [`Self::fast`] does.
+    #[inline(always)]
     fn apply_fast(
         &mut self,
         i: usize,

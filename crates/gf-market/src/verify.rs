@@ -169,40 +169,47 @@ impl Scanned {
         into.levels.clear();
         let mut scratch = (Vec::new(), Vec::new());
         let mut hint = fast::Hint::default();
-        let body = text.strip_suffix('\n').unwrap_or(&text);
-        if !text.is_empty() {
-            let mut start = 0;
-            for end in
-                memchr::memchr_iter(b'\n', body.as_bytes()).chain(std::iter::once(body.len()))
-            {
-                let raw = &body[start..end];
-                let line = trimmed(raw);
-                // Whatever was trimmed at the front (nothing when the line starts with `{`).
-                let at = start + (raw.len() - raw.trim_start().len());
-                let first = into.levels.len();
-                let scan = fast::prescan(
-                    line.as_bytes(),
-                    &mut into.levels,
-                    &mut scratch,
-                    cache,
-                    &mut hint,
-                )
-                .map(|(kind, symbol, body, bids)| LineScan {
-                    kind,
-                    symbol: at + symbol.start..at + symbol.end,
-                    body,
-                    levels: first..into.levels.len(),
-                    bids,
-                });
-                into.lines.push(ScannedLine {
-                    text: at..at + line.len(),
-                    scan,
-                });
-                start = end + 1;
-            }
-        }
+        each_line(&text, |start, raw| {
+            let line = trimmed(raw);
+            // Whatever was trimmed at the front (nothing when the line starts with `{`).
+            let at = start + (raw.len() - raw.trim_start().len());
+            let first = into.levels.len();
+            let scan = fast::prescan(
+                line.as_bytes(),
+                &mut into.levels,
+                &mut scratch,
+                cache,
+                &mut hint,
+            )
+            .map(|(kind, symbol, body, bids)| LineScan {
+                kind,
+                symbol: at + symbol.start..at + symbol.end,
+                body,
+                levels: first..into.levels.len(),
+                bids,
+            });
+            into.lines.push(ScannedLine {
+                text: at..at + line.len(),
+                scan,
+            });
+        });
         into.text = text;
         into
+    }
+}
+
+/// Calls `f` with each line of `text` and where it starts (a final newline ends the last
+/// line, it does not start another; nothing for empty text). Newlines are found with SIMD
+/// (memchr); `\n` is ASCII, so every cut is on a character boundary.
+fn each_line(text: &str, mut f: impl FnMut(usize, &str)) {
+    if text.is_empty() {
+        return;
+    }
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        f(start, &text[start..end]);
+        start = end + 1;
     }
 }
 
@@ -348,18 +355,10 @@ impl Check {
 
     /// [`Self::lines`] of text known to be UTF-8.
     fn text(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        // Newlines found with SIMD (memchr); `\n` is ASCII, so every cut is on a
-        // character boundary.
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        each_line(text, |_, line| {
             self.number += 1;
-            self.line(self.number, &text[start..end]);
-            start = end + 1;
-        }
+            self.line(self.number, line);
+        });
     }
 
     /// [`Self::lines`] of bytes that are not all UTF-8.
