@@ -318,6 +318,14 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, level);
+    // Verifying a recording is synchronous work on its own threads: no runtime (whose
+    // worker threads would only compete with it for the cores).
+    if let Command::Market {
+        command: MarketCommand::Verify { file },
+    } = &cli.command
+    {
+        return report(market_verify(file));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -325,13 +333,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    report(runtime.block_on(run(cli.command)))
+}
+
+/// A command's outcome as the exit code; an error as one line on stderr.
+fn report(outcome: Result<ExitCode>) -> ExitCode {
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("gf-daemon: error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `market verify FILE`: the report on stdout; passing or not is the exit code.
+fn market_verify(file: &std::path::Path) -> Result<ExitCode> {
+    let report = gf_market::verify::verify_recording(file)?;
+    print!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn parse_strategy(text: &str) -> Result<gf_core::config::StrategyKind, String> {
@@ -533,15 +557,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Market {
             command: MarketCommand::Verify { file },
-        } => {
-            let report = gf_market::verify::verify_recording(&file)?;
-            print!("{report}");
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        } => market_verify(&file),
         Command::Market {
             command:
                 MarketCommand::Record {

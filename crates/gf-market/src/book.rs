@@ -221,48 +221,61 @@ impl IntLevel {
 }
 
 /// Writes the checksum digits of one level (price then quantity, at most 20 digits
-/// each) at the start of `out` (at least 40 bytes); returns the length. With a known
-/// precision the scaled integers are the checksum digits; without, the numbers count as
-/// written.
+/// each) at the start of `out` (at least [`LEVEL_DIGITS`] bytes and [`PUT_SLACK`] more);
+/// returns the length. With a known precision the scaled integers are the checksum
+/// digits; without, the numbers count as written.
 fn render(level: &IntLevel, scales: Scales, padded: bool, out: &mut [u8]) -> usize {
     let r = Rendered::of(level, scales, padded);
     r.write(out);
     r.len()
 }
 
-/// The checksum digits of one level, rendered.
+/// The checksum digits of one level, to be written where they go (no copy through a
+/// scratch buffer): the numbers and their lengths.
 #[derive(Clone, Copy)]
 struct Rendered {
+    /// The price (0, and no digits, when only the quantity is written).
+    price: u64,
+    qty: u64,
+    price_len: usize,
     len: usize,
-    digits: [u8; LEVEL_DIGITS + PUT_SLACK],
 }
 
 impl Rendered {
     #[inline(always)]
     fn of(level: &IntLevel, scales: Scales, padded: bool) -> Self {
         let (price, qty) = checksum_values(level, scales, padded);
-        let mut digits = [0; LEVEL_DIGITS + PUT_SLACK];
-        let n = put_u64(price, &mut digits, 0);
-        let len = n + put_u64(qty, &mut digits, n);
-        Self { len, digits }
+        let price_len = digits_u64(price);
+        Self {
+            price,
+            qty,
+            price_len,
+            len: price_len + digits_u64(qty),
+        }
     }
 
     /// The quantity's digits alone.
     #[inline(always)]
     fn qty_of(level: &IntLevel, scales: Scales, padded: bool) -> Self {
         let (_, qty) = checksum_values(level, scales, padded);
-        let mut digits = [0; LEVEL_DIGITS + PUT_SLACK];
-        let len = put_u64(qty, &mut digits, 0);
-        Self { len, digits }
+        Self {
+            price: 0,
+            qty,
+            price_len: 0,
+            len: digits_u64(qty),
+        }
     }
 
     fn len(&self) -> usize {
         self.len
     }
 
-    /// Writes the digits at the start of `out`.
+    /// Writes the digits at the start of `out`, nothing after them (`out` holds
+    /// [`PUT_SLACK`] bytes more than the digits).
+    #[inline(always)]
     fn write(&self, out: &mut [u8]) {
-        out[..self.len].copy_from_slice(&self.digits[..self.len]);
+        put_u64(self.price, self.price_len, out, 0);
+        put_u64(self.qty, self.len - self.price_len, out, self.price_len);
     }
 }
 
@@ -283,8 +296,9 @@ fn checksum_values(level: &IntLevel, scales: Scales, padded: bool) -> (u64, u64)
 /// Most bytes one level renders to.
 const LEVEL_DIGITS: usize = 40;
 
-/// Most bytes of checksum text: ten levels a side at most [`LEVEL_DIGITS`] each.
-const TEXT_BYTES: usize = 2 * CHECKSUM_LEVELS * LEVEL_DIGITS;
+/// Bytes of the checksum text buffer: ten levels a side at most [`LEVEL_DIGITS`] each,
+/// and room for [`put_u64`]'s last store.
+const TEXT_BYTES: usize = 2 * CHECKSUM_LEVELS * LEVEL_DIGITS + PUT_SLACK;
 
 /// One side in integer form, best first. The checksum digits of its top
 /// `min(len, CHECKSUM_LEVELS)` levels are kept, concatenated, in the book's shared

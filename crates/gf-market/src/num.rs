@@ -184,32 +184,39 @@ pub(crate) fn digits_u64(n: u64) -> usize {
     t + usize::from(n >= POW10[t])
 }
 
-/// Bytes [`put_u64`] may write: at most 20 digits plus an eight-byte store's overrun.
+/// Bytes [`put_u64`] needs from where it writes: its stores are eight bytes wide.
 pub(crate) const PUT_SLACK: usize = 8;
 
-/// Writes `n` in decimal without leading zeros (nothing for zero) at `buf[at..]` and
-/// returns the length. Eight digits per store, so it may also write up to
-/// [`PUT_SLACK`] bytes after the digits (`buf` must have them); no loop, no table.
+/// Writes `n`, whose [`digits_u64`] is `len`, in decimal without leading zeros
+/// (nothing for zero) at `buf[at..at + len]`, and nothing else: eight digits per store,
+/// a short number merged with the bytes after it. `buf` must hold [`PUT_SLACK`] bytes
+/// from `at` (and the digits). No loop, no table.
 #[inline(always)]
-pub(crate) fn put_u64(n: u64, buf: &mut [u8], at: usize) -> usize {
+pub(crate) fn put_u64(n: u64, len: usize, buf: &mut [u8], at: usize) {
     const E8: u64 = 100_000_000;
     const E16: u64 = E8 * E8;
-    let len = digits_u64(n);
-    let mut store = |at: usize, word: u64| buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    #[inline(always)]
+    fn store(buf: &mut [u8], at: usize, word: u64) {
+        buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    }
     // `eight_digits` writes leading zeros; shifting right drops the ones not wanted.
+    // Stores end exactly at the last digit, except for eight digits or fewer.
     if len == 0 {
     } else if len <= 8 {
-        store(at, eight_digits(n) >> (8 * (8 - len)));
+        let mut after = [0u8; 8];
+        after.copy_from_slice(&buf[at..at + 8]);
+        // The bytes after the digits stay as they were.
+        let keep = u64::from_le_bytes(after) & u64::MAX.checked_shl(8 * len as u32).unwrap_or(0);
+        store(buf, at, (eight_digits(n) >> (8 * (8 - len))) | keep);
     } else if len <= 16 {
-        store(at, eight_digits(n / E8) >> (8 * (16 - len)));
-        store(at + len - 8, eight_digits(n % E8));
+        store(buf, at, eight_digits(n / E8) >> (8 * (16 - len)));
+        store(buf, at + len - 8, eight_digits(n % E8));
     } else {
         let rest = n % E16;
-        store(at, eight_digits(n / E16) >> (8 * (24 - len)));
-        store(at + len - 16, eight_digits(rest / E8));
-        store(at + len - 8, eight_digits(rest % E8));
+        store(buf, at, eight_digits(n / E16) >> (8 * (24 - len)));
+        store(buf, at + len - 16, eight_digits(rest / E8));
+        store(buf, at + len - 8, eight_digits(rest % E8));
     }
-    len
 }
 
 /// `n` (below 10^8) as eight ASCII digits with leading zeros, the first digit in the
@@ -385,11 +392,15 @@ mod tests {
         for n in cases {
             for at in [0usize, 3] {
                 let mut out = [b'#'; 3 + 20 + PUT_SLACK];
-                let len = put_u64(n, &mut out, at);
-                assert_eq!(len, digits_u64(n));
+                let len = digits_u64(n);
+                put_u64(n, len, &mut out, at);
                 let want = if n == 0 { String::new() } else { n.to_string() };
                 assert_eq!(std::str::from_utf8(&out[at..at + len]).unwrap(), want);
                 assert_eq!(&out[..at], &b"###"[..at], "nothing before `at`");
+                assert!(
+                    out[at + len..].iter().all(|&b| b == b'#'),
+                    "nothing after {n}"
+                );
             }
         }
     }

@@ -125,7 +125,7 @@ pub fn verify_reader(reader: impl BufRead + Send) -> Result<VerifyReport, std::i
 }
 
 /// Bytes read at a time: large reads into reused buffers, no copy per line.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 18;
 
 /// A chunk of whole lines, as the reading thread hands it over.
 enum Chunk {
@@ -269,9 +269,11 @@ fn read_chunks(
     let mut cache = TimestampCache::default();
     loop {
         let mut recycled = empty.try_recv().unwrap_or_default();
+        // A recycled buffer is overwritten, not cleared: only bytes beyond its old length
+        // are zeroed (reads fill it anyway).
         let mut buf = std::mem::take(&mut recycled.text).into_bytes();
-        buf.clear();
-        buf.extend_from_slice(&rest);
+        buf.resize(buf.len().max(rest.len()), 0);
+        buf[..rest.len()].copy_from_slice(&rest);
         buf.resize(CHUNK.max(2 * rest.len()), 0);
         let mut filled = rest.len();
         rest.clear();
