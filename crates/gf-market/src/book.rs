@@ -293,6 +293,9 @@ fn checksum_values(level: &IntLevel, scales: Scales, padded: bool) -> (u64, u64)
     }
 }
 
+/// Sides of at most this many levels are searched by counting (see `IntSide::find`).
+const LINEAR_FIND: usize = 16;
+
 /// Most bytes one level renders to.
 const LEVEL_DIGITS: usize = 40;
 
@@ -388,6 +391,30 @@ impl IntSide {
         }
     }
 
+    /// Where the level at `price` is (`Ok`) or would go (`Err`). A short side is
+    /// counted through (independent compares, no chain of dependent loads as in a
+    /// binary search); a long one is searched.
+    #[inline(always)]
+    fn find(&self, side: BookSide, price: u64) -> Result<usize, usize> {
+        let i = if self.levels.len() <= LINEAR_FIND {
+            let (a, b) = self.levels.as_slices();
+            let better = |l: &[IntLevel]| match side {
+                BookSide::Bid => l.iter().filter(|e| e.price > price).count(),
+                BookSide::Ask => l.iter().filter(|e| e.price < price).count(),
+            };
+            better(a) + better(b)
+        } else {
+            return match side {
+                BookSide::Bid => self.levels.binary_search_by(|e| price.cmp(&e.price)),
+                BookSide::Ask => self.levels.binary_search_by(|e| e.price.cmp(&price)),
+            };
+        };
+        match self.levels.get(i) {
+            Some(e) if e.price == price => Ok(i),
+            _ => Err(i),
+        }
+    }
+
     fn apply(
         &mut self,
         r: &mut Region<'_>,
@@ -396,10 +423,7 @@ impl IntSide {
         scales: Scales,
         padded: bool,
     ) {
-        let found = match side {
-            BookSide::Bid => self.levels.binary_search_by(|e| level.price.cmp(&e.price)),
-            BookSide::Ask => self.levels.binary_search_by(|e| e.price.cmp(&level.price)),
-        };
+        let found = self.find(side, level.price);
         let n = self.slots();
         let rendered = |l: &IntLevel| Rendered::of(l, scales, padded);
         match found {
