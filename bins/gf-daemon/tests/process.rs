@@ -320,6 +320,21 @@ fn offline_tools_report_one_line_errors_and_exit_codes() {
         .unwrap();
     assert!(!out.status.success(), "a bad recording must fail: {out:?}");
 
+    // A recording that cannot be read: one line naming it, a failing exit.
+    let missing = dir.path().join("no-such-recording.jsonl");
+    let out = Command::new(BIN)
+        .args(["market", "verify"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("gf-daemon: error: ") && err.contains("no-such-recording.jsonl"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
     let no_token = Command::new(BIN)
         .args(["status", "--url", "http://127.0.0.1:9"])
         .env_remove("GF_TOKEN")
