@@ -125,6 +125,9 @@ impl Cursor<'_> {
     /// eight fractional digits (more come back as nine, which it refuses).
     #[inline(always)]
     fn raw_number(&mut self, short: bool) -> Option<RawNum> {
+        if let Some(n) = self.plain_number() {
+            return n;
+        }
         let start = self.i;
         let (int, digits) = self.digits();
         // JSON: no leading zeros, at least one digit.
@@ -188,6 +191,53 @@ impl Cursor<'_> {
                 _ => return None,
             }
         }
+    }
+}
+
+impl Cursor<'_> {
+    /// The usual number, `d{1,7}` or `d{1,7}.d{1,8}` followed by a non-digit, read
+    /// without loops or overflow checks (it cannot overflow): one conversion when all its
+    /// digits fit a word, else the two sides converted side by side. `None`: another
+    /// form (or too near the end) for [`Self::raw_number`]'s general reading, the cursor
+    /// unmoved; `Some(None)`: not a JSON number (a leading zero).
+    #[inline(always)]
+    fn plain_number(&mut self) -> Option<Option<RawNum>> {
+        let start = self.i;
+        let int = word_at(self.b.get(start..start + 8)?, 0);
+        let int_len = digit_run(int);
+        if int_len == 0 || int_len == 8 {
+            return None;
+        }
+        if int_len > 1 && self.b[start] == b'0' {
+            return Some(None);
+        }
+        let dot = start + int_len;
+        if self.b[dot] != b'.' {
+            self.i = dot;
+            return Some(Some(RawNum {
+                mantissa: parse_digits(int, int_len),
+                frac: 0,
+            }));
+        }
+        let frac = word_at(self.b.get(dot + 1..dot + 9)?, 0);
+        let frac_len = digit_run(frac);
+        if frac_len == 0 || (frac_len == 8 && self.b.get(dot + 9)?.is_ascii_digit()) {
+            return None;
+        }
+        self.i = dot + 1 + frac_len;
+        let all = int_len + frac_len;
+        let mantissa = if all <= 8 {
+            // The fraction's digits moved up against the integer's: one word.
+            let int = int & (u64::MAX >> (8 * (8 - int_len)));
+            parse_digits(int | (frac << (8 * int_len)), all)
+        } else {
+            // At most 7 + 8 digits: below 10^15, nothing overflows.
+            parse_digits(int, int_len) * POW10[frac_len] + parse_digits(frac, frac_len)
+        };
+        Some(Some(RawNum {
+            mantissa,
+            frac: frac_len as u8,
+        }))
     }
 }
 
@@ -669,6 +719,50 @@ mod tests {
                 });
                 assert_eq!((v, n, c.i), (want, run, run), "{text:?}");
             }
+        }
+    }
+
+    /// Numbers read whole (the usual forms) and in parts (longer ones) come out as
+    /// written: every digit, the fraction's length, the cursor just after.
+    #[test]
+    fn numbers_read_as_written_in_every_form() {
+        for text in [
+            "0",
+            "7",
+            "1234567",
+            "12345678",
+            "2.18389",
+            "0.5",
+            "45283.5",
+            "1.2345678",
+            "1.12345678",
+            "1234567.12345678",
+            "2529.33677952",
+            "1.123456789",
+            "12345678.5",
+            "0.000000000000000001",
+        ] {
+            let padded = format!("{text},\"qty\":1}}");
+            for b in [text.as_bytes(), padded.as_bytes()] {
+                let mut c = Cursor { b, i: 0 };
+                let n = c.raw_number(false).unwrap_or_else(|| panic!("{text}"));
+                let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+                let want: u64 = format!("{int}{frac}").parse().unwrap();
+                assert_eq!(
+                    (n.mantissa, usize::from(n.frac)),
+                    (want, frac.len()),
+                    "{text}"
+                );
+                assert_eq!(c.i, text.len(), "{text}");
+            }
+        }
+        for bad in ["00.5,", "01,", "1.,", ".5,", "1.5.5,"] {
+            let mut c = Cursor {
+                b: bad.as_bytes(),
+                i: 0,
+            };
+            let n = c.raw_number(false);
+            assert!(n.is_none() || c.b[c.i] != b',', "{bad}: {n:?}");
         }
     }
 
