@@ -100,6 +100,15 @@ fn bench(c: &mut Criterion) {
             });
         });
         assert_eq!(feed.stats().mismatches(), 0);
+        // The same cycle without events (as `market verify` and a book-only consumer run).
+        group.bench_function(format!("parse_apply_verify_quiet/depth_{depth}"), |b| {
+            b.iter(|| {
+                let r = feed.process_without_events(black_box(&updates[i]));
+                i = (i + 1) % updates.len();
+                black_box(r.is_ok())
+            });
+        });
+        assert_eq!(feed.stats().mismatches(), 0);
         group.bench_function(format!("parse_only/depth_{depth}"), |b| {
             b.iter(|| black_box(gf_market::message::parse(black_box(&updates[0])).is_ok()));
         });
