@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
     about = "Gal-Friday: the safety layer of a Kraken trading bot"
 )]
 struct Cli {
-    /// Log format: auto (human on a TTY, JSON otherwise), human or json.
-    #[arg(long, global = true, default_value = "auto")]
-    log_format: LogFormat,
+    /// Log format: auto (human on a TTY, JSON otherwise), human or json. Default: for
+    /// `launch` the configuration's `general.log_format`, else auto.
+    #[arg(long, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -317,7 +318,10 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log_format, level);
+    let format = cli
+        .log_format
+        .unwrap_or_else(|| configured_log_format(&cli.command));
+    init_logging(format, level);
     // Verifying a recording is synchronous work on its own threads: no runtime (whose
     // worker threads would only compete with it for the cores).
     if let Command::Market {
@@ -334,6 +338,19 @@ fn main() -> ExitCode {
         }
     };
     report(runtime.block_on(run(cli.command)))
+}
+
+/// `general.log_format` of the configuration `launch` is about to run with (`auto` for
+/// the other commands, or when it cannot be read: `launch` then reports why).
+fn configured_log_format(command: &Command) -> LogFormat {
+    let Command::Launch { config, .. } = command else {
+        return LogFormat::Auto;
+    };
+    let cfg = match config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    };
+    cfg.map_or(LogFormat::Auto, |c| c.general.log_format)
 }
 
 /// A command's outcome as the exit code; an error as one line on stderr.

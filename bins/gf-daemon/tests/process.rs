@@ -482,3 +482,59 @@ fn fleet_commands_against_a_daemon_without_a_fleet() {
     let err = String::from_utf8_lossy(&resume.stderr);
     assert!(err.contains("403 forbidden"), "{err}");
 }
+
+/// The first log line `launch` writes that contains `marker`, with `--log-format` given
+/// as `flag` (or not) and `general.log_format` set to `configured` through the
+/// environment. Stderr is a pipe, so `auto` would mean JSON.
+fn launch_log_line(root: &Path, flag: Option<&str>, configured: &str, marker: &str) -> String {
+    let mut cmd = Command::new(BIN);
+    journal_env(&mut cmd, root);
+    if let Some(f) = flag {
+        cmd.args(["--log-format", f]);
+    }
+    let child = cmd
+        .args(["launch", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(root.join("data"))
+        .env("GF_GENERAL__LOG_FORMAT", configured)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gf-daemon");
+    let mut daemon = Daemon {
+        child,
+        url: String::new(),
+        token: None,
+        state: String::new(),
+    };
+    let stderr = daemon.child.stderr.take().unwrap();
+    // Whatever happens, the daemon is stopped within a minute (then its stderr ends); once
+    // the line is found the watchdog is called off (the daemon, dropped, is killed).
+    let pid = daemon.child.id();
+    let (found, watch) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watch.recv_timeout(Duration::from_secs(60))
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains(marker));
+    drop(found);
+    line.unwrap_or_else(|| panic!("no log line with {marker:?}"))
+}
+
+#[test]
+fn launch_logs_in_the_configured_format_unless_the_flag_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let human = launch_log_line(dir.path(), None, "human", "gal-friday running");
+    assert!(
+        !human.trim_start().starts_with('{') && human.contains("INFO"),
+        "general.log_format = human: {human}"
+    );
+    let json = launch_log_line(dir.path(), Some("json"), "human", "gal-friday running");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("--log-format json wins");
+    assert_eq!(v["fields"]["message"], "gal-friday running");
+}
