@@ -1,7 +1,7 @@
 //! `gf-daemon`: the program an operator runs. Thin: parses arguments, sets up logging and
 //! calls library code; errors are one line on stderr and a non-zero exit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -235,10 +235,7 @@ struct JournalDirArgs {
 
 impl JournalDirArgs {
     fn config(&self) -> Result<Config> {
-        let mut cfg = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::embedded_default()?,
-        };
+        let mut cfg = load_config(self.config.as_deref())?;
         if let Some(d) = &self.data_dir {
             cfg.general.data_dir.clone_from(d);
         }
@@ -318,10 +315,18 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let format = cli
-        .log_format
-        .unwrap_or_else(|| configured_log_format(&cli.command));
-    init_logging(format, level);
+    // `launch` logs in its configuration's `general.log_format` unless the flag says
+    // otherwise: the configuration is read once, here, before logging starts (an error
+    // is reported by `launch`, after logging has started).
+    let launch_config = match &cli.command {
+        Command::Launch { config, .. } => Some(load_config(config.as_deref())),
+        _ => None,
+    };
+    let configured = match &launch_config {
+        Some(Ok(cfg)) => cfg.general.log_format,
+        _ => LogFormat::Auto,
+    };
+    init_logging(cli.log_format.unwrap_or(configured), level);
     // Verifying a recording is synchronous work on its own threads: no runtime (whose
     // worker threads would only compete with it for the cores).
     if let Command::Market {
@@ -337,20 +342,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    report(runtime.block_on(run(cli.command)))
+    report(runtime.block_on(run(cli.command, launch_config)))
 }
 
-/// `general.log_format` of the configuration `launch` is about to run with (`auto` for
-/// the other commands, or when it cannot be read: `launch` then reports why).
-fn configured_log_format(command: &Command) -> LogFormat {
-    let Command::Launch { config, .. } = command else {
-        return LogFormat::Auto;
-    };
-    let cfg = match config {
+/// The configuration file at `path`, or the embedded default; GF_* overrides applied.
+fn load_config(path: Option<&Path>) -> Result<Config, gf_core::ConfigError> {
+    match path {
         Some(path) => Config::load(path),
         None => Config::embedded_default(),
-    };
-    cfg.map_or(LogFormat::Auto, |c| c.general.log_format)
+    }
 }
 
 /// A command's outcome as the exit code; an error as one line on stderr.
@@ -365,7 +365,7 @@ fn report(outcome: Result<ExitCode>) -> ExitCode {
 }
 
 /// `market verify FILE`: the report on stdout; passing or not is the exit code.
-fn market_verify(file: &std::path::Path) -> Result<ExitCode> {
+fn market_verify(file: &Path) -> Result<ExitCode> {
     let report = gf_market::verify::verify_recording(file)?;
     print!("{report}");
     Ok(if report.passed() {
@@ -379,7 +379,11 @@ fn parse_strategy(text: &str) -> Result<gf_core::config::StrategyKind, String> {
     text.parse()
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
+/// Runs `command`; `launch_config` is what `main` read for `launch` (its configuration).
+async fn run(
+    command: Command,
+    launch_config: Option<Result<Config, gf_core::ConfigError>>,
+) -> Result<ExitCode> {
     match command {
         Command::Launch {
             config,
@@ -394,9 +398,9 @@ async fn run(command: Command) -> Result<ExitCode> {
             // process with its default action, even while it starts.
             let signals =
                 gf_daemon::signals::Signals::install().context("installing the signal handlers")?;
-            let mut cfg = match &config {
-                Some(path) => Config::load(path)?,
-                None => Config::embedded_default()?,
+            let mut cfg = match launch_config {
+                Some(loaded) => loaded?,
+                None => load_config(config.as_deref())?,
             };
             if let Some(d) = data_dir {
                 cfg.general.data_dir = d;

@@ -16,9 +16,9 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Timelike, Utc};
 
 use crate::book::{IntLevel, Scales};
 use crate::message::{
-    DataKind, fast_timestamp_bytes, fast_timestamp_rest_valid, fast_timestamp_valid, word_at,
+    DataKind, fast_timestamp_bytes, fast_timestamp_rest_valid, fast_timestamp_valid,
 };
-use crate::num::POW10;
+use crate::num::{POW10, word_at};
 
 /// The start of a book message up to the `type` value and the symbol: what a message
 /// must look like for [`header`] to recognise it.
@@ -74,9 +74,7 @@ impl Cursor<'_> {
     fn digits(&mut self) -> (u64, usize) {
         let (mut v, mut n) = (0u64, 0usize);
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(chunk);
-            let word = u64::from_le_bytes(bytes);
+            let word = word_at(chunk, 0);
             let run = digit_run(word);
             if run == 0 {
                 return (v, n);
@@ -109,9 +107,7 @@ impl Cursor<'_> {
         let Some(chunk) = self.b.get(self.i..self.i + 8) else {
             return self.digits();
         };
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(bytes);
+        let word = word_at(chunk, 0);
         let run = digit_run(word);
         if run == 0 {
             return (0, 0);
@@ -119,6 +115,51 @@ impl Cursor<'_> {
         self.i += run;
         let more = run == 8 && self.peek().is_some_and(|c| c.is_ascii_digit());
         (parse_digits(word, run), if more { 9 } else { run })
+    }
+
+    /// The usual number, `d{1,7}` or `d{1,7}.d{1,8}` followed by a non-digit, read
+    /// without loops or overflow checks (it cannot overflow): one conversion when all its
+    /// digits fit a word, else the two sides converted side by side. `None`: another
+    /// form (or too near the end) for [`Self::raw_number`]'s general reading, the cursor
+    /// unmoved; `Some(None)`: not a JSON number (a leading zero).
+    #[inline(always)]
+    fn plain_number(&mut self) -> Option<Option<RawNum>> {
+        let start = self.i;
+        let int = word_at(self.b.get(start..start + 8)?, 0);
+        let int_len = digit_run(int);
+        if int_len == 0 || int_len == 8 {
+            return None;
+        }
+        if int_len > 1 && self.b[start] == b'0' {
+            return Some(None);
+        }
+        let dot = start + int_len;
+        if self.b[dot] != b'.' {
+            self.i = dot;
+            return Some(Some(RawNum {
+                mantissa: parse_digits(int, int_len),
+                frac: 0,
+            }));
+        }
+        let frac = word_at(self.b.get(dot + 1..dot + 9)?, 0);
+        let frac_len = digit_run(frac);
+        if frac_len == 0 || (frac_len == 8 && self.b.get(dot + 9)?.is_ascii_digit()) {
+            return None;
+        }
+        self.i = dot + 1 + frac_len;
+        let all = int_len + frac_len;
+        let mantissa = if all <= 8 {
+            // The fraction's digits moved up against the integer's: one word.
+            let int = int & (u64::MAX >> (8 * (8 - int_len)));
+            parse_digits(int | (frac << (8 * int_len)), all)
+        } else {
+            // At most 7 + 8 digits: below 10^15, nothing overflows.
+            parse_digits(int, int_len) * POW10[frac_len] + parse_digits(frac, frac_len)
+        };
+        Some(Some(RawNum {
+            mantissa,
+            frac: frac_len as u8,
+        }))
     }
 
     /// A JSON number in the plain form, as written. `short`: the caller allows at most
@@ -191,53 +232,6 @@ impl Cursor<'_> {
                 _ => return None,
             }
         }
-    }
-}
-
-impl Cursor<'_> {
-    /// The usual number, `d{1,7}` or `d{1,7}.d{1,8}` followed by a non-digit, read
-    /// without loops or overflow checks (it cannot overflow): one conversion when all its
-    /// digits fit a word, else the two sides converted side by side. `None`: another
-    /// form (or too near the end) for [`Self::raw_number`]'s general reading, the cursor
-    /// unmoved; `Some(None)`: not a JSON number (a leading zero).
-    #[inline(always)]
-    fn plain_number(&mut self) -> Option<Option<RawNum>> {
-        let start = self.i;
-        let int = word_at(self.b.get(start..start + 8)?, 0);
-        let int_len = digit_run(int);
-        if int_len == 0 || int_len == 8 {
-            return None;
-        }
-        if int_len > 1 && self.b[start] == b'0' {
-            return Some(None);
-        }
-        let dot = start + int_len;
-        if self.b[dot] != b'.' {
-            self.i = dot;
-            return Some(Some(RawNum {
-                mantissa: parse_digits(int, int_len),
-                frac: 0,
-            }));
-        }
-        let frac = word_at(self.b.get(dot + 1..dot + 9)?, 0);
-        let frac_len = digit_run(frac);
-        if frac_len == 0 || (frac_len == 8 && self.b.get(dot + 9)?.is_ascii_digit()) {
-            return None;
-        }
-        self.i = dot + 1 + frac_len;
-        let all = int_len + frac_len;
-        let mantissa = if all <= 8 {
-            // The fraction's digits moved up against the integer's: one word.
-            let int = int & (u64::MAX >> (8 * (8 - int_len)));
-            parse_digits(int | (frac << (8 * int_len)), all)
-        } else {
-            // At most 7 + 8 digits: below 10^15, nothing overflows.
-            parse_digits(int, int_len) * POW10[frac_len] + parse_digits(frac, frac_len)
-        };
-        Some(Some(RawNum {
-            mantissa,
-            frac: frac_len as u8,
-        }))
     }
 }
 

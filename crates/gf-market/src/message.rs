@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::book::Precision;
 use crate::error::Error;
-use crate::num::parse_decimal;
+use crate::num::{parse_decimal, word_at};
 
 /// Whether a data message is a full snapshot or an incremental update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,14 +305,6 @@ pub(crate) fn fast_timestamp_rest_valid(b: &[u8]) -> bool {
         }
     };
     rest_ok && b[14] < b'6' && b[17] < b'6'
-}
-
-/// Bytes `at..at + 8` of `b` as a word, the first byte lowest.
-#[inline(always)]
-pub(crate) fn word_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// A form of eight bytes, `'0'` standing for any ASCII digit: the bytes as a word (first

@@ -184,6 +184,14 @@ pub(crate) fn digits_u64(n: u64) -> usize {
     t + usize::from(n >= POW10[t])
 }
 
+/// Bytes `at..at + 8` of `b` as a word, the first byte lowest.
+#[inline(always)]
+pub(crate) fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// Bytes [`put_u64`] needs from where it writes: its stores are eight bytes wide.
 pub(crate) const PUT_SLACK: usize = 8;
 
@@ -203,10 +211,8 @@ pub(crate) fn put_u64(n: u64, len: usize, buf: &mut [u8], at: usize) {
     // Stores end exactly at the last digit, except for eight digits or fewer.
     if len == 0 {
     } else if len <= 8 {
-        let mut after = [0u8; 8];
-        after.copy_from_slice(&buf[at..at + 8]);
         // The bytes after the digits stay as they were.
-        let keep = u64::from_le_bytes(after) & u64::MAX.checked_shl(8 * len as u32).unwrap_or(0);
+        let keep = word_at(buf, at) & u64::MAX.checked_shl(8 * len as u32).unwrap_or(0);
         store(buf, at, (eight_digits(n) >> (8 * (8 - len))) | keep);
     } else if len <= 16 {
         store(buf, at, eight_digits(n / E8) >> (8 * (16 - len)));
